@@ -1,0 +1,40 @@
+"""Installs `megamed`, maps the top-level `kernels/` folder to `megamed.kernels`, and builds
+the C++ DICOM extension from `csrc/` (pybind11, no torch dependency)."""
+import glob
+import sys
+
+from setuptools import find_packages, setup
+
+
+def dicom_extension():
+    sources = sorted(glob.glob("csrc/*.cpp"))
+    if not sources:
+        return [], {}
+    try:
+        from pybind11.setup_helpers import Pybind11Extension, build_ext
+    except ImportError:
+        print("megamed: pybind11 not importable; building without the C++ DICOM extension "
+              "(megamed.data.dicom will raise when asked to use it)", file=sys.stderr)
+        return [], {}
+    ext = Pybind11Extension("megamed._dicom", sources, cxx_std=17,
+                            extra_compile_args=["-O3"], libraries=["z"])
+    return [ext], {"build_ext": build_ext}
+
+
+ext_modules, cmdclass = dicom_extension()
+
+setup(
+    name="megamed",
+    version="0.1.0",
+    description="Megatron-style pretraining for a multimodal medical LLM (text, DICOM, waveforms)",
+    python_requires=">=3.10",
+    packages=find_packages(include=["megamed", "megamed.*"]) + ["megamed.kernels"],
+    package_dir={"megamed.kernels": "kernels"},
+    package_data={"megamed": ["../configs/*.yaml"]},
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+    install_requires=["torch>=2.4", "numpy", "pyyaml"],
+    extras_require={
+        "test": ["pytest", "pytest-timeout", "pydicom>=3", "scipy", "triton>=3.8"],
+    },
+)
