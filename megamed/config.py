@@ -1,0 +1,234 @@
+"""Typed configs (model, parallel layout, training, data), YAML profiles and validation.
+
+A profile is a YAML file in `configs/` with `model:`, `parallel:`, `train:` and `data:`
+sections; `base: NAME` inherits another profile. Command-line flags override profile values.
+Every inconsistency raises `ConfigError` with the arithmetic that failed and what to change.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """An inconsistent or unknown configuration value."""
+
+
+@dataclass
+class ModelConfig:
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    ffn_hidden_size: int
+    vocab_size: int
+    seq_length: int
+    norm: str = "rmsnorm"            # rmsnorm | layernorm
+    activation: str = "swiglu"       # swiglu | gelu
+    position_embedding: str = "rope"  # rope | learned
+    rope_theta: float = 10000.0
+    add_bias: bool = False           # biases in every linear layer (GPT-2 style)
+    tie_embeddings: bool = False
+    norm_eps: float = 1e-5
+    init_std: float = 0.02
+    hidden_dropout: float = 0.0
+    attention_dropout: float = 0.0
+    attention_backend: str = "auto"  # auto | torch | triton
+    norm_backend: str = "auto"       # auto | torch | triton | apex
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def padded_vocab_size(self, tp: int) -> int:
+        """Vocab rounded up to a multiple of 128 x TP so every TP shard is GEMM-friendly."""
+        multiple = 128 * tp
+        return math.ceil(self.vocab_size / multiple) * multiple
+
+
+@dataclass
+class ParallelConfig:
+    tp: int = 1
+    pp: int = 1
+    virtual_stages: int = 1
+    dp: Optional[int] = None         # derived from the world size when None
+    backend: str = "auto"            # auto (nccl on CUDA, else gloo) | nccl | gloo
+    timeout_s: float = 600.0         # collectives fail after this instead of hanging
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100
+    global_batch: int = 8
+    micro_batch: int = 1
+    grad_accum_steps: Optional[int] = None  # derived when None; checked when given
+    lr: float = 3e-4
+    min_lr: float = 3e-5
+    warmup_steps: int = 10
+    weight_decay: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    clip_grad: float = 1.0
+    seed: int = 1234
+    precision: str = "fp32"          # fp32 | bf16
+    log_interval: int = 1
+    save_interval: int = 0           # 0: save only at the end when --save is given
+
+
+@dataclass
+class DataConfig:
+    source: str = "synthetic"        # synthetic | tokens (files of token ids at `path`)
+    path: Optional[str] = None       # glob of token files (.npy / .bin)
+    synthetic_branching: int = 4     # successors per token in the synthetic bigram stream
+
+
+@dataclass
+class Config:
+    profile: str
+    model: ModelConfig
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {"model": ModelConfig, "parallel": ParallelConfig, "train": TrainConfig,
+            "data": DataConfig}
+
+
+def profile_path(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    path = CONFIG_DIR / f"{name}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+        raise ConfigError(f"unknown profile {name!r}: no file {path}; known profiles: {known}")
+    return path
+
+
+def _read_profile(name: str, seen: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    if name in seen:
+        raise ConfigError(f"profile inheritance loops: {' -> '.join(seen + (name,))}")
+    path = profile_path(name)
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    unknown = set(raw) - set(SECTIONS) - {"base", "description"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; expected {sorted(SECTIONS)}")
+    merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    if "base" in raw:
+        merged = _read_profile(raw["base"], seen + (name,))
+    for section in SECTIONS:
+        merged[section].update(raw.get(section) or {})
+    return merged
+
+
+def _build_section(cls, values: dict[str, Any], where: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; valid keys: {sorted(names)}")
+    try:
+        return cls(**values)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def load_config(profile: str, overrides: Optional[dict[str, dict[str, Any]]] = None) -> Config:
+    """Reads a profile and applies `overrides` ({section: {key: value}}; None values ignored)."""
+    sections = _read_profile(profile)
+    for section, values in (overrides or {}).items():
+        sections[section].update({k: v for k, v in values.items() if v is not None})
+    built = {s: _build_section(cls, sections[s], f"profile {profile!r} [{s}]")
+             for s, cls in SECTIONS.items()}
+    return Config(profile=profile, **built)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def _check_choice(value: str, choices: tuple[str, ...], name: str) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {choices}")
+
+
+def validate_model(m: ModelConfig) -> None:
+    _check_choice(m.norm, ("rmsnorm", "layernorm"), "model.norm")
+    _check_choice(m.activation, ("swiglu", "gelu"), "model.activation")
+    _check_choice(m.position_embedding, ("rope", "learned"), "model.position_embedding")
+    _check_choice(m.attention_backend, ("auto", "torch", "triton"), "model.attention_backend")
+    _check_choice(m.norm_backend, ("auto", "torch", "triton", "apex"), "model.norm_backend")
+    if m.hidden_size % m.num_heads:
+        raise ConfigError(f"hidden_size {m.hidden_size} is not divisible by num_heads "
+                          f"{m.num_heads}")
+    if m.num_heads % m.num_kv_heads:
+        raise ConfigError(f"num_heads {m.num_heads} is not a multiple of num_kv_heads "
+                          f"{m.num_kv_heads} (grouped-query attention needs equal groups)")
+    if m.position_embedding == "rope" and m.head_dim % 2:
+        raise ConfigError(f"RoPE needs an even head dim, got {m.head_dim}")
+
+
+def validate_layout(cfg: Config, world_size: int) -> None:
+    """Checks TP/PP/DP against the model and the batch; fills in `parallel.dp` and
+    `train.grad_accum_steps`. Raises before any process group is used."""
+    m, p, t = cfg.model, cfg.parallel, cfg.train
+    validate_model(m)
+    for name in ("tp", "pp", "virtual_stages"):
+        if getattr(p, name) < 1:
+            raise ConfigError(f"parallel.{name} must be >= 1, got {getattr(p, name)}")
+    if world_size % (p.tp * p.pp):
+        raise ConfigError(f"world size {world_size} is not divisible by TP x PP = "
+                          f"{p.tp} x {p.pp} = {p.tp * p.pp}")
+    dp = world_size // (p.tp * p.pp)
+    if p.dp is not None and p.dp != dp:
+        raise ConfigError(f"world size {world_size} != TP x PP x DP = {p.tp} x {p.pp} x {p.dp} "
+                          f"= {p.tp * p.pp * p.dp}; launch {p.tp * p.pp * p.dp} processes or "
+                          f"drop --dp")
+    p.dp = dp
+    for name, heads in (("num_heads", m.num_heads), ("num_kv_heads", m.num_kv_heads)):
+        if heads % p.tp:
+            raise ConfigError(f"model.{name} {heads} is not divisible by TP {p.tp}; "
+                              f"choose TP among the divisors of {heads}")
+    if m.ffn_hidden_size % p.tp:
+        raise ConfigError(f"model.ffn_hidden_size {m.ffn_hidden_size} is not divisible by "
+                          f"TP {p.tp}")
+    chunks = p.pp * p.virtual_stages
+    if m.num_layers % chunks:
+        raise ConfigError(f"model.num_layers {m.num_layers} is not divisible by PP x virtual "
+                          f"stages = {p.pp} x {p.virtual_stages} = {chunks}")
+    if p.virtual_stages > 1 and p.pp == 1:
+        raise ConfigError("virtual stages (interleaving) need PP > 1")
+    validate_batch(t, dp)
+    _check_choice(t.precision, ("fp32", "bf16"), "train.precision")
+
+
+def validate_batch(t: TrainConfig, dp: int) -> None:
+    """global batch = micro batch x accumulation steps x DP, shown with the numbers."""
+    if t.micro_batch < 1 or t.global_batch < 1:
+        raise ConfigError(f"batch sizes must be positive: global {t.global_batch}, "
+                          f"micro {t.micro_batch}")
+    per_step = t.micro_batch * dp
+    if t.grad_accum_steps is not None:
+        product = t.micro_batch * t.grad_accum_steps * dp
+        if product != t.global_batch:
+            raise ConfigError(
+                f"global batch {t.global_batch} != micro batch x accumulation steps x DP = "
+                f"{t.micro_batch} x {t.grad_accum_steps} x {dp} = {product}; set global batch "
+                f"to {product} or accumulation steps to {t.global_batch / per_step:g}")
+        return
+    if t.global_batch % per_step:
+        raise ConfigError(f"global batch {t.global_batch} is not divisible by micro batch x DP "
+                          f"= {t.micro_batch} x {dp} = {per_step}")
+    t.grad_accum_steps = t.global_batch // per_step

@@ -1,0 +1,243 @@
+"""The decoder: embedding, N pre-norm blocks, final norm, vocab-parallel output and loss.
+
+Written as a plain model whose linear layers happen to be TP layers; at TP=1 it is an
+ordinary PyTorch decoder. One `DecoderStage` holds the layers one pipeline stage owns (all of
+them at PP=1); layers keep their global index in their name (`layers.17.mlp.w1.weight`) so
+names, and therefore initial values, do not depend on the layout.
+
+Both architecture families come from config: RMSNorm + SwiGLU + RoPE (Llama-style,
+`medllm-32b`) and LayerNorm + GELU + learned positions with biases (GPT-2-style, `seed-15b`).
+Activations are [batch, seq, hidden]; with sequence parallelism [batch, seq / tp, hidden]
+outside the TP regions.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from megamed.config import ModelConfig
+from megamed.kernels.backend import attention_fn, layer_norm_fn, resolve_backend, rms_norm_fn
+from megamed.parallel import collectives as C
+from megamed.parallel.random import RNGTracker
+from megamed.parallel.tensor import (SEQ_DIM, ColumnParallelLinear, InitSpec, RowParallelLinear,
+                                     VocabParallelEmbedding, _param,
+                                     vocab_parallel_cross_entropy)
+
+
+class Norm(nn.Module):
+    """RMSNorm or LayerNorm over the last dim, replicated across TP; the kernel comes from
+    the `norm_backend` switch (torch | triton | apex)."""
+
+    def __init__(self, cfg: ModelConfig, device=None, dtype=None):
+        super().__init__()
+        h, self.eps, self.kind = cfg.hidden_size, cfg.norm_eps, cfg.norm
+        backend = resolve_backend(cfg.norm_backend, "norm", device or "cpu")
+        self.weight = _param((h,), InitSpec((h,), "ones"), dtype, device)
+        if self.kind == "layernorm":
+            self.bias = _param((h,), InitSpec((h,), "zeros"), dtype, device)
+            self.fn = layer_norm_fn(backend)
+        else:
+            self.fn = rms_norm_fn(backend)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "layernorm":
+            return self.fn(x, self.weight, self.bias, self.eps)
+        return self.fn(x, self.weight, self.eps)
+
+
+def rope_tables(seq_length: int, head_dim: int, theta: float, device=None):
+    """cos and sin tables [seq, head_dim] for rotary embeddings (Su et al. 2021), fp32."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim)
+    angles = torch.outer(torch.arange(seq_length, device=device).float(), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotates halves of the head dim (GPT-NeoX / Llama convention). x: [b, heads, s, d]."""
+    s = x.shape[2]
+    x1, x2 = x.chunk(2, dim=-1)
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return (x.float() * cos[:s] + rotated.float() * sin[:s]).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Causal self-attention with grouped-query heads split over TP: this rank holds
+    num_heads / tp query heads and num_kv_heads / tp KV heads."""
+
+    def __init__(self, cfg: ModelConfig, tp_group, out_std: float, sequence_parallel: bool,
+                 rng: Optional[RNGTracker], device=None, dtype=None):
+        super().__init__()
+        tp = C.group_size(tp_group)
+        hd, h = cfg.head_dim, cfg.hidden_size
+        self.local_heads, self.local_kv_heads = cfg.num_heads // tp, cfg.num_kv_heads // tp
+        self.head_dim, self.dropout, self.rng = hd, cfg.attention_dropout, rng
+        kw = dict(bias=cfg.add_bias, std=cfg.init_std, sequence_parallel=sequence_parallel,
+                  device=device, dtype=dtype)
+        self.wq = ColumnParallelLinear(h, cfg.num_heads * hd, tp_group, **kw)
+        self.wk = ColumnParallelLinear(h, cfg.num_kv_heads * hd, tp_group, **kw)
+        self.wv = ColumnParallelLinear(h, cfg.num_kv_heads * hd, tp_group, **kw)
+        self.wo = RowParallelLinear(cfg.num_heads * hd, h, tp_group, bias=cfg.add_bias,
+                                    std=out_std, sequence_parallel=sequence_parallel,
+                                    device=device, dtype=dtype)
+        self.attend = attention_fn(resolve_backend(cfg.attention_backend, "attention",
+                                                   device or "cpu"))
+
+    def _heads(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        b, s, _ = x.shape
+        return x.view(b, s, n, self.head_dim).transpose(1, 2)  # [b, heads, s, d]
+
+    def forward(self, x: torch.Tensor, rope: Optional[tuple]) -> torch.Tensor:
+        q = self._heads(self.wq(x), self.local_heads)
+        k = self._heads(self.wk(x), self.local_kv_heads)
+        v = self._heads(self.wv(x), self.local_kv_heads)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if self.training and self.dropout > 0:
+            # Sharded heads: dropout masks come from the per-TP-rank stream.
+            with self.rng.fork():
+                out = F.scaled_dot_product_attention(
+                    q, k, v, dropout_p=self.dropout, is_causal=True,
+                    enable_gqa=self.local_heads != self.local_kv_heads)
+        else:
+            out = self.attend(q, k, v, True, None)
+        b, _, s, _ = out.shape
+        return self.wo(out.transpose(1, 2).reshape(b, s, self.local_heads * self.head_dim))
+
+
+class MLP(nn.Module):
+    """SwiGLU (w2(silu(w1 x) * w3 x), Shazeer 2020) or GELU (fc2(gelu(fc1 x)))."""
+
+    def __init__(self, cfg: ModelConfig, tp_group, out_std: float, sequence_parallel: bool,
+                 device=None, dtype=None):
+        super().__init__()
+        h, f = cfg.hidden_size, cfg.ffn_hidden_size
+        kw = dict(bias=cfg.add_bias, sequence_parallel=sequence_parallel, device=device,
+                  dtype=dtype)
+        self.swiglu = cfg.activation == "swiglu"
+        self.w1 = ColumnParallelLinear(h, f, tp_group, std=cfg.init_std, **kw)
+        if self.swiglu:
+            self.w3 = ColumnParallelLinear(h, f, tp_group, std=cfg.init_std, **kw)
+        self.w2 = RowParallelLinear(f, h, tp_group, std=out_std, **kw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.swiglu:
+            return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        return self.w2(F.gelu(self.w1(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    """x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, cfg: ModelConfig, tp_group, sequence_parallel: bool,
+                 rng: Optional[RNGTracker], device=None, dtype=None):
+        super().__init__()
+        # GPT-2 / Megatron: residual-branch outputs scaled by 1/sqrt(2 x layers) at init.
+        out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
+        self.attention_norm = Norm(cfg, device, dtype)
+        self.attention = Attention(cfg, tp_group, out_std, sequence_parallel, rng, device, dtype)
+        self.mlp_norm = Norm(cfg, device, dtype)
+        self.mlp = MLP(cfg, tp_group, out_std, sequence_parallel, device, dtype)
+        self.hidden_dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, x: torch.Tensor, rope: Optional[tuple]) -> torch.Tensor:
+        x = x + self.hidden_dropout(self.attention(self.attention_norm(x), rope))
+        return x + self.hidden_dropout(self.mlp(self.mlp_norm(x)))
+
+
+class DecoderStage(nn.Module):
+    """The part of the decoder one pipeline stage (or model chunk) owns.
+
+    forward(x, targets): x is token ids [b, s] on the stage with the embedding, else hidden
+    states [b, s, h]; returns per-token loss [b, s] (fp32) on the stage with the output
+    layer, else hidden states for the next stage.
+    """
+
+    def __init__(self, cfg: ModelConfig, tp_group, layers: Iterable[int],
+                 has_embedding: bool = True, has_output: bool = True,
+                 sequence_parallel: bool = False, rng: Optional[RNGTracker] = None,
+                 device=None, dtype=None):
+        super().__init__()
+        self.cfg, self.tp_group, self.sequence_parallel = cfg, tp_group, sequence_parallel
+        tp = C.group_size(tp_group)
+        self.padded_vocab = cfg.padded_vocab_size(tp)
+        self.has_embedding, self.has_output = has_embedding, has_output
+        if has_embedding:
+            self.embedding = nn.Module()
+            self.embedding.tokens = VocabParallelEmbedding(
+                self.padded_vocab, cfg.vocab_size, cfg.hidden_size, tp_group, cfg.init_std,
+                sequence_parallel, dtype, device)
+            if cfg.position_embedding == "learned":
+                self.embedding.positions = _param(
+                    (cfg.seq_length, cfg.hidden_size),
+                    InitSpec((cfg.seq_length, cfg.hidden_size), std=cfg.init_std), dtype, device)
+            self.embedding_dropout = nn.Dropout(cfg.hidden_dropout)
+        self.layers = nn.ModuleDict({str(i): Block(cfg, tp_group, sequence_parallel, rng,
+                                                   device, dtype) for i in layers})
+        if has_output:
+            self.final_norm = Norm(cfg, device, dtype)
+            if not (cfg.tie_embeddings and has_embedding):
+                # Tied but on another stage: a copy initialised from the embedding's seed,
+                # kept equal by all-reducing its gradient with the first stage's.
+                key = "embedding.tokens.weight" if cfg.tie_embeddings else None
+                self.output = ColumnParallelLinear(
+                    cfg.hidden_size, self.padded_vocab, tp_group, std=cfg.init_std,
+                    sequence_parallel=sequence_parallel, valid_rows=cfg.vocab_size,
+                    init_key=key, device=device, dtype=dtype)
+        if cfg.position_embedding == "rope":
+            cos, sin = rope_tables(cfg.seq_length, cfg.head_dim, cfg.rope_theta, device)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embedding.tokens(tokens)
+        if self.cfg.position_embedding == "learned":
+            positions = self.embedding.positions[: tokens.shape[1]]
+            if self.sequence_parallel:
+                positions = C.split(positions, self.tp_group, 0)
+            x = x + positions
+        return self.embedding_dropout(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Local logits [b, s, padded_vocab / tp]."""
+        x = self.final_norm(x)
+        if hasattr(self, "output"):
+            return self.output(x)
+        if self.sequence_parallel:
+            x = C.all_gather_from_region(x, self.tp_group, SEQ_DIM)
+        else:
+            x = C.copy_to_region(x, self.tp_group)
+        return F.linear(x, self.embedding.tokens.weight)
+
+    def forward(self, x: torch.Tensor, targets: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if self.has_embedding:
+            x = self.embed(x)
+        rope = (self.rope_cos, self.rope_sin) if self.cfg.position_embedding == "rope" else None
+        for block in self.layers.values():
+            x = block(x, rope)
+        if not self.has_output:
+            return x
+        logits = self.logits(x)
+        if targets is None:
+            return logits
+        return vocab_parallel_cross_entropy(logits, targets, self.tp_group, self.cfg.vocab_size)
+
+
+def count_parameters(cfg: ModelConfig, tp: int = 1) -> int:
+    """Total parameters of the full model (all stages, all TP shards) from its shape alone,
+    including vocab padding at this TP size. Tests check it against a built model's numel."""
+    h, f, hd = cfg.hidden_size, cfg.ffn_hidden_size, cfg.head_dim
+    bias = cfg.add_bias
+    attention = h * cfg.num_heads * hd * 2 + h * cfg.num_kv_heads * hd * 2
+    attention += (cfg.num_heads * hd + 2 * cfg.num_kv_heads * hd + h) if bias else 0
+    mats = 3 if cfg.activation == "swiglu" else 2
+    mlp = mats * h * f + (((mats - 1) * f + h) if bias else 0)
+    norm = h * (2 if cfg.norm == "layernorm" else 1)
+    layer = attention + mlp + 2 * norm
+    vocab = cfg.padded_vocab_size(tp) * h
+    positions = cfg.seq_length * h if cfg.position_embedding == "learned" else 0
+    return cfg.num_layers * layer + vocab * (1 if cfg.tie_embeddings else 2) + positions + norm

@@ -1,0 +1,169 @@
+"""Every collective of the codebase, as paired autograd functions (forward op, backward op).
+
+Megatron-Core's `tensor_parallel/mappings.py` is the model: a reader can point to the line
+where each collective happens, and a backend quirk (gloo vs NCCL) has one place to be handled.
+
+    function                      forward                  backward
+    copy_to_region                identity                 all-reduce
+    reduce_from_region            all-reduce               identity
+    scatter_to_region(dim)        keep my slice            all-gather
+    gather_from_region(dim)       all-gather               keep my slice
+    reduce_scatter_to_region(dim) reduce-scatter           all-gather
+    all_gather_from_region(dim)   all-gather               reduce-scatter
+
+All are no-ops on a group of size 1, so a TP=1 model is exactly its torch twin.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+Group = dist.ProcessGroup
+
+
+def group_size(group: Group) -> int:
+    return dist.get_world_size(group)
+
+
+def group_rank(group: Group) -> int:
+    return dist.get_rank(group)
+
+
+# -- raw (non-autograd) operations ---------------------------------------------------------
+
+def all_reduce(x: torch.Tensor, group: Group, op: str = "sum") -> torch.Tensor:
+    """In-place all-reduce (`op`: sum | max | avg); returns `x`."""
+    if group_size(group) > 1:
+        reduce_op = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}.get(op)
+        if op == "avg":
+            # gloo has no ReduceOp.AVG; sum then divide is exact enough and backend-neutral.
+            dist.all_reduce(x, group=group)
+            x.div_(group_size(group))
+        else:
+            dist.all_reduce(x, op=reduce_op, group=group)
+    return x
+
+
+def all_gather(x: torch.Tensor, group: Group, dim: int) -> torch.Tensor:
+    """Concatenates every rank's `x` along `dim`."""
+    n = group_size(group)
+    if n == 1:
+        return x
+    x = x.movedim(dim, 0).contiguous()
+    out = torch.empty((n * x.shape[0],) + x.shape[1:], dtype=x.dtype, device=x.device)
+    dist.all_gather_into_tensor(out, x, group=group)
+    return out.movedim(0, dim)
+
+
+def reduce_scatter(x: torch.Tensor, group: Group, dim: int) -> torch.Tensor:
+    """Sums `x` over ranks and keeps this rank's 1/n slice along `dim`."""
+    n = group_size(group)
+    if n == 1:
+        return x
+    if x.shape[dim] % n:
+        raise ValueError(f"reduce-scatter: dim {dim} of size {x.shape[dim]} not divisible by {n}")
+    x = x.movedim(dim, 0).contiguous()
+    out = torch.empty((x.shape[0] // n,) + x.shape[1:], dtype=x.dtype, device=x.device)
+    dist.reduce_scatter_tensor(out, x, group=group)
+    return out.movedim(0, dim)
+
+
+def split(x: torch.Tensor, group: Group, dim: int) -> torch.Tensor:
+    """This rank's contiguous 1/n slice of `x` along `dim`."""
+    n = group_size(group)
+    if n == 1:
+        return x
+    if x.shape[dim] % n:
+        raise ValueError(f"split: dim {dim} of size {x.shape[dim]} not divisible by {n}")
+    return x.chunk(n, dim=dim)[group_rank(group)].contiguous()
+
+
+# -- autograd pairs ------------------------------------------------------------------------
+
+class _CopyToRegion(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, group):
+        ctx.group = group
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return all_reduce(grad.contiguous(), ctx.group), None
+
+
+class _ReduceFromRegion(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, group):
+        return all_reduce(x.clone(), group)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+class _ScatterToRegion(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, group, dim):
+        ctx.group, ctx.dim = group, dim
+        return split(x, group, dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return all_gather(grad, ctx.group, ctx.dim), None, None
+
+
+class _GatherFromRegion(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, group, dim):
+        ctx.group, ctx.dim = group, dim
+        return all_gather(x, group, dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return split(grad, ctx.group, ctx.dim), None, None
+
+
+class _ReduceScatterToRegion(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, group, dim):
+        ctx.group, ctx.dim = group, dim
+        return reduce_scatter(x, group, dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return all_gather(grad, ctx.group, ctx.dim), None, None
+
+
+class _AllGatherFromRegion(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, group, dim):
+        ctx.group, ctx.dim = group, dim
+        return all_gather(x, group, dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return reduce_scatter(grad, ctx.group, ctx.dim), None, None
+
+
+def copy_to_region(x: torch.Tensor, group: Group) -> torch.Tensor:
+    return x if group_size(group) == 1 else _CopyToRegion.apply(x, group)
+
+
+def reduce_from_region(x: torch.Tensor, group: Group) -> torch.Tensor:
+    return x if group_size(group) == 1 else _ReduceFromRegion.apply(x, group)
+
+
+def scatter_to_region(x: torch.Tensor, group: Group, dim: int = -1) -> torch.Tensor:
+    return x if group_size(group) == 1 else _ScatterToRegion.apply(x, group, dim % x.dim())
+
+
+def gather_from_region(x: torch.Tensor, group: Group, dim: int = -1) -> torch.Tensor:
+    return x if group_size(group) == 1 else _GatherFromRegion.apply(x, group, dim % x.dim())
+
+
+def reduce_scatter_to_region(x: torch.Tensor, group: Group, dim: int = 1) -> torch.Tensor:
+    return x if group_size(group) == 1 else _ReduceScatterToRegion.apply(x, group, dim % x.dim())
+
+
+def all_gather_from_region(x: torch.Tensor, group: Group, dim: int = 1) -> torch.Tensor:
+    return x if group_size(group) == 1 else _AllGatherFromRegion.apply(x, group, dim % x.dim())

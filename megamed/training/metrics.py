@@ -1,0 +1,87 @@
+"""Per-step metrics: one progress line on rank 0 and one JSON object per optimizer step.
+
+JSONL fields (a contract, see DESIGN.md): step, loss, lr, grad_norm, tokens (cumulative
+tokens consumed through this step), tokens_per_s, mfu (null without a GPU), plus
+step_tokens, step_time_s, elapsed_s.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from megamed.config import ModelConfig
+
+# Dense bf16 peak FLOP/s per GPU (not the 2x "with sparsity" figures).
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
+
+
+def flops_per_token(cfg: ModelConfig) -> float:
+    """Training FLOPs per token: 6 per matmul parameter (forward 2, backward 4) plus causal
+    attention scores and values, 6 * 2 * layers * seq * hidden / 2 (Chinchilla appendix F,
+    halved for the causal mask)."""
+    h, f = cfg.hidden_size, cfg.ffn_hidden_size
+    kv = cfg.num_kv_heads * cfg.head_dim
+    mlp = (3 if cfg.activation == "swiglu" else 2) * h * f
+    matmul = cfg.num_layers * (2 * h * h + 2 * h * kv + mlp) + h * cfg.vocab_size
+    attention = 6 * cfg.num_layers * cfg.seq_length * h
+    return 6.0 * matmul + attention
+
+
+def peak_flops(device: Optional[torch.device] = None) -> Optional[float]:
+    """Peak dense bf16 FLOP/s of the local GPU, or None on a CPU or an unknown GPU."""
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class MetricsLogger:
+    """Prints progress and appends JSONL; only the rank that logs creates it."""
+
+    def __init__(self, path: Optional[str], total_steps: int, flops_per_tok: float,
+                 num_gpus: int, log_interval: int = 1, start_step: int = 0):
+        self.file = None
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(path, "a")
+        self.total_steps, self.log_interval = total_steps, log_interval
+        self.flops_per_tok, self.num_gpus = flops_per_tok, num_gpus
+        self.peak = peak_flops()
+        self.start_time = time.time()
+        self.start_step = start_step
+
+    def log(self, step: int, loss: float, lr: float, grad_norm: float, step_tokens: int,
+            step_time: float, consumed_tokens: int) -> dict:
+        tokens_per_s = step_tokens / step_time if step_time > 0 else None
+        mfu = None
+        if self.peak and tokens_per_s:
+            mfu = tokens_per_s * self.flops_per_tok / (self.peak * self.num_gpus)
+        elapsed = time.time() - self.start_time
+        record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                  "tokens": consumed_tokens, "tokens_per_s": tokens_per_s, "mfu": mfu,
+                  "step_tokens": step_tokens, "step_time_s": step_time, "elapsed_s": elapsed}
+        if self.file:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        if step % self.log_interval == 0 or step == self.total_steps:
+            done = step - self.start_step
+            eta = elapsed / done * (self.total_steps - step) if done else 0.0
+            mfu_text = f" | mfu {mfu:.1%}" if mfu is not None else ""
+            print(f"step {step:>6}/{self.total_steps} | loss {loss:.4f} | lr {lr:.3e} | "
+                  f"grad norm {grad_norm:.3f} | {tokens_per_s or 0:,.0f} tok/s{mfu_text} | "
+                  f"elapsed {format_duration(elapsed)} | eta {format_duration(eta)}",
+                  flush=True)
+        return record
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()

@@ -1,0 +1,77 @@
+"""Runs a function in N gloo processes on free localhost ports.
+
+`run_distributed(fn, world_size, *args)` spawns `world_size` processes, initialises a gloo
+process group in each, calls `fn(*args)` and returns the per-rank results in rank order.
+A child's exception is re-raised here with its rank and traceback.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import pickle
+import socket
+import tempfile
+import traceback
+from pathlib import Path
+
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank, world_size, port, out_dir, fn, args):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+    # One thread per process: the tests run several processes on a 2-core machine.
+    import torch
+    torch.set_num_threads(1)
+    path = Path(out_dir) / f"rank{rank}.pkl"
+    try:
+        dist.init_process_group("gloo", rank=rank, world_size=world_size,
+                                timeout=datetime.timedelta(seconds=120))
+        result = fn(*args)
+        with open(path, "wb") as f:
+            pickle.dump(("ok", result), f)
+    except BaseException:
+        with open(path, "wb") as f:
+            pickle.dump(("error", traceback.format_exc()), f)
+        raise
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class ChildError(RuntimeError):
+    pass
+
+
+def run_distributed(fn, world_size: int, *args) -> list:
+    with tempfile.TemporaryDirectory() as out_dir:
+        ctx = mp.get_context("spawn")
+        port = free_port()
+        procs = [ctx.Process(target=_worker, args=(r, world_size, port, out_dir, fn, args))
+                 for r in range(world_size)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=600)
+        results, errors = [], []
+        for r, p in enumerate(procs):
+            if p.is_alive():
+                p.kill()
+            path = Path(out_dir) / f"rank{r}.pkl"
+            if not path.exists():
+                errors.append(f"rank {r}: exited with code {p.exitcode} and no result")
+                continue
+            status, value = pickle.loads(path.read_bytes())
+            if status == "error":
+                errors.append(f"rank {r} raised:\n{value}")
+            results.append(value)
+        if errors:
+            raise ChildError("\n".join(errors))
+        return results

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Sets up everything on a fresh machine: a virtual environment in .venv, the CPU build of
+# torch, the test tools, and megamed itself (editable, with the C++ DICOM extension).
+# Safe to run again: pip skips what is already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($PY --version)"
+  $PY -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+# Ask for the exact release first so pip takes the CPU wheel, not a multi-GB CUDA build.
+"${PIP[@]}" install "torch==2.13.0"
+"${PIP[@]}" install setuptools wheel pybind11
+"${PIP[@]}" install --no-build-isolation -e ".[test]"
+.venv/bin/python -c "import megamed, megamed.kernels, torch; print('setup: ok, torch', torch.__version__)"
