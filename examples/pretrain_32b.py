@@ -22,7 +22,8 @@ def main(argv=None) -> int:
     if note and dist.get_rank() == 0:
         print(note, flush=True)
     try:
-        pretrain(cfg, save=args.save, load=args.load, metrics_jsonl=args.metrics_jsonl)
+        pretrain(cfg, save=args.save, load=args.load, metrics_jsonl=args.metrics_jsonl,
+                 print_schedule=args.print_schedule)
     except ConfigError as e:
         if dist.get_rank() == 0:
             print(f"configuration error: {e}", file=sys.stderr)

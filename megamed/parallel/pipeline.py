@@ -1,29 +1,380 @@
-"""Pipeline schedules. A schedule runs the forward and backward passes of every micro batch
-of one optimizer step on this rank and returns the mean loss over its micro batches (on the
-stage that computes the loss).
+"""Pipeline parallelism: stage partitioning, point-to-point exchange and the schedules.
 
-Loss scaling: each micro batch's loss is the mean over its tokens, divided by the number of
+Schedules (Narayanan et al. 2021, "Efficient Large-Scale Language Model Training on GPU
+Clusters", section 2.2):
+
+  no_pipelining       PP=1: forward and backward of each micro batch in turn.
+  one_f_one_b         PipeDream-Flush 1F1B: stage s runs P - s - 1 warm-up forwards, then
+                      alternates one forward and one backward, then drains the backwards.
+                      At most P - s micro batches are in flight on stage s.
+  interleaved_1f1b    each stage holds V model chunks; chunk c of stage s is virtual stage
+                      c * P + s, so the bubble shrinks from (P-1)/(M+P-1) to (P-1)/(V*M+P-1).
+
+A schedule is a plain function of (runner, sizes). It only decides the *order*; the runner
+does the compute and the communication. `Runner` executes for real; `DryRunner` records the
+order without touching a tensor, which is what `--print-schedule` shows and what the tests
+check against the paper.
+
+Loss scaling: each micro batch's loss is the mean over its tokens divided by the number of
 micro batches, so the accumulated gradient is that of the mean loss over this rank's
-samples; averaging over DP then gives the gradient of the global-batch mean, exactly as one
-process computing the whole batch would.
+samples; averaging over DP then gives the global-batch mean a single process computes.
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import torch
+import torch.distributed as dist
+from torch.autograd import Variable
+
+from megamed.config import ConfigError
+from megamed.parallel import collectives as C
 
 MicroBatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 
+# Distinct tags keep activations and gradients apart when two stages exchange both ways
+# (always the case at PP=2 with interleaving, where prev and next are the same rank).
+FORWARD_TAG, BACKWARD_TAG = 1, 2
 
-def forward_backward_no_pipelining(model: torch.nn.Module, get_micro_batch: MicroBatchFn,
-                                   num_micro_batches: int) -> torch.Tensor:
-    """PP=1: forward then backward of each micro batch in turn (one in flight at a time).
-    Returns the detached mean loss, fp32 scalar."""
-    total = torch.zeros((), dtype=torch.float32)
+
+# -- partitioning --------------------------------------------------------------------------
+
+def chunk_layers(num_layers: int, pp: int, virtual_stages: int, stage: int,
+                 chunk: int) -> range:
+    """Layers of model chunk `chunk` on pipeline stage `stage` (Megatron's assignment):
+    chunk c of stage s is virtual stage c * P + s and holds L / (P * V) consecutive layers."""
+    per_chunk = num_layers // (pp * virtual_stages)
+    start = (chunk * pp + stage) * per_chunk
+    return range(start, start + per_chunk)
+
+
+def describe_partition(num_layers: int, pp: int, virtual_stages: int,
+                       tie_embeddings: bool = False) -> str:
+    """A table of which layers live on which pipeline stage."""
+    lines = [f"pipeline partition: {num_layers} layers on {pp} stages x {virtual_stages} "
+             f"chunk(s)"]
+    for s in range(pp):
+        parts = []
+        for c in range(virtual_stages):
+            r = chunk_layers(num_layers, pp, virtual_stages, s, c)
+            parts.append(f"chunk {c}: layers {r.start}-{r.stop - 1}")
+        extra = []
+        if s == 0:
+            extra.append("embedding")
+        if s == pp - 1:
+            extra.append("final norm, output, loss" + (" (tied copy)" if tie_embeddings and
+                                                        pp > 1 else ""))
+        lines.append(f"  stage {s}: " + "; ".join(parts) +
+                     (f"; + {', '.join(extra)}" if extra else ""))
+    return "\n".join(lines)
+
+
+def check_micro_batches(pp: int, virtual_stages: int, micro_batches: int) -> None:
+    """Rejects micro-batch counts a schedule cannot run, before any process group is used."""
+    if pp > 1 and virtual_stages == 1 and micro_batches < pp:
+        raise ConfigError(f"1F1B needs at least PP = {pp} micro batches per step and DP rank, "
+                          f"got {micro_batches} (= global batch / (micro batch x DP)); raise "
+                          f"the global batch or lower the micro batch")
+    if virtual_stages > 1 and micro_batches % pp:
+        raise ConfigError(f"interleaved 1F1B needs the micro batches per step and DP rank "
+                          f"({micro_batches}) to be a multiple of PP = {pp}")
+
+
+# -- runners -------------------------------------------------------------------------------
+
+@dataclass
+class DryRunner:
+    """Records the order of forward/backward passes: events ("F"|"B", micro batch, chunk)."""
+    pp: int
+    stage: int
+    virtual_stages: int = 1
+    events: list = field(default_factory=list)
+
+    @property
+    def is_first_stage(self) -> bool:
+        return self.stage == 0
+
+    @property
+    def is_last_stage(self) -> bool:
+        return self.stage == self.pp - 1
+
+    def forward(self, chunk: int, micro: int, x):
+        self.events.append(("F", micro, chunk))
+        return "activation"
+
+    def backward(self, chunk: int, micro: int, x, y, dy):
+        self.events.append(("B", micro, chunk))
+        return "gradient"
+
+    def exchange(self, send_next=None, send_prev=None, recv_prev=False, recv_next=False):
+        return ("activation" if recv_prev else None), ("gradient" if recv_next else None)
+
+
+@dataclass
+class Runner(DryRunner):
+    """Runs the passes on `chunks` (this stage's model chunks, in chunk order) and talks to
+    the neighbouring stages. Tracks the micro batches in flight for the memory tests."""
+    chunks: list = field(default_factory=list)
+    get_micro_batch: Optional[MicroBatchFn] = None
+    num_micro_batches: int = 1
+    shape: tuple = ()
+    dtype: torch.dtype = torch.float32
+    device: torch.device = torch.device("cpu")
+    prev_rank: Optional[int] = None
+    next_rank: Optional[int] = None
+    group: Optional[dist.ProcessGroup] = None
+
+    def __post_init__(self):
+        self.loss = torch.zeros((), dtype=torch.float32)
+        self.in_flight = self.max_in_flight = 0
+        self.held_outputs: list[torch.Tensor] = []   # outputs still waiting for backward
+        self.max_held_output_bytes = 0
+
+    def forward(self, chunk: int, micro: int, x):
+        model = self.chunks[chunk]
+        tokens, targets = self.get_micro_batch(micro)
+        if x is not None:
+            x.requires_grad_()
+        out = model(tokens if model.has_embedding else x,
+                    targets if model.has_output else None)
+        if model.has_output:
+            out = out.mean() / self.num_micro_batches
+            self.loss += out.detach().float().cpu()
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.held_outputs.append(out)
+        return out
+
+    def backward(self, chunk: int, micro: int, x, y, dy):
+        run_backward(y, dy)
+        self.in_flight -= 1
+        self.held_outputs = [t for t in self.held_outputs if t is not y]
+        return None if x is None else x.grad
+
+    def exchange(self, send_next=None, send_prev=None, recv_prev=False, recv_next=False):
+        """One batched exchange with both neighbours; returns (from_prev, from_next).
+
+        Even stages post sends first, odd stages receives first, so that the k-th send to a
+        peer meets that peer's k-th receive (what NCCL's grouped p2p matches on)."""
+        from_prev = self._empty() if recv_prev else None
+        from_next = self._empty() if recv_next else None
+        sends, recvs = [], []
+        if send_next is not None:
+            sends.append(dist.P2POp(dist.isend, send_next.contiguous(), self.next_rank,
+                                    self.group, FORWARD_TAG))
+        if send_prev is not None:
+            sends.append(dist.P2POp(dist.isend, send_prev.contiguous(), self.prev_rank,
+                                    self.group, BACKWARD_TAG))
+        if from_prev is not None:
+            recvs.append(dist.P2POp(dist.irecv, from_prev, self.prev_rank, self.group,
+                                    FORWARD_TAG))
+        if from_next is not None:
+            recvs.append(dist.P2POp(dist.irecv, from_next, self.next_rank, self.group,
+                                    BACKWARD_TAG))
+        ops = sends + recvs if self.stage % 2 == 0 else recvs + sends
+        if ops:
+            for request in dist.batch_isend_irecv(ops):
+                request.wait()
+        if send_next is not None:
+            deallocate(send_next)
+        held = sum(t.untyped_storage().nbytes() for t in self.held_outputs)
+        self.max_held_output_bytes = max(self.max_held_output_bytes, held)
+        return from_prev, from_next
+
+    def _empty(self) -> torch.Tensor:
+        return torch.empty(self.shape, dtype=self.dtype, device=self.device)
+
+
+def deallocate(output: torch.Tensor) -> None:
+    """Frees an activation once it has been sent (Megatron's "deallocate output" trick): the
+    next stage owns the values now, and the backward pass needs only the autograd graph, not
+    the output's data. Its `.data` becomes a one-element placeholder."""
+    if output.grad_fn is not None and output._base is None:
+        output.data = torch.empty((1,), device=output.device, dtype=output.dtype)
+
+
+def run_backward(output: torch.Tensor, grad: Optional[torch.Tensor]) -> None:
+    """Backward from `output` with `grad` (None for a scalar loss). Calls the autograd engine
+    directly because `torch.autograd.backward` would reject the deallocated output's shape."""
+    if grad is None:
+        grad = torch.ones_like(output)
+    Variable._execution_engine.run_backward(
+        tensors=(output,), grad_tensors=(grad,), keep_graph=False, create_graph=False,
+        inputs=(), allow_unreachable=True, accumulate_grad=True)
+
+
+# -- schedules -----------------------------------------------------------------------------
+
+def no_pipelining(run, num_micro_batches: int) -> None:
+    """PP=1: one micro batch in flight at a time."""
     for m in range(num_micro_batches):
-        tokens, targets = get_micro_batch(m)
-        loss = model(tokens, targets).mean() / num_micro_batches
-        loss.backward()
-        total += loss.detach().float().cpu()
-    return total
+        y = run.forward(0, m, None)
+        run.backward(0, m, None, y, None)
+
+
+def one_f_one_b(run, num_micro_batches: int) -> None:
+    """Non-interleaved 1F1B on stage `run.stage` of `run.pp`."""
+    M = num_micro_batches
+    warmup = min(run.pp - run.stage - 1, M)
+    steady = M - warmup
+    inputs, outputs = [], []
+    first, last = run.is_first_stage, run.is_last_stage
+
+    def send_forward(y):
+        run.exchange(send_next=None if last else y)
+
+    def recv_forward():
+        return None if first else run.exchange(recv_prev=True)[0]
+
+    for m in range(warmup):
+        x = recv_forward()
+        y = run.forward(0, m, x)
+        send_forward(y)
+        inputs.append(x)
+        outputs.append(y)
+    x = recv_forward() if steady else None
+    for i in range(steady):
+        m = warmup + i
+        y = run.forward(0, m, x)
+        dy = None if last else run.exchange(send_next=y, recv_next=True)[1]
+        inputs.append(x)
+        outputs.append(y)
+        dx = run.backward(0, i, inputs.pop(0), outputs.pop(0), dy)
+        if i == steady - 1:
+            if not first:
+                run.exchange(send_prev=dx)
+        else:
+            x = None if first else run.exchange(send_prev=dx, recv_prev=True)[0]
+    for i in range(steady, M):
+        dy = None if last else run.exchange(recv_next=True)[1]
+        dx = run.backward(0, i, inputs.pop(0), outputs.pop(0), dy)
+        if not first:
+            run.exchange(send_prev=dx)
+
+
+def interleaved_1f1b(run, num_micro_batches: int) -> None:
+    """Interleaved 1F1B with `run.virtual_stages` chunks per stage (Megatron-LM's
+    `forward_backward_pipelining_with_interleaving`). Stages form a ring: the last stage's
+    output of chunk c feeds the first stage's chunk c + 1."""
+    P, V, s, M = run.pp, run.virtual_stages, run.stage, num_micro_batches
+    total = M * V
+    first, last = run.is_first_stage, run.is_last_stage
+    if M == P:
+        warmup, all_warmup = total, True
+    else:
+        warmup, all_warmup = min((P - s - 1) * 2 + (V - 1) * P, total), False
+    steady = total - warmup
+    inputs = [[] for _ in range(V)]
+    outputs = [[] for _ in range(V)]
+    grads = [[] for _ in range(V)]
+
+    def chunk_of(k: int, forward: bool) -> int:
+        c = (k % (P * V)) // P
+        return c if forward else V - c - 1
+
+    def micro_of(k: int) -> int:
+        return (k // (P * V)) * P + k % P
+
+    def forward(k: int):
+        c = chunk_of(k, True)
+        if first and c == 0 and len(inputs[c]) == len(outputs[c]):
+            inputs[c].append(None)
+        y = run.forward(c, micro_of(k), inputs[c][-1])
+        outputs[c].append(y)
+        return None if (last and c == V - 1) else y
+
+    def backward(k: int):
+        c = chunk_of(k, False)
+        if last and c == V - 1 and not grads[c]:
+            grads[c].append(None)
+        dx = run.backward(c, micro_of(k), inputs[c].pop(0), outputs[c].pop(0), grads[c].pop(0))
+        return None if (first and c == 0) else dx
+
+    inputs[0].append(None if first else run.exchange(recv_prev=True)[0])
+    for k in range(warmup):
+        y = forward(k)
+        next_chunk = chunk_of(k + 1, True)
+        recv_prev = not (first and next_chunk == 0) and k != total - 1
+        if k == warmup - 1 and not all_warmup:
+            x, dy = run.exchange(send_next=y, recv_prev=recv_prev, recv_next=not last)
+            grads[V - 1].append(dy)
+        else:
+            x, _ = run.exchange(send_next=y, recv_prev=recv_prev)
+        inputs[next_chunk].append(x)
+
+    for i in range(steady):
+        fk = i + warmup
+        y = forward(fk)
+        dx = backward(i)
+        recv_prev, recv_next = True, True
+        if first:
+            next_f = chunk_of(fk - (P - 1), True)
+            recv_prev = next_f != V - 1
+            next_f += 1
+        else:
+            next_f = chunk_of(fk + 1, True)
+        if last:
+            next_b = chunk_of(i - (P - 1), False)
+            recv_next = next_b != 0
+            next_b -= 1
+        else:
+            next_b = chunk_of(i + 1, False)
+        if i == steady - 1:
+            recv_prev = False
+        x, dy = run.exchange(send_next=y, send_prev=dx, recv_prev=recv_prev,
+                             recv_next=recv_next)
+        if recv_prev:
+            inputs[next_f].append(x)
+        if recv_next:
+            grads[next_b].append(dy)
+
+    if all_warmup:
+        grads[V - 1].append(None if last else run.exchange(recv_next=True)[1])
+    for k in range(steady, total):
+        dx = backward(k)
+        next_b = chunk_of(k + 1, False)
+        recv_next = not (last and next_b == V - 1) and k != total - 1
+        _, dy = run.exchange(send_prev=dx, recv_next=recv_next)
+        grads[next_b].append(dy)
+
+
+def select_schedule(pp: int, virtual_stages: int):
+    if pp == 1:
+        return no_pipelining
+    return one_f_one_b if virtual_stages == 1 else interleaved_1f1b
+
+
+def dry_run(pp: int, virtual_stages: int, num_micro_batches: int) -> list[list[tuple]]:
+    """The order of passes on every stage, computed without processes."""
+    check_micro_batches(pp, virtual_stages, num_micro_batches)
+    orders = []
+    for stage in range(pp):
+        run = DryRunner(pp, stage, virtual_stages)
+        select_schedule(pp, virtual_stages)(run, num_micro_batches)
+        orders.append(run.events)
+    return orders
+
+
+def format_schedule(orders: list[list[tuple]], virtual_stages: int) -> str:
+    """One line per stage: F3 = forward of micro batch 3; with chunks, F3.1 = chunk 1."""
+    lines = []
+    for stage, events in enumerate(orders):
+        cells = [f"{op}{m}" + (f".{c}" if virtual_stages > 1 else "") for op, m, c in events]
+        lines.append(f"stage {stage}: " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def all_reduce_tied_embedding_grads(chunks: list, embedding_group) -> None:
+    """With tied embeddings on PP > 1, the first stage's embedding and the last stage's
+    output copy are one parameter: summing their gradients over the embedding group (those
+    two stages) keeps the copies equal after every step."""
+    if embedding_group is None or C.group_size(embedding_group) == 1:
+        return
+    for chunk in chunks:
+        if not chunk.cfg.tie_embeddings:
+            return
+        if chunk.has_embedding:
+            C.all_reduce(chunk.embedding.tokens.weight.grad, embedding_group)
+        if chunk.has_output and hasattr(chunk, "output"):
+            C.all_reduce(chunk.output.weight.grad, embedding_group)

@@ -126,6 +126,16 @@ class ParallelState:
     def prev_rank(self) -> Optional[int]:
         return None if self.is_first_stage else self._ranks["pp"][self.pp_rank - 1]
 
+    @property
+    def ring_next_rank(self) -> int:
+        """Next stage with wrap-around: interleaving feeds the last stage's chunk c into the
+        first stage's chunk c + 1."""
+        return self._ranks["pp"][(self.pp_rank + 1) % self.pp]
+
+    @property
+    def ring_prev_rank(self) -> int:
+        return self._ranks["pp"][(self.pp_rank - 1) % self.pp]
+
     def describe(self) -> str:
         return (f"rank {self.rank}/{self.world_size}: tp {self.tp_rank}/{self.tp} "
                 f"dp {self.dp_rank}/{self.dp} pp {self.pp_rank}/{self.pp}")

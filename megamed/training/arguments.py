@@ -43,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(normally left out and derived)")
     g.add_argument("--dist-backend", choices=["auto", "nccl", "gloo"],
                    help="torch.distributed backend; auto is nccl with CUDA, else gloo")
-    g.add_argument("--dist-timeout", type=float, help="seconds before a stuck collective fails")
+    g.add_argument("--dist-timeout", type=float, help="seconds before a stuck collective or "
+                   "pipeline exchange fails (the error names the rank and the step)")
+    g.add_argument("--print-schedule", action="store_true", help="print the order of "
+                   "forward/backward passes on every pipeline stage before training")
     g = p.add_argument_group("training")
     g.add_argument("--steps", type=int, help="optimizer steps to run (in total, when resuming)")
     g.add_argument("--seed", type=int, help="seeds initialisation, data order and dropout")
