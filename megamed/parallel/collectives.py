@@ -20,6 +20,11 @@ import torch.distributed as dist
 
 Group = dist.ProcessGroup
 
+# torch 2.13 renamed the flat-tensor collectives (`*_single`) and deprecates the old names;
+# the GPU images still ship torch 2.11, which has only the old ones. Same signatures.
+_all_gather_flat = getattr(dist, "all_gather_single", dist.all_gather_into_tensor)
+_reduce_scatter_flat = getattr(dist, "reduce_scatter_single", dist.reduce_scatter_tensor)
+
 
 def group_size(group: Group) -> int:
     return dist.get_world_size(group)
@@ -51,7 +56,7 @@ def all_gather(x: torch.Tensor, group: Group, dim: int) -> torch.Tensor:
         return x
     x = x.movedim(dim, 0).contiguous()
     out = torch.empty((n * x.shape[0],) + x.shape[1:], dtype=x.dtype, device=x.device)
-    dist.all_gather_into_tensor(out, x, group=group)
+    _all_gather_flat(out, x, group=group)
     return out.movedim(0, dim)
 
 
@@ -64,7 +69,7 @@ def reduce_scatter(x: torch.Tensor, group: Group, dim: int) -> torch.Tensor:
         raise ValueError(f"reduce-scatter: dim {dim} of size {x.shape[dim]} not divisible by {n}")
     x = x.movedim(dim, 0).contiguous()
     out = torch.empty((x.shape[0] // n,) + x.shape[1:], dtype=x.dtype, device=x.device)
-    dist.reduce_scatter_tensor(out, x, group=group)
+    _reduce_scatter_flat(out, x, group=group)
     return out.movedim(0, dim)
 
 
