@@ -1,0 +1,131 @@
+// Python bindings: megamed._dicom.read() and megamed._dicom.FormatError. No torch.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <optional>
+#include <string>
+
+#include "attributes.h"
+#include "dicom_parse.h"
+#include "dicom_values.h"
+#include "pixel_decode.h"
+
+namespace py = pybind11;
+using namespace megamed;
+
+namespace {
+
+// A contiguous read-only view of any buffer-protocol object (bytes, bytearray, memoryview,
+// numpy array), held for the duration of one call.
+class BufferView {
+ public:
+  explicit BufferView(py::handle object) {
+    if (PyObject_GetBuffer(object.ptr(), &view_, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+  }
+  ~BufferView() { PyBuffer_Release(&view_); }
+  BufferView(const BufferView&) = delete;
+  BufferView& operator=(const BufferView&) = delete;
+  const uint8_t* data() const { return static_cast<const uint8_t*>(view_.buf); }
+  size_t size() const { return size_t(view_.len); }
+
+ private:
+  Py_buffer view_{};
+};
+
+py::object attribute_value(const WantedAttribute& a, ByteSpan value, bool little_endian) {
+  switch (a.kind) {
+    case AttributeKind::kUnsignedShort: return py::int_(unsigned_short_value(value, little_endian, a.keyword));
+    case AttributeKind::kInteger: return py::int_(integer_value(value, a.keyword));
+    case AttributeKind::kDecimal: return py::float_(decimal_values(value, a.keyword).front());
+    case AttributeKind::kDecimals: {
+      py::list numbers;
+      for (double v : decimal_values(value, a.keyword)) numbers.append(v);
+      return numbers;
+    }
+    default: return py::str(text_value(value));
+  }
+}
+
+py::dict attributes_dict(const ParsedDicom& parsed) {
+  py::dict out;
+  for (const WantedAttribute& a : wanted_attributes()) {
+    auto it = parsed.attributes.find(a.tag);
+    if (a.keyword && it != parsed.attributes.end() && it->second.size > 0)
+      out[a.keyword] = attribute_value(a, it->second, parsed.syntax.little_endian);
+  }
+  return out;
+}
+
+// {tag: (vr, value)}: value is bytes, or a list of item dicts for a sequence.
+py::dict header_dict(const std::vector<Element>& elements) {
+  py::dict out;
+  for (const Element& e : elements) {
+    py::object value;
+    if (e.is_sequence) {
+      py::list items;
+      for (const auto& item : e.items) items.append(header_dict(item));
+      value = items;
+    } else {
+      value = py::bytes(reinterpret_cast<const char*>(e.value.data), e.value.size);
+    }
+    out[py::int_(e.tag)] = py::make_tuple(py::str(e.vr), value);
+  }
+  return out;
+}
+
+py::dtype output_dtype(const PixelSpec& spec) {
+  return py::dtype(std::string(spec.is_signed() ? "i" : "u") + std::to_string(spec.item_size()));
+}
+
+py::dict read_dicom(py::object data, bool pixels, bool attributes, bool header) {
+  BufferView buffer(data);
+  ParsedDicom parsed;
+  std::optional<DecodePlan> plan;
+  {
+    py::gil_scoped_release release;
+    parsed = parse_dicom(buffer.data(), buffer.size(), header);
+    if (pixels) plan = plan_decode(parsed);
+  }
+  py::dict out;
+  out["transfer_syntax"] = parsed.syntax.uid;
+  out["syntax_guessed"] = parsed.syntax_guessed;
+  out["little_endian"] = parsed.syntax.little_endian;
+  if (pixels) {
+    py::object array = py::none(), photometric = py::none();
+    if (plan) {
+      py::array decoded(output_dtype(plan->spec), plan->spec.shape());
+      uint8_t* target = static_cast<uint8_t*>(decoded.mutable_data());
+      std::string decoded_photometric;
+      {
+        py::gil_scoped_release release;
+        decoded_photometric = run_decode(parsed, *plan, target);
+      }
+      array = decoded;
+      photometric = py::str(decoded_photometric);
+    }
+    out["pixels"] = array;
+    out["photometric"] = photometric;
+  }
+  if (attributes) out["attributes"] = attributes_dict(parsed);
+  if (header) out["header"] = header_dict(parsed.header);
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_dicom, m) {
+  m.doc() = "DICOM parsing and native / RLE Lossless pixel decoding into numpy arrays (PS3.5).";
+  py::register_exception<DicomFormatError>(m, "FormatError", PyExc_ValueError);
+  m.def("read", &read_dicom, py::arg("data"), py::kw_only(), py::arg("pixels") = true,
+        py::arg("attributes") = false, py::arg("header") = false,
+        R"doc(Parse a DICOM Part 10 file or bare dataset held in a buffer.
+
+Returns a dict: transfer_syntax (UID str), syntax_guessed (bool), little_endian (bool);
+with pixels=True: pixels (numpy array of stored values, shape [rows, cols],
+[rows, cols, samples], [frames, rows, cols] or [frames, rows, cols, samples], native byte
+order; None when the syntax is encapsulated and not RLE Lossless) and photometric (the
+output's photometric interpretation); with attributes=True: attributes ({keyword: value}
+for the Image Pixel, geometry, rescale, window, modality and UID attributes present);
+with header=True: header ({tag: (vr, bytes | [item dict, ...])}, every element but Pixel
+Data). Raises FormatError (a ValueError) naming the reason for malformed input.)doc");
+}

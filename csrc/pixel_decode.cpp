@@ -1,0 +1,49 @@
+#include "pixel_decode.h"
+
+#include <cstring>
+
+#include "encapsulation.h"
+#include "native.h"
+#include "rle.h"
+
+namespace megamed {
+
+std::optional<DecodePlan> plan_decode(const ParsedDicom& parsed) {
+  const PixelDataLocation& px = parsed.pixels;
+  if (!px.present) throw DicomFormatError("no Pixel Data element (7FE0,0010) in the dataset");
+  if (parsed.syntax.encapsulated && !parsed.syntax.rle) return std::nullopt;
+  if (px.encapsulated != parsed.syntax.encapsulated)
+    throw DicomFormatError(std::string("Pixel Data is ") + (px.encapsulated ? "encapsulated" : "native") +
+                           " but the transfer syntax " + parsed.syntax.uid + " is " +
+                           (parsed.syntax.encapsulated ? "encapsulated" : "native") + " (PS3.5 A.4)");
+  DecodePlan plan;
+  plan.spec = pixel_spec_from(parsed);
+  if (!px.encapsulated) {
+    check_native_length(plan.spec, px.value.size);
+    return plan;
+  }
+  std::vector<std::vector<ByteSpan>> frames = split_frames(parsed, plan.spec.frames);
+  plan.joined.resize(frames.size());
+  for (size_t i = 0; i < frames.size(); ++i) {
+    plan.frames.push_back(join_fragments(frames[i], plan.joined[i]));
+    check_rle_frame(plan.spec, plan.frames.back(), uint32_t(i));
+  }
+  return plan;
+}
+
+std::string run_decode(const ParsedDicom& parsed, const DecodePlan& plan, uint8_t* out) {
+  const PixelSpec& spec = plan.spec;
+  if (!parsed.pixels.encapsulated) {
+    // PS3.5 A.3 (Explicit VR Big Endian): an OW value is a stream of 16-bit words, so 8-bit
+    // samples written as OW arrive with each byte pair swapped.
+    bool ow_pairs = !parsed.syntax.little_endian && spec.bits_allocated == 8 &&
+                    std::strcmp(parsed.pixels.vr, "OW") == 0;
+    return decode_native(spec, parsed.pixels.value, parsed.syntax.little_endian, ow_pairs, out);
+  }
+  uint64_t frame_bytes = spec.samples_per_frame() * spec.item_size();
+  for (size_t i = 0; i < plan.frames.size(); ++i)
+    decode_rle_frame(spec, plan.frames[i], uint32_t(i), out + i * frame_bytes);
+  return spec.photometric;
+}
+
+}  // namespace megamed

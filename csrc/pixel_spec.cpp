@@ -1,0 +1,94 @@
+#include "pixel_spec.h"
+
+#include <type_traits>
+
+#include "attributes.h"
+#include "dicom_values.h"
+
+namespace megamed {
+
+namespace {
+
+const ByteSpan* find(const ParsedDicom& parsed, uint32_t tag) {
+  auto it = parsed.attributes.find(tag);
+  return it == parsed.attributes.end() || it->second.size == 0 ? nullptr : &it->second;
+}
+
+uint32_t required_us(const ParsedDicom& parsed, uint32_t tag, const char* keyword) {
+  const ByteSpan* value = find(parsed, tag);
+  if (!value) throw DicomFormatError(std::string("missing ") + keyword + " (required by PS3.3 C.7.6.3)");
+  return unsigned_short_value(*value, parsed.syntax.little_endian, keyword);
+}
+
+[[noreturn]] void invalid(const char* keyword, long long value, const char* rule) {
+  throw DicomFormatError(std::string(keyword) + " is " + std::to_string(value) + ", " + rule);
+}
+
+template <typename T>
+void shift_unused(uint8_t* data, uint64_t count, int shift) {
+  using U = std::make_unsigned_t<T>;
+  T* p = reinterpret_cast<T*>(data);
+  for (uint64_t i = 0; i < count; ++i) p[i] = T(U(U(p[i]) << shift)) >> shift;
+}
+
+}  // namespace
+
+std::vector<int64_t> PixelSpec::shape() const {
+  std::vector<int64_t> s;
+  if (frames > 1) s.push_back(frames);
+  s.push_back(rows);
+  s.push_back(columns);
+  if (samples > 1) s.push_back(samples);
+  return s;
+}
+
+PixelSpec pixel_spec_from(const ParsedDicom& parsed) {
+  PixelSpec s;
+  s.rows = required_us(parsed, tags::kRows, "Rows");
+  s.columns = required_us(parsed, tags::kColumns, "Columns");
+  s.samples = required_us(parsed, tags::kSamplesPerPixel, "SamplesPerPixel");
+  s.bits_allocated = required_us(parsed, tags::kBitsAllocated, "BitsAllocated");
+  s.bits_stored = required_us(parsed, tags::kBitsStored, "BitsStored");
+  s.pixel_representation = required_us(parsed, tags::kPixelRepresentation, "PixelRepresentation");
+  const ByteSpan* photometric = find(parsed, tags::kPhotometricInterpretation);
+  if (!photometric) throw DicomFormatError("missing PhotometricInterpretation (required by PS3.3 C.7.6.3)");
+  s.photometric = text_value(*photometric);
+  // Number of Frames is Type 1 only in multi-frame IODs; absent or 0 means one frame.
+  if (const ByteSpan* frames = find(parsed, tags::kNumberOfFrames)) {
+    long long n = integer_value(*frames, "NumberOfFrames");
+    if (n < 0 || n > 0x7FFFFFFF) invalid("NumberOfFrames", n, "expected 1 or more");
+    s.frames = n == 0 ? 1 : uint32_t(n);
+  }
+  if (s.rows == 0) invalid("Rows", 0, "expected 1 or more");
+  if (s.columns == 0) invalid("Columns", 0, "expected 1 or more");
+  if (s.samples != 1 && s.samples != 3) invalid("SamplesPerPixel", s.samples, "expected 1 or 3");
+  // PS3.5 8.1.1: Bits Allocated is 1 or a multiple of 8.
+  uint32_t ba = s.bits_allocated;
+  if (ba != 1 && ba != 8 && ba != 16 && ba != 32 && ba != 64)
+    invalid("BitsAllocated", s.bits_allocated, "expected 1, 8, 16, 32 or 64");
+  if (s.bits_stored < 1 || s.bits_stored > s.bits_allocated)
+    invalid("BitsStored", s.bits_stored, "expected 1 to BitsAllocated");
+  if (s.pixel_representation > 1) invalid("PixelRepresentation", s.pixel_representation, "expected 0 or 1");
+  if (s.samples == 3) {
+    if (const ByteSpan* planar = find(parsed, tags::kPlanarConfiguration))
+      s.planar_configuration = unsigned_short_value(*planar, parsed.syntax.little_endian, "PlanarConfiguration");
+    else if (!parsed.syntax.encapsulated)
+      throw DicomFormatError("missing PlanarConfiguration (Type 1 when SamplesPerPixel is 3, PS3.3 C.7.6.3)");
+    if (s.planar_configuration > 1) invalid("PlanarConfiguration", s.planar_configuration, "expected 0 or 1");
+  }
+  return s;
+}
+
+void correct_unused_bits(const PixelSpec& spec, uint8_t* samples, uint64_t count) {
+  int shift = int(spec.bits_allocated - spec.bits_stored);
+  if (shift == 0 || spec.bits_allocated == 1) return;
+  bool sign = spec.is_signed();
+  switch (spec.bits_allocated) {
+    case 8: sign ? shift_unused<int8_t>(samples, count, shift) : shift_unused<uint8_t>(samples, count, shift); break;
+    case 16: sign ? shift_unused<int16_t>(samples, count, shift) : shift_unused<uint16_t>(samples, count, shift); break;
+    case 32: sign ? shift_unused<int32_t>(samples, count, shift) : shift_unused<uint32_t>(samples, count, shift); break;
+    default: sign ? shift_unused<int64_t>(samples, count, shift) : shift_unused<uint64_t>(samples, count, shift);
+  }
+}
+
+}  // namespace megamed
