@@ -61,6 +61,12 @@ class ParallelConfig:
     dp: Optional[int] = None         # derived from the world size when None
     backend: str = "auto"            # auto (nccl on CUDA, else gloo) | nccl | gloo
     timeout_s: float = 600.0         # collectives fail after this instead of hanging
+    sequence_parallel: bool = False  # norms/dropout on [b, s / tp, h] (Korthikanti et al. 2022)
+    zero_stage: int = 0              # 0 | 1 optimizer state | 2 + gradients | 3 + parameters
+    bucket_mb: float = 40.0          # gradient bucket size, MiB of fp32 main gradients
+    overlap_grad_reduce: bool = True   # launch a bucket's reduction as soon as it is full
+    overlap_param_gather: bool = False  # ZeRO-1/2: all-gather updated parameters behind the
+    #                                     next forward instead of right after the step
 
 
 @dataclass
@@ -78,7 +84,12 @@ class TrainConfig:
     adam_eps: float = 1e-8
     clip_grad: float = 1.0
     seed: int = 1234
-    precision: str = "fp32"          # fp32 | bf16
+    precision: str = "fp32"          # fp32 | bf16 | fp16 (params/activations; fp32 master)
+    loss_scale: float = 65536.0      # fp16: initial dynamic loss scale
+    loss_scale_window: int = 1000    # fp16: steps without inf/nan before the scale doubles
+    recompute: str = "none"          # none | selective (attention core) | full (blocks)
+    recompute_every: int = 1         # full: checkpoint groups of this many blocks
+    memory_interval: int = 0         # log peak memory per rank every N steps (0: never)
     log_interval: int = 1
     save_interval: int = 0           # 0: save only at the end when --save is given
 
@@ -180,9 +191,10 @@ def validate_model(m: ModelConfig) -> None:
         raise ConfigError(f"RoPE needs an even head dim, got {m.head_dim}")
 
 
-def validate_layout(cfg: Config, world_size: int) -> None:
-    """Checks TP/PP/DP against the model and the batch; fills in `parallel.dp` and
-    `train.grad_accum_steps`. Raises before any process group is used."""
+def validate_layout(cfg: Config, world_size: int, device_type: Optional[str] = None) -> None:
+    """Checks TP/PP/DP against the model and the batch, and the memory options against the
+    layout and the device (`cuda` | `cpu`; default: cuda when available); fills in
+    `parallel.dp` and `train.grad_accum_steps`. Raises before any process group is used."""
     m, p, t = cfg.model, cfg.parallel, cfg.train
     validate_model(m)
     for name in ("tp", "pp", "virtual_stages"):
@@ -211,7 +223,60 @@ def validate_layout(cfg: Config, world_size: int) -> None:
     if p.virtual_stages > 1 and p.pp == 1:
         raise ConfigError("virtual stages (interleaving) need PP > 1")
     validate_batch(t, dp)
-    _check_choice(t.precision, ("fp32", "bf16"), "train.precision")
+    validate_memory_options(cfg, device_type)
+
+
+MIB = 2**20
+
+
+def bucket_elements(bucket_mb: float) -> int:
+    """fp32 main-gradient elements in a bucket of `bucket_mb` MiB."""
+    return max(1, int(bucket_mb * MIB) // 4)
+
+
+def validate_memory_options(cfg: Config, device_type: Optional[str] = None) -> None:
+    """ZeRO stage, gradient buckets, precision, sequence parallelism and recomputation."""
+    m, p, t = cfg.model, cfg.parallel, cfg.train
+    if device_type is None:
+        import torch  # local: the rest of this module stays importable without torch
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    _check_choice(t.precision, ("fp32", "bf16", "fp16"), "train.precision")
+    if t.precision == "fp16" and device_type != "cuda":
+        raise ConfigError("train.precision='fp16' (--precision fp16) needs a CUDA GPU (fp16 "
+                          "matmuls on a CPU are emulated and loss scaling is untestable there); "
+                          "use --precision bf16 or fp32 on a CPU")
+    if p.zero_stage not in (0, 1, 2, 3):
+        raise ConfigError(f"parallel.zero_stage={p.zero_stage} is not one of 0, 1, 2, 3")
+    if p.zero_stage == 3 and p.pp > 1:
+        raise ConfigError(f"parallel.zero_stage=3 (--zero-stage 3) with PP {p.pp} is not "
+                          f"supported: a pipeline runs many micro batches per step and ZeRO-3 "
+                          f"gathers every layer again for each of their forwards and backwards "
+                          f"(DeepSpeed and Megatron-LM refuse the pair too); use --zero-stage "
+                          f"1 or 2 with PP, or --pp 1 with ZeRO-3")
+    _check_buckets(cfg)
+    if p.sequence_parallel and m.seq_length % p.tp:
+        raise ConfigError(f"parallel.sequence_parallel needs model.seq_length "
+                          f"{m.seq_length} divisible by TP {p.tp}")
+    _check_choice(t.recompute, ("none", "selective", "full"), "train.recompute")
+    if t.recompute_every < 1:
+        raise ConfigError(f"train.recompute_every must be >= 1 block, got {t.recompute_every}")
+    if t.loss_scale <= 0 or t.loss_scale_window < 1:
+        raise ConfigError(f"train.loss_scale ({t.loss_scale}) must be > 0 and "
+                          f"train.loss_scale_window ({t.loss_scale_window}) >= 1")
+
+
+def _check_buckets(cfg: Config) -> None:
+    from megamed.model.transformer import count_parameters  # local: it imports this module
+    bucket_mb = cfg.parallel.bucket_mb
+    if not bucket_mb > 0:
+        raise ConfigError(f"parallel.bucket_mb={bucket_mb} (--bucket-mb) must be > 0 MiB")
+    params = count_parameters(cfg.model, cfg.parallel.tp)
+    if bucket_elements(bucket_mb) > params:
+        raise ConfigError(f"parallel.bucket_mb={bucket_mb:g} (--bucket-mb) holds "
+                          f"{bucket_elements(bucket_mb):,} fp32 gradients, more than the whole "
+                          f"model ({params:,} parameters = {4 * params / MIB:.2f} MiB), so "
+                          f"no reduction could start before backward ends; choose a fraction "
+                          f"of the model, e.g. {params / MIB:.2f} MiB (4 buckets)")
 
 
 def validate_batch(t: TrainConfig, dp: int) -> None:

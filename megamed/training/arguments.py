@@ -20,6 +20,13 @@ OVERRIDES = {
     "weight_decay": ("train", "weight_decay"), "clip_grad": ("train", "clip_grad"),
     "precision": ("train", "precision"), "log_interval": ("train", "log_interval"),
     "save_interval": ("train", "save_interval"),
+    "zero_stage": ("parallel", "zero_stage"), "bucket_mb": ("parallel", "bucket_mb"),
+    "sequence_parallel": ("parallel", "sequence_parallel"),
+    "overlap_grad_reduce": ("parallel", "overlap_grad_reduce"),
+    "overlap_param_gather": ("parallel", "overlap_param_gather"),
+    "recompute": ("train", "recompute"), "recompute_every": ("train", "recompute_every"),
+    "loss_scale": ("train", "loss_scale"), "loss_scale_window": ("train", "loss_scale_window"),
+    "memory_interval": ("train", "memory_interval"),
     "attention_backend": ("model", "attention_backend"),
     "norm_backend": ("model", "norm_backend"),
     "data": ("data", "path"),
@@ -60,11 +67,41 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weight-decay", type=float, help="AdamW decay (not on norms and biases)")
     g.add_argument("--clip-grad", type=float, help="clip the global gradient norm to this "
                    "(0 disables)")
-    g.add_argument("--precision", choices=["fp32", "bf16"], help="compute precision")
     g.add_argument("--attention-backend", choices=["auto", "torch", "triton"],
                    help="attention kernel (auto: triton on CUDA, torch on CPU)")
     g.add_argument("--norm-backend", choices=["auto", "torch", "triton", "apex"],
                    help="LayerNorm/RMSNorm kernel (apex needs NVIDIA apex installed)")
+    g = p.add_argument_group("memory and precision")
+    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                   help="parameter and activation dtype; gradients are accumulated and the "
+                   "optimizer keeps master weights in fp32 either way; fp16 adds dynamic "
+                   "loss scaling and needs a GPU")
+    g.add_argument("--loss-scale", type=float, help="fp16: initial dynamic loss scale "
+                   "(halved on inf/nan, doubled after --loss-scale-window good steps)")
+    g.add_argument("--loss-scale-window", type=int, help="fp16: good steps before the loss "
+                   "scale doubles")
+    g.add_argument("--zero-stage", type=int, choices=[0, 1, 2, 3],
+                   help="distributed optimizer: 0 off; 1 optimizer state and fp32 master "
+                   "weights sharded over DP; 2 also gradients (reduce-scatter); 3 also "
+                   "parameters, gathered block by block (PP 1 only)")
+    g.add_argument("--bucket-mb", type=float, help="gradient bucket size in MiB of fp32 "
+                   "gradients; a full bucket's DP reduction overlaps the rest of backward")
+    g.add_argument("--sequence-parallel", action=argparse.BooleanOptionalAction,
+                   default=None, help="with TP, run norms and dropout on 1/TP of the "
+                   "sequence (all-gather / reduce-scatter instead of all-reduce)")
+    g.add_argument("--recompute", choices=["none", "selective", "full"],
+                   help="activation recomputation: selective re-runs the attention core, "
+                   "full re-runs whole blocks (groups of --recompute-every)")
+    g.add_argument("--recompute-every", type=int, help="with --recompute full: blocks per "
+                   "recomputed group (only each group's input is kept)")
+    g.add_argument("--overlap-grad-reduce", action=argparse.BooleanOptionalAction,
+                   default=None, help="reduce full gradient buckets during backward "
+                   "(off: all after backward)")
+    g.add_argument("--overlap-param-gather", action=argparse.BooleanOptionalAction,
+                   default=None, help="ZeRO-1/2: all-gather updated parameters behind the "
+                   "next forward (each layer waits for its bucket)")
+    g.add_argument("--memory-interval", type=int, help="log every rank's peak memory every "
+                   "N steps (0: never)")
     g = p.add_argument_group("data and output")
     g.add_argument("--data", help="glob of token files (.npy / .bin); default: the built-in "
                    "synthetic stream")
