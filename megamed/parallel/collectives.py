@@ -12,6 +12,10 @@ where each collective happens, and a backend quirk (gloo vs NCCL) has one place 
     all_gather_from_region(dim)   all-gather               reduce-scatter
 
 All are no-ops on a group of size 1, so a TP=1 model is exactly its torch twin.
+
+Flat asynchronous collectives for data parallelism (bucketed gradient reduction, ZeRO
+parameter gathers) return a `Pending` whose `wait()` completes them; `ShapeGroup` stands in
+for a group when one rank's model is built on the `meta` device to count its memory.
 """
 from __future__ import annotations
 
@@ -26,12 +30,21 @@ _all_gather_flat = getattr(dist, "all_gather_single", dist.all_gather_into_tenso
 _reduce_scatter_flat = getattr(dist, "reduce_scatter_single", dist.reduce_scatter_tensor)
 
 
+class ShapeGroup:
+    """A process-group stand-in with only a size and this rank's position in it: enough to
+    build one rank's model (shapes) on the `meta` device without processes. Any collective
+    on it fails, as nothing can be communicated."""
+
+    def __init__(self, size: int, rank: int = 0):
+        self.size, self.rank = size, rank
+
+
 def group_size(group: Group) -> int:
-    return dist.get_world_size(group)
+    return group.size if isinstance(group, ShapeGroup) else dist.get_world_size(group)
 
 
 def group_rank(group: Group) -> int:
-    return dist.get_rank(group)
+    return group.rank if isinstance(group, ShapeGroup) else dist.get_rank(group)
 
 
 # -- raw (non-autograd) operations ---------------------------------------------------------
@@ -81,6 +94,70 @@ def split(x: torch.Tensor, group: Group, dim: int) -> torch.Tensor:
     if x.shape[dim] % n:
         raise ValueError(f"split: dim {dim} of size {x.shape[dim]} not divisible by {n}")
     return x.chunk(n, dim=dim)[group_rank(group)].contiguous()
+
+
+# -- asynchronous flat collectives (data parallelism) ----------------------------------------
+
+class Pending:
+    """A collective in flight. `wait()` blocks until it is done and then runs the copy a
+    backend needed (see `reduce_scatter_async`); waiting twice is a no-op."""
+
+    def __init__(self, work=None, then=None):
+        self.work, self.then = work, then
+
+    def wait(self) -> None:
+        if self.work is not None:
+            self.work.wait()
+            self.work = None
+        if self.then is not None:
+            self.then()
+            self.then = None
+
+
+def _same_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+def _gloo(group: Group) -> bool:
+    return dist.get_backend(group) == "gloo"
+
+
+def all_reduce_async(x: torch.Tensor, group: Group) -> Pending:
+    """Starts summing the flat tensor `x` over `group`, in place."""
+    if group_size(group) == 1:
+        return Pending()
+    return Pending(dist.all_reduce(x, group=group, async_op=True))
+
+
+def reduce_scatter_async(out: torch.Tensor, x: torch.Tensor, group: Group) -> Pending:
+    """Starts `out` <- this rank's 1/n slice of the sum over `group` of the flat `x`.
+
+    `out` may be that slice of `x` itself, which NCCL reduces in place; gloo (torch 2.13)
+    returns wrong sums on ranks > 0 when output and input overlap (measured), so on gloo the
+    result goes through a temporary that `wait()` copies into `out`."""
+    n = group_size(group)
+    if n == 1:
+        if out.data_ptr() != x.data_ptr():
+            out.copy_(x)
+        return Pending()
+    if _gloo(group) and _same_storage(out, x):
+        result = torch.empty_like(out)
+        work = _reduce_scatter_flat(result, x, group=group, async_op=True)
+        return Pending(work, lambda: out.copy_(result))
+    return Pending(_reduce_scatter_flat(out, x, group=group, async_op=True))
+
+
+def all_gather_async(out: torch.Tensor, shard: torch.Tensor, group: Group) -> Pending:
+    """Starts `out` <- every rank's flat `shard`, concatenated in rank order. `shard` may be
+    this rank's slice of `out` (in place); on gloo it is copied first, as for
+    `reduce_scatter_async` (a shard-sized copy, not worth a second code path to avoid)."""
+    if group_size(group) == 1:
+        if out.data_ptr() != shard.data_ptr():
+            out.copy_(shard)
+        return Pending()
+    if _gloo(group) and _same_storage(out, shard):
+        shard = shard.clone()
+    return Pending(_all_gather_flat(out, shard, group=group, async_op=True))
 
 
 # -- autograd pairs ------------------------------------------------------------------------

@@ -3,12 +3,14 @@
 Two streams, as in Megatron-LM: the default torch stream is seeded identically on every TP
 rank (dropout on activations replicated across TP must agree), and a `tensor-parallel`
 stream, seeded per TP rank, is forked for dropout on TP-sharded activations (attention
-probabilities of this rank's heads). Recomputation saves and restores both so a recomputed
-forward draws the same masks.
+probabilities of this rank's heads, and with sequence parallelism this rank's part of the
+sequence). Recomputation (`checkpoint`) saves and restores both so a recomputed forward draws
+the same masks.
 """
 from __future__ import annotations
 
 import contextlib
+from typing import Callable, Optional
 
 import torch
 
@@ -72,3 +74,73 @@ def seed_streams(seed: int, tp_rank: int, pp_rank: int) -> RNGTracker:
     tracker = RNGTracker()
     tracker.add(TP_STREAM, seed + 2718 + tp_rank)
     return tracker
+
+
+# -- activation recomputation ---------------------------------------------------------------
+
+_recomputing = 0  # forward passes being re-run inside a backward (nesting depth)
+
+
+def recomputing() -> bool:
+    """Whether the code running is a recomputed forward (ZeRO-3 keeps layers gathered then,
+    since their backward follows immediately)."""
+    return _recomputing > 0
+
+
+def _snapshot(tracker: Optional[RNGTracker]) -> tuple:
+    return _get_state(), (tracker.get_states() if tracker is not None else None)
+
+
+def _restore(snapshot: tuple, tracker: Optional[RNGTracker]) -> None:
+    default, streams = snapshot
+    _set_state(default)
+    if tracker is not None:
+        tracker.set_states(streams)
+
+
+class _Checkpoint(torch.autograd.Function):
+    """Megatron's CheckpointFunction: forward runs `fn` without keeping activations; backward
+    re-runs it from the saved inputs with the RNG states of the first run (CPU + CUDA
+    generators and every tracker stream, which live outside torch's default generator and
+    which torch.utils.checkpoint therefore cannot restore), then back-propagates through it.
+    The states current at backward time are put back afterwards, so forwards of other micro
+    batches that run in between (pipeline schedules) draw exactly what they would have."""
+
+    @staticmethod
+    def forward(ctx, fn, tracker, *args):
+        ctx.fn, ctx.tracker = fn, tracker
+        ctx.rng = _snapshot(tracker)
+        ctx.is_tensor = [torch.is_tensor(a) for a in args]
+        ctx.constants = [None if t else a for t, a in zip(ctx.is_tensor, args)]
+        ctx.save_for_backward(*[a for a in args if torch.is_tensor(a)])
+        with torch.no_grad():
+            return fn(*args)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        global _recomputing
+        tensors = iter([t.detach().requires_grad_(t.requires_grad) for t in ctx.saved_tensors])
+        args = [next(tensors) if is_tensor else c
+                for is_tensor, c in zip(ctx.is_tensor, ctx.constants)]
+        now = _snapshot(ctx.tracker)
+        _restore(ctx.rng, ctx.tracker)
+        _recomputing += 1
+        try:
+            with torch.enable_grad():
+                outputs = ctx.fn(*args)
+        finally:
+            _recomputing -= 1
+            _restore(now, ctx.tracker)
+        outputs = (outputs,) if torch.is_tensor(outputs) else tuple(outputs)
+        pairs = [(o, g) for o, g in zip(outputs, grads) if o.requires_grad and g is not None]
+        torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+        return (None, None) + tuple(a.grad if torch.is_tensor(a) and a.requires_grad else None
+                                    for a in args)
+
+
+def checkpoint(fn: Callable, tracker: Optional[RNGTracker], *args):
+    """fn(*args), recomputed in backward instead of keeping its activations. `args` may mix
+    tensors and constants (None, numbers); only tensor inputs are saved."""
+    if not torch.is_grad_enabled():
+        return fn(*args)
+    return _Checkpoint.apply(fn, tracker, *args)
