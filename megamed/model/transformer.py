@@ -8,7 +8,18 @@ names, and therefore initial values, do not depend on the layout.
 Both architecture families come from config: RMSNorm + SwiGLU + RoPE (Llama-style,
 `medllm-32b`) and LayerNorm + GELU + learned positions with biases (GPT-2-style, `seed-15b`).
 Activations are [batch, seq, hidden]; with sequence parallelism [batch, seq / tp, hidden]
-outside the TP regions.
+outside the TP regions (Korthikanti et al. 2022, section 4.2.2): norms and dropout run on this
+rank's part of the sequence, column-parallel layers all-gather it and row-parallel layers
+reduce-scatter back.
+
+Activation recomputation (Korthikanti et al. 2022, section 5): `selective` re-runs only the
+attention core (softmax(QK^T)V: large activations, few FLOPs); `full` keeps only the input
+of every group of `recompute_every` blocks and re-runs the group in backward.
+
+Mixed precision: parameters and activations may be bf16/fp16. Norm statistics and the
+attention softmax are fp32 inside every backend's kernels (torch's F.rms_norm/F.layer_norm
+and SDPA accumulate in fp32 for low-precision inputs, as do ours), RoPE and the loss
+explicitly so.
 """
 from __future__ import annotations
 
@@ -22,7 +33,7 @@ import torch.nn.functional as F
 from megamed.config import ModelConfig
 from megamed.kernels.backend import attention_fn, layer_norm_fn, resolve_backend, rms_norm_fn
 from megamed.parallel import collectives as C
-from megamed.parallel.random import RNGTracker
+from megamed.parallel.random import RNGTracker, checkpoint
 from megamed.parallel.tensor import (SEQ_DIM, ColumnParallelLinear, InitSpec, RowParallelLinear,
                                      VocabParallelEmbedding, _param,
                                      vocab_parallel_cross_entropy)
@@ -70,12 +81,14 @@ class Attention(nn.Module):
     num_heads / tp query heads and num_kv_heads / tp KV heads."""
 
     def __init__(self, cfg: ModelConfig, tp_group, out_std: float, sequence_parallel: bool,
-                 rng: Optional[RNGTracker], device=None, dtype=None):
+                 rng: Optional[RNGTracker], device=None, dtype=None,
+                 recompute_core: bool = False):
         super().__init__()
         tp = C.group_size(tp_group)
         hd, h = cfg.head_dim, cfg.hidden_size
         self.local_heads, self.local_kv_heads = cfg.num_heads // tp, cfg.num_kv_heads // tp
         self.head_dim, self.dropout, self.rng = hd, cfg.attention_dropout, rng
+        self.recompute_core = recompute_core
         kw = dict(bias=cfg.add_bias, std=cfg.init_std, sequence_parallel=sequence_parallel,
                   device=device, dtype=dtype)
         self.wq = ColumnParallelLinear(h, cfg.num_heads * hd, tp_group, **kw)
@@ -91,20 +104,26 @@ class Attention(nn.Module):
         b, s, _ = x.shape
         return x.view(b, s, n, self.head_dim).transpose(1, 2)  # [b, heads, s, d]
 
+    def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d)) v, causal: [b, heads, s, d] -> [b, heads, s, d]."""
+        if self.training and self.dropout > 0:
+            # Sharded heads: dropout masks come from the per-TP-rank stream.
+            with self.rng.fork():
+                return F.scaled_dot_product_attention(
+                    q, k, v, dropout_p=self.dropout, is_causal=True,
+                    enable_gqa=self.local_heads != self.local_kv_heads)
+        return self.attend(q, k, v, True, None)
+
     def forward(self, x: torch.Tensor, rope: Optional[tuple]) -> torch.Tensor:
         q = self._heads(self.wq(x), self.local_heads)
         k = self._heads(self.wk(x), self.local_kv_heads)
         v = self._heads(self.wv(x), self.local_kv_heads)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if self.training and self.dropout > 0:
-            # Sharded heads: dropout masks come from the per-TP-rank stream.
-            with self.rng.fork():
-                out = F.scaled_dot_product_attention(
-                    q, k, v, dropout_p=self.dropout, is_causal=True,
-                    enable_gqa=self.local_heads != self.local_kv_heads)
+        if self.recompute_core:
+            out = checkpoint(self.core, self.rng, q, k, v)
         else:
-            out = self.attend(q, k, v, True, None)
+            out = self.core(q, k, v)
         b, _, s, _ = out.shape
         return self.wo(out.transpose(1, 2).reshape(b, s, self.local_heads * self.head_dim))
 
@@ -130,19 +149,38 @@ class MLP(nn.Module):
         return self.w2(F.gelu(self.w1(x), approximate="tanh"))
 
 
+class SequenceDropout(nn.Dropout):
+    """Dropout on activations outside the TP regions. Replicated across TP they draw from the
+    default stream (same mask on every TP rank); sequence-parallel, each TP rank holds a
+    different part of the sequence and draws from the per-rank stream (Megatron forks the
+    tensor-parallel RNG for the whole SP region)."""
+
+    def __init__(self, p: float, sequence_parallel: bool, rng: Optional[RNGTracker]):
+        super().__init__(p)
+        self.sequence_parallel, self.rng = sequence_parallel, rng
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.sequence_parallel and self.training and self.p > 0):
+            return super().forward(x)
+        with self.rng.fork():
+            return super().forward(x)
+
+
 class Block(nn.Module):
     """x + attn(norm(x)), then x + mlp(norm(x))."""
 
     def __init__(self, cfg: ModelConfig, tp_group, sequence_parallel: bool,
-                 rng: Optional[RNGTracker], device=None, dtype=None):
+                 rng: Optional[RNGTracker], device=None, dtype=None,
+                 recompute_core: bool = False):
         super().__init__()
         # GPT-2 / Megatron: residual-branch outputs scaled by 1/sqrt(2 x layers) at init.
         out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
         self.attention_norm = Norm(cfg, device, dtype)
-        self.attention = Attention(cfg, tp_group, out_std, sequence_parallel, rng, device, dtype)
+        self.attention = Attention(cfg, tp_group, out_std, sequence_parallel, rng, device, dtype,
+                                   recompute_core)
         self.mlp_norm = Norm(cfg, device, dtype)
         self.mlp = MLP(cfg, tp_group, out_std, sequence_parallel, device, dtype)
-        self.hidden_dropout = nn.Dropout(cfg.hidden_dropout)
+        self.hidden_dropout = SequenceDropout(cfg.hidden_dropout, sequence_parallel, rng)
 
     def forward(self, x: torch.Tensor, rope: Optional[tuple]) -> torch.Tensor:
         x = x + self.hidden_dropout(self.attention(self.attention_norm(x), rope))
@@ -153,16 +191,24 @@ class DecoderStage(nn.Module):
     """The part of the decoder one pipeline stage (or model chunk) owns.
 
     forward(x, targets): x is token ids [b, s] on the stage with the embedding, else hidden
-    states [b, s, h]; returns per-token loss [b, s] (fp32) on the stage with the output
-    layer, else hidden states for the next stage.
+    states [b, s, h] ([b, s / tp, h] with sequence parallelism); returns per-token loss
+    [b, s] (fp32) on the stage with the output layer, else hidden states for the next stage.
+
+    recompute: none | selective | full; `recompute_every` blocks form one recomputed group.
     """
 
     def __init__(self, cfg: ModelConfig, tp_group, layers: Iterable[int],
                  has_embedding: bool = True, has_output: bool = True,
                  sequence_parallel: bool = False, rng: Optional[RNGTracker] = None,
-                 device=None, dtype=None):
+                 device=None, dtype=None, recompute: str = "none", recompute_every: int = 1):
         super().__init__()
         self.cfg, self.tp_group, self.sequence_parallel = cfg, tp_group, sequence_parallel
+        self.rng, self.recompute_every = rng, recompute_every
+        self.recompute_full = recompute == "full"
+        if rng is None and (cfg.attention_dropout > 0 or
+                            (sequence_parallel and cfg.hidden_dropout > 0)):
+            raise ValueError("dropout on TP-sharded activations needs the RNG tracker: pass "
+                             "rng=seed_streams(seed, tp_rank, pp_rank)")
         tp = C.group_size(tp_group)
         self.padded_vocab = cfg.padded_vocab_size(tp)
         self.has_embedding, self.has_output = has_embedding, has_output
@@ -175,9 +221,10 @@ class DecoderStage(nn.Module):
                 self.embedding.positions = _param(
                     (cfg.seq_length, cfg.hidden_size),
                     InitSpec((cfg.seq_length, cfg.hidden_size), std=cfg.init_std), dtype, device)
-            self.embedding_dropout = nn.Dropout(cfg.hidden_dropout)
+            self.embedding_dropout = SequenceDropout(cfg.hidden_dropout, sequence_parallel, rng)
         self.layers = nn.ModuleDict({str(i): Block(cfg, tp_group, sequence_parallel, rng,
-                                                   device, dtype) for i in layers})
+                                                   device, dtype, recompute == "selective")
+                                     for i in layers})
         if has_output:
             self.final_norm = Norm(cfg, device, dtype)
             if not (cfg.tie_embeddings and has_embedding):
@@ -217,14 +264,25 @@ class DecoderStage(nn.Module):
         if self.has_embedding:
             x = self.embed(x)
         rope = (self.rope_cos, self.rope_sin) if self.cfg.position_embedding == "rope" else None
-        for block in self.layers.values():
-            x = block(x, rope)
+        blocks = list(self.layers.values())
+        if self.recompute_full:
+            n = self.recompute_every
+            for group in (blocks[i:i + n] for i in range(0, len(blocks), n)):
+                x = checkpoint(_run_blocks, self.rng, x, group, rope)
+        else:
+            x = _run_blocks(x, blocks, rope)
         if not self.has_output:
             return x
         logits = self.logits(x)
         if targets is None:
             return logits
         return vocab_parallel_cross_entropy(logits, targets, self.tp_group, self.cfg.vocab_size)
+
+
+def _run_blocks(x: torch.Tensor, blocks: list, rope: Optional[tuple]) -> torch.Tensor:
+    for block in blocks:
+        x = block(x, rope)
+    return x
 
 
 def count_parameters(cfg: ModelConfig, tp: int = 1) -> int:
