@@ -32,6 +32,11 @@ class BufferView {
   Py_buffer view_{};
 };
 
+// Text from the file may hold any bytes; latin-1 maps each byte to one character.
+py::str file_text(const std::string& text) {
+  return py::reinterpret_steal<py::str>(PyUnicode_DecodeLatin1(text.data(), Py_ssize_t(text.size()), nullptr));
+}
+
 py::object attribute_value(const WantedAttribute& a, ByteSpan value, bool little_endian) {
   switch (a.kind) {
     case AttributeKind::kUnsignedShort: return py::int_(unsigned_short_value(value, little_endian, a.keyword));
@@ -42,7 +47,7 @@ py::object attribute_value(const WantedAttribute& a, ByteSpan value, bool little
       for (double v : decimal_values(value, a.keyword)) numbers.append(v);
       return numbers;
     }
-    default: return py::str(text_value(value));
+    default: return file_text(text_value(value));
   }
 }
 
@@ -101,7 +106,7 @@ py::dict read_dicom(py::object data, bool pixels, bool attributes, bool header) 
         decoded_photometric = run_decode(parsed, *plan, target);
       }
       array = decoded;
-      photometric = py::str(decoded_photometric);
+      photometric = file_text(decoded_photometric);
     }
     out["pixels"] = array;
     out["photometric"] = photometric;

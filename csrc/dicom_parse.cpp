@@ -135,7 +135,7 @@ class DatasetParser {
     }
     ByteSpan vr = r_.take(2);
     if (!is_vr(vr.data)) {
-      fail("invalid VR '" + printable(vr) + "' for " + hex_tag(h.tag) +
+      fail("invalid VR '" + printable(std::string(vr.data, vr.data + 2)) + "' for " + hex_tag(h.tag) +
                " in an explicit VR transfer syntax", h);
     }
     h.vr[0] = char(vr.data[0]);
@@ -147,13 +147,6 @@ class DatasetParser {
       h.length = r_.u16();
     }
     return h;
-  }
-
-  static std::string printable(ByteSpan s) {
-    std::string out;
-    for (size_t i = 0; i < s.size; ++i)
-      out += (s.data[i] >= 0x20 && s.data[i] < 0x7F) ? char(s.data[i]) : '?';
-    return out;
   }
 
   // PS3.5 7.5: a sequence is items of defined or undefined length; the sequence itself
@@ -316,7 +309,7 @@ TransferSyntax transfer_syntax_from_uid(const std::string& uid) {
     // explicit VR little endian datasets with encapsulated pixel data (PS3.5 A.4).
     ts.encapsulated = true;
   } else {
-    throw DicomFormatError("unknown Transfer Syntax UID '" + uid + "'");
+    throw DicomFormatError("unknown Transfer Syntax UID '" + printable(uid) + "'");
   }
   return ts;
 }

@@ -13,10 +13,17 @@ std::string trim(const char* begin, const char* end) {
 }
 
 [[noreturn]] void bad_value(const char* keyword, const char* vr, const std::string& text) {
-  throw DicomFormatError(std::string(keyword) + " is not a valid " + vr + " value: '" + text + "'");
+  throw DicomFormatError(std::string(keyword) + " is not a valid " + vr + " value: '" + printable(text) + "'");
 }
 
 }  // namespace
+
+std::string printable(const std::string& text) {
+  std::string out = text;
+  for (char& c : out)
+    if (c < 0x20 || c > 0x7E) c = '?';
+  return out;
+}
 
 std::string text_value(ByteSpan value) {
   const char* begin = reinterpret_cast<const char*>(value.data);

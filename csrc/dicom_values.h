@@ -9,6 +9,10 @@
 
 namespace megamed {
 
+// `text` with every byte outside printable ASCII replaced by '?', for error messages that
+// quote the file (they become Python str, which must not fail to decode).
+std::string printable(const std::string& text);
+
 // PS3.5 6.2: text values are padded to even length with a trailing space (UI: a NUL);
 // leading spaces are insignificant for CS, DS, IS.
 std::string text_value(ByteSpan value);
