@@ -377,11 +377,13 @@ def read_series(paths) -> Series:
     order = np.argsort(along, kind="stable")
     images, along = [images[i] for i in order], along[order]
     gaps = np.diff(along)
+    duplicates = np.flatnonzero(gaps < 1e-4)
+    if duplicates.size:
+        i = duplicates[0]
+        raise DicomError(images[i + 1].path, f"same position as {images[i].path}")
     if len(images) > 1:
         step = float(np.median(gaps))
         for i, gap in enumerate(gaps):
-            if gap < 1e-4:
-                raise DicomError(images[i + 1].path, f"same position as {images[i].path}")
             if abs(gap - step) > max(1e-3, 0.01 * step):
                 raise DicomError(images[i + 1].path, f"gap of {gap:.4g} mm to the previous "
                                                      f"slice, the others are {step:.4g} mm "
