@@ -1,34 +1,30 @@
-"""AdamW with decoupled weight decay (none on norms and biases), the cosine learning-rate
-schedule with linear warm-up, and clipping by the global gradient norm.
+"""AdamW on flat fp32 shards (the distributed optimizer), fp16 dynamic loss scaling, the
+cosine learning-rate schedule with linear warm-up, and clipping by the global gradient norm.
 
-The global norm counts every parameter exactly once across the mesh: TP-sharded parameters
-contribute their shard on every TP rank, TP-replicated ones (norm weights, row-parallel
-biases) only on TP rank 0, and pipeline copies of a tied embedding only on the first stage.
-The squared sums are then added over the model-parallel group (TP x PP). DP ranks hold
-identical (averaged) gradients and need no reduction.
+The optimizer updates `OptimizerShard`s (parallel/data.py): this rank's part of each
+gradient bucket (ZeRO 1/2), of each block (ZeRO-3), or whole buckets (ZeRO-0). Per shard
+it keeps fp32 master weights (the parameters themselves when they are fp32) and the two
+Adam moments, so its state per rank is 1/DP of the unsharded state from ZeRO-1 on. The
+update is torch.optim.AdamW's formula, element by element, with decoupled weight decay
+applied only to the segments of parameters with ndim >= 2 (Loshchilov & Hutter 2019).
+
+The global norm counts every gradient element exactly once across the mesh: TP-sharded
+parameters contribute their shard on every TP rank, TP-replicated ones (norm weights,
+row-parallel biases) only on TP rank 0, and the pipeline copy of a tied embedding only on
+the first stage. The squared sums are added over DP when the shards are disjoint (ZeRO >=
+1) and over TP x PP.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 
 from megamed.config import TrainConfig
-from megamed.parallel import collectives as C
+from megamed.parallel.data import OptimizerShard, reduce_gradient_statistic
 from megamed.parallel.state import ParallelState
-
-
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.AdamW:
-    params = list(params)
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]  # norm weights and biases (Loshchilov 2019)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    # foreach=False: the per-tensor loop applies the same elementwise maths whatever the
-    # shard shapes, which keeps layouts bit-comparable.
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                             eps=cfg.adam_eps, foreach=False)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -48,23 +44,155 @@ def counts_once(p: torch.nn.Parameter, state: ParallelState) -> bool:
     return not (p.tp_replicated and state.tp_rank != 0)
 
 
-def global_grad_norm(params: Iterable[torch.nn.Parameter], state: ParallelState) -> float:
-    grads = [p.grad for p in params if p.grad is not None and counts_once(p, state)]
-    device = grads[0].device if grads else torch.device("cpu")
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    for g in grads:
-        total += g.detach().double().pow(2).sum()
-    return math.sqrt(C.all_reduce(total, state.model_group).item())
+def adamw_(master: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
+           exp_avg_sq: torch.Tensor, step: int, lr: float, beta1: float, beta2: float,
+           eps: float, weight_decay: float, decay: list[tuple[int, int]]) -> None:
+    """One AdamW update of flat fp32 tensors [n], in place: torch.optim.AdamW's
+    single-tensor path (torch 2.13, `_single_tensor_adam`), op for op, with the decay
+    applied to the ranges `decay` only."""
+    for lo, hi in decay:
+        master[lo:hi].mul_(1 - lr * weight_decay)
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    step_size = lr / (1 - beta1 ** step)
+    bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+    denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+    master.addcdiv_(exp_avg, denom, value=-step_size)
 
 
-def clip_gradients(params: list[torch.nn.Parameter], max_norm: float,
-                   state: ParallelState) -> float:
-    """Scales all gradients so the global norm is at most `max_norm`; returns the norm
-    before clipping."""
-    norm = global_grad_norm(params, state)
-    if max_norm > 0 and norm > max_norm:
-        scale = max_norm / (norm + 1e-6)
-        for p in params:
-            if p.grad is not None:
-                p.grad.mul_(scale)
-    return norm
+class DynamicLossScaler:
+    """fp16 dynamic loss scaling (Micikevicius et al. 2018, section 3.2): the loss gradient
+    is multiplied by `scale` so small gradients survive fp16; a step whose gradients hold an
+    inf or nan is skipped and the scale halved; after `window` good steps it doubles."""
+
+    def __init__(self, scale: float, window: int, min_scale: float = 1.0):
+        self.scale, self.window, self.min_scale = scale, window, min_scale
+        self.good_steps = 0
+
+    def update(self, found_inf: bool) -> None:
+        if found_inf:
+            self.scale = max(self.min_scale, self.scale / 2)
+            self.good_steps = 0
+            return
+        self.good_steps += 1
+        if self.good_steps % self.window == 0:
+            self.scale *= 2
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "good_steps": self.good_steps}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.scale, self.good_steps = saved["scale"], saved["good_steps"]
+
+
+@dataclass
+class ShardState:
+    master: torch.Tensor       # [n] fp32
+    exp_avg: torch.Tensor      # [n] fp32
+    exp_avg_sq: torch.Tensor   # [n] fp32
+    decay: list[tuple[int, int]]
+    counted: list[tuple[int, int]]
+
+
+@dataclass
+class StepResult:
+    grad_norm: float           # before clipping; nan when the step was skipped
+    skipped: bool
+
+
+class DistributedAdamW:
+    """AdamW over this rank's optimizer shards; `sharded`: the shards of DP ranks are
+    disjoint (ZeRO >= 1). `scaler` unscales fp16 gradients and skips steps on inf/nan."""
+
+    def __init__(self, shards: list[OptimizerShard], cfg: TrainConfig, state: ParallelState,
+                 sharded: bool, scaler: Optional[DynamicLossScaler] = None):
+        self.shards, self.cfg, self.state = shards, cfg, state
+        self.sharded, self.scaler = sharded, scaler
+        self.steps = 0
+        self.states = [self._state(s) for s in shards]
+
+    def _state(self, shard: OptimizerShard) -> ShardState:
+        master = shard.param if shard.param.dtype == torch.float32 else shard.param.float()
+        return ShardState(master, torch.zeros_like(master), torch.zeros_like(master),
+                          [(lo, hi) for p, lo, hi in shard.segments if p.ndim >= 2],
+                          [(lo, hi) for p, lo, hi in shard.segments
+                           if counts_once(p, self.state)])
+
+    def state_numel(self) -> int:
+        """Elements of optimizer state on this rank: master weights kept apart from the
+        parameters, and both moments."""
+        return sum(s.exp_avg.numel() + s.exp_avg_sq.numel() +
+                   (0 if s.master is shard.param else s.master.numel())
+                   for s, shard in zip(self.states, self.shards))
+
+    def state_bytes(self) -> int:
+        return 4 * self.state_numel()
+
+    def grad_norm(self) -> float:
+        total = torch.zeros((), dtype=torch.float64, device=self._device())
+        for shard, st in zip(self.shards, self.states):
+            for lo, hi in st.counted:
+                total += shard.grad[lo:hi].double().pow(2).sum()
+        return math.sqrt(reduce_gradient_statistic(total, self.state, self.sharded).item())
+
+    def _device(self) -> torch.device:
+        return self.shards[0].grad.device if self.shards else torch.device("cpu")
+
+    def _unscale_and_check(self) -> bool:
+        """fp16: divides the gradients by the loss scale; True when any rank found inf/nan."""
+        bad = torch.zeros((), dtype=torch.float64, device=self._device())
+        for shard in self.shards:
+            shard.grad.mul_(1.0 / self.scaler.scale)
+            bad += (~torch.isfinite(shard.grad)).sum()
+        found = reduce_gradient_statistic(bad, self.state, self.sharded).item() > 0
+        self.scaler.update(found)
+        return found
+
+    def step(self, lr: float) -> StepResult:
+        """Unscale (fp16), clip to `clip_grad` by the global norm, update every shard and
+        write the new values into the parameters' shards."""
+        if self.scaler is not None and self._unscale_and_check():
+            return StepResult(float("nan"), skipped=True)
+        norm = self.grad_norm()
+        c = self.cfg
+        if c.clip_grad > 0 and norm > c.clip_grad:
+            for shard in self.shards:
+                shard.grad.mul_(c.clip_grad / (norm + 1e-6))
+        self.steps += 1
+        for shard, st in zip(self.shards, self.states):
+            adamw_(st.master, shard.grad, st.exp_avg, st.exp_avg_sq, self.steps, lr,
+                   c.adam_beta1, c.adam_beta2, c.adam_eps, c.weight_decay, st.decay)
+            if st.master is not shard.param:
+                shard.param.copy_(st.master)
+        return StepResult(norm, skipped=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Flat per-shard tensors; `numels` identifies the shard layout (DP size, ZeRO
+        stage, bucket size) they belong to."""
+        return {"steps": self.steps, "numels": [s.master.numel() for s in self.states],
+                "loss_scaler": self.scaler.state_dict() if self.scaler else None,
+                "shards": [{"master": s.master, "exp_avg": s.exp_avg,
+                            "exp_avg_sq": s.exp_avg_sq} for s in self.states]}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        numels = [s.master.numel() for s in self.states]
+        if saved["numels"] != numels:
+            raise ValueError(f"optimizer shards of {saved['numels'][:4]}... elements do not "
+                             f"match this run's {numels[:4]}...: different DP size, ZeRO "
+                             f"stage or bucket size")
+        self.steps = saved["steps"]
+        if self.scaler is not None and saved["loss_scaler"] is not None:
+            self.scaler.load_state_dict(saved["loss_scaler"])
+        for st, shard, tensors in zip(self.states, self.shards, saved["shards"]):
+            for name in ("master", "exp_avg", "exp_avg_sq"):
+                getattr(st, name).copy_(tensors[name])
+            if st.master is not shard.param:
+                shard.param.copy_(st.master)
+
+
+def build_optimizer(grads, cfg: TrainConfig, state: ParallelState,
+                    zero_stage: int) -> DistributedAdamW:
+    """The optimizer over `grads.shards()` (DataParallelGrads or ShardedParameters)."""
+    scaler = (DynamicLossScaler(cfg.loss_scale, cfg.loss_scale_window)
+              if cfg.precision == "fp16" else None)
+    return DistributedAdamW(grads.shards(), cfg, state, sharded=zero_stage >= 1, scaler=scaler)
