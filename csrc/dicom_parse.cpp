@@ -1,5 +1,6 @@
 #include "dicom_parse.h"
 
+#include <bitset>
 #include <cstring>
 
 #include "attributes.h"
@@ -24,25 +25,28 @@ std::string hex_tag(uint32_t tag) {
   return text;
 }
 
-// PS3.5 Table 6.2-1.
-bool is_vr(const uint8_t* p) {
-  static const char* const kVRs[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL",
-                                     "IS", "LO", "LT", "OB", "OD", "OF", "OL", "OV", "OW",
-                                     "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC",
-                                     "UI", "UL", "UN", "UR", "US", "UT", "UV"};
-  for (const char* vr : kVRs)
-    if (p[0] == uint8_t(vr[0]) && p[1] == uint8_t(vr[1])) return true;
-  return false;
+// PS3.5 Table 6.2-1 (valid VRs) and 7.1.2 (VRs with two reserved bytes and a 32-bit
+// length in explicit VR), as bitsets over the two VR bytes: one lookup per element.
+struct VRTable {
+  std::bitset<65536> valid, long_length;
+  VRTable() {
+    for (const char* vr : {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT",
+                           "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"})
+      valid[key(vr)] = true;
+    for (const char* vr : {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+      valid[key(vr)] = long_length[key(vr)] = true;
+  }
+  static size_t key(const char* vr) { return size_t(uint8_t(vr[0])) << 8 | uint8_t(vr[1]); }
+};
+
+const VRTable& vr_table() {
+  static const VRTable table;
+  return table;
 }
 
-// PS3.5 7.1.2: these VRs have two reserved bytes and a 32-bit length in explicit VR.
-bool has_long_length(const char* vr) {
-  static const char* const kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ",
-                                      "SV", "UC", "UN", "UR", "UT", "UV"};
-  for (const char* v : kLong)
-    if (vr[0] == v[0] && vr[1] == v[1]) return true;
-  return false;
-}
+bool is_vr(const uint8_t* p) { return vr_table().valid[size_t(p[0]) << 8 | p[1]]; }
+
+bool has_long_length(const char* vr) { return vr_table().long_length[VRTable::key(vr)]; }
 
 struct ElementHeader {
   uint32_t tag = 0;

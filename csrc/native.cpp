@@ -24,17 +24,19 @@ inline uint16_t byte_swap(uint16_t v) { return __builtin_bswap16(v); }
 inline uint32_t byte_swap(uint32_t v) { return __builtin_bswap32(v); }
 inline uint64_t byte_swap(uint64_t v) { return __builtin_bswap64(v); }
 
+// Copies `count` samples, swapping bytes for a big-endian source, and applies the
+// unused-bits rule in the same pass.
 template <typename U>
-void load_words(const uint8_t* src, uint64_t count, bool swap, uint8_t* dst) {
-  if (!swap) {
+void load_words(const uint8_t* src, uint64_t count, bool swap, UnusedBits<U> bits, uint8_t* dst) {
+  if (!swap && bits.identity()) {
     std::memcpy(dst, src, count * sizeof(U));
     return;
   }
+  U* out = reinterpret_cast<U*>(dst);
   for (uint64_t i = 0; i < count; ++i) {
     U v;
     std::memcpy(&v, src + i * sizeof(U), sizeof(U));
-    v = byte_swap(v);
-    std::memcpy(dst + i * sizeof(U), &v, sizeof(U));
+    out[i] = bits(swap ? byte_swap(v) : v);
   }
 }
 
@@ -62,17 +64,18 @@ void upsample_ybr_422(uint64_t pairs, const uint8_t* src, uint8_t* dst) {
 
 template <typename U>
 void decode_words(const PixelSpec& spec, const uint8_t* src, bool swap, uint8_t* out) {
+  UnusedBits<U> bits = unused_bits<U>(spec);
   if (is_ybr_422(spec)) {
     uint64_t pairs = spec.pixels_per_frame() * spec.frames / 2;
     std::vector<uint8_t> stored(pairs * 4 * sizeof(U));
-    load_words<U>(src, pairs * 4, swap, stored.data());
+    load_words<U>(src, pairs * 4, swap, bits, stored.data());
     upsample_ybr_422<U>(pairs, stored.data(), out);
   } else if (spec.samples > 1 && spec.planar_configuration == 1) {
     std::vector<uint8_t> planes(spec.output_bytes());
-    load_words<U>(src, spec.samples_per_frame() * spec.frames, swap, planes.data());
+    load_words<U>(src, spec.samples_per_frame() * spec.frames, swap, bits, planes.data());
     interleave_planes<U>(spec, planes.data(), out);
   } else {
-    load_words<U>(src, spec.samples_per_frame() * spec.frames, swap, out);
+    load_words<U>(src, spec.samples_per_frame() * spec.frames, swap, bits, out);
   }
 }
 
@@ -124,7 +127,6 @@ std::string decode_native(const PixelSpec& spec, ByteSpan value, bool little_end
     case 32: decode_words<uint32_t>(spec, src, swap, out); break;
     default: decode_words<uint64_t>(spec, src, swap, out); break;
   }
-  correct_unused_bits(spec, out, spec.samples_per_frame() * spec.frames);
   return is_ybr_422(spec) ? "YBR_FULL" : spec.photometric;
 }
 

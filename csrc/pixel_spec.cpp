@@ -1,7 +1,5 @@
 #include "pixel_spec.h"
 
-#include <type_traits>
-
 #include "attributes.h"
 #include "dicom_values.h"
 
@@ -24,11 +22,12 @@ uint32_t required_us(const ParsedDicom& parsed, uint32_t tag, const char* keywor
   throw DicomFormatError(std::string(keyword) + " is " + std::to_string(value) + ", " + rule);
 }
 
-template <typename T>
-void shift_unused(uint8_t* data, uint64_t count, int shift) {
-  using U = std::make_unsigned_t<T>;
-  T* p = reinterpret_cast<T*>(data);
-  for (uint64_t i = 0; i < count; ++i) p[i] = T(U(U(p[i]) << shift)) >> shift;
+template <typename U>
+void apply_unused_bits(const PixelSpec& spec, uint8_t* data, uint64_t count) {
+  UnusedBits<U> bits = unused_bits<U>(spec);
+  if (bits.identity()) return;
+  U* p = reinterpret_cast<U*>(data);
+  for (uint64_t i = 0; i < count; ++i) p[i] = bits(p[i]);
 }
 
 }  // namespace
@@ -80,14 +79,12 @@ PixelSpec pixel_spec_from(const ParsedDicom& parsed) {
 }
 
 void correct_unused_bits(const PixelSpec& spec, uint8_t* samples, uint64_t count) {
-  int shift = int(spec.bits_allocated - spec.bits_stored);
-  if (shift == 0 || spec.bits_allocated == 1) return;
-  bool sign = spec.is_signed();
   switch (spec.bits_allocated) {
-    case 8: sign ? shift_unused<int8_t>(samples, count, shift) : shift_unused<uint8_t>(samples, count, shift); break;
-    case 16: sign ? shift_unused<int16_t>(samples, count, shift) : shift_unused<uint16_t>(samples, count, shift); break;
-    case 32: sign ? shift_unused<int32_t>(samples, count, shift) : shift_unused<uint32_t>(samples, count, shift); break;
-    default: sign ? shift_unused<int64_t>(samples, count, shift) : shift_unused<uint64_t>(samples, count, shift);
+    case 1: break;  // one bit stored in one bit allocated
+    case 8: apply_unused_bits<uint8_t>(spec, samples, count); break;
+    case 16: apply_unused_bits<uint16_t>(spec, samples, count); break;
+    case 32: apply_unused_bits<uint32_t>(spec, samples, count); break;
+    default: apply_unused_bits<uint64_t>(spec, samples, count); break;
   }
 }
 

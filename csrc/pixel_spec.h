@@ -34,9 +34,27 @@ struct PixelSpec {
 // Configuration is required only for native 3-sample data; compressed syntaxes ignore it.
 PixelSpec pixel_spec_from(const ParsedDicom& parsed);
 
-// PS3.5 8.1.1: bits above Bits Stored carry no pixel value (they may hold overlays). Masks
-// them off (unsigned) or replaces them with the sign bit (signed), in place, over `count`
-// native-order samples of spec.item_size() bytes.
+// PS3.5 8.1.1: bits above Bits Stored carry no pixel value (they may hold overlays). For a
+// raw sample v of U's width: unsigned keeps the low Bits Stored bits; signed also replaces
+// the high bits with the sign bit: ((v & mask) ^ sign) - sign, in modular arithmetic.
+template <typename U>
+struct UnusedBits {
+  U mask = U(~U(0)), sign = 0;
+  bool identity() const { return mask == U(~U(0)); }
+  U operator()(U v) const { return U(U((v & mask) ^ sign) - sign); }
+};
+
+template <typename U>
+UnusedBits<U> unused_bits(const PixelSpec& spec) {
+  UnusedBits<U> bits;
+  if (spec.bits_stored < 8 * sizeof(U)) {
+    bits.mask = U((U(1) << spec.bits_stored) - 1);
+    if (spec.is_signed()) bits.sign = U(U(1) << (spec.bits_stored - 1));
+  }
+  return bits;
+}
+
+// Applies UnusedBits in place over `count` native-order samples of spec.item_size() bytes.
 void correct_unused_bits(const PixelSpec& spec, uint8_t* samples, uint64_t count);
 
 }  // namespace megamed
