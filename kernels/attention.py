@@ -278,10 +278,11 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA, sq_b, sq_h, sq_s, sk_b, sk_h, sk_s
              (dq * sm_scale).to(DQ.dtype.element_ty), mask=row_ok)
 
 
-# Hopper candidates: FA2's forward tile (BLOCK_M 128) and the Triton tutorial's backward
-# tiles (dK/dV: many keys per program, dQ: many queries); the tuner drops configs that
-# exceed shared memory. The interpreter gets unequal small blocks so the diagonal spans
-# several blocks in tiny tests.
+# Hopper candidates. Compiled for sm_90 at d=128 bf16, the 8-warp tiles fit in registers
+# without spilling; the 4-warp BLOCK_M=128 ones spill there and are for smaller head dims;
+# the last, tiny one is the fallback when nothing else fits (fp32 at d=128). Forward:
+# FA2's BLOCK_M 128; dK/dV hold a key block for a whole pass over the queries; dQ mirrors
+# it. The interpreter gets unequal small blocks so the diagonal spans several blocks.
 _KEY = ["SEQ_Q", "SEQ_K", "HEAD_DIM", "CAUSAL", "GROUP"]
 
 
@@ -290,18 +291,36 @@ def _configs(shapes):
             for m, n, w, s in shapes]
 
 
-FWD_CONFIGS = _configs([(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 4, 4),
-                        (128, 128, 8, 4), (64, 64, 4, 3)])
-DKDV_CONFIGS = _configs([(32, 128, 4, 3), (64, 128, 8, 3), (32, 128, 8, 3), (64, 64, 4, 3),
-                         (32, 64, 4, 4)])
-DQ_CONFIGS = _configs([(128, 32, 4, 3), (128, 64, 8, 3), (128, 32, 8, 3), (64, 64, 4, 3),
-                       (64, 32, 4, 4)])
-_attn_fwd = autotune(FWD_CONFIGS, triton.Config({"BLOCK_M": 32, "BLOCK_N": 16}),
-                     _KEY)(_attn_fwd)
-_attn_bwd_dkdv = autotune(DKDV_CONFIGS, triton.Config({"BLOCK_M": 16, "BLOCK_N": 32}),
-                          _KEY)(_attn_bwd_dkdv)
-_attn_bwd_dq = autotune(DQ_CONFIGS, triton.Config({"BLOCK_M": 32, "BLOCK_N": 16}),
-                        _KEY)(_attn_bwd_dq)
+def _row_bytes(args) -> int:
+    return args["HEAD_DIM"] * args["Q"].element_size()
+
+
+# Shared memory per config: the tiles a program holds, once, plus the tiles it streams,
+# once per pipeline stage (checked against Triton's own figures for sm_90).
+def _fwd_smem(c, args):  # holds q, streams k and v
+    return (c.kwargs["BLOCK_M"] + 2 * c.kwargs["BLOCK_N"] * c.num_stages) * _row_bytes(args)
+
+
+def _dkdv_smem(c, args):  # holds k and v, streams q and dO
+    return (2 * c.kwargs["BLOCK_N"] + 2 * c.kwargs["BLOCK_M"] * c.num_stages) * _row_bytes(args)
+
+
+def _dq_smem(c, args):  # holds q and dO, streams k and v
+    return (2 * c.kwargs["BLOCK_M"] + 2 * c.kwargs["BLOCK_N"] * c.num_stages) * _row_bytes(args)
+
+
+FWD_CONFIGS = _configs([(128, 64, 8, 3), (128, 128, 8, 3), (128, 64, 8, 4), (128, 64, 4, 3),
+                        (64, 64, 4, 3), (64, 32, 4, 2)])
+DKDV_CONFIGS = _configs([(32, 128, 8, 3), (64, 64, 8, 3), (32, 64, 8, 3), (32, 64, 4, 4),
+                         (16, 32, 4, 2)])
+DQ_CONFIGS = _configs([(128, 32, 8, 3), (128, 64, 8, 3), (64, 32, 4, 4), (64, 64, 4, 3),
+                       (128, 32, 4, 3), (32, 16, 4, 2)])
+_attn_fwd = autotune(FWD_CONFIGS, triton.Config({"BLOCK_M": 32, "BLOCK_N": 16}), _KEY,
+                     _fwd_smem, "Q")(_attn_fwd)
+_attn_bwd_dkdv = autotune(DKDV_CONFIGS, triton.Config({"BLOCK_M": 16, "BLOCK_N": 32}), _KEY,
+                          _dkdv_smem, "Q")(_attn_bwd_dkdv)
+_attn_bwd_dq = autotune(DQ_CONFIGS, triton.Config({"BLOCK_M": 32, "BLOCK_N": 16}), _KEY,
+                        _dq_smem, "Q")(_attn_bwd_dq)
 
 # ---------------------------------------------------------------------------------------
 # autograd.Function

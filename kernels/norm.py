@@ -54,6 +54,14 @@ def _norm_fwd(X, Y, W, B, MEAN, RSTD, stride_x, stride_y, N_ROWS, N, eps,
 
 
 @triton.jit
+def _row_tile(PTR, stride, rows, last, cols, col_ok):
+    """Rows [ROWS, BLOCK_N] of a matrix, in its own dtype; rows >= last read as 0."""
+    mask = (rows < last)[:, None] & col_ok[None, :]
+    return tl.load(PTR + rows.to(tl.int64)[:, None] * stride + cols[None, :], mask=mask,
+                   other=0.0)
+
+
+@triton.jit
 def _norm_bwd(X, DY, DX, W, MEAN, RSTD, DW_PART, DB_PART, stride_x, stride_dy, stride_dx,
               N_ROWS, N, rows_per_program,
               RMS: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
@@ -63,36 +71,44 @@ def _norm_bwd(X, DY, DX, W, MEAN, RSTD, DW_PART, DB_PART, stride_x, stride_dy, s
     pid = tl.program_id(0)
     cols = tl.arange(0, BLOCK_N)
     col_ok = cols < N
-    w = tl.load(W + cols, mask=col_ok, other=0.0).to(tl.float32) if HAS_W else 1.0
+    w = 1.0
+    if HAS_W:
+        w = tl.load(W + cols, mask=col_ok, other=0.0).to(tl.float32)
     dw = tl.zeros([BLOCK_N], dtype=tl.float32)
     db = tl.zeros([BLOCK_N], dtype=tl.float32)
     first = pid * rows_per_program
     last = tl.minimum(first + rows_per_program, N_ROWS)
+    rows = first + tl.arange(0, ROWS)
+    x_next = _row_tile(X, stride_x, rows, last, cols, col_ok)
+    dy_next = _row_tile(DY, stride_dy, rows, last, cols, col_ok)
     for start in range(first, last, ROWS):
         rows = start + tl.arange(0, ROWS)
-        row_ok = rows < last
-        mask = row_ok[:, None] & col_ok[None, :]
-        rows64 = rows.to(tl.int64)
-        x = tl.load(X + rows64[:, None] * stride_x + cols[None, :], mask=mask,
-                    other=0.0).to(tl.float32)
-        dy = tl.load(DY + rows64[:, None] * stride_dy + cols[None, :], mask=mask,
-                     other=0.0).to(tl.float32)
-        rstd = tl.load(RSTD + rows, mask=row_ok, other=0.0)
+        x = x_next.to(tl.float32)
+        dy = dy_next.to(tl.float32)
+        # The accumulators leave room for one program per SM, so overlap by hand: the
+        # next rows' loads are in flight while this row reduces.
+        x_next = _row_tile(X, stride_x, rows + ROWS, last, cols, col_ok)
+        dy_next = _row_tile(DY, stride_dy, rows + ROWS, last, cols, col_ok)
+        rstd = tl.load(RSTD + rows, mask=rows < last, other=0.0)
         # x_hat is junk in padded columns, but dy loads as 0 there, so it adds nothing.
         if RMS:
             x_hat = x * rstd[:, None]
         else:
-            x_hat = (x - tl.load(MEAN + rows, mask=row_ok, other=0.0)[:, None]) * rstd[:, None]
+            mean = tl.load(MEAN + rows, mask=rows < last, other=0.0)
+            x_hat = (x - mean[:, None]) * rstd[:, None]
         w_dy = w * dy
         # d(x_hat)/dx projects out the directions the statistics remove: the mean of
         # w*dy (LayerNorm only) and the component along x_hat.
         dx = w_dy - x_hat * (tl.sum(x_hat * w_dy, 1) / N)[:, None]
         if not RMS:
             dx -= (tl.sum(w_dy, 1) / N)[:, None]
-        tl.store(DX + rows64[:, None] * stride_dx + cols[None, :],
-                 (dx * rstd[:, None]).to(DX.dtype.element_ty), mask=mask)
-        dw += tl.sum(dy * x_hat, 0)
-        db += tl.sum(dy, 0)
+        tl.store(DX + rows.to(tl.int64)[:, None] * stride_dx + cols[None, :],
+                 (dx * rstd[:, None]).to(DX.dtype.element_ty),
+                 mask=(rows < last)[:, None] & col_ok[None, :])
+        if HAS_W:
+            dw += tl.sum(dy * x_hat, 0)
+        if HAS_B:
+            db += tl.sum(dy, 0)
     if HAS_W:
         tl.store(DW_PART + pid * N + cols, dw, mask=col_ok)
     if HAS_B:
@@ -105,13 +121,18 @@ def _norm_bwd(X, DY, DX, W, MEAN, RSTD, DW_PART, DB_PART, stride_x, stride_dy, s
 
 
 def _launch_shape(n: int) -> tuple[int, int, int]:
-    """(BLOCK_N, ROWS per program, num_warps): a whole row per block; narrow rows are
-    packed until a program holds ~4096 elements; warps grow with the row so each thread
-    keeps ~16 elements in registers (Liger-Kernel's `calculate_settings` rule)."""
+    """(BLOCK_N, ROWS per program, forward num_warps): a whole row per block; narrow rows
+    are packed until a program holds ~4096 elements; forward warps grow with the row so
+    each thread holds ~16 elements (Liger-Kernel's `calculate_settings` rule)."""
     block_n = triton.next_power_of_2(n)
     rows = max(1, min(16, 4096 // block_n))
-    warps = min(32, max(4, block_n * rows // 512))
-    return block_n, rows, warps
+    return block_n, rows, min(32, max(4, block_n * rows // 512))
+
+
+def _backward_warps(block_n: int, rows: int) -> int:
+    """~32 elements per thread: the backward's row accumulators allow one program per SM
+    at n=8192, so each thread keeps more loads in flight instead of more threads."""
+    return min(32, max(4, block_n * rows // 1024))
 
 
 def _num_programs(n_rows: int, device: torch.device) -> int:
@@ -146,12 +167,12 @@ def _backward(dy2, x2, weight, bias, mean, rstd, rms: bool):
     dx = torch.empty((n_rows, n), device=x2.device, dtype=x2.dtype)
     programs = _num_programs(n_rows, x2.device)
     parts = torch.empty((2, programs, n), device=x2.device, dtype=torch.float32)
-    block_n, rows, warps = _launch_shape(n)
+    block_n, rows, _ = _launch_shape(n)
     _norm_bwd[(programs,)](
         x2, dy2, dx, weight, mean, rstd, parts[0], parts[1], x2.stride(0), dy2.stride(0),
         dx.stride(0), n_rows, n, triton.cdiv(n_rows, programs),
         RMS=rms, HAS_W=weight is not None, HAS_B=bias is not None, ROWS=rows,
-        BLOCK_N=block_n, num_warps=warps)
+        BLOCK_N=block_n, num_warps=_backward_warps(block_n, rows))
     dw = parts[0].sum(0).to(weight.dtype) if weight is not None else None
     db = parts[1].sum(0).to(bias.dtype) if bias is not None else None
     return dx, dw, db

@@ -1,6 +1,7 @@
 """layer_norm and rms_norm against F.layer_norm and F.rms_norm: output, dx, dweight, dbias.
 Tolerances: kernel_tolerance.py. Widths cover a ragged block (37, 1000), narrow rows packed
-several per program (8, 24) and a wide one (4099 -> a 8192 block)."""
+several per program (8, 24; 100 rows of 24 take several 16-row steps per program) and a
+wide one (4099 -> a 8192 block)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,7 +9,7 @@ from kernel_tolerance import DEVICES, LOW_PRECISION, ON_CUDA, assert_close, nan_
 
 from megamed.kernels import layer_norm, rms_norm
 
-SHAPES = [(3, 5, 37), (7, 128), (2, 1000), (4, 1, 8), (33, 24), (2, 4099)]
+SHAPES = [(3, 5, 37), (7, 128), (2, 1000), (4, 1, 8), (33, 24), (2, 50, 24), (2, 4099)]
 AFFINE = [(True, True), (True, False), (False, True), (False, False)]
 
 
