@@ -34,8 +34,8 @@ from megamed.config import ModelConfig
 from megamed.kernels.backend import attention_fn, layer_norm_fn, resolve_backend, rms_norm_fn
 from megamed.parallel import collectives as C
 from megamed.parallel.random import RNGTracker, checkpoint
-from megamed.parallel.tensor import (SEQ_DIM, ColumnParallelLinear, InitSpec, RowParallelLinear,
-                                     VocabParallelEmbedding, _param,
+from megamed.parallel.tensor import (ColumnParallelLinear, InitSpec, RowParallelLinear,
+                                     VocabParallelEmbedding, _param, enter_tp_region,
                                      vocab_parallel_cross_entropy)
 
 
@@ -89,8 +89,9 @@ class Attention(nn.Module):
         self.local_heads, self.local_kv_heads = cfg.num_heads // tp, cfg.num_kv_heads // tp
         self.head_dim, self.dropout, self.rng = hd, cfg.attention_dropout, rng
         self.recompute_core = recompute_core
+        self.tp_group, self.sequence_parallel = tp_group, sequence_parallel
         kw = dict(bias=cfg.add_bias, std=cfg.init_std, sequence_parallel=sequence_parallel,
-                  device=device, dtype=dtype)
+                  device=device, dtype=dtype, gather_input=False)
         self.wq = ColumnParallelLinear(h, cfg.num_heads * hd, tp_group, **kw)
         self.wk = ColumnParallelLinear(h, cfg.num_kv_heads * hd, tp_group, **kw)
         self.wv = ColumnParallelLinear(h, cfg.num_kv_heads * hd, tp_group, **kw)
@@ -115,6 +116,7 @@ class Attention(nn.Module):
         return self.attend(q, k, v, True, None)
 
     def forward(self, x: torch.Tensor, rope: Optional[tuple]) -> torch.Tensor:
+        x = enter_tp_region(x, self.tp_group, self.sequence_parallel)  # once for Q, K, V
         q = self._heads(self.wq(x), self.local_heads)
         k = self._heads(self.wk(x), self.local_kv_heads)
         v = self._heads(self.wv(x), self.local_kv_heads)
@@ -137,13 +139,17 @@ class MLP(nn.Module):
         h, f = cfg.hidden_size, cfg.ffn_hidden_size
         kw = dict(bias=cfg.add_bias, sequence_parallel=sequence_parallel, device=device,
                   dtype=dtype)
+        self.tp_group, self.sequence_parallel = tp_group, sequence_parallel
         self.swiglu = cfg.activation == "swiglu"
-        self.w1 = ColumnParallelLinear(h, f, tp_group, std=cfg.init_std, **kw)
+        self.w1 = ColumnParallelLinear(h, f, tp_group, std=cfg.init_std, gather_input=False,
+                                       **kw)
         if self.swiglu:
-            self.w3 = ColumnParallelLinear(h, f, tp_group, std=cfg.init_std, **kw)
+            self.w3 = ColumnParallelLinear(h, f, tp_group, std=cfg.init_std,
+                                           gather_input=False, **kw)
         self.w2 = RowParallelLinear(f, h, tp_group, std=out_std, **kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = enter_tp_region(x, self.tp_group, self.sequence_parallel)  # once for w1 and w3
         if self.swiglu:
             return self.w2(F.silu(self.w1(x)) * self.w3(x))
         return self.w2(F.gelu(self.w1(x), approximate="tanh"))
@@ -254,10 +260,7 @@ class DecoderStage(nn.Module):
         x = self.final_norm(x)
         if hasattr(self, "output"):
             return self.output(x)
-        if self.sequence_parallel:
-            x = C.all_gather_from_region(x, self.tp_group, SEQ_DIM)
-        else:
-            x = C.copy_to_region(x, self.tp_group)
+        x = enter_tp_region(x, self.tp_group, self.sequence_parallel)
         return F.linear(x, self.embedding.tokens.weight)
 
     def forward(self, x: torch.Tensor, targets: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -13,6 +13,9 @@ rank keeps. `initialize_parameters` fills them; no layer draws random numbers it
 Sequence parallelism (Korthikanti et al. 2022): with `sequence_parallel=True` activations
 outside the TP region are split along the sequence (dim 1 of [batch, seq, hidden]); column
 layers all-gather them and row layers reduce-scatter back instead of all-reducing.
+Several column layers reading one input (Q, K, V; SwiGLU's two) enter the region once
+(`enter_tp_region`, then `gather_input=False`): one all-gather forward and one
+reduce-scatter (or all-reduce) backward instead of one per layer.
 """
 from __future__ import annotations
 
@@ -87,20 +90,30 @@ def _divide(n: int, parts: int, what: str) -> int:
     return n // parts
 
 
+def enter_tp_region(x: torch.Tensor, tp_group, sequence_parallel: bool) -> torch.Tensor:
+    """The input of column-parallel layers: [b, s / tp, h] all-gathered to [b, s, h] under
+    sequence parallelism (backward: reduce-scatter), else [b, s, h] as is (backward:
+    all-reduce of the partial input gradients)."""
+    if sequence_parallel:
+        return C.all_gather_from_region(x, tp_group, SEQ_DIM)
+    return C.copy_to_region(x, tp_group)
+
+
 class ColumnParallelLinear(nn.Module):
     """y = x A^T + b with A's output rows split over TP.
 
-    Input [b, s, in] (or [b, s / tp, in] with sequence parallelism); output [b, s, out / tp],
-    or [b, s, out] with `gather_output`.
+    Input [b, s, in] (or [b, s / tp, in] with sequence parallelism; already [b, s, in] from
+    `enter_tp_region` with `gather_input=False`); output [b, s, out / tp], or [b, s, out]
+    with `gather_output`.
     """
 
     def __init__(self, in_features: int, out_features: int, tp_group, bias: bool = False,
                  gather_output: bool = False, std: float = 0.02, sequence_parallel: bool = False,
                  valid_rows: Optional[int] = None, init_key: Optional[str] = None,
-                 dtype=None, device=None):
+                 dtype=None, device=None, gather_input: bool = True):
         super().__init__()
         self.tp_group, self.gather_output = tp_group, gather_output
-        self.sequence_parallel = sequence_parallel
+        self.sequence_parallel, self.gather_input = sequence_parallel, gather_input
         tp, rank = C.group_size(tp_group), C.group_rank(tp_group)
         local = _divide(out_features, tp, "output features")
         self.weight = _param((local, in_features), InitSpec(
@@ -111,10 +124,8 @@ class ColumnParallelLinear(nn.Module):
                      if bias else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.sequence_parallel:
-            x = C.all_gather_from_region(x, self.tp_group, SEQ_DIM)
-        else:
-            x = C.copy_to_region(x, self.tp_group)
+        if self.gather_input:
+            x = enter_tp_region(x, self.tp_group, self.sequence_parallel)
         y = F.linear(x, self.weight, self.bias)
         return C.gather_from_region(y, self.tp_group, -1) if self.gather_output else y
 
