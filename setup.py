@@ -17,6 +17,7 @@ def dicom_extension():
               "(megamed.data.dicom will raise when asked to use it)", file=sys.stderr)
         return [], {}
     ext = Pybind11Extension("megamed._dicom", sources, cxx_std=17,
+                            depends=sorted(glob.glob("csrc/*.h")),  # rebuild when a header changes
                             extra_compile_args=["-O3"], libraries=["z"])
     return [ext], {"build_ext": build_ext}
 
