@@ -221,7 +221,9 @@ class DataParallelGrads:
 
     zero_stage 0: all-reduce, every rank updates everything; 1: all-reduce, each rank updates
     its shard and the shards are all-gathered; 2: reduce-scatter into the shard, then the
-    same all-gather (half the gradient traffic of 1, ZeRO section 7).
+    same all-gather (half the gradient traffic of 1, ZeRO section 7). The fp32 buffer stays
+    whole at stage 2 as in Megatron's distributed optimizer, since every micro batch's
+    backward accumulates into all of it; ZeRO-3 (ShardedParameters) keeps only shards.
 
     Per step: `zero_grad()`; the schedule runs, calling `last_backward(chunk)` before each
     chunk's last backward; `finish_grad_sync()`; the optimizer updates `shards()`;
@@ -402,6 +404,7 @@ class ShardedUnit:
         self.free()
 
     def free(self) -> None:
+        self.wait()  # never pull the memory from under a gather in flight
         self.full.untyped_storage().resize_(0)
         self.gathered = False
 
