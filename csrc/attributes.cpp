@@ -41,6 +41,10 @@ const std::vector<WantedAttribute>& wanted_attributes() {
 }
 
 bool is_wanted(uint32_t tag) {
+  uint16_t group = uint16_t(tag >> 16);
+  if (group != 0x0002 && group != 0x0008 && group != 0x0018 && group != 0x0020 &&
+      group != 0x0028 && group != 0x7FE0)
+    return false;  // most elements: no search
   const auto& table = wanted_attributes();
   auto it = std::lower_bound(table.begin(), table.end(), tag,
                              [](const WantedAttribute& a, uint32_t t) { return a.tag < t; });

@@ -79,7 +79,13 @@ py::dict header_dict(const std::vector<Element>& elements) {
 }
 
 py::dtype output_dtype(const PixelSpec& spec) {
-  return py::dtype(std::string(spec.is_signed() ? "i" : "u") + std::to_string(spec.item_size()));
+  bool sign = spec.is_signed();
+  switch (spec.item_size()) {
+    case 1: return sign ? py::dtype::of<int8_t>() : py::dtype::of<uint8_t>();
+    case 2: return sign ? py::dtype::of<int16_t>() : py::dtype::of<uint16_t>();
+    case 4: return sign ? py::dtype::of<int32_t>() : py::dtype::of<uint32_t>();
+    default: return sign ? py::dtype::of<int64_t>() : py::dtype::of<uint64_t>();
+  }
 }
 
 py::dict read_dicom(py::object data, bool pixels, bool attributes, bool header) {
