@@ -46,7 +46,6 @@ class ByteReader {
   size_t pos() const { return pos_; }
   size_t size() const { return size_; }
   size_t remaining() const { return size_ - pos_; }
-  bool at_end() const { return pos_ >= size_; }
   bool little_endian() const { return little_; }
   void set_little_endian(bool little) { little_ = little; }
   const uint8_t* data() const { return data_; }
