@@ -10,6 +10,11 @@ if [ ! -x .venv/bin/python ]; then
   $PY -m venv .venv
 fi
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+# The C++ DICOM extension links zlib (deflated transfer syntax).
+if [ ! -f /usr/include/zlib.h ]; then
+  echo "setup: installing zlib headers (zlib1g-dev)"
+  apt-get update -qq && apt-get install -y -qq zlib1g-dev
+fi
 # Ask for the exact release first so pip takes the CPU wheel, not a multi-GB CUDA build.
 "${PIP[@]}" install "torch==2.13.0"
 "${PIP[@]}" install setuptools wheel pybind11
