@@ -38,6 +38,9 @@ from megamed.parallel.tensor import (ColumnParallelLinear, InitSpec, RowParallel
                                      VocabParallelEmbedding, _param, enter_tp_region,
                                      vocab_parallel_cross_entropy)
 
+# Parameter and activation dtype of each `train.precision`.
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
 
 class Norm(nn.Module):
     """RMSNorm or LayerNorm over the last dim, replicated across TP; the kernel comes from

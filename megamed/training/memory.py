@@ -25,7 +25,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from megamed.config import Config, bucket_elements, load_config, validate_layout
-from megamed.model.transformer import DecoderStage
+from megamed.model.transformer import PRECISION_DTYPES, DecoderStage
 from megamed.parallel import collectives as C
 from megamed.parallel.data import (ONE_BUCKET, buffer_groups, parameter_kinds, plan_buffer,
                                    zero3_units)
@@ -33,7 +33,6 @@ from megamed.parallel.pipeline import chunk_layers
 from megamed.parallel.random import RNGTracker
 
 GB = 1e9
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class SavedActivations:
@@ -124,7 +123,7 @@ def _meta_chunks(cfg: Config, pp_rank: int) -> list[DecoderStage]:
                          pp_rank == 0 and c == 0,
                          pp_rank == p.pp - 1 and c == p.virtual_stages - 1,
                          p.sequence_parallel, RNGTracker(), torch.device("meta"),
-                         DTYPES[t.precision])
+                         PRECISION_DTYPES[t.precision])
             for c in range(p.virtual_stages)]
 
 

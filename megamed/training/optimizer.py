@@ -95,7 +95,7 @@ class ShardState:
 
 
 @dataclass
-class StepResult:
+class UpdateResult:
     grad_norm: float           # before clipping; nan when the step was skipped
     skipped: bool
 
@@ -148,11 +148,11 @@ class DistributedAdamW:
         self.scaler.update(found)
         return found
 
-    def step(self, lr: float) -> StepResult:
+    def step(self, lr: float) -> UpdateResult:
         """Unscale (fp16), clip to `clip_grad` by the global norm, update every shard and
         write the new values into the parameters' shards."""
         if self.scaler is not None and self._unscale_and_check():
-            return StepResult(float("nan"), skipped=True)
+            return UpdateResult(float("nan"), skipped=True)
         norm = self.grad_norm()
         c = self.cfg
         if c.clip_grad > 0 and norm > c.clip_grad:
@@ -164,7 +164,7 @@ class DistributedAdamW:
                    c.adam_beta1, c.adam_beta2, c.adam_eps, c.weight_decay, st.decay)
             if st.master is not shard.param:
                 shard.param.copy_(st.master)
-        return StepResult(norm, skipped=False)
+        return UpdateResult(norm, skipped=False)
 
     def state_dict(self) -> dict[str, Any]:
         """Flat per-shard tensors; `numels` identifies the shard layout (DP size, ZeRO

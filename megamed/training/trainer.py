@@ -26,7 +26,7 @@ from megamed.config import Config, ConfigError, validate_layout
 from megamed.data.sampler import BatchLayout, micro_batch
 from megamed.data.synthetic import SyntheticBigramDataset
 from megamed.data.tokens import TokenFileDataset
-from megamed.model.transformer import DecoderStage, count_parameters
+from megamed.model.transformer import PRECISION_DTYPES, DecoderStage, count_parameters
 from megamed.parallel import collectives as C
 from megamed.parallel.data import average_loss, data_parallel
 from megamed.parallel.pipeline import (Runner, check_micro_batches, chunk_layers,
@@ -36,8 +36,7 @@ from megamed.parallel.random import seed_streams
 from megamed.parallel.state import ParallelState
 from megamed.parallel.tensor import initialize_parameters
 from megamed.training import checkpoint
-from megamed.training.memory import (DTYPES, SavedActivations, format_memory, gather_memory,
-                                     rank_memory)
+from megamed.training.memory import SavedActivations, format_memory, gather_memory, rank_memory
 from megamed.training.metrics import MetricsLogger, flops_per_token
 from megamed.training.optimizer import DistributedAdamW, build_optimizer, counts_once, lr_at
 
@@ -69,7 +68,8 @@ def build_model(cfg: Config, state: ParallelState, device, rng=None) -> list[Dec
         has_output = state.is_last_stage and c == V - 1
         chunk = DecoderStage(m, state.tp_group, chunk_layers(m.num_layers, P, V, state.pp_rank, c),
                              has_embedding, has_output, cfg.parallel.sequence_parallel, rng,
-                             device, DTYPES[t.precision], t.recompute, t.recompute_every)
+                             device, PRECISION_DTYPES[t.precision], t.recompute,
+                             t.recompute_every)
         initialize_parameters(chunk, t.seed)
         if has_output and m.tie_embeddings and hasattr(chunk, "output"):
             chunk.output.weight.pipeline_duplicate = True  # counted once, on the first stage
@@ -160,7 +160,7 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
     step_tokens = t.global_batch * cfg.model.seq_length
     runner = TrainingRunner(state.pp, state.pp_rank, p.virtual_stages, chunks=chunks,
                             num_micro_batches=t.grad_accum_steps, shape=activation_shape(cfg),
-                            dtype=DTYPES[t.precision], device=device,
+                            dtype=PRECISION_DTYPES[t.precision], device=device,
                             prev_rank=state.ring_prev_rank, next_rank=state.ring_next_rank,
                             grads=grads, activations=SavedActivations() if track else None)
     records = []
