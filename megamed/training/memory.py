@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from megamed.config import Config, bucket_elements, load_config, validate_layout
+from megamed.config import Config, ConfigError, bucket_elements, load_config, validate_layout
 from megamed.model.transformer import PRECISION_DTYPES, DecoderStage
 from megamed.parallel import collectives as C
 from megamed.parallel.data import (ONE_BUCKET, buffer_groups, parameter_kinds, plan_buffer,
@@ -38,7 +38,8 @@ GB = 1e9
 class SavedActivations:
     """Bytes of the tensors autograd keeps for backward, current and peak (CPU twin of the
     allocator's activation share). Parameters are not counted (they are counted once, in
-    the parameter buffers); tensors sharing a storage are counted once."""
+    the parameter buffers); tensors sharing a storage are counted once, and a saved tensor
+    is taken to be freed once backward has unpacked it (true without retain_graph)."""
 
     def __init__(self):
         self.current = self.peak = 0
@@ -170,9 +171,9 @@ def _add_group(row: dict, params: list, chunk, cfg: Config) -> None:
 def format_optimizer_state(cfg: Config, rows: list[dict[str, int]]) -> str:
     p, t = cfg.parallel, cfg.train
     size = {"fp32": 4, "bf16": 2, "fp16": 2}[t.precision]
+    units = "one shard per block" if p.zero_stage == 3 else f"{p.bucket_mb:g} MiB buckets"
     lines = [f"{cfg.profile}: TP {p.tp} x PP {p.pp} x DP {p.dp}, ZeRO-{p.zero_stage}, "
-             f"{t.precision} parameters, {p.bucket_mb:g} MiB buckets; GB per rank "
-             f"(elements in parentheses)",
+             f"{t.precision} parameters, {units}; GB per rank (elements in parentheses)",
              f"{'stage':>5} {'params':>22} {'main grads':>22} {'master':>22} "
              f"{'exp_avg':>22} {'exp_avg_sq':>22} {'total GB':>9}"]
     for r in rows:
@@ -195,8 +196,12 @@ def main(argv=None) -> int:
     args = a.parse_args(argv)
     parallel = {"tp": args.tp, "pp": args.pp, "zero_stage": args.zero_stage,
                 "bucket_mb": args.bucket_mb}
-    cfg = load_config(args.profile, {"parallel": parallel})
-    validate_layout(cfg, cfg.parallel.tp * cfg.parallel.pp * args.dp, device_type="cuda")
+    try:
+        cfg = load_config(args.profile, {"parallel": parallel})
+        validate_layout(cfg, cfg.parallel.tp * cfg.parallel.pp * args.dp, device_type="cuda")
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
     print(format_optimizer_state(cfg, optimizer_state_per_rank(cfg)))
     return 0
 
