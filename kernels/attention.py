@@ -417,6 +417,9 @@ def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     if q.dtype not in _DTYPES or k.dtype != q.dtype or v.dtype != q.dtype:
         raise ValueError(f"flash_attention: q, k, v must share one dtype of {_DTYPES}; got "
                          f"{q.dtype}, {k.dtype}, {v.dtype}")
+    if k.device != q.device or v.device != q.device:
+        raise ValueError(f"flash_attention: q, k, v must be on one device; got {q.device}, "
+                         f"{k.device}, {v.device}")
     if q.shape[2] == 0 or k.shape[2] == 0:
         raise ValueError("flash_attention: sequence lengths must be at least 1")
 

@@ -92,12 +92,15 @@ def _resolved(backend: str, op: str, allowed: tuple[str, ...]) -> None:
 
 
 def _torch_attention(q, k, v, causal: bool, scale: float | None) -> torch.Tensor:
-    """SDPA with K/V heads repeated for grouped-query attention. [b, heads, s, d]."""
+    """SDPA; K/V may have fewer heads (query head h reads KV head h // group).
+    [b, heads, s, d]."""
     group = q.shape[1] // k.shape[1]
-    if group > 1:
-        # repeat_interleave: query head h reads KV head h // group, as enable_gqa does;
-        # it also works on torch versions whose SDPA predates enable_gqa (2.5).
-        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    if group == 1:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+    if torch.__version__ >= "2.5":  # enable_gqa spares the fused kernels a K/V copy
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale,
+                                              enable_gqa=True)
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
 
 

@@ -223,6 +223,8 @@ def _check(op: str, x: torch.Tensor, weight, bias) -> None:
         if t is not None and tuple(t.shape) != (n,):
             raise ValueError(f"{op}: {name} must have shape ({n},) to match x's last dim, "
                              f"got {tuple(t.shape)}")
+        if t is not None and t.device != x.device:
+            raise ValueError(f"{op}: {name} is on {t.device}, x on {x.device}")
 
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor | None = None,
