@@ -29,7 +29,6 @@ import torch.distributed as dist
 from torch.autograd import Variable
 
 from megamed.config import ConfigError
-from megamed.parallel import collectives as C
 
 MicroBatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 
@@ -364,17 +363,3 @@ def format_schedule(orders: list[list[tuple]], virtual_stages: int) -> str:
         lines.append(f"stage {stage}: " + " ".join(cells))
     return "\n".join(lines)
 
-
-def all_reduce_tied_embedding_grads(chunks: list, embedding_group) -> None:
-    """With tied embeddings on PP > 1, the first stage's embedding and the last stage's
-    output copy are one parameter: summing their gradients over the embedding group (those
-    two stages) keeps the copies equal after every step."""
-    if embedding_group is None or C.group_size(embedding_group) == 1:
-        return
-    for chunk in chunks:
-        if not chunk.cfg.tie_embeddings:
-            return
-        if chunk.has_embedding:
-            C.all_reduce(chunk.embedding.tokens.weight.grad, embedding_group)
-        if chunk.has_output and hasattr(chunk, "output"):
-            C.all_reduce(chunk.output.weight.grad, embedding_group)

@@ -110,8 +110,8 @@ def load(directory: str, state: ParallelState,
         raise CheckpointError(meta_path, f"unreadable manifest ({e})") from None
     if (meta.get("tp"), meta.get("pp")) != (state.tp, state.pp):
         raise CheckpointError(step_dir, f"saved with TP {meta.get('tp')} x PP {meta.get('pp')}, "
-                                        f"this run is TP {state.tp} x PP {state.pp}; reshard it "
-                                        f"with tools/convert_checkpoint.py or match the layout")
+                                        f"this run is TP {state.tp} x PP {state.pp}; resume with "
+                                        f"the layout it was saved with")
     if meta.get("optimizer") != layout:
         raise CheckpointError(step_dir, f"optimizer state saved as {meta.get('optimizer')}, "
                                         f"this run needs {layout}; resume with the same "
