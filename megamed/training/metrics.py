@@ -2,7 +2,9 @@
 
 JSONL fields (a contract, see DESIGN.md): step, loss, lr, grad_norm, tokens (cumulative
 tokens consumed through this step), tokens_per_s, mfu (null without a GPU), plus
-step_tokens, step_time_s, elapsed_s.
+step_tokens, step_time_s, elapsed_s, and on the steps that report memory (--memory-interval)
+`memory`: one dict of bytes per rank (params, main_grads, optimizer, activations, total;
+CUDA peak allocated/reserved on a GPU).
 """
 from __future__ import annotations
 
@@ -60,7 +62,7 @@ class MetricsLogger:
         self.start_step = start_step
 
     def log(self, step: int, loss: float, lr: float, grad_norm: float, step_tokens: int,
-            step_time: float, consumed_tokens: int) -> dict:
+            step_time: float, consumed_tokens: int, memory: Optional[list] = None) -> dict:
         tokens_per_s = step_tokens / step_time if step_time > 0 else None
         mfu = None
         if self.peak and tokens_per_s:
@@ -69,6 +71,8 @@ class MetricsLogger:
         record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                   "tokens": consumed_tokens, "tokens_per_s": tokens_per_s, "mfu": mfu,
                   "step_tokens": step_tokens, "step_time_s": step_time, "elapsed_s": elapsed}
+        if memory:
+            record["memory"] = memory
         if self.file:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()

@@ -174,13 +174,15 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
         except RuntimeError as e:
             # A dead peer surfaces as a timeout in some collective; say where we were.
             raise RuntimeError(f"{state.describe()}: step {step + 1} failed: {e}") from e
-        record = None
-        if logger:
-            record = logger.log(step + 1, result.loss, lr, result.grad_norm, step_tokens,
-                                time.time() - started, (step + 1) * step_tokens)
-            records.append(record)
+        memory = None
         if t.memory_interval and (step + 1) % t.memory_interval == 0:
-            _log_memory(step + 1, grads, optimizer, runner.activations, device, record)
+            memory = gather_memory(rank_memory(grads, optimizer, runner.activations, device),
+                                   device)
+        if logger:
+            records.append(logger.log(step + 1, result.loss, lr, result.grad_norm, step_tokens,
+                                      time.time() - started, (step + 1) * step_tokens, memory))
+            if memory:
+                print(format_memory(step + 1, memory), flush=True)
         if save and t.save_interval and (step + 1) % t.save_interval == 0:
             _save(save, step + 1, state, chunks, grads, optimizer, rng, cfg)
     grads.wait_params()
@@ -209,15 +211,6 @@ def _describe(cfg: Config, state: ParallelState, device, total_params: int,
     if print_schedule:
         print(format_schedule(dry_run(p.pp, p.virtual_stages, t.grad_accum_steps),
                               p.virtual_stages), flush=True)
-
-
-def _log_memory(step: int, grads, optimizer, activations, device, record) -> None:
-    """Every rank's peak since the last report; rank 0 prints it and adds it to the step's
-    returned record (`memory`: one dict of bytes per rank)."""
-    reports = gather_memory(rank_memory(grads, optimizer, activations, device), device)
-    if record is not None:
-        record["memory"] = reports
-        print(format_memory(step, reports), flush=True)
 
 
 def _load(directory, state, chunks, grads, optimizer, rng, cfg: Config) -> int:
