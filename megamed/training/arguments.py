@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Pretrain a megamed decoder. Launch with torchrun; DP = world size / "
                     "(TP x PP). Flags override the values of --profile.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        epilog="A flag left out takes the profile's value (configs/PROFILE.yaml).")
     a = p.add_argument
     a("--profile", default=None, help="configs/NAME.yaml or a path to a YAML file; default: "
       "'demo' without CUDA, 'medllm-32b' with it")
