@@ -29,7 +29,7 @@ def _shipped_images():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ds = pydicom.dcmread(path, force=True)
-        except Exception:
+        except Exception:  # noqa: BLE001 - deliberately broken samples: no reference to compare
             continue
         syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
         if "PixelData" in ds and syntax in DECODED_HERE:
