@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The kernel suite for one GPU (written for a single H200): install, the kernel tests on
-# CUDA, then benchmarks/kernels.py. Everything it writes goes to OUTDIR (7 files: env.txt,
-# install.log, kernel_tests.log, kernel_tests.xml, bench.log, kernels.json, summary.json).
+# CUDA, benchmarks/kernels.py, then benchmarks/mfu.py on 2 of medllm-32b's 64 layers (the
+# whole training step on the GPU: bf16, Triton kernels, distributed optimizer). Everything
+# it writes goes to OUTDIR (8 files, the device tool's limit: env.txt, install.log,
+# kernel_tests.log, bench.log, kernels.json, mfu.log, mfu.json, summary.json).
 #
 #   bash benchmarks/gpu_suite.sh OUTDIR                # on the GPU machine
 #   bash benchmarks/gpu_suite.sh OUTDIR --cpu-dry-run  # rehearse every step on a CPU
@@ -24,8 +26,9 @@ PY=${PYTHON:-python3}
 # Absolute before the cd below; symlinks kept (a venv's python is one).
 [[ $PY == */* ]] && PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
 INSTALL_S=${INSTALL_S:-60}  # a retry without the C++ extension gets 30 more
-TESTS_S=${TESTS_S:-190}
-BENCH_S=${BENCH_S:-180}
+TESTS_S=${TESTS_S:-160}
+BENCH_S=${BENCH_S:-150}
+MFU_S=${MFU_S:-100}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 STEPS=()  # "name rc seconds" per step, for summary.json
 
@@ -114,7 +117,7 @@ assert os.path.samefile(k.__path__[0], "kernels")' 2>/dev/null; then
 }
 
 run_tests() {
-    local args=(-q -rs -p no:cacheprovider --junitxml="$OUT/kernel_tests.xml")
+    local args=(-q -rs -p no:cacheprovider)
     # pyproject.toml sets `timeout`; without pytest-timeout pytest only warns about it.
     if "$PY" -c 'import xdist' 2>/dev/null; then
         args+=(-n 8)  # compiling kernel variants dominates; spread it over the CPU cores
@@ -125,6 +128,14 @@ run_tests() {
     # test_every_tuning_candidate_is_correct covers every candidate.
     MEGAMED_AUTOTUNE=0 step kernel-tests "$OUT/kernel_tests.log" "$TESTS_S" \
         "$PY" -m pytest "${args[@]}" tests/kernels
+}
+
+run_mfu() {
+    # The dry run takes the tiny profile: 2 layers of medllm-32b do not fit a CPU's memory.
+    local model=(--profile medllm-32b --layers 2)
+    [[ $DRY_RUN == 1 ]] && model=(--profile tiny)
+    PYTHONUNBUFFERED=1 step mfu "$OUT/mfu.log" "$MFU_S" \
+        "$PY" benchmarks/mfu.py "${model[@]}" --steps 4 --warmup 2 --out "$OUT/mfu.json"
 }
 
 main() {
@@ -146,6 +157,7 @@ main() {
         run_tests || failed=1
         PYTHONUNBUFFERED=1 step benchmark "$OUT/bench.log" "$BENCH_S" \
             "$PY" benchmarks/kernels.py --out "$OUT" || failed=1
+        run_mfu || failed=1
     fi
     if [[ $failed == 0 ]]; then write_summary passed; else write_summary failed; fi
     return $failed
