@@ -111,11 +111,13 @@ def load(directory: str, state: ParallelState,
     if (meta.get("tp"), meta.get("pp")) != (state.tp, state.pp):
         raise CheckpointError(step_dir, f"saved with TP {meta.get('tp')} x PP {meta.get('pp')}, "
                                         f"this run is TP {state.tp} x PP {state.pp}; resume with "
-                                        f"the layout it was saved with")
+                                        f"the layout it was saved with, or reshard it with "
+                                        f"tools/convert_checkpoint.py")
     if meta.get("optimizer") != layout:
         raise CheckpointError(step_dir, f"optimizer state saved as {meta.get('optimizer')}, "
                                         f"this run needs {layout}; resume with the same "
-                                        f"--zero-stage, --bucket-mb and (when sharded) DP size")
+                                        f"--zero-stage, --bucket-mb and (when sharded) DP size, "
+                                        f"or reshard it with tools/convert_checkpoint.py")
     payload = _read(step_dir / _shard_name(state), meta["step"])
     if layout["partition"] != "none":
         payload["optimizer"] = _read(step_dir / _shard_name(state, state.dp_rank),
