@@ -75,15 +75,15 @@ def _measure(grads: DataParallelGrads, model, tokens, mode: str) -> tuple[float,
 
 
 def _rows_for(args, state: ParallelState) -> list[dict]:
-    cfg = load_config(args.profile, {"train": {"micro_batch": args.micro_batch}})
-    cfg.parallel.dp = state.dp
-    m = cfg.model
+    base = load_config(args.profile, {"train": {"micro_batch": args.micro_batch}})
+    m = base.model
     tokens = torch.randint(0, m.vocab_size, (args.micro_batch, m.seq_length + 1),
                            generator=torch.Generator().manual_seed(0))
     rows = []
     for zero_stage in (1, 2):
         for bucket_mb in args.bucket_mb:
-            cfg.parallel.zero_stage, cfg.parallel.bucket_mb = zero_stage, bucket_mb
+            cfg = base.replace(parallel={"dp": state.dp, "zero_stage": zero_stage,
+                                         "bucket_mb": bucket_mb})
             model, = build_model(cfg, state, torch.device("cpu"))
             grads = DataParallelGrads([model], state, cfg.parallel)
             times = {mode: [] for mode in MODES}

@@ -5,29 +5,46 @@
 
 DP = world size / (TP x PP). Every optimizer step appends one JSON object to
 --metrics-jsonl (step, loss, lr, grad_norm, tokens, tokens_per_s, mfu, ...).
+A configuration or input error (bad flag, layout, batch arithmetic, data glob, broken
+checkpoint) is one line on stderr (from rank 0) and exit status 2, no traceback.
 """
+import os
 import sys
 
 import torch.distributed as dist
 
-from megamed.config import ConfigError
+from megamed.training.checkpoint import CheckpointError
+from megamed.config import ConfigError, resolve
+from megamed.data.tokens import TokenFileError
 from megamed.parallel.state import init_distributed
 from megamed.training.arguments import parse_config
 from megamed.training.trainer import pretrain
 
+USER_ERRORS = (ConfigError, TokenFileError, CheckpointError)
+
+
+def _fail(e: Exception) -> int:
+    if int(os.environ.get("RANK", "0")) == 0:
+        kind = "configuration error" if isinstance(e, ConfigError) else "error"
+        print(f"{kind}: {e}", file=sys.stderr)
+    return 2
+
 
 def main(argv=None) -> int:
-    cfg, args, note = parse_config(argv)
+    try:
+        cfg, args, note = parse_config(argv)
+        # Checked in full before any process group exists: every rank finds the same error.
+        cfg = resolve(cfg, int(os.environ.get("WORLD_SIZE", "1")))
+    except ConfigError as e:
+        return _fail(e)
     init_distributed(cfg.parallel.backend, cfg.parallel.timeout_s)
     if note and dist.get_rank() == 0:
         print(note, flush=True)
     try:
         pretrain(cfg, save=args.save, load=args.load, metrics_jsonl=args.metrics_jsonl,
                  print_schedule=args.print_schedule)
-    except ConfigError as e:
-        if dist.get_rank() == 0:
-            print(f"configuration error: {e}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as e:
+        return _fail(e)
     finally:
         dist.destroy_process_group()
     return 0

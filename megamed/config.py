@@ -1,12 +1,18 @@
-"""Typed configs (model, parallel layout, training, data), YAML profiles and validation.
+"""Typed configs (model, parallel layout, training, data), YAML profiles, the one `resolve`
+step, and the parameter count of a model shape.
 
 A profile is a YAML file in `configs/` with `model:`, `parallel:`, `train:` and `data:`
-sections; `base: NAME` inherits another profile. Command-line flags override profile values.
-Every inconsistency raises `ConfigError` with the arithmetic that failed and what to change.
+sections; `base: NAME` inherits another profile. Command-line flags override profile values
+(`training/arguments.py`). Configs are frozen: `load_config` reads a profile with its
+overrides, `resolve(cfg, world_size)` checks everything against the world size and returns
+a new config with `parallel.dp` and `train.grad_accum_steps` filled in, before any process
+group exists. Every inconsistency raises `ConfigError` with the arithmetic that failed and
+what to change.
 """
 from __future__ import annotations
 
 import dataclasses
+import glob
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +27,7 @@ class ConfigError(ValueError):
     """An inconsistent or unknown configuration value."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     num_layers: int
     hidden_size: int
@@ -53,7 +59,7 @@ class ModelConfig:
         return math.ceil(self.vocab_size / multiple) * multiple
 
 
-@dataclass
+@dataclass(frozen=True)
 class ParallelConfig:
     tp: int = 1
     pp: int = 1
@@ -69,7 +75,7 @@ class ParallelConfig:
     #                                     next forward instead of right after the step
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     steps: int = 100
     global_batch: int = 8
@@ -94,14 +100,14 @@ class TrainConfig:
     save_interval: int = 0           # 0: save only at the end when --save is given
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     source: str = "synthetic"        # synthetic | tokens (files of token ids at `path`)
     path: Optional[str] = None       # glob of token files (.npy / .bin)
     synthetic_branching: int = 4     # successors per token in the synthetic bigram stream
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     profile: str
     model: ModelConfig
@@ -111,6 +117,16 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        """The inverse of `to_dict` (a checkpoint manifest's "config")."""
+        return cls(profile=d["profile"], **{s: SECTIONS[s](**d[s]) for s in SECTIONS})
+
+    def replace(self, **sections: dict[str, Any]) -> "Config":
+        """A copy with some values changed: `cfg.replace(parallel={"tp": 2})`."""
+        return dataclasses.replace(self, **{s: dataclasses.replace(getattr(self, s), **v)
+                                            for s, v in sections.items()})
 
 
 SECTIONS = {"model": ModelConfig, "parallel": ParallelConfig, "train": TrainConfig,
@@ -167,7 +183,44 @@ def load_config(profile: str, overrides: Optional[dict[str, dict[str, Any]]] = N
 
 
 # ---------------------------------------------------------------------------------------------
-# Validation
+# Parameter count of a model shape (beside the config: the planner, the bucket check and
+# the start-up line need it without building a model; tests check it against a built one)
+
+
+def count_parameters(cfg: ModelConfig, tp: int = 1) -> int:
+    """Total parameters of the full model (all stages, all TP shards) from its shape alone,
+    including vocab padding at this TP size."""
+    h, f, hd = cfg.hidden_size, cfg.ffn_hidden_size, cfg.head_dim
+    bias = cfg.add_bias
+    attention = h * cfg.num_heads * hd * 2 + h * cfg.num_kv_heads * hd * 2
+    attention += (cfg.num_heads * hd + 2 * cfg.num_kv_heads * hd + h) if bias else 0
+    mats = 3 if cfg.activation == "swiglu" else 2
+    mlp = mats * h * f + (((mats - 1) * f + h) if bias else 0)
+    norm = h * (2 if cfg.norm == "layernorm" else 1)
+    layer = attention + mlp + 2 * norm
+    vocab = cfg.padded_vocab_size(tp) * h
+    positions = cfg.seq_length * h if cfg.position_embedding == "learned" else 0
+    return cfg.num_layers * layer + vocab * (1 if cfg.tie_embeddings else 2) + positions + norm
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolution: every check, once, before any process group exists
+
+
+def resolve(cfg: Config, world_size: int, device_type: Optional[str] = None) -> Config:
+    """`cfg` checked against the world size and the device (`cuda` | `cpu`; default: cuda
+    when available), returned with `parallel.dp` and `train.grad_accum_steps` filled in.
+    Resolving a resolved config returns an equal one."""
+    m, p = cfg.model, cfg.parallel
+    validate_model(m)
+    dp = _check_layout(cfg, world_size)
+    cfg = cfg.replace(parallel={"dp": dp},
+                      train={"grad_accum_steps": _check_batch(cfg.train, dp)})
+    check_micro_batches(p.pp, p.virtual_stages, cfg.train.grad_accum_steps)
+    _check_memory_options(cfg, device_type)
+    _check_schedule(cfg.train)
+    _check_data(cfg.data)
+    return cfg
 
 
 def _check_choice(value: str, choices: tuple[str, ...], name: str) -> None:
@@ -191,12 +244,9 @@ def validate_model(m: ModelConfig) -> None:
         raise ConfigError(f"RoPE needs an even head dim, got {m.head_dim}")
 
 
-def validate_layout(cfg: Config, world_size: int, device_type: Optional[str] = None) -> None:
-    """Checks TP/PP/DP against the model and the batch, and the memory options against the
-    layout and the device (`cuda` | `cpu`; default: cuda when available); fills in
-    `parallel.dp` and `train.grad_accum_steps`. Raises before any process group is used."""
-    m, p, t = cfg.model, cfg.parallel, cfg.train
-    validate_model(m)
+def _check_layout(cfg: Config, world_size: int) -> int:
+    """TP/PP/DP against the world size and the model; returns DP."""
+    m, p = cfg.model, cfg.parallel
     for name in ("tp", "pp", "virtual_stages"):
         if getattr(p, name) < 1:
             raise ConfigError(f"parallel.{name} must be >= 1, got {getattr(p, name)}")
@@ -208,7 +258,6 @@ def validate_layout(cfg: Config, world_size: int, device_type: Optional[str] = N
         raise ConfigError(f"world size {world_size} != TP x PP x DP = {p.tp} x {p.pp} x {p.dp} "
                           f"= {p.tp * p.pp * p.dp}; launch {p.tp * p.pp * p.dp} processes or "
                           f"drop --dp")
-    p.dp = dp
     for name, heads in (("num_heads", m.num_heads), ("num_kv_heads", m.num_kv_heads)):
         if heads % p.tp:
             raise ConfigError(f"model.{name} {heads} is not divisible by TP {p.tp}; "
@@ -222,8 +271,7 @@ def validate_layout(cfg: Config, world_size: int, device_type: Optional[str] = N
                           f"stages = {p.pp} x {p.virtual_stages} = {chunks}")
     if p.virtual_stages > 1 and p.pp == 1:
         raise ConfigError("virtual stages (interleaving) need PP > 1")
-    validate_batch(t, dp)
-    validate_memory_options(cfg, device_type)
+    return dp
 
 
 MIB = 2**20
@@ -234,7 +282,7 @@ def bucket_elements(bucket_mb: float) -> int:
     return max(1, int(bucket_mb * MIB) // 4)
 
 
-def validate_memory_options(cfg: Config, device_type: Optional[str] = None) -> None:
+def _check_memory_options(cfg: Config, device_type: Optional[str] = None) -> None:
     """ZeRO stage, gradient buckets, precision, sequence parallelism and recomputation."""
     m, p, t = cfg.model, cfg.parallel, cfg.train
     if device_type is None:
@@ -266,7 +314,6 @@ def validate_memory_options(cfg: Config, device_type: Optional[str] = None) -> N
 
 
 def _check_buckets(cfg: Config) -> None:
-    from megamed.model.transformer import count_parameters  # local: it imports this module
     bucket_mb = cfg.parallel.bucket_mb
     if not bucket_mb > 0:
         raise ConfigError(f"parallel.bucket_mb={bucket_mb} (--bucket-mb) must be > 0 MiB")
@@ -279,8 +326,9 @@ def _check_buckets(cfg: Config) -> None:
                           f"of the model, e.g. {params / MIB:.2f} MiB (4 buckets)")
 
 
-def validate_batch(t: TrainConfig, dp: int) -> None:
-    """global batch = micro batch x accumulation steps x DP, shown with the numbers."""
+def _check_batch(t: TrainConfig, dp: int) -> int:
+    """global batch = micro batch x accumulation steps x DP, shown with the numbers; returns
+    the accumulation steps."""
     if t.micro_batch < 1 or t.global_batch < 1:
         raise ConfigError(f"batch sizes must be positive: global {t.global_batch}, "
                           f"micro {t.micro_batch}")
@@ -292,8 +340,39 @@ def validate_batch(t: TrainConfig, dp: int) -> None:
                 f"global batch {t.global_batch} != micro batch x accumulation steps x DP = "
                 f"{t.micro_batch} x {t.grad_accum_steps} x {dp} = {product}; set global batch "
                 f"to {product} or accumulation steps to {t.global_batch / per_step:g}")
-        return
+        return t.grad_accum_steps
     if t.global_batch % per_step:
         raise ConfigError(f"global batch {t.global_batch} is not divisible by micro batch x DP "
                           f"= {t.micro_batch} x {dp} = {per_step}")
-    t.grad_accum_steps = t.global_batch // per_step
+    return t.global_batch // per_step
+
+
+def check_micro_batches(pp: int, virtual_stages: int, micro_batches: int) -> None:
+    """Micro-batch counts the pipeline schedules (parallel/pipeline.py) can run."""
+    if pp > 1 and virtual_stages == 1 and micro_batches < pp:
+        raise ConfigError(f"1F1B needs at least PP = {pp} micro batches per step and DP rank, "
+                          f"got {micro_batches} (= global batch / (micro batch x DP)); raise "
+                          f"the global batch or lower the micro batch")
+    if virtual_stages > 1 and micro_batches % pp:
+        raise ConfigError(f"interleaved 1F1B needs the micro batches per step and DP rank "
+                          f"({micro_batches}) to be a multiple of PP = {pp}")
+
+
+def _check_schedule(t: TrainConfig) -> None:
+    """Step counts and intervals: a negative one would train nothing and still succeed."""
+    if t.steps < 1:
+        raise ConfigError(f"train.steps={t.steps} (--steps) must be >= 1 optimizer step")
+    if t.log_interval < 1:
+        raise ConfigError(f"train.log_interval={t.log_interval} (--log-interval) must be >= 1")
+    for name in ("save_interval", "memory_interval", "warmup_steps"):
+        if getattr(t, name) < 0:
+            raise ConfigError(f"train.{name}={getattr(t, name)} (--{name.replace('_', '-')}) "
+                              f"must be >= 0")
+
+
+def _check_data(d: DataConfig) -> None:
+    if d.path:
+        if not glob.glob(d.path):
+            raise ConfigError(f"data.path={d.path!r} (--data): no file matches this glob")
+    elif d.source != "synthetic":
+        raise ConfigError(f"data.source={d.source!r} needs data.path (--data GLOB)")

@@ -39,8 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from megamed.config import (SECTIONS, Config, ConfigError, bucket_elements,  # noqa: E402
-                            validate_layout)
+from megamed.config import Config, ConfigError, bucket_elements, resolve  # noqa: E402
 from megamed.parallel.data import buffer_groups, parameter_kinds, plan_buffer  # noqa: E402
 from megamed.training import checkpoint  # noqa: E402
 from megamed.training.checkpoint import CheckpointError, optimizer_layout  # noqa: E402
@@ -56,10 +55,6 @@ def model_file(tp: int, pp: int) -> str:
 
 def shard_file(tp: int, pp: int, dp: int) -> str:
     return f"tp{tp:02d}_pp{pp:02d}_dp{dp:02d}.pt"
-
-
-def config_from_dict(d: dict[str, Any]) -> Config:
-    return Config(profile=d["profile"], **{s: cls(**d[s]) for s, cls in SECTIONS.items()})
 
 
 @dataclasses.dataclass
@@ -124,10 +119,10 @@ def read_meta(src: Path) -> tuple[Path, dict, Layout]:
     except (OSError, ValueError) as e:
         raise CheckpointError(meta_path, f"unreadable manifest ({e})") from None
     try:
-        cfg = config_from_dict(meta["config"])
+        cfg = Config.from_dict(meta["config"]).replace(
+            parallel={"tp": meta["tp"], "pp": meta["pp"], "dp": meta["dp"]})
     except (KeyError, TypeError) as e:
         raise CheckpointError(meta_path, f"manifest config unusable ({e})") from None
-    cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.dp = meta["tp"], meta["pp"], meta["dp"]
     if cfg.parallel.zero_stage == 3:
         raise CheckpointError(meta_path, "saved with ZeRO-3 (per-block shards), which this "
                                          "converter does not read; resume it at its own layout "
@@ -296,22 +291,15 @@ def write_target(dst: Path, meta: dict, src: Layout, target: Layout, weights: di
 
 def target_layout(src_cfg: Config, tp: int, pp: int, dp: int, zero_stage, bucket_mb,
                   virtual_stages) -> Layout:
-    cfg = config_from_dict(copy.deepcopy(src_cfg.to_dict()))
-    p = cfg.parallel
-    p.tp, p.pp, p.dp = tp, pp, dp
-    if zero_stage is not None:
-        p.zero_stage = zero_stage
-    if bucket_mb is not None:
-        p.bucket_mb = bucket_mb
-    if virtual_stages is not None:
-        p.virtual_stages = virtual_stages
-    cfg.train.grad_accum_steps = None  # derived again for the new DP
-    if p.zero_stage == 3:
+    given = {"zero_stage": zero_stage, "bucket_mb": bucket_mb, "virtual_stages": virtual_stages}
+    cfg = src_cfg.replace(parallel=dict({k: v for k, v in given.items() if v is not None},
+                                        tp=tp, pp=pp, dp=dp),
+                          train={"grad_accum_steps": None})  # derived again for the new DP
+    if cfg.parallel.zero_stage == 3:
         raise ConfigError("--zero-stage 3: writing ZeRO-3 (per-block shards) is not supported "
                           "by this converter; convert to --zero-stage 1 or 2 (the same memory "
                           "for the optimizer state)")
-    validate_layout(cfg, tp * pp * dp, "cpu" if cfg.train.precision != "fp16" else "cuda")
-    return Layout(cfg)
+    return Layout(resolve(cfg, tp * pp * dp, "cpu" if cfg.train.precision != "fp16" else "cuda"))
 
 
 def convert(src: str, dst: str, tp: int, pp: int, dp: int, zero_stage=None, bucket_mb=None,

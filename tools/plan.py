@@ -19,8 +19,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 
-from megamed.config import ModelConfig, load_config
-from megamed.model.transformer import count_parameters
+from megamed.config import ModelConfig, count_parameters, load_config
 from megamed.training.metrics import flops_per_token
 
 GB = 1e9

@@ -289,19 +289,3 @@ def _run_blocks(x: torch.Tensor, blocks: list, rope: Optional[tuple]) -> torch.T
     for block in blocks:
         x = block(x, rope)
     return x
-
-
-def count_parameters(cfg: ModelConfig, tp: int = 1) -> int:
-    """Total parameters of the full model (all stages, all TP shards) from its shape alone,
-    including vocab padding at this TP size. Tests check it against a built model's numel."""
-    h, f, hd = cfg.hidden_size, cfg.ffn_hidden_size, cfg.head_dim
-    bias = cfg.add_bias
-    attention = h * cfg.num_heads * hd * 2 + h * cfg.num_kv_heads * hd * 2
-    attention += (cfg.num_heads * hd + 2 * cfg.num_kv_heads * hd + h) if bias else 0
-    mats = 3 if cfg.activation == "swiglu" else 2
-    mlp = mats * h * f + (((mats - 1) * f + h) if bias else 0)
-    norm = h * (2 if cfg.norm == "layernorm" else 1)
-    layer = attention + mlp + 2 * norm
-    vocab = cfg.padded_vocab_size(tp) * h
-    positions = cfg.seq_length * h if cfg.position_embedding == "learned" else 0
-    return cfg.num_layers * layer + vocab * (1 if cfg.tie_embeddings else 2) + positions + norm

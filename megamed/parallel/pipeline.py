@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch.autograd import Variable
 
-from megamed.config import ConfigError
+from megamed.config import check_micro_batches
 
 MicroBatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 
@@ -67,17 +67,6 @@ def describe_partition(num_layers: int, pp: int, virtual_stages: int,
         lines.append(f"  stage {s}: " + "; ".join(parts) +
                      (f"; + {', '.join(extra)}" if extra else ""))
     return "\n".join(lines)
-
-
-def check_micro_batches(pp: int, virtual_stages: int, micro_batches: int) -> None:
-    """Rejects micro-batch counts a schedule cannot run, before any process group is used."""
-    if pp > 1 and virtual_stages == 1 and micro_batches < pp:
-        raise ConfigError(f"1F1B needs at least PP = {pp} micro batches per step and DP rank, "
-                          f"got {micro_batches} (= global batch / (micro batch x DP)); raise "
-                          f"the global batch or lower the micro batch")
-    if virtual_stages > 1 and micro_batches % pp:
-        raise ConfigError(f"interleaved 1F1B needs the micro batches per step and DP rank "
-                          f"({micro_batches}) to be a multiple of PP = {pp}")
 
 
 # -- runners -------------------------------------------------------------------------------

@@ -1,115 +1,146 @@
-"""Command-line flags of `examples/pretrain_32b.py`; each overrides one profile value."""
+"""Command-line flags of `examples/pretrain_32b.py`, each declared once in `FLAGS`.
+
+A flag either overrides one profile value (`key`: "section.name") or is a run option that
+is not part of the config (`key` None: --save, --load, --metrics-jsonl, ...). The parser and
+its --help are generated from the table; a flag left out keeps the profile's value.
+Parse errors raise `ConfigError` (one line, like every other configuration error) instead
+of argparse's usage-and-exit.
+"""
 from __future__ import annotations
 
 import argparse
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import torch
 
-from megamed.config import Config, load_config
+from megamed.config import Config, ConfigError, load_config
 
-# flag -> (section, key); None values leave the profile's value in place.
-OVERRIDES = {
-    "tp": ("parallel", "tp"), "pp": ("parallel", "pp"), "dp": ("parallel", "dp"),
-    "virtual_stages": ("parallel", "virtual_stages"),
-    "dist_backend": ("parallel", "backend"), "dist_timeout": ("parallel", "timeout_s"),
-    "steps": ("train", "steps"), "seed": ("train", "seed"),
-    "global_batch": ("train", "global_batch"), "micro_batch": ("train", "micro_batch"),
-    "grad_accum_steps": ("train", "grad_accum_steps"), "lr": ("train", "lr"),
-    "min_lr": ("train", "min_lr"), "warmup_steps": ("train", "warmup_steps"),
-    "weight_decay": ("train", "weight_decay"), "clip_grad": ("train", "clip_grad"),
-    "precision": ("train", "precision"), "log_interval": ("train", "log_interval"),
-    "save_interval": ("train", "save_interval"),
-    "zero_stage": ("parallel", "zero_stage"), "bucket_mb": ("parallel", "bucket_mb"),
-    "sequence_parallel": ("parallel", "sequence_parallel"),
-    "overlap_grad_reduce": ("parallel", "overlap_grad_reduce"),
-    "overlap_param_gather": ("parallel", "overlap_param_gather"),
-    "recompute": ("train", "recompute"), "recompute_every": ("train", "recompute_every"),
-    "loss_scale": ("train", "loss_scale"), "loss_scale_window": ("train", "loss_scale_window"),
-    "memory_interval": ("train", "memory_interval"),
-    "attention_backend": ("model", "attention_backend"),
-    "norm_backend": ("model", "norm_backend"),
-    "data": ("data", "path"),
-}
+
+@dataclass(frozen=True)
+class Flag:
+    name: str                      # "--tp"
+    key: Optional[str]             # "parallel.tp"; None for a run option
+    help: str
+    type: Any = None               # int | float | str; None: str
+    choices: Optional[tuple] = None
+    action: Optional[str] = None   # "switch" (store_true) | "toggle" (--x / --no-x)
+
+    @property
+    def dest(self) -> str:
+        return self.name[2:].replace("-", "_")
+
+
+def _groups() -> dict[str, tuple[Flag, ...]]:
+    F = Flag
+    return {
+        "layout": (
+            F("--tp", "parallel.tp", "tensor-parallel size (inside a node)", int),
+            F("--pp", "parallel.pp", "pipeline-parallel size", int),
+            F("--virtual-stages", "parallel.virtual_stages", "model chunks per pipeline stage "
+              "(interleaved 1F1B)", int),
+            F("--dp", "parallel.dp", "data-parallel size; checked against the world size "
+              "(normally left out and derived)", int),
+            F("--dist-backend", "parallel.backend", "torch.distributed backend; auto is nccl "
+              "with CUDA, else gloo", choices=("auto", "nccl", "gloo")),
+            F("--dist-timeout", "parallel.timeout_s", "seconds before a stuck collective or "
+              "pipeline exchange fails (the error names the rank and the step)", float),
+            F("--print-schedule", None, "print the order of forward/backward passes on every "
+              "pipeline stage before training", action="switch"),
+        ),
+        "training": (
+            F("--steps", "train.steps", "optimizer steps to run (in total, when resuming)", int),
+            F("--seed", "train.seed", "seeds initialisation, data order and dropout", int),
+            F("--global-batch", "train.global_batch", "samples per optimizer step", int),
+            F("--micro-batch", "train.micro_batch", "samples per forward/backward pass", int),
+            F("--grad-accum-steps", "train.grad_accum_steps", "micro batches per step and DP "
+              "rank; derived when absent, must satisfy global = micro x accum x DP when "
+              "given", int),
+            F("--lr", "train.lr", "peak learning rate", float),
+            F("--min-lr", "train.min_lr", "learning rate at the end of the cosine decay", float),
+            F("--warmup-steps", "train.warmup_steps", "steps of linear warm-up", int),
+            F("--weight-decay", "train.weight_decay", "AdamW decay (not on norms and biases)",
+              float),
+            F("--clip-grad", "train.clip_grad", "clip the global gradient norm to this (0 "
+              "disables)", float),
+            F("--attention-backend", "model.attention_backend", "attention kernel (auto: "
+              "triton on CUDA, torch on CPU)", choices=("auto", "torch", "triton")),
+            F("--norm-backend", "model.norm_backend", "LayerNorm/RMSNorm kernel (apex needs "
+              "NVIDIA apex installed)", choices=("auto", "torch", "triton", "apex")),
+        ),
+        "memory and precision": (
+            F("--precision", "train.precision", "parameter and activation dtype; gradients "
+              "are accumulated and the optimizer keeps master weights in fp32 either way; "
+              "fp16 adds dynamic loss scaling and needs a GPU",
+              choices=("fp32", "bf16", "fp16")),
+            F("--loss-scale", "train.loss_scale", "fp16: initial dynamic loss scale (halved "
+              "on inf/nan, doubled after --loss-scale-window good steps)", float),
+            F("--loss-scale-window", "train.loss_scale_window", "fp16: good steps before the "
+              "loss scale doubles", int),
+            F("--zero-stage", "parallel.zero_stage", "distributed optimizer: 0 off; 1 "
+              "optimizer state and fp32 master weights sharded over DP; 2 also gradients "
+              "(reduce-scatter); 3 also parameters, gathered block by block (PP 1 only)", int,
+              choices=(0, 1, 2, 3)),
+            F("--bucket-mb", "parallel.bucket_mb", "gradient bucket size in MiB of fp32 "
+              "gradients; a full bucket's DP reduction overlaps the rest of backward", float),
+            F("--sequence-parallel", "parallel.sequence_parallel", "with TP, run norms and "
+              "dropout on 1/TP of the sequence (all-gather / reduce-scatter instead of "
+              "all-reduce)", action="toggle"),
+            F("--recompute", "train.recompute", "activation recomputation: selective re-runs "
+              "the attention core, full re-runs whole blocks (groups of --recompute-every)",
+              choices=("none", "selective", "full")),
+            F("--recompute-every", "train.recompute_every", "with --recompute full: blocks per "
+              "recomputed group (only each group's input is kept)", int),
+            F("--overlap-grad-reduce", "parallel.overlap_grad_reduce", "reduce full gradient "
+              "buckets during backward (off: all after backward)", action="toggle"),
+            F("--overlap-param-gather", "parallel.overlap_param_gather", "ZeRO-1/2: all-gather "
+              "updated parameters behind the next forward (each layer waits for its bucket)",
+              action="toggle"),
+            F("--memory-interval", "train.memory_interval", "log every rank's peak memory "
+              "every N steps (0: never)", int),
+        ),
+        "data and output": (
+            F("--data", "data.path", "glob of token files (.npy / .bin); default: the built-in "
+              "synthetic stream"),
+            F("--save", None, "directory to write checkpoints to"),
+            F("--save-interval", "train.save_interval", "save every N steps (0: at the end "
+              "only)", int),
+            F("--load", None, "checkpoint directory to resume from"),
+            F("--metrics-jsonl", None, "append one JSON object per optimizer step here"),
+            F("--log-interval", "train.log_interval", "print a progress line every N steps",
+              int),
+        ),
+    }
+
+
+FLAG_GROUPS = _groups()
+FLAGS = tuple(f for flags in FLAG_GROUPS.values() for f in flags)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         description="Pretrain a megamed decoder. Launch with torchrun; DP = world size / "
                     "(TP x PP). Flags override the values of --profile.",
-        epilog="A flag left out takes the profile's value (configs/PROFILE.yaml).")
-    a = p.add_argument
-    a("--profile", default=None, help="configs/NAME.yaml or a path to a YAML file; default: "
-      "'demo' without CUDA, 'medllm-32b' with it")
-    g = p.add_argument_group("layout")
-    g.add_argument("--tp", type=int, help="tensor-parallel size (inside a node)")
-    g.add_argument("--pp", type=int, help="pipeline-parallel size")
-    g.add_argument("--virtual-stages", type=int, help="model chunks per pipeline stage "
-                   "(interleaved 1F1B)")
-    g.add_argument("--dp", type=int, help="data-parallel size; checked against the world size "
-                   "(normally left out and derived)")
-    g.add_argument("--dist-backend", choices=["auto", "nccl", "gloo"],
-                   help="torch.distributed backend; auto is nccl with CUDA, else gloo")
-    g.add_argument("--dist-timeout", type=float, help="seconds before a stuck collective or "
-                   "pipeline exchange fails (the error names the rank and the step)")
-    g.add_argument("--print-schedule", action="store_true", help="print the order of "
-                   "forward/backward passes on every pipeline stage before training")
-    g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, help="optimizer steps to run (in total, when resuming)")
-    g.add_argument("--seed", type=int, help="seeds initialisation, data order and dropout")
-    g.add_argument("--global-batch", type=int, help="samples per optimizer step")
-    g.add_argument("--micro-batch", type=int, help="samples per forward/backward pass")
-    g.add_argument("--grad-accum-steps", type=int, help="micro batches per step and DP rank; "
-                   "derived when absent, must satisfy global = micro x accum x DP when given")
-    g.add_argument("--lr", type=float, help="peak learning rate")
-    g.add_argument("--min-lr", type=float, help="learning rate at the end of the cosine decay")
-    g.add_argument("--warmup-steps", type=int, help="steps of linear warm-up")
-    g.add_argument("--weight-decay", type=float, help="AdamW decay (not on norms and biases)")
-    g.add_argument("--clip-grad", type=float, help="clip the global gradient norm to this "
-                   "(0 disables)")
-    g.add_argument("--attention-backend", choices=["auto", "torch", "triton"],
-                   help="attention kernel (auto: triton on CUDA, torch on CPU)")
-    g.add_argument("--norm-backend", choices=["auto", "torch", "triton", "apex"],
-                   help="LayerNorm/RMSNorm kernel (apex needs NVIDIA apex installed)")
-    g = p.add_argument_group("memory and precision")
-    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
-                   help="parameter and activation dtype; gradients are accumulated and the "
-                   "optimizer keeps master weights in fp32 either way; fp16 adds dynamic "
-                   "loss scaling and needs a GPU")
-    g.add_argument("--loss-scale", type=float, help="fp16: initial dynamic loss scale "
-                   "(halved on inf/nan, doubled after --loss-scale-window good steps)")
-    g.add_argument("--loss-scale-window", type=int, help="fp16: good steps before the loss "
-                   "scale doubles")
-    g.add_argument("--zero-stage", type=int, choices=[0, 1, 2, 3],
-                   help="distributed optimizer: 0 off; 1 optimizer state and fp32 master "
-                   "weights sharded over DP; 2 also gradients (reduce-scatter); 3 also "
-                   "parameters, gathered block by block (PP 1 only)")
-    g.add_argument("--bucket-mb", type=float, help="gradient bucket size in MiB of fp32 "
-                   "gradients; a full bucket's DP reduction overlaps the rest of backward")
-    g.add_argument("--sequence-parallel", action=argparse.BooleanOptionalAction,
-                   default=None, help="with TP, run norms and dropout on 1/TP of the "
-                   "sequence (all-gather / reduce-scatter instead of all-reduce)")
-    g.add_argument("--recompute", choices=["none", "selective", "full"],
-                   help="activation recomputation: selective re-runs the attention core, "
-                   "full re-runs whole blocks (groups of --recompute-every)")
-    g.add_argument("--recompute-every", type=int, help="with --recompute full: blocks per "
-                   "recomputed group (only each group's input is kept)")
-    g.add_argument("--overlap-grad-reduce", action=argparse.BooleanOptionalAction,
-                   default=None, help="reduce full gradient buckets during backward "
-                   "(off: all after backward)")
-    g.add_argument("--overlap-param-gather", action=argparse.BooleanOptionalAction,
-                   default=None, help="ZeRO-1/2: all-gather updated parameters behind the "
-                   "next forward (each layer waits for its bucket)")
-    g.add_argument("--memory-interval", type=int, help="log every rank's peak memory every "
-                   "N steps (0: never)")
-    g = p.add_argument_group("data and output")
-    g.add_argument("--data", help="glob of token files (.npy / .bin); default: the built-in "
-                   "synthetic stream")
-    g.add_argument("--save", help="directory to write checkpoints to")
-    g.add_argument("--save-interval", type=int, help="save every N steps (0: at the end only)")
-    g.add_argument("--load", help="checkpoint directory to resume from")
-    g.add_argument("--metrics-jsonl", help="append one JSON object per optimizer step here")
-    g.add_argument("--log-interval", type=int, help="print a progress line every N steps")
+        epilog="A flag left out takes the profile's value (configs/PROFILE.yaml); the "
+               "bracket after each help names that value.")
+    p.add_argument("--profile", default=None, help="configs/NAME.yaml or a path to a YAML "
+                   "file; default: 'demo' without CUDA, 'medllm-32b' with it")
+    for title, flags in FLAG_GROUPS.items():
+        group = p.add_argument_group(title)
+        for f in flags:
+            help_text = f.help + (f" [{f.key}]" if f.key else "")
+            if f.action == "switch":
+                group.add_argument(f.name, action="store_true", help=help_text)
+            elif f.action == "toggle":
+                group.add_argument(f.name, action=argparse.BooleanOptionalAction, default=None,
+                                   help=help_text)
+            else:
+                group.add_argument(f.name, type=f.type, choices=f.choices, help=help_text)
     return p
 
 
@@ -121,18 +152,25 @@ def default_profile() -> tuple[str, Optional[str]]:
                     "with the built-in synthetic data (pass --profile to choose another)")
 
 
+def overrides_of(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """{section: {key: value}} of the flags given (None: left out)."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for f in FLAGS:
+        value = getattr(args, f.dest)
+        if f.key and value is not None:
+            section, key = f.key.split(".")
+            overrides.setdefault(section, {})[key] = value
+    if args.data:
+        overrides.setdefault("data", {})["source"] = "tokens"
+    return overrides
+
+
 def parse_config(argv: Optional[Sequence[str]] = None) -> tuple[Config, argparse.Namespace,
                                                                   Optional[str]]:
-    """Parses flags into a Config; returns (config, raw args, note about defaults or None)."""
+    """Parses flags into an unresolved Config (see `config.resolve`); returns (config, raw
+    args, note about defaults or None)."""
     args = build_parser().parse_args(argv)
     note = None
     if args.profile is None:
         args.profile, note = default_profile()
-    overrides: dict[str, dict] = {}
-    for flag, (section, key) in OVERRIDES.items():
-        value = getattr(args, flag)
-        if value is not None:
-            overrides.setdefault(section, {})[key] = value
-    if args.data:
-        overrides.setdefault("data", {})["source"] = "tokens"
-    return load_config(args.profile, overrides), args, note
+    return load_config(args.profile, overrides_of(args)), args, note

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from megamed.config import Config, ConfigError, bucket_elements, load_config, validate_layout
+from megamed.config import Config, ConfigError, bucket_elements, load_config, resolve
 from megamed.model.transformer import PRECISION_DTYPES, DecoderStage
 from megamed.parallel import collectives as C
 from megamed.parallel.data import (ONE_BUCKET, buffer_groups, parameter_kinds, plan_buffer,
@@ -198,7 +198,7 @@ def main(argv=None) -> int:
                 "bucket_mb": args.bucket_mb}
     try:
         cfg = load_config(args.profile, {"parallel": parallel})
-        validate_layout(cfg, cfg.parallel.tp * cfg.parallel.pp * args.dp, device_type="cuda")
+        cfg = resolve(cfg, cfg.parallel.tp * cfg.parallel.pp * args.dp, device_type="cuda")
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2

@@ -22,14 +22,14 @@ from typing import Any, Optional
 import torch
 import torch.distributed as dist
 
-from megamed.config import Config, ConfigError, validate_layout
+from megamed.config import Config, count_parameters, resolve
 from megamed.data.sampler import BatchLayout, micro_batch
 from megamed.data.synthetic import SyntheticBigramDataset
 from megamed.data.tokens import TokenFileDataset
-from megamed.model.transformer import PRECISION_DTYPES, DecoderStage, count_parameters
+from megamed.model.transformer import PRECISION_DTYPES, DecoderStage
 from megamed.parallel import collectives as C
 from megamed.parallel.data import average_loss, data_parallel
-from megamed.parallel.pipeline import (Runner, check_micro_batches, chunk_layers,
+from megamed.parallel.pipeline import (Runner, chunk_layers,
                                       describe_partition, dry_run, format_schedule,
                                       select_schedule)
 from megamed.parallel.random import seed_streams
@@ -51,8 +51,6 @@ def build_dataset(cfg: Config):
     m, d = cfg.model, cfg.data
     if d.path:
         return TokenFileDataset(d.path, m.vocab_size, m.seq_length, cfg.train.seed)
-    if d.source != "synthetic":
-        raise ConfigError(f"data.source={d.source!r} needs data.path (--data GLOB)")
     return SyntheticBigramDataset(m.vocab_size, m.seq_length, cfg.train.seed,
                                   d.synthetic_branching)
 
@@ -138,9 +136,8 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
     """Runs `cfg.train.steps` optimizer steps; torch.distributed must be initialised.
     Returns the per-step metrics (on global rank 0; an empty list elsewhere)."""
     device = local_device()
-    validate_layout(cfg, dist.get_world_size(), device.type)
+    cfg = resolve(cfg, dist.get_world_size(), device.type)
     p, t = cfg.parallel, cfg.train
-    check_micro_batches(p.pp, p.virtual_stages, t.grad_accum_steps)
     state = ParallelState.create(p.tp, p.pp)
     rng = seed_streams(t.seed, state.tp_rank, state.pp_rank)
     chunks = build_model(cfg, state, device, rng)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from megamed.config import ConfigError, load_config, validate_layout
-from megamed.model.transformer import DecoderStage, count_parameters
+from megamed.config import ConfigError, count_parameters, load_config, resolve
+from megamed.model.transformer import DecoderStage
 from megamed.training.arguments import parse_config
 
 
@@ -34,17 +34,17 @@ def test_seed_batch_arithmetic_is_rejected():
                                                "grad_accum_steps": 32},
                                      "parallel": {"tp": 4, "pp": 2}})
     with pytest.raises(ConfigError, match=r"1024 != .* 4 x 32 x 4 = 512"):
-        validate_layout(cfg, world_size=32)
+        resolve(cfg, world_size=32)
 
 
 def test_batch_not_divisible():
     with pytest.raises(ConfigError, match=r"global batch 8 is not divisible by .* 3"):
-        validate_layout(tiny(micro_batch=3), world_size=1)
+        resolve(tiny(micro_batch=3), world_size=1)
 
 
 def test_accumulation_is_derived():
     cfg = tiny(micro_batch=2)
-    validate_layout(cfg, world_size=2)
+    cfg = resolve(cfg, world_size=2)
     assert cfg.train.grad_accum_steps == 2 and cfg.parallel.dp == 2
 
 
@@ -53,23 +53,23 @@ def test_accumulation_is_derived():
 def test_heads_divisible_by_tp(tp, what):
     cfg = load_config("tiny", {"parallel": {"tp": tp}})
     with pytest.raises(ConfigError, match=what):
-        validate_layout(cfg, world_size=tp * 2)
+        resolve(cfg, world_size=tp * 2)
 
 
 def test_layers_divisible_by_stages():
     cfg = load_config("tiny", {"parallel": {"pp": 3}})
     with pytest.raises(ConfigError, match=r"num_layers 8 is not divisible by PP x virtual "
                                           r"stages = 3 x 1 = 3"):
-        validate_layout(cfg, world_size=3)
+        resolve(cfg, world_size=3)
 
 
 def test_world_size_must_match_layout():
     cfg = load_config("tiny", {"parallel": {"tp": 2, "pp": 2}})
     with pytest.raises(ConfigError, match=r"world size 6 is not divisible by TP x PP"):
-        validate_layout(cfg, world_size=6)
+        resolve(cfg, world_size=6)
     cfg = load_config("tiny", {"parallel": {"tp": 2, "dp": 2}})
     with pytest.raises(ConfigError, match=r"world size 8 != TP x PP x DP = 2 x 1 x 2 = 4"):
-        validate_layout(cfg, world_size=8)
+        resolve(cfg, world_size=8)
 
 
 @pytest.mark.parametrize("tp, padded", [(1, 50304), (2, 50432), (4, 50688), (8, 51200)])

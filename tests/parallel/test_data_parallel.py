@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from distributed import run_distributed
-from megamed.config import ConfigError, bucket_elements, load_config, validate_layout
-from megamed.model.transformer import count_parameters
+from megamed.config import ConfigError, bucket_elements, count_parameters, load_config, resolve
 from megamed.parallel.data import (ALIGN, KINDS, OVERLAPPED, TIED, TP_REPLICATED,
                                    OptimizerShard, plan_buffer)
 from megamed.training.arguments import parse_config
@@ -122,8 +121,7 @@ def test_memory_flags_override_profile():
 
 @pytest.mark.parametrize("profile", ["medllm-32b", "m-32b"])
 def test_32b_profiles_default_to_the_m32b_layout(profile):
-    cfg = load_config(profile)
-    validate_layout(cfg, world_size=32, device_type="cuda")
+    cfg = resolve(load_config(profile), world_size=32, device_type="cuda")
     p, t = cfg.parallel, cfg.train
     assert (p.tp, p.pp, p.dp, p.zero_stage, p.sequence_parallel, t.recompute) == \
         (4, 2, 4, 1, True, "selective")
@@ -131,8 +129,7 @@ def test_32b_profiles_default_to_the_m32b_layout(profile):
 
 @pytest.mark.parametrize("profile", ["tiny", "demo"])
 def test_small_profiles_keep_memory_features_off(profile):
-    cfg = load_config(profile)
-    validate_layout(cfg, world_size=1, device_type="cpu")
+    cfg = resolve(load_config(profile), world_size=1, device_type="cpu")
     assert (cfg.parallel.zero_stage, cfg.parallel.sequence_parallel, cfg.train.recompute) == \
         (0, False, "none")
 
@@ -151,20 +148,19 @@ def test_small_profiles_keep_memory_features_off(profile):
 def test_bad_memory_options_are_rejected(parallel, train, world, message):
     cfg = load_config("tiny", {"parallel": parallel, "train": train})
     if message is None:  # seq 64 divides by TP 2: accepted; 63 does not
-        validate_layout(cfg, world, device_type="cpu")
+        resolve(cfg, world, device_type="cpu")
         cfg = load_config("tiny", {"parallel": parallel, "train": train,
                                    "model": {"seq_length": 63}})
         message = r"sequence_parallel needs model.seq_length 63 divisible by TP 2"
     with pytest.raises(ConfigError, match=message):
-        validate_layout(cfg, world, device_type="cpu")
+        resolve(cfg, world, device_type="cpu")
 
 
 def test_optimizer_state_of_medllm_32b_at_m32b_layout():
     """Per-rank sizes from the meta-built model against the parameter formula: every stage
     holds its parameters once (bf16) with fp32 main gradients, and 1/DP of the fp32 master
     weights and moments, padding aside."""
-    cfg = load_config("m-32b")
-    validate_layout(cfg, world_size=32, device_type="cuda")
+    cfg = resolve(load_config("m-32b"), world_size=32, device_type="cuda")
     rows = optimizer_state_per_rank(cfg)
     m, tp, dp = cfg.model, cfg.parallel.tp, cfg.parallel.dp
     total = count_parameters(m, tp)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from distributed import ChildError, run_distributed
-from megamed.config import ConfigError, load_config, validate_layout
-from megamed.parallel.pipeline import (Runner, check_micro_batches, chunk_layers, dry_run,
+from megamed.config import ConfigError, check_micro_batches, load_config, resolve
+from megamed.parallel.pipeline import (Runner, chunk_layers, dry_run,
                                        one_f_one_b)
 
 
@@ -82,7 +82,7 @@ def test_micro_batch_checks():
         check_micro_batches(4, 2, 6)
     cfg = load_config("tiny", {"parallel": {"pp": 4, "virtual_stages": 4}})
     with pytest.raises(ConfigError, match="PP x virtual stages = 4 x 4 = 16"):
-        validate_layout(cfg, world_size=4)
+        resolve(cfg, world_size=4)
 
 
 def test_megatron_chunk_assignment():
@@ -99,9 +99,8 @@ def memory_worker(deallocate):
     from megamed.training.trainer import build_model
     if not deallocate:
         pipeline.deallocate = lambda output: None
-    cfg = load_config("tiny")
+    cfg = load_config("tiny", {"parallel": {"pp": 2}})
     state = ParallelState.create(1, 2)
-    cfg.parallel.pp = 2
     chunks = build_model(cfg, state, torch.device("cpu"))
     m = cfg.model
     shape = (1, m.seq_length, m.hidden_size)

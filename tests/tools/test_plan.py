@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from megamed.config import load_config
-from megamed.model.transformer import DecoderStage, count_parameters
+from megamed.config import count_parameters, load_config
+from megamed.model.transformer import DecoderStage
 from megamed.parallel import collectives as C
 from megamed.parallel.pipeline import chunk_layers
 

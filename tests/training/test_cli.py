@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 FIELDS = {"step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "mfu"}
 
@@ -38,3 +40,31 @@ def test_bad_layout_is_a_clear_error(tmp_path):
     assert done.returncode == 2
     assert "global batch 1024 != micro batch x accumulation steps x DP = 4 x 32 x 1 = 128" \
         in done.stderr
+
+
+def _entry_point():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("pretrain_32b",
+                                                  ROOT / "examples" / "pretrain_32b.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.mark.parametrize("flags, world, message", [
+    (["--profile", "nope"], 1, "unknown profile 'nope'"),
+    (["--tp", "3"], 2, "world size 2 is not divisible by TP x PP = 3 x 1 = 3"),
+    (["--global-batch", "7"], 2, "global batch 7 is not divisible by micro batch x DP"),
+    (["--precision", "fp8"], 1, "argument --precision: invalid choice: 'fp8'"),
+    (["--data", "/nonexistent/*.npy"], 1, "--data): no file matches this glob"),
+    (["--steps", "-1"], 1, "train.steps=-1 (--steps) must be >= 1"),
+    (["--pp", "4", "--global-batch", "6", "--micro-batch", "2"], 4, "1F1B needs at least"),
+])
+def test_user_errors_are_one_line_and_exit_2(flags, world, message, capsys, monkeypatch):
+    """Checked before any process group exists (none is created here): one line on stderr,
+    exit status 2, no traceback."""
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    monkeypatch.setenv("RANK", "0")
+    assert _entry_point()(["--profile", "tiny", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err

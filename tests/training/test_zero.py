@@ -8,8 +8,7 @@ import pytest
 import torch.distributed as dist
 
 from distributed import run_distributed
-from megamed.config import load_config, validate_layout
-from megamed.model.transformer import count_parameters
+from megamed.config import count_parameters, load_config, resolve
 from megamed.parallel.data import ALIGN
 from megamed.training.memory import optimizer_state_per_rank
 from megamed.training.trainer import pretrain
@@ -108,8 +107,7 @@ def test_optimizer_state_per_rank_is_one_dp_th(reference, dp4, run, parallel):
 
 
 def _validated(cfg, world):
-    validate_layout(cfg, world_size=world, device_type="cpu")
-    return cfg
+    return resolve(cfg, world_size=world, device_type="cpu")
 
 
 def test_tp2_pp2_dp2_zero1_sequence_parallel_full_recompute(reference):
