@@ -12,24 +12,19 @@ apex at import time, so a torch-only machine can resolve `auto` to `torch`.
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from .interpreter import triton_interpreter_on
+
 BACKENDS = ("auto", "torch", "triton", "apex")
 OPS = ("attention", "norm")
-_TRUE = ("1", "true", "yes", "on", "y")
 
 
 class BackendError(ValueError):
     """A backend that cannot run here, named with the op and what to install or change."""
-
-
-def triton_interpreter_on() -> bool:
-    """Whether Triton runs kernels in its CPU interpreter (read as Triton reads it)."""
-    return os.environ.get("TRITON_INTERPRET", "").lower() in _TRUE
 
 
 def _importable(module: str) -> bool:

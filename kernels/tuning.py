@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 import triton
 
-from .backend import triton_interpreter_on
+from .interpreter import triton_interpreter_on
 
 
 def tuning_enabled() -> bool:

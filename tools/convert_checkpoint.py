@@ -83,7 +83,7 @@ class Layout:
         for chunk in chunks:
             names = {id(q): n for n, q in chunk.named_parameters()}
             for params in buffer_groups(chunk):
-                kinds = parameter_kinds(params, chunk, self.p.pp, sp)
+                kinds = parameter_kinds(params, chunk, sp)
                 offsets, buckets = plan_buffer([q.numel() for q in params], kinds,
                                                bucket_elements(self.p.bucket_mb), shards)
                 plans.append(([names[id(q)] for q in params], params, offsets, buckets))

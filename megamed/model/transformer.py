@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from megamed.config import ModelConfig
 from megamed.kernels.backend import attention_fn, layer_norm_fn, resolve_backend, rms_norm_fn
 from megamed.parallel import collectives as C
-from megamed.parallel.random import RNGTracker, checkpoint
+from megamed.parallel.random import Recomputation, RNGTracker
 from megamed.parallel.tensor import (ColumnParallelLinear, InitSpec, RowParallelLinear,
                                      VocabParallelEmbedding, _param, enter_tp_region,
                                      vocab_parallel_cross_entropy)
@@ -85,7 +85,7 @@ class Attention(nn.Module):
 
     def __init__(self, cfg: ModelConfig, tp_group, out_std: float, sequence_parallel: bool,
                  rng: Optional[RNGTracker], device=None, dtype=None,
-                 recompute_core: bool = False):
+                 recompute_core: Optional[Recomputation] = None):
         super().__init__()
         tp = C.group_size(tp_group)
         hd, h = cfg.head_dim, cfg.hidden_size
@@ -125,8 +125,8 @@ class Attention(nn.Module):
         v = self._heads(self.wv(x), self.local_kv_heads)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        if self.recompute_core:
-            out = checkpoint(self.core, self.rng, q, k, v)
+        if self.recompute_core is not None:
+            out = self.recompute_core.run(self.core, q, k, v)
         else:
             out = self.core(q, k, v)
         b, _, s, _ = out.shape
@@ -180,7 +180,7 @@ class Block(nn.Module):
 
     def __init__(self, cfg: ModelConfig, tp_group, sequence_parallel: bool,
                  rng: Optional[RNGTracker], device=None, dtype=None,
-                 recompute_core: bool = False):
+                 recompute_core: Optional[Recomputation] = None):
         super().__init__()
         # GPT-2 / Megatron: residual-branch outputs scaled by 1/sqrt(2 x layers) at init.
         out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
@@ -214,6 +214,7 @@ class DecoderStage(nn.Module):
         self.cfg, self.tp_group, self.sequence_parallel = cfg, tp_group, sequence_parallel
         self.rng, self.recompute_every = rng, recompute_every
         self.recompute_full = recompute == "full"
+        self.recomputation = Recomputation(rng)  # this chunk's; ZeRO-3 reads it
         if rng is None and (cfg.attention_dropout > 0 or
                             (sequence_parallel and cfg.hidden_dropout > 0)):
             raise ValueError("dropout on TP-sharded activations needs the RNG tracker: pass "
@@ -231,8 +232,9 @@ class DecoderStage(nn.Module):
                     (cfg.seq_length, cfg.hidden_size),
                     InitSpec((cfg.seq_length, cfg.hidden_size), std=cfg.init_std), dtype, device)
             self.embedding_dropout = SequenceDropout(cfg.hidden_dropout, sequence_parallel, rng)
+        core = self.recomputation if recompute == "selective" else None
         self.layers = nn.ModuleDict({str(i): Block(cfg, tp_group, sequence_parallel, rng,
-                                                   device, dtype, recompute == "selective")
+                                                   device, dtype, core)
                                      for i in layers})
         if has_output:
             self.final_norm = Norm(cfg, device, dtype)
@@ -244,10 +246,31 @@ class DecoderStage(nn.Module):
                     cfg.hidden_size, self.padded_vocab, tp_group, std=cfg.init_std,
                     sequence_parallel=sequence_parallel, valid_rows=cfg.vocab_size,
                     init_key=key, device=device, dtype=dtype)
+                if cfg.tie_embeddings:
+                    # Counted once (in the parameter count and the gradient norm): on the
+                    # first stage.
+                    self.output.weight.pipeline_duplicate = True
         if cfg.position_embedding == "rope":
             cos, sin = rope_tables(cfg.seq_length, cfg.head_dim, cfg.rope_theta, device)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
+
+    # -- what parallel/ needs from a chunk (the `ModelChunk` contract in parallel/data.py) --
+
+    def tied_parameters(self) -> list[nn.Parameter]:
+        """This chunk's copies of a weight that another pipeline stage also holds: with tied
+        embeddings and PP > 1, the embedding on the first stage and the output layer's copy
+        on the last. Their gradients are summed over the embedding group."""
+        if not self.cfg.tie_embeddings or (self.has_embedding and self.has_output):
+            return []  # untied, a middle stage, or PP = 1 (the embedding is used directly)
+        found = [self.embedding.tokens.weight] if self.has_embedding else []
+        return found + ([self.output.weight] if hasattr(self, "output") else [])
+
+    def sharding_units(self) -> list[nn.Module]:
+        """ZeRO-3's units in forward order: this chunk itself first (its parameters outside
+        the other units: embedding, final norm, output, and any encoder not made a unit of
+        its own), then each block."""
+        return [self] + list(self.layers.values())
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embedding.tokens(tokens)
@@ -274,7 +297,7 @@ class DecoderStage(nn.Module):
         if self.recompute_full:
             n = self.recompute_every
             for group in (blocks[i:i + n] for i in range(0, len(blocks), n)):
-                x = checkpoint(_run_blocks, self.rng, x, group, rope)
+                x = self.recomputation.run(_run_blocks, x, group, rope)
         else:
             x = _run_blocks(x, blocks, rope)
         if not self.has_output:

@@ -16,6 +16,9 @@ All are no-ops on a group of size 1, so a TP=1 model is exactly its torch twin.
 Flat asynchronous collectives for data parallelism (bucketed gradient reduction, ZeRO
 parameter gathers) return a `Pending` whose `wait()` completes them; `ShapeGroup` stands in
 for a group when one rank's model is built on the `meta` device to count its memory.
+
+Point-to-point: `exchange` is the pipeline's one batched send/receive with both neighbours
+(activations forward, gradients backward); `barrier` orders the checkpoint writers.
 """
 from __future__ import annotations
 
@@ -158,6 +161,44 @@ def all_gather_async(out: torch.Tensor, shard: torch.Tensor, group: Group) -> Pe
     if _gloo(group) and _same_storage(out, shard):
         shard = shard.clone()
     return Pending(_all_gather_flat(out, shard, group=group, async_op=True))
+
+
+# -- point-to-point (pipeline stages) and barriers ------------------------------------------
+
+# Distinct tags keep activations and gradients apart when two stages exchange both ways
+# (always the case at PP=2 with interleaving, where prev and next are the same rank).
+FORWARD_TAG, BACKWARD_TAG = 1, 2
+
+
+def exchange(prev_rank: int, next_rank: int, group: Group, sends_first: bool,
+             send_next=None, send_prev=None, recv_prev=None, recv_next=None) -> None:
+    """One batched exchange with both pipeline neighbours (global ranks): `send_next`
+    (activations) and `send_prev` (gradients) go out, `recv_prev` and `recv_next` (empty
+    tensors of the expected shape) are filled; any may be None. Returns when all are done.
+
+    `sends_first` alternates by stage (even: sends first, odd: receives first) so that the
+    k-th send to a peer meets that peer's k-th receive (what NCCL's grouped p2p matches on)."""
+    sends, recvs = [], []
+    if send_next is not None:
+        sends.append(dist.P2POp(dist.isend, send_next.contiguous(), next_rank, group,
+                                FORWARD_TAG))
+    if send_prev is not None:
+        sends.append(dist.P2POp(dist.isend, send_prev.contiguous(), prev_rank, group,
+                                BACKWARD_TAG))
+    if recv_prev is not None:
+        recvs.append(dist.P2POp(dist.irecv, recv_prev, prev_rank, group, FORWARD_TAG))
+    if recv_next is not None:
+        recvs.append(dist.P2POp(dist.irecv, recv_next, next_rank, group, BACKWARD_TAG))
+    ops = sends + recvs if sends_first else recvs + sends
+    if ops:
+        for request in dist.batch_isend_irecv(ops):
+            request.wait()
+
+
+def barrier(group: Group = None) -> None:
+    """Every rank of `group` (default: the world) has reached this point."""
+    if group is None or group_size(group) > 1:
+        dist.barrier(group=group)
 
 
 # -- autograd pairs ------------------------------------------------------------------------

@@ -28,14 +28,14 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from functools import partial
-from typing import Optional, Sequence
+from typing import Optional, Protocol, Sequence
 
 import torch
 import torch.nn as nn
 
 from megamed.config import ParallelConfig, bucket_elements
 from megamed.parallel import collectives as C
-from megamed.parallel.random import recomputing
+from megamed.parallel.random import Recomputation
 from megamed.parallel.state import ParallelState
 
 # Each rank's shard of a bucket starts a multiple of 64 elements (256 B in fp32) apart, the
@@ -102,19 +102,27 @@ def _bucket(start: int, pos: int, members: list[int], shards: int,
     return BucketLayout(start, end, tuple(members), kinds[members[0]])
 
 
-def tied_embedding_params(chunk: nn.Module, pp: int) -> list[nn.Parameter]:
-    """The copy of a tied embedding this chunk holds when PP > 1 (first stage: the embedding,
-    last stage: the output layer's copy); empty otherwise."""
-    if pp == 1 or not chunk.cfg.tie_embeddings:
-        return []
-    found = [chunk.embedding.tokens.weight] if chunk.has_embedding else []
-    return found + ([chunk.output.weight] if hasattr(chunk, "output") else [])
+class ModelChunk(Protocol):
+    """What a model chunk (an `nn.Module`) hands data parallelism, so that this module never
+    reads a model by its attribute names; an encoder that joins a stage needs no change here.
+    Parameters carry `tp_replicated` (parallel/tensor.py) and, on a copy of a weight held
+    by another stage, `pipeline_duplicate` (set where the copy is made)."""
+
+    recomputation: Recomputation  # ZeRO-3 keeps a re-run block gathered while it is active
+
+    def tied_parameters(self) -> list[nn.Parameter]:
+        """Copies of one weight on several pipeline stages (gradients summed over the
+        embedding group)."""
+
+    def sharding_units(self) -> list[nn.Module]:
+        """ZeRO-3's units in forward order: the chunk itself first (what no other unit
+        holds), then e.g. each block."""
 
 
-def parameter_kinds(params: Sequence[nn.Parameter], chunk: nn.Module, pp: int,
+def parameter_kinds(params: Sequence[nn.Parameter], chunk: ModelChunk,
                     sequence_parallel_tp: bool) -> list[str]:
     """KINDS of each parameter; `sequence_parallel_tp`: SP on with TP > 1."""
-    tied = {id(p) for p in tied_embedding_params(chunk, pp)}
+    tied = {id(p) for p in chunk.tied_parameters()}
     return [TIED if id(p) in tied else
             TP_REPLICATED if sequence_parallel_tp and p.tp_replicated else OVERLAPPED
             for p in params]
@@ -129,12 +137,13 @@ def buffer_groups(chunk: nn.Module) -> list[list[nn.Parameter]]:
     return list(groups.values())
 
 
-def zero3_units(chunk: nn.Module) -> list[list[nn.Parameter]]:
-    """ZeRO-3: the parameters outside the blocks (embedding, final norm, output), then each
-    block's."""
-    blocks = [list(b.parameters()) for b in chunk.layers.values()]
-    in_blocks = {id(p) for ps in blocks for p in ps}
-    return [[p for p in chunk.parameters() if id(p) not in in_blocks]] + blocks
+def zero3_units(chunk: ModelChunk) -> list[list[nn.Parameter]]:
+    """ZeRO-3: the parameters of each of the chunk's `sharding_units`, the first (the chunk
+    itself) holding those no other unit holds."""
+    root, *units = chunk.sharding_units()
+    owned = [list(u.parameters()) for u in units]
+    inside = {id(p) for ps in owned for p in ps}
+    return [[p for p in root.parameters() if id(p) not in inside]] + owned
 
 
 ONE_BUCKET = 2**62  # bucket size that never closes a bucket early (a ZeRO-3 unit is one)
@@ -239,7 +248,7 @@ class DataParallelGrads:
         shards, rank = (state.dp, state.dp_rank) if cfg.zero_stage else (1, 0)
         self.buffers: list[list[GradBuffer]] = []
         for c, chunk in enumerate(chunks):
-            buffers = [GradBuffer(ps, parameter_kinds(ps, chunk, state.pp, self.sequence_parallel),
+            buffers = [GradBuffer(ps, parameter_kinds(ps, chunk, self.sequence_parallel),
                                   bucket_elements(cfg.bucket_mb), shards, rank)
                        for ps in buffer_groups(chunk)]
             for bucket in (b for buf in buffers for b in buf.buckets):
@@ -441,10 +450,10 @@ class ShardedParameters:
         chunk = chunks[0]
         self.state, self.overlap = state, cfg.overlap_grad_reduce
         self.sequence_parallel = cfg.sequence_parallel and state.tp > 1
-        self.units = [ShardedUnit(ps, parameter_kinds(ps, chunk, 1, self.sequence_parallel),
+        self.units = [ShardedUnit(ps, parameter_kinds(ps, chunk, self.sequence_parallel),
                                   state.dp, state.dp_rank) for ps in zero3_units(chunk)]
-        modules = [chunk] + list(chunk.layers.values())
-        for i, (module, unit) in enumerate(zip(modules, self.units)):
+        self.recomputation = chunk.recomputation
+        for i, (module, unit) in enumerate(zip(chunk.sharding_units(), self.units)):
             module.register_forward_pre_hook(partial(self._before_forward, i))
             module.register_forward_hook(partial(self._after_forward, i))
             for p in unit.params:
@@ -469,12 +478,12 @@ class ShardedParameters:
 
     def _before_forward(self, i: int, module, args) -> None:
         self._gather(i, wait=True)
-        following = self._next(i, backward=recomputing())
+        following = self._next(i, backward=self.recomputation.active)
         if following is not None:
             self._gather(following, wait=False)
 
     def _after_forward(self, i: int, module, args, out) -> None:
-        if not recomputing():
+        if not self.recomputation.active:
             self.units[i].free()
         if torch.is_tensor(out) and out.requires_grad:
             out.register_hook(partial(self._before_backward, i))

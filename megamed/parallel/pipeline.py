@@ -29,13 +29,9 @@ import torch.distributed as dist
 from torch.autograd import Variable
 
 from megamed.config import check_micro_batches
+from megamed.parallel import collectives as C
 
 MicroBatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
-
-# Distinct tags keep activations and gradients apart when two stages exchange both ways
-# (always the case at PP=2 with interleaving, where prev and next are the same rank).
-FORWARD_TAG, BACKWARD_TAG = 1, 2
-
 
 # -- partitioning --------------------------------------------------------------------------
 
@@ -141,29 +137,12 @@ class Runner(DryRunner):
         return None if x is None else x.grad
 
     def exchange(self, send_next=None, send_prev=None, recv_prev=False, recv_next=False):
-        """One batched exchange with both neighbours; returns (from_prev, from_next).
-
-        Even stages post sends first, odd stages receives first, so that the k-th send to a
-        peer meets that peer's k-th receive (what NCCL's grouped p2p matches on)."""
+        """One batched exchange with both neighbours (collectives.exchange); returns
+        (from_prev, from_next)."""
         from_prev = self._empty() if recv_prev else None
         from_next = self._empty() if recv_next else None
-        sends, recvs = [], []
-        if send_next is not None:
-            sends.append(dist.P2POp(dist.isend, send_next.contiguous(), self.next_rank,
-                                    self.group, FORWARD_TAG))
-        if send_prev is not None:
-            sends.append(dist.P2POp(dist.isend, send_prev.contiguous(), self.prev_rank,
-                                    self.group, BACKWARD_TAG))
-        if from_prev is not None:
-            recvs.append(dist.P2POp(dist.irecv, from_prev, self.prev_rank, self.group,
-                                    FORWARD_TAG))
-        if from_next is not None:
-            recvs.append(dist.P2POp(dist.irecv, from_next, self.next_rank, self.group,
-                                    BACKWARD_TAG))
-        ops = sends + recvs if self.stage % 2 == 0 else recvs + sends
-        if ops:
-            for request in dist.batch_isend_irecv(ops):
-                request.wait()
+        C.exchange(self.prev_rank, self.next_rank, self.group, self.stage % 2 == 0,
+                   send_next, send_prev, from_prev, from_next)
         if send_next is not None:
             deallocate(send_next)
         held = sum(t.untyped_storage().nbytes() for t in self.held_outputs)

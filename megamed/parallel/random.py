@@ -78,13 +78,27 @@ def seed_streams(seed: int, tp_rank: int, pp_rank: int) -> RNGTracker:
 
 # -- activation recomputation ---------------------------------------------------------------
 
-_recomputing = 0  # forward passes being re-run inside a backward (nesting depth)
+class Recomputation:
+    """Activation recomputation for one model chunk: `run(fn, *args)` is fn(*args) with its
+    activations recomputed in backward, and `active` says whether a recomputed forward is
+    running now (nesting depth > 0). ZeRO-3 reads `active` to keep a re-run block's
+    parameters gathered, since its backward follows immediately; the chunk that owns this
+    object hands it over (parallel/data.py)."""
 
+    def __init__(self, tracker: Optional[RNGTracker]):
+        self.tracker = tracker
+        self.depth = 0
 
-def recomputing() -> bool:
-    """Whether the code running is a recomputed forward (ZeRO-3 keeps layers gathered then,
-    since their backward follows immediately)."""
-    return _recomputing > 0
+    @property
+    def active(self) -> bool:
+        return self.depth > 0
+
+    def run(self, fn: Callable, *args):
+        """fn(*args), recomputed in backward instead of keeping its activations. `args` may
+        mix tensors and constants (None, numbers); only tensor inputs are saved."""
+        if not torch.is_grad_enabled():
+            return fn(*args)
+        return _Checkpoint.apply(fn, self, *args)
 
 
 def _snapshot(tracker: Optional[RNGTracker]) -> tuple:
@@ -107,9 +121,9 @@ class _Checkpoint(torch.autograd.Function):
     batches that run in between (pipeline schedules) draw exactly what they would have."""
 
     @staticmethod
-    def forward(ctx, fn, tracker, *args):
-        ctx.fn, ctx.tracker = fn, tracker
-        ctx.rng = _snapshot(tracker)
+    def forward(ctx, fn, recomputation: Recomputation, *args):
+        ctx.fn, ctx.recomputation = fn, recomputation
+        ctx.rng = _snapshot(recomputation.tracker)
         ctx.is_tensor = [torch.is_tensor(a) for a in args]
         ctx.constants = [None if t else a for t, a in zip(ctx.is_tensor, args)]
         ctx.save_for_backward(*[a for a in args if torch.is_tensor(a)])
@@ -118,29 +132,21 @@ class _Checkpoint(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        global _recomputing
+        recomputation, tracker = ctx.recomputation, ctx.recomputation.tracker
         tensors = iter([t.detach().requires_grad_(t.requires_grad) for t in ctx.saved_tensors])
         args = [next(tensors) if is_tensor else c
                 for is_tensor, c in zip(ctx.is_tensor, ctx.constants)]
-        now = _snapshot(ctx.tracker)
-        _restore(ctx.rng, ctx.tracker)
-        _recomputing += 1
+        now = _snapshot(tracker)
+        _restore(ctx.rng, tracker)
+        recomputation.depth += 1
         try:
             with torch.enable_grad():
                 outputs = ctx.fn(*args)
         finally:
-            _recomputing -= 1
-            _restore(now, ctx.tracker)
+            recomputation.depth -= 1
+            _restore(now, tracker)
         outputs = (outputs,) if torch.is_tensor(outputs) else tuple(outputs)
         pairs = [(o, g) for o, g in zip(outputs, grads) if o.requires_grad and g is not None]
         torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
         return (None, None) + tuple(a.grad if torch.is_tensor(a) and a.requires_grad else None
                                     for a in args)
-
-
-def checkpoint(fn: Callable, tracker: Optional[RNGTracker], *args):
-    """fn(*args), recomputed in backward instead of keeping its activations. `args` may mix
-    tensors and constants (None, numbers); only tensor inputs are saved."""
-    if not torch.is_grad_enabled():
-        return fn(*args)
-    return _Checkpoint.apply(fn, tracker, *args)

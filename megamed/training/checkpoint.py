@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import torch.distributed as dist
 
 from megamed.config import Config
+from megamed.parallel import collectives as C
 from megamed.parallel.state import ParallelState
 
 
@@ -66,17 +66,17 @@ def save(directory: str, step: int, state: ParallelState, payload: dict[str, Any
         step_dir.mkdir(parents=True, exist_ok=True)
         _write(step_dir / _shard_name(state), payload if sharded else
                dict(payload, optimizer=optimizer))
-    dist.barrier()
+    C.barrier()
     if sharded:
         _write(step_dir / _shard_name(state, state.dp_rank), {"step": step,
                                                               "optimizer": optimizer})
-    dist.barrier()
+    C.barrier()
     if state.rank == 0:
         meta = {"step": step, "tp": state.tp, "pp": state.pp, "dp": state.dp,
                 "optimizer": layout, "config": config}
         (step_dir / "meta.json").write_text(json.dumps(meta, indent=1))
         (Path(directory) / "latest").write_text(step_dir.name + "\n")
-    dist.barrier()
+    C.barrier()
     return step_dir
 
 

@@ -151,7 +151,7 @@ def optimizer_state_per_rank(cfg: Config) -> list[dict[str, int]]:
 
 def _add_group(row: dict, params: list, chunk, cfg: Config) -> None:
     p = cfg.parallel
-    kinds = parameter_kinds(params, chunk, p.pp, p.sequence_parallel and p.tp > 1)
+    kinds = parameter_kinds(params, chunk, p.sequence_parallel and p.tp > 1)
     numels = [q.numel() for q in params]
     if p.zero_stage == 3:
         buckets = plan_buffer(numels, kinds, ONE_BUCKET, p.dp)[1]

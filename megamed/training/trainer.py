@@ -69,8 +69,6 @@ def build_model(cfg: Config, state: ParallelState, device, rng=None) -> list[Dec
                              device, PRECISION_DTYPES[t.precision], t.recompute,
                              t.recompute_every)
         initialize_parameters(chunk, t.seed)
-        if has_output and m.tie_embeddings and hasattr(chunk, "output"):
-            chunk.output.weight.pipeline_duplicate = True  # counted once, on the first stage
         chunks.append(chunk)
     return chunks
 
