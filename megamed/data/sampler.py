@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-
 
 @dataclass(frozen=True)
 class BatchLayout:
@@ -31,10 +28,3 @@ class BatchLayout:
     def sample_indices(self, step: int, dp_rank: int, micro: int) -> range:
         start = step * self.global_batch + dp_rank * self.per_rank + micro * self.micro_batch
         return range(start, start + self.micro_batch)
-
-
-def micro_batch(dataset, indices: range, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and next-token targets, both [micro_batch, seq], from samples of seq + 1 tokens."""
-    rows = np.stack([dataset[i] for i in indices]).astype(np.int64)
-    rows = torch.from_numpy(rows).to(device)
-    return rows[:, :-1], rows[:, 1:]

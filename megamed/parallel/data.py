@@ -21,7 +21,8 @@ the chunk before its last backward) a full bucket starts its asynchronous all-re
 reduce-scatter on the DP group while backward continues (DeepSpeed's `overlap_comm`,
 Megatron's `overlap_grad_reduce`). `finish_grad_sync` waits for all before the step.
 
-Every DP collective of the training step is in this file (through `collectives`).
+Every DP collective of the gradients and parameters is in this file (through `collectives`);
+the logged loss is averaged in training/loss.py.
 """
 from __future__ import annotations
 
@@ -168,14 +169,6 @@ def _segments(params: Sequence[nn.Parameter], offsets: dict[int, int], lo: int,
         if a < z:
             out.append((p, a - lo, z - lo))
     return out
-
-
-def average_loss(loss: torch.Tensor, state: ParallelState, device) -> torch.Tensor:
-    """The step's mean loss (a copy on `device`, where NCCL needs it): only the last
-    pipeline stage computed its share (the others hold zero), so sum over PP, then average
-    over DP."""
-    loss = C.all_reduce(loss.to(device, copy=True), state.pp_group)
-    return C.all_reduce(loss, state.dp_group, "avg")
 
 
 def reduce_gradient_statistic(value: torch.Tensor, state: ParallelState, sharded: bool,

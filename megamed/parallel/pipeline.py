@@ -15,9 +15,11 @@ does the compute and the communication. `Runner` executes for real; `DryRunner` 
 order without touching a tensor, which is what `--print-schedule` shows and what the tests
 check against the paper.
 
-Loss scaling: each micro batch's loss is the mean over its tokens divided by the number of
-micro batches, so the accumulated gradient is that of the mean loss over this rank's
-samples; averaging over DP then gives the global-batch mean a single process computes.
+The runner knows neither models nor losses (Megatron-Core's contract): it calls
+`forward_step(chunk, micro_batch, input) -> (output, loss_fn)`, sends `output` on, or, where
+`loss_fn` is not None (the last virtual stage), starts backward from `loss_fn(output)`; and it
+calls `last_backward(chunk)` before each chunk's last backward of the step, where data
+parallelism arms its gradient reductions. The loss arithmetic is training/loss.py's.
 """
 from __future__ import annotations
 
@@ -31,7 +33,6 @@ from torch.autograd import Variable
 from megamed.config import check_micro_batches
 from megamed.parallel import collectives as C
 
-MicroBatchFn = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 
 # -- partitioning --------------------------------------------------------------------------
 
@@ -95,12 +96,17 @@ class DryRunner:
         return ("activation" if recv_prev else None), ("gradient" if recv_next else None)
 
 
+# (chunk, micro batch, input or None) -> (output, loss function or None)
+ForwardStep = Callable[[int, int, Optional[torch.Tensor]],
+                       tuple[torch.Tensor, Optional[Callable[[torch.Tensor], torch.Tensor]]]]
+
+
 @dataclass
 class Runner(DryRunner):
-    """Runs the passes on `chunks` (this stage's model chunks, in chunk order) and talks to
-    the neighbouring stages. Tracks the micro batches in flight for the memory tests."""
-    chunks: list = field(default_factory=list)
-    get_micro_batch: Optional[MicroBatchFn] = None
+    """Runs the passes through `forward_step` and talks to the neighbouring stages. Tracks
+    the micro batches in flight for the memory tests."""
+    forward_step: Optional[ForwardStep] = None
+    last_backward: Optional[Callable[[int], None]] = None
     num_micro_batches: int = 1
     shape: tuple = ()
     dtype: torch.dtype = torch.float32
@@ -110,27 +116,24 @@ class Runner(DryRunner):
     group: Optional[dist.ProcessGroup] = None
 
     def __post_init__(self):
-        self.loss = torch.zeros((), dtype=torch.float32)
         self.in_flight = self.max_in_flight = 0
         self.held_outputs: list[torch.Tensor] = []   # outputs still waiting for backward
         self.max_held_output_bytes = 0
 
     def forward(self, chunk: int, micro: int, x):
-        model = self.chunks[chunk]
-        tokens, targets = self.get_micro_batch(micro)
         if x is not None:
             x.requires_grad_()
-        out = model(tokens if model.has_embedding else x,
-                    targets if model.has_output else None)
-        if model.has_output:
-            out = out.mean() / self.num_micro_batches
-            self.loss += out.detach().float().cpu()
+        out, loss_fn = self.forward_step(chunk, micro, x)
+        if loss_fn is not None:
+            out = loss_fn(out)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self.held_outputs.append(out)
         return out
 
     def backward(self, chunk: int, micro: int, x, y, dy):
+        if micro == self.num_micro_batches - 1 and self.last_backward is not None:
+            self.last_backward(chunk)
         run_backward(y, dy)
         self.in_flight -= 1
         self.held_outputs = [t for t in self.held_outputs if t is not y]

@@ -10,25 +10,30 @@ One optimizer step, in order (each line is one place where ranks talk to each ot
      over the embedding group first)                             (parallel/data.py),
   3. the global gradient norm is reduced over DP and TP x PP     (training/optimizer.py),
   4. AdamW updates this rank's shards; ZeRO-1/2 all-gather them  (parallel/data.py),
-  5. the loss is summed over PP and averaged over DP for the log  (parallel/data.py).
+  5. the loss is summed over PP and averaged over DP for the log  (training/loss.py).
+
+The schedule calls back into this module only through `ForwardStep` (the model and the
+data) and the loss function it returns (training/loss.py); the micro batch is a
+`MicroBatch` (data/batch.py) holding only what the chunk needs.
 """
 from __future__ import annotations
 
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 import torch.distributed as dist
 
 from megamed.config import Config, count_parameters, resolve
-from megamed.data.sampler import BatchLayout, micro_batch
+from megamed.data.batch import INPUTS, LABELS, MicroBatch, TokenSource
+from megamed.data.sampler import BatchLayout
 from megamed.data.synthetic import SyntheticBigramDataset
 from megamed.data.tokens import TokenFileDataset
 from megamed.model.transformer import PRECISION_DTYPES, DecoderStage
 from megamed.parallel import collectives as C
-from megamed.parallel.data import average_loss, data_parallel
+from megamed.parallel.data import data_parallel
 from megamed.parallel.pipeline import (Runner, chunk_layers,
                                       describe_partition, dry_run, format_schedule,
                                       select_schedule)
@@ -36,6 +41,7 @@ from megamed.parallel.random import seed_streams
 from megamed.parallel.state import ParallelState
 from megamed.parallel.tensor import initialize_parameters
 from megamed.training import checkpoint
+from megamed.training.loss import StepLoss
 from megamed.training.memory import SavedActivations, format_memory, gather_memory, rank_memory
 from megamed.training.metrics import MetricsLogger, flops_per_token
 from megamed.training.optimizer import DistributedAdamW, build_optimizer, counts_once, lr_at
@@ -82,25 +88,28 @@ def parameter_count(params: list, state: ParallelState, device) -> int:
 
 
 @dataclass
-class TrainingRunner(Runner):
-    """The pipeline runner plus what training needs around the passes: before a chunk's
-    last backward of the step its gradient buckets are armed (they then reduce over DP as
-    they fill, overlapping the rest of backward); the loss gradient carries the fp16 loss
-    scale; forwards run under the saved-activation tracker when memory is logged."""
-    grads: Any = None
-    loss_scale: float = 1.0
+class ForwardStep:
+    """`forward_step(chunk, micro, x) -> (output, loss_fn)` for the schedules: runs model
+    chunk `chunk` on micro batch `micro` of `step` (its input `x` from the previous stage,
+    or the tokens on the first), under the saved-activation tracker when memory is logged.
+    Each chunk asks the data source only for what it uses: the first chunk's inputs, the
+    last chunk's labels, nothing in between."""
+    chunks: list[DecoderStage]
+    source: TokenSource
+    loss: StepLoss
     activations: Optional[SavedActivations] = None
+    step: int = 0
 
-    def forward(self, chunk: int, micro: int, x):
+    def __post_init__(self):
+        self.fields = [(INPUTS if c.has_embedding else frozenset()) |
+                       (LABELS if c.has_output else frozenset()) for c in self.chunks]
+
+    def __call__(self, chunk: int, micro: int, x: Optional[torch.Tensor]):
+        model = self.chunks[chunk]
+        batch: MicroBatch = self.source.micro_batch(self.step, micro, self.fields[chunk])
         with self.activations.track() if self.activations else contextlib.nullcontext():
-            return super().forward(chunk, micro, x)
-
-    def backward(self, chunk: int, micro: int, x, y, dy):
-        if micro == self.num_micro_batches - 1:
-            self.grads.last_backward(chunk)
-        if dy is None and self.loss_scale != 1.0:
-            dy = torch.full_like(y, self.loss_scale)
-        return super().backward(chunk, micro, x, y, dy)
+            out = model(batch.tokens if model.has_embedding else x, batch.targets)
+        return out, (self.loss.loss_fn(batch) if model.has_output else None)
 
 
 @dataclass
@@ -109,17 +118,16 @@ class StepResult:
     grad_norm: float
 
 
-def train_step(runner: TrainingRunner, optimizer: DistributedAdamW, grads, lr: float,
+def train_step(runner: Runner, optimizer: DistributedAdamW, grads, lr: float,
                cfg: Config, state: ParallelState) -> StepResult:
     grads.zero_grad()
-    runner.loss.zero_()
-    if optimizer.scaler is not None:
-        runner.loss_scale = optimizer.scaler.scale
+    step_loss = runner.forward_step.loss
+    step_loss.start(optimizer.scaler.scale if optimizer.scaler is not None else 1.0)
     select_schedule(state.pp, cfg.parallel.virtual_stages)(runner, runner.num_micro_batches)
     grads.finish_grad_sync()
     grad_norm = optimizer.step(lr).grad_norm
     grads.gather_params()
-    return StepResult(float(average_loss(runner.loss, state, runner.device)), grad_norm)
+    return StepResult(step_loss.reduce(state), grad_norm)
 
 
 def activation_shape(cfg: Config) -> tuple[int, int, int]:
@@ -143,8 +151,8 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
     total_params = parameter_count(params, state, device)
     grads = data_parallel(chunks, state, p)
     optimizer = build_optimizer(grads, t, state, p.zero_stage)
-    dataset = build_dataset(cfg)
-    layout = BatchLayout(t.global_batch, t.micro_batch, state.dp)
+    source = TokenSource(build_dataset(cfg), BatchLayout(t.global_batch, t.micro_batch,
+                                                         state.dp), state.dp_rank, device)
     start = _load(load, state, chunks, grads, optimizer, rng, cfg) if load else 0
     logger = None
     if state.rank == 0:
@@ -153,17 +161,18 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
                                dist.get_world_size(), t.log_interval, start)
     track = t.memory_interval > 0 and device.type == "cpu"
     step_tokens = t.global_batch * cfg.model.seq_length
-    runner = TrainingRunner(state.pp, state.pp_rank, p.virtual_stages, chunks=chunks,
-                            num_micro_batches=t.grad_accum_steps, shape=activation_shape(cfg),
-                            dtype=PRECISION_DTYPES[t.precision], device=device,
-                            prev_rank=state.ring_prev_rank, next_rank=state.ring_next_rank,
-                            grads=grads, activations=SavedActivations() if track else None)
+    forward_step = ForwardStep(chunks, source, StepLoss(t.grad_accum_steps, device),
+                               SavedActivations() if track else None)
+    runner = Runner(state.pp, state.pp_rank, p.virtual_stages, forward_step=forward_step,
+                    last_backward=grads.last_backward, num_micro_batches=t.grad_accum_steps,
+                    shape=activation_shape(cfg), dtype=PRECISION_DTYPES[t.precision],
+                    device=device, prev_rank=state.ring_prev_rank,
+                    next_rank=state.ring_next_rank)
     records = []
     for step in range(start, t.steps):
         started = time.time()
         lr = lr_at(step, t)
-        runner.get_micro_batch = lambda m, step=step: micro_batch(
-            dataset, layout.sample_indices(step, state.dp_rank, m), device)
+        forward_step.step = step
         try:
             result = train_step(runner, optimizer, grads, lr, cfg, state)
         except RuntimeError as e:
@@ -171,7 +180,8 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
             raise RuntimeError(f"{state.describe()}: step {step + 1} failed: {e}") from e
         memory = None
         if t.memory_interval and (step + 1) % t.memory_interval == 0:
-            memory = gather_memory(rank_memory(grads, optimizer, runner.activations, device),
+            memory = gather_memory(rank_memory(grads, optimizer, forward_step.activations,
+                                               device),
                                    device)
         if logger:
             records.append(logger.log(step + 1, result.loss, lr, result.grad_norm, step_tokens,

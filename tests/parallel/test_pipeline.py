@@ -5,8 +5,7 @@ import torch
 
 from distributed import ChildError, run_distributed
 from megamed.config import ConfigError, check_micro_batches, load_config, resolve
-from megamed.parallel.pipeline import (Runner, chunk_layers, dry_run,
-                                       one_f_one_b)
+from megamed.parallel.pipeline import Runner, chunk_layers, dry_run, one_f_one_b
 
 
 def warmup_forwards(events):
@@ -105,9 +104,14 @@ def memory_worker(deallocate):
     m = cfg.model
     shape = (1, m.seq_length, m.hidden_size)
     tokens = torch.randint(0, m.vocab_size, (1, m.seq_length + 1))
-    run = Runner(2, state.pp_rank, 1, chunks=chunks, num_micro_batches=8, shape=shape,
-                 get_micro_batch=lambda i: (tokens[:, :-1], tokens[:, 1:]),
-                 prev_rank=state.ring_prev_rank, next_rank=state.ring_next_rank)
+    chunk, = chunks
+
+    def forward_step(c, micro, x):
+        out = chunk(tokens[:, :-1] if chunk.has_embedding else x,
+                    tokens[:, 1:] if chunk.has_output else None)
+        return out, ((lambda y: y.mean() / 8) if chunk.has_output else None)
+    run = Runner(2, state.pp_rank, 1, forward_step=forward_step, num_micro_batches=8,
+                 shape=shape, prev_rank=state.ring_prev_rank, next_rank=state.ring_next_rank)
     one_f_one_b(run, 8)
     return state.pp_rank, run.max_in_flight, run.max_held_output_bytes, 4 * shape[1] * shape[2]
 
