@@ -41,9 +41,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from megamed.config import load_config
+from megamed.model.build import build_chunks
 from megamed.parallel.data import DataParallelGrads
 from megamed.parallel.state import ParallelState
-from megamed.training.trainer import build_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODES = ("backward", "reduction", "serial", "overlapped")
@@ -84,7 +84,8 @@ def _rows_for(args, state: ParallelState) -> list[dict]:
         for bucket_mb in args.bucket_mb:
             cfg = base.replace(parallel={"dp": state.dp, "zero_stage": zero_stage,
                                          "bucket_mb": bucket_mb})
-            model, = build_model(cfg, state, torch.device("cpu"))
+            model, = build_chunks(cfg, state.tp_group, state.pp_rank, "cpu",
+                                  seed=cfg.train.seed)
             grads = DataParallelGrads([model], state, cfg.parallel)
             times = {mode: [] for mode in MODES}
             for i in range(args.warmup + args.iters):

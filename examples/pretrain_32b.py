@@ -13,7 +13,7 @@ import sys
 
 import torch.distributed as dist
 
-from megamed.training.checkpoint import CheckpointError
+from megamed.checkpoint import CheckpointError
 from megamed.config import ConfigError, resolve
 from megamed.data.tokens import TokenFileError
 from megamed.parallel.state import init_distributed

@@ -16,7 +16,6 @@ computed with the same bucket arithmetic as the training run (parallel/data.py).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from typing import Optional
 
@@ -25,12 +24,10 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from megamed.config import Config, ConfigError, bucket_elements, load_config, resolve
-from megamed.model.transformer import PRECISION_DTYPES, DecoderStage
+from megamed.model.build import meta_chunks
 from megamed.parallel import collectives as C
 from megamed.parallel.data import (ONE_BUCKET, buffer_groups, parameter_kinds, plan_buffer,
                                    zero3_units)
-from megamed.parallel.pipeline import chunk_layers
-from megamed.parallel.random import RNGTracker
 
 GB = 1e9
 
@@ -113,21 +110,6 @@ def format_memory(step: int, reports: list[dict[str, float]]) -> str:
 
 # -- prediction from the meta-built model ----------------------------------------------------
 
-def _meta_chunks(cfg: Config, pp_rank: int) -> list[DecoderStage]:
-    """One rank's model chunks (TP rank 0: every TP rank holds the same shapes) on the meta
-    device."""
-    p, t = cfg.parallel, cfg.train
-    # Kernel choice does not change shapes; the torch one needs no device to resolve.
-    m = dataclasses.replace(cfg.model, attention_backend="torch", norm_backend="torch")
-    group = C.ShapeGroup(p.tp, 0)
-    return [DecoderStage(m, group, chunk_layers(m.num_layers, p.pp, p.virtual_stages, pp_rank, c),
-                         pp_rank == 0 and c == 0,
-                         pp_rank == p.pp - 1 and c == p.virtual_stages - 1,
-                         p.sequence_parallel, RNGTracker(), torch.device("meta"),
-                         PRECISION_DTYPES[t.precision])
-            for c in range(p.virtual_stages)]
-
-
 def optimizer_state_per_rank(cfg: Config) -> list[dict[str, int]]:
     """Per pipeline stage, the elements one rank holds (every TP and DP rank of a stage
     holds the same): `params` (in the parameter dtype; ZeRO-3: the shard, without the block
@@ -140,7 +122,7 @@ def optimizer_state_per_rank(cfg: Config) -> list[dict[str, int]]:
     for pp_rank in range(p.pp):
         row = {"pp_rank": pp_rank, "params": 0, "main_grads": 0, "master": 0, "exp_avg": 0,
                "buckets": 0}
-        for chunk in _meta_chunks(cfg, pp_rank):
+        for chunk in meta_chunks(cfg, pp_rank):
             groups = zero3_units(chunk) if p.zero_stage == 3 else buffer_groups(chunk)
             for params in groups:
                 _add_group(row, params, chunk, cfg)

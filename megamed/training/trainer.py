@@ -26,21 +26,20 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from megamed import checkpoint
 from megamed.config import Config, count_parameters, resolve
 from megamed.data.batch import INPUTS, LABELS, MicroBatch, TokenSource
 from megamed.data.sampler import BatchLayout
 from megamed.data.synthetic import SyntheticBigramDataset
 from megamed.data.tokens import TokenFileDataset
+from megamed.model.build import build_chunks
 from megamed.model.transformer import PRECISION_DTYPES, DecoderStage
 from megamed.parallel import collectives as C
 from megamed.parallel.data import data_parallel
-from megamed.parallel.pipeline import (Runner, chunk_layers,
-                                      describe_partition, dry_run, format_schedule,
+from megamed.parallel.pipeline import (Runner, describe_partition, dry_run, format_schedule,
                                       select_schedule)
 from megamed.parallel.random import seed_streams
 from megamed.parallel.state import ParallelState
-from megamed.parallel.tensor import initialize_parameters
-from megamed.training import checkpoint
 from megamed.training.loss import StepLoss
 from megamed.training.memory import SavedActivations, format_memory, gather_memory, rank_memory
 from megamed.training.metrics import MetricsLogger, flops_per_token
@@ -59,24 +58,6 @@ def build_dataset(cfg: Config):
         return TokenFileDataset(d.path, m.vocab_size, m.seq_length, cfg.train.seed)
     return SyntheticBigramDataset(m.vocab_size, m.seq_length, cfg.train.seed,
                                   d.synthetic_branching)
-
-
-def build_model(cfg: Config, state: ParallelState, device, rng=None) -> list[DecoderStage]:
-    """This rank's model chunks (one per virtual stage; the whole decoder at PP=1) in the
-    run's parameter dtype, with its sequence parallelism and recomputation, initialised
-    from per-parameter seeds."""
-    P, V, m, t = cfg.parallel.pp, cfg.parallel.virtual_stages, cfg.model, cfg.train
-    chunks = []
-    for c in range(V):
-        has_embedding = state.is_first_stage and c == 0
-        has_output = state.is_last_stage and c == V - 1
-        chunk = DecoderStage(m, state.tp_group, chunk_layers(m.num_layers, P, V, state.pp_rank, c),
-                             has_embedding, has_output, cfg.parallel.sequence_parallel, rng,
-                             device, PRECISION_DTYPES[t.precision], t.recompute,
-                             t.recompute_every)
-        initialize_parameters(chunk, t.seed)
-        chunks.append(chunk)
-    return chunks
 
 
 def parameter_count(params: list, state: ParallelState, device) -> int:
@@ -146,7 +127,7 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
     p, t = cfg.parallel, cfg.train
     state = ParallelState.create(p.tp, p.pp)
     rng = seed_streams(t.seed, state.tp_rank, state.pp_rank)
-    chunks = build_model(cfg, state, device, rng)
+    chunks = build_chunks(cfg, state.tp_group, state.pp_rank, device, rng, seed=t.seed)
     params = [q for chunk in chunks for q in chunk.parameters() if q.requires_grad]
     total_params = parameter_count(params, state, device)
     grads = data_parallel(chunks, state, p)
@@ -219,7 +200,7 @@ def _describe(cfg: Config, state: ParallelState, device, total_params: int,
 
 
 def _load(directory, state, chunks, grads, optimizer, rng, cfg: Config) -> int:
-    step, payload = checkpoint.load(directory, state, checkpoint.optimizer_layout(cfg))
+    step, payload = checkpoint.load(directory, state, cfg)
     with grads.full_parameters():
         for chunk, chunk_state in zip(chunks, payload["model"]):
             chunk.load_state_dict(chunk_state)
@@ -237,7 +218,6 @@ def _save(directory, step, state, chunks, grads, optimizer, rng, cfg: Config) ->
             model = [{k: v.clone() for k, v in chunk.state_dict().items()} for chunk in chunks]
     payload = {"step": step, "model": model, "rng": rng.get_states(),
                "torch_rng": torch.get_rng_state()}
-    path = checkpoint.save(directory, step, state, payload, optimizer.state_dict(),
-                           checkpoint.optimizer_layout(cfg), cfg.to_dict())
+    path = checkpoint.save(directory, step, state, payload, optimizer.state_dict(), cfg)
     if state.rank == 0:
         print(f"saved checkpoint {path}", flush=True)

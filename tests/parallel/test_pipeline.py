@@ -95,12 +95,12 @@ def memory_worker(deallocate):
     held for backward, bytes of one activation)."""
     import megamed.parallel.pipeline as pipeline
     from megamed.parallel.state import ParallelState
-    from megamed.training.trainer import build_model
+    from megamed.model.build import build_chunks
     if not deallocate:
         pipeline.deallocate = lambda output: None
     cfg = load_config("tiny", {"parallel": {"pp": 2}})
     state = ParallelState.create(1, 2)
-    chunks = build_model(cfg, state, torch.device("cpu"))
+    chunks = build_chunks(cfg, state.tp_group, state.pp_rank, "cpu", seed=cfg.train.seed)
     m = cfg.model
     shape = (1, m.seq_length, m.hidden_size)
     tokens = torch.randint(0, m.vocab_size, (1, m.seq_length + 1))

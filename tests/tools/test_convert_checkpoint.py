@@ -10,11 +10,11 @@ import torch
 
 from distributed import run_distributed
 from megamed.config import load_config
-from megamed.training.checkpoint import CheckpointError
+from megamed.checkpoint import CheckpointError, reshard
 from megamed.training.trainer import pretrain
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-import convert_checkpoint  # noqa: E402
+import convert_checkpoint  # noqa: E402  (the CLI; its work is megamed.checkpoint.reshard)
 
 
 def _train(parallel, steps, save=None, load=None, save_interval=0):
@@ -39,8 +39,8 @@ def saved(tmp_path_factory):
 
 def test_resume_on_another_layout_continues_the_curve(saved, tmp_path):
     src, full = saved
-    convert_checkpoint.convert(str(src), str(tmp_path), tp=1, pp=2, dp=2, zero_stage=2,
-                               bucket_mb=0.1, log=lambda msg: None)
+    reshard(str(src), str(tmp_path), tp=1, pp=2, dp=2, zero_stage=2, bucket_mb=0.1,
+            log=lambda msg: None)
     resumed = run_distributed(_train, 4, B, 8, None, str(tmp_path))[0]
     assert len(resumed) == 4
     for step, (loss, ref) in enumerate(zip(resumed, full[4:]), 5):
@@ -51,10 +51,9 @@ def test_round_trip_through_interleaved_zero0_is_exact(saved, tmp_path):
     src, _ = saved
     mid, back = tmp_path / "mid", tmp_path / "back"
     quiet = dict(log=lambda msg: None)
-    convert_checkpoint.convert(str(src), str(mid), tp=1, pp=2, dp=1, zero_stage=0,
-                               virtual_stages=2, **quiet)
-    convert_checkpoint.convert(str(mid), str(back), tp=2, pp=1, dp=2, zero_stage=1,
-                               bucket_mb=0.05, virtual_stages=1, **quiet)
+    reshard(str(src), str(mid), tp=1, pp=2, dp=1, zero_stage=0, virtual_stages=2, **quiet)
+    reshard(str(mid), str(back), tp=2, pp=1, dp=2, zero_stage=1, bucket_mb=0.05,
+            virtual_stages=1, **quiet)
     for f in sorted((src / "step_0000004").glob("*.pt")):
         a = torch.load(f, weights_only=False)
         b = torch.load(back / "step_0000004" / f.name, weights_only=False)
@@ -80,7 +79,6 @@ def test_missing_shard_is_named(saved, tmp_path):
         if f.name != "tp01_pp00_dp01.pt":
             (broken / "step_0000004" / f.name).write_bytes(f.read_bytes())
     with pytest.raises(CheckpointError, match=r"tp01_pp00_dp01.pt: shard missing"):
-        convert_checkpoint.convert(str(broken), str(tmp_path / "dst"), tp=1, pp=2, dp=2,
-                                   log=lambda msg: None)
+        reshard(str(broken), str(tmp_path / "dst"), tp=1, pp=2, dp=2, log=lambda msg: None)
     assert convert_checkpoint.main([str(broken), str(tmp_path / "dst"), "--tp", "1", "--pp",
                                     "2", "--dp", "2"]) == 1

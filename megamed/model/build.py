@@ -1,0 +1,41 @@
+"""One function builds a rank's model chunks: for training (real groups and devices), and
+on the `meta` device for the memory calculator and the checkpoint converter (shapes only)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from megamed.config import Config
+from megamed.model.transformer import PRECISION_DTYPES, DecoderStage
+from megamed.parallel import collectives as C
+from megamed.parallel.pipeline import chunk_layers
+from megamed.parallel.random import RNGTracker
+from megamed.parallel.tensor import initialize_parameters
+
+
+def build_chunks(cfg: Config, tp_group, pp_rank: int, device, rng: Optional[RNGTracker] = None,
+                 seed: Optional[int] = None) -> list[DecoderStage]:
+    """The model chunks of pipeline stage `pp_rank` (one per virtual stage; the whole
+    decoder at PP=1) in the run's parameter dtype, with its sequence parallelism and
+    recomputation; initialised from per-parameter seeds when `seed` is given."""
+    P, V, m, t = cfg.parallel.pp, cfg.parallel.virtual_stages, cfg.model, cfg.train
+    chunks = []
+    for c in range(V):
+        chunk = DecoderStage(m, tp_group, chunk_layers(m.num_layers, P, V, pp_rank, c),
+                             pp_rank == 0 and c == 0, pp_rank == P - 1 and c == V - 1,
+                             cfg.parallel.sequence_parallel, rng, device,
+                             PRECISION_DTYPES[t.precision], t.recompute, t.recompute_every)
+        if seed is not None:
+            initialize_parameters(chunk, seed)
+        chunks.append(chunk)
+    return chunks
+
+
+def meta_chunks(cfg: Config, pp_rank: int) -> list[DecoderStage]:
+    """Stage `pp_rank`'s chunks on the meta device, as TP rank 0 holds them (every TP rank
+    holds the same shapes): no memory, no processes."""
+    # Kernel choice does not change shapes; the torch one needs no device to resolve.
+    cfg = cfg.replace(model={"attention_backend": "torch", "norm_backend": "torch"})
+    return build_chunks(cfg, C.ShapeGroup(cfg.parallel.tp, 0), pp_rank, torch.device("meta"),
+                        RNGTracker())
