@@ -50,3 +50,27 @@ def test_bad_token_files_name_the_file(tmp_path):
     ds = TokenFileDataset(str(tmp_path / "big.npy"), 10, 4, 0)
     with pytest.raises(TokenFileError, match=r"big.npy: token id 300 outside"):
         ds[0]
+
+
+def test_a_stage_reads_only_the_fields_it_uses():
+    """A middle pipeline stage reads no sample; the first gets only inputs, the last only
+    labels, each equal to the samples BatchLayout assigns (the same on every TP rank)."""
+    from megamed.data.batch import INPUTS, LABELS, TokenSource
+
+    class Counting(SyntheticBigramDataset):
+        reads = 0
+
+        def __getitem__(self, index):
+            Counting.reads += 1
+            return super().__getitem__(index)
+
+    data = Counting(256, 16, seed=3)
+    layout = BatchLayout(global_batch=8, micro_batch=2, dp=2)
+    source = TokenSource(data, layout, dp_rank=1)
+    empty = source.micro_batch(5, 1, frozenset())
+    assert Counting.reads == 0 and empty.tokens is None and empty.targets is None
+    first, last = source.micro_batch(5, 1, INPUTS), source.micro_batch(5, 1, LABELS)
+    rows = np.stack([data[i] for i in layout.sample_indices(5, 1, 1)])
+    assert first.targets is None and last.tokens is None and last.loss_mask is None
+    assert np.array_equal(first.tokens.numpy(), rows[:, :-1])
+    assert np.array_equal(last.targets.numpy(), rows[:, 1:])
