@@ -185,26 +185,36 @@ class _Assembler:
 
 
 class _MicroBatchDataset(Dataset):
-    """Item k = this rank's k-th micro batch of the run: (step, micro) = divmod(k, M)."""
+    """Item (k, shards) = this rank's k-th micro batch of the run, (step, micro) =
+    divmod(k, M); `shards` were verified by the dispatching process."""
 
     def __init__(self, assembler: _Assembler, micro_batches: int):
         self.assembler, self.micro_batches = assembler, micro_batches
 
-    def __getitem__(self, k: int):
+    def __getitem__(self, item):
+        k, shards = item
+        self.assembler.files.verified.update(shards)
         try:
             return self.assembler.build(*divmod(k, self.micro_batches))
         except (ShardError, SkipLimitError) as e:  # handed back whole: typed in the trainer
             return e
 
 
-class _From(Sampler):
-    def __init__(self, start: int):
-        self.start = start
+class _Dispatch(Sampler):
+    """Micro-batch numbers from `start` on, run in the main process: it checks the shards a
+    micro batch will read before a worker reads them (each shard hashed once per rank;
+    a replacement sample's shard, if new, is checked by the worker itself)."""
+
+    def __init__(self, assembler: _Assembler, micro_batches: int, start: int):
+        self.assembler, self.micro_batches, self.start = assembler, micro_batches, start
 
     def __iter__(self):
-        k = self.start
+        k, a = self.start, self.assembler
         while True:
-            yield k
+            samples = [a.order(g) for g in a.sample_range(*divmod(k, self.micro_batches))]
+            shards = sorted({int(a.manifest.shard_of[i]) for i in samples})
+            a.files.verify(shards)
+            yield k, shards
             k += 1
 
 
@@ -283,7 +293,7 @@ class ShardLoader:
         step = self.consumed_samples // c.global_batch
         loader = DataLoader(
             _MicroBatchDataset(self._assembler, m), batch_size=None,
-            sampler=_From(step * m), num_workers=c.num_workers, collate_fn=_as_is,
+            sampler=_Dispatch(self._assembler, m, step * m), num_workers=c.num_workers, collate_fn=_as_is,
             prefetch_factor=c.prefetch if c.num_workers else None,
             persistent_workers=False)
         items = iter(loader)

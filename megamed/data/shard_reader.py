@@ -194,6 +194,10 @@ class ShardFiles:
     def __init__(self, manifest: Manifest, verify_sha256: bool = True):
         self.manifest, self.verify_sha256 = manifest, verify_sha256
         self._fds: dict[int, int] = {}
+        # Shards whose sha256 this process, or the process that dispatches its work, has
+        # checked: a DataLoader worker is told, so each rank hashes a shard once, not once
+        # per worker.
+        self.verified: set[int] = set()
 
     def __getstate__(self):  # spawned workers open their own descriptors
         return {**self.__dict__, "_fds": {}}
@@ -211,10 +215,12 @@ class ShardFiles:
                 os.close(fd)
                 raise ShardError(path, f"{size} bytes on disk, manifest says {entry['bytes']} "
                                        f"(truncated or replaced shard)")
-            if self.verify_sha256 and self._sha256(fd, size) != entry["sha256"]:
+            if (self.verify_sha256 and shard not in self.verified
+                    and self._sha256(fd, size) != entry["sha256"]):
                 os.close(fd)
                 raise ShardError(path, "sha256 does not match the manifest (corrupted or "
                                        "replaced shard)")
+            self.verified.add(shard)
             self._fds[shard] = fd
         return self._fds[shard]
 
@@ -228,6 +234,11 @@ class ShardFiles:
             digest.update(chunk)
             pos += len(chunk)
         return digest.hexdigest()
+
+    def verify(self, shards) -> None:
+        """Opens (and so checks) these shards now; raises ShardError for a bad one."""
+        for shard in shards:
+            self._fd(int(shard))
 
     def close(self) -> None:
         for fd in self._fds.values():
