@@ -177,10 +177,13 @@ class _Assembler:
             return
         out = np.zeros((len(infos), *shape), dtype=np.float16)
         for row, info in enumerate(infos):
-            if modality in info.arrays:
-                # An MR image's single channel fills every channel of a CT-shaped batch.
-                out[row] = self.files.load_array(info.index, ARRAYS[modality],
-                                                 info.arrays[modality])
+            header = info.arrays.get(modality)
+            if header is None:
+                continue
+            if header.shape == shape and header.dtype == out.dtype and not header.fortran:
+                self.files.read_array_into(info.index, ARRAYS[modality], header, out[row])
+            else:  # float32 data, or an MR image's single channel filling every CT channel
+                out[row] = self.files.load_array(info.index, ARRAYS[modality], header)
         setattr(batch, {"image": "images"}.get(modality, modality), torch.from_numpy(out))
 
 

@@ -27,8 +27,11 @@ def tokenizer():
 
 def studies(n=NUM_SAMPLES, seed=0):
     rng = np.random.default_rng(seed)
-    return [make_study(rng, f"study{i:04d}", MODALITY_MIX[i % len(MODALITY_MIX)],
-                       text=i % 7 != 3) for i in range(n)]
+    samples = [make_study(rng, f"study{i:04d}", MODALITY_MIX[i % len(MODALITY_MIX)],
+                          text=i % 7 != 3) for i in range(n)]
+    samples[6] = make_study(rng, "study0006", {"image"}, image_shape=(1, 16, 16))  # an MR
+    samples[8]["ecg.npy"] = samples[8]["ecg.npy"].astype(np.float32)  # not the usual dtype
+    return samples
 
 
 @pytest.fixture
