@@ -15,7 +15,8 @@ mismatched shard stops the run with a `ShardError` naming it. A manifest made wi
 preprocessing config than `LoaderConfig.preprocess_hash` is refused the same way.
 
 Pipeline stages. `need_inputs` (the first stage) gets tokens and images/waveforms;
-`need_labels` (the last stage) gets targets and the loss mask; a middle stage reads nothing.
+`need_labels` (the last stage) gets targets and the loss mask; a middle stage (neither)
+opens no shard and gets empty MicroBatch objects.
 TP ranks of one DP rank build the same loader (same dp_rank) and so see identical batches
 without a broadcast.
 
@@ -106,13 +107,14 @@ class _Assembler:
         self.manifest, self.tokenizer, self.config = manifest, tokenizer, config
         self.dp_rank, self.dp_size = dp_rank, dp_size
         self.need_inputs, self.need_labels = need_inputs, need_labels
+        self.reads = need_inputs or need_labels  # a middle pipeline stage touches no shard
         self.files = ShardFiles(manifest, config.verify_sha256)
         self.order = _Order(len(manifest), config.seed)
         self.ids = special_ids(tokenizer)
         self.shapes = {"image": config.image_shape, "ecg": config.ecg_shape,
                        "eeg": config.eeg_shape}
         for modality in MODALITIES:
-            if self.shapes[modality] is None:
+            if self.shapes[modality] is None and self.reads:
                 self.shapes[modality] = self._first_shape(modality)
 
     def _first_shape(self, modality: str) -> Optional[tuple]:
@@ -149,16 +151,17 @@ class _Assembler:
     def build(self, step: int, micro: int) -> tuple[MicroBatch, list]:
         """The micro batch and the list of (manifest index, key, reason) skipped for it."""
         skips: list = []
+        if not self.reads:
+            return MicroBatch(), skips
         infos = [self.good_sample(g, skips) for g in self.sample_range(step, micro)]
         batch = MicroBatch(sample_ids=torch.tensor([i.index for i in infos], dtype=torch.int64))
-        if self.need_inputs or self.need_labels:
-            rows, masks = zip(*(self._pack(info) for info in infos))
-            rows = torch.from_numpy(np.stack(rows))
-            if self.need_inputs:
-                batch.tokens = rows[:, :-1].contiguous()
-            if self.need_labels:
-                batch.targets = rows[:, 1:].contiguous()
-                batch.loss_mask = torch.from_numpy(np.stack(masks))
+        rows, masks = zip(*(self._pack(info) for info in infos))
+        rows = torch.from_numpy(np.stack(rows))
+        if self.need_inputs:
+            batch.tokens = rows[:, :-1].contiguous()
+        if self.need_labels:
+            batch.targets = rows[:, 1:].contiguous()
+            batch.loss_mask = torch.from_numpy(np.stack(masks))
         if self.need_inputs:
             for modality in MODALITIES:
                 self._stack_arrays(batch, modality, infos)
@@ -275,11 +278,11 @@ class ShardLoader:
         if not 0 <= micro < self.micro_batches_per_step:
             raise IndexError(f"micro batch {micro} outside [0, {self.micro_batches_per_step})")
         batch, skips = self._assembler.build(step, micro)
-        self._account(skips)
+        self._account(batch, skips)
         return batch
 
-    def _account(self, skips: list) -> None:
-        self.read += self.config.micro_batch + len(skips)
+    def _account(self, batch: MicroBatch, skips: list) -> None:
+        self.read += (0 if batch.sample_ids is None else len(batch.sample_ids)) + len(skips)
         self.skipped += len(skips)
         for index, key, reason in skips:
             log.warning("skipped sample %s (manifest index %d): %s [%d skipped of %d read]",
@@ -294,12 +297,13 @@ class ShardLoader:
     def __iter__(self) -> Iterator[list[MicroBatch]]:
         c, m = self.config, self.micro_batches_per_step
         step = self.consumed_samples // c.global_batch
-        loader = DataLoader(
-            _MicroBatchDataset(self._assembler, m), batch_size=None,
-            sampler=_Dispatch(self._assembler, m, step * m), num_workers=c.num_workers, collate_fn=_as_is,
-            prefetch_factor=c.prefetch if c.num_workers else None,
-            persistent_workers=False)
-        items = iter(loader)
+        if not self._assembler.reads:  # a middle stage: empty batches, no workers
+            items = iter(lambda: (MicroBatch(), []), None)
+        else:
+            items = iter(DataLoader(
+                _MicroBatchDataset(self._assembler, m), batch_size=None,
+                sampler=_Dispatch(self._assembler, m, step * m), num_workers=c.num_workers,
+                collate_fn=_as_is, prefetch_factor=c.prefetch if c.num_workers else None))
         try:
             while True:
                 batches = []
@@ -308,7 +312,7 @@ class ShardLoader:
                     if isinstance(item, Exception):
                         raise item
                     batch, skips = item
-                    self._account(skips)
+                    self._account(batch, skips)
                     batches.append(batch)
                 self.consumed_samples = (step + 1) * c.global_batch
                 step += 1

@@ -223,8 +223,7 @@ def _npy_bytes(array):
 def test_corrupt_samples_replaced_identically_and_logged(tmp_path, tokenizer, caplog):
     bad = corrupt_shards(tmp_path)
     caplog.set_level(logging.WARNING, logger="megamed.data.loader")
-    roles = {"both": (True, True), "inputs": (True, False), "labels": (False, True),
-             "none": (False, False)}
+    roles = {"both": (True, True), "inputs": (True, False), "labels": (False, True)}
     names = ShardLoader(tmp_path, tokenizer, config()).manifest.keys
     reference = ShardLoader(tmp_path, tokenizer, config())
     expected, skips = [], 0  # the next good sample of the same epoch's permutation
@@ -241,6 +240,11 @@ def test_corrupt_samples_replaced_identically_and_logged(tmp_path, tokenizer, ca
         assert ids.tolist() == expected, role
         assert (loader.skipped, loader.read) == (skips, 24 + skips), role
     assert skips >= len(bad)
+    middle = ShardLoader(tmp_path, tokenizer, config(), need_inputs=False, need_labels=False)
+    batches = next(iter(middle))
+    assert all(v is None for b in batches for v in vars(b).values())
+    assert middle.read == 0 and middle._assembler.files.verified == set()
+    assert middle.state_dict()["consumed_samples"] == 6
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for key in bad:
         assert key in logged
@@ -278,3 +282,33 @@ def test_bad_shards_and_manifests_are_refused_by_name(shards, tokenizer):
         ShardLoader(shards, tokenizer, config(preprocess_hash=preprocess_hash({"other": 1})))
     ShardLoader(shards, tokenizer, config(preprocess_hash=preprocess_hash(
         json.loads((shards / "manifest.json").read_text())["preprocess"])))
+
+
+def test_each_shard_hashed_once_per_rank_with_workers(shards, tokenizer, monkeypatch, tmp_path_factory):
+    """The dispatching process checks the shards and tells its workers: two workers over a
+    whole epoch hash each of the 5 shards once in all, not once per worker."""
+    from megamed.data.shard_reader import ShardFiles
+    record = tmp_path_factory.mktemp("hashes") / "calls"
+    real = ShardFiles._sha256
+
+    def counted(fd, size):
+        with open(record, "a") as f:  # forked workers append here too
+            f.write(f"{size}\n")
+        return real(fd, size)
+
+    monkeypatch.setattr(ShardFiles, "_sha256", staticmethod(counted))
+    loader = ShardLoader(shards, tokenizer, config(micro_batch=2, num_workers=2))
+    for _ in zip(range(4), loader):  # 24 samples: every shard is read
+        pass
+    calls = record.read_text().split()
+    assert len(calls) == len(list(shards.glob("shard-*.tar"))), calls
+
+
+def test_inconsistent_settings_are_refused(shards, tokenizer):
+    with pytest.raises(ValueError, match="global batch 6 is not a multiple of DP 4 x micro"):
+        ShardLoader(shards, tokenizer, config(), dp_rank=0, dp_size=4)
+    with pytest.raises(ValueError, match="seq_length 16 cannot hold"):
+        ShardLoader(shards, tokenizer, config(seq_length=16))
+    loader = ShardLoader(shards, tokenizer, config())
+    with pytest.raises(LoaderStateError, match="not a whole number of global batches"):
+        loader.load_state_dict({**loader.state_dict(), "consumed_samples": 7})
