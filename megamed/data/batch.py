@@ -38,13 +38,7 @@ class MicroBatch:
     sample_ids: Optional[torch.Tensor] = None
 
     def to(self, device, non_blocking: bool = False) -> "MicroBatch":
-        """A copy with every present tensor moved to `device`."""
+        """The same micro batch with every present tensor on `device`."""
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         return MicroBatch(**{k: v.to(device, non_blocking=non_blocking) if v is not None else None
                              for k, v in moved.items()})
-
-    def pin_memory(self) -> "MicroBatch":
-        """Called by torch's DataLoader when pin_memory=True (host-to-GPU copies overlap)."""
-        return MicroBatch(**{f.name: (getattr(self, f.name).pin_memory()
-                                      if getattr(self, f.name) is not None else None)
-                             for f in fields(self)})

@@ -124,6 +124,7 @@ def test_workers_and_prefetch_do_not_change_batches(shards, tokenizer):
     for _ in range(5):
         for a, b in zip(next(synchronous), next(workers), strict=True):
             assert_same(vars(a), vars(b))
+            assert_same(vars(b.to("cpu")), vars(b))
 
 
 def test_every_rank_same_count_and_tp_pp_roles(shards, tokenizer):
@@ -261,6 +262,12 @@ def test_skip_limit_raises(tmp_path, tokenizer):
         with pytest.raises(SkipLimitError, match="max_skip_fraction"):
             for _ in zip(range(10), loader):
                 pass
+    broken = studies()
+    for sample in broken:
+        sample["json"] = b"{"
+    write_shards(tmp_path / "broken", broken, PER_SHARD)
+    with pytest.raises(SkipLimitError, match="64 consecutive unreadable samples"):
+        ShardLoader(tmp_path / "broken", tokenizer, config()).micro_batch(0, 0)
 
 
 def test_bad_shards_and_manifests_are_refused_by_name(shards, tokenizer):
