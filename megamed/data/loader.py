@@ -202,7 +202,9 @@ class _MicroBatchDataset(Dataset):
         self.assembler.files.verified.update(shards)
         try:
             return self.assembler.build(*divmod(k, self.micro_batches))
-        except (ShardError, SkipLimitError) as e:  # handed back whole: typed in the trainer
+        # Handed back whole, so the trainer sees the typed error. (A SampleError here means
+        # a shard changed under a running job: good_sample already vetted every member.)
+        except (ShardError, SampleError, SkipLimitError) as e:
             return e
 
 

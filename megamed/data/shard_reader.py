@@ -98,6 +98,9 @@ class Manifest:
     def _index(self, path: Path) -> None:
         keys, shard_of, rows = [], [], []
         for s, shard in enumerate(self.shards):
+            lacking = [k for k in ("name", "bytes", "sha256") if k not in shard]
+            if lacking:
+                raise ShardError(path, f"shard entry {s} lacks {', '.join(lacking)}")
             members = shard.get("members") or []
             if shard.get("samples") != len(members):
                 raise ShardError(self.root / str(shard.get("name")),
@@ -112,6 +115,16 @@ class Manifest:
         self.shard_of = np.asarray(shard_of, dtype=np.int32)
         table = np.asarray(rows, dtype=np.int64).reshape(len(keys), len(EXTS), 2)
         self.offsets, self.sizes = table[..., 0], table[..., 1]
+        # A member outside its shard is a broken manifest, not a corrupt sample: refuse it
+        # here, so no stage ever reads past a shard's end.
+        shard_bytes = np.asarray([int(s["bytes"]) for s in self.shards], np.int64)
+        present = self.sizes >= 0
+        outside = present & ((self.offsets < TAR_BLOCK)
+                             | (self.offsets + self.sizes > shard_bytes[self.shard_of][:, None]))
+        if outside.any():
+            sample, column = (int(v[0]) for v in np.nonzero(outside))
+            raise ShardError(path, f"member {keys[sample]}.{EXTS[column]} lies outside "
+                                   f"{self.shards[self.shard_of[sample]]['name']}")
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -252,8 +265,6 @@ class ShardFiles:
         key, offset, size = m.keys[index], int(m.offsets[index, col]), int(m.sizes[index, col])
         if size < 0:
             raise SampleError(key, f"no {ext} member")
-        if offset < TAR_BLOCK:
-            raise SampleError(key, f"{ext}: offset {offset} leaves no room for a tar header")
         want = size if limit is None else min(size, limit)
         blob = os.pread(self._fd(int(m.shard_of[index])), TAR_BLOCK + want, offset - TAR_BLOCK)
         if len(blob) != TAR_BLOCK + want:

@@ -285,6 +285,11 @@ def test_bad_shards_and_manifests_are_refused_by_name(shards, tokenizer):
     with pytest.raises(ShardError, match="shard-000003.tar.*sha256"):
         loader.micro_batch(0, 0)
     tar.write_bytes(data)
+    _rewrite_manifest(shards, lambda m: m["shards"][2]["members"][1]["files"]["json"]
+                      .__setitem__(0, m["shards"][2]["bytes"] - 10))
+    with pytest.raises(ShardError, match="manifest.json.*study0011.json lies outside shard-000002"):
+        ShardLoader(shards, tokenizer, config())
+    write_shards(shards, studies(), PER_SHARD)
     with pytest.raises(ShardError, match="manifest.json.*preprocess_hash"):
         ShardLoader(shards, tokenizer, config(preprocess_hash=preprocess_hash({"other": 1})))
     ShardLoader(shards, tokenizer, config(preprocess_hash=preprocess_hash(
