@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Iterator, Optional
 
 import numpy as np
@@ -89,10 +88,13 @@ class _Order:
 
     def __init__(self, num_samples: int, seed: int):
         self.num_samples, self.seed = num_samples, seed
+        self._epoch, self._permutation = None, None  # one epoch at a time: N int64 in memory
 
-    @lru_cache(maxsize=2)
     def permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, epoch, 0x5A3D]).permutation(self.num_samples)
+        if epoch != self._epoch:
+            rng = np.random.default_rng([self.seed, epoch, 0x5A3D])
+            self._epoch, self._permutation = epoch, rng.permutation(self.num_samples)
+        return self._permutation
 
     def __call__(self, global_index: int) -> int:
         epoch, position = divmod(global_index, self.num_samples)
