@@ -14,7 +14,7 @@ size and sha256 are checked against the manifest once per process, when first op
 mismatched shard stops the run with a `ShardError` naming it. A manifest made with another
 preprocessing config than `LoaderConfig.preprocess_hash` is refused the same way.
 
-Pipeline stages. `need_inputs` (the first stage) gets tokens and images/waveforms;
+Pipeline stages. `need_inputs` (the first stage) gets tokens, images, ECG and EEG;
 `need_labels` (the last stage) gets targets and the loss mask; a middle stage (neither)
 opens no shard and gets empty MicroBatch objects.
 TP ranks of one DP rank build the same loader (same dp_rank) and so see identical batches
@@ -45,12 +45,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from megamed.data.batch import MicroBatch
+from megamed.data.batch import INPUTS, LABELS, MicroBatch
 from megamed.data.packing import MODALITIES, TokenBudget, pack_study, special_ids
 from megamed.data.shard_reader import ARRAYS, EXTS, Manifest, SampleError, ShardError, ShardFiles
 
 log = logging.getLogger(__name__)
 MAX_CONSECUTIVE_SKIPS = 64  # a run of unreadable samples this long means a broken corpus
+ARRAY_FIELDS = {"images": "image", "ecg": "ecg", "eeg": "eeg"}  # MicroBatch field -> modality
+FIRST_STAGE = INPUTS | frozenset(ARRAY_FIELDS)  # tokens and every modality's arrays
+KNOWN_FIELDS = FIRST_STAGE | LABELS
 
 
 class LoaderConfigError(ValueError):
@@ -105,19 +108,24 @@ class _Assembler:
     """Builds micro batches; lives in every worker process (forked with its state)."""
 
     def __init__(self, manifest: Manifest, tokenizer, config: LoaderConfig, dp_rank: int,
-                 dp_size: int, need_inputs: bool, need_labels: bool):
+                 dp_size: int, fields: frozenset):
         self.manifest, self.tokenizer, self.config = manifest, tokenizer, config
-        self.dp_rank, self.dp_size = dp_rank, dp_size
-        self.need_inputs, self.need_labels = need_inputs, need_labels
-        self.reads = need_inputs or need_labels  # a middle pipeline stage touches no shard
+        self.dp_rank, self.dp_size, self.fields = dp_rank, dp_size, fields
         self.files = ShardFiles(manifest, config.verify_sha256)
         self.order = _Order(len(manifest), config.seed)
         self.ids = special_ids(tokenizer)
-        self.shapes = {"image": config.image_shape, "ecg": config.ecg_shape,
-                       "eeg": config.eeg_shape}
-        for modality in MODALITIES:
-            if self.shapes[modality] is None and self.reads:
-                self.shapes[modality] = self._first_shape(modality)
+        self._shapes: Optional[dict] = None
+
+    @property
+    def shapes(self) -> dict:
+        """Expected array shape per modality; found on first use (a middle stage never
+        opens a shard)."""
+        if self._shapes is None:
+            c = self.config
+            given = {"image": c.image_shape, "ecg": c.ecg_shape, "eeg": c.eeg_shape}
+            self._shapes = {m: given[m] if given[m] is not None else self._first_shape(m)
+                            for m in MODALITIES}
+        return self._shapes
 
     def _first_shape(self, modality: str) -> Optional[tuple]:
         """The shape of the first readable array of this modality in manifest order: the same
@@ -150,23 +158,29 @@ class _Assembler:
                              f"global index {global_index} (epoch {epoch}): the shards are "
                              f"broken; last reason: {skips[-1][2]}")
 
-    def build(self, step: int, micro: int) -> tuple[MicroBatch, list]:
-        """The micro batch and the list of (manifest index, key, reason) skipped for it."""
+    def build(self, step: int, micro: int, fields: Optional[frozenset] = None
+              ) -> tuple[MicroBatch, list]:
+        """The micro batch with `fields` filled (default: this loader's), and the list of
+        (manifest index, key, reason) skipped for it. Which samples it holds does not depend
+        on `fields`."""
+        fields = self.fields if fields is None else frozenset(fields)
         skips: list = []
-        if not self.reads:
+        if not fields:
             return MicroBatch(), skips
         infos = [self.good_sample(g, skips) for g in self.sample_range(step, micro)]
         batch = MicroBatch(sample_ids=torch.tensor([i.index for i in infos], dtype=torch.int64))
-        rows, masks = zip(*(self._pack(info) for info in infos))
-        rows = torch.from_numpy(np.stack(rows))
-        if self.need_inputs:
-            batch.tokens = rows[:, :-1].contiguous()
-        if self.need_labels:
-            batch.targets = rows[:, 1:].contiguous()
-            batch.loss_mask = torch.from_numpy(np.stack(masks))
-        if self.need_inputs:
-            for modality in MODALITIES:
-                self._stack_arrays(batch, modality, infos)
+        if fields & (INPUTS | LABELS):
+            rows, masks = zip(*(self._pack(info) for info in infos))
+            rows = torch.from_numpy(np.stack(rows))
+            if "tokens" in fields:
+                batch.tokens = rows[:, :-1].contiguous()
+            if "targets" in fields:
+                batch.targets = rows[:, 1:].contiguous()
+            if "loss_mask" in fields:
+                batch.loss_mask = torch.from_numpy(np.stack(masks))
+        for name, modality in ARRAY_FIELDS.items():
+            if name in fields:
+                self._stack_arrays(batch, name, modality, infos)
         return batch, skips
 
     def _pack(self, info):
@@ -174,7 +188,7 @@ class _Assembler:
         return pack_study(text_ids, tuple(info.arrays), self.config.seq_length,
                           self.config.budget, self.ids)
 
-    def _stack_arrays(self, batch: MicroBatch, modality: str, infos: list) -> None:
+    def _stack_arrays(self, batch: MicroBatch, name: str, modality: str, infos: list) -> None:
         shape = self.shapes[modality]
         present = torch.tensor([modality in i.arrays for i in infos])
         setattr(batch, "has_" + modality, present)
@@ -189,7 +203,7 @@ class _Assembler:
                 self.files.read_array_into(info.index, ARRAYS[modality], header, out[row])
             else:  # float32 data, or an MR image's single channel filling every CT channel
                 out[row] = self.files.load_array(info.index, ARRAYS[modality], header)
-        setattr(batch, {"image": "images"}.get(modality, modality), torch.from_numpy(out))
+        setattr(batch, name, torch.from_numpy(out))
 
 
 class _MicroBatchDataset(Dataset):
@@ -254,8 +268,9 @@ class ShardLoader:
         self.micro_batches_per_step = c.global_batch // (dp_size * c.micro_batch)
         self.consumed_samples = 0
         self.skipped = self.read = 0
-        self._assembler = _Assembler(self.manifest, tokenizer, config, dp_rank, dp_size,
-                                     need_inputs, need_labels)
+        fields = (FIRST_STAGE if need_inputs else frozenset()) | (LABELS if need_labels
+                                                                  else frozenset())
+        self._assembler = _Assembler(self.manifest, tokenizer, config, dp_rank, dp_size, fields)
 
     @classmethod
     def for_rank(cls, root, tokenizer, config: LoaderConfig, state) -> "ShardLoader":
@@ -277,11 +292,17 @@ class ShardLoader:
         """Manifest index of global sample `global_index` (before any replacement)."""
         return self._assembler.order(global_index)
 
-    def micro_batch(self, step: int, micro: int) -> MicroBatch:
-        """Micro batch `micro` of step `step` for this rank, read now in this process."""
+    def micro_batch(self, step: int, micro: int, fields=None) -> MicroBatch:
+        """Micro batch `micro` of step `step` for this rank, read now in this process, with
+        only `fields` filled (names of MicroBatch fields, e.g. batch.INPUTS | batch.LABELS;
+        default: what the constructor's need_inputs/need_labels say). The same call as
+        batch.TokenSource's, so the trainer can take either."""
         if not 0 <= micro < self.micro_batches_per_step:
             raise IndexError(f"micro batch {micro} outside [0, {self.micro_batches_per_step})")
-        batch, skips = self._assembler.build(step, micro)
+        unknown = set(fields or ()) - KNOWN_FIELDS
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)}; known: {sorted(KNOWN_FIELDS)}")
+        batch, skips = self._assembler.build(step, micro, fields)
         self._account(batch, skips)
         return batch
 
@@ -301,9 +322,10 @@ class ShardLoader:
     def __iter__(self) -> Iterator[list[MicroBatch]]:
         c, m = self.config, self.micro_batches_per_step
         step = self.consumed_samples // c.global_batch
-        if not self._assembler.reads:  # a middle stage: empty batches, no workers
+        if not self._assembler.fields:  # a middle stage: empty batches, no workers
             items = iter(lambda: (MicroBatch(), []), None)
         else:
+            self._assembler.shapes  # found here once, before the workers start, not by each
             items = iter(DataLoader(
                 _MicroBatchDataset(self._assembler, m), batch_size=None,
                 sampler=_Dispatch(self._assembler, m, step * m), num_workers=c.num_workers,

@@ -9,6 +9,7 @@ import pytest
 import torch
 import webdataset as wds
 
+from megamed.data.batch import INPUTS, LABELS
 from megamed.data.loader import (LoaderConfig, LoaderStateError, ShardLoader, SkipLimitError)
 from megamed.data.packing import TokenBudget
 from megamed.data.shard_reader import ShardError
@@ -156,6 +157,22 @@ def test_every_rank_same_count_and_tp_pp_roles(shards, tokenizer):
                            reference["tokens"])
         assert torch.equal(torch.cat([b.targets for bs in last_stage for b in bs]),
                            reference["targets"])
+
+
+def test_micro_batch_fields_as_the_trainer_asks(shards, tokenizer):
+    """micro_batch(step, micro, fields) as batch.TokenSource takes it: only the fields
+    asked for, the same values as a full read, nothing for an empty set."""
+    loader = ShardLoader(shards, tokenizer, config(micro_batch=3))
+    full = loader.micro_batch(2, 1)
+    for fields in (INPUTS, LABELS, INPUTS | LABELS, {"images", "ecg"}):
+        part = loader.micro_batch(2, 1, fields)
+        filled = {k for k, v in vars(part).items() if v is not None}
+        has = {f"has_{'image' if f == 'images' else f}" for f in fields & {"images", "ecg", "eeg"}}
+        assert filled == set(fields) | has | {"sample_ids"}, fields
+        assert all(torch.equal(getattr(part, k), getattr(full, k)) for k in filled)
+    assert all(v is None for v in vars(loader.micro_batch(2, 1, frozenset())).values())
+    with pytest.raises(ValueError, match="unknown fields \\['waveforms'\\]"):
+        loader.micro_batch(0, 0, {"tokens", "waveforms"})
 
 
 def test_resume_from_consumed_samples(shards, tokenizer):
