@@ -1,6 +1,7 @@
 """megamed.data.loader against references computed here: webdataset's own streaming reader,
 a packing written out in the test, and single-process / uninterrupted runs of the loader."""
 import hashlib
+import io
 import json
 import logging
 
@@ -227,12 +228,15 @@ def corrupt_shards(root):
     data = bytearray(tar.read_bytes())
     data[offset - 512 + 150] ^= 0x01
     tar.write_bytes(bytes(data))
-    _rewrite_manifest(root, lambda m: None)
-    return {"study0001", "study0002", "study0004", "study0005", "study0007"}
+
+    def shorten_member(m):  # the manifest and the tar header disagree: a truncated member
+        m["shards"][1]["members"][4]["files"]["txt"][1] -= 3
+
+    _rewrite_manifest(root, shorten_member)
+    return {"study0001", "study0002", "study0004", "study0005", "study0007", "study0009"}
 
 
 def _npy_bytes(array):
-    import io
     f = io.BytesIO()
     np.save(f, array)
     return f.getvalue()
@@ -267,7 +271,8 @@ def test_corrupt_samples_replaced_identically_and_logged(tmp_path, tokenizer, ca
     for key in bad:
         assert key in logged
     assert "Zhang" not in logged and "PATIENT" not in logged
-    assert "not valid UTF-8" in logged and "checksum" in logged and "truncated" in logged
+    for reason in ("not valid UTF-8", "checksum", "truncated", "announces", "npy header", "JSON"):
+        assert reason in logged, reason
 
 
 def test_skip_limit_raises(tmp_path, tokenizer):
