@@ -4,6 +4,7 @@ import hashlib
 import io
 import json
 import logging
+import pickle
 
 import numpy as np
 import pytest
@@ -127,6 +128,11 @@ def test_workers_and_prefetch_do_not_change_batches(shards, tokenizer):
         for a, b in zip(next(synchronous), next(workers), strict=True):
             assert_same(vars(a), vars(b))
             assert_same(vars(b.to("cpu")), vars(b))
+    # Under a spawn/forkserver start method (Python 3.14's default) workers get a pickled
+    # copy: it must rebuild the same batches, opening its own shard descriptors.
+    loader = ShardLoader(shards, tokenizer, config(micro_batch=2))
+    clone = pickle.loads(pickle.dumps(loader._assembler))
+    assert_same(vars(clone.build(3, 1)[0]), vars(loader.micro_batch(3, 1)))
 
 
 def test_every_rank_same_count_and_tp_pp_roles(shards, tokenizer):
