@@ -10,14 +10,15 @@ global batch: any TP x PP x DP layout trains on the single-process order. Sample
 depend only on (seed, global index, the shards), never on worker count or prefetch depth.
 
 Reading. Members are read by the manifest's byte offsets (`shard_reader.py`); each shard's
-size and sha256 are checked against the manifest once per process, when first opened, and a
-mismatched shard stops the run with a `ShardError` naming it. A manifest made with another
+size is checked when a process opens it and its sha256 once per rank (the process that
+dispatches micro batches to the workers checks a shard before they read it); a mismatched
+shard stops the run with a `ShardError` naming it. A manifest made with another
 preprocessing config than `LoaderConfig.preprocess_hash` is refused the same way.
 
 Pipeline stages. `need_inputs` (the first stage) gets tokens, images, ECG and EEG;
 `need_labels` (the last stage) gets targets and the loss mask; a middle stage (neither)
-opens no shard and gets empty MicroBatch objects.
-TP ranks of one DP rank build the same loader (same dp_rank) and so see identical batches
+opens no shard and gets empty MicroBatch objects. `micro_batch(step, micro, fields)` reads
+one micro batch with only the named fields, as `batch.TokenSource` does. TP ranks of one DP rank build the same loader (same dp_rank) and so see identical batches
 without a broadcast.
 
 Corrupt samples. A sample whose tar header, npy header, JSON or UTF-8 text is bad, or whose
@@ -25,8 +26,8 @@ array shape differs from the loader's, is skipped, counted and logged (its pseud
 and the reason only: no content) and replaced by the next manifest sample of the same
 epoch's permutation that is good. The verdict reads the same small members and headers on
 every stage, so all ranks replace it identically. The run raises `SkipLimitError` once the
-skipped share of samples read exceeds `max_skip_fraction` (judged after
-`skip_check_after` samples).
+skipped share of samples read by this rank exceeds `max_skip_fraction` (judged after
+`skip_check_after` samples; the counts restart when a run resumes).
 
 Document boundaries. One study per sequence: a row holds one study's placeholders and
 report, padded to seq_length + 1 (`packing.py`). No sequence spans two documents, so plain
