@@ -17,7 +17,7 @@ class MemoryBudget {
   // described it) + kFloor. Before that, and for files without an image, kFloor alone.
   static constexpr uint64_t kAuto = 0;
   static constexpr uint64_t kImageFactor = 4;
-  static constexpr uint64_t kFloor = uint64_t(256) << 20;
+  static constexpr uint64_t kFloor = uint64_t(64) << 20;
   // What one header element costs once it is a Python (tag, (vr, value)) entry, about.
   static constexpr uint64_t kHeaderElementBytes = 512;
 
@@ -40,9 +40,9 @@ class MemoryBudget {
   // Throws DicomLimitError when `bytes` more would pass the limit.
   void charge(uint64_t bytes, const std::string& what) {
     if (bytes > available())
-      throw DicomLimitError(what + " needs " + std::to_string(bytes) + " bytes, past the memory limit of " +
+      throw DicomLimitError(what + ": " + std::to_string(bytes) + " more bytes would pass the memory limit of " +
                             std::to_string(limit()) + " bytes per decode (" + std::to_string(used_) +
-                            " already in use; " + limit_origin() + ")");
+                            " in use; " + limit_origin() + ")");
     used_ += bytes;
   }
   void release(uint64_t bytes) { used_ = bytes > used_ ? 0 : used_ - bytes; }
