@@ -81,6 +81,7 @@ class DatasetParser {
         return;
       }
       if ((h.tag >> 16) == 0xFFFE) fail("unexpected item tag " + hex_tag(h.tag) + " in a dataset", h);
+      if (top && !image_sized_ && h.tag > tags::kPixelRepresentation) size_image();
       if (top && h.tag == tags::kPixelData) {
         if (probe_) {
           *probe_ = {true, r_.pos(), h.length};
@@ -121,6 +122,20 @@ class DatasetParser {
   }
 
  private:
+  // Elements come in tag order (PS3.5 7.1), so past (0028,0103) the Image Pixel module has
+  // described the image: the automatic memory limit grows with it before the rest of a
+  // large header (an enhanced multi-frame's per-frame groups, say) is charged.
+  void size_image() {
+    image_sized_ = true;
+    try {
+      out_.memory.set_image_bytes(pixel_spec_from(out_).output_bytes());
+    } catch (const DicomLimitError&) {
+      throw;
+    } catch (const DicomFormatError&) {
+      // Not an image, or not a valid one: the floor of the limit applies.
+    }
+  }
+
   // PS3.5 6.2.2: the content of an undefined-length UN is implicit VR little endian.
   struct ImplicitScope {
     explicit ImplicitScope(DatasetParser& p)
@@ -264,6 +279,7 @@ class DatasetParser {
   bool keep_;
   ParsedDicom& out_;
   PixelDataProbe* probe_;
+  bool image_sized_ = false;
 };
 
 // A bare dataset (no preamble) must start with a plausible element: PS3.5 7.1 orders
@@ -318,7 +334,10 @@ void parse_file_meta(ByteReader& r, ParsedDicom& out, bool keep_header, std::str
       ts_uid = text_value(e.value);
       out.attributes[tag] = e.value;
     }
-    if (sink) sink->push_back(std::move(e));
+    if (sink) {
+      out.memory.charge(MemoryBudget::kHeaderElementBytes, "the header's elements");
+      sink->push_back(std::move(e));
+    }
   }
 }
 

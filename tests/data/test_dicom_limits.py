@@ -142,7 +142,7 @@ def test_basic_offset_table_reusing_a_fragment_is_refused():
 
 def test_fragment_lookup_is_linear():
     """400,000 one-pixel frames behind a Basic Offset Table took 22 s with a lookup per
-    offset; one pass decodes them in well under a second (2 s allowed on a busy machine)."""
+    offset; one pass decodes them in a fraction of a second (5 s allowed on a busy machine)."""
     frames = [rle_frame(1)] * 400_000
     offsets, at = [], 0
     for frame in frames:
@@ -151,7 +151,7 @@ def test_fragment_lookup_is_linear():
     data = _rle_file(frames, len(frames), 1, basic=offsets)
     start = time.perf_counter()
     pixels = decode_pixels(data)
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 5.0
     assert pixels.shape == (400_000, 1, 1) and not pixels.any()
 
 
@@ -188,3 +188,15 @@ def test_automatic_limit_grows_with_the_image_the_header_describes():
 def test_memory_limit_must_be_a_positive_int(limit):
     with pytest.raises(ValueError, match="memory_limit"):
         decode_pixels(b"", memory_limit=limit)
+
+
+def test_automatic_limit_admits_a_large_header_of_a_large_image():
+    """140,000 elements (about 70 MB as Python objects) pass the 64 MiB floor: refused in a
+    file that describes no image, read when the Image Pixel module before them describes a
+    4096 x 4096 x 16-bit x 10-frame image (the limit grows as soon as it is described)."""
+    per_group = 0xF000 - 0x1000
+    elements = b"".join(element((group << 16) | (0x1000 + k), "LO", b"ab")
+                        for group in (0x0029, 0x0031, 0x0033) for k in range(per_group))[:140_000 * 10]
+    assert "the header's elements" in _reason(read_header, part10(elements, EXPLICIT_LE))
+    image = image_attributes(4096, 4096, bits=16, frames=10)
+    assert len(read_header(part10(image + elements, EXPLICIT_LE))) > 140_000
