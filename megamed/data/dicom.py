@@ -7,6 +7,11 @@ data straight into numpy arrays with the GIL released. Other compressed syntaxes
 JPEG-LS, JPEG 2000) go to pydicom's decoders when pydicom and a plugin are installed.
 
 Every failure on bad input is a `DicomError(path, reason)`; bytes are named "<bytes>".
+That includes hostile input: sequences nest at most MAX_SEQUENCE_DEPTH levels, and each
+decode allocates at most `memory_limit` bytes (inflated dataset, header, scratch and the
+returned array). The default, None, is AUTO_MEMORY_FACTOR x the image the header describes
++ AUTO_MEMORY_FLOOR; every allocation is further checked against the bytes the file holds
+(a deflated dataset inflates no further than its image attributes justify).
 """
 from __future__ import annotations
 
@@ -24,6 +29,11 @@ except ImportError as _error:  # built without pybind11: say so at the first cal
     _IMPORT_ERROR = _error
 
 Source = str | os.PathLike | bytes | bytearray | memoryview
+
+# The decoder's bounds (csrc/memory_budget.h, csrc/dicom_parse.h), for callers and docs.
+AUTO_MEMORY_FACTOR = getattr(_dicom, "AUTO_MEMORY_FACTOR", None)
+AUTO_MEMORY_FLOOR = getattr(_dicom, "AUTO_MEMORY_FLOOR", None)
+MAX_SEQUENCE_DEPTH = getattr(_dicom, "MAX_SEQUENCE_DEPTH", None)
 
 # (center, width) in Hounsfield units; common radiology presets.
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
@@ -70,13 +80,16 @@ def _load(source: Source) -> tuple[bytes | bytearray | memoryview, str]:
     raise TypeError(f"expected a path or a bytes-like object, got {type(source).__name__}")
 
 
-def _parse(source: Source, **parts: bool) -> tuple[dict, str, bytes | bytearray | memoryview]:
+def _parse(source: Source, memory_limit: int | None,
+           **parts: bool) -> tuple[dict, str, bytes | bytearray | memoryview]:
     if _dicom is None:
         raise ImportError("megamed._dicom is not built (pybind11 was missing at install); "
                           "reinstall with `pip install --no-build-isolation -e .`") from _IMPORT_ERROR
+    if memory_limit is not None and (not isinstance(memory_limit, int) or memory_limit < 1):
+        raise ValueError(f"memory_limit must be a positive number of bytes or None, got {memory_limit!r}")
     data, name = _load(source)
     try:
-        return _dicom.read(data, **parts), name, data
+        return _dicom.read(data, memory_limit=memory_limit or 0, **parts), name, data
     except _dicom.FormatError as e:
         raise DicomError(name, str(e)) from e
 
@@ -120,22 +133,28 @@ def _pixels(parsed: dict, name: str, data, native_order: bool) -> tuple[np.ndarr
     pixels, photometric = parsed["pixels"], parsed["photometric"]
     if pixels is None:
         return _decode_with_pydicom(data, parsed["transfer_syntax"], name), None
-    # pydicom's default `as_rgb`: 8-bit YBR_FULL(_422) is returned as RGB.
-    if photometric in ("YBR_FULL", "YBR_FULL_422") and pixels.dtype == np.uint8:
-        pixels, photometric = _ybr_full_to_rgb(pixels), "RGB"
-    # pydicom keeps a big-endian syntax's byte order in the dtype (e.g. '>i2').
-    if not native_order and not parsed["little_endian"] and pixels.dtype.itemsize > 1:
-        pixels = pixels.byteswap().view(pixels.dtype.newbyteorder(">"))
+    try:
+        # pydicom's default `as_rgb`: 8-bit YBR_FULL(_422) is returned as RGB (the decoder
+        # has checked that YBR has three samples).
+        if photometric in ("YBR_FULL", "YBR_FULL_422") and pixels.dtype == np.uint8:
+            pixels, photometric = _ybr_full_to_rgb(pixels), "RGB"
+        # pydicom keeps a big-endian syntax's byte order in the dtype (e.g. '>i2').
+        if not native_order and not parsed["little_endian"] and pixels.dtype.itemsize > 1:
+            pixels = pixels.byteswap().view(pixels.dtype.newbyteorder(">"))
+    except MemoryError:
+        raise DicomError(name, f"out of memory converting the {pixels.nbytes}-byte array") from None
     return pixels, photometric
 
 
-def decode_pixels(path_or_bytes: Source) -> np.ndarray:
+def decode_pixels(path_or_bytes: Source, *, memory_limit: int | None = None) -> np.ndarray:
     """Stored pixel values, exactly pydicom's `Dataset.pixel_array` (same shape, dtype and
     values): [rows, cols], [rows, cols, samples], [frames, rows, cols] or
     [frames, rows, cols, samples]; bits above Bits Stored masked or sign-extended
     (PS3.5 8.1.1); 8-bit YBR_FULL / YBR_FULL_422 converted to RGB; big-endian syntaxes keep
-    a big-endian dtype, as pydicom's do."""
-    parsed, name, data = _parse(path_or_bytes, pixels=True)
+    a big-endian dtype, as pydicom's do. `memory_limit`: the most bytes the decode may
+    allocate (None: AUTO_MEMORY_FACTOR x the image the header describes + AUTO_MEMORY_FLOOR);
+    a file that needs more raises DicomError."""
+    parsed, name, data = _parse(path_or_bytes, memory_limit, pixels=True)
     return _pixels(parsed, name, data, native_order=False)[0]
 
 
@@ -182,9 +201,10 @@ def _tuple(values, length: int, name: str, keyword: str):
     return tuple(values)
 
 
-def read_image(path_or_bytes: Source) -> DicomImage:
-    """Decoded pixels and attributes of one DICOM file (see `DicomImage`)."""
-    parsed, name, data = _parse(path_or_bytes, pixels=True, attributes=True)
+def read_image(path_or_bytes: Source, *, memory_limit: int | None = None) -> DicomImage:
+    """Decoded pixels and attributes of one DICOM file (see `DicomImage`); `memory_limit`
+    as in `decode_pixels`."""
+    parsed, name, data = _parse(path_or_bytes, memory_limit, pixels=True, attributes=True)
     pixels, photometric = _pixels(parsed, name, data, native_order=True)
     a = parsed["attributes"]
     burned_in = a.get("BurnedInAnnotation")
@@ -242,18 +262,23 @@ def _header_items(elements: dict, byte_order: str, codec: str) -> dict:
             for tag, (vr, value) in elements.items()}
 
 
-def read_header(path_or_bytes: Source) -> dict[int, tuple[str, object]]:
+def read_header(path_or_bytes: Source, *,
+                memory_limit: int | None = None) -> dict[int, tuple[str, object]]:
     """Every element but Pixel Data: {tag: (VR, value)}, the tag as 0xGGGGEEEE. Values:
     str (list of str when multi-valued) for text VRs, int/float (list) for binary numbers,
     a list of {tag: (VR, value)} items for sequences, bytes otherwise. Implicit VR files
-    carry no VRs, so their elements come back as ("UN", bytes)."""
-    parsed, name, _ = _parse(path_or_bytes, pixels=False, header=True)
+    carry no VRs, so their elements come back as ("UN", bytes). `memory_limit` as in
+    `decode_pixels` (each element counts about 512 bytes)."""
+    parsed, name, _ = _parse(path_or_bytes, memory_limit, pixels=False, header=True)
     raw = parsed["header"]
     charset_raw = raw.get(0x00080005, ("", b""))[1]
     charset = charset_raw.decode("ascii", "replace").strip(" \x00").split("\\")[0] \
         if isinstance(charset_raw, bytes) else ""
     byte_order = "<" if parsed["little_endian"] else ">"
-    return _header_items(raw, byte_order, _CHARSETS.get(charset, "latin-1"))
+    try:
+        return _header_items(raw, byte_order, _CHARSETS.get(charset, "latin-1"))
+    except MemoryError:
+        raise DicomError(name, f"out of memory converting the header's {len(raw)} top-level elements") from None
 
 
 def rescaled(image: DicomImage) -> np.ndarray:
