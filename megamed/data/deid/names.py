@@ -14,6 +14,7 @@ before a dose, clinical abbreviations.
 """
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -33,27 +34,31 @@ i me my we our us you your one two three four five six seven eight nine ten""".s
 _LOWER_AMBIGUOUS_FIRST = frozenset("""will may mark bill pat sue guy art don gene grant chase page
 long rose hope frank joy faith grace dawn ray max jack dean drew case lane miles son
 king young major sunny summer autumn april june august star sky river rocky""".split())
-_LABELS = re.compile(
-    r"(?:\b(?:patient|pt|name|pt name|patient name|seen by|signed by|electronically signed|"
-    r"signed|dictated by|transcribed by|attending|attending physician|resident|fellow|intern|"
-    r"pcp|primary care(?: physician| provider)?|referring(?: physician| provider| md)?|"
-    r"referred by|cc|dear|sincerely|regards|respectfully|best|thanks|thank you|surgeon|"
-    r"assistant|anesthesiologist|anesthesia|reviewed by|read by|interpreted by|verified by|"
-    r"ordered by|approved by|performed by|cosigned by|co-signed by|discussed with|spoke with|"
-    r"d/w|contact|emergency contact|next of kin|nok|husband|wife|son|daughter|mother|father|"
-    r"brother|sister|friend|partner|spouse|grandson|granddaughter|grandmother|grandfather|"
-    r"niece|nephew|caregiver|guardian|accompanied by|boyfriend|girlfriend|fianc[eé]e?|aunt|"
-    r"uncle|cousin|roommate|neighbor|provider|physician|technologist|tech|sonographer|"
-    r"consultant|consulting|covering|on-call|pharmacist|therapist|chaplain|social worker|"
-    r"case manager|care coordinator|mom|dad|translator|interpreter|from|to|by|with|per|"
-    r"attn|attention|re|regarding|signature)\b\.?\s*[:,-]?\s*)$", re.I)
+_LABEL_WORDS = """patient|pt|name|pt name|patient name|seen by|signed by|electronically signed|
+signed|dictated by|transcribed by|attending|attending physician|resident|fellow|intern|pcp|
+primary care|primary care physician|primary care provider|referring|referring physician|
+referring provider|referring md|referred by|cc|dear|sincerely|regards|respectfully|best|thanks|
+thank you|surgeon|assistant|anesthesiologist|anesthesia|reviewed by|read by|interpreted by|
+verified by|ordered by|approved by|performed by|cosigned by|co-signed by|discussed with|
+spoke with|d/w|contact|emergency contact|next of kin|nok|husband|wife|son|daughter|mother|
+father|brother|sister|friend|partner|spouse|grandson|granddaughter|grandmother|grandfather|
+niece|nephew|caregiver|guardian|accompanied by|boyfriend|girlfriend|fiance|fiancee|aunt|uncle|
+cousin|roommate|neighbor|provider|physician|technologist|tech|sonographer|consultant|
+consulting|covering|on-call|pharmacist|therapist|chaplain|social worker|case manager|
+care coordinator|mom|dad|translator|interpreter|from|to|by|with|per|attn|attention|re|
+regarding|signature|dictating on|dictated on|dictation on|call|called|notify|notified|page|
+paged|told|informed|asked|met with|visited by|family""".replace("\n", "").split("|")
+# One pass over the text; longer labels first so "patient name" wins over "patient".
+_LABELS = re.compile(r"\b(?:" + "|".join(re.escape(w).replace("\\ ", r"\s+")
+                                         for w in sorted(_LABEL_WORDS, key=len, reverse=True))
+                     + r")\b\.?[ \t]*[:,-]?\s{0,4}(?=\S)", re.I)
 _STRONG_LABEL = re.compile(r"(?:dear|sincerely|regards|signed|by|cc|attn|attention|name|"
                            r"signature|pcp|attending|resident|surgeon)\W*$", re.I)
-_SENTENCE_BREAK = re.compile(r"[.!?:;\n•*>|]|^\s*$|\d\)")
+_SENTENCE_BREAK = re.compile(r"[.!?:;\n•*>|(\[\"]|\d|^\s*-|\s\s")
 _EPONYM_VETO_HEADS = frozenset("disease syndrome sign palsy lymphoma sarcoma criteria".split())
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tok:
     start: int
     end: int
@@ -76,8 +81,9 @@ def _tokens(text: str) -> list[_Tok]:
         if possessive:
             t, e = t[:-2], e - 2
         low = t.lower()
-        out.append(_Tok(s, e, t, low, t[0].isupper(), low in words, low in first,
-                        ranks.get(low, 0), possessive))
+        key = low.replace("'", "").replace("’", "")         # O'Brien -> obrien (census spelling)
+        out.append(_Tok(s, e, t, low, t[0].isupper(), low in words, key in first,
+                        ranks.get(key, 0), possessive))
     return out
 
 
@@ -87,12 +93,15 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     n = len(toks)
     if not n:
         return []
-    veto = [_vetoed(text, toks, i) for i in range(n)]
+    # only tokens that could be a name get the (slower) veto rules: a lower-case English word
+    # in no name list is never a name
+    veto = [_vetoed(text, toks, i) if (t.cap or not t.word or t.first or t.surname_rank)
+            else True for i, t in enumerate(toks)]
     name = [False] * n
     _titles_and_credentials(text, toks, veto, name)
     _labels(text, toks, veto, name)
     _dictionary(text, toks, veto, name)
-    _propagate(toks, veto, name)
+    _propagate(text, toks, veto, name)
     return _merge(text, toks, name, blocked)
 
 
@@ -105,21 +114,32 @@ def _sentence_start(text: str, toks: list[_Tok], i: int) -> bool:
     return i == 0 or bool(_SENTENCE_BREAK.search(before))
 
 
+_SCORE_AFTER = re.compile(r"^\s*(?:\d|class\b|grade\b|stage\b|score\b)", re.I)
+_ZIP_AFTER = re.compile(r"^,?\s+\d{5}\b")
+
+
 def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
     t = toks[i]
     if t.lower in lexicon.MEDICAL_WORDS or t.lower in lexicon.NOT_NAMES:
         return True
-    if t.lower in lexicon.MONTHS or t.lower in lexicon.WEEKDAYS:
-        return True
     nxt = toks[i + 1].lower if i + 1 < len(toks) else ""
+    if t.lower in lexicon.MONTHS or t.lower in lexicon.WEEKDAYS:
+        # "June Gold" is a person; "June 5", "in June" are dates
+        following = toks[i + 1] if i + 1 < len(toks) else None
+        return not (t.first and t.cap and following is not None and following.cap and
+                    _gap(text, t, following) == " " and not following.word)
     adjacent = i + 1 < len(toks) and len(_gap(text, t, toks[i + 1])) <= 3
     parts = t.lower.split("-")
-    if all(p in lexicon.EPONYMS for p in parts):
-        if t.possessive or len(parts) > 1 or (adjacent and nxt in lexicon.EPONYM_HEADS):
+    if any(p in lexicon.EPONYMS for p in parts):
+        # Parkinson's, Guillain-Barre, Bell palsy, Gleason 3+4, Killip class II
+        if t.possessive or len(parts) > 1 or (adjacent and nxt in lexicon.EPONYM_HEADS) or \
+                _SCORE_AFTER.match(text[t.end:t.end + 8]):
             return True
     if t.cap and adjacent and nxt in _EPONYM_VETO_HEADS:
         return True
     if t.lower in standalone_eponyms():
+        return True
+    if _ZIP_AFTER.match(text[t.end:t.end + 10]):      # a state before its ZIP code
         return True
     return bool(_DOSE_AFTER.match(text[t.end:t.end + 16]))
 
@@ -146,53 +166,74 @@ def _lower_name(t: _Tok) -> bool:
         (t.surname_rank > 0 and not t.word)
 
 
-def _is_initial(text: str, t: _Tok) -> bool:
+def _is_initial(t: _Tok) -> bool:
     return len(t.text) == 1 and t.text.isupper()
 
 
-def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int = 4) -> None:
-    """Mark up to `limit` name-like tokens from i on (initials and particles in between)."""
+def _function(t: _Tok) -> bool:
+    """A function word, unless capitalised and a census name ("Name: Will Young")."""
+    return t.lower in FUNCTION_WORDS and not (t.cap and (t.first or t.surname_rank))
+
+
+_PARTICLES = frozenset("van von de der del della da di la le st mac bin ibn al el dos das du".split())
+
+
+def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int = 4,
+                  first_ok: bool = False, comma_first: bool = False) -> None:
+    """Mark up to `limit` name-like tokens from i on (initials and particles in between).
+    first_ok: the caller has vouched for token i; comma_first: "SMITH, JOHN" continues."""
     taken = 0
     j = i
     while j < len(toks) and taken < limit:
         t = toks[j]
-        if j > i and len(_gap(text, toks[j - 1], t).strip(" .,")) > 0:
-            break
-        if j > i and ("\n" in _gap(text, toks[j - 1], t) or "  " in _gap(text, toks[j - 1], t)
-                      or "\t" in _gap(text, toks[j - 1], t)):
-            break
-        if _is_initial(text, t) or t.lower in ("van", "von", "de", "der", "del", "da", "di",
-                                                "la", "le", "st", "mac", "bin", "al", "el"):
-            name[j] = True if _is_initial(text, t) or taken else name[j]
+        if j > i:
+            gap = _gap(text, toks[j - 1], t)
+            if gap.strip(" .,") or "\n" in gap or "  " in gap or "\t" in gap:
+                break
+            if "." in gap and not _is_initial(toks[j - 1]):
+                break                       # "husband Bao. Strength 5/5"
+        if _is_initial(t) or (t.lower in _PARTICLES and taken):
+            name[j] = True
             j += 1
             continue
-        if veto[j] or t.lower in FUNCTION_WORDS or t.lower in lexicon.MEDICAL_WORDS:
+        if veto[j] or _function(t) or t.lower in lexicon.MEDICAL_WORDS:
             break
-        if t.cap:
+        if taken == 0 and first_ok:
+            ok = True
+        elif t.cap:
             ok = not _abbreviation(t) and (not strict or taken == 0 or t.first or
                                            t.surname_rank > 0 or not t.word)
         else:
-            ok = _lower_name(t) or (not strict and taken == 0)
+            ok = _lower_name(t) or (not strict and taken == 0) or \
+                (taken > 0 and 0 < t.surname_rank <= 10000)   # "dean long", "yuki strand"
         if not ok:
             break
         name[j] = True
         taken += 1
         if j + 1 < len(toks) and "," in _gap(text, t, toks[j + 1]):
-            break
+            nxt = toks[j + 1]
+            if not (comma_first and taken == 1 and nxt.cap and nxt.first and
+                    _gap(text, t, nxt).strip() == ","):
+                break
         j += 1
+    while j > i and name[j - 1] and _is_initial(toks[j - 1]) and taken == 0:
+        j -= 1
+        name[j] = False                     # a lone initial after a label is not a name
 
 
 def _take_backward(text: str, toks, veto, name, i: int) -> None:
     j, taken = i, 0
     while j >= 0 and taken < 4:
         t = toks[j]
-        if j < i and len(_gap(text, t, toks[j + 1]).strip(" .,")) > 0:
-            break
-        if _is_initial(text, t):
+        if j < i:
+            gap = _gap(text, t, toks[j + 1])
+            if gap.strip(" .,") or "\n" in gap or ("." in gap and not _is_initial(t)):
+                break
+        if _is_initial(t) or (t.lower in _PARTICLES and taken):
             name[j] = True
             j -= 1
             continue
-        if veto[j] or not t.cap or t.lower in FUNCTION_WORDS:
+        if veto[j] or not t.cap or _function(t) or _abbreviation(t):
             break
         if t.word and not (t.first or t.surname_rank):
             break
@@ -201,64 +242,118 @@ def _take_backward(text: str, toks, veto, name, i: int) -> None:
         j -= 1
 
 
+# Credentials written after a name ("Jane Doe, MD", "J. Roe M.D.", "Kim Lee PA-C").
+_CREDENTIAL = re.compile(r"(?:M\.D\.|D\.O\.|Ph\.D\.|R\.N\.|N\.P\.|P\.A\.|PA-C|FNP-C|MD|DO|RN|NP|PA|"
+                         r"PhD|DDS|DMD|LPN|CNM|CRNA|MSW|LCSW|PharmD|RPh|MBBS|FACC|FACS|FACP|DNP|"
+                         r"APRN|FNP|CNA|BSN|MSN|DPT|RRT|md|rn|np)(?![\w-])")
+_ROLE_BEFORE = frozenset(["RN", "NP", "PA", "MD", "LPN", "CNA", "RT", "PT"])
+
+
 def _titles_and_credentials(text, toks, veto, name) -> None:
     for i, t in enumerate(toks):
-        if t.lower in lexicon.TITLES and i + 1 < len(toks):
-            gap = _gap(text, t, toks[i + 1])
+        nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if t.lower in lexicon.TITLES and nxt is not None and \
+                not (t.text.islower() and re.search(r"\d\s*$", text[max(0, t.start - 3):t.start])):
+            gap = _gap(text, t, nxt)                     # (not "402 ms. Will follow up")
             if gap.strip() in ("", ".") and "\n" not in gap:
-                if t.lower in ("sister", "nurse", "doctor", "professor") and not toks[i + 1].cap:
+                if t.lower in ("sister", "nurse", "doctor", "professor") and not nxt.cap:
                     continue
                 _take_forward(text, toks, veto, name, i + 1, strict=False)
-        elif t.lower in lexicon.CREDENTIALS or t.lower.replace(".", "") in lexicon.CREDENTIALS:
-            upper = t.text.isupper() or t.lower in ("md", "rn", "phd", "np", "do")
-            if not upper or i == 0:
                 continue
+        if t.text in _ROLE_BEFORE and nxt is not None and nxt.cap and not nxt.word and \
+                _gap(text, t, nxt) == " ":
+            _take_forward(text, toks, veto, name, i + 1, strict=True)   # "RN Walker"
+        elif t.text in _ROLE_BEFORE and nxt is not None and nxt.cap and \
+                (nxt.first or nxt.surname_rank) and _gap(text, t, nxt) == " ":
+            _take_forward(text, toks, veto, name, i + 1, strict=True)
+        if i and _CREDENTIAL.match(text, t.start):
             gap = _gap(text, toks[i - 1], t)
-            if t.lower in ("pt", "ot", "pa", "rt", "do", "np") and "," not in gap:
+            if t.text in ("PT", "OT", "PA", "RT", "DO", "NP") and "," not in gap:
                 continue
             if gap.strip() in ("", ",", ".") and "\n" not in gap:
                 _take_backward(text, toks, veto, name, i - 1)
 
 
+_RELATION_AFTER = re.compile(r"^,?\s*(?:\(|\b)(?:his |her |the pt's |patient's )?(?:son|daughter|wife|"
+                             r"husband|mother|father|brother|sister|spouse|partner|friend|"
+                             r"niece|nephew|grandson|granddaughter|caregiver|guardian|neighbor)\b",
+                             re.I)
+
+
 def _labels(text, toks, veto, name) -> None:
+    label_at = {m.end(): m for m in _LABELS.finditer(text)}
     for i, t in enumerate(toks):
-        if i == 0:
+        if t.cap and not veto[i] and not _function(t) and not _abbreviation(t) and \
+                _RELATION_AFTER.match(text[t.end:t.end + 30]) and (t.first or t.surname_rank or
+                                                                   not t.word):
+            _take_backward(text, toks, veto, name, i)          # "Padraig Miller, son"
+
+    for i, t in enumerate(toks):
+        if i == 0 or name[i]:
             continue
-        before = text[max(0, t.start - 40):t.start]
-        m = _LABELS.search(before)
-        if not m:
+        m = label_at.get(t.start)
+        if m is None:
             continue
+        label = " ".join(m.group(0).split()).strip(" :,-.").lower()
         strong = bool(_STRONG_LABEL.search(m.group(0).strip()))
-        generic = m.group(0).strip(" :,-.").lower() in ("from", "to", "by", "with", "per", "re")
-        if veto[i] or t.lower in FUNCTION_WORDS:
+        generic = label in ("from", "to", "by", "with", "per", "re")
+        if veto[i] or _function(t):
             continue
-        if generic and not (t.cap and (t.first or t.surname_rank) and not t.word):
+        if _is_initial(t) and text[t.end:t.end + 1] == ".":
+            _take_forward(text, toks, veto, name, i, strict=True)     # "PHYSICIAN: J. Miller"
             continue
         if t.cap and _abbreviation(t):
             continue
-        if (not t.cap and _lower_name(t)) or (t.cap and (t.first or t.surname_rank or
-                                                         not t.word or strong)):
-            _take_forward(text, toks, veto, name, i, strict=True)
+        if generic:
+            ok = t.cap and (t.first or t.surname_rank) and not t.word
+        elif label in _OBJECT_VERBS:
+            ok = t.cap and (t.first or t.surname_rank or not t.word)     # "Will call Ray"
+        elif t.cap:
+            ok = t.first or t.surname_rank or not t.word or strong
+        elif label in _VOUCHING or label in _RELATIVES:
+            ok = t.first or (not t.word and len(t.text) >= 3)        # "daughter summer"
+        else:
+            ok = _lower_name(t)
+        if ok:
+            _take_forward(text, toks, veto, name, i, strict=True, first_ok=True,
+                          comma_first=label in ("patient", "name", "patient name", "pt name"))
+
+
+# Verbs whose object is often a person: the next capitalised census name is one.
+_OBJECT_VERBS = frozenset("""call called notify notified page paged told informed asked
+met with visited by family""".split())
+
+
+_VOUCHING = frozenset("""dictating on dictated on dictation on seen by signed by dear
+sincerely cc name patient name pt name attending pcp""".split("  ")) | frozenset(
+    ["dictating on", "dictated on", "dictation on", "seen by", "signed by", "dear", "sincerely",
+     "cc", "name", "patient name", "pt name", "attending", "pcp"])
+_RELATIVES = frozenset("""husband wife son daughter mother father brother sister friend partner
+spouse grandson granddaughter grandmother grandfather niece nephew caregiver guardian boyfriend
+girlfriend aunt uncle cousin roommate neighbor mom dad""".split())
 
 
 def _dictionary(text, toks, veto, name) -> None:
     n = len(toks)
     for i, t in enumerate(toks):
-        if veto[i] or name[i] or t.lower in FUNCTION_WORDS or len(t.text) < 2:
+        if veto[i] or name[i] or _function(t) or len(t.text) < 2:
             continue
         in_list = t.first or t.surname_rank > 0
         nxt = toks[i + 1] if i + 1 < n and _gap(text, t, toks[i + 1]) in (" ", ", ") else None
         if t.cap and _abbreviation(t):
             continue
         if t.cap:
+            prev = toks[i - 1] if i else None
             if in_list and not t.word:
                 name[i] = True
-            elif in_list and not _sentence_start(text, toks, i) and i and \
-                    not toks[i - 1].cap and not text[t.end:t.end + 1] == ":":
+            elif in_list and not _sentence_start(text, toks, i) and prev is not None and \
+                    (not prev.cap or name[i - 1] or (not prev.word and not veto[i - 1])) and \
+                    text[t.end:t.end + 1] != ":" and t.lower not in FUNCTION_WORDS:
                 name[i] = True            # a capital inside a lower-case sentence
             if t.first and nxt is not None and nxt.cap and not veto[i + 1] and \
-                    nxt.lower not in FUNCTION_WORDS and (not nxt.word or nxt.surname_rank):
-                name[i] = name[i + 1] = True  # "Maria Ketterman", "Frank Brown"
+                    not _function(nxt) and not _abbreviation(nxt) and \
+                    (not nxt.word or nxt.surname_rank):
+                name[i] = name[i + 1] = True  # "Maria Ketterman", "Frank Brown", "Will Nguyen"
         else:
             if in_list and not t.word and len(t.text) >= 3 and \
                     (t.first or t.surname_rank <= 30000):
@@ -273,29 +368,63 @@ def _dictionary(text, toks, veto, name) -> None:
             continue
         for j in (i - 1, i + 1):
             if 0 <= j < n and not name[j] and not veto[j] and toks[j].cap and \
-                    not toks[j].word and toks[j].lower not in FUNCTION_WORDS and \
+                    not toks[j].word and not _function(toks[j]) and \
                     not _abbreviation(toks[j]):
                 a, b = (toks[j], t) if j < i else (t, toks[j])
                 if _gap(text, a, b) in (" ", ", "):
                     name[j] = True
 
 
-def _propagate(toks, veto, name) -> None:
+def _propagate(text, toks, veto, name) -> None:
+    """Other mentions of a name found with evidence; a sentence-initial word is left alone
+    ("Rose to 38.9" in the note of a patient called Rose)."""
     found = {t.lower for t, is_name in zip(toks, name) if is_name and len(t.text) > 1}
     for i, t in enumerate(toks):
-        if not name[i] and not veto[i] and t.lower in found and (t.cap or not t.word):
-            name[i] = True
+        if name[i] or veto[i] or t.lower not in found or not (t.cap or not t.word):
+            continue
+        if t.word and _sentence_start(text, toks, i) and not (
+                (i + 1 < len(toks) and name[i + 1]) or t.possessive or
+                _PERSON_VERB.match(text[t.end:t.end + 20])):
+            continue
+        name[i] = True
+    # "Mbeki (pharmacy) and Frost": a census name joined to a name by "and" / "or" / "&"
+    for i, t in enumerate(toks):
+        if not name[i] and not veto[i] and t.cap and (t.first or t.surname_rank or not t.word) and \
+                not _abbreviation(t) and re.search(r"\b(?:and|or|&)\s+$", text[t.start - 6:t.start]):
+            window = text[max(0, t.start - 30):t.start]
+            if any(name[j] and toks[j].end > t.start - 30 for j in range(max(0, i - 6), i)) and \
+                    "\n" not in window:
+                name[i] = True
+
+
+_PERSON_VERB = re.compile(r"^\s+(?:is|was|has|had|reports|reported|states|stated|says|said|"
+                          r"denies|denied|presents|presented|lives|lived|returns|returned|notes|"
+                          r"complains|underwent|will|would|called|came|comes|feels|felt|"
+                          r"tolerated|agrees|agreed|declined|understands|requests|wants|arrived|"
+                          r"went|did|does|and|who|continues|remains|appears|describes)\b", re.I)
 
 
 def _merge(text, toks, name, blocked) -> list[tuple[int, int, str]]:
     spans: list[list[int]] = []
+    prev = None
     for t, is_name in zip(toks, name):
         if not is_name:
             continue
-        if spans and re.fullmatch(r"[ .,]{0,2}", text[spans[-1][1]:t.start]) and \
-                "," not in text[spans[-1][1]:t.start]:
+        gap = text[spans[-1][1]:t.start] if spans else ""
+        if spans and re.fullmatch(r"[ .]{0,2}", gap) and ("." not in gap or _is_initial(prev)):
             spans[-1][1] = t.end
         else:
             spans.append([t.start, t.end])
-    return [(s, e, "NAME") for s, e in spans
-            if not any(bs <= s and e <= be for bs, be in blocked)]
+        prev = t
+    blocked = sorted(blocked)
+    starts = [b[0] for b in blocked]
+    out = []
+    for s, e in spans:
+        k = bisect.bisect_right(starts, s) - 1      # the last blocked span starting at or before s
+        inside = False
+        while k >= 0 and not inside:
+            inside = blocked[k][1] >= e
+            k = k - 1 if blocked[k][0] == s else -1
+        if not inside:
+            out.append((s, e, "NAME"))
+    return out

@@ -20,19 +20,22 @@ _Y = r"(?:\d{4}|'?\d{2})"
 _DATE_RES = [
     # 3/4/51, 03-04-2019, 3.4.2019, 2019-03-04, 2019/3/4, 20190304 with a label
     re.compile(r"(?<![\d/.-])\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})(?![\d/-]|\.\d)"),
-    re.compile(r"(?<![\d/.-])\d{4}[/.-]\d{1,2}[/.-]\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?)?(?![\d/])"),
+    re.compile(r"(?<![\d/.-])\d{4}[/.-]\d{1,2}[/.-]\d{1,2}(?![\d/])"),
     # 03-Mar-2019, 3 MAR 19, 03MAR2019
     re.compile(rf"(?<![\w])\d{{1,2}}[- ]?{_MONTH}\.?[- ]?(?:\d{{4}}|\d{{2}})(?!\w)", re.I),
     # March 3rd, 2019 / Jan. 5th / Mar 3 '19 / March of 2019 / March 2019
-    re.compile(rf"(?<![\w]){_MONTH}\.?(?:\s+\d{{1,2}}{_ORD}(?![\d:])(?:,?\s*{_Y}(?!\d))?"
-               rf"|,?\s+(?:of\s+)?\d{{4}}(?!\d))", re.I),
+    re.compile(rf"(?<![\w]){_MONTH}\.?(?:\s+\d{{1,2}}{_ORD}(?![\d:])(?:(?:,\s*|\s+)(?:1[89]\d\d|20\d\d|'\d\d)(?!\d))?"
+               rf"|,?\s+(?:of\s+)?(?:1[89]\d\d|20\d\d)(?!\d))", re.I),
     # 3rd of March 2019 / 5 January
-    re.compile(rf"(?<![\w/])\d{{1,2}}{_ORD}\s+(?:of\s+)?{_MONTH}\b\.?(?:,?\s+\d{{4}})?", re.I),
+    re.compile(rf"(?<![\w/])\d{{1,2}}{_ORD}\s+(?:of\s+)?{_MONTH}\b\.?(?:,?\s+(?:1[89]|20)\d\d(?!\d))?",
+               re.I),
 ]
 # A month name on its own: capitalised full names; "May" only after a date preposition.
 _MONTH_ALONE = re.compile(r"\b(?:January|February|March|April|June|July|August|September|"
                           r"October|November|December)\b|\b(?:Jan|Feb|Aug|Sept|Oct|Nov|Dec)\b\.?")
-_MAY_ALONE = re.compile(r"\b(?:in|since|early|late|mid|last|next|of|until|by)[ -](May)\b", re.I)
+_MAY_ALONE = re.compile(r"\b(?:in|since|early|late|mid|last|next|of|until|by|on|from|through|"
+                        r"during|before|after)[ -](May)\b(?!\s+(?:be|have|need|require)\b)",
+                        re.I)
 # m/d without a year: only where it is not a ratio, a vital sign or a score.
 _MONTH_DAY = re.compile(r"(?<![\w/.-])(\d{1,2})/(\d{1,2})(?![\w/]|\.\d)")
 _NOT_DATE_BEFORE = re.compile(r"(?:bp|b/p|pressure|pain|strength|power|murmur|grade|score|"
@@ -121,8 +124,8 @@ _STREET_TYPE = (r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|d
                 r"crossing|xing|heights|hts|park|grove|gardens|center|ctr|commons)")
 _UNIT = r"(?:,?\s*(?:apt|apartment|suite|ste|unit|#|room|rm|floor|fl|bldg|building)\.?\s*#?\s*[\w-]+)"
 _STREET = re.compile(
-    rf"(?<![\w/.-])\d{{1,6}}[A-Z]?\s+(?:[NSEW]\.?\s+|north\s+|south\s+|east\s+|west\s+)?"
-    rf"(?:[A-Za-z][A-Za-z'.-]*\s+){{0,3}}?(?:\d+(?:st|nd|rd|th)\s+)?{_STREET_TYPE}\b\.?"
+    rf"(?<![\w/.-])\d{{1,6}}[A-Z]?[ \t]+(?:[NSEW]\.?[ \t]+|north[ \t]+|south[ \t]+|east[ \t]+|west[ \t]+)?"
+    rf"(?:(?:[A-Za-z][A-Za-z'.-]*[ \t]+){{1,3}}|\d+(?:st|nd|rd|th)[ \t]+){_STREET_TYPE}\b\.?"
     rf"(?:\s+(?:[NSEW]{{1,2}}|north|south|east|west)\b\.?)?{_UNIT}?", re.I)
 _PO_BOX = re.compile(r"\b(?:p\.?\s?o\.?\s?box|post office box)\s*#?\s*\d+", re.I)
 # "Springfield, IL 62704" / "Boston, Massachusetts" / "Austin TX 78701"
@@ -213,8 +216,13 @@ def addresses(text: str) -> Iterator[Span]:
         yield m.start(), m.end(), "ADDRESS"
     for m in _PO_BOX.finditer(text):
         yield m.start(), m.end(), "ADDRESS"
+    street_ends = {m.end() for m in _STREET.finditer(text)}
     for m in _CITY_STATE.finditer(text):
         city = m.group(1)
+        # "Jane Roe, MD" / "Kim, PA": a 2-letter state needs its ZIP or a street before it
+        if len(m.group(2)) == 2 and not m.group(3) and \
+                not any(0 <= m.start() - e <= 6 for e in street_ends):
+            continue
         words = city.split()
         # drop leading words that are ordinary words ("Patient lives Boston, MA")
         while words and words[0].lower() in lexicon.english_words() and len(words) > 1:
@@ -231,11 +239,7 @@ def addresses(text: str) -> Iterator[Span]:
         yield m.start(), m.end(), "ZIP"
     for m in _CITY_CONTEXT.finditer(text):
         place = m.group(1).rstrip()
-        words = place.split()
-        while words and words[-1].lower() in lexicon.english_words():
-            words.pop()
-        if words:
-            yield m.start(1), m.start(1) + len(" ".join(words)), "ADDRESS"
+        yield m.start(1), m.start(1) + len(place), "ADDRESS"
 
 
 def find_structured(text: str) -> list[Span]:
