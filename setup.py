@@ -34,7 +34,7 @@ setup(
     package_data={"megamed": ["../configs/*.yaml", "data/deid/lexicon/*"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
-    install_requires=["torch>=2.4", "numpy", "pyyaml", "scipy", "pydicom>=3"],
+    install_requires=["torch>=2.4", "numpy", "pyyaml", "scipy", "pydicom>=3", "tqdm"],
     extras_require={
         "test": ["pytest", "pytest-timeout", "pydicom>=3", "scipy", "triton>=3.8"],
     },

@@ -48,10 +48,7 @@ consulting|covering|on-call|pharmacist|therapist|chaplain|social worker|case man
 care coordinator|mom|dad|translator|interpreter|from|to|by|with|per|attn|attention|re|
 regarding|signature|dictating on|dictated on|dictation on|call|called|notify|notified|page|
 paged|told|informed|asked|met with|visited by|family""".replace("\n", "").split("|")
-# One pass over the text; longer labels first so "patient name" wins over "patient".
-_LABELS = re.compile(r"\b(?:" + "|".join(re.escape(w).replace("\\ ", r"\s+")
-                                         for w in sorted(_LABEL_WORDS, key=len, reverse=True))
-                     + r")\b\.?[ \t]*[:,-]?\s{0,4}(?=\S)", re.I)
+
 _STRONG_LABEL = re.compile(r"(?:dear|sincerely|regards|signed|by|cc|attn|attention|name|"
                            r"signature|pcp|attending|resident|surgeon)\W*$", re.I)
 _SENTENCE_BREAK = re.compile(r"[.!?:;\n•*>|(\[\"]|\d|^\s*-|\s\s")
@@ -74,16 +71,19 @@ class _Tok:
 def _tokens(text: str) -> list[_Tok]:
     words, first, ranks = lexicon.english_words(), lexicon.first_names(), lexicon.surname_rank()
     out = []
+    append = out.append
     for m in _TOKEN.finditer(text):
-        s, e = m.start(), m.end()
         t = m.group(0)
-        possessive = t.endswith(("'s", "’s")) and len(t) > 2
-        if possessive:
-            t, e = t[:-2], e - 2
+        s, e = m.span()
+        possessive = False
         low = t.lower()
-        key = low.replace("'", "").replace("’", "")         # O'Brien -> obrien (census spelling)
-        out.append(_Tok(s, e, t, low, t[0].isupper(), low in words, key in first,
-                        ranks.get(key, 0), possessive))
+        key = low
+        if "'" in t or "’" in t:
+            if low.endswith(("'s", "’s")) and len(t) > 2:
+                possessive, t, e, low = True, t[:-2], e - 2, low[:-2]
+            key = low.replace("'", "").replace("’", "")     # O'Brien -> obrien (census)
+        append(_Tok(s, e, t, low, t[0].isupper(), low in words, key in first,
+                    ranks.get(key, 0), possessive))
     return out
 
 
@@ -141,9 +141,15 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
         return True
     if _ZIP_AFTER.match(text[t.end:t.end + 10]):      # a state before its ZIP code
         return True
+    if nxt in _FACILITY_HEADS and t.cap and _gap(text, t, toks[i + 1]) == " ":    # "Brigham Clinic", "Mercy Hospital"
+        return True
     return bool(_DOSE_AFTER.match(text[t.end:t.end + 16]))
 
 
+_FACILITY_HEADS = frozenset("""hospital hospitals clinic clinics center centre medical health
+healthcare cardiology associates institute university college school pharmacy labs laboratory
+laboratories foundation memorial infirmary hospice rehab rehabilitation nursing physicians
+group practice partners""".split())
 _STANDALONE = None
 
 
@@ -246,6 +252,7 @@ def _take_backward(text: str, toks, veto, name, i: int) -> None:
 _CREDENTIAL = re.compile(r"(?:M\.D\.|D\.O\.|Ph\.D\.|R\.N\.|N\.P\.|P\.A\.|PA-C|FNP-C|MD|DO|RN|NP|PA|"
                          r"PhD|DDS|DMD|LPN|CNM|CRNA|MSW|LCSW|PharmD|RPh|MBBS|FACC|FACS|FACP|DNP|"
                          r"APRN|FNP|CNA|BSN|MSN|DPT|RRT|md|rn|np)(?![\w-])")
+_MIXED_CREDENTIALS = frozenset(["PhD", "PharmD", "RPh", "Ph"])
 _ROLE_BEFORE = frozenset(["RN", "NP", "PA", "MD", "LPN", "CNA", "RT", "PT"])
 
 
@@ -266,7 +273,8 @@ def _titles_and_credentials(text, toks, veto, name) -> None:
         elif t.text in _ROLE_BEFORE and nxt is not None and nxt.cap and \
                 (nxt.first or nxt.surname_rank) and _gap(text, t, nxt) == " ":
             _take_forward(text, toks, veto, name, i + 1, strict=True)
-        if i and _CREDENTIAL.match(text, t.start):
+        if i and (t.text[0].isupper() and (t.text.isupper() or t.text in _MIXED_CREDENTIALS)
+                  or t.lower in ("md", "rn", "np")) and _CREDENTIAL.match(text, t.start):
             gap = _gap(text, toks[i - 1], t)
             if t.text in ("PT", "OT", "PA", "RT", "DO", "NP") and "," not in gap:
                 continue
@@ -281,7 +289,6 @@ _RELATION_AFTER = re.compile(r"^,?\s*(?:\(|\b)(?:his |her |the pt's |patient's )
 
 
 def _labels(text, toks, veto, name) -> None:
-    label_at = {m.end(): m for m in _LABELS.finditer(text)}
     for i, t in enumerate(toks):
         if t.cap and not veto[i] and not _function(t) and not _abbreviation(t) and \
                 _RELATION_AFTER.match(text[t.end:t.end + 30]) and (t.first or t.surname_rank or
@@ -289,13 +296,12 @@ def _labels(text, toks, veto, name) -> None:
             _take_backward(text, toks, veto, name, i)          # "Padraig Miller, son"
 
     for i, t in enumerate(toks):
-        if i == 0 or name[i]:
+        if i == 0 or name[i] or veto[i]:
             continue
-        m = label_at.get(t.start)
-        if m is None:
+        label = _label_before(text, toks, i)
+        if label is None:
             continue
-        label = " ".join(m.group(0).split()).strip(" :,-.").lower()
-        strong = bool(_STRONG_LABEL.search(m.group(0).strip()))
+        strong = bool(_STRONG_LABEL.search(label))
         generic = label in ("from", "to", "by", "with", "per", "re")
         if veto[i] or _function(t):
             continue
@@ -319,6 +325,27 @@ def _labels(text, toks, veto, name) -> None:
                           comma_first=label in ("patient", "name", "patient name", "pt name"))
 
 
+_LABEL_GAP = re.compile(r"\.?[ \t]*[:,-]?\s{0,4}")
+_LABEL_SET = frozenset(w.replace("-", " ") for w in _LABEL_WORDS)
+
+
+def _label_before(text: str, toks, i: int) -> str | None:
+    """The longest label phrase (1-3 words) ending right before token i, or None."""
+    gap = text[toks[i - 1].end:toks[i].start]
+    if not _LABEL_GAP.fullmatch(gap):
+        return None
+    best = None
+    words = []
+    for k in range(i - 1, max(-1, i - 4), -1):
+        if k < i - 1 and not text[toks[k].end:toks[k + 1].start].isspace():
+            break
+        words.insert(0, toks[k].lower.replace("-", " "))
+        phrase = " ".join(words)
+        if phrase in _LABEL_SET:
+            best = phrase
+    return best
+
+
 # Verbs whose object is often a person: the next capitalised census name is one.
 _OBJECT_VERBS = frozenset("""call called notify notified page paged told informed asked
 met with visited by family""".split())
@@ -340,8 +367,8 @@ def _dictionary(text, toks, veto, name) -> None:
             continue
         in_list = t.first or t.surname_rank > 0
         nxt = toks[i + 1] if i + 1 < n and _gap(text, t, toks[i + 1]) in (" ", ", ") else None
-        if t.cap and _abbreviation(t):
-            continue
+        if t.cap and (_abbreviation(t) or (t.text.isupper() and len(t.text) <= 4)):
+            continue            # "PEG", "AMY": short capitals need context, not just a list
         if t.cap:
             prev = toks[i - 1] if i else None
             if in_list and not t.word:

@@ -45,7 +45,8 @@ _NOT_DATE_BEFORE = re.compile(r"(?:bp|b/p|pressure|pain|strength|power|murmur|gr
 _NOT_DATE_AFTER = re.compile(r"^\s*(?:mm|cm|m|mmhg|mg|ml|kg|g|units?|tabs?|tablets?|"
                              r"strength|pain|murmur|systolic|diastolic|pulses?|reflexes|"
                              r"bilat|bilaterally|throughout|in|on|with|x|cm/s|%|"
-                             r"upper|lower|proximal|distal|grip|motor)\b", re.I)
+                             r"upper|lower|proximal|distal|grip|motor|sem|hsm|dsm|holosystolic|"
+                             r"ejection|crescendo|blowing|harsh|rub|gallop)\b", re.I)
 
 _AGE_WORDS = ("ninety", "one hundred", "a hundred", "hundred")
 _AGE_NUM = r"(?:9\d|1[01]\d)"
@@ -64,7 +65,7 @@ _PHONE = re.compile(r"(?<![\w.+-])(?:\+?1[-.\s]?)?(?:\(\d{3}\)\s?|\d{3}[-.\s/])\
                     r"(?:\s*(?:x|ext\.?|extension)\s*\d{1,5})?(?![\w-])", re.I)
 _EXTENSION = re.compile(r"\b(?:ext\.?|extension|pager|beeper|x)\s?#?\s?(\d{3,6})\b", re.I)
 _FAX_BEFORE = re.compile(r"fax\W{0,12}$|\bf\W{1,3}$", re.I)
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"')\]]+", re.I)
 _IP = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)"
                  r"(?![\d.]\d)")
@@ -100,9 +101,10 @@ _ID_LABELS = [
                  r"employee(?: id| number| #)|badge(?: number| #)?|id(?: number| no\.?| #)?|identifier"),
 ]
 _ID_VALUE = r"((?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9./-]{2,24}[A-Z0-9]|\d{3,})"
-_ID_RES = [(cat, re.compile(rf"\b(?:{labels})(?=[\s:#=.]|$)[\s:#=.-]{{0,5}}(?:is\s+|of\s+)?{_ID_VALUE}",
-                            re.I))
-           for cat, labels in _ID_LABELS]
+# One pass for every label: the named group that matched says the category.
+_ID_RE = re.compile(r"\b(?:" + "|".join(f"(?P<{cat}>{labels})" for cat, labels in _ID_LABELS) +
+                    rf")(?=[\s:#=.]|$)[\s:#=.-]{{0,5}}(?:is\s+|of\s+)?{_ID_VALUE}", re.I)
+_ID_CATEGORIES = [cat for cat, _ in _ID_LABELS]
 # Unlabelled identifiers: long digit runs or letter+digit codes that no unit or word explains.
 _BARE_ID = re.compile(r"(?<![\w.,/-])(?:[A-Z]{1,4}-?\d{5,}|\d{7,}|\d{2,}[A-Z]{1,3}\d{3,}|"
                       r"[A-Z0-9]{2,}-[A-Z0-9]{2,}-[A-Z0-9]{2,})(?![\w/])")
@@ -131,12 +133,14 @@ _PO_BOX = re.compile(r"\b(?:p\.?\s?o\.?\s?box|post office box)\s*#?\s*\d+", re.I
 # "Springfield, IL 62704" / "Boston, Massachusetts" / "Austin TX 78701"
 _CITY_STATE = re.compile(
     rf"((?:[A-Z][a-zA-Z'.-]+\s){{0,2}}[A-Z][a-zA-Z'.-]+),?\s+({_STATE})\b\.?(?:,?\s+(\d{{5}}(?:-\d{{4}})?))?")
+_STATE_ONLY = re.compile(rf"\b{_STATE}\b")
 _ZIP_LABEL = re.compile(r"\b(?:zip(?: ?code)?|postal code)\s*:?\s*(\d{5}(?:-\d{4})?)\b", re.I)
 _ZIP_BARE = re.compile(r"(?<![\w-])\d{5}-\d{4}(?![\w-])")
 _CITY_CONTEXT = re.compile(
-    r"\b(?:lives in|living in|resides in|resident of|moved (?:here )?from|moved to|native of|"
+    r"\b(?:(?:lives|living|resides|residing|stays|staying)\b[^.\n]{0,30}?\bin|"
+    r"lives in|living in|resides in|resident of|moved (?:here )?from|moved to|native of|"
     r"relocated (?:from|to)|born in|grew up in|city:|town:|home in|from the town of|visiting from|"
-    r"travel(?:l?ed)? to|trip to|vacation in|works in)\s+((?:[A-Z][a-z'.-]+\s?){1,3})")
+    r"travel(?:l?ed)? to|trip to|vacation in|works in)\s+((?:[A-Z][a-z'-]+(?:[ \t](?=[A-Z]))?){1,3})")
 
 
 def dates(text: str) -> Iterator[Span]:
@@ -146,8 +150,9 @@ def dates(text: str) -> Iterator[Span]:
                 yield m.start(), m.end(), "DATE"
     for m in _MONTH_ALONE.finditer(text):
         yield m.start(), m.end(), "DATE"
-    for m in _MAY_ALONE.finditer(text):
-        yield m.start(1), m.end(1), "DATE"
+    if "may" in text or "May" in text or "MAY" in text:
+        for m in _MAY_ALONE.finditer(text):
+            yield m.start(1), m.end(1), "DATE"
     for m in _MONTH_DAY.finditer(text):
         month, day = int(m.group(1)), int(m.group(2))
         if not (1 <= month <= 12 and 1 <= day <= 31):
@@ -176,30 +181,36 @@ def ages(text: str) -> Iterator[Span]:
 
 
 def contacts(text: str) -> Iterator[Span]:
-    for m in _EMAIL.finditer(text):
-        yield m.start(), m.end(), "EMAIL"
-    for m in _URL.finditer(text):
-        yield m.start(), m.end(), "URL"
-    for m in _IP.finditer(text):
-        yield m.start(), m.end(), "IP"
-    for m in _IPV6.finditer(text):
-        yield m.start(), m.end(), "IP"
+    # each pattern runs only where its indispensable character occurs (a C-speed `in`)
+    if "@" in text:
+        for m in _EMAIL.finditer(text):
+            yield m.start(), m.end(), "EMAIL"
+    if "://" in text or "www." in text or "WWW." in text:
+        for m in _URL.finditer(text):
+            yield m.start(), m.end(), "URL"
+    if text.count(".") >= 3:
+        for m in _IP.finditer(text):
+            yield m.start(), m.end(), "IP"
+    if text.count(":") >= 7:
+        for m in _IPV6.finditer(text):
+            yield m.start(), m.end(), "IP"
     for m in _PHONE.finditer(text):
         before = text[max(0, m.start() - 14):m.start()]
         yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
     for m in _EXTENSION.finditer(text):
         yield m.start(1), m.end(1), "PHONE"
-    for m in _SSN.finditer(text):
-        yield m.start(), m.end(), "SSN"
+    if "-" in text:
+        for m in _SSN.finditer(text):
+            yield m.start(), m.end(), "SSN"
 
 
 def identifiers(text: str) -> Iterator[Span]:
-    for cat, rx in _ID_RES:
-        for m in rx.finditer(text):
-            value = m.group(1)
-            if cat == "OTHER_ID" and re.fullmatch(r"\d{1,3}", value):
-                continue
-            yield m.start(1), m.end(1), cat
+    for m in _ID_RE.finditer(text):
+        cat = next(c for c in _ID_CATEGORIES if m.group(c) is not None)
+        value = m.group(len(_ID_CATEGORIES) + 1)
+        if cat == "OTHER_ID" and re.fullmatch(r"\d{1,3}", value):
+            continue
+        yield m.end() - len(value), m.end(), cat
     for m in _DEA.finditer(text):
         yield m.start(), m.end(), "LICENSE"
     for m in _VIN.finditer(text):
@@ -212,12 +223,16 @@ def identifiers(text: str) -> Iterator[Span]:
 
 
 def addresses(text: str) -> Iterator[Span]:
+    street_ends = set()
     for m in _STREET.finditer(text):
+        street_ends.add(m.end())
         yield m.start(), m.end(), "ADDRESS"
     for m in _PO_BOX.finditer(text):
         yield m.start(), m.end(), "ADDRESS"
-    street_ends = {m.end() for m in _STREET.finditer(text)}
-    for m in _CITY_STATE.finditer(text):
+    for state in _STATE_ONLY.finditer(text):        # find the state, then the city before it
+        m = _CITY_STATE.search(text, max(0, state.start() - 48), state.end() + 12)
+        if m is None or m.start(2) != state.start():
+            continue
         city = m.group(1)
         # "Jane Roe, MD" / "Kim, PA": a 2-letter state needs its ZIP or a street before it
         if len(m.group(2)) == 2 and not m.group(3) and \
