@@ -124,8 +124,10 @@ class _Faker:
         if r.random() < 0.3:
             parts[0] = (parts[0][0] + f", Apt {r.randint(1, 40)}{self.pick('ABCD')}", "ADDRESS")
         zip5 = f"{r.randint(10000, 99999)}"
+        # the state is labelled with the address it belongs to (Safe Harbor would allow it
+        # alone, but annotators mark the whole address line)
         return parts + [(", ", None), (self.pick(CITIES), "ADDRESS"), (", ", None),
-                        (self.pick(STATES), None), (" ", None), (zip5, "ZIP")]
+                        (self.pick(STATES), "ADDRESS"), (" ", None), (zip5, "ZIP")]
 
     def age(self):
         if self.r.random() < 0.5:

@@ -18,6 +18,7 @@ import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.datadict import dictionary_VR
 from pydicom.uid import UID_dictionary
 
 from megamed.data.deid.annex_e import ACTIONS as _TABLE, MASKED
@@ -128,21 +129,32 @@ def _count(ctx: _Context, action: str, n: int = 1) -> None:
         ctx.counts[action] = ctx.counts.get(action, 0) + n
 
 
+def _vr(ds: Dataset, tag) -> str:
+    """The VR without converting the value (raw elements of implicit-VR files carry none)."""
+    vr = ds._dict[tag].VR
+    if not vr:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            vr = "UN"
+    return vr
+
+
 def _remove_private(ds: Dataset) -> int:
     n = 0
-    for elem in list(ds):
-        if elem.tag.is_private:
-            del ds[elem.tag]
+    for tag in list(ds.keys()):
+        if tag.group & 1:
+            del ds[tag]
             n += 1
-        elif elem.VR == "SQ" and elem.value is not None:
-            for item in elem.value:
+        elif _vr(ds, tag) == "SQ":
+            for item in ds[tag].value or ():
                 n += _remove_private(item)
     return n
 
 
 def _action_for(tag: int) -> str | None:
     action = ACTIONS.get(tag)
-    if action is not None:
+    if action is not None or (tag >> 24) not in (0x50, 0x60):   # masks: curves, overlays
         return action
     group, element = tag >> 16, tag & 0xFFFF
     for g, e, gmask, emask, masked_action in MASKED:
@@ -151,12 +163,28 @@ def _action_for(tag: int) -> str | None:
     return None
 
 
+_TOUCHED_VRS = frozenset(["SQ", "UI", "DA", "DT"])
+
+
 def _apply(ds: Dataset, ctx: _Context) -> None:
-    for elem in list(ds):
-        tag = int(elem.tag)
+    for key in list(ds.keys()):
+        tag = int(key)
         if tag in (0x7FE00010, 0x54001010):  # pixel and waveform data: never touched
             continue
         action = _action_for(tag)
+        vr = _vr(ds, key)
+        # fast paths that never decode the value: kept as they are, or removed
+        if action is None and vr not in _TOUCHED_VRS and not (
+                ctx.clean and tag in CLEAN_DESCRIPTORS):
+            continue
+        if (action == "X" or (action == "X/D" and vr not in ("DA", "DT"))) and not (
+                (ctx.clean and tag in CLEAN_DESCRIPTORS) or
+                (ctx.retain_patient and tag in PATIENT_CHARACTERISTICS) or
+                (ctx.clean and tag == _CONTENT_SEQUENCE)):
+            del ds[key]
+            _count(ctx, "X")
+            continue
+        elem = ds[key]
         if ctx.clean and tag in CLEAN_DESCRIPTORS and elem.VR != "SQ":
             _clean(ds, elem, ctx)
         elif ctx.clean and tag == _CONTENT_SEQUENCE:

@@ -5,6 +5,8 @@
 CORPUS.jsonl: one {"text": ..., "spans": [[start, end, category], ...]} per line. A token is a
 run of letters/digits; a gold PHI token is found when a predicted span overlaps it (the issue's
 rule), whatever category was predicted. Precision counts predicted tokens that overlap gold.
+A title or credential beside a gold name ("Dr.", "MD", "RN") counts neither way: the issue
+lets it be inside the span or not.
 """
 from __future__ import annotations
 
@@ -18,6 +20,18 @@ from typing import Iterable
 from megamed.data.deid.text import CATEGORIES, find_phi
 
 _TOKEN = re.compile(r"\w+")
+
+
+_TITLES_AND_CREDENTIALS = frozenset("""dr mr mrs ms miss mx prof md do rn np pa c phd dds dmd
+dvm lpn crna lcsw pharmd mbbs dnp aprn fnp facc facs facp mph m d o n p h""".split())
+
+
+def _beside_name(token: str, start: int, end: int, names: list) -> bool:
+    if token.lower() not in _TITLES_AND_CREDENTIALS:
+        return False
+    return any(0 <= ns - end <= 6 or 0 <= start - ne <= 8 for ns, ne in names
+               if not (ns <= start and end <= ne)) or \
+        any(ns <= start and end <= ne for ns, ne in names)
 
 
 def _overlaps(spans: list, start: int, end: int):
@@ -38,8 +52,11 @@ def score(documents: Iterable[dict], detector=find_phi) -> dict:
         text = doc["text"]
         gold = sorted(tuple(s) for s in doc["spans"])
         pred = sorted(tuple(s) for s in detector(text))
+        names = [(s, e) for s, e, c in gold if c == "NAME"]
         for m in _TOKEN.finditer(text):
             s, e = m.start(), m.end()
+            if _beside_name(m.group(0), s, e, names):
+                continue     # "Dr." / "MD" beside a name: inside the span or not (the issue)
             g, p = _overlaps(gold, s, e), _overlaps(pred, s, e)
             if g:
                 gold_n[g] += 1

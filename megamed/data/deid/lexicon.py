@@ -47,7 +47,7 @@ TITLES = frozenset("""dr dr. doctor mr mr. mrs mrs. ms ms. miss mx mx. prof prof
 sister nurse""".split())
 CREDENTIALS = frozenset("""md m.d. do d.o. rn r.n. np n.p. pa pa-c phd ph.d. dds dmd lpn cnm crna
 msw lcsw pharmd rph mbbs frcp facc facs facp dnp aprn fnp fnp-c anp acnp pt dpt ot rrt rt
-cna bsn msn""".split())
+cna bsn msn dvm dds dmd od""".split())
 
 MONTHS = {"january": 1, "february": 2, "march": 3, "april": 4, "may": 5, "june": 6, "july": 7,
           "august": 8, "september": 9, "october": 10, "november": 11, "december": 12,
@@ -78,7 +78,7 @@ stevens still stokes swan takayasu takotsubo tanner taussig tay tinel todd toure
 trousseau turner valsalva virchow waldenstrom wallenberg wegener weiss wells wenckebach
 wernicke whipple wilms wilson wolff zenker zollinger cheyne hill sachs bruce tzanck gram wright
 giemsa papanicolaou ziehl neelsen ames stanford debakey hunt hess fisher richmond riker katz
-barthel lawton ann arbor lugano rai binet sokal gottron ortolani barlow thompson hawkins neer
+barthel lawton lugano rai binet sokal gottron ortolani barlow thompson hawkins neer
 jobe speed yergason finkelstein allen adson kiesselbach kiesselbach's luschka magendie monro
 sylvius willis wharton stensen bartholin skene cowper douglas morison hesselbach poupart""".split())
 

@@ -47,7 +47,7 @@ cousin|roommate|neighbor|provider|physician|technologist|tech|sonographer|consul
 consulting|covering|on-call|pharmacist|therapist|chaplain|social worker|case manager|
 care coordinator|mom|dad|translator|interpreter|from|to|by|with|per|attn|attention|re|
 regarding|signature|dictating on|dictated on|dictation on|call|called|notify|notified|page|
-paged|told|informed|asked|met with|visited by|family""".replace("\n", "").split("|")
+paged|told|informed|asked|met with|visited by|family|inform|contacted""".replace("\n", "").split("|")
 
 _STRONG_LABEL = re.compile(r"(?:dear|sincerely|regards|signed|by|cc|attn|attention|name|"
                            r"signature|pcp|attending|resident|surgeon)\W*$", re.I)
@@ -124,10 +124,14 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
         return True
     nxt = toks[i + 1].lower if i + 1 < len(toks) else ""
     if t.lower in lexicon.MONTHS or t.lower in lexicon.WEEKDAYS:
-        # "June Gold" is a person; "June 5", "in June" are dates
+        # "June Gold", "Jacqueline May, NP" are people; "June 5", "in June" are dates
         following = toks[i + 1] if i + 1 < len(toks) else None
-        return not (t.first and t.cap and following is not None and following.cap and
-                    _gap(text, t, following) == " " and not following.word)
+        preceding = toks[i - 1] if i else None
+        return not (t.first and t.cap and (
+            (following is not None and following.cap and _gap(text, t, following) == " " and
+             (not following.word or following.surname_rank)) or
+            (preceding is not None and preceding.cap and preceding.first and
+             not preceding.word and _gap(text, preceding, t) == " ")))
     adjacent = i + 1 < len(toks) and len(_gap(text, t, toks[i + 1])) <= 3
     parts = t.lower.split("-")
     if any(p in lexicon.EPONYMS for p in parts):
@@ -176,9 +180,13 @@ def _is_initial(t: _Tok) -> bool:
     return len(t.text) == 1 and t.text.isupper()
 
 
+_PRONOUNS = frozenset("i me my he she him his her hers they them their we us our you your it its".split())
+
+
 def _function(t: _Tok) -> bool:
     """A function word, unless capitalised and a census name ("Name: Will Young")."""
-    return t.lower in FUNCTION_WORDS and not (t.cap and (t.first or t.surname_rank))
+    return t.lower in FUNCTION_WORDS and (t.lower in _PRONOUNS or not (t.cap and (
+        t.first or t.surname_rank)))
 
 
 _PARTICLES = frozenset("van von de der del della da di la le st mac bin ibn al el dos das du".split())
@@ -202,7 +210,9 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
             name[j] = True
             j += 1
             continue
-        if veto[j] or _function(t) or t.lower in lexicon.MEDICAL_WORDS:
+        month_after_title = not strict and t.cap and t.lower in lexicon.MONTHS   # "Dr. May"
+        if (veto[j] and not month_after_title) or _function(t) or \
+                t.lower in lexicon.MEDICAL_WORDS:
             break
         if taken == 0 and first_ok:
             ok = True
@@ -282,7 +292,7 @@ def _titles_and_credentials(text, toks, veto, name) -> None:
                 _take_backward(text, toks, veto, name, i - 1)
 
 
-_RELATION_AFTER = re.compile(r"^,?\s*(?:\(|\b)(?:his |her |the pt's |patient's )?(?:son|daughter|wife|"
+_RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?(?:son|daughter|wife|"
                              r"husband|mother|father|brother|sister|spouse|partner|friend|"
                              r"niece|nephew|grandson|granddaughter|caregiver|guardian|neighbor)\b",
                              re.I)
@@ -313,7 +323,7 @@ def _labels(text, toks, veto, name) -> None:
         if generic:
             ok = t.cap and (t.first or t.surname_rank) and not t.word
         elif label in _OBJECT_VERBS:
-            ok = t.cap and (t.first or t.surname_rank or not t.word)     # "Will call Ray"
+            ok = (t.first or t.surname_rank or not t.word) if t.cap else _lower_name(t)
         elif t.cap:
             ok = t.first or t.surname_rank or not t.word or strong
         elif label in _VOUCHING or label in _RELATIVES:
@@ -348,7 +358,7 @@ def _label_before(text: str, toks, i: int) -> str | None:
 
 # Verbs whose object is often a person: the next capitalised census name is one.
 _OBJECT_VERBS = frozenset("""call called notify notified page paged told informed asked
-met with visited by family""".split())
+met with visited by family inform informed contact contacted""".split())
 
 
 _VOUCHING = frozenset("""dictating on dictated on dictation on seen by signed by dear
@@ -389,6 +399,15 @@ def _dictionary(text, toks, veto, name) -> None:
                     not nxt.cap and not veto[i + 1] and nxt.lower not in FUNCTION_WORDS and \
                     0 < nxt.surname_rank <= 20000:
                 name[i] = name[i + 1] = True  # "john smith" in dictation
+        if t.cap and t.first and _sentence_start(text, toks, i) and \
+                _REPORTING_VERB.match(text, t.end):
+            name[i] = True                # "Dawn reports chest pain"
+    # "Hill, Dylan": a census surname before ", <given name>"
+    for i, t in enumerate(toks[:-1]):
+        nxt = toks[i + 1]
+        if not name[i] and not veto[i] and t.cap and t.surname_rank and name[i + 1] and \
+                nxt.first and _gap(text, t, nxt) == ", ":
+            name[i] = True
     # a name next to a capitalised unknown word takes it along ("Ketterman, Maria")
     for i, t in enumerate(toks):
         if not name[i]:
@@ -424,11 +443,38 @@ def _propagate(text, toks, veto, name) -> None:
                 name[i] = True
 
 
+_REPORTING_VERB = re.compile(r"\s+(?:reports|reported|states|stated|says|said|denies|denied|"
+                             r"complains|presents|presented|notes|endorses|describes|admits|"
+                             r"agrees|declined|lives|returns|returned|underwent)\b")
 _PERSON_VERB = re.compile(r"^\s+(?:is|was|has|had|reports|reported|states|stated|says|said|"
                           r"denies|denied|presents|presented|lives|lived|returns|returned|notes|"
                           r"complains|underwent|will|would|called|came|comes|feels|felt|"
                           r"tolerated|agrees|agreed|declined|understands|requests|wants|arrived|"
                           r"went|did|does|and|who|continues|remains|appears|describes)\b", re.I)
+
+
+_TITLE_BEFORE = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|DR|MR|MRS|MS|dr|mr|mrs|ms)\.?[ ]{1,2})$")
+_CREDENTIAL_AFTER = re.compile(r",?[ ]{1,2}(?:M\.D\.|D\.O\.|Ph\.D\.|R\.N\.|N\.P\.|PA-C|FNP-C|MD|DO|RN|NP|"
+                               r"PA|PhD|DDS|DMD|DVM|LPN|CRNA|LCSW|PharmD|MBBS|DNP|APRN|FNP)"
+                               r"(?![\w-])(?:,?[ ]?(?:MD|PhD|FACC|FACS|FACP|MPH|MBA|MS))*")
+
+
+# A name span split into (title, name, credentials), for replacements that keep the first and last.
+TITLE_CREDENTIAL = re.compile(r"((?:(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|DR|MR|MRS|MS|dr|mr|mrs|ms)\.?[ ]{1,2})?)"
+                              r"(.+?)(" + _CREDENTIAL_AFTER.pattern + r")?", re.S)
+
+
+def _with_title_and_credential(text: str, s: int, e: int) -> list[int]:
+    """Widen a name span over the title before it and the credentials after it: gold
+    annotations differ on whether "Dr." / ", MD" belong to the name, and a span that covers
+    them is never wrong about the name itself. Replacement keeps them verbatim."""
+    m = _TITLE_BEFORE.search(text, max(0, s - 6), s)
+    if m:
+        s = m.start()
+    m = _CREDENTIAL_AFTER.match(text, e)
+    if m:
+        e = m.end()
+    return [s, e]
 
 
 def _merge(text, toks, name, blocked) -> list[tuple[int, int, str]]:
@@ -443,6 +489,7 @@ def _merge(text, toks, name, blocked) -> list[tuple[int, int, str]]:
         else:
             spans.append([t.start, t.end])
         prev = t
+    spans = [_with_title_and_credential(text, s, e) for s, e in spans]
     blocked = sorted(blocked)
     starts = [b[0] for b in blocked]
     out = []

@@ -61,8 +61,8 @@ _AGE_RES = [
                rf"({_AGE_NUM}|{_AGE_WORD})(?![\w.])", re.I),
 ]
 
-_PHONE = re.compile(r"(?<![\w.+-])(?:\+?1[-.\s]?)?(?:\(\d{3}\)\s?|\d{3}[-.\s/])\d{3}[-.\s]\d{4}"
-                    r"(?:\s*(?:x|ext\.?|extension)\s*\d{1,5})?(?![\w-])", re.I)
+_PHONE = re.compile(r"(?<![\w.+-])(?:(?:\+?\d{1,3}|00\d{1,2})[-.\s]?)?(?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])"
+                    r"\d{3}[-.\s]?\d{4}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?(?![\w-])", re.I)
 _EXTENSION = re.compile(r"\b(?:ext\.?|extension|pager|beeper|x)\s?#?\s?(\d{3,6})\b", re.I)
 _FAX_BEFORE = re.compile(r"fax\W{0,12}$|\bf\W{1,3}$", re.I)
 _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
@@ -123,12 +123,37 @@ _STATE = rf"(?:{'|'.join(_STATES)}|{_STATE_NAMES})"
 _STREET_TYPE = (r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|"
                 r"place|pl|terrace|ter|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|trl|"
                 r"run|loop|alley|row|crescent|close|pike|turnpike|plaza|ridge|path|pass|point|pt|"
-                r"crossing|xing|heights|hts|park|grove|gardens|center|ctr|commons)")
+                r"crossing|xing|heights|hts|park|grove|gardens|center|ctr|commons|expressway|expy|"
+                r"freeway|fwy|cliffs?|manors?|parks|cove|cv|crest|plains|estates?|falls|ferry|"
+                r"fields?|flats?|forest|forks?|fort|glens?|greens?|harbor|hbr|haven|hills?|hollow|"
+                r"inlet|islands?|isle|junction|jct|keys?|knolls?|lakes?|landing|lights?|lodge|"
+                r"meadows?|mews|mills?|mission|motorway|mount|mountains?|mtn|neck|orchard|oval|"
+                r"overpass|passage|pines?|ports?|prairie|radial|ramp|ranch|rapids?|rest|ridges?|"
+                r"river|shoals?|shores?|skyway|springs?|spurs?|stations?|stravenue|stream|summit|"
+                r"throughway|trace|track|trafficway|tunnel|underpass|union|valleys?|viaduct|views?|"
+                r"villages?|ville|vista|walks?|wall|ways|wells?|bypass|bayou|beach|bend|bluffs?|"
+                r"bottom|branch|bridge|brook|burgs?|camp|canyon|cape|causeway|club|common|corners?|"
+                r"course|courts|creek|curve|dale|dam|divide|drives|extensions?|gateway|gardens|"
+                r"harbors|lock|locks|loaf|lane|route|rte|sq)")
 _UNIT = r"(?:,?\s*(?:apt|apartment|suite|ste|unit|#|room|rm|floor|fl|bldg|building)\.?\s*#?\s*[\w-]+)"
 _STREET = re.compile(
-    rf"(?<![\w/.-])\d{{1,6}}[A-Z]?[ \t]+(?:[NSEW]\.?[ \t]+|north[ \t]+|south[ \t]+|east[ \t]+|west[ \t]+)?"
-    rf"(?:(?:[A-Za-z][A-Za-z'.-]*[ \t]+){{1,3}}|\d+(?:st|nd|rd|th)[ \t]+){_STREET_TYPE}\b\.?"
-    rf"(?:\s+(?:[NSEW]{{1,2}}|north|south|east|west)\b\.?)?{_UNIT}?", re.I)
+    # capitalised street names (any suffix), or lower-case dictation with a spelled-out suffix
+    rf"(?<![\w/.-])\d{{1,6}}[A-Z]?[ ]{{1,2}}(?:(?:[NSEW]\.?|North|South|East|West)[ ]+)?"
+    rf"(?:(?:(?:[A-Z][A-Za-z'-]*\.?|\d+(?:st|nd|rd|th))[ ]){{1,3}}(?i:{_STREET_TYPE})\b\.?"
+    rf"|(?:[a-z][a-z'-]*[ ]){{1,3}}(?:street|avenue|road|drive|lane|boulevard|court|place|"
+    rf"circle|parkway|highway|terrace)\b)"
+    rf"(?:[ ]+(?:[NSEW]{{1,2}}|North|South|East|West)\b\.?)?(?i:{_UNIT})?")
+# After a street: ", City, ST 12345" or " City ST 12345" belongs to the same address.
+_CITY_TAIL = re.compile(rf"(?:,?[ \t]+(?:[A-Z][A-Za-z'.-]+[ \t]?){{1,3}},?[ \t]+(?:[A-Z]{{2}}\b\.?|{_STATE_NAMES})"
+                        r"(?:[ \t]+\d{5}(?:-\d{4})?)?)")
+# "Address: ..." / "lives at ...": the rest of the line is the address.
+_ADDRESS_LABEL = re.compile(r"\b(?:(?:home |mailing |street |patient |pt )?address|addr|"
+                            r"lives at|residing at|resides at)\s*[:#-]?[ \t]*([^\n]{6,100})", re.I)
+# Place names with the suffixes of US towns (Danielburgh, Andersonfort, Bellton, Lake Mary).
+_PLACE_SUFFIX = re.compile(r"\b(?:(?:Lake|Port|East|West|North|South|New|Fort|Mount|Saint|St\.?) )?"
+                           r"[A-Z][a-z]+(?:burgh|borough|boro|bury|ville|ton|town|fort|mouth|side|"
+                           r"land|field|port|view|chester|haven|shire|berg|burg|stad|furt|"
+                           r"wood|dale|ford|ham|mont)\b")
 _PO_BOX = re.compile(r"\b(?:p\.?\s?o\.?\s?box|post office box)\s*#?\s*\d+", re.I)
 # "Springfield, IL 62704" / "Boston, Massachusetts" / "Austin TX 78701"
 _CITY_STATE = re.compile(
@@ -225,8 +250,23 @@ def identifiers(text: str) -> Iterator[Span]:
 def addresses(text: str) -> Iterator[Span]:
     street_ends = set()
     for m in _STREET.finditer(text):
+        end = m.end()
+        tail = _CITY_TAIL.match(text, end)
+        if tail:
+            end = tail.end()
         street_ends.add(m.end())
-        yield m.start(), m.end(), "ADDRESS"
+        yield m.start(), end, "ADDRESS"
+    for m in _ADDRESS_LABEL.finditer(text):
+        value = m.group(1)
+        cut = re.search(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b", value, re.I)
+        value = value[:cut.start()] if cut else value
+        if any(c.isdigit() for c in value) or "," in value:
+            yield m.start(1), m.start(1) + len(value.rstrip(" .,;")), "ADDRESS"
+    for m in _PLACE_SUFFIX.finditer(text):
+        word = m.group(0).split()[-1].lower()
+        if word not in lexicon.english_words() and word not in lexicon.first_names() and \
+                word not in lexicon.EPONYMS:
+            yield m.start(), m.end(), "ADDRESS"
     for m in _PO_BOX.finditer(text):
         yield m.start(), m.end(), "ADDRESS"
     for state in _STATE_ONLY.finditer(text):        # find the state, then the city before it
@@ -234,6 +274,10 @@ def addresses(text: str) -> Iterator[Span]:
         if m is None or m.start(2) != state.start():
             continue
         city = m.group(1)
+        if len(m.group(2)) > 2 and not m.group(3) and "," not in text[m.end(1):m.start(2)]:
+            continue            # "Dr. Virginia Rosario": a state name needs a comma or a ZIP
+        if city.split()[-1].lower().rstrip(".") in lexicon.TITLES:
+            continue
         # "Jane Roe, MD" / "Kim, PA": a 2-letter state needs its ZIP or a street before it
         if len(m.group(2)) == 2 and not m.group(3) and \
                 not any(0 <= m.start() - e <= 6 for e in street_ends):
@@ -245,7 +289,7 @@ def addresses(text: str) -> Iterator[Span]:
         if words and words[-1].lower() not in lexicon.english_words() or len(words) > 1 \
                 or m.group(3):
             start = m.start(1) + len(city) - len(" ".join(words))
-            yield start, m.end(1), "ADDRESS"
+            yield start, m.end(2), "ADDRESS"      # city and state: one address
             if m.group(3):
                 yield m.start(3), m.end(3), "ZIP"
     for m in _ZIP_LABEL.finditer(text):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from megamed.data.deid import lexicon
+from megamed.data.deid import lexicon, names
 from megamed.data.deid.pseudonym import Pseudonymizer
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
@@ -57,12 +57,18 @@ class SurrogateMaker:
         return self._fresh(lambda a: self.ps.shaped(category, value, a))
 
     def _name(self, value: str) -> str:
+        m = names.TITLE_CREDENTIAL.fullmatch(value)      # "Dr. " and ", M.D." stay as they are
+        if m and (m.group(1) or m.group(3)):
+            return m.group(1) + self._name_core(m.group(2)) + (m.group(3) or "")
+        return self._name_core(value)
+
+    def _name_core(self, value: str) -> str:
         parts = re.split(r"([\s,.'’-]+)", value)
         words = [p for p in parts if p and p[0].isalpha()]
         out = []
         for p in parts:
-            if not p or not p[0].isalpha():
-                out.append(p)
+            if not p or not p[0].isalpha() or p.lower() in _KEEP_IN_NAMES:
+                out.append(p)                       # separators, titles, credentials
             elif len(p) == 1:
                 out.append(self.ps.shaped("initial", p.lower()).upper() if p.isupper()
                            else self.ps.shaped("initial", p.lower()))
@@ -79,6 +85,8 @@ class SurrogateMaker:
                 w = m.group(0)
                 if w.isdigit():
                     out.append(self.ps.shaped("street-number", w, attempt))
+                elif w.upper() in _STATE_CODES and len(w) == 2 or w.lower() in _STATE_WORDS:
+                    out.append(self._state(w, attempt))
                 elif w.isalpha() and (w.lower() in _STREET_WORDS or len(w) <= 2):
                     out.append(w)
                 elif w.isalpha():
@@ -87,6 +95,16 @@ class SurrogateMaker:
                     out.append(w)
             return "".join(out)
         return self._fresh(make)
+
+    def _state(self, state: str, attempt: int) -> str:
+        """Another state, in the same form (code or name): the state is not PHI under Safe
+        Harbor, but inside an address it would narrow the search for the rest."""
+        pool = _STATE_CODE_LIST if len(state) == 2 else _STATE_NAME_LIST
+        n = self.ps.number("state", f"{state.lower()}\0{attempt}")
+        pick = pool[n % len(pool)]
+        if pick.lower() == state.lower():
+            pick = pool[(n + 1) % len(pool)]
+        return pick.upper() if state.isupper() else pick
 
     # --- dates ----------------------------------------------------------------------------
     def _date(self, value: str) -> str:
@@ -98,6 +116,18 @@ class SurrogateMaker:
         return format_date(date + dt.timedelta(days=self.shift), fmt)
 
 
+_STATE_CODE_LIST = tuple(
+    "AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM "
+    "NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY".split())
+_STATE_CODES = frozenset(_STATE_CODE_LIST)
+_STATE_NAME_LIST = tuple("""Alabama Alaska Arizona Arkansas California Colorado Connecticut
+Delaware Florida Georgia Hawaii Idaho Illinois Indiana Iowa Kansas Kentucky Louisiana Maine
+Maryland Massachusetts Michigan Minnesota Mississippi Missouri Montana Nebraska Nevada Ohio
+Oklahoma Oregon Pennsylvania Tennessee Texas Utah Vermont Virginia Washington Wisconsin
+Wyoming""".split())
+_STATE_WORDS = frozenset(n.lower() for n in _STATE_NAME_LIST)
+_KEEP_IN_NAMES = frozenset("""dr mr mrs ms miss mx prof md do rn np pa phd dds dmd dvm lpn crna
+lcsw pharmd mbbs dnp aprn fnp facc facs facp mph mba ms c""".split())
 _STREET_WORDS = frozenset("""street st avenue ave road rd boulevard blvd lane ln drive dr court ct
 way place pl terrace ter circle cir parkway pkwy highway hwy square sq trail trl apt apartment
 suite ste unit room rm floor fl bldg building north south east west n s e w ne nw se sw po p o

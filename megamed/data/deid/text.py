@@ -60,12 +60,22 @@ def deidentify_text(text: str, pseudonymizer: Pseudonymizer, *, dates: str = "ye
     out, pos = [], 0
     for s, e, cat in spans:
         out.append(text[pos:s])
-        out.append(f"[{cat}]" if style == "tag" else maker.replace(text[s:e], cat))
+        out.append(_tag(text[s:e], cat) if style == "tag" else maker.replace(text[s:e], cat))
         pos = e
         if counts is not None:
             counts[cat] = counts.get(cat, 0) + 1
     out.append(text[pos:])
     return "".join(out)
+
+
+def _tag(value: str, category: str) -> str:
+    """"[NAME]", keeping a title or credential that the name span took along ("Dr. [NAME]")."""
+    if category != "NAME":
+        return f"[{category}]"
+    m = names.TITLE_CREDENTIAL.fullmatch(value)
+    if not m:
+        return "[NAME]"
+    return f"{m.group(1)}[NAME]{m.group(3) or ''}"
 
 
 _WFDB_COMMENT = re.compile(r"^(\s*#)(.*)$")
