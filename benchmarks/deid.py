@@ -60,10 +60,11 @@ try:
         def detect(text):
             return [(f.beg, f.end, f.type) for f in scrubber.iter_filth(text)]
     elif tool == "philter-ucsf":
-        import philter_ucsf  # noqa: F401
-        from philter_ucsf.philter import Philter
-        raise RuntimeError("philter-ucsf needs a folder-based config run and NLTK tagger data "
-                           "that nltk downloads at run time (no network here)")
+        from philter_ucsf.philter import Philter  # noqa: F401  (needs chardet, undeclared)
+        import nltk
+        nltk.pos_tag(["probe"])   # Philter tags every note; the tagger's data is a download
+        raise RuntimeError("philter-ucsf imports, but runs only folder-to-folder with i2b2 "
+                           "configs; not wired here")
     else:
         raise RuntimeError("unknown tool")
     detect(docs[0])
@@ -72,7 +73,8 @@ try:
     cpu, wall = time.process_time() - t0, time.perf_counter() - w0
     print(json.dumps({"ok": True, "cpu_s": cpu, "wall_s": wall, "spans": preds}))
 except Exception as e:
-    print(json.dumps({"ok": False, "reason": f"{type(e).__name__}: {str(e)[:300]}"}))
+    words = " ".join(str(e).replace("*", "").split())
+    print(json.dumps({"ok": False, "reason": f"{type(e).__name__}: {words[:110]}"}))
 '''
 
 
