@@ -332,7 +332,7 @@ def _labels(text, toks, veto, name) -> None:
             ok = _lower_name(t)
         if ok:
             _take_forward(text, toks, veto, name, i, strict=True, first_ok=True,
-                          comma_first=label in ("patient", "name", "patient name", "pt name"))
+                          comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
 
 
 _LABEL_GAP = re.compile(r"\.?[ \t]*[:,-]?\s{0,4}")
@@ -381,7 +381,9 @@ def _dictionary(text, toks, veto, name) -> None:
             continue            # "PEG", "AMY": short capitals need context, not just a list
         if t.cap:
             prev = toks[i - 1] if i else None
-            if in_list and not t.word:
+            if t.lower in lexicon.PEOPLES:
+                pass                      # "(Spanish)": a name only by context or a pair
+            elif in_list and not t.word:
                 name[i] = True
             elif in_list and not _sentence_start(text, toks, i) and prev is not None and \
                     (not prev.cap or name[i - 1] or (not prev.word and not veto[i - 1])) and \

@@ -21,6 +21,11 @@ _DATE_RES = [
     # 3/4/51, 03-04-2019, 3.4.2019, 2019-03-04, 2019/3/4, 20190304 with a label
     re.compile(r"(?<![\d/.-])\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})(?![\d/-]|\.\d)"),
     re.compile(r"(?<![\d/.-])\d{4}[/.-]\d{1,2}[/.-]\d{1,2}(?![\d/])"),
+    # month and year: 03/2019, 3-2019, 2019-04, 2019/04
+    re.compile(r"(?<![\d/.-])(?:0?[1-9]|1[0-2])[/-](?:19|20)\d\d(?![\d/-])"),
+    re.compile(r"(?<![\d/.-])(?:19|20)\d\d-(?:0[1-9]|1[0-2])(?![\d/-])"),
+    # 12-Mar, 3 Mar (no year)
+    re.compile(rf"(?<![\w/-])\d{{1,2}}-{_MONTH}\b(?!-)", re.I),
     # 03-Mar-2019, 3 MAR 19, 03MAR2019
     re.compile(rf"(?<![\w])\d{{1,2}}[- ]?{_MONTH}\.?[- ]?(?:\d{{4}}|\d{{2}})(?!\w)", re.I),
     # March 3rd, 2019 / Jan. 5th / Mar 3 '19 / March of 2019 / March 2019
@@ -63,6 +68,9 @@ _AGE_RES = [
 
 _PHONE = re.compile(r"(?<![\w.+-])(?:(?:\+?\d{1,3}|00\d{1,2})[-.\s]?)?(?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])"
                     r"\d{3}[-.\s]?\d{4}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?(?![\w-])", re.I)
+# A 7-digit local number needs a word that says it is one.
+_LOCAL_PHONE = re.compile(r"\b(?:call|phone|ph|tel|telephone|cell|mobile|home|work|pager|beeper|"
+                          r"contact|number|reached at|at)\b\W{0,4}(\d{3}[-.]\d{4})(?![\d-])", re.I)
 _EXTENSION = re.compile(r"\b(?:ext\.?|extension|pager|beeper|x)\s?#?\s?(\d{3,6})\b", re.I)
 _FAX_BEFORE = re.compile(r"fax\W{0,12}$|\bf\W{1,3}$", re.I)
 _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
@@ -234,6 +242,8 @@ def contacts(text: str) -> Iterator[Span]:
     for m in _PHONE.finditer(text):
         before = text[max(0, m.start() - 14):m.start()]
         yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
+    for m in _LOCAL_PHONE.finditer(text):
+        yield m.start(1), m.end(1), "PHONE"
     for m in _EXTENSION.finditer(text):
         yield m.start(1), m.end(1), "PHONE"
     if "-" in text:
