@@ -141,7 +141,7 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
             return True
     if t.cap and adjacent and nxt in _EPONYM_VETO_HEADS:
         return True
-    if t.lower in standalone_eponyms():
+    if t.lower in standalone_eponyms() or t.lower in _DEVICE_EPONYMS:
         return True
     if _ZIP_AFTER.match(text[t.end:t.end + 10]):      # a state before its ZIP code
         return True
@@ -154,6 +154,9 @@ _FACILITY_HEADS = frozenset("""hospital hospitals clinic clinics center centre m
 healthcare cardiology associates institute university college school pharmacy labs laboratory
 laboratories foundation memorial infirmary hospice rehab rehabilitation nursing physicians
 group practice partners""".split())
+# Eponyms that name a device or test far more often than a person in a note ("Foley d/c'd");
+# after a title they are names again ("Dr. Foley").
+_DEVICE_EPONYMS = frozenset("foley holter doppler hickman groshong jackson-pratt".split())
 _STANDALONE = None
 
 
@@ -210,8 +213,8 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
             name[j] = True
             j += 1
             continue
-        month_after_title = not strict and t.cap and t.lower in lexicon.MONTHS   # "Dr. May"
-        if (veto[j] and not month_after_title) or _function(t) or \
+        after_title = not strict and t.cap and taken == 0   # "Dr. May", "Dr. Foley"
+        if (veto[j] and not after_title) or _function(t) or \
                 t.lower in lexicon.MEDICAL_WORDS:
             break
         if taken == 0 and first_ok:

@@ -53,6 +53,9 @@ _NOT_DATE_AFTER = re.compile(r"^\s*(?:mm|cm|m|mmhg|mg|ml|kg|g|units?|tabs?|table
                              r"upper|lower|proximal|distal|grip|motor|sem|hsm|dsm|holosystolic|"
                              r"ejection|crescendo|blowing|harsh|rub|gallop)\b", re.I)
 
+_SCALES = {10: re.compile(r"pain|scale|score|rated|/10", re.I),
+           5: re.compile(r"strength|motor|power|/5", re.I),
+           6: re.compile(r"murmur|/6", re.I), 4: re.compile(r"pulses?|reflex|/4", re.I)}
 _AGE_WORDS = ("ninety", "one hundred", "a hundred", "hundred")
 _AGE_NUM = r"(?:9\d|1[01]\d)"
 _AGE_WORD = (r"(?:ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|"
@@ -204,6 +207,9 @@ def dates(text: str) -> Iterator[Span]:
             continue
         before, after = text[max(0, m.start() - 24):m.start()], text[m.end():m.end() + 16]
         if _NOT_DATE_BEFORE.search(before) or _NOT_DATE_AFTER.match(after):
+            continue
+        scale = _SCALES.get(day)         # "pain 6/10 ... relief to 2/10", "strength 4/5"
+        if scale and month <= day and scale.search(text, max(0, m.start() - 80), m.start()):
             continue
         yield m.start(), m.end(), "DATE"
 
