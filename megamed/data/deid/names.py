@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from megamed.data.deid import lexicon
 
 _TOKEN = re.compile(r"[A-Za-z](?:[A-Za-z]|['’-](?=[A-Za-z]))*")
-_DOSE_AFTER = re.compile(r"^\s*\d+(?:\.\d+)?\s*(?:mg|mcg|g|ml|units?|meq|mmol|%|tabs?|puffs?)\b",
+_DOSE_AFTER = re.compile(r"\s*\d+(?:\.\d+)?\s*(?:mg|mcg|g|ml|units?|meq|mmol|%|tabs?|puffs?)\b",
                          re.I)
 FUNCTION_WORDS = frozenset("""a an and or but nor of to in on at by for with from into onto
 was is are were be been being has have had will would can could may might should must shall
@@ -68,13 +68,33 @@ class _Tok:
     possessive: bool
 
 
+_SHOUTED_LINE = re.compile(r"^[^a-z\n]*[A-Z]{2}[^a-z\n]*$", re.M)
+
+
+def _uncased_regions(text: str) -> list[tuple[int, int]]:
+    """Lines written all in capitals: there a capital letter says nothing about a name."""
+    return [m.span() for m in _SHOUTED_LINE.finditer(text)
+            if sum(c.isalpha() for c in m.group(0)) >= 24]
+
+
 def _tokens(text: str) -> list[_Tok]:
     words, first, ranks = lexicon.english_words(), lexicon.first_names(), lexicon.surname_rank()
     out = []
     append = out.append
+    shouted = _uncased_regions(text) if text.isupper() or "\n" in text else []
     for m in _TOKEN.finditer(text):
         t = m.group(0)
         s, e = m.span()
+        if shouted and len(t) > 1 and any(a <= s < b for a, b in shouted):
+            low = t.lower()                    # read an all-capitals line as lower case
+            parts = low.split("-")
+            named = len(parts) == 1 or any((p in first or p in ranks) and p not in words
+                                           for p in parts)
+            append(_Tok(s, e, t, low, False, low in words,
+                        named and any(p in first for p in parts),
+                        min((ranks[p] for p in parts if p in ranks), default=0) if named else 0,
+                        False))
+            continue
         possessive = False
         low = t.lower()
         key = low
@@ -82,8 +102,14 @@ def _tokens(text: str) -> list[_Tok]:
             if low.endswith(("'s", "’s")) and len(t) > 2:
                 possessive, t, e, low = True, t[:-2], e - 2, low[:-2]
             key = low.replace("'", "").replace("’", "")     # O'Brien -> obrien (census)
-        append(_Tok(s, e, t, low, t[0].isupper(), low in words, key in first,
-                    ranks.get(key, 0), possessive))
+        is_first, rank = key in first, ranks.get(key, 0)
+        if "-" in key and not (is_first or rank) and \
+                all(p[:1].isupper() for p in t.split("-")):   # Nakamura-Lee, Mary-Kate
+            parts = key.split("-")
+            if any((p in first or p in ranks) and p not in words for p in parts):
+                is_first = any(p in first for p in parts)
+                rank = min((ranks[p] for p in parts if p in ranks), default=0)
+        append(_Tok(s, e, t, low, t[0].isupper(), low in words, is_first, rank, possessive))
     return out
 
 
@@ -115,7 +141,7 @@ def _sentence_start(text: str, toks: list[_Tok], i: int) -> bool:
 
 
 _SCORE_AFTER = re.compile(r"^\s*(?:\d|class\b|grade\b|stage\b|score\b)", re.I)
-_ZIP_AFTER = re.compile(r"^,?\s+\d{5}\b")
+_ZIP_AFTER = re.compile(r",?\s+\d{5}\b")
 
 
 def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
@@ -132,8 +158,8 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
              (not following.word or following.surname_rank)) or
             (preceding is not None and preceding.cap and preceding.first and
              not preceding.word and _gap(text, preceding, t) == " ")))
-    adjacent = i + 1 < len(toks) and len(_gap(text, t, toks[i + 1])) <= 3
-    parts = t.lower.split("-")
+    adjacent = i + 1 < len(toks) and toks[i + 1].start - t.end <= 3
+    parts = t.lower.split("-") if "-" in t.lower else (t.lower,)
     if any(p in lexicon.EPONYMS for p in parts):
         # Parkinson's, Guillain-Barre, Bell palsy, Gleason 3+4, Killip class II
         if t.possessive or len(parts) > 1 or (adjacent and nxt in lexicon.EPONYM_HEADS) or \
@@ -143,11 +169,13 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
         return True
     if t.lower in standalone_eponyms() or t.lower in _DEVICE_EPONYMS:
         return True
-    if _ZIP_AFTER.match(text[t.end:t.end + 10]):      # a state before its ZIP code
-        return True
-    if nxt in _FACILITY_HEADS and t.cap and _gap(text, t, toks[i + 1]) == " ":    # "Brigham Clinic", "Mercy Hospital"
-        return True
-    return bool(_DOSE_AFTER.match(text[t.end:t.end + 16]))
+    if nxt in _FACILITY_HEADS and t.cap and _gap(text, t, toks[i + 1]) == " ":
+        return True                                    # "Brigham Clinic", "Mercy Hospital"
+    # a state before its ZIP code, a drug before its dose: only when a digit follows closely
+    follow = text[t.end:t.end + 3].lstrip(" ,")
+    if not follow or not follow[0].isdigit():
+        return False
+    return bool(_ZIP_AFTER.match(text, t.end) or _DOSE_AFTER.match(text, t.end))
 
 
 _FACILITY_HEADS = frozenset("""hospital hospitals clinic clinics center centre medical health
@@ -200,6 +228,7 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
     """Mark up to `limit` name-like tokens from i on (initials and particles in between).
     first_ok: the caller has vouched for token i; comma_first: "SMITH, JOHN" continues."""
     taken = 0
+    vouched = False
     j = i
     while j < len(toks) and taken < limit:
         t = toks[j]
@@ -217,8 +246,9 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
         if (veto[j] and not after_title) or _function(t) or \
                 t.lower in lexicon.MEDICAL_WORDS:
             break
-        if taken == 0 and first_ok:
+        if (taken == 0 and first_ok) or vouched:
             ok = True
+            vouched = False
         elif t.cap:
             ok = not _abbreviation(t) and (not strict or taken == 0 or t.first or
                                            t.surname_rank > 0 or not t.word)
@@ -231,9 +261,11 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
         taken += 1
         if j + 1 < len(toks) and "," in _gap(text, t, toks[j + 1]):
             nxt = toks[j + 1]
-            if not (comma_first and taken == 1 and nxt.cap and nxt.first and
+            if not (comma_first and taken == 1 and (nxt.cap or nxt.text.isupper()) and
+                    (nxt.first or (not nxt.word and len(nxt.text) > 1)) and
                     _gap(text, t, nxt).strip() == ","):
                 break
+            vouched = True                  # the given name after "LAST," is vouched for
         j += 1
     while j > i and name[j - 1] and _is_initial(toks[j - 1]) and taken == 0:
         j -= 1
@@ -331,6 +363,11 @@ def _labels(text, toks, veto, name) -> None:
             ok = t.first or t.surname_rank or not t.word or strong
         elif label in _VOUCHING or label in _RELATIVES:
             ok = t.first or (not t.word and len(t.text) >= 3)        # "daughter summer"
+        elif label in ("patient", "pt", "name", "patient name", "pt name"):
+            nxt = toks[i + 1] if i + 1 < len(toks) else None
+            ok = _lower_name(t) or ((0 < t.surname_rank <= 20000 or not t.word) and
+                                    nxt is not None and _gap(text, t, nxt) == ", " and
+                                    (nxt.first or not nxt.word))           # WRIGHT, SANDY
         else:
             ok = _lower_name(t)
         if ok:

@@ -185,10 +185,15 @@ _STATE_FIRST_WORDS = frozenset(n.split()[0] for n in _STATE_NAMES.split("|") if 
 _ZIP_LABEL = re.compile(r"\b(?:zip(?: ?code)?|postal code)\s*:?\s*(\d{5}(?:-\d{4})?)\b", re.I)
 _ZIP_BARE = re.compile(r"(?<![\w-])\d{5}-\d{4}(?![\w-])")
 _CITY_CONTEXT = re.compile(
-    r"\b(?:(?:lives|living|resides|residing|stays|staying)\b[^.\n]{0,30}?\bin|"
+    r"\b(?i:(?:lives|living|resides|residing|stays|staying)\b[^.\n]{0,30}?\bin|"
     r"lives in|living in|resides in|resident of|moved (?:here )?from|moved to|native of|"
     r"relocated (?:from|to)|born in|grew up in|city:|town:|home in|from the town of|visiting from|"
     r"travel(?:l?ed)? to|trip to|vacation in|works in)\s+((?:[A-Z][a-z'-]+(?:[ \t](?=[A-Z]))?){1,3})")
+# "seen on the 5th": an ordinal day on its own, not "5th rib" / "5th percentile"
+_ORDINAL_DAY = re.compile(r"\b(?:on|since|until|by|before|after)\s+the\s+([12]?\d(?:st|nd|rd|th)|3[01](?:st|th))"
+                          r"\b(?!\s+(?:percentile|rib|ribs|finger|toe|digit|grade|metatarsal|"
+                          r"metacarpal|decade|intercostal|ics|cranial|nerve|vertebra|day|week|"
+                          r"month|year|time|dose|cycle|of\s+(?:the|a)\b))", re.I)
 
 
 def dates(text: str) -> Iterator[Span]:
@@ -198,6 +203,8 @@ def dates(text: str) -> Iterator[Span]:
                 yield m.start(), m.end(), "DATE"
     for m in _MONTH_ALONE.finditer(text):
         yield m.start(), m.end(), "DATE"
+    for m in _ORDINAL_DAY.finditer(text):
+        yield m.start(1), m.end(1), "DATE"
     if "may" in text or "May" in text or "MAY" in text:
         for m in _MAY_ALONE.finditer(text):
             yield m.start(1), m.end(1), "DATE"
