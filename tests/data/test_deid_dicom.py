@@ -210,3 +210,17 @@ def _bytes(ds) -> bytes:
     else:
         pydicom.filewriter.dcmwrite(buf, ds, implicit_vr=True, little_endian=True)
     return buf.getvalue()
+
+
+def test_clean_descriptors_and_removed_dates_options():
+    ds = _series(1)[0]
+    ds.SeriesDescription = "CT chest for Jolene Vasquez-Oduya"
+    ds.StudyDescription = "Chest CT 3/4/2019"
+    kept = deidentify_dicom(copy.deepcopy(ds), Pseudonymizer(KEY), clean_descriptors=True)
+    assert kept.SeriesDescription.startswith("CT chest for ") and "Vasquez" not in kept.SeriesDescription
+    assert kept.StudyDescription.startswith("Chest CT ") and "3/4" not in kept.StudyDescription
+    assert [c.CodeValue for c in kept.DeidentificationMethodCodeSequence] == \
+        ["113100", "113107", "113105"]
+    basic = deidentify_dicom(copy.deepcopy(ds), Pseudonymizer(KEY), retain_dates=False)
+    assert "SeriesDescription" not in basic and basic.get("StudyDate", "") == ""
+    assert basic.LongitudinalTemporalInformationModified == "REMOVED"
