@@ -23,36 +23,10 @@ from megamed.data.deid import lexicon
 _TOKEN = re.compile(r"[A-Za-z](?:[A-Za-z]|['’-](?=[A-Za-z]))*")
 _DOSE_AFTER = re.compile(r"\s*\d+(?:\.\d+)?\s*(?:mg|mcg|g|ml|units?|meq|mmol|%|tabs?|puffs?)\b",
                          re.I)
-FUNCTION_WORDS = frozenset("""a an and or but nor of to in on at by for with from into onto
-was is are were be been being has have had will would can could may might should must shall
-did does do done not no yes he she his her him hers they them their it its this that these those
-who whom which what when where why how today yesterday tomorrow also then here there as if so
-per via patient pt pts mr mrs ms dr md rn all any each some such than too very just only
-again back up down out over under after before during while since until because about
-i me my we our us you your one two three four five six seven eight nine ten""".split())
-# Given names that are everyday words in lower-case dictation ("will", "may", "art line").
-_LOWER_AMBIGUOUS_FIRST = frozenset("""will may mark bill pat sue guy art don gene grant chase page
-long rose hope frank joy faith grace dawn ray max jack dean drew case lane miles son
-king young major sunny summer autumn april june august star sky river rocky""".split())
-_LABEL_WORDS = """patient|pt|name|pt name|patient name|seen by|signed by|electronically signed|
-signed|dictated by|transcribed by|attending|attending physician|resident|fellow|intern|pcp|
-primary care|primary care physician|primary care provider|referring|referring physician|
-referring provider|referring md|referred by|cc|dear|sincerely|regards|respectfully|best|thanks|
-thank you|surgeon|assistant|anesthesiologist|anesthesia|reviewed by|read by|interpreted by|
-verified by|ordered by|approved by|performed by|cosigned by|co-signed by|discussed with|
-spoke with|d/w|contact|emergency contact|next of kin|nok|husband|wife|son|daughter|mother|
-father|brother|sister|friend|partner|spouse|grandson|granddaughter|grandmother|grandfather|
-niece|nephew|caregiver|guardian|accompanied by|boyfriend|girlfriend|fiance|fiancee|aunt|uncle|
-cousin|roommate|neighbor|provider|physician|technologist|tech|sonographer|consultant|
-consulting|covering|on-call|pharmacist|therapist|chaplain|social worker|case manager|
-care coordinator|mom|dad|translator|interpreter|from|to|by|with|per|attn|attention|re|
-regarding|signature|dictating on|dictated on|dictation on|call|called|notify|notified|page|
-paged|told|informed|asked|met with|visited by|family|inform|contacted""".replace("\n", "").split("|")
 
 _STRONG_LABEL = re.compile(r"(?:dear|sincerely|regards|signed|by|cc|attn|attention|name|"
                            r"signature|pcp|attending|resident|surgeon)\W*$", re.I)
 _SENTENCE_BREAK = re.compile(r"[.!?:;\n•*>|(\[\"]|\d|^\s*-|\s\s")
-_EPONYM_VETO_HEADS = frozenset("disease syndrome sign palsy lymphoma sarcoma criteria".split())
 
 
 @dataclass(slots=True)
@@ -165,11 +139,11 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
         if t.possessive or len(parts) > 1 or (adjacent and nxt in lexicon.EPONYM_HEADS) or \
                 _SCORE_AFTER.match(text[t.end:t.end + 8]):
             return True
-    if t.cap and adjacent and nxt in _EPONYM_VETO_HEADS:
+    if t.cap and adjacent and nxt in lexicon.EPONYM_VETO_HEADS:
         return True
-    if t.lower in standalone_eponyms() or t.lower in _DEVICE_EPONYMS:
+    if t.lower in standalone_eponyms() or t.lower in lexicon.DEVICE_EPONYMS:
         return True
-    if nxt in _FACILITY_HEADS and t.cap and _gap(text, t, toks[i + 1]) == " ":
+    if nxt in lexicon.FACILITY_HEADS and t.cap and _gap(text, t, toks[i + 1]) == " ":
         return True                                    # "Brigham Clinic", "Mercy Hospital"
     # a state before its ZIP code, a drug before its dose: only when a digit follows closely
     follow = text[t.end:t.end + 3].lstrip(" ,")
@@ -178,13 +152,6 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
     return bool(_ZIP_AFTER.match(text, t.end) or _DOSE_AFTER.match(text, t.end))
 
 
-_FACILITY_HEADS = frozenset("""hospital hospitals clinic clinics center centre medical health
-healthcare cardiology associates institute university college school pharmacy labs laboratory
-laboratories foundation memorial infirmary hospice rehab rehabilitation nursing physicians
-group practice partners""".split())
-# Eponyms that name a device or test far more often than a person in a note ("Foley d/c'd");
-# after a title they are names again ("Dr. Foley").
-_DEVICE_EPONYMS = frozenset("foley holter doppler hickman groshong jackson-pratt".split())
 _STANDALONE = None
 
 
@@ -203,7 +170,7 @@ def _abbreviation(t: _Tok) -> bool:
 
 def _lower_name(t: _Tok) -> bool:
     """A lower-case token that reads as a name in dictation ("daughter mary", "pt john")."""
-    return (t.first and t.lower not in _LOWER_AMBIGUOUS_FIRST) or \
+    return (t.first and t.lower not in lexicon.LOWER_AMBIGUOUS_FIRST) or \
         (t.surname_rank > 0 and not t.word)
 
 
@@ -211,16 +178,10 @@ def _is_initial(t: _Tok) -> bool:
     return len(t.text) == 1 and t.text.isupper()
 
 
-_PRONOUNS = frozenset("i me my he she him his her hers they them their we us our you your it its".split())
-
-
 def _function(t: _Tok) -> bool:
     """A function word, unless capitalised and a census name ("Name: Will Young")."""
-    return t.lower in FUNCTION_WORDS and (t.lower in _PRONOUNS or not (t.cap and (
+    return t.lower in lexicon.FUNCTION_WORDS and (t.lower in lexicon.PRONOUNS or not (t.cap and (
         t.first or t.surname_rank)))
-
-
-_PARTICLES = frozenset("van von de der del della da di la le st mac bin ibn al el dos das du".split())
 
 
 def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int = 4,
@@ -238,7 +199,7 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
                 break
             if "." in gap and not _is_initial(toks[j - 1]):
                 break                       # "husband Bao. Strength 5/5"
-        if _is_initial(t) or (t.lower in _PARTICLES and taken):
+        if _is_initial(t) or (t.lower in lexicon.PARTICLES and taken):
             name[j] = True
             j += 1
             continue
@@ -280,7 +241,7 @@ def _take_backward(text: str, toks, veto, name, i: int) -> None:
             gap = _gap(text, t, toks[j + 1])
             if gap.strip(" .,") or "\n" in gap or ("." in gap and not _is_initial(t)):
                 break
-        if _is_initial(t) or (t.lower in _PARTICLES and taken):
+        if _is_initial(t) or (t.lower in lexicon.PARTICLES and taken):
             name[j] = True
             j -= 1
             continue
@@ -357,11 +318,11 @@ def _labels(text, toks, veto, name) -> None:
             continue
         if generic:
             ok = t.cap and (t.first or t.surname_rank) and not t.word
-        elif label in _OBJECT_VERBS:
+        elif label in lexicon.OBJECT_VERBS:
             ok = (t.first or t.surname_rank or not t.word) if t.cap else _lower_name(t)
         elif t.cap:
             ok = t.first or t.surname_rank or not t.word or strong
-        elif label in _VOUCHING or label in _RELATIVES:
+        elif label in lexicon.VOUCHING_LABELS or label in lexicon.RELATIVES:
             ok = t.first or (not t.word and len(t.text) >= 3)        # "daughter summer"
         elif label in ("patient", "pt", "name", "patient name", "pt name"):
             nxt = toks[i + 1] if i + 1 < len(toks) else None
@@ -376,7 +337,7 @@ def _labels(text, toks, veto, name) -> None:
 
 
 _LABEL_GAP = re.compile(r"\.?[ \t]*[:,-]?\s{0,4}")
-_LABEL_SET = frozenset(w.replace("-", " ") for w in _LABEL_WORDS)
+_LABEL_SET = frozenset(w.replace("-", " ") for w in lexicon.LABEL_WORDS)
 
 
 def _label_before(text: str, toks, i: int) -> str | None:
@@ -396,20 +357,6 @@ def _label_before(text: str, toks, i: int) -> str | None:
     return best
 
 
-# Verbs whose object is often a person: the next capitalised census name is one.
-_OBJECT_VERBS = frozenset("""call called notify notified page paged told informed asked
-met with visited by family inform informed contact contacted""".split())
-
-
-_VOUCHING = frozenset("""dictating on dictated on dictation on seen by signed by dear
-sincerely cc name patient name pt name attending pcp""".split("  ")) | frozenset(
-    ["dictating on", "dictated on", "dictation on", "seen by", "signed by", "dear", "sincerely",
-     "cc", "name", "patient name", "pt name", "attending", "pcp"])
-_RELATIVES = frozenset("""husband wife son daughter mother father brother sister friend partner
-spouse grandson granddaughter grandmother grandfather niece nephew caregiver guardian boyfriend
-girlfriend aunt uncle cousin roommate neighbor mom dad""".split())
-
-
 def _dictionary(text, toks, veto, name) -> None:
     n = len(toks)
     for i, t in enumerate(toks):
@@ -427,7 +374,7 @@ def _dictionary(text, toks, veto, name) -> None:
                 name[i] = True
             elif in_list and not _sentence_start(text, toks, i) and prev is not None and \
                     (not prev.cap or name[i - 1] or (not prev.word and not veto[i - 1])) and \
-                    text[t.end:t.end + 1] != ":" and t.lower not in FUNCTION_WORDS:
+                    text[t.end:t.end + 1] != ":" and t.lower not in lexicon.FUNCTION_WORDS:
                 name[i] = True            # a capital inside a lower-case sentence
             if t.first and nxt is not None and nxt.cap and not veto[i + 1] and \
                     not _function(nxt) and not _abbreviation(nxt) and \
@@ -437,8 +384,8 @@ def _dictionary(text, toks, veto, name) -> None:
             if in_list and not t.word and len(t.text) >= 3 and \
                     (t.first or t.surname_rank <= 30000):
                 name[i] = True
-            if t.first and t.lower not in _LOWER_AMBIGUOUS_FIRST and nxt is not None and \
-                    not nxt.cap and not veto[i + 1] and nxt.lower not in FUNCTION_WORDS and \
+            if t.first and t.lower not in lexicon.LOWER_AMBIGUOUS_FIRST and nxt is not None and \
+                    not nxt.cap and not veto[i + 1] and nxt.lower not in lexicon.FUNCTION_WORDS and \
                     0 < nxt.surname_rank <= 20000:
                 name[i] = name[i + 1] = True  # "john smith" in dictation
         if t.cap and t.first and _sentence_start(text, toks, i) and \
