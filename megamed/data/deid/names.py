@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import bisect
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from megamed.data.deid import lexicon
 
-_TOKEN = re.compile(r"[A-Za-z](?:[A-Za-z]|['’-](?=[A-Za-z]))*")
+# Letters in any script ("José Núñez"); apostrophes and hyphens inside a name.
+_TOKEN = re.compile(r"[^\W\d_](?:[^\W\d_]|['’-](?=[^\W\d_]))*")
 _DOSE_AFTER = re.compile(r"\s*\d+(?:\.\d+)?\s*(?:mg|mcg|g|ml|units?|meq|mmol|%|tabs?|puffs?)\b",
                          re.I)
 
@@ -71,6 +73,9 @@ def _tokens(text: str) -> list[_Tok]:
             continue
         possessive = False
         low = t.lower()
+        if not low.isascii():                          # josé -> jose for the census lists
+            low = "".join(c for c in unicodedata.normalize("NFKD", low)
+                          if not unicodedata.combining(c))
         key = low
         if "'" in t or "’" in t:
             if low.endswith(("'s", "’s")) and len(t) > 2:

@@ -111,7 +111,7 @@ _ID_LABELS = [
                  r"reference(?: number| no\.?| #)|confirmation(?: number| #)?|passport(?: number| no\.?| #)?|"
                  r"employee(?: id| number| #)|badge(?: number| #)?|id(?: number| no\.?| #)?|identifier"),
 ]
-_ID_VALUE = r"((?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9./-]{2,24}[A-Z0-9]|\d{3,})"
+_ID_VALUE = r"((?=[A-Z0-9-]{0,25}\d)[A-Z0-9][A-Z0-9./-]{2,24}[A-Z0-9]|\d{3,})"
 # One pass for every label: the named group that matched says the category.
 # Found value first (it must hold a digit: a fast scan), then its label in the 48 characters
 # before it; scanning the whole text for 150 case-insensitive labels was 5x slower.
@@ -125,7 +125,7 @@ _ID_CATEGORIES = [cat for cat, _ in _ID_LABELS]
 _BARE_ID = re.compile(r"(?<![\w.,/-])(?:[A-Z]{1,4}-?\d{5,}|\d{7,}|\d{2,}[A-Z]{1,3}\d{3,}|"
                       r"[A-Z0-9]{2,}-[A-Z0-9]{2,}-[A-Z0-9]{2,})(?![\w/])")
 _DEA = re.compile(r"\b[A-Z]{2}\d{7}\b")
-_VIN = re.compile(r"\b(?=[A-HJ-NPR-Z0-9]*\d)(?=[A-HJ-NPR-Z0-9]*[A-Z])[A-HJ-NPR-Z0-9]{17}\b")
+_VIN = re.compile(r"\b(?=[A-HJ-NPR-Z0-9]{0,16}\d)(?=[A-HJ-NPR-Z0-9]{0,16}[A-Z])[A-HJ-NPR-Z0-9]{17}\b")
 
 _STATES = ("AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV "
            "NH NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC PR").split()
