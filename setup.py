@@ -34,7 +34,8 @@ setup(
     package_data={"megamed": ["../configs/*.yaml"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
-    install_requires=["torch>=2.4", "numpy", "pyyaml", "scipy"],
+    install_requires=["torch>=2.4", "numpy", "pyyaml", "scipy", "pydicom>=3", "sentencepiece",
+                      "webdataset", "tqdm"],
     extras_require={
         "test": ["pytest", "pytest-timeout", "pydicom>=3", "scipy", "triton>=3.8"],
     },

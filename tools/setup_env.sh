@@ -19,4 +19,4 @@ fi
 "${PIP[@]}" install "torch==2.13.0"
 "${PIP[@]}" install setuptools wheel pybind11
 "${PIP[@]}" install --no-build-isolation -e ".[test]"
-.venv/bin/python -c "import megamed, megamed.kernels, torch; print('setup: ok, torch', torch.__version__)"
+.venv/bin/python -c "import megamed, megamed.kernels, torch, sentencepiece, webdataset, tqdm; print('setup: ok, torch', torch.__version__)"
