@@ -31,7 +31,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["megamed", "megamed.*"]) + ["megamed.kernels"],
     package_dir={"megamed.kernels": "kernels"},
-    package_data={"megamed": ["../configs/*.yaml"]},
+    package_data={"megamed": ["../configs/*.yaml", "data/deid/lexicon/*"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     install_requires=["torch>=2.4", "numpy", "pyyaml", "scipy", "pydicom>=3", "sentencepiece",

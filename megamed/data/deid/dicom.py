@@ -1,0 +1,377 @@
+"""DICOM header de-identification: PS3.15 Annex E Basic Application Level Confidentiality
+Profile, action by action, with the options Retain Longitudinal Temporal Information with
+Modified Dates (default on), Clean Descriptors and Retain Patient Characteristics (off).
+
+Conditional actions take the branch that keeps the IOD valid without keeping PHI: Z/D and
+X/Z(/D) -> Z (zero-length, so Type 2 attributes stay present), X/D -> X, X/Z/U* -> keep the
+sequence and remap the UIDs inside it. Dates (DA, and the date part of DT) are shifted by one
+non-zero per-patient number of days from the key wherever they are kept, so intervals survive
+in every file of a patient. Pixel data and waveform data are never touched.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Iterable
+
+import pydicom
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.datadict import dictionary_VR
+from pydicom.uid import UID_dictionary
+
+from megamed.data.deid.annex_e import ACTIONS as _TABLE, MASKED
+from megamed.data.deid.pseudonym import DeidError, Pseudonymizer
+from megamed.data.deid.text import deidentify_text
+
+# Modalities whose pixels often carry burned-in text (PS3.15 E.1.1 / the issue's list).
+BURNED_IN_MODALITIES = ("US", "SC", "XC", "OT")
+# Free-text descriptors that the Clean Descriptors option keeps after cleaning (C in E.1-1).
+CLEAN_DESCRIPTORS = frozenset([
+    0x00081030, 0x0008103E, 0x00204000, 0x001021B0, 0x00081080, 0x00104000, 0x00400254,
+    0x00181030, 0x00321060, 0x00321030, 0x00324000, 0x00082111, 0x00184000, 0x00402400,
+    0x00401400, 0x0040A160, 0x00400280, 0x00384000, 0x00181400, 0x00180010, 0x00209158,
+    0x00401002, 0x00380062, 0x00380040, 0x00400007, 0x00081040, 0x00102180, 0x00400602,
+    0x00400275, 0x00321066, 0x00321067,
+])
+# Retain Patient Characteristics: sex, age, size, weight, ethnic group, smoking, pregnancy.
+PATIENT_CHARACTERISTICS = frozenset([
+    0x00100040, 0x00101010, 0x00101020, 0x00101030, 0x00102160, 0x001021A0, 0x001021C0,
+    0x00102203, 0x00101022, 0x00101023, 0x00101024,
+])
+# Where the transcription we generate from is less strict than E.1-1 today: free text of
+# Structured Reports is removed (X) unless Clean Descriptors keeps it cleaned.
+ACTIONS = {**_TABLE, 0x0040A730: "X", 0x0040A160: "X"}
+_CONTENT_SEQUENCE = 0x0040A730
+_KEEP_UIDS = frozenset([0x00020010, 0x00020012, 0x00080016, 0x00021510])
+_CODES = {  # PS3.16 CID 7050 De-identification Method
+    "basic": ("113100", "Basic Application Confidentiality Profile"),
+    "dates": ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
+    "clean": ("113105", "Clean Descriptors Option"),
+    "patient": ("113108", "Retain Patient Characteristics Option"),
+}
+_DUMMY = {"PN": "ANONYMOUS", "LO": "ANONYMIZED", "SH": "ANONYMIZED", "CS": "ANONYMIZED",
+          "LT": "ANONYMIZED", "ST": "ANONYMIZED", "UT": "ANONYMIZED", "AE": "ANONYMIZED",
+          "UC": "ANONYMIZED", "UR": "", "AS": "000Y", "DA": "19000101", "TM": "000000.00",
+          "DT": "19000101", "IS": "0", "DS": "0"}
+_MAX_LEN = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "ST": 1024, "LT": 10240}
+
+
+def _file_name(ds: Dataset) -> str:
+    name = getattr(ds, "filename", None)
+    return os.fspath(name) if isinstance(name, (str, os.PathLike)) else "<dataset in memory>"
+
+
+def check_burned_in(ds: Dataset, allow_burned_in: bool = False) -> None:
+    """DeidError when the pixels may hold burned-in PHI that header rules cannot remove."""
+    if allow_burned_in:
+        return
+    flag = str(ds.get("BurnedInAnnotation", "") or "").strip().upper()
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if flag == "YES":
+        raise DeidError(f"{_file_name(ds)}: Burned In Annotation is YES: text in the pixels may "
+                        "identify the patient; refused (pass allow_burned_in=True after a "
+                        "pixel scrub)")
+    if "BurnedInAnnotation" not in ds and modality in BURNED_IN_MODALITIES:
+        raise DeidError(f"{_file_name(ds)}: modality {modality} often carries burned-in text and "
+                        "Burned In Annotation (0028,0301) is absent; refused (pass "
+                        "allow_burned_in=True after checking the pixels)")
+
+
+def deidentify_dicom(ds: Dataset, pseudonymizer: Pseudonymizer, *, allow_burned_in: bool = False,
+                     retain_dates: bool = True, clean_descriptors: bool = False,
+                     retain_patient_characteristics: bool = False,
+                     counts: dict | None = None) -> Dataset:
+    """De-identify `ds` in place and return it (file meta updated to match).
+
+    retain_dates: shift dates by the patient's keyed offset (Retain Longitudinal Temporal
+        Information with Modified Dates); False removes them by the basic profile.
+    clean_descriptors: keep free-text descriptors after the text de-identifier.
+    retain_patient_characteristics: keep sex, age, size, weight (option 113108).
+    counts: if given, incremented per action ("D", "Z", "X", "U", "C", "shift", "private").
+    """
+    if not isinstance(ds, Dataset):
+        raise DeidError(f"deidentify_dicom needs a pydicom Dataset, got {type(ds).__name__}")
+    check_burned_in(ds, allow_burned_in)
+    patient = str(ds.get("PatientID", "") or "").strip() or \
+        str(ds.get("PatientName", "") or "").strip() or str(ds.get("StudyInstanceUID", ""))
+    ctx = _Context(pseudonymizer, patient, retain_dates, clean_descriptors,
+                   retain_patient_characteristics, counts if counts is not None else {})
+    try:
+        _count(ctx, "private", _remove_private(ds))
+        _apply(ds, ctx)
+        ds.PatientName = pseudonymizer.patient_name(patient)
+        ds.PatientID = pseudonymizer.patient_id(patient)
+        _record_method(ds, ctx)
+        _update_file_meta(ds)
+    except DeidError:
+        raise
+    except Exception as e:  # a malformed element: name the file, never the value
+        raise DeidError(f"{_file_name(ds)}: cannot de-identify ({type(e).__name__} in the "
+                        "header)") from None
+    return ds
+
+
+class _Context:
+    def __init__(self, ps, patient, retain_dates, clean, retain_patient, counts):
+        self.ps = ps
+        self.patient = patient
+        self.shift = dt.timedelta(days=ps.date_shift_days(patient))
+        self.retain_dates = retain_dates
+        self.clean = clean
+        self.retain_patient = retain_patient
+        self.counts = counts
+
+
+def _count(ctx: _Context, action: str, n: int = 1) -> None:
+    if n:
+        ctx.counts[action] = ctx.counts.get(action, 0) + n
+
+
+def _vr(ds: Dataset, tag) -> str:
+    """The VR without converting the value (raw elements of implicit-VR files carry none)."""
+    vr = ds._dict[tag].VR
+    if not vr:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            vr = "UN"
+    return vr
+
+
+def _remove_private(ds: Dataset) -> int:
+    n = 0
+    for tag in list(ds.keys()):
+        if tag.group & 1:
+            del ds[tag]
+            n += 1
+        elif _vr(ds, tag) == "SQ":
+            for item in ds[tag].value or ():
+                n += _remove_private(item)
+    return n
+
+
+def _action_for(tag: int) -> str | None:
+    action = ACTIONS.get(tag)
+    if action is not None or (tag >> 24) not in (0x50, 0x60):   # masks: curves, overlays
+        return action
+    group, element = tag >> 16, tag & 0xFFFF
+    for g, e, gmask, emask, masked_action in MASKED:
+        if group & gmask == g and element & emask == e:
+            return masked_action
+    return None
+
+
+_TOUCHED_VRS = frozenset(["SQ", "UI", "DA", "DT"])
+
+
+def _apply(ds: Dataset, ctx: _Context) -> None:
+    for key in list(ds.keys()):
+        tag = int(key)
+        if tag in (0x7FE00010, 0x54001010):  # pixel and waveform data: never touched
+            continue
+        action = _action_for(tag)
+        vr = _vr(ds, key)
+        # fast paths that never decode the value: kept as they are, or removed
+        if action is None and vr not in _TOUCHED_VRS and not (
+                ctx.clean and tag in CLEAN_DESCRIPTORS):
+            continue
+        if (action == "X" or (action == "X/D" and vr not in ("DA", "DT"))) and not (
+                (ctx.clean and tag in CLEAN_DESCRIPTORS) or
+                (ctx.retain_patient and tag in PATIENT_CHARACTERISTICS) or
+                (ctx.clean and tag == _CONTENT_SEQUENCE)):
+            del ds[key]
+            _count(ctx, "X")
+            continue
+        elem = ds[key]
+        if ctx.clean and tag in CLEAN_DESCRIPTORS and elem.VR != "SQ":
+            _clean(ds, elem, ctx)
+        elif ctx.clean and tag == _CONTENT_SEQUENCE:
+            for item in elem.value or ():
+                _apply(item, ctx)
+        elif ctx.retain_patient and tag in PATIENT_CHARACTERISTICS:
+            _count(ctx, "K")
+        elif action is None:
+            _keep(elem, ctx)
+        else:
+            _do(ds, elem, action, ctx)
+
+
+def _keep(elem: DataElement, ctx: _Context) -> None:
+    """Attributes the profile does not list: kept, with UIDs remapped and dates shifted."""
+    if elem.VR == "SQ":
+        for item in elem.value or ():
+            _apply(item, ctx)
+    elif elem.VR == "UI":
+        _remap_uids(elem, ctx)
+    elif elem.VR in ("DA", "DT"):
+        _shift_or_remove(None, elem, ctx, removed="Z")
+
+
+def _do(ds: Dataset, elem: DataElement, action: str, ctx: _Context) -> None:
+    tag = int(elem.tag)
+    if action == "U" or (action == "D" and elem.VR == "UI"):
+        _remap_uids(elem, ctx)
+        return
+    if action == "X/Z/U*":
+        for item in elem.value or ():
+            _apply(item, ctx)
+        _count(ctx, "U")
+        return
+    # the birth date is not a longitudinal date: Z, as the profile says
+    if elem.VR in ("DA", "DT") and action != "X" and tag != 0x00100030:
+        _shift_or_remove(ds, elem, ctx, removed="X" if action.startswith("X") else "Z")
+        return
+    if action in ("X", "X/D"):
+        del ds[elem.tag]
+        _count(ctx, "X")
+    elif action in ("Z", "Z/D", "X/Z", "X/Z/D"):
+        elem.value = Sequence() if elem.VR == "SQ" else None if elem.VR not in _TEXT_VRS else ""
+        _count(ctx, "Z")
+    elif action == "D":
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                _apply(item, ctx)
+        else:
+            elem.value = _dummy(elem)
+        _count(ctx, "D")
+    else:  # an action this code does not know: remove rather than keep PHI
+        del ds[elem.tag]
+        _count(ctx, "X")
+
+
+_TEXT_VRS = frozenset("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split())
+
+
+def _dummy(elem: DataElement):
+    if elem.VR in _DUMMY:
+        return _DUMMY[elem.VR]
+    if elem.VR in ("US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"):
+        return 0
+    if elem.VR in ("OB", "OW", "OD", "OF", "OL", "OV", "UN"):
+        return b"\x00\x00"
+    return None
+
+
+def _remap_uids(elem: DataElement, ctx: _Context) -> None:
+    if int(elem.tag) in _KEEP_UIDS or elem.value in (None, ""):
+        return
+    values = elem.value if elem.VM > 1 else [elem.value]
+    out = [v if str(v) in UID_dictionary else ctx.ps.uid(str(v)) for v in values]
+    elem.value = out if elem.VM > 1 else out[0]
+    _count(ctx, "U")
+
+
+def _shift_or_remove(ds: Dataset | None, elem: DataElement, ctx: _Context, removed: str) -> None:
+    if not ctx.retain_dates:
+        if ds is None or removed == "Z":
+            elem.value = ""
+            _count(ctx, "Z")
+        else:
+            del ds[elem.tag]
+            _count(ctx, "X")
+        return
+    values = elem.value if elem.VM > 1 else [elem.value]
+    shifted = [_shift_one(str(v), elem.VR, ctx.shift) for v in values if v not in (None, "")]
+    elem.value = "\\".join(s for s in shifted if s) if shifted else elem.value
+    _count(ctx, "shift")
+
+
+def _shift_one(value: str, vr: str, shift: dt.timedelta) -> str:
+    """YYYYMMDD shifted; a DT keeps only its shifted date (its time of day could identify);
+    a value that is not a date becomes empty."""
+    digits = value.strip()[:8]
+    try:
+        day = dt.datetime.strptime(digits, "%Y%m%d").date()
+    except ValueError:
+        return ""
+    return (day + shift).strftime("%Y%m%d")
+
+
+def _clean(ds: Dataset, elem: DataElement, ctx: _Context) -> None:
+    if elem.value in (None, ""):
+        return
+    values = elem.value if elem.VM > 1 else [elem.value]
+    dates = "shift" if ctx.retain_dates else "year"
+    cleaned = [deidentify_text(str(v), ctx.ps, dates=dates, patient=ctx.patient) for v in values]
+    limit = _MAX_LEN.get(elem.VR)
+    cleaned = [c[:limit] if limit else c for c in cleaned]
+    elem.value = cleaned if elem.VM > 1 else cleaned[0]
+    _count(ctx, "C")
+
+
+def _record_method(ds: Dataset, ctx: _Context) -> None:
+    """PatientIdentityRemoved, DeidentificationMethod (with the key id) and its code sequence
+    (PS3.15 E.1.1: the method must be recorded in the de-identified instance)."""
+    options = ["basic"] + (["dates"] if ctx.retain_dates else []) + \
+        (["clean"] if ctx.clean else []) + (["patient"] if ctx.retain_patient else [])
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = ["megamed deid PS3.15 E.1 basic profile",
+                                 f"key id {ctx.ps.key_id}"]
+    codes = []
+    for option in options:
+        item = Dataset()
+        item.CodeValue, item.CodeMeaning = _CODES[option]
+        item.CodingSchemeDesignator = "DCM"
+        codes.append(item)
+    ds.DeidentificationMethodCodeSequence = Sequence(codes)
+    ds.LongitudinalTemporalInformationModified = "MODIFIED" if ctx.retain_dates else "REMOVED"
+
+
+def _update_file_meta(ds: Dataset) -> None:
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        return
+    if "SOPInstanceUID" in ds:
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if "SOPClassUID" in ds:
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    # the file is written by pydicom now; the source writer's ids could single out a site
+    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "PYDICOM " + pydicom.__version__
+    for tag in list(meta.keys()):
+        if int(tag) in (0x00020016, 0x00020100, 0x00020102):  # source AE, private info
+            del meta[tag]
+
+
+def deidentify_dicom_file(src: str | os.PathLike, dst: str | os.PathLike | None,
+                          pseudonymizer: Pseudonymizer, **options) -> Dataset:
+    """Read `src`, de-identify, write to `dst` (if given). Errors name `src`, never a value."""
+    ds = read_dicom(src)
+    deidentify_dicom(ds, pseudonymizer, **options)
+    if dst is not None:
+        try:
+            # a source without SOP UIDs cannot become a conformant file; write it as it came
+            ds.save_as(dst, enforce_file_format="SOPInstanceUID" in ds and "SOPClassUID" in ds)
+        except Exception as e:
+            raise DeidError(f"{src}: cannot write the de-identified file ({type(e).__name__})") \
+                from None
+    return ds
+
+
+def read_dicom(src: str | os.PathLike) -> Dataset:
+    """pydicom's reader, plus the checks it skips: it reads a truncated file silently."""
+    try:
+        ds = pydicom.dcmread(src)
+    except FileNotFoundError:
+        raise DeidError(f"{src}: no such file") from None
+    except Exception as e:
+        raise DeidError(f"{src}: not a readable DICOM file ({type(e).__name__})") from None
+    if not len(ds):
+        raise DeidError(f"{src}: no data elements after the file meta header (truncated?)")
+    for raw in ds._dict.values():
+        length, value = getattr(raw, "length", None), getattr(raw, "value", None)
+        if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
+            raise DeidError(f"{src}: truncated: element {raw.tag} declares {length} bytes, "
+                            f"the file holds {len(value)}")
+    return ds
+
+
+def original_values(ds: Dataset) -> Iterable[str]:
+    """Every string value in `ds` (recursively), for tests and audits of what survived."""
+    for elem in ds.iterall():
+        if elem.VR in _TEXT_VRS and elem.value not in (None, ""):
+            values = elem.value if elem.VM > 1 else [elem.value]
+            for v in values:
+                yield str(v)

@@ -1,0 +1,126 @@
+"""Word lists: census first names and surnames, English words (see lexicon/SOURCES.md), and the
+clinical vocabulary that keeps eponyms, drugs and abbreviations from being taken for names."""
+from __future__ import annotations
+
+import functools
+import os
+
+_DIR = os.path.join(os.path.dirname(__file__), "lexicon")
+
+
+def _read(name: str) -> list[str]:
+    with open(os.path.join(_DIR, name), encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+@functools.lru_cache(maxsize=None)
+def first_names() -> frozenset[str]:
+    return frozenset(_read("first_names.txt")) - NOT_NAMES
+
+
+@functools.lru_cache(maxsize=None)
+def surname_rank() -> dict[str, int]:
+    """Lower-case surname -> census rank (1 = most frequent)."""
+    return {name: i + 1 for i, name in enumerate(_read("surnames.txt")) if name not in NOT_NAMES}
+
+
+@functools.lru_cache(maxsize=None)
+def english_words() -> frozenset[str]:
+    return frozenset(_read("english_words.txt")) | MEDICAL_WORDS
+
+
+@functools.lru_cache(maxsize=None)
+def surrogate_first() -> tuple[str, ...]:
+    """Given names that are not English words (a surrogate must not read as a word)."""
+    words = english_words()
+    return tuple(n for n in _read("first_names.txt")[:3000] if n not in words and len(n) > 2)
+
+
+@functools.lru_cache(maxsize=None)
+def surrogate_last() -> tuple[str, ...]:
+    words = english_words()
+    return tuple(n for n in _read("surnames.txt")[500:8000] if n not in words and len(n) > 3)
+
+
+# Titles and credentials that make the next / previous capitalised words a person's name.
+TITLES = frozenset("""dr dr. doctor mr mr. mrs mrs. ms ms. miss mx mx. prof prof. professor
+sister nurse""".split())
+CREDENTIALS = frozenset("""md m.d. do d.o. rn r.n. np n.p. pa pa-c phd ph.d. dds dmd lpn cnm crna
+msw lcsw pharmd rph mbbs frcp facc facs facp dnp aprn fnp fnp-c anp acnp pt dpt ot rrt rt
+cna bsn msn dvm dds dmd od""".split())
+
+MONTHS = {"january": 1, "february": 2, "march": 3, "april": 4, "may": 5, "june": 6, "july": 7,
+          "august": 8, "september": 9, "october": 10, "november": 11, "december": 12,
+          "jan": 1, "feb": 2, "mar": 3, "apr": 4, "jun": 6, "jul": 7, "aug": 8, "sep": 9,
+          "sept": 9, "oct": 10, "nov": 11, "dec": 12}
+WEEKDAYS = frozenset("""monday tuesday wednesday thursday friday saturday sunday mon tue tues wed
+thu thur thurs fri sat sun""".split())
+
+# Eponyms: a person's name that names a disease, sign, score or device, not a person here.
+EPONYMS = frozenset("""addison adie alzheimer apgar arnold asperger austin babinski baker
+bankart barre barrett bartter barton bazett behcet bell bence bennett berger billroth bishop
+blalock blatchford boerhaave bosniak bowen braden brodie broca brudzinski brugada budd burkitt
+caprini charcot chiari child chvostek churg clark cockcroft colles conn cooley cornell crigler
+crohn cullen curling cushing dandy danlos dejerine doppler dressler dubin duchenne dukes
+dupuytren durie ebstein edinger ehlers eisenmenger ellison erb ewing fabry fallot fanconi
+fick fleischner flint foley folstein fontan forrest framingham fridericia friedewald friedreich
+galeazzi ganz garden gaucher gault geneva gerota gilbert gitelman glasgow gleason glenn
+goodpasture graafian graves guillain hamman hampton hartmann hashimoto heberden hegar henle
+hirschsprung hodgkin holter homan homans horner howell huntington hurler jaccoud janeway
+jolly kaposi karnofsky kawasaki kehr kerley kernig killip klinefelter klumpke kocher korotkoff
+korsakoff krukenberg kussmaul lachman lambert langerhans lanza levine lewy libman liddle
+lisfranc ludwig lyme mallampati mallory marfan mcburney mcmurray meckel meniere merkel mirizzi
+mobitz monteggia morton murphy najjar neer nissen noonan norwood osborn osler paget pancoast
+parkinson peyronie pfannenstiel phalen pick plummer pott prinzmetal pugh purkinje ramsay
+ranson rankin raynaud reed reiter rendu reynolds riedel ringer romberg romhilt rotor roux rovsing
+salter schatzki schwartz segond sengstaken sheehan sjogren sokolow spetzler starling sternberg
+stevens still stokes swan takayasu takotsubo tanner taussig tay tinel todd tourette trendelenburg
+trousseau turner valsalva virchow waldenstrom wallenberg wegener weiss wells wenckebach
+wernicke whipple wilms wilson wolff zenker zollinger cheyne hill sachs bruce tzanck gram wright
+giemsa papanicolaou ziehl neelsen ames stanford debakey hunt hess fisher richmond riker katz
+barthel lawton lugano rai binet sokal gottron ortolani barlow thompson hawkins neer
+jobe speed yergason finkelstein allen adson kiesselbach kiesselbach's luschka magendie monro
+sylvius willis wharton stensen bartholin skene cowper douglas morison hesselbach poupart""".split())
+
+# Nouns that turn a preceding capitalised word into an eponym: "Bell's palsy", "Still disease".
+EPONYM_HEADS = frozenset("""disease diseases syndrome syndromes sign signs test tests palsy
+lymphoma sarcoma tumor tumour criteria criterion score scores scale classification
+class grade stage staging maneuver manoeuvre procedure operation repair fracture ulcer ulcers
+reflex phenomenon triad catheter tube node nodes cyst cysts law formula equation method
+position stockings line lines angle space pouch canal duct duct's gland glands cell cells
+body bodies nodule nodules infarct infarction esophagus block lesion lesions arthritis
+disorder deformity contracture dementia chorea ataxia dystrophy anomaly malformation
+aneurysm thyroiditis encephalopathy neuroma node's murmur rhythm wave waves pattern bundle
+ring rings tear lavage splint view views protocol regimen solution lactated bag""".split())
+
+# Clinical words the SCOWL list lacks but the census surname list has (or might).
+MEDICAL_WORDS = frozenset("""pt pts hx sx dx tx rx fx yo y/o bp hr rr spo2 sats temp wbc rbc hgb
+hct plt bun cr na k cl co2 ast alt alp inr ptt ldl hdl tsh ekg ecg cxr ct mri us pet abd
+neuro cardio gi gu ent heent perrla nad wnl prn bid tid qid qd qhs po iv im sq sc npo
+lasix coumadin norvasc lopressor toprol coreg cozaar diovan zestril lisinopril metoprolol
+eliquis xarelto pradaxa plavix lipitor crestor zocor lovenox heparin tylenol motrin advil
+aleve bactrim cipro levaquin flagyl zosyn vancomycin vanco lantus humalog novolog protonix
+prilosec zofran reglan dilaudid percocet norco vicodin keflex augmentin zyrtec claritin
+benadryl ativan klonopin seroquel zyprexa risperdal abilify lexapro prozac wellbutrin
+cymbalta effexor neurontin lyrica aldactone jardiance januvia glucophage synthroid levoxyl
+flomax proscar detrol colace senna miralax dulcolax imdur nitrostat lanoxin cordarone
+pacerone multaq entresto farxiga ozempic trulicity victoza humira enbrel remicade keytruda
+opdivo herceptin avastin rituxan gleevec decadron medrol kenalog xanax valium haldol
+ambien keppra dilantin depakote tegretol lamictal topamax sinemet aricept namenda allegra
+celebrex mobic ultram narcan suboxone chantix singulair advair symbicort spiriva albuterol
+ventolin proventil atrovent duoneb solumedrol prednisone warfarin apixaban rivaroxaban
+insulin metformin glipizide aspirin asa nitro nitroglycerin morphine fentanyl versed propofol
+ketamine toradol ceftriaxone rocephin zithromax azithromycin doxycycline amoxicillin
+cefazolin ancef unasyn meropenem cefepime linezolid zyvox tamiflu paxlovid remdesivir
+echo tte tee cath pci cabg stemi nstemi afib aflutter svt vt vf chf copd cad ckd esrd dm htn
+hld osa gerd uti dvt pe cva tia mi ards sirs aki pna mrsa vre cdiff covid hiv hcv hbv
+ngt ogt picc cvc art tpn icu micu sicu ccu pacu ed er or ir ob gyn peds nicu picu sob cp
+doe pnd le le's rle lle rue lue rlq ruq llq luq lmp edd ga g1p0 neg pos nl abnl
+lt rt bilat hpi pmh psh fh sh ros pe a/p cc mdm dnr dni pola molst hcp poa
+qtc qrs pr st axis sinus mrn dob dos ssn acct fin npi dea mr pcp attn re cc bmi""".split())
+
+# Census entries that are almost never a name in a clinical note (abbreviations, units).
+NOT_NAMES = frozenset("""mg ml mm cm kg lb oz mcg meq mmol iu hr hrs min sec pt pts dr mr ms
+mrs md rn np pa do of in on at to the and or for with by as is it be an no not yo yr yrs
+ct mri us ekg ecg ed er icu or ir ob gi gu iv im po pr qd bid tid qid prn npo
+dose doses unit units left right mid upper lower normal""".split())

@@ -1,0 +1,504 @@
+"""Person names in clinical text: context first (titles, credentials, labels, relatives), then the
+census dictionaries, then propagation of every name found to its other mentions.
+
+Evidence, strongest first:
+1. a title before ("Dr.", "Mrs") or a credential after ("Smith, MD", "J. Doe RN");
+2. a label or role before ("Patient:", "seen by", "Dear", "his wife", "Sincerely,");
+3. a given name next to a capitalised word that is not an English word ("Maria Ketterman");
+4. a census name that is not an English word ("Nguyen", "Kowalski"); a name that IS a word
+   (Hope, Will, Frank, Brown) only with support: a neighbouring name, or a capital in the
+   middle of a lower-case sentence ("discussed with Brown today");
+5. once a token is a name somewhere in the document, its other mentions are too.
+Vetoes: eponyms before disease/sign/score or with "'s" (Parkinson's, Bell palsy), drugs, words
+before a dose, clinical abbreviations.
+"""
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+
+from megamed.data.deid import lexicon
+
+_TOKEN = re.compile(r"[A-Za-z](?:[A-Za-z]|['’-](?=[A-Za-z]))*")
+_DOSE_AFTER = re.compile(r"^\s*\d+(?:\.\d+)?\s*(?:mg|mcg|g|ml|units?|meq|mmol|%|tabs?|puffs?)\b",
+                         re.I)
+FUNCTION_WORDS = frozenset("""a an and or but nor of to in on at by for with from into onto
+was is are were be been being has have had will would can could may might should must shall
+did does do done not no yes he she his her him hers they them their it its this that these those
+who whom which what when where why how today yesterday tomorrow also then here there as if so
+per via patient pt pts mr mrs ms dr md rn all any each some such than too very just only
+again back up down out over under after before during while since until because about
+i me my we our us you your one two three four five six seven eight nine ten""".split())
+# Given names that are everyday words in lower-case dictation ("will", "may", "art line").
+_LOWER_AMBIGUOUS_FIRST = frozenset("""will may mark bill pat sue guy art don gene grant chase page
+long rose hope frank joy faith grace dawn ray max jack dean drew case lane miles son
+king young major sunny summer autumn april june august star sky river rocky""".split())
+_LABEL_WORDS = """patient|pt|name|pt name|patient name|seen by|signed by|electronically signed|
+signed|dictated by|transcribed by|attending|attending physician|resident|fellow|intern|pcp|
+primary care|primary care physician|primary care provider|referring|referring physician|
+referring provider|referring md|referred by|cc|dear|sincerely|regards|respectfully|best|thanks|
+thank you|surgeon|assistant|anesthesiologist|anesthesia|reviewed by|read by|interpreted by|
+verified by|ordered by|approved by|performed by|cosigned by|co-signed by|discussed with|
+spoke with|d/w|contact|emergency contact|next of kin|nok|husband|wife|son|daughter|mother|
+father|brother|sister|friend|partner|spouse|grandson|granddaughter|grandmother|grandfather|
+niece|nephew|caregiver|guardian|accompanied by|boyfriend|girlfriend|fiance|fiancee|aunt|uncle|
+cousin|roommate|neighbor|provider|physician|technologist|tech|sonographer|consultant|
+consulting|covering|on-call|pharmacist|therapist|chaplain|social worker|case manager|
+care coordinator|mom|dad|translator|interpreter|from|to|by|with|per|attn|attention|re|
+regarding|signature|dictating on|dictated on|dictation on|call|called|notify|notified|page|
+paged|told|informed|asked|met with|visited by|family|inform|contacted""".replace("\n", "").split("|")
+
+_STRONG_LABEL = re.compile(r"(?:dear|sincerely|regards|signed|by|cc|attn|attention|name|"
+                           r"signature|pcp|attending|resident|surgeon)\W*$", re.I)
+_SENTENCE_BREAK = re.compile(r"[.!?:;\n•*>|(\[\"]|\d|^\s*-|\s\s")
+_EPONYM_VETO_HEADS = frozenset("disease syndrome sign palsy lymphoma sarcoma criteria".split())
+
+
+@dataclass(slots=True)
+class _Tok:
+    start: int
+    end: int
+    text: str
+    lower: str
+    cap: bool
+    word: bool
+    first: bool
+    surname_rank: int
+    possessive: bool
+
+
+def _tokens(text: str) -> list[_Tok]:
+    words, first, ranks = lexicon.english_words(), lexicon.first_names(), lexicon.surname_rank()
+    out = []
+    append = out.append
+    for m in _TOKEN.finditer(text):
+        t = m.group(0)
+        s, e = m.span()
+        possessive = False
+        low = t.lower()
+        key = low
+        if "'" in t or "’" in t:
+            if low.endswith(("'s", "’s")) and len(t) > 2:
+                possessive, t, e, low = True, t[:-2], e - 2, low[:-2]
+            key = low.replace("'", "").replace("’", "")     # O'Brien -> obrien (census)
+        append(_Tok(s, e, t, low, t[0].isupper(), low in words, key in first,
+                    ranks.get(key, 0), possessive))
+    return out
+
+
+def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int, int, str]]:
+    """Spans (start, end, 'NAME'): adjacent name tokens and their initials merged."""
+    toks = _tokens(text)
+    n = len(toks)
+    if not n:
+        return []
+    # only tokens that could be a name get the (slower) veto rules: a lower-case English word
+    # in no name list is never a name
+    veto = [_vetoed(text, toks, i) if (t.cap or not t.word or t.first or t.surname_rank)
+            else True for i, t in enumerate(toks)]
+    name = [False] * n
+    _titles_and_credentials(text, toks, veto, name)
+    _labels(text, toks, veto, name)
+    _dictionary(text, toks, veto, name)
+    _propagate(text, toks, veto, name)
+    return _merge(text, toks, name, blocked)
+
+
+def _gap(text: str, a: _Tok, b: _Tok) -> str:
+    return text[a.end:b.start]
+
+
+def _sentence_start(text: str, toks: list[_Tok], i: int) -> bool:
+    before = text[toks[i - 1].end:toks[i].start] if i else text[:toks[i].start]
+    return i == 0 or bool(_SENTENCE_BREAK.search(before))
+
+
+_SCORE_AFTER = re.compile(r"^\s*(?:\d|class\b|grade\b|stage\b|score\b)", re.I)
+_ZIP_AFTER = re.compile(r"^,?\s+\d{5}\b")
+
+
+def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
+    t = toks[i]
+    if t.lower in lexicon.MEDICAL_WORDS or t.lower in lexicon.NOT_NAMES:
+        return True
+    nxt = toks[i + 1].lower if i + 1 < len(toks) else ""
+    if t.lower in lexicon.MONTHS or t.lower in lexicon.WEEKDAYS:
+        # "June Gold", "Jacqueline May, NP" are people; "June 5", "in June" are dates
+        following = toks[i + 1] if i + 1 < len(toks) else None
+        preceding = toks[i - 1] if i else None
+        return not (t.first and t.cap and (
+            (following is not None and following.cap and _gap(text, t, following) == " " and
+             (not following.word or following.surname_rank)) or
+            (preceding is not None and preceding.cap and preceding.first and
+             not preceding.word and _gap(text, preceding, t) == " ")))
+    adjacent = i + 1 < len(toks) and len(_gap(text, t, toks[i + 1])) <= 3
+    parts = t.lower.split("-")
+    if any(p in lexicon.EPONYMS for p in parts):
+        # Parkinson's, Guillain-Barre, Bell palsy, Gleason 3+4, Killip class II
+        if t.possessive or len(parts) > 1 or (adjacent and nxt in lexicon.EPONYM_HEADS) or \
+                _SCORE_AFTER.match(text[t.end:t.end + 8]):
+            return True
+    if t.cap and adjacent and nxt in _EPONYM_VETO_HEADS:
+        return True
+    if t.lower in standalone_eponyms():
+        return True
+    if _ZIP_AFTER.match(text[t.end:t.end + 10]):      # a state before its ZIP code
+        return True
+    if nxt in _FACILITY_HEADS and t.cap and _gap(text, t, toks[i + 1]) == " ":    # "Brigham Clinic", "Mercy Hospital"
+        return True
+    return bool(_DOSE_AFTER.match(text[t.end:t.end + 16]))
+
+
+_FACILITY_HEADS = frozenset("""hospital hospitals clinic clinics center centre medical health
+healthcare cardiology associates institute university college school pharmacy labs laboratory
+laboratories foundation memorial infirmary hospice rehab rehabilitation nursing physicians
+group practice partners""".split())
+_STANDALONE = None
+
+
+def standalone_eponyms() -> frozenset[str]:
+    """Eponyms that are rarely a person's surname in the US (census rank past 3000 or absent)."""
+    global _STANDALONE
+    if _STANDALONE is None:
+        ranks = lexicon.surname_rank()
+        _STANDALONE = frozenset(e for e in lexicon.EPONYMS if not 0 < ranks.get(e, 0) <= 3000)
+    return _STANDALONE
+
+
+def _abbreviation(t: _Tok) -> bool:
+    return t.text.isupper() and len(t.text) <= 4 and not (t.first or 0 < t.surname_rank <= 5000)
+
+
+def _lower_name(t: _Tok) -> bool:
+    """A lower-case token that reads as a name in dictation ("daughter mary", "pt john")."""
+    return (t.first and t.lower not in _LOWER_AMBIGUOUS_FIRST) or \
+        (t.surname_rank > 0 and not t.word)
+
+
+def _is_initial(t: _Tok) -> bool:
+    return len(t.text) == 1 and t.text.isupper()
+
+
+_PRONOUNS = frozenset("i me my he she him his her hers they them their we us our you your it its".split())
+
+
+def _function(t: _Tok) -> bool:
+    """A function word, unless capitalised and a census name ("Name: Will Young")."""
+    return t.lower in FUNCTION_WORDS and (t.lower in _PRONOUNS or not (t.cap and (
+        t.first or t.surname_rank)))
+
+
+_PARTICLES = frozenset("van von de der del della da di la le st mac bin ibn al el dos das du".split())
+
+
+def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int = 4,
+                  first_ok: bool = False, comma_first: bool = False) -> None:
+    """Mark up to `limit` name-like tokens from i on (initials and particles in between).
+    first_ok: the caller has vouched for token i; comma_first: "SMITH, JOHN" continues."""
+    taken = 0
+    j = i
+    while j < len(toks) and taken < limit:
+        t = toks[j]
+        if j > i:
+            gap = _gap(text, toks[j - 1], t)
+            if gap.strip(" .,") or "\n" in gap or "  " in gap or "\t" in gap:
+                break
+            if "." in gap and not _is_initial(toks[j - 1]):
+                break                       # "husband Bao. Strength 5/5"
+        if _is_initial(t) or (t.lower in _PARTICLES and taken):
+            name[j] = True
+            j += 1
+            continue
+        month_after_title = not strict and t.cap and t.lower in lexicon.MONTHS   # "Dr. May"
+        if (veto[j] and not month_after_title) or _function(t) or \
+                t.lower in lexicon.MEDICAL_WORDS:
+            break
+        if taken == 0 and first_ok:
+            ok = True
+        elif t.cap:
+            ok = not _abbreviation(t) and (not strict or taken == 0 or t.first or
+                                           t.surname_rank > 0 or not t.word)
+        else:
+            ok = _lower_name(t) or (not strict and taken == 0) or \
+                (taken > 0 and 0 < t.surname_rank <= 10000)   # "dean long", "yuki strand"
+        if not ok:
+            break
+        name[j] = True
+        taken += 1
+        if j + 1 < len(toks) and "," in _gap(text, t, toks[j + 1]):
+            nxt = toks[j + 1]
+            if not (comma_first and taken == 1 and nxt.cap and nxt.first and
+                    _gap(text, t, nxt).strip() == ","):
+                break
+        j += 1
+    while j > i and name[j - 1] and _is_initial(toks[j - 1]) and taken == 0:
+        j -= 1
+        name[j] = False                     # a lone initial after a label is not a name
+
+
+def _take_backward(text: str, toks, veto, name, i: int) -> None:
+    j, taken = i, 0
+    while j >= 0 and taken < 4:
+        t = toks[j]
+        if j < i:
+            gap = _gap(text, t, toks[j + 1])
+            if gap.strip(" .,") or "\n" in gap or ("." in gap and not _is_initial(t)):
+                break
+        if _is_initial(t) or (t.lower in _PARTICLES and taken):
+            name[j] = True
+            j -= 1
+            continue
+        if veto[j] or not t.cap or _function(t) or _abbreviation(t):
+            break
+        if t.word and not (t.first or t.surname_rank):
+            break
+        name[j] = True
+        taken += 1
+        j -= 1
+
+
+# Credentials written after a name ("Jane Doe, MD", "J. Roe M.D.", "Kim Lee PA-C").
+_CREDENTIAL = re.compile(r"(?:M\.D\.|D\.O\.|Ph\.D\.|R\.N\.|N\.P\.|P\.A\.|PA-C|FNP-C|MD|DO|RN|NP|PA|"
+                         r"PhD|DDS|DMD|LPN|CNM|CRNA|MSW|LCSW|PharmD|RPh|MBBS|FACC|FACS|FACP|DNP|"
+                         r"APRN|FNP|CNA|BSN|MSN|DPT|RRT|md|rn|np)(?![\w-])")
+_MIXED_CREDENTIALS = frozenset(["PhD", "PharmD", "RPh", "Ph"])
+_ROLE_BEFORE = frozenset(["RN", "NP", "PA", "MD", "LPN", "CNA", "RT", "PT"])
+
+
+def _titles_and_credentials(text, toks, veto, name) -> None:
+    for i, t in enumerate(toks):
+        nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if t.lower in lexicon.TITLES and nxt is not None and \
+                not (t.text.islower() and re.search(r"\d\s*$", text[max(0, t.start - 3):t.start])):
+            gap = _gap(text, t, nxt)                     # (not "402 ms. Will follow up")
+            if gap.strip() in ("", ".") and "\n" not in gap:
+                if t.lower in ("sister", "nurse", "doctor", "professor") and not nxt.cap:
+                    continue
+                _take_forward(text, toks, veto, name, i + 1, strict=False)
+                continue
+        if t.text in _ROLE_BEFORE and nxt is not None and nxt.cap and not nxt.word and \
+                _gap(text, t, nxt) == " ":
+            _take_forward(text, toks, veto, name, i + 1, strict=True)   # "RN Walker"
+        elif t.text in _ROLE_BEFORE and nxt is not None and nxt.cap and \
+                (nxt.first or nxt.surname_rank) and _gap(text, t, nxt) == " ":
+            _take_forward(text, toks, veto, name, i + 1, strict=True)
+        if i and (t.text[0].isupper() and (t.text.isupper() or t.text in _MIXED_CREDENTIALS)
+                  or t.lower in ("md", "rn", "np")) and _CREDENTIAL.match(text, t.start):
+            gap = _gap(text, toks[i - 1], t)
+            if t.text in ("PT", "OT", "PA", "RT", "DO", "NP") and "," not in gap:
+                continue
+            if gap.strip() in ("", ",", ".") and "\n" not in gap:
+                _take_backward(text, toks, veto, name, i - 1)
+
+
+_RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?(?:son|daughter|wife|"
+                             r"husband|mother|father|brother|sister|spouse|partner|friend|"
+                             r"niece|nephew|grandson|granddaughter|caregiver|guardian|neighbor)\b",
+                             re.I)
+
+
+def _labels(text, toks, veto, name) -> None:
+    for i, t in enumerate(toks):
+        if t.cap and not veto[i] and not _function(t) and not _abbreviation(t) and \
+                _RELATION_AFTER.match(text[t.end:t.end + 30]) and (t.first or t.surname_rank or
+                                                                   not t.word):
+            _take_backward(text, toks, veto, name, i)          # "Padraig Miller, son"
+
+    for i, t in enumerate(toks):
+        if i == 0 or name[i] or veto[i]:
+            continue
+        label = _label_before(text, toks, i)
+        if label is None:
+            continue
+        strong = bool(_STRONG_LABEL.search(label))
+        generic = label in ("from", "to", "by", "with", "per", "re")
+        if veto[i] or _function(t):
+            continue
+        if _is_initial(t) and text[t.end:t.end + 1] == ".":
+            _take_forward(text, toks, veto, name, i, strict=True)     # "PHYSICIAN: J. Miller"
+            continue
+        if t.cap and _abbreviation(t):
+            continue
+        if generic:
+            ok = t.cap and (t.first or t.surname_rank) and not t.word
+        elif label in _OBJECT_VERBS:
+            ok = (t.first or t.surname_rank or not t.word) if t.cap else _lower_name(t)
+        elif t.cap:
+            ok = t.first or t.surname_rank or not t.word or strong
+        elif label in _VOUCHING or label in _RELATIVES:
+            ok = t.first or (not t.word and len(t.text) >= 3)        # "daughter summer"
+        else:
+            ok = _lower_name(t)
+        if ok:
+            _take_forward(text, toks, veto, name, i, strict=True, first_ok=True,
+                          comma_first=label in ("patient", "name", "patient name", "pt name"))
+
+
+_LABEL_GAP = re.compile(r"\.?[ \t]*[:,-]?\s{0,4}")
+_LABEL_SET = frozenset(w.replace("-", " ") for w in _LABEL_WORDS)
+
+
+def _label_before(text: str, toks, i: int) -> str | None:
+    """The longest label phrase (1-3 words) ending right before token i, or None."""
+    gap = text[toks[i - 1].end:toks[i].start]
+    if not _LABEL_GAP.fullmatch(gap):
+        return None
+    best = None
+    words = []
+    for k in range(i - 1, max(-1, i - 4), -1):
+        if k < i - 1 and not text[toks[k].end:toks[k + 1].start].isspace():
+            break
+        words.insert(0, toks[k].lower.replace("-", " "))
+        phrase = " ".join(words)
+        if phrase in _LABEL_SET:
+            best = phrase
+    return best
+
+
+# Verbs whose object is often a person: the next capitalised census name is one.
+_OBJECT_VERBS = frozenset("""call called notify notified page paged told informed asked
+met with visited by family inform informed contact contacted""".split())
+
+
+_VOUCHING = frozenset("""dictating on dictated on dictation on seen by signed by dear
+sincerely cc name patient name pt name attending pcp""".split("  ")) | frozenset(
+    ["dictating on", "dictated on", "dictation on", "seen by", "signed by", "dear", "sincerely",
+     "cc", "name", "patient name", "pt name", "attending", "pcp"])
+_RELATIVES = frozenset("""husband wife son daughter mother father brother sister friend partner
+spouse grandson granddaughter grandmother grandfather niece nephew caregiver guardian boyfriend
+girlfriend aunt uncle cousin roommate neighbor mom dad""".split())
+
+
+def _dictionary(text, toks, veto, name) -> None:
+    n = len(toks)
+    for i, t in enumerate(toks):
+        if veto[i] or name[i] or _function(t) or len(t.text) < 2:
+            continue
+        in_list = t.first or t.surname_rank > 0
+        nxt = toks[i + 1] if i + 1 < n and _gap(text, t, toks[i + 1]) in (" ", ", ") else None
+        if t.cap and (_abbreviation(t) or (t.text.isupper() and len(t.text) <= 4)):
+            continue            # "PEG", "AMY": short capitals need context, not just a list
+        if t.cap:
+            prev = toks[i - 1] if i else None
+            if in_list and not t.word:
+                name[i] = True
+            elif in_list and not _sentence_start(text, toks, i) and prev is not None and \
+                    (not prev.cap or name[i - 1] or (not prev.word and not veto[i - 1])) and \
+                    text[t.end:t.end + 1] != ":" and t.lower not in FUNCTION_WORDS:
+                name[i] = True            # a capital inside a lower-case sentence
+            if t.first and nxt is not None and nxt.cap and not veto[i + 1] and \
+                    not _function(nxt) and not _abbreviation(nxt) and \
+                    (not nxt.word or nxt.surname_rank):
+                name[i] = name[i + 1] = True  # "Maria Ketterman", "Frank Brown", "Will Nguyen"
+        else:
+            if in_list and not t.word and len(t.text) >= 3 and \
+                    (t.first or t.surname_rank <= 30000):
+                name[i] = True
+            if t.first and t.lower not in _LOWER_AMBIGUOUS_FIRST and nxt is not None and \
+                    not nxt.cap and not veto[i + 1] and nxt.lower not in FUNCTION_WORDS and \
+                    0 < nxt.surname_rank <= 20000:
+                name[i] = name[i + 1] = True  # "john smith" in dictation
+        if t.cap and t.first and _sentence_start(text, toks, i) and \
+                _REPORTING_VERB.match(text, t.end):
+            name[i] = True                # "Dawn reports chest pain"
+    # "Hill, Dylan": a census surname before ", <given name>"
+    for i, t in enumerate(toks[:-1]):
+        nxt = toks[i + 1]
+        if not name[i] and not veto[i] and t.cap and t.surname_rank and name[i + 1] and \
+                nxt.first and _gap(text, t, nxt) == ", ":
+            name[i] = True
+    # a name next to a capitalised unknown word takes it along ("Ketterman, Maria")
+    for i, t in enumerate(toks):
+        if not name[i]:
+            continue
+        for j in (i - 1, i + 1):
+            if 0 <= j < n and not name[j] and not veto[j] and toks[j].cap and \
+                    not toks[j].word and not _function(toks[j]) and \
+                    not _abbreviation(toks[j]):
+                a, b = (toks[j], t) if j < i else (t, toks[j])
+                if _gap(text, a, b) in (" ", ", "):
+                    name[j] = True
+
+
+def _propagate(text, toks, veto, name) -> None:
+    """Other mentions of a name found with evidence; a sentence-initial word is left alone
+    ("Rose to 38.9" in the note of a patient called Rose)."""
+    found = {t.lower for t, is_name in zip(toks, name) if is_name and len(t.text) > 1}
+    for i, t in enumerate(toks):
+        if name[i] or veto[i] or t.lower not in found or not (t.cap or not t.word):
+            continue
+        if t.word and _sentence_start(text, toks, i) and not (
+                (i + 1 < len(toks) and name[i + 1]) or t.possessive or
+                _PERSON_VERB.match(text[t.end:t.end + 20])):
+            continue
+        name[i] = True
+    # "Mbeki (pharmacy) and Frost": a census name joined to a name by "and" / "or" / "&"
+    for i, t in enumerate(toks):
+        if not name[i] and not veto[i] and t.cap and (t.first or t.surname_rank or not t.word) and \
+                not _abbreviation(t) and re.search(r"\b(?:and|or|&)\s+$", text[t.start - 6:t.start]):
+            window = text[max(0, t.start - 30):t.start]
+            if any(name[j] and toks[j].end > t.start - 30 for j in range(max(0, i - 6), i)) and \
+                    "\n" not in window:
+                name[i] = True
+
+
+_REPORTING_VERB = re.compile(r"\s+(?:reports|reported|states|stated|says|said|denies|denied|"
+                             r"complains|presents|presented|notes|endorses|describes|admits|"
+                             r"agrees|declined|lives|returns|returned|underwent)\b")
+_PERSON_VERB = re.compile(r"^\s+(?:is|was|has|had|reports|reported|states|stated|says|said|"
+                          r"denies|denied|presents|presented|lives|lived|returns|returned|notes|"
+                          r"complains|underwent|will|would|called|came|comes|feels|felt|"
+                          r"tolerated|agrees|agreed|declined|understands|requests|wants|arrived|"
+                          r"went|did|does|and|who|continues|remains|appears|describes)\b", re.I)
+
+
+_TITLE_BEFORE = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|DR|MR|MRS|MS|dr|mr|mrs|ms)\.?[ ]{1,2})$")
+_CREDENTIAL_AFTER = re.compile(r",?[ ]{1,2}(?:M\.D\.|D\.O\.|Ph\.D\.|R\.N\.|N\.P\.|PA-C|FNP-C|MD|DO|RN|NP|"
+                               r"PA|PhD|DDS|DMD|DVM|LPN|CRNA|LCSW|PharmD|MBBS|DNP|APRN|FNP)"
+                               r"(?![\w-])(?:,?[ ]?(?:MD|PhD|FACC|FACS|FACP|MPH|MBA|MS))*")
+
+
+# A name span split into (title, name, credentials), for replacements that keep the first and last.
+TITLE_CREDENTIAL = re.compile(r"((?:(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|DR|MR|MRS|MS|dr|mr|mrs|ms)\.?[ ]{1,2})?)"
+                              r"(.+?)(" + _CREDENTIAL_AFTER.pattern + r")?", re.S)
+
+
+def _with_title_and_credential(text: str, s: int, e: int) -> list[int]:
+    """Widen a name span over the title before it and the credentials after it: gold
+    annotations differ on whether "Dr." / ", MD" belong to the name, and a span that covers
+    them is never wrong about the name itself. Replacement keeps them verbatim."""
+    m = _TITLE_BEFORE.search(text, max(0, s - 6), s)
+    if m:
+        s = m.start()
+    m = _CREDENTIAL_AFTER.match(text, e)
+    if m:
+        e = m.end()
+    return [s, e]
+
+
+def _merge(text, toks, name, blocked) -> list[tuple[int, int, str]]:
+    spans: list[list[int]] = []
+    prev = None
+    for t, is_name in zip(toks, name):
+        if not is_name:
+            continue
+        gap = text[spans[-1][1]:t.start] if spans else ""
+        if spans and re.fullmatch(r"[ .]{0,2}", gap) and ("." not in gap or _is_initial(prev)):
+            spans[-1][1] = t.end
+        else:
+            spans.append([t.start, t.end])
+        prev = t
+    spans = [_with_title_and_credential(text, s, e) for s, e in spans]
+    blocked = sorted(blocked)
+    starts = [b[0] for b in blocked]
+    out = []
+    for s, e in spans:
+        k = bisect.bisect_right(starts, s) - 1      # the last blocked span starting at or before s
+        inside = False
+        while k >= 0 and not inside:
+            inside = blocked[k][1] >= e
+            k = k - 1 if blocked[k][0] == s else -1
+        if not inside:
+            out.append((s, e, "NAME"))
+    return out

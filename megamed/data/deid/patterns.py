@@ -1,0 +1,308 @@
+"""Regular-expression detectors for the structured PHI categories (everything but names).
+
+Each detector yields (start, end, category). They aim at formats, not at one generator: dates in
+numeric, ISO, European and spelled-out forms; phone numbers with any separator; identifiers
+found by their label ("MRN", "member id", "serial no."), whatever the id looks like.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from megamed.data.deid import lexicon
+
+Span = tuple[int, int, str]
+
+_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+          r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)")
+_ORD = r"(?:st|nd|rd|th)?"
+_Y = r"(?:\d{4}|'?\d{2})"
+_DATE_RES = [
+    # 3/4/51, 03-04-2019, 3.4.2019, 2019-03-04, 2019/3/4, 20190304 with a label
+    re.compile(r"(?<![\d/.-])\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})(?![\d/-]|\.\d)"),
+    re.compile(r"(?<![\d/.-])\d{4}[/.-]\d{1,2}[/.-]\d{1,2}(?![\d/])"),
+    # 03-Mar-2019, 3 MAR 19, 03MAR2019
+    re.compile(rf"(?<![\w])\d{{1,2}}[- ]?{_MONTH}\.?[- ]?(?:\d{{4}}|\d{{2}})(?!\w)", re.I),
+    # March 3rd, 2019 / Jan. 5th / Mar 3 '19 / March of 2019 / March 2019
+    re.compile(rf"(?<![\w]){_MONTH}\.?(?:\s+\d{{1,2}}{_ORD}(?![\d:])(?:(?:,\s*|\s+)(?:1[89]\d\d|20\d\d|'\d\d)(?!\d))?"
+               rf"|,?\s+(?:of\s+)?(?:1[89]\d\d|20\d\d)(?!\d))", re.I),
+    # 3rd of March 2019 / 5 January
+    re.compile(rf"(?<![\w/])\d{{1,2}}{_ORD}\s+(?:of\s+)?{_MONTH}\b\.?(?:,?\s+(?:1[89]|20)\d\d(?!\d))?",
+               re.I),
+]
+# A month name on its own: capitalised full names; "May" only after a date preposition.
+_MONTH_ALONE = re.compile(r"\b(?:January|February|March|April|June|July|August|September|"
+                          r"October|November|December)\b|\b(?:Jan|Feb|Aug|Sept|Oct|Nov|Dec)\b\.?")
+_MAY_ALONE = re.compile(r"\b(?:in|since|early|late|mid|last|next|of|until|by|on|from|through|"
+                        r"during|before|after)[ -](May)\b(?!\s+(?:be|have|need|require)\b)",
+                        re.I)
+# m/d without a year: only where it is not a ratio, a vital sign or a score.
+_MONTH_DAY = re.compile(r"(?<![\w/.-])(\d{1,2})/(\d{1,2})(?![\w/]|\.\d)")
+_NOT_DATE_BEFORE = re.compile(r"(?:bp|b/p|pressure|pain|strength|power|murmur|grade|score|"
+                              r"scale|gcs|apgar|reflexes|pulses|motor|ratio|x|of|sets|"
+                              r"dilated|ef|fio2|peep|vent|settings|cmh2o|is|was|rated|"
+                              r"abp|nibp|map|cuff|dtr|dtrs|out of)\W{0,3}$", re.I)
+_NOT_DATE_AFTER = re.compile(r"^\s*(?:mm|cm|m|mmhg|mg|ml|kg|g|units?|tabs?|tablets?|"
+                             r"strength|pain|murmur|systolic|diastolic|pulses?|reflexes|"
+                             r"bilat|bilaterally|throughout|in|on|with|x|cm/s|%|"
+                             r"upper|lower|proximal|distal|grip|motor|sem|hsm|dsm|holosystolic|"
+                             r"ejection|crescendo|blowing|harsh|rub|gallop)\b", re.I)
+
+_AGE_WORDS = ("ninety", "one hundred", "a hundred", "hundred")
+_AGE_NUM = r"(?:9\d|1[01]\d)"
+_AGE_WORD = (r"(?:ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|"
+             r"(?:one |a )?hundred(?:(?: and)?[- ](?:one|two|three|four|five|six|seven|eight|"
+             r"nine|ten|eleven|twelve))?)")
+_AGE_RES = [
+    re.compile(rf"(?<![\w.])({_AGE_NUM}|{_AGE_WORD})(?=\s*-?\s*(?:y/?o\b|y\.o\.|yo[mf]?\b|yr|"
+               r"years?\b|year-old|yrs?\b|-?years?-old|[mf]\b|(?:-| )?(?:male|female|man|woman|"
+               r"gentleman|lady|boy|girl)\b))", re.I),
+    re.compile(rf"(?:\bage[ds]?\b|\bage:|\baged\b|\bturned\b|\bat age\b|\bage of\b)\s*:?\s*"
+               rf"({_AGE_NUM}|{_AGE_WORD})(?![\w.])", re.I),
+]
+
+_PHONE = re.compile(r"(?<![\w.+-])(?:(?:\+?\d{1,3}|00\d{1,2})[-.\s]?)?(?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])"
+                    r"\d{3}[-.\s]?\d{4}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?(?![\w-])", re.I)
+_EXTENSION = re.compile(r"\b(?:ext\.?|extension|pager|beeper|x)\s?#?\s?(\d{3,6})\b", re.I)
+_FAX_BEFORE = re.compile(r"fax\W{0,12}$|\bf\W{1,3}$", re.I)
+_EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+_URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"')\]]+", re.I)
+_IP = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)"
+                 r"(?![\d.]\d)")
+_IPV6 = re.compile(r"\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b", re.I)
+_SSN = re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")
+
+# Identifiers found by their label. Longer labels first so "license plate" beats "license".
+_ID_LABELS = [
+    ("SSN", r"ssn|social security(?: number| no\.?| #)?|soc\.? sec\.?"),
+    ("VEHICLE", r"license plate|licen[cs]e plate|plate(?: number| no\.?| #)?|vin|"
+                r"vehicle(?: identification)?(?: number| no\.?| id| #)?|tag number"),
+    ("HEALTH_PLAN", r"member(?: id| number| no\.?| #)?|policy(?: number| no\.?| id| #)?|"
+                    r"insurance(?: id| number| no\.?| #)|health ?plan(?: id| number| no\.?| #)?|"
+                    r"plan id|subscriber(?: id| number| no\.?| #)?|medicaid(?: id| number| #)?|"
+                    r"medicare(?: id| number| #)?|beneficiary(?: id| number| #)?|group(?: number| no\.?| #)|"
+                    r"hicn|mbi|insurance"),
+    ("LICENSE", r"driver'?s? licen[cs]e(?: number| no\.?| #)?|licen[cs]e(?: number| no\.?| #)?|"
+                r"lic\.?(?: no\.?| #)?|dea(?: number| no\.?| #)?|npi(?: number| no\.?| #)?|"
+                r"certificate(?: number| no\.?| #)?|board certification|permit(?: number| #)?"),
+    ("DEVICE", r"serial(?: number| no\.?| #)?|s/n|sn|device(?: id| number| serial)|udi|"
+               r"implant(?: id| serial)|model(?:/serial)?(?: number| no\.?| #)|lot(?: number| no\.?| #)?|"
+               r"pacemaker serial|imei|mac address"),
+    ("MRN", r"mrn|mr ?#|mr no\.?|mr number|med(?:ical)? rec(?:ord)?(?: number| no\.?| #)?|"
+            r"record(?: number| no\.?| #)|chart(?: number| no\.?| #)|hospital(?: number| no\.?| #)|"
+            r"unit(?: number| no\.?)|patient(?: id| number| no\.?| #)|pt(?: id| #)|pid|emr(?: id| #)?"),
+    ("ACCOUNT", r"account(?: number| no\.?| #)?|acct\.?(?: number| no\.?| #)?|billing(?: number| id| #)?|"
+                r"fin|har|encounter(?: number| no\.?| id| #)|visit(?: number| no\.?| id| #)|"
+                r"invoice(?: number| no\.?| #)?|claim(?: number| no\.?| #)?"),
+    ("OTHER_ID", r"accession(?: number| no\.?| #)?|acc ?#|specimen(?: number| no\.?| id| #)?|"
+                 r"case(?: number| no\.?| id| #)|order(?: number| no\.?| id| #)|requisition(?: number| #)?|"
+                 r"sample(?: number| id| #)|study(?: number| id| #)|ticket(?: number| #)?|"
+                 r"reference(?: number| no\.?| #)|confirmation(?: number| #)?|passport(?: number| no\.?| #)?|"
+                 r"employee(?: id| number| #)|badge(?: number| #)?|id(?: number| no\.?| #)?|identifier"),
+]
+_ID_VALUE = r"((?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9./-]{2,24}[A-Z0-9]|\d{3,})"
+# One pass for every label: the named group that matched says the category.
+_ID_RE = re.compile(r"\b(?:" + "|".join(f"(?P<{cat}>{labels})" for cat, labels in _ID_LABELS) +
+                    rf")(?=[\s:#=.]|$)[\s:#=.-]{{0,5}}(?:is\s+|of\s+)?{_ID_VALUE}", re.I)
+_ID_CATEGORIES = [cat for cat, _ in _ID_LABELS]
+# Unlabelled identifiers: long digit runs or letter+digit codes that no unit or word explains.
+_BARE_ID = re.compile(r"(?<![\w.,/-])(?:[A-Z]{1,4}-?\d{5,}|\d{7,}|\d{2,}[A-Z]{1,3}\d{3,}|"
+                      r"[A-Z0-9]{2,}-[A-Z0-9]{2,}-[A-Z0-9]{2,})(?![\w/])")
+_DEA = re.compile(r"\b[A-Z]{2}\d{7}\b")
+_VIN = re.compile(r"\b(?=[A-HJ-NPR-Z0-9]*\d)(?=[A-HJ-NPR-Z0-9]*[A-Z])[A-HJ-NPR-Z0-9]{17}\b")
+
+_STATES = ("AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV "
+           "NH NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC PR").split()
+_STATE_NAMES = ("Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|"
+                "Georgia|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|"
+                "Massachusetts|Michigan|Minnesota|Mississippi|Missouri|Montana|Nebraska|Nevada|"
+                "New Hampshire|New Jersey|New Mexico|New York|North Carolina|North Dakota|Ohio|"
+                "Oklahoma|Oregon|Pennsylvania|Rhode Island|South Carolina|South Dakota|Tennessee|"
+                "Texas|Utah|Vermont|Virginia|Washington|West Virginia|Wisconsin|Wyoming")
+_STATE = rf"(?:{'|'.join(_STATES)}|{_STATE_NAMES})"
+_STREET_TYPE = (r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|"
+                r"place|pl|terrace|ter|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|trl|"
+                r"run|loop|alley|row|crescent|close|pike|turnpike|plaza|ridge|path|pass|point|pt|"
+                r"crossing|xing|heights|hts|park|grove|gardens|center|ctr|commons|expressway|expy|"
+                r"freeway|fwy|cliffs?|manors?|parks|cove|cv|crest|plains|estates?|falls|ferry|"
+                r"fields?|flats?|forest|forks?|fort|glens?|greens?|harbor|hbr|haven|hills?|hollow|"
+                r"inlet|islands?|isle|junction|jct|keys?|knolls?|lakes?|landing|lights?|lodge|"
+                r"meadows?|mews|mills?|mission|motorway|mount|mountains?|mtn|neck|orchard|oval|"
+                r"overpass|passage|pines?|ports?|prairie|radial|ramp|ranch|rapids?|rest|ridges?|"
+                r"river|shoals?|shores?|skyway|springs?|spurs?|stations?|stravenue|stream|summit|"
+                r"throughway|trace|track|trafficway|tunnel|underpass|union|valleys?|viaduct|views?|"
+                r"villages?|ville|vista|walks?|wall|ways|wells?|bypass|bayou|beach|bend|bluffs?|"
+                r"bottom|branch|bridge|brook|burgs?|camp|canyon|cape|causeway|club|common|corners?|"
+                r"course|courts|creek|curve|dale|dam|divide|drives|extensions?|gateway|gardens|"
+                r"harbors|lock|locks|loaf|lane|route|rte|sq)")
+_UNIT = r"(?:,?\s*(?:apt|apartment|suite|ste|unit|#|room|rm|floor|fl|bldg|building)\.?\s*#?\s*[\w-]+)"
+_STREET = re.compile(
+    # capitalised street names (any suffix), or lower-case dictation with a spelled-out suffix
+    rf"(?<![\w/.-])\d{{1,6}}[A-Z]?[ ]{{1,2}}(?:(?:[NSEW]\.?|North|South|East|West)[ ]+)?"
+    rf"(?:(?:(?:[A-Z][A-Za-z'-]*\.?|\d+(?:st|nd|rd|th))[ ]){{1,3}}(?i:{_STREET_TYPE})\b\.?"
+    rf"|(?:[a-z][a-z'-]*[ ]){{1,3}}(?:street|avenue|road|drive|lane|boulevard|court|place|"
+    rf"circle|parkway|highway|terrace)\b)"
+    rf"(?:[ ]+(?:[NSEW]{{1,2}}|North|South|East|West)\b\.?)?(?i:{_UNIT})?")
+# After a street: ", City, ST 12345" or " City ST 12345" belongs to the same address.
+_CITY_TAIL = re.compile(rf"(?:,?[ \t]+(?:[A-Z][A-Za-z'.-]+[ \t]?){{1,3}},?[ \t]+(?:[A-Z]{{2}}\b\.?|{_STATE_NAMES})"
+                        r"(?:[ \t]+\d{5}(?:-\d{4})?)?)")
+# "Address: ..." / "lives at ...": the rest of the line is the address.
+_ADDRESS_LABEL = re.compile(r"\b(?:(?:home |mailing |street |patient |pt )?address|addr|"
+                            r"lives at|residing at|resides at)\s*[:#-]?[ \t]*([^\n]{6,100})", re.I)
+# Place names with the suffixes of US towns (Danielburgh, Andersonfort, Bellton, Lake Mary).
+_PLACE_SUFFIX = re.compile(r"\b(?:(?:Lake|Port|East|West|North|South|New|Fort|Mount|Saint|St\.?) )?"
+                           r"[A-Z][a-z]+(?:burgh|borough|boro|bury|ville|ton|town|fort|mouth|side|"
+                           r"land|field|port|view|chester|haven|shire|berg|burg|stad|furt|"
+                           r"wood|dale|ford|ham|mont)\b")
+_PO_BOX = re.compile(r"\b(?:p\.?\s?o\.?\s?box|post office box)\s*#?\s*\d+", re.I)
+# "Springfield, IL 62704" / "Boston, Massachusetts" / "Austin TX 78701"
+_CITY_STATE = re.compile(
+    rf"((?:[A-Z][a-zA-Z'.-]+\s){{0,2}}[A-Z][a-zA-Z'.-]+),?\s+({_STATE})\b\.?(?:,?\s+(\d{{5}}(?:-\d{{4}})?))?")
+_STATE_ONLY = re.compile(rf"\b{_STATE}\b")
+_ZIP_LABEL = re.compile(r"\b(?:zip(?: ?code)?|postal code)\s*:?\s*(\d{5}(?:-\d{4})?)\b", re.I)
+_ZIP_BARE = re.compile(r"(?<![\w-])\d{5}-\d{4}(?![\w-])")
+_CITY_CONTEXT = re.compile(
+    r"\b(?:(?:lives|living|resides|residing|stays|staying)\b[^.\n]{0,30}?\bin|"
+    r"lives in|living in|resides in|resident of|moved (?:here )?from|moved to|native of|"
+    r"relocated (?:from|to)|born in|grew up in|city:|town:|home in|from the town of|visiting from|"
+    r"travel(?:l?ed)? to|trip to|vacation in|works in)\s+((?:[A-Z][a-z'-]+(?:[ \t](?=[A-Z]))?){1,3})")
+
+
+def dates(text: str) -> Iterator[Span]:
+    for rx in _DATE_RES:
+        for m in rx.finditer(text):
+            if _plausible_date(m.group(0)):
+                yield m.start(), m.end(), "DATE"
+    for m in _MONTH_ALONE.finditer(text):
+        yield m.start(), m.end(), "DATE"
+    if "may" in text or "May" in text or "MAY" in text:
+        for m in _MAY_ALONE.finditer(text):
+            yield m.start(1), m.end(1), "DATE"
+    for m in _MONTH_DAY.finditer(text):
+        month, day = int(m.group(1)), int(m.group(2))
+        if not (1 <= month <= 12 and 1 <= day <= 31):
+            continue
+        before, after = text[max(0, m.start() - 24):m.start()], text[m.end():m.end() + 16]
+        if _NOT_DATE_BEFORE.search(before) or _NOT_DATE_AFTER.match(after):
+            continue
+        yield m.start(), m.end(), "DATE"
+
+
+def _plausible_date(s: str) -> bool:
+    nums = [int(x) for x in re.findall(r"\d+", s)]
+    if len(nums) >= 3 and all(c.isdigit() or c in "/.-" for c in s):
+        a, b, c = nums[:3]
+        if a > 31:                       # y-m-d
+            return 1 <= b <= 12 and 1 <= c <= 31
+        # m/d/y or d/m/y; "1.5.2" style versions and scores are rejected by the ranges
+        return (1 <= a <= 12 and 1 <= b <= 31) or (1 <= b <= 12 and 1 <= a <= 31)
+    return True
+
+
+def ages(text: str) -> Iterator[Span]:
+    for rx in _AGE_RES:
+        for m in rx.finditer(text):
+            yield m.start(1), m.end(1), "AGE"
+
+
+def contacts(text: str) -> Iterator[Span]:
+    # each pattern runs only where its indispensable character occurs (a C-speed `in`)
+    if "@" in text:
+        for m in _EMAIL.finditer(text):
+            yield m.start(), m.end(), "EMAIL"
+    if "://" in text or "www." in text or "WWW." in text:
+        for m in _URL.finditer(text):
+            yield m.start(), m.end(), "URL"
+    if text.count(".") >= 3:
+        for m in _IP.finditer(text):
+            yield m.start(), m.end(), "IP"
+    if text.count(":") >= 7:
+        for m in _IPV6.finditer(text):
+            yield m.start(), m.end(), "IP"
+    for m in _PHONE.finditer(text):
+        before = text[max(0, m.start() - 14):m.start()]
+        yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
+    for m in _EXTENSION.finditer(text):
+        yield m.start(1), m.end(1), "PHONE"
+    if "-" in text:
+        for m in _SSN.finditer(text):
+            yield m.start(), m.end(), "SSN"
+
+
+def identifiers(text: str) -> Iterator[Span]:
+    for m in _ID_RE.finditer(text):
+        cat = next(c for c in _ID_CATEGORIES if m.group(c) is not None)
+        value = m.group(len(_ID_CATEGORIES) + 1)
+        if cat == "OTHER_ID" and re.fullmatch(r"\d{1,3}", value):
+            continue
+        yield m.end() - len(value), m.end(), cat
+    for m in _DEA.finditer(text):
+        yield m.start(), m.end(), "LICENSE"
+    for m in _VIN.finditer(text):
+        yield m.start(), m.end(), "VEHICLE"
+    for m in _BARE_ID.finditer(text):
+        after = text[m.end():m.end() + 8]
+        if re.match(r"\s*(?:mg|mcg|ml|units|cells|/|%|copies|iu)", after, re.I):
+            continue
+        yield m.start(), m.end(), "OTHER_ID"
+
+
+def addresses(text: str) -> Iterator[Span]:
+    street_ends = set()
+    for m in _STREET.finditer(text):
+        end = m.end()
+        tail = _CITY_TAIL.match(text, end)
+        if tail:
+            end = tail.end()
+        street_ends.add(m.end())
+        yield m.start(), end, "ADDRESS"
+    for m in _ADDRESS_LABEL.finditer(text):
+        value = m.group(1)
+        cut = re.search(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b", value, re.I)
+        value = value[:cut.start()] if cut else value
+        if any(c.isdigit() for c in value) or "," in value:
+            yield m.start(1), m.start(1) + len(value.rstrip(" .,;")), "ADDRESS"
+    for m in _PLACE_SUFFIX.finditer(text):
+        word = m.group(0).split()[-1].lower()
+        if word not in lexicon.english_words() and word not in lexicon.first_names() and \
+                word not in lexicon.EPONYMS:
+            yield m.start(), m.end(), "ADDRESS"
+    for m in _PO_BOX.finditer(text):
+        yield m.start(), m.end(), "ADDRESS"
+    for state in _STATE_ONLY.finditer(text):        # find the state, then the city before it
+        m = _CITY_STATE.search(text, max(0, state.start() - 48), state.end() + 12)
+        if m is None or m.start(2) != state.start():
+            continue
+        city = m.group(1)
+        if len(m.group(2)) > 2 and not m.group(3) and "," not in text[m.end(1):m.start(2)]:
+            continue            # "Dr. Virginia Rosario": a state name needs a comma or a ZIP
+        if city.split()[-1].lower().rstrip(".") in lexicon.TITLES:
+            continue
+        # "Jane Roe, MD" / "Kim, PA": a 2-letter state needs its ZIP or a street before it
+        if len(m.group(2)) == 2 and not m.group(3) and \
+                not any(0 <= m.start() - e <= 6 for e in street_ends):
+            continue
+        words = city.split()
+        # drop leading words that are ordinary words ("Patient lives Boston, MA")
+        while words and words[0].lower() in lexicon.english_words() and len(words) > 1:
+            words = words[1:]
+        if words and words[-1].lower() not in lexicon.english_words() or len(words) > 1 \
+                or m.group(3):
+            start = m.start(1) + len(city) - len(" ".join(words))
+            yield start, m.end(2), "ADDRESS"      # city and state: one address
+            if m.group(3):
+                yield m.start(3), m.end(3), "ZIP"
+    for m in _ZIP_LABEL.finditer(text):
+        yield m.start(1), m.end(1), "ZIP"
+    for m in _ZIP_BARE.finditer(text):
+        yield m.start(), m.end(), "ZIP"
+    for m in _CITY_CONTEXT.finditer(text):
+        place = m.group(1).rstrip()
+        yield m.start(1), m.start(1) + len(place), "ADDRESS"
+
+
+def find_structured(text: str) -> list[Span]:
+    spans: list[Span] = []
+    for detector in (dates, ages, contacts, identifiers, addresses):
+        spans.extend(detector(text))
+    return spans

@@ -1,0 +1,203 @@
+"""Text de-identification: measured recall/precision on the labelled corpus, no planted PHI in
+the output, ordinary clinical text unchanged, consistent keyed surrogates, keys, the CLIs."""
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from megamed.data.deid import (DeidError, Pseudonymizer, deidentify_text, deidentify_wfdb_header,
+                               find_phi, key_id, load_key)
+from megamed.data.deid import evaluate
+from megamed.data.deid.corpus import generate
+from megamed.data.deid.folder import REPORT
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import deid as deid_tool  # noqa: E402  (tools/deid.py, the CLI itself)
+KEY = b"unit-test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return generate(140, seed=11)
+
+
+def test_recall_and_precision_reach_the_targets(corpus):
+    result = evaluate.score(corpus)
+    overall = result["overall"]
+    print(evaluate.table(result))
+    assert overall["gold_tokens"] > 2500
+    assert overall["recall"] >= 0.99, evaluate.table(result)
+    assert overall["precision"] >= 0.90, evaluate.table(result)
+    assert result["per_category"]["NAME"]["recall"] >= 0.97
+
+
+def test_score_counts_tokens_as_the_issue_defines():
+    doc = {"text": "Seen by Dr. Ann Lee on 3/4/51.", "spans": [[12, 19, "NAME"], [23, 29, "DATE"]]}
+    half = evaluate.score([doc], detector=lambda text: [(12, 15, "NAME")])
+    # gold tokens: Ann, Lee, 3, 4, 51 -> only "Ann" is overlapped by a predicted span
+    assert half["overall"]["gold_tokens"] == 5 and half["overall"]["found"] == 1
+    assert half["overall"]["precision"] == 1.0
+    wrong = evaluate.score([doc], detector=lambda text: [(0, 4, "NAME")])
+    assert wrong["overall"]["found"] == 0 and wrong["overall"]["precision"] == 0.0
+
+
+def test_no_planted_phi_survives(corpus):
+    """Every planted string the detector found is gone from the output, in both styles; the
+    ones that survive are exactly the detector's misses, which the recall target bounds."""
+    ps = Pseudonymizer(KEY)
+    survivors = planted_n = 0
+    for i, doc in enumerate(corpus[:70]):
+        text = doc["text"]
+        style = ("surrogate", "tag")[i % 2]
+        out = deidentify_text(text, ps, style=style)
+        found = find_phi(text)
+        outside = _non_phi_text(text, doc["spans"]).lower()
+        if True:
+            for s, e, cat in doc["spans"]:
+                planted = text[s:e]
+                if planted.lower() in outside:
+                    continue          # the same string also occurs as ordinary text
+                planted_n += 1
+                covered = all(any(fs <= m.start() and m.end() <= fe for fs, fe, _ in found)
+                              for m in re.finditer(r"\w+", planted))
+                survived = re.search(rf"(?<!\w){re.escape(planted)}(?!\w)", out, re.I)
+                assert not (covered and survived), (cat, planted, out)
+                survivors += bool(survived)
+    assert survivors <= 0.01 * planted_n, (survivors, planted_n)
+
+
+def _non_phi_text(text, spans):
+    keep, pos = [], 0
+    for s, e, _ in sorted(spans):
+        keep.append(text[pos:s])
+        pos = e
+    keep.append(text[pos:])
+    return " ".join(keep)
+
+
+ORDINARY = [
+    "History of Parkinson's disease and Hodgkin lymphoma; Bell's palsy in 2015.",
+    "BP 120/80, HR 72, RR 14, SpO2 98% on room air, temp 36.8.",
+    "Na 139, K 3.9, Cl 101, HCO3 24, BUN 18, Cr 0.9, glucose 112, Hgb 13.2, WBC 7.4.",
+    "PR 158 ms, QRS 88 ms, QT/QTc 380/412 ms, axis 30 degrees.",
+    "A 12/3 mm nodule in the right lower lobe, previously 10 x 8 mm.",
+    "Motor strength 5/5 throughout, pain 4/10, grade 3/6 holosystolic murmur.",
+    "Metoprolol 50 mg BID, lisinopril 20 mg daily, Lasix 40 mg IV, Coumadin 5 mg.",
+    "The 64-year-old man was diagnosed in 2019 and had a CABG in 2008.",
+    "Will follow up in two weeks. Hope is to discharge home; a grace period for the co-pay.",
+    "Frank hematuria resolved. Brown sputum. White count 12.1. Rose from 37.2 to 38.4.",
+    "Glasgow Coma Scale 14, Wells score 3, Gleason 4+3, Killip class II, Apgar 9.",
+    "Wolff-Parkinson-White pattern absent; Guillain-Barre syndrome ruled out.",
+    "Foley catheter in place; Swan-Ganz removed; Holter ordered; Doppler negative.",
+]
+
+
+@pytest.mark.parametrize("sentence", ORDINARY)
+def test_ordinary_clinical_text_is_unchanged(sentence):
+    assert deidentify_text(sentence, Pseudonymizer(KEY)) == sentence, find_phi(sentence)
+
+
+def test_surrogates_are_consistent_under_one_key_and_differ_under_another():
+    doc1 = "Patient: Jolene Vasquez-Oduya. Seen by Dr. Abernathy on 3/4/2019."
+    doc2 = "Mrs. Vasquez-Oduya called Dr. Abernathy back."
+    a1 = deidentify_text(doc1, Pseudonymizer(KEY))
+    a2 = deidentify_text(doc2, Pseudonymizer(KEY))      # a separate object, same key
+    b1 = deidentify_text(doc1, Pseudonymizer(b"a-different-key-987654321"))
+    doctor = re.search(r"Dr\. (\w+)", a1).group(1)
+    assert re.search(r"Dr\. (\w+)", a2).group(1) == doctor != "Abernathy"
+    assert a1 != b1 and "Abernathy" not in a1 + a2 + b1 and "Vasquez" not in a1 + a2 + b1
+    assert a1.endswith(" on 2019.")                     # Safe Harbor: the year only
+    # ... and in another process (Python's hash() would differ there)
+    code = ("import sys; from megamed.data.deid import *; "
+            f"print(deidentify_text({doc1!r}, Pseudonymizer({KEY!r})))")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=ROOT, check=True).stdout.strip()
+    assert other == a1
+
+
+def test_date_shift_keeps_intervals_per_patient():
+    text = "Admitted 3/4/2019, discharged 03/10/2019; seen again March 30, 2019."
+    ps = Pseudonymizer(KEY)
+    out = deidentify_text(text, ps, dates="shift", patient="P-1")
+    again = deidentify_text("Follow-up on 2019-03-30.", ps, dates="shift", patient="P-1")
+    found = re.findall(r"\d{1,2}/\d{1,2}/\d{4}|[A-Z][a-z]+ \d{1,2}, \d{4}", out)
+    days = [dt.datetime.strptime(found[0], "%m/%d/%Y"), dt.datetime.strptime(found[1], "%m/%d/%Y"),
+            dt.datetime.strptime(found[2], "%B %d, %Y")]
+    assert (days[1] - days[0]).days == 6 and (days[2] - days[0]).days == 26
+    assert days[0] != dt.datetime(2019, 3, 4)
+    assert again == f"Follow-up on {days[2]:%Y-%m-%d}."
+    other = deidentify_text(text, ps, dates="shift", patient="P-2")
+    assert other != out
+
+
+def test_tag_style_and_ages():
+    out = deidentify_text("Mr. Okafor is a 93 yo; his brother is 71.", Pseudonymizer(KEY),
+                          style="tag")
+    assert out == "Mr. [NAME] is a [AGE] yo; his brother is 71."
+
+
+def test_wfdb_header_comments_only():
+    header = ("s0010 2 1000 38400\ns0010.dat 16 2000 16 0 -489 -8337 0 i\n"
+              "s0010.dat 16 2000 16 0 -490 3190 0 ii\n"
+              "# age: 94\n# Referring: Dr. Hildegard Pfeiffer, admitted 12/01/1990\n")
+    out = deidentify_wfdb_header(header, Pseudonymizer(KEY))
+    assert out.splitlines()[:3] == header.splitlines()[:3]
+    assert "94" not in out and "Pfeiffer" not in out and "12/01" not in out
+    assert "1990" in out
+
+
+def test_keys_are_required_and_never_recorded(tmp_path, monkeypatch):
+    monkeypatch.delenv("MEGAMED_DEID_KEY_FILE", raising=False)
+    with pytest.raises(DeidError, match="no de-identification key"):
+        load_key()
+    short = tmp_path / "short"
+    short.write_bytes(b"abc")
+    with pytest.raises(DeidError, match="at least"):
+        load_key(short)
+    with pytest.raises(DeidError):
+        Pseudonymizer(b"")
+    good = tmp_path / "key"
+    good.write_bytes(KEY + b"\n")
+    monkeypatch.setenv("MEGAMED_DEID_KEY_FILE", str(good))
+    assert load_key() == KEY
+    assert KEY.decode() not in key_id(KEY) and key_id(KEY) != key_id(b"x" + KEY)
+
+
+def test_folder_tool_reports_refuses_and_skips(tmp_path, monkeypatch, capsys):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "note.txt").write_text("Pt Zbigniew Kaczmarek seen 4/5/2020, call 555-867-5309.")
+    (src / "bad.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\1" * 7)
+    (src / "blob.bin").write_bytes(b"\0\1")
+    key = tmp_path / "key"
+    key.write_bytes(KEY)
+    monkeypatch.delenv("MEGAMED_DEID_KEY_FILE", raising=False)
+    args = [str(src), str(dst), "--quiet"]
+    assert deid_tool.main(args) == 2
+    assert "no de-identification key" in capsys.readouterr().err
+    assert deid_tool.main(args + ["--key-file", str(key)]) == 1      # two files refused
+    report = json.loads((dst / REPORT).read_text())
+    assert report["files"]["text"] == 1 and report["files"]["refused"] == 2
+    assert {r["file"] for r in report["refused"]} == {"bad.dcm", "blob.bin"}
+    assert report["text_categories"] == {"NAME": 1, "DATE": 1, "PHONE": 1}
+    assert report["key_id"] == key_id(KEY) and KEY.decode() not in json.dumps(report)
+    out = (dst / "note.txt").read_text()
+    assert "Kaczmarek" not in out and "867-5309" not in out
+    assert deid_tool.main(args + ["--key-file", str(key)]) == 1
+    report = json.loads((dst / REPORT).read_text())
+    assert report["files"]["skipped (already done)"] == 1 and report["files"]["text"] == 1
+
+
+def test_evaluate_cli_prints_the_table(tmp_path, corpus, capsys):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"text": d["text"], "spans": d["spans"]}) + "\n"
+                            for d in corpus[:14]))
+    assert evaluate.main([str(path), "--top", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "| **overall** |" in printed and "| NAME |" in printed
+    assert "most frequent misses" in printed and "most frequent false positives" in printed
