@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +88,7 @@ def _with_phi(ds: pydicom.Dataset, patient, study: str) -> pydicom.Dataset:
 
 
 def _write_series(source: Path, folder: Path, patient, study: str, slices: int,
-                  skip: int | None = None, upsample: int = 1) -> None:
+                  skip: int | None = None, upsample: int = 1, burned_in: bool = False) -> None:
     """`slices` copies of one slice along its normal, 2.5 mm apart, named without suffixes
     in nested folders (series are found by headers, not names); `skip` leaves one out;
     `upsample` repeats each pixel (native files only: 128 x 128 -> 512 x 512 with 4)."""
@@ -101,6 +103,7 @@ def _write_series(source: Path, folder: Path, patient, study: str, slices: int,
         if k == skip:
             continue
         ds = _with_phi(copy.deepcopy(base), patient, study)
+        ds.BurnedInAnnotation = "YES" if burned_in else "NO"
         ds.SeriesInstanceUID = series_uid
         ds.SOPInstanceUID = _uid(study, source.name, k)
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -163,7 +166,7 @@ def build_raw(raw: str | Path, studies: int = 12, *, ct_slices: int = 8, ct_upsa
     RLE MR, .npy EEG+ECG, or "ct_ecg"; patients cycle through PATIENTS) into `raw`. CT series
     have `ct_slices` slices of 128 x `ct_upsample` pixels a side. With `bad_inputs`, adds the
     cases the writer must report: corrupt and truncated DICOM, a series missing a slice, a
-    report that is not UTF-8 and an empty study."""
+    report that is not UTF-8, an empty study and a series with burned-in annotation."""
     raw, files = Path(raw), test_files_dir()
     ecg, rate = _ecg_signal(files)
     for s in range(studies):
@@ -187,7 +190,7 @@ def build_raw(raw: str | Path, studies: int = 12, *, ct_slices: int = 8, ct_upsa
             _write_npy(folder, ecg, rate, patient, seed=s)
     if bad_inputs:
         _write_bad_inputs(raw, files)
-    return DemoCorpus(raw, studies + (5 if bad_inputs else 0), PLANTED_PHI)
+    return DemoCorpus(raw, studies + (6 if bad_inputs else 0), PLANTED_PHI)
 
 
 def _write_bad_inputs(raw: Path, files: Path) -> None:
@@ -206,3 +209,40 @@ def _write_bad_inputs(raw: Path, files: Path) -> None:
     latin.mkdir(parents=True, exist_ok=True)
     (latin / "report.txt").write_bytes(report(patient, "ct").replace("Lungs", "Lüngs").encode("latin-1"))
     (raw / "bad_empty").mkdir(parents=True, exist_ok=True)
+    burned = raw / "bad_burned_in"
+    _write_series(files / "CT_small.dcm", burned, patient, burned.name, 3, burned_in=True)
+    (burned / "report.txt").write_text(report(patient, "ct"))
+
+
+def make_demo(root: str | Path, studies: int = 12, *, key_file: str | Path | None = None,
+              bad_inputs: bool = False, tokenizer: bool = False, workers: int = 1) -> dict:
+    """The whole demo: `root/raw` (build_raw), `root/shards` (make_shards with the demo
+    preset; a rerun skips verified shards) and, with `tokenizer`, `root/tokenizer.model`
+    (recorded in the manifest). The key: `key_file`, else $MEGAMED_DEID_KEY_FILE, else a
+    random key created once as `root/demo.key` (mode 600; demo data only). Returns
+    make_shards' summary plus "shards" (the folder) and "tokenizer" (path or None)."""
+    from megamed.config import load_config
+    from megamed.data.deid import load_key
+    from megamed.data.preprocess import preset
+    from megamed.data.shards import make_shards, merge_manifest
+    from megamed.data.tokenizer import texts_from_shards, train_tokenizer
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    key_file = key_file or os.environ.get("MEGAMED_DEID_KEY_FILE")
+    if key_file is None:
+        key_file = root / "demo.key"
+        if not key_file.exists():
+            descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as f:
+                f.write(secrets.token_hex(32))
+    corpus = build_raw(root / "raw", studies, bad_inputs=bad_inputs)
+    out = root / "shards"
+    summary = make_shards(corpus.raw, out, load_key(key_file), preset("demo"),
+                          samples_per_shard=4, workers=workers, progress=False)
+    model = None
+    if tokenizer:
+        model = train_tokenizer(texts_from_shards(sorted(out.glob("shard-*.tar"))),
+                                root / "tokenizer", load_config("demo").model.vocab_size)
+        merge_manifest(out, tokenizer=str(model))
+    return dict(summary, shards=str(out), tokenizer=model and str(model))

@@ -130,6 +130,9 @@ class ShardWriter:
         (self.out / PARTS).mkdir(parents=True, exist_ok=True)
         todo = [i for i in plan.owned
                 if self.finished_record(i, plan.studies[i], len(plan.studies)) is None]
+        for i in todo:  # left by an interrupted run of this worker (only its own shards)
+            for stale in self.out.glob(shard_name(i) + ".tmp*"):
+                stale.unlink(missing_ok=True)
         summary = {"shards": len(plan.owned), "written": len(todo),
                    "skipped": len(plan.owned) - len(todo), "samples": 0, "errors": 0}
         names = [n for i in todo for n in plan.studies[i]]

@@ -17,10 +17,11 @@ import webdataset as wds
 from scipy import signal as sps
 
 from megamed.data.deid import Pseudonymizer, deidentify_text
-from megamed.data.demo import PLANTED_PHI, build_raw
+from megamed.data.demo import PLANTED_PHI, build_raw, make_demo
 from megamed.data.preprocess import PreprocessConfig, preset
 from megamed.data.shards import ShardError, make_shards, merge_manifest
 from megamed.data.studies import StudyReader
+from megamed.data.tokenizer import Tokenizer
 
 KEY = b"test-key-0123456789abcdef-shards"
 REPO = Path(__file__).resolve().parents[2]
@@ -74,7 +75,7 @@ def test_plain_webdataset_reads_every_sample_the_manifest_lists(demo):
     urls = [str(root / "shards" / s["name"]) for s in manifest["shards"]]
     keys = [s["__key__"] for s in wds.WebDataset(urls, shardshuffle=False)]
     listed = [m["key"] for s in manifest["shards"] for m in s["members"]]
-    assert keys == listed and len(keys) == manifest["num_samples"] == summary["samples"] == 15
+    assert keys == listed and len(keys) == manifest["num_samples"] == summary["samples"] == 16
     assert manifest["format"] == "megamed-shards/1"
     assert manifest["preprocess"] == preset("demo").to_dict()
     assert manifest["preprocess_hash"] == PreprocessConfig.from_dict(manifest["preprocess"]).hash()
@@ -161,9 +162,11 @@ def test_bad_inputs_are_reported_with_a_reason(demo):
     assert "missing slice" in by_path["bad_missing_slice/series_ct_small/001/IM0004"]
     assert "not UTF-8" in by_path["bad_not_utf8/report.txt"]
     assert "nothing readable" in by_path["bad_empty"] and "nothing readable" in by_path["bad_not_utf8"]
+    assert "Burned In Annotation" in by_path["bad_burned_in/series_ct_small/000/IM0000"]
     # the usable parts of a partly bad study are kept: CT of bad_corrupt, reports of the others
     assert set(json.loads(_sample(demo, "bad_corrupt")["json"])["modalities"]) == {"image"}
-    assert "txt" in _sample(demo, "bad_truncated") and "txt" in _sample(demo, "bad_missing_slice")
+    for study in ("bad_truncated", "bad_missing_slice", "bad_burned_in"):
+        assert json.loads(_sample(demo, study)["json"])["modalities"] == ["text"]
 
 
 def test_resume_skips_verified_shards_and_rewrites_a_corrupted_one(demo, tmp_path):
@@ -214,3 +217,17 @@ def test_cli_needs_a_key_and_writes_shards(demo, tmp_path, monkeypatch, capsys):
     written = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert [s["sha256"] for s in written["shards"]] == [s["sha256"] for s in manifest["shards"]]
     assert tool.main([str(root / "raw"), str(tmp_path / "out"), "--merge"]) == 0
+
+
+def test_demo_builds_shards_and_a_tokenizer_and_reruns_as_a_resume(tmp_path, monkeypatch):
+    monkeypatch.delenv("MEGAMED_DEID_KEY_FILE", raising=False)
+    first = make_demo(tmp_path, 6, tokenizer=True)
+    assert first["samples"] == 6 and first["errors"] == 0
+    assert (tmp_path / "demo.key").stat().st_mode & 0o777 == 0o600
+    manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
+    model = Path(first["tokenizer"])
+    assert manifest["tokenizer"] == {"path": str(model), "sha256": Tokenizer(model).sha256}
+    key = (tmp_path / "demo.key").read_bytes().strip()
+    assert manifest["deid_key_id"] == Pseudonymizer(key).key_id
+    again = make_demo(tmp_path, 6)
+    assert again["written"] == 0 and again["skipped"] == len(manifest["shards"])
