@@ -231,3 +231,38 @@ def test_demo_builds_shards_and_a_tokenizer_and_reruns_as_a_resume(tmp_path, mon
     assert manifest["deid_key_id"] == Pseudonymizer(key).key_id
     again = make_demo(tmp_path, 6)
     assert again["written"] == 0 and again["skipped"] == len(manifest["shards"])
+
+
+def test_3d_ct_and_mr_and_npy_eeg_equal_their_references(demo):
+    root, _, _ = demo
+    config = PreprocessConfig(image_mode="3d", image_size=32, depth=6)
+    result = StudyReader(root / "raw", KEY, config)("study0000")
+    image = np.load(io.BytesIO(result.members["img.npy"]))
+    slices = sorted((pydicom.dcmread(p) for p in (root / "raw" / "study0000").rglob("IM*")),
+                    key=lambda ds: float(ds.ImagePositionPatient[2]))  # axial: normal is z
+    hu = np.stack([ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope)
+                   + float(ds.RescaleIntercept) for ds in slices])
+    volume = torch.nn.functional.interpolate(torch.from_numpy(hu)[None, None], size=(6, 32, 32),
+                                             mode="trilinear", align_corners=True)[0, 0].numpy()
+    expected = np.stack([np.clip((volume - (c - 0.5)) / (w - 1) + 0.5, 0, 1)
+                         for c, w in ((40, 400), (-600, 1500), (400, 1800))]).astype(np.float16)
+    assert image.shape == expected.shape == (3, 6, 32, 32)
+    np.testing.assert_allclose(image.astype(np.float32), expected.astype(np.float32), atol=2e-3)
+
+    mr = np.load(io.BytesIO(_sample(demo, "study0002")["img.npy"]))  # MR: one percentile channel
+    middle = sorted((pydicom.dcmread(p) for p in (root / "raw" / "study0002").rglob("IM*")),
+                    key=lambda ds: float(ds.ImagePositionPatient[2]))[2]
+    values = torch.nn.functional.interpolate(
+        torch.from_numpy(middle.pixel_array.astype(np.float32))[None, None], size=(256, 256),
+        mode="bilinear", align_corners=True)[0, 0].numpy()
+    low, high = np.percentile(values, (0.5, 99.5))
+    np.testing.assert_allclose(mr[0].astype(np.float32), np.clip((values - low) / (high - low), 0, 1),
+                               atol=2e-3)
+
+    eeg = np.load(io.BytesIO(_sample(demo, "study0005")["eeg.npy"]))
+    raw = np.load(root / "raw" / "study0005" / "eeg.npy").astype(np.float64).T  # [3072, 19], 256 Hz
+    x = sps.sosfiltfilt(sps.butter(4, [0.5, 70.0], btype="bandpass", fs=256, output="sos"), raw, axis=0)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
+    start = (x.shape[0] - 2560) // 2
+    np.testing.assert_allclose(eeg.astype(np.float32), x[start:start + 2560].T.astype(np.float16),
+                               atol=1e-2)
