@@ -64,7 +64,7 @@ def _reason(error: Exception) -> str:
     (never its message, which could quote a header value)."""
     if isinstance(error, (dicom.DicomError, waveform.WaveformError)):
         return error.reason
-    if isinstance(error, INPUT_ERRORS):
+    if isinstance(error, (PreprocessError, DeidError, OSError)):  # ours, or a path
         return f"{type(error).__name__}: {error}"
     frame = traceback.extract_tb(error.__traceback__)[-1]
     return f"unexpected {type(error).__name__} at {Path(frame.filename).name}:{frame.lineno}"
@@ -171,8 +171,9 @@ class _Study:
             except dicom.DicomError as e:
                 try:
                     waveforms.append((path, waveform.read_dicom_waveform(path)))
-                except dicom.DicomError:
-                    self.error(path, f"not a readable DICOM image or waveform: {e.reason}")
+                except dicom.DicomError as w:
+                    self.error(path, f"not a readable DICOM image ({e.reason}) or waveform "
+                                     f"({w.reason})")
                 continue
             uid = image.series_instance_uid or f"no-uid:{path}"
             series.setdefault(uid, []).append(image)
@@ -196,9 +197,11 @@ class _Study:
         return series.volume, series.spacing
 
     def _image(self, series: dict[str, list]) -> None:
-        """Uses the largest series that decodes and de-identifies; reports the others' errors."""
+        """Uses the largest CT or MR series (else the largest other one) that decodes and
+        de-identifies; reports the errors of those tried before it."""
         ranked = sorted(series.values(), key=lambda images: (
-            -sum(i.number_of_frames for i in images), min(i.path for i in images)))
+            images[0].modality not in ("CT", "MR"), -sum(i.number_of_frames for i in images),
+            min(i.path for i in images)))
         for images in ranked:
             burned = sorted(i.path for i in images if i.burned_in_annotation)
             if burned:
