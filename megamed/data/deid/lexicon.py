@@ -113,9 +113,9 @@ insulin metformin glipizide aspirin asa nitro nitroglycerin morphine fentanyl ve
 ketamine toradol ceftriaxone rocephin zithromax azithromycin doxycycline amoxicillin
 cefazolin ancef unasyn meropenem cefepime linezolid zyvox tamiflu paxlovid remdesivir
 echo tte tee cath pci cabg stemi nstemi afib aflutter svt vt vf chf copd cad ckd esrd dm htn
-hld osa gerd uti dvt pe cva tia mi ards sirs aki pna mrsa vre cdiff covid hiv hcv hbv
+hld osa gerd uti dvt cva tia mi ards sirs aki pna mrsa vre cdiff covid hiv hcv hbv
 ngt ogt picc cvc art tpn icu micu sicu ccu pacu ed er or ir ob gyn peds nicu picu sob cp
-doe pnd le le's rle lle rue lue rlq ruq llq luq lmp edd ga g1p0 neg pos nl abnl
+pnd le le's rle lle rue lue rlq ruq llq luq lmp edd ga g1p0 neg pos nl abnl
 lt rt bilat hpi pmh psh fh sh ros pe a/p cc mdm dnr dni pola molst hcp poa
 qtc qrs pr st axis sinus mrn dob dos ssn acct fin npi dea mr pcp attn re cc bmi""".split())
 
@@ -124,3 +124,10 @@ NOT_NAMES = frozenset("""mg ml mm cm kg lb oz mcg meq mmol iu hr hrs min sec pt 
 mrs md rn np pa do of in on at to the and or for with by as is it be an no not yo yr yrs
 ct mri us ekg ecg ed er icu or ir ob gi gu iv im po pr qd bid tid qid prn npo
 dose doses unit units left right mid upper lower normal""".split())
+
+# Languages, nationalities, faiths: capitalised but not names by themselves ("(Spanish)");
+# some are names too (Christian, English), so only context makes them one.
+PEOPLES = frozenset("""spanish english french german italian portuguese chinese mandarin
+cantonese japanese korean vietnamese russian arabic hindi haitian creole polish greek somali
+african american asian hispanic latino latina caucasian european muslim christian jewish
+catholic baptist methodist""".split())

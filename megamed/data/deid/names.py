@@ -141,7 +141,7 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
             return True
     if t.cap and adjacent and nxt in _EPONYM_VETO_HEADS:
         return True
-    if t.lower in standalone_eponyms():
+    if t.lower in standalone_eponyms() or t.lower in _DEVICE_EPONYMS:
         return True
     if _ZIP_AFTER.match(text[t.end:t.end + 10]):      # a state before its ZIP code
         return True
@@ -154,6 +154,9 @@ _FACILITY_HEADS = frozenset("""hospital hospitals clinic clinics center centre m
 healthcare cardiology associates institute university college school pharmacy labs laboratory
 laboratories foundation memorial infirmary hospice rehab rehabilitation nursing physicians
 group practice partners""".split())
+# Eponyms that name a device or test far more often than a person in a note ("Foley d/c'd");
+# after a title they are names again ("Dr. Foley").
+_DEVICE_EPONYMS = frozenset("foley holter doppler hickman groshong jackson-pratt".split())
 _STANDALONE = None
 
 
@@ -210,8 +213,8 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
             name[j] = True
             j += 1
             continue
-        month_after_title = not strict and t.cap and t.lower in lexicon.MONTHS   # "Dr. May"
-        if (veto[j] and not month_after_title) or _function(t) or \
+        after_title = not strict and t.cap and taken == 0   # "Dr. May", "Dr. Foley"
+        if (veto[j] and not after_title) or _function(t) or \
                 t.lower in lexicon.MEDICAL_WORDS:
             break
         if taken == 0 and first_ok:
@@ -332,7 +335,7 @@ def _labels(text, toks, veto, name) -> None:
             ok = _lower_name(t)
         if ok:
             _take_forward(text, toks, veto, name, i, strict=True, first_ok=True,
-                          comma_first=label in ("patient", "name", "patient name", "pt name"))
+                          comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
 
 
 _LABEL_GAP = re.compile(r"\.?[ \t]*[:,-]?\s{0,4}")
@@ -381,7 +384,9 @@ def _dictionary(text, toks, veto, name) -> None:
             continue            # "PEG", "AMY": short capitals need context, not just a list
         if t.cap:
             prev = toks[i - 1] if i else None
-            if in_list and not t.word:
+            if t.lower in lexicon.PEOPLES:
+                pass                      # "(Spanish)": a name only by context or a pair
+            elif in_list and not t.word:
                 name[i] = True
             elif in_list and not _sentence_start(text, toks, i) and prev is not None and \
                     (not prev.cap or name[i - 1] or (not prev.word and not veto[i - 1])) and \
