@@ -125,16 +125,20 @@ class ShardWriter:
         return record
 
     def run(self, plan: ShardPlan) -> dict:
-        """Writes the owned shards that are not finished; returns counts and the manifest path
-        (None while other workers' shards are missing)."""
+        """Writes the owned shards that are not finished; returns counts (samples and errors
+        over all owned shards, skipped ones included) and the manifest path (None while other
+        workers' shards are missing)."""
         (self.out / PARTS).mkdir(parents=True, exist_ok=True)
-        todo = [i for i in plan.owned
-                if self.finished_record(i, plan.studies[i], len(plan.studies)) is None]
+        finished = {i: self.finished_record(i, plan.studies[i], len(plan.studies))
+                    for i in plan.owned}
+        todo = [i for i, record in finished.items() if record is None]
         for i in todo:  # left by an interrupted run of this worker (only its own shards)
             for stale in self.out.glob(shard_name(i) + ".tmp*"):
                 stale.unlink(missing_ok=True)
-        summary = {"shards": len(plan.owned), "written": len(todo),
-                   "skipped": len(plan.owned) - len(todo), "samples": 0, "errors": 0}
+        done = [r for r in finished.values() if r is not None]
+        summary = {"shards": len(plan.owned), "written": len(todo), "skipped": len(done),
+                   "samples": sum(r["shard"]["samples"] for r in done),
+                   "errors": sum(len(r["errors"]) for r in done)}
         names = [n for i in todo for n in plan.studies[i]]
         with tqdm(total=len(names), unit="study", disable=not self.progress,
                   desc=f"{len(todo)} shards") as bar, _study_results(self, names) as results:

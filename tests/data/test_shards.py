@@ -175,6 +175,7 @@ def test_resume_skips_verified_shards_and_rewrites_a_corrupted_one(demo, tmp_pat
     shutil.copytree(root / "shards", out)
     again = make_shards(root / "raw", out, KEY, preset("demo"), samples_per_shard=4, progress=False)
     assert again["written"] == 0 and again["skipped"] == len(manifest["shards"])
+    assert again["samples"] == manifest["num_samples"] and again["errors"] > 0
     victim = out / manifest["shards"][1]["name"]
     data = bytearray(victim.read_bytes())
     data[700] ^= 0xFF
