@@ -148,8 +148,8 @@ class ShardWriter:
                 summary["samples"] += record["shard"]["samples"]
                 summary["errors"] += len(record["errors"])
                 bar.update(len(shard))
-        summary["manifest"] = str(merge_manifest(self.out, tokenizer=self.tokenizer,
-                                                 missing_ok=True) or "") or None
+        manifest = merge_manifest(self.out, tokenizer=self.tokenizer, missing_ok=True)
+        summary["manifest"] = str(manifest) if manifest else None
         return summary
 
     def _write_shard(self, index: int, plan: ShardPlan, results: list[StudyResult]) -> dict:
@@ -230,7 +230,8 @@ def _read_parts(out: Path) -> dict[int, dict]:
 def merge_manifest(out, *, tokenizer: str | None = None, missing_ok: bool = False) -> Path | None:
     """Writes OUT/manifest.json and OUT/errors.jsonl from the shard records of all workers.
     With missing_ok, returns None while some shard's record is missing; otherwise raises
-    ShardError naming them. Records must agree on preprocessing, key and shard count."""
+    ShardError naming them. Records must agree on preprocessing, key and shard count.
+    Without `tokenizer`, an earlier manifest's tokenizer entry is kept if the file is unchanged."""
     out = Path(out)
     parts = _read_parts(out)
     if not parts:
@@ -251,10 +252,11 @@ def merge_manifest(out, *, tokenizer: str | None = None, missing_ok: bool = Fals
                 raise ShardError(f"{out / shard_name(i)}: {field} differs from "
                                  f"{shard_name(min(parts))}'s; rerun make_shards with one config")
     shards = [parts[i]["shard"] for i in range(num_shards)]
+    tokenizer_entry = _tokenizer_entry(tokenizer) if tokenizer else _previous_tokenizer(out)
     manifest = {"format": FORMAT, "tool_version": megamed.__version__,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "deid_key_id": first["deid_key_id"], "preprocess": first.get("preprocess"),
-                "preprocess_hash": first["preprocess_hash"], "tokenizer": _tokenizer_entry(tokenizer),
+                "preprocess_hash": first["preprocess_hash"], "tokenizer": tokenizer_entry,
                 "num_samples": sum(s["samples"] for s in shards), "shards": shards}
     errors = b"".join(json.dumps(e, sort_keys=True).encode() + b"\n"
                       for i in range(num_shards) for e in parts[i]["errors"])
@@ -263,8 +265,17 @@ def merge_manifest(out, *, tokenizer: str | None = None, missing_ok: bool = Fals
     return out / "manifest.json"
 
 
-def _tokenizer_entry(path: str | None) -> dict | None:
-    return None if path is None else {"path": str(path), "sha256": file_sha256(path)}
+def _tokenizer_entry(path: str | os.PathLike) -> dict:
+    return {"path": str(path), "sha256": file_sha256(path)}
+
+
+def _previous_tokenizer(out: Path) -> dict | None:
+    """The tokenizer an earlier manifest recorded, while that file is still the same."""
+    try:
+        entry = json.loads((out / "manifest.json").read_text()).get("tokenizer")
+        return entry if entry and file_sha256(entry["path"]) == entry["sha256"] else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def make_shards(raw, out, key: bytes, config: PreprocessConfig, *, samples_per_shard: int = 64,

@@ -232,6 +232,8 @@ def test_demo_builds_shards_and_a_tokenizer_and_reruns_as_a_resume(tmp_path, mon
     assert manifest["deid_key_id"] == Pseudonymizer(key).key_id
     again = make_demo(tmp_path, 6)
     assert again["written"] == 0 and again["skipped"] == len(manifest["shards"])
+    rewritten = json.loads((tmp_path / "shards" / "manifest.json").read_text())
+    assert rewritten["tokenizer"] == manifest["tokenizer"]  # kept: the model is unchanged
 
 
 def test_3d_ct_and_mr_and_npy_eeg_equal_their_references(demo):
