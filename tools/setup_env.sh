@@ -18,6 +18,5 @@ fi
 # Ask for the exact release first so pip takes the CPU wheel, not a multi-GB CUDA build.
 "${PIP[@]}" install "torch==2.13.0"
 "${PIP[@]}" install setuptools wheel pybind11
-# install_requires brings the data path's webdataset (shards) and sentencepiece (tokenizer).
 "${PIP[@]}" install --no-build-isolation -e ".[test]"
-.venv/bin/python -c "import megamed, megamed.kernels, torch, webdataset, sentencepiece; print('setup: ok, torch', torch.__version__)"
+.venv/bin/python -c "import megamed, megamed.kernels, torch, sentencepiece, webdataset, tqdm; print('setup: ok, torch', torch.__version__)"

@@ -384,6 +384,24 @@ def read_series(paths) -> Series:
     images = [read_image(p) for p in paths]
     if not images:
         raise ValueError("read_series needs at least one path")
+    return stack_series(images)
+
+
+def stack_series(images: list[DicomImage]) -> Series:
+    """`read_series` for images already read: checked, ordered and stacked."""
+    images, spacing = order_slices(images)
+    return Series(volume=np.stack([rescaled(image) for image in images]), spacing=spacing,
+                  origin=images[0].image_position, orientation=images[0].image_orientation,
+                  series_instance_uid=images[0].series_instance_uid,
+                  paths=tuple(image.path for image in images))
+
+
+def order_slices(images: list[DicomImage]) -> tuple[list[DicomImage], tuple[float, float, float]]:
+    """The checks of `read_series` without building the volume: the images in order along
+    the slice normal and the (slice, row, column) spacing in mm (a caller that needs one
+    slice rescales only that one)."""
+    if not images:
+        raise ValueError("a series needs at least one image")
     for image in images:
         if image.number_of_frames != 1 or image.samples_per_pixel != 1:
             raise DicomError(image.path, "expected single-frame greyscale slices, found "
@@ -416,8 +434,4 @@ def read_series(paths) -> Series:
     else:
         step = images[0].slice_thickness or math.nan
     row_spacing, column_spacing = images[0].pixel_spacing or (math.nan, math.nan)
-    return Series(volume=np.stack([rescaled(image) for image in images]),
-                  spacing=(step, row_spacing, column_spacing),
-                  origin=images[0].image_position, orientation=tuple(orientation.tolist()),
-                  series_instance_uid=images[0].series_instance_uid,
-                  paths=tuple(image.path for image in images))
+    return images, (step, row_spacing, column_spacing)
