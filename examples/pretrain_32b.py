@@ -10,7 +10,9 @@ import sys
 
 import torch.distributed as dist
 
+from megamed.audit import AuditError
 from megamed.config import ConfigError
+from megamed.monitoring import MonitoringError
 from megamed.parallel.state import init_distributed
 from megamed.training.arguments import parse_config
 from megamed.training.trainer import pretrain
@@ -23,10 +25,14 @@ def main(argv=None) -> int:
         print(note, flush=True)
     try:
         pretrain(cfg, save=args.save, load=args.load, metrics_jsonl=args.metrics_jsonl,
-                 print_schedule=args.print_schedule)
+                 print_schedule=args.print_schedule, metrics_port=args.metrics_port,
+                 tensorboard=args.tensorboard, audit_db=args.audit_db)
     except ConfigError as e:
         if dist.get_rank() == 0:
             print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    except (MonitoringError, AuditError) as e:
+        print(f"error on rank {dist.get_rank()}: {e}", file=sys.stderr)
         return 2
     finally:
         dist.destroy_process_group()

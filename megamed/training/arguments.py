@@ -110,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--load", help="checkpoint directory to resume from")
     g.add_argument("--metrics-jsonl", help="append one JSON object per optimizer step here")
     g.add_argument("--log-interval", type=int, help="print a progress line every N steps")
+    g = p.add_argument_group("operations (monitoring and audit)")
+    g.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on "
+                   "PORT + local rank (rank 0: run metrics; every rank: its step timings and "
+                   "GPU); 0: off")
+    g.add_argument("--tensorboard", metavar="DIR", help="write the run metrics as "
+                   "TensorBoard scalars to DIR (rank 0)")
+    g.add_argument("--audit-db", metavar="DB", help="append training start/stop/resume and "
+                   "checkpoint save/load to this audit log: a SQLite path or "
+                   "postgresql://user:password@host:port/db")
     return p
 
 

@@ -26,6 +26,7 @@ from megamed.config import Config, ConfigError, validate_layout
 from megamed.data.sampler import BatchLayout, micro_batch
 from megamed.data.synthetic import SyntheticBigramDataset
 from megamed.data.tokens import TokenFileDataset
+from megamed.monitoring import DataWait, SinkGroup
 from megamed.model.transformer import PRECISION_DTYPES, DecoderStage, count_parameters
 from megamed.parallel import collectives as C
 from megamed.parallel.data import average_loss, data_parallel
@@ -39,6 +40,7 @@ from megamed.training import checkpoint
 from megamed.training.memory import SavedActivations, format_memory, gather_memory, rank_memory
 from megamed.training.metrics import MetricsLogger, flops_per_token
 from megamed.training.optimizer import DistributedAdamW, build_optimizer, counts_once, lr_at
+from megamed.training.telemetry import build_sinks, step_metrics
 
 
 def local_device() -> torch.device:
@@ -134,9 +136,25 @@ def activation_shape(cfg: Config) -> tuple[int, int, int]:
 
 
 def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None,
-             metrics_jsonl: Optional[str] = None, print_schedule: bool = False) -> list[dict]:
+             metrics_jsonl: Optional[str] = None, print_schedule: bool = False,
+             metrics_port: int = 0, tensorboard: Optional[str] = None,
+             audit_db: Optional[str] = None) -> list[dict]:
     """Runs `cfg.train.steps` optimizer steps; torch.distributed must be initialised.
-    Returns the per-step metrics (on global rank 0; an empty list elsewhere)."""
+    Returns the per-step metrics (on global rank 0; an empty list elsewhere). The sinks
+    (Prometheus, TensorBoard, audit log) start first: a busy port or an unreachable audit
+    database fails here, before any training."""
+    sinks = build_sinks(cfg, metrics_port, tensorboard, audit_db, load)
+    try:
+        records = _pretrain(cfg, save, load, metrics_jsonl, print_schedule, sinks)
+    except BaseException as e:
+        sinks.close(e)
+        raise
+    sinks.close()
+    return records
+
+
+def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
+              metrics_jsonl: Optional[str], print_schedule: bool, sinks: SinkGroup) -> list[dict]:
     device = local_device()
     validate_layout(cfg, dist.get_world_size(), device.type)
     p, t = cfg.parallel, cfg.train
@@ -151,6 +169,8 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
     dataset = build_dataset(cfg)
     layout = BatchLayout(t.global_batch, t.micro_batch, state.dp)
     start = _load(load, state, chunks, grads, optimizer, rng, cfg) if load else 0
+    if load:
+        sinks.event("checkpoint_load", checkpoint=load, step=start)
     logger = None
     if state.rank == 0:
         _describe(cfg, state, device, total_params, print_schedule)
@@ -167,8 +187,9 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
     for step in range(start, t.steps):
         started = time.time()
         lr = lr_at(step, t)
-        runner.get_micro_batch = lambda m, step=step: micro_batch(
-            dataset, layout.sample_indices(step, state.dp_rank, m), device)
+        data_wait = DataWait()
+        runner.get_micro_batch = data_wait.timed(lambda m, step=step: micro_batch(
+            dataset, layout.sample_indices(step, state.dp_rank, m), device))
         try:
             result = train_step(runner, optimizer, grads, lr, cfg, state)
         except RuntimeError as e:
@@ -178,16 +199,21 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
         if t.memory_interval and (step + 1) % t.memory_interval == 0:
             memory = gather_memory(rank_memory(grads, optimizer, runner.activations, device),
                                    device)
+        record = {"step": step + 1, "step_time_s": time.time() - started}
         if logger:
-            records.append(logger.log(step + 1, result.loss, lr, result.grad_norm, step_tokens,
-                                      time.time() - started, (step + 1) * step_tokens, memory))
+            record = logger.log(step + 1, result.loss, lr, result.grad_norm, step_tokens,
+                                time.time() - started, (step + 1) * step_tokens, memory)
+            records.append(record)
             if memory:
                 print(format_memory(step + 1, memory), flush=True)
+        sinks.step(step_metrics(record, data_wait.seconds))
         if save and t.save_interval and (step + 1) % t.save_interval == 0:
-            _save(save, step + 1, state, chunks, grads, optimizer, rng, cfg)
+            sinks.event("checkpoint_save", step=step + 1, checkpoint=str(
+                _save(save, step + 1, state, chunks, grads, optimizer, rng, cfg)))
     grads.wait_params()
     if save and (not t.save_interval or t.steps % t.save_interval):
-        _save(save, t.steps, state, chunks, grads, optimizer, rng, cfg)
+        sinks.event("checkpoint_save", step=t.steps, checkpoint=str(
+            _save(save, t.steps, state, chunks, grads, optimizer, rng, cfg)))
     if logger:
         logger.close()
     return records
@@ -224,7 +250,7 @@ def _load(directory, state, chunks, grads, optimizer, rng, cfg: Config) -> int:
     return step
 
 
-def _save(directory, step, state, chunks, grads, optimizer, rng, cfg: Config) -> None:
+def _save(directory, step, state, chunks, grads, optimizer, rng, cfg: Config):
     model = None
     with grads.full_parameters():  # a collective under ZeRO-3: every DP rank gathers
         if state.dp_rank == 0:
@@ -236,3 +262,4 @@ def _save(directory, step, state, chunks, grads, optimizer, rng, cfg: Config) ->
                            checkpoint.optimizer_layout(cfg), cfg.to_dict())
     if state.rank == 0:
         print(f"saved checkpoint {path}", flush=True)
+    return path
