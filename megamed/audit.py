@@ -167,7 +167,8 @@ class AuditLog:
             c.execute("COMMIT")
             return record
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:  # SQLite rolls back by itself on a full disk
+                c.execute("ROLLBACK")
             raise
 
     def _insert(self, seq, now, action, body, prev) -> AuditRecord:
