@@ -9,6 +9,7 @@ step, skipped samples); every rank exports its own step and data-wait timings an
 from __future__ import annotations
 
 import errno
+import threading
 from typing import Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -70,11 +71,25 @@ class GpuCollector:
             yield family
 
 
+class SnapshotRegistry(CollectorRegistry):
+    """A scrape sees the run metrics of one step, never half of two: `PrometheusExporter.step`
+    and `collect` hold the same lock (held for microseconds per step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+
+    def collect(self):
+        with self.lock:
+            families = list(super().collect())
+        yield from families
+
+
 class PrometheusExporter:
     """The registry of one rank and, once `serve` is called, its HTTP endpoint."""
 
     def __init__(self, run_metrics: bool = True, nvml: Optional[Nvml] = None, rank: int = 0):
-        self.registry = r = CollectorRegistry()
+        self.registry = r = SnapshotRegistry()
         self.run_metrics = run_metrics
         self.step_seconds = Histogram("megamed_step_seconds", "Wall time of one optimizer "
                                       "step on this rank", buckets=STEP_BUCKETS, registry=r)
@@ -108,6 +123,10 @@ class PrometheusExporter:
                                   f"local rank)") from None
 
     def step(self, m: StepMetrics) -> None:
+        with self.registry.lock:
+            self._update(m)
+
+    def _update(self, m: StepMetrics) -> None:
         self.step_seconds.observe(m.step_seconds)
         self.data_wait.observe(m.data_wait_seconds)
         if not (self.run_metrics and m.has_run_metrics):
