@@ -28,6 +28,7 @@ import socket
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Optional
 
 GENESIS = "0" * 64
@@ -112,8 +113,11 @@ class AuditLog:
     """One connection to an audit database. `append` is atomic: the record and the head
     move together or not at all (a full disk raises AuditError and stores nothing)."""
 
-    def __init__(self, url: str, actor: Optional[str] = None):
-        self.url = url
+    def __init__(self, url: str, actor: Optional[str] = None, create: bool = True):
+        """create=False (reading, verifying) opens an existing log only and changes nothing.
+        A PostgreSQL password may also come from PGPASSWORD or ~/.pgpass (libpq) instead of
+        the URL, which keeps it out of process listings."""
+        self.url, self.create = url, create
         self.postgres = url.startswith(("postgresql://", "postgres://"))
         self.actor = actor or getpass.getuser()
         self.host = socket.gethostname()
@@ -124,12 +128,18 @@ class AuditLog:
             if self.postgres:
                 import psycopg
                 conn = psycopg.connect(self.url, connect_timeout=10, autocommit=True)
-                conn.execute(POSTGRES_SCHEMA)
+                if self.create:
+                    conn.execute(POSTGRES_SCHEMA)
                 return conn
             path = self.url[len("sqlite:///"):] if self.url.startswith("sqlite:///") else self.url
+            if not self.create and not Path(path).is_file():
+                raise AuditError(f"audit database {path} does not exist")
             conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-            conn.executescript(SQLITE_SCHEMA)
+            if self.create:
+                conn.executescript(SQLITE_SCHEMA)
             return conn
+        except AuditError:
+            raise
         except ImportError as e:
             raise AuditError(f"audit database {redact_url(self.url)}: PostgreSQL needs "
                              f"psycopg 3 ({e})") from None
@@ -182,12 +192,19 @@ class AuditLog:
         return record
 
     def records(self) -> list[AuditRecord]:
-        rows = self.conn.execute(f"SELECT {COLUMNS} FROM audit_records ORDER BY seq").fetchall()
+        rows = self._read(f"SELECT {COLUMNS} FROM audit_records ORDER BY seq")
         return [AuditRecord(*row) for row in rows]
 
-    def stored_head(self) -> tuple[int, str]:
-        return tuple(self.conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1")
-                     .fetchone())
+    def stored_head(self) -> Optional[tuple[int, str]]:
+        rows = self._read("SELECT seq, hash FROM audit_head WHERE id = 1")
+        return tuple(rows[0]) if rows else None
+
+    def _read(self, query: str) -> list:
+        try:
+            return self.conn.execute(query).fetchall()
+        except Exception as e:  # a missing table: not an audit log
+            raise AuditError(f"audit database {redact_url(self.url)} cannot be read: "
+                             f"{_reason(e, self.url)}") from None
 
     def close(self) -> None:
         self.conn.close()
@@ -224,8 +241,10 @@ def verify(log: AuditLog, expect_head: Optional[str] = None) -> Verification:
         expected, prev = r.seq + 1, r.hash
     last = records[-1].seq if records else 0
     head = f"{last}:{prev}"
-    seq, stored = log.stored_head()
-    if seq > last:
+    seq, stored = log.stored_head() or (None, None)
+    if seq is None:
+        problems.append("the head row is missing (deleted)")
+    elif seq > last:
         problems.append(f"records {last + 1}..{seq} are missing after the last record "
                         f"(deleted); the head row says {seq}" if seq > last + 1 else
                         f"record {seq} is missing after the last record (deleted)")

@@ -27,12 +27,15 @@ def main(argv=None) -> int:
     check.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     try:
-        log = AuditLog(args.db)
+        log = AuditLog(args.db, create=False)
     except AuditError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
         return _show(log, args) if args.command == "show" else _verify(log, args)
+    except AuditError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     finally:
         log.close()
 

@@ -66,6 +66,9 @@ class Nvml:
         handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
         self.devices = [(i, h) for i, h in enumerate(handles)
                         if uuids is None or _text(pynvml.nvmlDeviceGetUUID(h)) in uuids]
+        if not self.devices:
+            pynvml.nvmlShutdown()
+            raise NvmlUnavailable(f"NVML sees none of the GPUs {uuids}")
 
     def read(self) -> list[GpuReading]:
         return [self._read(i, h) for i, h in self.devices]

@@ -111,7 +111,7 @@ class PrometheusExporter:
             self.step_number = Gauge("megamed_step", "Last completed optimizer step",
                                      registry=r)
         r.register(GpuCollector(nvml, rank))
-        self.server = None
+        self.nvml, self.server = nvml, None
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         try:
@@ -152,6 +152,9 @@ class PrometheusExporter:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+        if self.nvml is not None:
+            self.nvml.close()
+            self.nvml = None
 
 
 def exported_names(exporter: PrometheusExporter) -> set[str]:

@@ -124,6 +124,10 @@ def test_no_free_text_and_no_secret_in_records(tmp_path):
 def test_unreachable_database_is_a_clear_error_without_the_password(tmp_path):
     with pytest.raises(AuditError, match="cannot be opened"):
         AuditLog(str(tmp_path / "missing" / "audit.db"))
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "audit.py"), "verify",
+                           str(tmp_path / "none.db")], capture_output=True, text=True)
+    assert done.returncode == 2 and "does not exist" in done.stderr  # not "0 records, OK"
+    assert not (tmp_path / "none.db").exists()
     url = "postgresql://auditor:s3cret-pw@127.0.0.1:1/audit"
     assert redact_url(url) == "postgresql://auditor:***@127.0.0.1:1/audit"
     with pytest.raises(AuditError) as error:

@@ -67,9 +67,12 @@ def test_job_agrees_with_its_profile(path):
     for flag in ("--save", "--metrics-jsonl", "--tensorboard"):
         assert flags[flag].startswith(mounts["ckpt"]["mountPath"] + "/")
     assert "data" in claims and "ckpt" in claims
-    # Security: the audit database URL comes from a Secret, the pod is not root.
+    # Security: the audit password comes from a Secret (libpq's PGPASSWORD), not the URL,
+    # and the pod is not root.
     env = {e["name"]: e for e in container["env"]}
-    assert flags["--audit-db"] == "$AUDIT_DB_URL" and "secretKeyRef" in env["AUDIT_DB_URL"]["valueFrom"]
+    assert flags["--audit-db"].startswith("postgresql://") and ":" not in \
+        flags["--audit-db"].split("://")[1].split("@")[0]
+    assert "secretKeyRef" in env["PGPASSWORD"]["valueFrom"]
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] != 0
     assert pod["serviceAccountName"] == "megamed-trainer"
     # Prometheus scrapes exactly these ports on each node of this profile.

@@ -68,6 +68,9 @@ class Readings:
     def read(self):
         return [_reading(), _reading(index=1, uuid="GPU-2", power_watts=None)]
 
+    def close(self):
+        pass
+
 
 def test_gpu_gauges_carry_every_reading():
     page = generate_latest(PrometheusExporter(nvml=Readings(), rank=5).registry).decode()
