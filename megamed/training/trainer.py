@@ -26,8 +26,8 @@ from megamed.config import Config, ConfigError, validate_layout
 from megamed.data.sampler import BatchLayout, micro_batch
 from megamed.data.synthetic import SyntheticBigramDataset
 from megamed.data.tokens import TokenFileDataset
-from megamed.monitoring import DataWait, SinkGroup
 from megamed.model.transformer import PRECISION_DTYPES, DecoderStage, count_parameters
+from megamed.monitoring import DataWait, SinkGroup
 from megamed.parallel import collectives as C
 from megamed.parallel.data import average_loss, data_parallel
 from megamed.parallel.pipeline import (Runner, check_micro_batches, chunk_layers,
