@@ -35,6 +35,12 @@ class StepMetrics:
     mfu: Optional[float] = None
     samples_skipped: int = 0  # skipped (unreadable) samples in this step
 
+    def __post_init__(self):
+        unknown = set(self.grad_norms) - set(GRAD_NORM_PARTS)
+        if unknown:
+            raise ValueError(f"grad norm parts {sorted(unknown)} are not among "
+                             f"{GRAD_NORM_PARTS} (the megamed_grad_norm label contract)")
+
     @property
     def has_run_metrics(self) -> bool:
         return self.loss is not None
