@@ -108,7 +108,8 @@ def report(rows, world, backend, device, out):
               "rows": rows}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=1))
-    print(f"wrote {out} and {chart_table(result, path=str(Path(out).with_suffix('.png')), **CHART)}")
+    chart = chart_table(result, path=str(Path(out).with_suffix(".png")), **CHART)
+    print(f"wrote {out} and {chart}")
 
 
 def run(args) -> None:
