@@ -32,7 +32,7 @@ from megamed.parallel.state import init_distributed
 from megamed.training.metrics import flops_per_token, peak_flops
 from megamed.training.trainer import pretrain
 
-CHART = dict(x=("profile", "devices", "precision"), log=True, ylabel="FLOP/s per device",
+CHART = dict(x=("profile", "devices", "precision"), ylabel="FLOP/s per device",
              y=("model_flops_per_s_per_device", "reference_matmul_flops_per_s"),
              title="Model FLOP/s vs a large matmul on the same device")
 
