@@ -35,8 +35,13 @@ setup(
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     install_requires=["torch>=2.4", "numpy", "pyyaml", "scipy", "pydicom>=3", "tqdm",
-                      "webdataset>=0.2.86", "sentencepiece>=0.2"],
+                      "webdataset>=0.2.86", "sentencepiece>=0.2",
+                      # monitoring: Prometheus exporter, NVML telemetry, PNG plots
+                      "prometheus_client>=0.20", "nvidia-ml-py", "matplotlib"],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "pydicom>=3", "scipy", "triton>=3.8"],
+        # --tensorboard DIR, --audit-db postgresql://... (psycopg 3 with its own libpq)
+        "ops": ["tensorboard", "psycopg[binary]>=3.1"],
+        "test": ["pytest", "pytest-timeout", "pydicom>=3", "scipy", "triton>=3.8",
+                 "tensorboard", "psycopg[binary]>=3.1"],
     },
 )

@@ -25,7 +25,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from megamed.monitoring.plots import chart_table
 from megamed.parallel import collectives as C
+
+CHART = dict(x=("op", "bytes"), y=("busbw_gbs", "copy_gbs"), ylabel="GB/s", log=True,
+             title="Collective bus bandwidth vs a local copy of the same bytes")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUS_FACTOR = {"all_reduce": lambda n: 2 * (n - 1) / n, "all_gather": lambda n: (n - 1) / n,
@@ -104,7 +108,8 @@ def report(rows, world, backend, device, out):
               "rows": rows}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}")
+    chart = chart_table(result, path=str(Path(out).with_suffix(".png")), **CHART)
+    print(f"wrote {out} and {chart}")
 
 
 def run(args) -> None:

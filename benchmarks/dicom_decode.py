@@ -35,6 +35,10 @@ from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian,
                          ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless, generate_uid)
 
 from megamed.data.dicom import decode_pixels
+from megamed.monitoring.plots import chart_table
+
+CHART = dict(x=("set", "cache"), y=("mb_per_s.ours", "mb_per_s.pydicom", "mb_per_s.memcpy"),
+             ylabel="decoded MB/s", log=True, title="DICOM decode: megamed vs pydicom vs memcpy")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"native": {"pydicom": 20.0, "memcpy": 2.0}, "rle": {"pydicom": 10.0}}
@@ -206,7 +210,8 @@ def main() -> None:
               "checks": checks, "rows": rows, "runtime_s": time.perf_counter() - start}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out} ({result['runtime_s']:.0f} s)")
+    print(f"wrote {args.out} ({result['runtime_s']:.0f} s) and "
+          f"{chart_table(result, path=str(args.out.with_suffix('.png')), **CHART)}")
 
 
 if __name__ == "__main__":

@@ -42,8 +42,12 @@ import torch.multiprocessing as mp
 
 from megamed.config import load_config
 from megamed.model.build import build_chunks
+from megamed.monitoring.plots import chart_table
 from megamed.parallel.data import DataParallelGrads
 from megamed.parallel.state import ParallelState
+
+CHART = dict(x=("zero_stage", "bucket_mb"), y=("serial_s", "overlapped_s", "backward_s"),
+             ylabel="seconds per step", title="DP gradient reduction: serial vs overlapped")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODES = ("backward", "reduction", "serial", "overlapped")
@@ -163,6 +167,7 @@ def main(argv=None) -> int:
               "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    chart_table(result, path=str(Path(args.out).with_suffix(".png")), **CHART)
     return 0
 
 

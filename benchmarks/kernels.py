@@ -36,6 +36,13 @@ if not torch.cuda.is_available():
 import triton  # noqa: E402
 
 from megamed.kernels import attention, flash_attention, layer_norm, rms_norm  # noqa: E402
+from megamed.monitoring.plots import chart_table  # noqa: E402
+
+CHARTS = {  # by result["mode"]: errors on a CPU (interpreter), times on a GPU
+    "cpu-correctness": dict(x=("op", "dtype"), y=("max_err_out",), log=True,
+                            ylabel="max |error| vs float64", title="Kernels vs torch (CPU)"),
+    "gpu": dict(x=("op", "impl", "seq", "width"), y=("fwd_ms", "fwd_bwd_ms"), log=True,
+                ylabel="ms", title="Kernels vs torch (GPU)")}
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOKENS, HEADS, HEAD_DIM, ROWS, WIDTHS = 16384, 32, 128, 16384, (5120, 8192)
@@ -298,7 +305,9 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else RESULTS
     out.mkdir(parents=True, exist_ok=True)
     (out / "kernels.json").write_text(json.dumps(result, indent=1))
-    print(f"wrote {out / 'kernels.json'}")
+    chart = CHARTS["cpu-correctness" if result.get("mode") == "cpu-correctness" else "gpu"]
+    print(f"wrote {out / 'kernels.json'} and "
+          f"{chart_table(result, path=str(out / 'kernels.png'), **chart)}")
     return 0
 
 

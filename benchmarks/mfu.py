@@ -27,9 +27,14 @@ import torch
 import torch.distributed as dist
 
 from megamed.config import load_config, resolve
+from megamed.monitoring.plots import chart_table
 from megamed.parallel.state import init_distributed
 from megamed.training.metrics import flops_per_token, peak_flops
 from megamed.training.trainer import pretrain
+
+CHART = dict(x=("profile", "devices", "precision"), ylabel="FLOP/s per device",
+             y=("model_flops_per_s_per_device", "reference_matmul_flops_per_s"),
+             title="Model FLOP/s vs a large matmul on the same device")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -120,6 +125,7 @@ def main(argv=None) -> int:
               f"{ceiling / 1e12:.3f} TFLOP/s, model at {result['fraction_of_matmul']:.1%} of it")
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1))
+        chart_table(result, path=str(Path(args.out).with_suffix(".png")), **CHART)
         print(f"wrote {args.out}")
     dist.destroy_process_group()
     return 0

@@ -25,7 +25,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from megamed.monitoring.plots import chart_table
 from megamed.parallel.pipeline import Runner, select_schedule
+
+CHART = dict(x=("pp", "virtual_stages", "micro_batches"), y=("theory", "measured"),
+             ylabel="bubble fraction", title="Pipeline bubble: measured vs (P-1)/(V*M+P-1)")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -128,7 +132,8 @@ def main(argv=None) -> int:
            "reference": "theory (P-1)/(V*M+P-1)", "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} and "
+          f"{chart_table(out, path=str(Path(args.out).with_suffix('.png')), **CHART)}")
     return 0
 
 

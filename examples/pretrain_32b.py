@@ -13,9 +13,11 @@ import sys
 
 import torch.distributed as dist
 
+from megamed.audit import AuditError
 from megamed.checkpoint import CheckpointError
 from megamed.config import ConfigError, resolve
 from megamed.data.tokens import TokenFileError
+from megamed.monitoring import MonitoringError
 from megamed.parallel.state import init_distributed
 from megamed.training.arguments import parse_config
 from megamed.training.trainer import pretrain
@@ -42,9 +44,14 @@ def main(argv=None) -> int:
         print(note, flush=True)
     try:
         pretrain(cfg, save=args.save, load=args.load, metrics_jsonl=args.metrics_jsonl,
-                 print_schedule=args.print_schedule)
+                 print_schedule=args.print_schedule, metrics_port=args.metrics_port,
+                 tensorboard=args.tensorboard, audit_db=args.audit_db)
     except USER_ERRORS as e:
         return _fail(e)
+    except (MonitoringError, AuditError) as e:
+        # Every rank's own port or database: each says what failed for it.
+        print(f"error on rank {dist.get_rank()}: {e}", file=sys.stderr)
+        return 2
     finally:
         dist.destroy_process_group()
     return 0

@@ -110,6 +110,14 @@ def _groups() -> dict[str, tuple[Flag, ...]]:
             F("--log-interval", "train.log_interval", "print a progress line every N steps",
               int),
         ),
+        "operations (monitoring and audit)": (
+            F("--metrics-port", None, "serve Prometheus metrics on PORT + local rank (rank 0: "
+              "run metrics; every rank: its step timings and GPU); 0 or absent: off", int),
+            F("--tensorboard", None, "write the run metrics as TensorBoard scalars to this "
+              "directory (rank 0)"),
+            F("--audit-db", None, "append training start/stop/resume and checkpoint save/load "
+              "to this audit log: a SQLite path or postgresql://user:password@host:port/db"),
+        ),
     }
 
 

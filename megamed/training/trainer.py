@@ -34,6 +34,7 @@ from megamed.data.synthetic import SyntheticBigramDataset
 from megamed.data.tokens import TokenFileDataset
 from megamed.model.build import build_chunks
 from megamed.model.transformer import PRECISION_DTYPES, DecoderStage
+from megamed.monitoring import DataWait, SinkGroup
 from megamed.parallel import collectives as C
 from megamed.parallel.data import data_parallel
 from megamed.parallel.pipeline import (Runner, describe_partition, dry_run, format_schedule,
@@ -44,6 +45,7 @@ from megamed.training.loss import StepLoss
 from megamed.training.memory import SavedActivations, format_memory, gather_memory, rank_memory
 from megamed.training.metrics import MetricsLogger, flops_per_token
 from megamed.training.optimizer import DistributedAdamW, build_optimizer, counts_once, lr_at
+from megamed.training.telemetry import build_sinks, step_metrics
 
 
 def local_device() -> torch.device:
@@ -80,6 +82,7 @@ class ForwardStep:
     loss: StepLoss
     activations: Optional[SavedActivations] = None
     step: int = 0
+    data_wait: Optional[DataWait] = None  # times the reads of this step (monitoring)
 
     def __post_init__(self):
         self.fields = [(INPUTS if c.has_embedding else frozenset()) |
@@ -87,7 +90,10 @@ class ForwardStep:
 
     def __call__(self, chunk: int, micro: int, x: Optional[torch.Tensor]):
         model = self.chunks[chunk]
-        batch: MicroBatch = self.source.micro_batch(self.step, micro, self.fields[chunk])
+        read = self.source.micro_batch
+        if self.data_wait is not None:
+            read = self.data_wait.timed(read)
+        batch: MicroBatch = read(self.step, micro, self.fields[chunk])
         with self.activations.track() if self.activations else contextlib.nullcontext():
             out = model(batch.tokens if model.has_embedding else x, batch.targets)
         return out, (self.loss.loss_fn(batch) if model.has_output else None)
@@ -119,9 +125,25 @@ def activation_shape(cfg: Config) -> tuple[int, int, int]:
 
 
 def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None,
-             metrics_jsonl: Optional[str] = None, print_schedule: bool = False) -> list[dict]:
+             metrics_jsonl: Optional[str] = None, print_schedule: bool = False,
+             metrics_port: int = 0, tensorboard: Optional[str] = None,
+             audit_db: Optional[str] = None) -> list[dict]:
     """Runs `cfg.train.steps` optimizer steps; torch.distributed must be initialised.
-    Returns the per-step metrics (on global rank 0; an empty list elsewhere)."""
+    Returns the per-step metrics (on global rank 0; an empty list elsewhere). The sinks
+    (Prometheus, TensorBoard, audit log) start first: a busy port or an unreachable audit
+    database fails here, before any training."""
+    sinks = build_sinks(cfg, metrics_port, tensorboard, audit_db, load)
+    try:
+        records = _pretrain(cfg, save, load, metrics_jsonl, print_schedule, sinks)
+    except BaseException as e:
+        sinks.close(e)
+        raise
+    sinks.close()
+    return records
+
+
+def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
+              metrics_jsonl: Optional[str], print_schedule: bool, sinks: SinkGroup) -> list[dict]:
     device = local_device()
     cfg = resolve(cfg, dist.get_world_size(), device.type)
     p, t = cfg.parallel, cfg.train
@@ -135,6 +157,8 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
     source = TokenSource(build_dataset(cfg), BatchLayout(t.global_batch, t.micro_batch,
                                                          state.dp), state.dp_rank, device)
     start = _load(load, state, chunks, grads, optimizer, rng, cfg) if load else 0
+    if load:
+        sinks.event("checkpoint_load", checkpoint=load, step=start)
     logger = None
     if state.rank == 0:
         _describe(cfg, state, device, total_params, print_schedule)
@@ -154,6 +178,7 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
         started = time.time()
         lr = lr_at(step, t)
         forward_step.step = step
+        forward_step.data_wait = data_wait = DataWait()
         try:
             result = train_step(runner, optimizer, grads, lr, cfg, state)
         except RuntimeError as e:
@@ -164,16 +189,21 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
             memory = gather_memory(rank_memory(grads, optimizer, forward_step.activations,
                                                device),
                                    device)
+        record = {"step": step + 1, "step_time_s": time.time() - started}
         if logger:
-            records.append(logger.log(step + 1, result.loss, lr, result.grad_norm, step_tokens,
-                                      time.time() - started, (step + 1) * step_tokens, memory))
+            record = logger.log(step + 1, result.loss, lr, result.grad_norm, step_tokens,
+                                time.time() - started, (step + 1) * step_tokens, memory)
+            records.append(record)
             if memory:
                 print(format_memory(step + 1, memory), flush=True)
+        sinks.step(step_metrics(record, data_wait.seconds))
         if save and t.save_interval and (step + 1) % t.save_interval == 0:
-            _save(save, step + 1, state, chunks, grads, optimizer, rng, cfg)
+            sinks.event("checkpoint_save", step=step + 1, checkpoint=str(
+                _save(save, step + 1, state, chunks, grads, optimizer, rng, cfg)))
     grads.wait_params()
     if save and (not t.save_interval or t.steps % t.save_interval):
-        _save(save, t.steps, state, chunks, grads, optimizer, rng, cfg)
+        sinks.event("checkpoint_save", step=t.steps, checkpoint=str(
+            _save(save, t.steps, state, chunks, grads, optimizer, rng, cfg)))
     if logger:
         logger.close()
     return records
@@ -210,7 +240,7 @@ def _load(directory, state, chunks, grads, optimizer, rng, cfg: Config) -> int:
     return step
 
 
-def _save(directory, step, state, chunks, grads, optimizer, rng, cfg: Config) -> None:
+def _save(directory, step, state, chunks, grads, optimizer, rng, cfg: Config):
     model = None
     with grads.full_parameters():  # a collective under ZeRO-3: every DP rank gathers
         if state.dp_rank == 0:
@@ -221,3 +251,4 @@ def _save(directory, step, state, chunks, grads, optimizer, rng, cfg: Config) ->
     path = checkpoint.save(directory, step, state, payload, optimizer.state_dict(), cfg)
     if state.rank == 0:
         print(f"saved checkpoint {path}", flush=True)
+    return path
