@@ -182,6 +182,8 @@ _PLACE_PREFIX = re.compile(r"\b(?:Lake|Port|East|West|North|South|New|Fort|Mount
 _STATE_SET = frozenset(_STATES)
 _STATE_WORDS = frozenset(_STATE_NAMES.split("|"))
 _STATE_FIRST_WORDS = frozenset(n.split()[0] for n in _STATE_NAMES.split("|") if " " in n)
+# the words that may start a "City, State" (the 2-letter codes are upper case already)
+_STATE_TRIGGERS = _STATE_WORDS | _STATE_SET | _STATE_FIRST_WORDS
 _ZIP_LABEL = re.compile(r"\b(?:zip(?: ?code)?|postal code)\s*:?\s*(\d{5}(?:-\d{4})?)\b", re.I)
 _ZIP_BARE = re.compile(r"\d(?<![\w-]\d)\d{4}-\d{4}(?![\w-])")
 _CITY_CONTEXT = re.compile(
@@ -195,6 +197,11 @@ _ORDINAL_DAY = re.compile(r"\b(?:on|since|until|by|before|after)\s+the\s+([12]?\
                           r"metacarpal|decade|intercostal|ics|cranial|nerve|vertebra|day|week|"
                           r"month|year|time|dose|cycle|of\s+(?:the|a)\b))", re.I)
 
+# precompiled: re's own cache costs a lookup per call in these loops
+_DIGIT_RUN = re.compile(r"\d+")
+_SHORT_NUMBER = re.compile(r"\d{1,3}")
+_UNIT_AFTER = re.compile(r"\s*(?:mg|mcg|ml|units|cells|/|%|copies|iu)", re.I)
+_ADDRESS_END = re.compile(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b", re.I)
 
 def dates(text: str) -> Iterator[Span]:
     for rx in _DATE_RES:
@@ -222,7 +229,7 @@ def dates(text: str) -> Iterator[Span]:
 
 
 def _plausible_date(s: str) -> bool:
-    nums = [int(x) for x in re.findall(r"\d+", s)]
+    nums = [int(x) for x in _DIGIT_RUN.findall(s)]
     if len(nums) >= 3 and all(c.isdigit() or c in "/.-" for c in s):
         a, b, c = nums[:3]
         if a > 31:                       # y-m-d
@@ -285,7 +292,7 @@ def identifiers(text: str) -> Iterator[Span]:
             continue
         cat = next(c for c in _ID_CATEGORIES if label.group(c) is not None)
         value = m.group(1)
-        if cat == "OTHER_ID" and re.fullmatch(r"\d{1,3}", value):
+        if cat == "OTHER_ID" and _SHORT_NUMBER.fullmatch(value):
             continue
         yield start, start + len(value), cat
     for m in _DEA.finditer(text):
@@ -294,7 +301,7 @@ def identifiers(text: str) -> Iterator[Span]:
         yield m.start(), m.end(), "VEHICLE"
     for m in _BARE_ID.finditer(text):
         after = text[m.end():m.end() + 8]
-        if re.match(r"\s*(?:mg|mcg|ml|units|cells|/|%|copies|iu)", after, re.I):
+        if _UNIT_AFTER.match(after):
             continue
         yield m.start(), m.end(), "OTHER_ID"
 
@@ -310,7 +317,7 @@ def addresses(text: str) -> Iterator[Span]:
         yield m.start(), end, "ADDRESS"
     for m in _ADDRESS_LABEL.finditer(text):
         value = m.group(1)
-        cut = re.search(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b", value, re.I)
+        cut = _ADDRESS_END.search(value)
         value = value[:cut.start()] if cut else value
         if any(c.isdigit() for c in value) or "," in value:
             yield m.start(1), m.start(1) + len(value.rstrip(" .,;")), "ADDRESS"
@@ -322,8 +329,7 @@ def addresses(text: str) -> Iterator[Span]:
                     low not in lexicon.EPONYMS:
                 prefix = _PLACE_PREFIX.search(text, max(0, m.start() - 7), m.start())
                 yield (prefix.start() if prefix else m.start()), m.end(), "ADDRESS"
-        if word in _STATE_WORDS or (word.isupper() and word in _STATE_SET) or \
-                word in _STATE_FIRST_WORDS:
+        if word in _STATE_TRIGGERS:
             yield from _city_state(text, m, street_ends)
     for m in _ZIP_LABEL.finditer(text):
         yield m.start(1), m.end(1), "ZIP"
