@@ -203,6 +203,56 @@ _SHORT_NUMBER = re.compile(r"\d{1,3}")
 _UNIT_AFTER = re.compile(r"\s*(?:mg|mcg|ml|units|cells|/|%|copies|iu)", re.I)
 _ADDRESS_END = re.compile(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b", re.I)
 
+# --- scanning less text, same matches --------------------------------------------------------
+# Python's `re` tries a pattern that opens with a word alternation at every position. Where each
+# match must hold an "anchor" (a literal, a digit run) within `back` characters of its start,
+# only the starts near an anchor are tried: the same matches, in the same order, as finditer.
+def _anchored(rx: re.Pattern, text: str, find_anchor, back: int) -> Iterator[re.Match]:
+    pos = tried = 0             # matches start at >= pos; starts below `tried` failed
+    a = find_anchor(0)
+    while a >= 0:
+        m = None
+        for s in range(max(pos, tried, a - back), a + 1):
+            m = rx.match(text, s)
+            if m:
+                break
+        if m:
+            yield m
+            pos = tried = m.end()
+            a = find_anchor(pos)
+        else:
+            tried = a + 1
+            a = find_anchor(a + 1)
+
+
+def _literal_anchor(low: str, word: str):
+    return lambda i: low.find(word, i)
+
+
+def _regex_anchor(rx: re.Pattern, text: str):
+    def find(i: int) -> int:
+        m = rx.search(text, i)
+        return m.start() if m else -1
+    return find
+
+
+_PHONE7 = re.compile(r"\d{3}[-.]\d{4}")               # the number _LOCAL_PHONE ends with
+_LOCAL_PHONE_BACK = len("reached at") + 4             # longest cue word, then \W{0,4}
+_MAY_BACK = len("through") + 1                        # longest preposition, then [ -]
+# necessary for an IPv4 address: "d.d.d" (a C-speed digit scan; most notes have many dots)
+_IP_HINT = re.compile(r"\d\.\d{1,3}\.\d")
+# each match of _CITY_CONTEXT / _ADDRESS_LABEL holds one of these (ASCII text, lower-cased)
+_CITY_CUES = ("liv", "resid", "stay", "moved", "native of", "relocated", "born in", "grew up in",
+              "city:", "town:", "home in", "from the town of", "visiting from", "travel",
+              "trip to", "vacation in", "works in")
+_ADDRESS_CUES = ("addr", "lives at", "residing at", "resides at")
+
+
+def _lower_ascii(text: str) -> str | None:
+    """text.lower() where it keeps every index and re's case folding is plain ASCII; else None."""
+    return text.lower() if text.isascii() else None
+
+
 def dates(text: str) -> Iterator[Span]:
     for rx in _DATE_RES:
         for m in rx.finditer(text):
@@ -213,7 +263,10 @@ def dates(text: str) -> Iterator[Span]:
     for m in _ORDINAL_DAY.finditer(text):
         yield m.start(1), m.end(1), "DATE"
     if "may" in text or "May" in text or "MAY" in text:
-        for m in _MAY_ALONE.finditer(text):
+        low = _lower_ascii(text)
+        found = _MAY_ALONE.finditer(text) if low is None else \
+            _anchored(_MAY_ALONE, text, _literal_anchor(low, "may"), _MAY_BACK)
+        for m in found:
             yield m.start(1), m.end(1), "DATE"
     for m in _MONTH_DAY.finditer(text):
         month, day = int(m.group(1)), int(m.group(2))
@@ -253,7 +306,7 @@ def contacts(text: str) -> Iterator[Span]:
     if "://" in text or "www." in text or "WWW." in text:
         for m in _URL.finditer(text):
             yield m.start(), m.end(), "URL"
-    if text.count(".") >= 3:
+    if text.count(".") >= 3 and _IP_HINT.search(text):
         for m in _IP.finditer(text):
             yield m.start(), m.end(), "IP"
     if text.count(":") >= 7:
@@ -262,7 +315,7 @@ def contacts(text: str) -> Iterator[Span]:
     for m in _PHONE.finditer(text):
         before = text[max(0, m.start() - 14):m.start()]
         yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
-    for m in _LOCAL_PHONE.finditer(text):
+    for m in _anchored(_LOCAL_PHONE, text, _regex_anchor(_PHONE7, text), _LOCAL_PHONE_BACK):
         yield m.start(1), m.end(1), "PHONE"
     for m in _EXTENSION.finditer(text):
         yield m.start(1), m.end(1), "PHONE"
@@ -315,7 +368,9 @@ def addresses(text: str) -> Iterator[Span]:
             end = tail.end()
         street_ends.add(m.end())
         yield m.start(), end, "ADDRESS"
-    for m in _ADDRESS_LABEL.finditer(text):
+    lowered = _lower_ascii(text)
+    cued = lowered is None or any(c in lowered for c in _ADDRESS_CUES)
+    for m in _ADDRESS_LABEL.finditer(text) if cued else ():
         value = m.group(1)
         cut = _ADDRESS_END.search(value)
         value = value[:cut.start()] if cut else value
@@ -335,7 +390,8 @@ def addresses(text: str) -> Iterator[Span]:
         yield m.start(1), m.end(1), "ZIP"
     for m in _ZIP_BARE.finditer(text):
         yield m.start(), m.end(), "ZIP"
-    for m in _CITY_CONTEXT.finditer(text):
+    cued = lowered is None or any(c in lowered for c in _CITY_CUES)
+    for m in _CITY_CONTEXT.finditer(text) if cued else ():
         place = m.group(1).rstrip()
         yield m.start(1), m.start(1) + len(place), "ADDRESS"
     for m in _PO_BOX.finditer(text):
