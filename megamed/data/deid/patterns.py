@@ -241,6 +241,8 @@ _LOCAL_PHONE_BACK = len("reached at") + 4             # longest cue word, then \
 _MAY_BACK = len("through") + 1                        # longest preposition, then [ -]
 # necessary for an IPv4 address: "d.d.d" (a C-speed digit scan; most notes have many dots)
 _IP_HINT = re.compile(r"\d\.\d{1,3}\.\d")
+# necessary for _ORDINAL_DAY ("on the 5th"): a digit and its ordinal suffix
+_ORDINAL_HINT = re.compile(r"\d(?i:st|nd|rd|th)")
 # each match of _CITY_CONTEXT / _ADDRESS_LABEL holds one of these (ASCII text, lower-cased)
 _CITY_CUES = ("liv", "resid", "stay", "moved", "native of", "relocated", "born in", "grew up in",
               "city:", "town:", "home in", "from the town of", "visiting from", "travel",
@@ -260,7 +262,7 @@ def dates(text: str) -> Iterator[Span]:
                 yield m.start(), m.end(), "DATE"
     for m in _MONTH_ALONE.finditer(text):
         yield m.start(), m.end(), "DATE"
-    for m in _ORDINAL_DAY.finditer(text):
+    for m in _ORDINAL_DAY.finditer(text) if _ORDINAL_HINT.search(text) else ():
         yield m.start(1), m.end(1), "DATE"
     if "may" in text or "May" in text or "MAY" in text:
         low = _lower_ascii(text)
