@@ -219,7 +219,8 @@ def test_anchored_scans_equal_finditer():
     from megamed.data.deid import patterns as P
     rng = random.Random(0)
     parts = ["may ", "May", "in ", "through-", "since May be ", "call ", "reached at ", "tel: ",
-             "555-1234", "5551-2345", " x ", "number 123.4567", "pager", "\n", ".", "at", "12"]
+             "555-1234", "5551-2345", " x ", "number 123.4567", "pager", "\n", ".", "at", "12", "March 3rd, 2019",
+             "Jan. 5th", "Sept", "Dec", "decreased", "MAR 19", "of 2019", "marked", ", "]
     for _ in range(300):
         text = "".join(rng.choice(parts) for _ in range(rng.randint(0, 30)))
         low = text.lower()
@@ -229,3 +230,6 @@ def test_anchored_scans_equal_finditer():
         got = [m.span() for m in P._anchored(P._LOCAL_PHONE, text,
                                              P._regex_anchor(P._PHONE7, text), P._LOCAL_PHONE_BACK)]
         assert got == [m.span() for m in P._LOCAL_PHONE.finditer(text)], text
+        for rx in (P._DATE_MONTH_FIRST, P._MONTH_ALONE):
+            got = [m.span() for m in P._month_first(rx, text, low)]
+            assert got == [m.span() for m in rx.finditer(text)], text

@@ -241,6 +241,10 @@ _LOCAL_PHONE_BACK = len("reached at") + 4             # longest cue word, then \
 _MAY_BACK = len("through") + 1                        # longest preposition, then [ -]
 # necessary for an IPv4 address: "d.d.d" (a C-speed digit scan; most notes have many dots)
 _IP_HINT = re.compile(r"\d\.\d{1,3}\.\d")
+# every month name (and so every match of the month-first patterns) starts with one of these
+_MONTH_START = re.compile(r"jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec")
+_DATE_MONTH_FIRST = _DATE_RES[6]
+_IPV6_HINT = re.compile(r":[0-9a-f]{1,4}:[0-9a-f]{1,4}:", re.I)      # necessary for _IPV6
 # necessary for _ORDINAL_DAY ("on the 5th"): a digit and its ordinal suffix
 _ORDINAL_HINT = re.compile(r"\d(?i:st|nd|rd|th)")
 # each match of _CITY_CONTEXT / _ADDRESS_LABEL holds one of these (ASCII text, lower-cased)
@@ -255,17 +259,25 @@ def _lower_ascii(text: str) -> str | None:
     return text.lower() if text.isascii() else None
 
 
+def _month_first(rx: re.Pattern, text: str, low: str | None) -> Iterator[re.Match]:
+    """rx.finditer(text) for a pattern whose every match starts with a month name."""
+    if low is None:
+        return rx.finditer(text)
+    return _anchored(rx, text, _regex_anchor(_MONTH_START, low), 0)
+
+
 def dates(text: str) -> Iterator[Span]:
+    low = _lower_ascii(text)
     for rx in _DATE_RES:
-        for m in rx.finditer(text):
+        found = _month_first(rx, text, low) if rx is _DATE_MONTH_FIRST else rx.finditer(text)
+        for m in found:
             if _plausible_date(m.group(0)):
                 yield m.start(), m.end(), "DATE"
-    for m in _MONTH_ALONE.finditer(text):
+    for m in _month_first(_MONTH_ALONE, text, low):
         yield m.start(), m.end(), "DATE"
     for m in _ORDINAL_DAY.finditer(text) if _ORDINAL_HINT.search(text) else ():
         yield m.start(1), m.end(1), "DATE"
     if "may" in text or "May" in text or "MAY" in text:
-        low = _lower_ascii(text)
         found = _MAY_ALONE.finditer(text) if low is None else \
             _anchored(_MAY_ALONE, text, _literal_anchor(low, "may"), _MAY_BACK)
         for m in found:
@@ -311,7 +323,7 @@ def contacts(text: str) -> Iterator[Span]:
     if text.count(".") >= 3 and _IP_HINT.search(text):
         for m in _IP.finditer(text):
             yield m.start(), m.end(), "IP"
-    if text.count(":") >= 7:
+    if text.count(":") >= 7 and _IPV6_HINT.search(text):
         for m in _IPV6.finditer(text):
             yield m.start(), m.end(), "IP"
     for m in _PHONE.finditer(text):
