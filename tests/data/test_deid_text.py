@@ -211,3 +211,25 @@ def test_accented_names_and_degenerate_input():
     assert out.startswith("Patient ") and " seen by Dr. " in out
     # long runs that once made an identifier pattern quadratic now take linear time
     assert find_phi("1" * 50000) == [(0, 50000, "OTHER_ID")]
+
+
+def test_anchored_scans_equal_finditer():
+    """The anchored scans (patterns._anchored) give exactly re.finditer's matches."""
+    import random
+    from megamed.data.deid import patterns as P
+    rng = random.Random(0)
+    parts = ["may ", "May", "in ", "through-", "since May be ", "call ", "reached at ", "tel: ",
+             "555-1234", "5551-2345", " x ", "number 123.4567", "pager", "\n", ".", "at", "12", "March 3rd, 2019",
+             "Jan. 5th", "Sept", "Dec", "decreased", "MAR 19", "of 2019", "marked", ", "]
+    for _ in range(300):
+        text = "".join(rng.choice(parts) for _ in range(rng.randint(0, 30)))
+        low = text.lower()
+        got = [m.span() for m in P._anchored(P._MAY_ALONE, text, P._literal_anchor(low, "may"),
+                                             P._MAY_BACK)]
+        assert got == [m.span() for m in P._MAY_ALONE.finditer(text)], text
+        got = [m.span() for m in P._anchored(P._LOCAL_PHONE, text,
+                                             P._regex_anchor(P._PHONE7, text), P._LOCAL_PHONE_BACK)]
+        assert got == [m.span() for m in P._LOCAL_PHONE.finditer(text)], text
+        for rx in (P._DATE_MONTH_FIRST, P._MONTH_ALONE):
+            got = [m.span() for m in P._month_first(rx, text, low)]
+            assert got == [m.span() for m in rx.finditer(text)], text

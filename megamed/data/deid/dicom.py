@@ -11,6 +11,7 @@ in every file of a patient. Pixel data and waveform data are never touched.
 from __future__ import annotations
 
 import copy
+import functools
 import datetime as dt
 import os
 from typing import Iterable
@@ -153,24 +154,22 @@ def _count(ctx: _Context, action: str, n: int = 1) -> None:
         ctx.counts[action] = ctx.counts.get(action, 0) + n
 
 
-def _vr(ds: Dataset, tag) -> str:
-    """The VR without converting the value (raw elements of implicit-VR files carry none)."""
-    vr = ds._dict[tag].VR
-    if not vr:
-        try:
-            vr = dictionary_VR(tag)
-        except KeyError:
-            vr = "UN"
-    return vr
+@functools.lru_cache(maxsize=4096)
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return "UN"
 
 
 def _remove_private(ds: Dataset) -> int:
     n = 0
-    for tag in list(ds.keys()):
-        if tag.group & 1:
+    table = ds._dict
+    for tag in list(table):
+        if tag & 0x10000:                    # odd group: private (BaseTag is an int)
             del ds[tag]
             n += 1
-        elif _vr(ds, tag) == "SQ":
+        elif (table[tag].VR or _dictionary_vr(tag)) == "SQ":
             for item in ds[tag].value or ():
                 n += _remove_private(item)
     return n
@@ -191,12 +190,15 @@ _TOUCHED_VRS = frozenset(["SQ", "UI", "DA", "DT"])
 
 
 def _apply(ds: Dataset, ctx: _Context) -> None:
-    for key in list(ds.keys()):
+    table = ds._dict
+    for key in list(table):
         tag = int(key)
         if tag in (0x7FE00010, 0x54001010):  # pixel and waveform data: never touched
             continue
-        action = _action_for(tag)
-        vr = _vr(ds, key)
+        action = ACTIONS.get(tag)
+        if action is None and (tag >> 24) in (0x50, 0x60):
+            action = _action_for(tag)
+        vr = table[key].VR or _dictionary_vr(tag)
         # fast paths that never decode the value: kept as they are, or removed
         if action is None and vr not in _TOUCHED_VRS and not (
                 ctx.clean and tag in CLEAN_DESCRIPTORS):
@@ -302,6 +304,7 @@ def _shift_or_remove(ds: Dataset | None, elem: DataElement, ctx: _Context, remov
     _count(ctx, "shift")
 
 
+@functools.lru_cache(maxsize=4096)   # a study's few dates repeat in every file
 def _shift_one(value: str, vr: str, shift: dt.timedelta) -> str:
     """YYYYMMDD shifted; a DT keeps only its shifted date (its time of day could identify);
     a value that is not a date becomes empty."""

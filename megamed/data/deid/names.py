@@ -30,6 +30,9 @@ _STRONG_LABEL = re.compile(r"(?:dear|sincerely|regards|signed|by|cc|attn|attenti
                            r"signature|pcp|attending|resident|surgeon)\W*$", re.I)
 _SENTENCE_BREAK = re.compile(r"[.!?:;\n•*>|(\[\"]|\d|^\s*-|\s\s")
 
+_DIGIT_BEFORE = re.compile(r"\d\s*$")
+_AND_BEFORE = re.compile(r"\b(?:and|or|&)\s+$")
+_INITIAL_GAP = re.compile(r"[ .]{0,2}")
 
 @dataclass(slots=True)
 class _Tok:
@@ -71,25 +74,46 @@ def _tokens(text: str) -> list[_Tok]:
                         min((ranks[p] for p in parts if p in ranks), default=0) if named else 0,
                         False))
             continue
-        possessive = False
-        low = t.lower()
-        if not low.isascii():                          # josé -> jose for the census lists
-            low = "".join(c for c in unicodedata.normalize("NFKD", low)
-                          if not unicodedata.combining(c))
-        key = low
-        if "'" in t or "’" in t:
-            if low.endswith(("'s", "’s")) and len(t) > 2:
-                possessive, t, e, low = True, t[:-2], e - 2, low[:-2]
-            key = low.replace("'", "").replace("’", "")     # O'Brien -> obrien (census)
-        is_first, rank = key in first, ranks.get(key, 0)
-        if "-" in key and not (is_first or rank) and \
-                all(p[:1].isupper() for p in t.split("-")):   # Nakamura-Lee, Mary-Kate
-            parts = key.split("-")
-            if any((p in first or p in ranks) and p not in words for p in parts):
-                is_first = any(p in first for p in parts)
-                rank = min((ranks[p] for p in parts if p in ranks), default=0)
-        append(_Tok(s, e, t, low, t[0].isupper(), low in words, is_first, rank, possessive))
+        info = _TOKEN_INFO.get(t)
+        if info is None:
+            info = _token_info(t)
+        cut, low, cap, word, is_first, rank, possessive = info
+        append(_Tok(s, e - cut, t[:len(t) - cut] if cut else t, low, cap, word, is_first, rank,
+                    possessive))
     return out
+
+
+def _token_info(t: str) -> tuple:
+    """What the lexicon says about one token (a function of its text alone, so memoised):
+    (characters cut from its end, lower-case form, capitalised, English word, first name,
+    surname rank, possessive)."""
+    words, first, ranks = lexicon.english_words(), lexicon.first_names(), lexicon.surname_rank()
+    original, e = t, len(t)
+    possessive = False
+    low = t.lower()
+    if not low.isascii():                          # josé -> jose for the census lists
+        low = "".join(c for c in unicodedata.normalize("NFKD", low)
+                      if not unicodedata.combining(c))
+    key = low
+    if "'" in t or "’" in t:
+        if low.endswith(("'s", "’s")) and len(t) > 2:
+            possessive, t, e, low = True, t[:-2], e - 2, low[:-2]
+        key = low.replace("'", "").replace("’", "")     # O'Brien -> obrien (census)
+    is_first, rank = key in first, ranks.get(key, 0)
+    if "-" in key and not (is_first or rank) and \
+            all(p[:1].isupper() for p in t.split("-")):   # Nakamura-Lee, Mary-Kate
+        parts = key.split("-")
+        if any((p in first or p in ranks) and p not in words for p in parts):
+            is_first = any(p in first for p in parts)
+            rank = min((ranks[p] for p in parts if p in ranks), default=0)
+    info = (len(original) - e, low, t[0].isupper(), low in words, is_first, rank, possessive)
+    if len(_TOKEN_INFO) >= 1 << 17:     # bounded: a corpus of odd tokens must not grow it forever
+        _TOKEN_INFO.clear()
+    _TOKEN_INFO[original] = info
+    return info
+
+
+_TOKEN_INFO: dict[str, tuple] = {}
 
 
 def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int, int, str]]:
@@ -271,7 +295,7 @@ def _titles_and_credentials(text, toks, veto, name) -> None:
     for i, t in enumerate(toks):
         nxt = toks[i + 1] if i + 1 < len(toks) else None
         if t.lower in lexicon.TITLES and nxt is not None and \
-                not (t.text.islower() and re.search(r"\d\s*$", text[max(0, t.start - 3):t.start])):
+                not (t.text.islower() and _DIGIT_BEFORE.search(text[max(0, t.start - 3):t.start])):
             gap = _gap(text, t, nxt)                     # (not "402 ms. Will follow up")
             if gap.strip() in ("", ".") and "\n" not in gap:
                 if t.lower in ("sister", "nurse", "doctor", "professor") and not nxt.cap:
@@ -430,7 +454,7 @@ def _propagate(text, toks, veto, name) -> None:
     # "Mbeki (pharmacy) and Frost": a census name joined to a name by "and" / "or" / "&"
     for i, t in enumerate(toks):
         if not name[i] and not veto[i] and t.cap and (t.first or t.surname_rank or not t.word) and \
-                not _abbreviation(t) and re.search(r"\b(?:and|or|&)\s+$", text[t.start - 6:t.start]):
+                not _abbreviation(t) and _AND_BEFORE.search(text[t.start - 6:t.start]):
             window = text[max(0, t.start - 30):t.start]
             if any(name[j] and toks[j].end > t.start - 30 for j in range(max(0, i - 6), i)) and \
                     "\n" not in window:
@@ -478,7 +502,7 @@ def _merge(text, toks, name, blocked) -> list[tuple[int, int, str]]:
         if not is_name:
             continue
         gap = text[spans[-1][1]:t.start] if spans else ""
-        if spans and re.fullmatch(r"[ .]{0,2}", gap) and ("." not in gap or _is_initial(prev)):
+        if spans and _INITIAL_GAP.fullmatch(gap) and ("." not in gap or _is_initial(prev)):
             spans[-1][1] = t.end
         else:
             spans.append([t.start, t.end])

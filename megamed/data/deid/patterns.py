@@ -182,6 +182,8 @@ _PLACE_PREFIX = re.compile(r"\b(?:Lake|Port|East|West|North|South|New|Fort|Mount
 _STATE_SET = frozenset(_STATES)
 _STATE_WORDS = frozenset(_STATE_NAMES.split("|"))
 _STATE_FIRST_WORDS = frozenset(n.split()[0] for n in _STATE_NAMES.split("|") if " " in n)
+# the words that may start a "City, State" (the 2-letter codes are upper case already)
+_STATE_TRIGGERS = _STATE_WORDS | _STATE_SET | _STATE_FIRST_WORDS
 _ZIP_LABEL = re.compile(r"\b(?:zip(?: ?code)?|postal code)\s*:?\s*(\d{5}(?:-\d{4})?)\b", re.I)
 _ZIP_BARE = re.compile(r"\d(?<![\w-]\d)\d{4}-\d{4}(?![\w-])")
 _CITY_CONTEXT = re.compile(
@@ -195,18 +197,90 @@ _ORDINAL_DAY = re.compile(r"\b(?:on|since|until|by|before|after)\s+the\s+([12]?\
                           r"metacarpal|decade|intercostal|ics|cranial|nerve|vertebra|day|week|"
                           r"month|year|time|dose|cycle|of\s+(?:the|a)\b))", re.I)
 
+# precompiled: re's own cache costs a lookup per call in these loops
+_DIGIT_RUN = re.compile(r"\d+")
+_SHORT_NUMBER = re.compile(r"\d{1,3}")
+_UNIT_AFTER = re.compile(r"\s*(?:mg|mcg|ml|units|cells|/|%|copies|iu)", re.I)
+_ADDRESS_END = re.compile(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b", re.I)
+
+# --- scanning less text, same matches --------------------------------------------------------
+# Python's `re` tries a pattern that opens with a word alternation at every position. Where each
+# match must hold an "anchor" (a literal, a digit run) within `back` characters of its start,
+# only the starts near an anchor are tried: the same matches, in the same order, as finditer.
+def _anchored(rx: re.Pattern, text: str, find_anchor, back: int) -> Iterator[re.Match]:
+    pos = tried = 0             # matches start at >= pos; starts below `tried` failed
+    a = find_anchor(0)
+    while a >= 0:
+        m = None
+        for s in range(max(pos, tried, a - back), a + 1):
+            m = rx.match(text, s)
+            if m:
+                break
+        if m:
+            yield m
+            pos = tried = m.end()
+            a = find_anchor(pos)
+        else:
+            tried = a + 1
+            a = find_anchor(a + 1)
+
+
+def _literal_anchor(low: str, word: str):
+    return lambda i: low.find(word, i)
+
+
+def _regex_anchor(rx: re.Pattern, text: str):
+    def find(i: int) -> int:
+        m = rx.search(text, i)
+        return m.start() if m else -1
+    return find
+
+
+_PHONE7 = re.compile(r"\d{3}[-.]\d{4}")               # the number _LOCAL_PHONE ends with
+_LOCAL_PHONE_BACK = len("reached at") + 4             # longest cue word, then \W{0,4}
+_MAY_BACK = len("through") + 1                        # longest preposition, then [ -]
+# necessary for an IPv4 address: "d.d.d" (a C-speed digit scan; most notes have many dots)
+_IP_HINT = re.compile(r"\d\.\d{1,3}\.\d")
+# every month name (and so every match of the month-first patterns) starts with one of these
+_MONTH_START = re.compile(r"jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec")
+_DATE_MONTH_FIRST = _DATE_RES[6]
+_IPV6_HINT = re.compile(r":[0-9a-f]{1,4}:[0-9a-f]{1,4}:", re.I)      # necessary for _IPV6
+# necessary for _ORDINAL_DAY ("on the 5th"): a digit and its ordinal suffix
+_ORDINAL_HINT = re.compile(r"\d(?i:st|nd|rd|th)")
+# each match of _CITY_CONTEXT / _ADDRESS_LABEL holds one of these (ASCII text, lower-cased)
+_CITY_CUES = ("liv", "resid", "stay", "moved", "native of", "relocated", "born in", "grew up in",
+              "city:", "town:", "home in", "from the town of", "visiting from", "travel",
+              "trip to", "vacation in", "works in")
+_ADDRESS_CUES = ("addr", "lives at", "residing at", "resides at")
+
+
+def _lower_ascii(text: str) -> str | None:
+    """text.lower() where it keeps every index and re's case folding is plain ASCII; else None."""
+    return text.lower() if text.isascii() else None
+
+
+def _month_first(rx: re.Pattern, text: str, low: str | None) -> Iterator[re.Match]:
+    """rx.finditer(text) for a pattern whose every match starts with a month name."""
+    if low is None:
+        return rx.finditer(text)
+    return _anchored(rx, text, _regex_anchor(_MONTH_START, low), 0)
+
 
 def dates(text: str) -> Iterator[Span]:
+    low = _lower_ascii(text)
     for rx in _DATE_RES:
-        for m in rx.finditer(text):
+        found = _month_first(rx, text, low) if rx is _DATE_MONTH_FIRST else rx.finditer(text)
+        for m in found:
             if _plausible_date(m.group(0)):
                 yield m.start(), m.end(), "DATE"
-    for m in _MONTH_ALONE.finditer(text):
+    for m in _month_first(_MONTH_ALONE, text, low):
         yield m.start(), m.end(), "DATE"
-    for m in _ORDINAL_DAY.finditer(text):
+    for m in _ORDINAL_DAY.finditer(text) if _ORDINAL_HINT.search(text) else ():
         yield m.start(1), m.end(1), "DATE"
     if "may" in text or "May" in text or "MAY" in text:
-        for m in _MAY_ALONE.finditer(text):
+        found = _MAY_ALONE.finditer(text) if low is None else \
+            _anchored(_MAY_ALONE, text, _literal_anchor(low, "may"), _MAY_BACK)
+        for m in found:
             yield m.start(1), m.end(1), "DATE"
     for m in _MONTH_DAY.finditer(text):
         month, day = int(m.group(1)), int(m.group(2))
@@ -222,7 +296,7 @@ def dates(text: str) -> Iterator[Span]:
 
 
 def _plausible_date(s: str) -> bool:
-    nums = [int(x) for x in re.findall(r"\d+", s)]
+    nums = [int(x) for x in _DIGIT_RUN.findall(s)]
     if len(nums) >= 3 and all(c.isdigit() or c in "/.-" for c in s):
         a, b, c = nums[:3]
         if a > 31:                       # y-m-d
@@ -246,16 +320,16 @@ def contacts(text: str) -> Iterator[Span]:
     if "://" in text or "www." in text or "WWW." in text:
         for m in _URL.finditer(text):
             yield m.start(), m.end(), "URL"
-    if text.count(".") >= 3:
+    if text.count(".") >= 3 and _IP_HINT.search(text):
         for m in _IP.finditer(text):
             yield m.start(), m.end(), "IP"
-    if text.count(":") >= 7:
+    if text.count(":") >= 7 and _IPV6_HINT.search(text):
         for m in _IPV6.finditer(text):
             yield m.start(), m.end(), "IP"
     for m in _PHONE.finditer(text):
         before = text[max(0, m.start() - 14):m.start()]
         yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
-    for m in _LOCAL_PHONE.finditer(text):
+    for m in _anchored(_LOCAL_PHONE, text, _regex_anchor(_PHONE7, text), _LOCAL_PHONE_BACK):
         yield m.start(1), m.end(1), "PHONE"
     for m in _EXTENSION.finditer(text):
         yield m.start(1), m.end(1), "PHONE"
@@ -285,7 +359,7 @@ def identifiers(text: str) -> Iterator[Span]:
             continue
         cat = next(c for c in _ID_CATEGORIES if label.group(c) is not None)
         value = m.group(1)
-        if cat == "OTHER_ID" and re.fullmatch(r"\d{1,3}", value):
+        if cat == "OTHER_ID" and _SHORT_NUMBER.fullmatch(value):
             continue
         yield start, start + len(value), cat
     for m in _DEA.finditer(text):
@@ -294,7 +368,7 @@ def identifiers(text: str) -> Iterator[Span]:
         yield m.start(), m.end(), "VEHICLE"
     for m in _BARE_ID.finditer(text):
         after = text[m.end():m.end() + 8]
-        if re.match(r"\s*(?:mg|mcg|ml|units|cells|/|%|copies|iu)", after, re.I):
+        if _UNIT_AFTER.match(after):
             continue
         yield m.start(), m.end(), "OTHER_ID"
 
@@ -308,9 +382,11 @@ def addresses(text: str) -> Iterator[Span]:
             end = tail.end()
         street_ends.add(m.end())
         yield m.start(), end, "ADDRESS"
-    for m in _ADDRESS_LABEL.finditer(text):
+    lowered = _lower_ascii(text)
+    cued = lowered is None or any(c in lowered for c in _ADDRESS_CUES)
+    for m in _ADDRESS_LABEL.finditer(text) if cued else ():
         value = m.group(1)
-        cut = re.search(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b", value, re.I)
+        cut = _ADDRESS_END.search(value)
         value = value[:cut.start()] if cut else value
         if any(c.isdigit() for c in value) or "," in value:
             yield m.start(1), m.start(1) + len(value.rstrip(" .,;")), "ADDRESS"
@@ -322,14 +398,14 @@ def addresses(text: str) -> Iterator[Span]:
                     low not in lexicon.EPONYMS:
                 prefix = _PLACE_PREFIX.search(text, max(0, m.start() - 7), m.start())
                 yield (prefix.start() if prefix else m.start()), m.end(), "ADDRESS"
-        if word in _STATE_WORDS or (word.isupper() and word in _STATE_SET) or \
-                word in _STATE_FIRST_WORDS:
+        if word in _STATE_TRIGGERS:
             yield from _city_state(text, m, street_ends)
     for m in _ZIP_LABEL.finditer(text):
         yield m.start(1), m.end(1), "ZIP"
     for m in _ZIP_BARE.finditer(text):
         yield m.start(), m.end(), "ZIP"
-    for m in _CITY_CONTEXT.finditer(text):
+    cued = lowered is None or any(c in lowered for c in _CITY_CUES)
+    for m in _CITY_CONTEXT.finditer(text) if cued else ():
         place = m.group(1).rstrip()
         yield m.start(1), m.start(1) + len(place), "ADDRESS"
     for m in _PO_BOX.finditer(text):

@@ -44,6 +44,9 @@ def key_id(key: bytes) -> str:
     return "sha256:" + hashlib.sha256(b"megamed-deid-key-id\0" + key).hexdigest()[:16]
 
 
+_UID_CACHE = 1 << 16
+
+
 class Pseudonymizer:
     """Deterministic surrogates under one secret key (HMAC-SHA256).
 
@@ -58,6 +61,8 @@ class Pseudonymizer:
             raise DeidError("Pseudonymizer needs a non-empty key (bytes); there is no default key")
         self._key = bytes(key)
         self.key_id = key_id(self._key)
+        self._uids: dict[str, str] = {}     # the UIDs of a study repeat in every file
+
 
     def digest(self, kind: str, value: str) -> bytes:
         """HMAC-SHA256(key, kind NUL value): 32 bytes."""
@@ -70,7 +75,13 @@ class Pseudonymizer:
     # --- DICOM ---------------------------------------------------------------------------
     def uid(self, uid: str) -> str:
         """`2.25.<decimal of 128 bits of the HMAC>`: at most 44 characters, valid UID syntax."""
-        return "2.25." + str(int.from_bytes(self.digest("uid", uid.strip())[:16], "big"))
+        out = self._uids.get(uid)
+        if out is None:
+            if len(self._uids) >= _UID_CACHE:
+                self._uids.clear()
+            out = "2.25." + str(int.from_bytes(self.digest("uid", uid.strip())[:16], "big"))
+            self._uids[uid] = out
+        return out
 
     def patient_id(self, patient: str) -> str:
         """A non-empty pseudonymous patient id, distinct for distinct patients (80 bits)."""
