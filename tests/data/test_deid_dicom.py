@@ -129,14 +129,16 @@ def test_dates_shift_by_one_nonzero_offset_per_patient():
     p1 = _series(2, patient="P1")
     p2 = _series(1, patient="P2")
     p1[1].StudyDate = "20190301"
-    shifts = []
+    shifts, outs = [], []
     for ds in p1 + p2:
         old = dt.datetime.strptime(ds.StudyDate, "%Y%m%d")
-        new = dt.datetime.strptime(deidentify_dicom(ds, ps).StudyDate, "%Y%m%d")
+        outs.append(deidentify_dicom(ds, ps))
+        new = dt.datetime.strptime(outs[-1].StudyDate, "%Y%m%d")
         shifts.append((new - old).days)
     assert shifts[0] == shifts[1] != 0          # the same patient: the same offset
     assert shifts[2] != 0
-    assert p1[0].PatientID != p2[0].PatientID and p1[0].PatientName != p2[0].PatientName
+    assert outs[0].PatientID == outs[1].PatientID != outs[2].PatientID
+    assert outs[0].PatientName == outs[1].PatientName != outs[2].PatientName
 
 
 def test_burned_in_and_risky_modalities_are_refused_with_the_file_name(tmp_path):
@@ -210,3 +212,25 @@ def _bytes(ds) -> bytes:
     else:
         pydicom.filewriter.dcmwrite(buf, ds, implicit_vr=True, little_endian=True)
     return buf.getvalue()
+
+
+def test_clean_descriptors_and_removed_dates_options():
+    ds = _series(1)[0]
+    ds.SeriesDescription = "CT chest for Jolene Vasquez-Oduya"
+    ds.StudyDescription = "Chest CT 3/4/2019"
+    kept = deidentify_dicom(copy.deepcopy(ds), Pseudonymizer(KEY), clean_descriptors=True)
+    assert kept.SeriesDescription.startswith("CT chest for ") and "Vasquez" not in kept.SeriesDescription
+    assert kept.StudyDescription.startswith("Chest CT ") and "3/4" not in kept.StudyDescription
+    assert [c.CodeValue for c in kept.DeidentificationMethodCodeSequence] == \
+        ["113100", "113107", "113105"]
+    basic = deidentify_dicom(copy.deepcopy(ds), Pseudonymizer(KEY), retain_dates=False)
+    assert "SeriesDescription" not in basic and basic.get("StudyDate", "") == ""
+    assert basic.LongitudinalTemporalInformationModified == "REMOVED"
+
+
+def test_input_is_left_alone_and_repeated_calls_agree():
+    ds = _series(1)[0]
+    before = _bytes(ds)
+    first = _bytes(deidentify_dicom(ds, Pseudonymizer(KEY)))
+    second = _bytes(deidentify_dicom(ds, Pseudonymizer(KEY)))
+    assert _bytes(ds) == before and first == second != before

@@ -201,3 +201,13 @@ def test_evaluate_cli_prints_the_table(tmp_path, corpus, capsys):
     printed = capsys.readouterr().out
     assert "| **overall** |" in printed and "| NAME |" in printed
     assert "most frequent misses" in printed and "most frequent false positives" in printed
+
+
+def test_accented_names_and_degenerate_input():
+    out = deidentify_text("Patient José Núñez seen by Dr. Müller-Lüdenscheidt; daughter Zoë called.",
+                          Pseudonymizer(KEY))
+    for planted in ("José", "Núñez", "Müller", "Zoë"):
+        assert planted not in out, out
+    assert out.startswith("Patient ") and " seen by Dr. " in out
+    # long runs that once made an identifier pattern quadratic now take linear time
+    assert find_phi("1" * 50000) == [(0, 50000, "OTHER_ID")]

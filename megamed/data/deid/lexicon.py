@@ -131,3 +131,60 @@ PEOPLES = frozenset("""spanish english french german italian portuguese chinese 
 cantonese japanese korean vietnamese russian arabic hindi haitian creole polish greek somali
 african american asian hispanic latino latina caucasian european muslim christian jewish
 catholic baptist methodist""".split())
+
+# --- context words for the name rules (names.py) ---
+FUNCTION_WORDS = frozenset("""a an and or but nor of to in on at by for with from into onto
+was is are were be been being has have had will would can could may might should must shall
+did does do done not no yes he she his her him hers they them their it its this that these those
+who whom which what when where why how today yesterday tomorrow also then here there as if so
+per via patient pt pts mr mrs ms dr md rn all any each some such than too very just only
+again back up down out over under after before during while since until because about
+i me my we our us you your one two three four five six seven eight nine ten""".split())
+
+# Given names that are everyday words in lower-case dictation ("will", "may", "art line").
+LOWER_AMBIGUOUS_FIRST = frozenset("""will may mark bill pat sue guy art don gene grant chase page
+long rose hope frank joy faith grace dawn ray max jack dean drew case lane miles son
+king young major sunny summer autumn april june august star sky river rocky""".split())
+
+LABEL_WORDS = """patient|pt|name|pt name|patient name|seen by|signed by|electronically signed|
+signed|dictated by|transcribed by|attending|attending physician|resident|fellow|intern|pcp|
+primary care|primary care physician|primary care provider|referring|referring physician|
+referring provider|referring md|referred by|cc|dear|sincerely|regards|respectfully|best|thanks|
+thank you|surgeon|assistant|anesthesiologist|anesthesia|reviewed by|read by|interpreted by|
+verified by|ordered by|approved by|performed by|cosigned by|co-signed by|discussed with|
+spoke with|d/w|contact|emergency contact|next of kin|nok|husband|wife|son|daughter|mother|
+father|brother|sister|friend|partner|spouse|grandson|granddaughter|grandmother|grandfather|
+niece|nephew|caregiver|guardian|accompanied by|boyfriend|girlfriend|fiance|fiancee|aunt|uncle|
+cousin|roommate|neighbor|provider|physician|technologist|tech|sonographer|consultant|
+consulting|covering|on-call|pharmacist|therapist|chaplain|social worker|case manager|
+care coordinator|mom|dad|translator|interpreter|from|to|by|with|per|attn|attention|re|
+regarding|signature|dictating on|dictated on|dictation on|call|called|notify|notified|page|
+paged|told|informed|asked|met with|visited by|family|inform|contacted""".replace("\n", "").split("|")
+
+EPONYM_VETO_HEADS = frozenset("disease syndrome sign palsy lymphoma sarcoma criteria".split())
+
+FACILITY_HEADS = frozenset("""hospital hospitals clinic clinics center centre medical health
+healthcare cardiology associates institute university college school pharmacy labs laboratory
+laboratories foundation memorial infirmary hospice rehab rehabilitation nursing physicians
+group practice partners""".split())
+
+# Eponyms that name a device or test far more often than a person in a note ("Foley d/c'd");
+# after a title they are names again ("Dr. Foley").
+DEVICE_EPONYMS = frozenset("foley holter doppler hickman groshong jackson-pratt".split())
+
+PRONOUNS = frozenset("i me my he she him his her hers they them their we us our you your it its".split())
+
+PARTICLES = frozenset("van von de der del della da di la le st mac bin ibn al el dos das du".split())
+
+# Verbs whose object is often a person: the next capitalised census name is one.
+OBJECT_VERBS = frozenset("""call called notify notified page paged told informed asked
+met with visited by family inform informed contact contacted""".split())
+
+# Labels after which even a lower-case token that is not a word is a name ("seen by kowalczyk").
+VOUCHING_LABELS = frozenset(["dictating on", "dictated on", "dictation on", "seen by",
+                             "signed by", "dear", "sincerely", "cc", "name", "patient name",
+                             "pt name", "attending", "pcp"])
+
+RELATIVES = frozenset("""husband wife son daughter mother father brother sister friend partner
+spouse grandson granddaughter grandmother grandfather niece nephew caregiver guardian boyfriend
+girlfriend aunt uncle cousin roommate neighbor mom dad""".split())

@@ -16,43 +16,19 @@ from __future__ import annotations
 
 import bisect
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from megamed.data.deid import lexicon
 
-_TOKEN = re.compile(r"[A-Za-z](?:[A-Za-z]|['’-](?=[A-Za-z]))*")
-_DOSE_AFTER = re.compile(r"^\s*\d+(?:\.\d+)?\s*(?:mg|mcg|g|ml|units?|meq|mmol|%|tabs?|puffs?)\b",
+# Letters in any script ("José Núñez"); apostrophes and hyphens inside a name.
+_TOKEN = re.compile(r"[^\W\d_](?:[^\W\d_]|['’-](?=[^\W\d_]))*")
+_DOSE_AFTER = re.compile(r"\s*\d+(?:\.\d+)?\s*(?:mg|mcg|g|ml|units?|meq|mmol|%|tabs?|puffs?)\b",
                          re.I)
-FUNCTION_WORDS = frozenset("""a an and or but nor of to in on at by for with from into onto
-was is are were be been being has have had will would can could may might should must shall
-did does do done not no yes he she his her him hers they them their it its this that these those
-who whom which what when where why how today yesterday tomorrow also then here there as if so
-per via patient pt pts mr mrs ms dr md rn all any each some such than too very just only
-again back up down out over under after before during while since until because about
-i me my we our us you your one two three four five six seven eight nine ten""".split())
-# Given names that are everyday words in lower-case dictation ("will", "may", "art line").
-_LOWER_AMBIGUOUS_FIRST = frozenset("""will may mark bill pat sue guy art don gene grant chase page
-long rose hope frank joy faith grace dawn ray max jack dean drew case lane miles son
-king young major sunny summer autumn april june august star sky river rocky""".split())
-_LABEL_WORDS = """patient|pt|name|pt name|patient name|seen by|signed by|electronically signed|
-signed|dictated by|transcribed by|attending|attending physician|resident|fellow|intern|pcp|
-primary care|primary care physician|primary care provider|referring|referring physician|
-referring provider|referring md|referred by|cc|dear|sincerely|regards|respectfully|best|thanks|
-thank you|surgeon|assistant|anesthesiologist|anesthesia|reviewed by|read by|interpreted by|
-verified by|ordered by|approved by|performed by|cosigned by|co-signed by|discussed with|
-spoke with|d/w|contact|emergency contact|next of kin|nok|husband|wife|son|daughter|mother|
-father|brother|sister|friend|partner|spouse|grandson|granddaughter|grandmother|grandfather|
-niece|nephew|caregiver|guardian|accompanied by|boyfriend|girlfriend|fiance|fiancee|aunt|uncle|
-cousin|roommate|neighbor|provider|physician|technologist|tech|sonographer|consultant|
-consulting|covering|on-call|pharmacist|therapist|chaplain|social worker|case manager|
-care coordinator|mom|dad|translator|interpreter|from|to|by|with|per|attn|attention|re|
-regarding|signature|dictating on|dictated on|dictation on|call|called|notify|notified|page|
-paged|told|informed|asked|met with|visited by|family|inform|contacted""".replace("\n", "").split("|")
 
 _STRONG_LABEL = re.compile(r"(?:dear|sincerely|regards|signed|by|cc|attn|attention|name|"
                            r"signature|pcp|attending|resident|surgeon)\W*$", re.I)
 _SENTENCE_BREAK = re.compile(r"[.!?:;\n•*>|(\[\"]|\d|^\s*-|\s\s")
-_EPONYM_VETO_HEADS = frozenset("disease syndrome sign palsy lymphoma sarcoma criteria".split())
 
 
 @dataclass(slots=True)
@@ -68,22 +44,51 @@ class _Tok:
     possessive: bool
 
 
+_SHOUTED_LINE = re.compile(r"^[^a-z\n]*[A-Z]{2}[^a-z\n]*$", re.M)
+
+
+def _uncased_regions(text: str) -> list[tuple[int, int]]:
+    """Lines written all in capitals: there a capital letter says nothing about a name."""
+    return [m.span() for m in _SHOUTED_LINE.finditer(text)
+            if sum(c.isalpha() for c in m.group(0)) >= 24]
+
+
 def _tokens(text: str) -> list[_Tok]:
     words, first, ranks = lexicon.english_words(), lexicon.first_names(), lexicon.surname_rank()
     out = []
     append = out.append
+    shouted = _uncased_regions(text) if text.isupper() or "\n" in text else []
     for m in _TOKEN.finditer(text):
         t = m.group(0)
         s, e = m.span()
+        if shouted and len(t) > 1 and any(a <= s < b for a, b in shouted):
+            low = t.lower()                    # read an all-capitals line as lower case
+            parts = low.split("-")
+            named = len(parts) == 1 or any((p in first or p in ranks) and p not in words
+                                           for p in parts)
+            append(_Tok(s, e, t, low, False, low in words,
+                        named and any(p in first for p in parts),
+                        min((ranks[p] for p in parts if p in ranks), default=0) if named else 0,
+                        False))
+            continue
         possessive = False
         low = t.lower()
+        if not low.isascii():                          # josé -> jose for the census lists
+            low = "".join(c for c in unicodedata.normalize("NFKD", low)
+                          if not unicodedata.combining(c))
         key = low
         if "'" in t or "’" in t:
             if low.endswith(("'s", "’s")) and len(t) > 2:
                 possessive, t, e, low = True, t[:-2], e - 2, low[:-2]
             key = low.replace("'", "").replace("’", "")     # O'Brien -> obrien (census)
-        append(_Tok(s, e, t, low, t[0].isupper(), low in words, key in first,
-                    ranks.get(key, 0), possessive))
+        is_first, rank = key in first, ranks.get(key, 0)
+        if "-" in key and not (is_first or rank) and \
+                all(p[:1].isupper() for p in t.split("-")):   # Nakamura-Lee, Mary-Kate
+            parts = key.split("-")
+            if any((p in first or p in ranks) and p not in words for p in parts):
+                is_first = any(p in first for p in parts)
+                rank = min((ranks[p] for p in parts if p in ranks), default=0)
+        append(_Tok(s, e, t, low, t[0].isupper(), low in words, is_first, rank, possessive))
     return out
 
 
@@ -115,7 +120,7 @@ def _sentence_start(text: str, toks: list[_Tok], i: int) -> bool:
 
 
 _SCORE_AFTER = re.compile(r"^\s*(?:\d|class\b|grade\b|stage\b|score\b)", re.I)
-_ZIP_AFTER = re.compile(r"^,?\s+\d{5}\b")
+_ZIP_AFTER = re.compile(r",?\s+\d{5}\b")
 
 
 def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
@@ -132,31 +137,26 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
              (not following.word or following.surname_rank)) or
             (preceding is not None and preceding.cap and preceding.first and
              not preceding.word and _gap(text, preceding, t) == " ")))
-    adjacent = i + 1 < len(toks) and len(_gap(text, t, toks[i + 1])) <= 3
-    parts = t.lower.split("-")
+    adjacent = i + 1 < len(toks) and toks[i + 1].start - t.end <= 3
+    parts = t.lower.split("-") if "-" in t.lower else (t.lower,)
     if any(p in lexicon.EPONYMS for p in parts):
         # Parkinson's, Guillain-Barre, Bell palsy, Gleason 3+4, Killip class II
         if t.possessive or len(parts) > 1 or (adjacent and nxt in lexicon.EPONYM_HEADS) or \
                 _SCORE_AFTER.match(text[t.end:t.end + 8]):
             return True
-    if t.cap and adjacent and nxt in _EPONYM_VETO_HEADS:
+    if t.cap and adjacent and nxt in lexicon.EPONYM_VETO_HEADS:
         return True
-    if t.lower in standalone_eponyms() or t.lower in _DEVICE_EPONYMS:
+    if t.lower in standalone_eponyms() or t.lower in lexicon.DEVICE_EPONYMS:
         return True
-    if _ZIP_AFTER.match(text[t.end:t.end + 10]):      # a state before its ZIP code
-        return True
-    if nxt in _FACILITY_HEADS and t.cap and _gap(text, t, toks[i + 1]) == " ":    # "Brigham Clinic", "Mercy Hospital"
-        return True
-    return bool(_DOSE_AFTER.match(text[t.end:t.end + 16]))
+    if nxt in lexicon.FACILITY_HEADS and t.cap and _gap(text, t, toks[i + 1]) == " ":
+        return True                                    # "Brigham Clinic", "Mercy Hospital"
+    # a state before its ZIP code, a drug before its dose: only when a digit follows closely
+    follow = text[t.end:t.end + 3].lstrip(" ,")
+    if not follow or not follow[0].isdigit():
+        return False
+    return bool(_ZIP_AFTER.match(text, t.end) or _DOSE_AFTER.match(text, t.end))
 
 
-_FACILITY_HEADS = frozenset("""hospital hospitals clinic clinics center centre medical health
-healthcare cardiology associates institute university college school pharmacy labs laboratory
-laboratories foundation memorial infirmary hospice rehab rehabilitation nursing physicians
-group practice partners""".split())
-# Eponyms that name a device or test far more often than a person in a note ("Foley d/c'd");
-# after a title they are names again ("Dr. Foley").
-_DEVICE_EPONYMS = frozenset("foley holter doppler hickman groshong jackson-pratt".split())
 _STANDALONE = None
 
 
@@ -175,7 +175,7 @@ def _abbreviation(t: _Tok) -> bool:
 
 def _lower_name(t: _Tok) -> bool:
     """A lower-case token that reads as a name in dictation ("daughter mary", "pt john")."""
-    return (t.first and t.lower not in _LOWER_AMBIGUOUS_FIRST) or \
+    return (t.first and t.lower not in lexicon.LOWER_AMBIGUOUS_FIRST) or \
         (t.surname_rank > 0 and not t.word)
 
 
@@ -183,16 +183,10 @@ def _is_initial(t: _Tok) -> bool:
     return len(t.text) == 1 and t.text.isupper()
 
 
-_PRONOUNS = frozenset("i me my he she him his her hers they them their we us our you your it its".split())
-
-
 def _function(t: _Tok) -> bool:
     """A function word, unless capitalised and a census name ("Name: Will Young")."""
-    return t.lower in FUNCTION_WORDS and (t.lower in _PRONOUNS or not (t.cap and (
+    return t.lower in lexicon.FUNCTION_WORDS and (t.lower in lexicon.PRONOUNS or not (t.cap and (
         t.first or t.surname_rank)))
-
-
-_PARTICLES = frozenset("van von de der del della da di la le st mac bin ibn al el dos das du".split())
 
 
 def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int = 4,
@@ -200,6 +194,7 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
     """Mark up to `limit` name-like tokens from i on (initials and particles in between).
     first_ok: the caller has vouched for token i; comma_first: "SMITH, JOHN" continues."""
     taken = 0
+    vouched = False
     j = i
     while j < len(toks) and taken < limit:
         t = toks[j]
@@ -209,7 +204,7 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
                 break
             if "." in gap and not _is_initial(toks[j - 1]):
                 break                       # "husband Bao. Strength 5/5"
-        if _is_initial(t) or (t.lower in _PARTICLES and taken):
+        if _is_initial(t) or (t.lower in lexicon.PARTICLES and taken):
             name[j] = True
             j += 1
             continue
@@ -217,8 +212,9 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
         if (veto[j] and not after_title) or _function(t) or \
                 t.lower in lexicon.MEDICAL_WORDS:
             break
-        if taken == 0 and first_ok:
+        if (taken == 0 and first_ok) or vouched:
             ok = True
+            vouched = False
         elif t.cap:
             ok = not _abbreviation(t) and (not strict or taken == 0 or t.first or
                                            t.surname_rank > 0 or not t.word)
@@ -231,9 +227,11 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
         taken += 1
         if j + 1 < len(toks) and "," in _gap(text, t, toks[j + 1]):
             nxt = toks[j + 1]
-            if not (comma_first and taken == 1 and nxt.cap and nxt.first and
+            if not (comma_first and taken == 1 and (nxt.cap or nxt.text.isupper()) and
+                    (nxt.first or (not nxt.word and len(nxt.text) > 1)) and
                     _gap(text, t, nxt).strip() == ","):
                 break
+            vouched = True                  # the given name after "LAST," is vouched for
         j += 1
     while j > i and name[j - 1] and _is_initial(toks[j - 1]) and taken == 0:
         j -= 1
@@ -248,7 +246,7 @@ def _take_backward(text: str, toks, veto, name, i: int) -> None:
             gap = _gap(text, t, toks[j + 1])
             if gap.strip(" .,") or "\n" in gap or ("." in gap and not _is_initial(t)):
                 break
-        if _is_initial(t) or (t.lower in _PARTICLES and taken):
+        if _is_initial(t) or (t.lower in lexicon.PARTICLES and taken):
             name[j] = True
             j -= 1
             continue
@@ -325,12 +323,17 @@ def _labels(text, toks, veto, name) -> None:
             continue
         if generic:
             ok = t.cap and (t.first or t.surname_rank) and not t.word
-        elif label in _OBJECT_VERBS:
+        elif label in lexicon.OBJECT_VERBS:
             ok = (t.first or t.surname_rank or not t.word) if t.cap else _lower_name(t)
         elif t.cap:
             ok = t.first or t.surname_rank or not t.word or strong
-        elif label in _VOUCHING or label in _RELATIVES:
+        elif label in lexicon.VOUCHING_LABELS or label in lexicon.RELATIVES:
             ok = t.first or (not t.word and len(t.text) >= 3)        # "daughter summer"
+        elif label in ("patient", "pt", "name", "patient name", "pt name"):
+            nxt = toks[i + 1] if i + 1 < len(toks) else None
+            ok = _lower_name(t) or ((0 < t.surname_rank <= 20000 or not t.word) and
+                                    nxt is not None and _gap(text, t, nxt) == ", " and
+                                    (nxt.first or not nxt.word))           # WRIGHT, SANDY
         else:
             ok = _lower_name(t)
         if ok:
@@ -339,7 +342,7 @@ def _labels(text, toks, veto, name) -> None:
 
 
 _LABEL_GAP = re.compile(r"\.?[ \t]*[:,-]?\s{0,4}")
-_LABEL_SET = frozenset(w.replace("-", " ") for w in _LABEL_WORDS)
+_LABEL_SET = frozenset(w.replace("-", " ") for w in lexicon.LABEL_WORDS)
 
 
 def _label_before(text: str, toks, i: int) -> str | None:
@@ -359,20 +362,6 @@ def _label_before(text: str, toks, i: int) -> str | None:
     return best
 
 
-# Verbs whose object is often a person: the next capitalised census name is one.
-_OBJECT_VERBS = frozenset("""call called notify notified page paged told informed asked
-met with visited by family inform informed contact contacted""".split())
-
-
-_VOUCHING = frozenset("""dictating on dictated on dictation on seen by signed by dear
-sincerely cc name patient name pt name attending pcp""".split("  ")) | frozenset(
-    ["dictating on", "dictated on", "dictation on", "seen by", "signed by", "dear", "sincerely",
-     "cc", "name", "patient name", "pt name", "attending", "pcp"])
-_RELATIVES = frozenset("""husband wife son daughter mother father brother sister friend partner
-spouse grandson granddaughter grandmother grandfather niece nephew caregiver guardian boyfriend
-girlfriend aunt uncle cousin roommate neighbor mom dad""".split())
-
-
 def _dictionary(text, toks, veto, name) -> None:
     n = len(toks)
     for i, t in enumerate(toks):
@@ -390,7 +379,7 @@ def _dictionary(text, toks, veto, name) -> None:
                 name[i] = True
             elif in_list and not _sentence_start(text, toks, i) and prev is not None and \
                     (not prev.cap or name[i - 1] or (not prev.word and not veto[i - 1])) and \
-                    text[t.end:t.end + 1] != ":" and t.lower not in FUNCTION_WORDS:
+                    text[t.end:t.end + 1] != ":" and t.lower not in lexicon.FUNCTION_WORDS:
                 name[i] = True            # a capital inside a lower-case sentence
             if t.first and nxt is not None and nxt.cap and not veto[i + 1] and \
                     not _function(nxt) and not _abbreviation(nxt) and \
@@ -400,8 +389,8 @@ def _dictionary(text, toks, veto, name) -> None:
             if in_list and not t.word and len(t.text) >= 3 and \
                     (t.first or t.surname_rank <= 30000):
                 name[i] = True
-            if t.first and t.lower not in _LOWER_AMBIGUOUS_FIRST and nxt is not None and \
-                    not nxt.cap and not veto[i + 1] and nxt.lower not in FUNCTION_WORDS and \
+            if t.first and t.lower not in lexicon.LOWER_AMBIGUOUS_FIRST and nxt is not None and \
+                    not nxt.cap and not veto[i + 1] and nxt.lower not in lexicon.FUNCTION_WORDS and \
                     0 < nxt.surname_rank <= 20000:
                 name[i] = name[i + 1] = True  # "john smith" in dictation
         if t.cap and t.first and _sentence_start(text, toks, i) and \

@@ -19,20 +19,20 @@ _ORD = r"(?:st|nd|rd|th)?"
 _Y = r"(?:\d{4}|'?\d{2})"
 _DATE_RES = [
     # 3/4/51, 03-04-2019, 3.4.2019, 2019-03-04, 2019/3/4, 20190304 with a label
-    re.compile(r"(?<![\d/.-])\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})(?![\d/-]|\.\d)"),
-    re.compile(r"(?<![\d/.-])\d{4}[/.-]\d{1,2}[/.-]\d{1,2}(?![\d/])"),
+    re.compile(r"\d(?<![\d/.-]\d)\d?[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})(?![\d/-]|\.\d)"),
+    re.compile(r"\d(?<![\d/.-]\d)\d{3}[/.-]\d{1,2}[/.-]\d{1,2}(?![\d/])"),
     # month and year: 03/2019, 3-2019, 2019-04, 2019/04
     re.compile(r"(?<![\d/.-])(?:0?[1-9]|1[0-2])[/-](?:19|20)\d\d(?![\d/-])"),
     re.compile(r"(?<![\d/.-])(?:19|20)\d\d-(?:0[1-9]|1[0-2])(?![\d/-])"),
     # 12-Mar, 3 Mar (no year)
     re.compile(rf"(?<![\w/-])\d{{1,2}}-{_MONTH}\b(?!-)", re.I),
     # 03-Mar-2019, 3 MAR 19, 03MAR2019
-    re.compile(rf"(?<![\w])\d{{1,2}}[- ]?{_MONTH}\.?[- ]?(?:\d{{4}}|\d{{2}})(?!\w)", re.I),
+    re.compile(rf"\d(?<![\w]\d)\d?[- ]?{_MONTH}\.?[- ]?(?:\d{{4}}|\d{{2}})(?!\w)", re.I),
     # March 3rd, 2019 / Jan. 5th / Mar 3 '19 / March of 2019 / March 2019
     re.compile(rf"(?<![\w]){_MONTH}\.?(?:\s+\d{{1,2}}{_ORD}(?![\d:])(?:(?:,\s*|\s+)(?:1[89]\d\d|20\d\d|'\d\d)(?!\d))?"
                rf"|,?\s+(?:of\s+)?(?:1[89]\d\d|20\d\d)(?!\d))", re.I),
     # 3rd of March 2019 / 5 January
-    re.compile(rf"(?<![\w/])\d{{1,2}}{_ORD}\s+(?:of\s+)?{_MONTH}\b\.?(?:,?\s+(?:1[89]|20)\d\d(?!\d))?",
+    re.compile(rf"\d(?<![\w/]\d)\d?{_ORD}\s+(?:of\s+)?{_MONTH}\b\.?(?:,?\s+(?:1[89]|20)\d\d(?!\d))?",
                re.I),
 ]
 # A month name on its own: capitalised full names; "May" only after a date preposition.
@@ -42,7 +42,7 @@ _MAY_ALONE = re.compile(r"\b(?:in|since|early|late|mid|last|next|of|until|by|on|
                         r"during|before|after)[ -](May)\b(?!\s+(?:be|have|need|require)\b)",
                         re.I)
 # m/d without a year: only where it is not a ratio, a vital sign or a score.
-_MONTH_DAY = re.compile(r"(?<![\w/.-])(\d{1,2})/(\d{1,2})(?![\w/]|\.\d)")
+_MONTH_DAY = re.compile(r"(\d(?<![\w/.-]\d)\d?)/(\d{1,2})(?![\w/]|\.\d)")
 _NOT_DATE_BEFORE = re.compile(r"(?:bp|b/p|pressure|pain|strength|power|murmur|grade|score|"
                               r"scale|gcs|apgar|reflexes|pulses|motor|ratio|x|of|sets|"
                               r"dilated|ef|fio2|peep|vent|settings|cmh2o|is|was|rated|"
@@ -81,7 +81,7 @@ _URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"')\]]+", re.I)
 _IP = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)"
                  r"(?![\d.]\d)")
 _IPV6 = re.compile(r"\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b", re.I)
-_SSN = re.compile(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])")
+_SSN = re.compile(r"\d(?<![\d-]\d)\d\d-\d{2}-\d{4}(?![\d-])")
 
 # Identifiers found by their label. Longer labels first so "license plate" beats "license".
 _ID_LABELS = [
@@ -111,7 +111,7 @@ _ID_LABELS = [
                  r"reference(?: number| no\.?| #)|confirmation(?: number| #)?|passport(?: number| no\.?| #)?|"
                  r"employee(?: id| number| #)|badge(?: number| #)?|id(?: number| no\.?| #)?|identifier"),
 ]
-_ID_VALUE = r"((?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9./-]{2,24}[A-Z0-9]|\d{3,})"
+_ID_VALUE = r"((?=[A-Z0-9-]{0,25}\d)[A-Z0-9][A-Z0-9./-]{2,24}[A-Z0-9]|\d{3,})"
 # One pass for every label: the named group that matched says the category.
 # Found value first (it must hold a digit: a fast scan), then its label in the 48 characters
 # before it; scanning the whole text for 150 case-insensitive labels was 5x slower.
@@ -125,7 +125,7 @@ _ID_CATEGORIES = [cat for cat, _ in _ID_LABELS]
 _BARE_ID = re.compile(r"(?<![\w.,/-])(?:[A-Z]{1,4}-?\d{5,}|\d{7,}|\d{2,}[A-Z]{1,3}\d{3,}|"
                       r"[A-Z0-9]{2,}-[A-Z0-9]{2,}-[A-Z0-9]{2,})(?![\w/])")
 _DEA = re.compile(r"\b[A-Z]{2}\d{7}\b")
-_VIN = re.compile(r"\b(?=[A-HJ-NPR-Z0-9]*\d)(?=[A-HJ-NPR-Z0-9]*[A-Z])[A-HJ-NPR-Z0-9]{17}\b")
+_VIN = re.compile(r"\b(?=[A-HJ-NPR-Z0-9]{0,16}\d)(?=[A-HJ-NPR-Z0-9]{0,16}[A-Z])[A-HJ-NPR-Z0-9]{17}\b")
 
 _STATES = ("AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV "
            "NH NJ NM NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC PR").split()
@@ -154,7 +154,7 @@ _STREET_TYPE = (r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|d
 _UNIT = r"(?:,?\s*(?:apt|apartment|suite|ste|unit|#|room|rm|floor|fl|bldg|building)\.?\s*#?\s*[\w-]+)"
 _STREET = re.compile(
     # capitalised street names (any suffix), or lower-case dictation with a spelled-out suffix
-    rf"(?<![\w/.-])\d{{1,6}}[A-Z]?[ ]{{1,2}}(?:(?:[NSEW]\.?|North|South|East|West)[ ]+)?"
+    rf"\d(?<![\w/.-]\d)\d{{0,5}}[A-Z]?[ ]{{1,2}}(?:(?:[NSEW]\.?|North|South|East|West)[ ]+)?"
     rf"(?:(?:(?:[A-Z][A-Za-z'-]*\.?|\d+(?:st|nd|rd|th))[ ]){{1,3}}(?i:{_STREET_TYPE})\b\.?"
     rf"|(?:[a-z][a-z'-]*[ ]){{1,3}}(?:street|avenue|road|drive|lane|boulevard|court|place|"
     rf"circle|parkway|highway|terrace)\b)"
@@ -183,12 +183,17 @@ _STATE_SET = frozenset(_STATES)
 _STATE_WORDS = frozenset(_STATE_NAMES.split("|"))
 _STATE_FIRST_WORDS = frozenset(n.split()[0] for n in _STATE_NAMES.split("|") if " " in n)
 _ZIP_LABEL = re.compile(r"\b(?:zip(?: ?code)?|postal code)\s*:?\s*(\d{5}(?:-\d{4})?)\b", re.I)
-_ZIP_BARE = re.compile(r"(?<![\w-])\d{5}-\d{4}(?![\w-])")
+_ZIP_BARE = re.compile(r"\d(?<![\w-]\d)\d{4}-\d{4}(?![\w-])")
 _CITY_CONTEXT = re.compile(
-    r"\b(?:(?:lives|living|resides|residing|stays|staying)\b[^.\n]{0,30}?\bin|"
+    r"\b(?i:(?:lives|living|resides|residing|stays|staying)\b[^.\n]{0,30}?\bin|"
     r"lives in|living in|resides in|resident of|moved (?:here )?from|moved to|native of|"
     r"relocated (?:from|to)|born in|grew up in|city:|town:|home in|from the town of|visiting from|"
     r"travel(?:l?ed)? to|trip to|vacation in|works in)\s+((?:[A-Z][a-z'-]+(?:[ \t](?=[A-Z]))?){1,3})")
+# "seen on the 5th": an ordinal day on its own, not "5th rib" / "5th percentile"
+_ORDINAL_DAY = re.compile(r"\b(?:on|since|until|by|before|after)\s+the\s+([12]?\d(?:st|nd|rd|th)|3[01](?:st|th))"
+                          r"\b(?!\s+(?:percentile|rib|ribs|finger|toe|digit|grade|metatarsal|"
+                          r"metacarpal|decade|intercostal|ics|cranial|nerve|vertebra|day|week|"
+                          r"month|year|time|dose|cycle|of\s+(?:the|a)\b))", re.I)
 
 
 def dates(text: str) -> Iterator[Span]:
@@ -198,6 +203,8 @@ def dates(text: str) -> Iterator[Span]:
                 yield m.start(), m.end(), "DATE"
     for m in _MONTH_ALONE.finditer(text):
         yield m.start(), m.end(), "DATE"
+    for m in _ORDINAL_DAY.finditer(text):
+        yield m.start(1), m.end(1), "DATE"
     if "may" in text or "May" in text or "MAY" in text:
         for m in _MAY_ALONE.finditer(text):
             yield m.start(1), m.end(1), "DATE"
