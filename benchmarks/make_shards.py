@@ -81,9 +81,9 @@ def pydicom_study(folder: Path, config: PreprocessConfig, ps: Pseudonymizer) -> 
     channels = [np.clip((image - (c - 0.5)) / (w - 1) + 0.5, 0, 1)
                 for c, w in (WINDOWS[n] for n in config.ct_windows)]
     members["img.npy"] = np.stack(channels).astype(np.float16)
-    header = deidentify_dicom(slices[0].copy(), ps)
+    header = deidentify_dicom(slices[0], ps, clean_descriptors=True, in_place=True)
     if ecg is not None:
-        deidentify_dicom(ecg.copy(), ps)
+        deidentify_dicom(ecg, ps, in_place=True)
         rate = float(ecg.WaveformSequence[0].SamplingFrequency)
         x = sps.resample_poly(ecg.waveform_array(0), int(config.ecg_rate_hz), int(rate), axis=0)
         sos = sps.butter(4, config.ecg_band_hz, btype="bandpass", fs=config.ecg_rate_hz, output="sos")

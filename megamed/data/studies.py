@@ -232,7 +232,7 @@ class _Study:
         except Exception as e:  # pydicom raises many types on malformed files
             raise dicom.DicomError(str(path), f"pydicom cannot read the header ({type(e).__name__})")
         # clean_descriptors: SeriesDescription & co. survive, through the text de-identifier
-        ds = deidentify_dicom(ds, self.reader.pseudonymizer, clean_descriptors=True)
+        ds = deidentify_dicom(ds, self.reader.pseudonymizer, clean_descriptors=True, in_place=True)
         if self.patient is None and ds.get("PatientID"):
             self.patient = str(ds.PatientID)
         return ds
@@ -259,7 +259,7 @@ class _Study:
             self.error(path, f"waveform Modality {modality or '(none)'} is neither ECG nor EEG")
             return
         try:
-            ds = deidentify_dicom(ds, self.reader.pseudonymizer)
+            ds = deidentify_dicom(ds, self.reader.pseudonymizer, in_place=True)
             if self.patient is None and ds.get("PatientID"):
                 self.patient = str(ds.PatientID)
             self._store_waveform(modality.lower(), recording.signal, recording.rate, "dicom")
