@@ -18,7 +18,8 @@ def dicom_extension():
         return [], {}
     ext = Pybind11Extension("megamed._dicom", sources, cxx_std=17,
                             depends=sorted(glob.glob("csrc/*.h")),  # rebuild when a header changes
-                            extra_compile_args=["-O3"], libraries=["z"])
+                            extra_compile_args=["-O3", "-pthread"], extra_link_args=["-pthread"],
+                            libraries=["z"])
     return [ext], {"build_ext": build_ext}
 
 
@@ -36,6 +37,10 @@ setup(
     cmdclass=cmdclass,
     install_requires=["torch>=2.4", "numpy", "pyyaml", "scipy"],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "pydicom>=3", "scipy", "triton>=3.8"],
+        "test": ["pytest", "pytest-timeout", "pydicom>=3", "pydicom-data", "scipy", "triton>=3.8"],
+        # Compressed DICOM that csrc/ does not decode itself: JPEG baseline / extended
+        # (libjpeg), JPEG-LS (CharLS), JPEG 2000 and HTJ2K (OpenJPEG). README "Compressed DICOM".
+        "codecs": ["pylibjpeg>=2.0", "pylibjpeg-libjpeg>=2.1", "pylibjpeg-openjpeg>=2.0",
+                   "pyjpegls>=1.4"],
     },
 )

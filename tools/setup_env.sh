@@ -18,5 +18,6 @@ fi
 # Ask for the exact release first so pip takes the CPU wheel, not a multi-GB CUDA build.
 "${PIP[@]}" install "torch==2.13.0"
 "${PIP[@]}" install setuptools wheel pybind11
-"${PIP[@]}" install --no-build-isolation -e ".[test]"
+# codecs: libjpeg, CharLS and OpenJPEG for the compressed DICOM syntaxes csrc/ leaves to them.
+"${PIP[@]}" install --no-build-isolation -e ".[test,codecs]"
 .venv/bin/python -c "import megamed, megamed.kernels, torch; print('setup: ok, torch', torch.__version__)"

@@ -2,15 +2,15 @@
 and assemble series into volumes.
 
 The C++ extension `megamed._dicom` (csrc/) parses the file (Part 10 or a bare dataset, in
-any of the uncompressed and deflated syntaxes) and decodes native and RLE Lossless pixel
-data straight into numpy arrays with the GIL released. Other compressed syntaxes (JPEG,
-JPEG-LS, JPEG 2000) go to pydicom's decoders when pydicom and a plugin are installed.
+any of the uncompressed and deflated syntaxes) and decodes native, RLE Lossless and JPEG
+Lossless pixel data straight into numpy arrays with the GIL released, one file or a batch on
+several threads. JPEG baseline/extended, JPEG-LS and JPEG 2000 frames go to libjpeg, CharLS
+and OpenJPEG through pydicom's decoder plugins (`pip install megamed[codecs]`).
 
 Every failure on bad input is a `DicomError(path, reason)`; bytes are named "<bytes>".
 """
 from __future__ import annotations
 
-import io
 import math
 import os
 from dataclasses import dataclass
@@ -33,19 +33,21 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "brain": (40.0, 80.0),
 }
 
-# Compressed syntaxes decoded by pydicom's plugins: UID -> (name, what to pip install).
-_PYDICOM_SYNTAXES = {
-    "1.2.840.10008.1.2.4.50": ("JPEG Baseline", "pylibjpeg and pylibjpeg-libjpeg, or pillow"),
-    "1.2.840.10008.1.2.4.51": ("JPEG Extended", "pylibjpeg and pylibjpeg-libjpeg, or pillow"),
-    "1.2.840.10008.1.2.4.57": ("JPEG Lossless", "pylibjpeg and pylibjpeg-libjpeg"),
-    "1.2.840.10008.1.2.4.70": ("JPEG Lossless SV1", "pylibjpeg and pylibjpeg-libjpeg"),
-    "1.2.840.10008.1.2.4.80": ("JPEG-LS Lossless", "pyjpegls, or pylibjpeg and pylibjpeg-libjpeg"),
-    "1.2.840.10008.1.2.4.81": ("JPEG-LS Near-Lossless", "pyjpegls, or pylibjpeg and pylibjpeg-libjpeg"),
-    "1.2.840.10008.1.2.4.90": ("JPEG 2000 Lossless", "pylibjpeg and pylibjpeg-openjpeg, or pillow"),
-    "1.2.840.10008.1.2.4.91": ("JPEG 2000", "pylibjpeg and pylibjpeg-openjpeg, or pillow"),
-    "1.2.840.10008.1.2.4.201": ("HTJ2K Lossless", "pylibjpeg and pylibjpeg-openjpeg"),
-    "1.2.840.10008.1.2.4.202": ("HTJ2K Lossless RPCL", "pylibjpeg and pylibjpeg-openjpeg"),
-    "1.2.840.10008.1.2.4.203": ("HTJ2K", "pylibjpeg and pylibjpeg-openjpeg"),
+# Compressed syntaxes that csrc/ leaves to a maintained codec, called through pydicom's
+# decoder plugin for that codec with the frames we split: UID -> (name, plugin, pip packages).
+# `pip install megamed[codecs]` (tools/setup_env.sh) installs them all.
+_LIBJPEG = ("pylibjpeg", "pylibjpeg and pylibjpeg-libjpeg")
+_OPENJPEG = ("pylibjpeg", "pylibjpeg and pylibjpeg-openjpeg")
+_CODEC_SYNTAXES = {
+    "1.2.840.10008.1.2.4.50": ("JPEG Baseline", *_LIBJPEG),
+    "1.2.840.10008.1.2.4.51": ("JPEG Extended", *_LIBJPEG),
+    "1.2.840.10008.1.2.4.80": ("JPEG-LS Lossless", "pyjpegls", "pyjpegls"),
+    "1.2.840.10008.1.2.4.81": ("JPEG-LS Near-Lossless", "pyjpegls", "pyjpegls"),
+    "1.2.840.10008.1.2.4.90": ("JPEG 2000 Lossless", *_OPENJPEG),
+    "1.2.840.10008.1.2.4.91": ("JPEG 2000", *_OPENJPEG),
+    "1.2.840.10008.1.2.4.201": ("HTJ2K Lossless", *_OPENJPEG),
+    "1.2.840.10008.1.2.4.202": ("HTJ2K Lossless RPCL", *_OPENJPEG),
+    "1.2.840.10008.1.2.4.203": ("HTJ2K", *_OPENJPEG),
 }
 
 
@@ -96,30 +98,41 @@ def _ybr_full_to_rgb(pixels: np.ndarray) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-def _decode_with_pydicom(data, uid: str, name: str) -> np.ndarray:
-    label, packages = _PYDICOM_SYNTAXES.get(uid, (uid, None))
-    if packages is None:
-        raise DicomError(name, f"transfer syntax {uid} is not decodable here or by pydicom")
+def _decode_with_codec(parsed: dict, data, name: str) -> np.ndarray:
+    """pydicom's `pixel_array` for a syntax in _CODEC_SYNTAXES: pydicom's decoder with the
+    codec's plugin, given our encoded frames and attributes (no pydicom Dataset)."""
+    uid = parsed["transfer_syntax"]
+    if uid not in _CODEC_SYNTAXES:
+        raise DicomError(name, f"transfer syntax {uid} is not decodable here or by a codec")
+    label, plugin, packages = _CODEC_SYNTAXES[uid]
     try:
-        import pydicom
+        from pydicom.encaps import encapsulate
         from pydicom.pixels.decoders.base import get_decoder
     except ImportError:
         raise DicomError(name, f"{label} ({uid}) is compressed: install pydicom and {packages} "
-                               "to decode it") from None
-    if not get_decoder(uid).is_available:
-        raise DicomError(name, f"{label} ({uid}) is compressed: install {packages} so that "
-                               "pydicom can decode it")
+                               "(pip install megamed[codecs]) to decode it") from None
+    if plugin not in get_decoder(uid).available_plugins:
+        raise DicomError(name, f"{label} ({uid}) is compressed: install {packages} "
+                               "(pip install megamed[codecs]) to decode it")
+    a = _parse(data, pixels=False, attributes=True)[0]["attributes"]
     try:
-        return pydicom.dcmread(io.BytesIO(data), force=True).pixel_array
-    except Exception as e:  # any plugin failure is a property of this file
-        raise DicomError(name, f"pydicom failed to decode {label}: {e}") from e
+        return get_decoder(uid).as_array(
+            encapsulate(parsed["frames"]), decoding_plugin=plugin, rows=a["Rows"],
+            columns=a["Columns"], samples_per_pixel=a["SamplesPerPixel"],
+            bits_allocated=a["BitsAllocated"], bits_stored=a["BitsStored"],
+            pixel_representation=a["PixelRepresentation"],
+            photometric_interpretation=a["PhotometricInterpretation"],
+            number_of_frames=a.get("NumberOfFrames") or 1,
+            planar_configuration=a.get("PlanarConfiguration", 0))[0]
+    except Exception as e:  # any codec failure is a property of this file
+        raise DicomError(name, f"{plugin} failed to decode {label}: {e}") from e
 
 
 def _pixels(parsed: dict, name: str, data, native_order: bool) -> tuple[np.ndarray, str]:
     """The array pydicom's `pixel_array` gives, and its photometric interpretation."""
     pixels, photometric = parsed["pixels"], parsed["photometric"]
     if pixels is None:
-        return _decode_with_pydicom(data, parsed["transfer_syntax"], name), None
+        return _decode_with_codec(parsed, data, name), None
     # pydicom's default `as_rgb`: 8-bit YBR_FULL(_422) is returned as RGB.
     if photometric in ("YBR_FULL", "YBR_FULL_422") and pixels.dtype == np.uint8:
         pixels, photometric = _ybr_full_to_rgb(pixels), "RGB"
