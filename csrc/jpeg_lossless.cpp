@@ -34,6 +34,8 @@ void build_table(HuffmanTable& t, const uint8_t* lengths, const uint8_t* values,
   int32_t code = 0, k = 0;
   for (int length = 1; length <= 16; ++length) {
     int n = lengths[length - 1];
+    // More codes than `length` bits can tell apart: no prefix code has these lengths.
+    if (code + n > (1 << length)) fail(index, "bad Huffman table: more codes of length " + std::to_string(length) + " than the code space holds");
     t.value_at[length] = k;
     t.min_code[length] = code;
     for (int i = 0; i < n; ++i, ++code, ++k) {
@@ -47,8 +49,6 @@ void build_table(HuffmanTable& t, const uint8_t* lengths, const uint8_t* values,
       }
     }
     t.max_code[length] = n ? code - 1 : -1;
-    // More codes than `length` bits can tell apart: no prefix code has these lengths.
-    if (code > (1 << length)) fail(index, "bad Huffman table: more codes of length " + std::to_string(length) + " than the code space holds");
     code <<= 1;
   }
   t.count = uint8_t(k);
@@ -190,10 +190,19 @@ class ScanDecoder {
  private:
   template <int kPredictor>
   const uint8_t* lines(const uint8_t* at, const uint8_t* end) {
+    switch (scan_.components.size()) {
+      case 1: return lines<kPredictor, 1>(at, end);
+      case 2: return lines<kPredictor, 2>(at, end);
+      default: return lines<kPredictor, 3>(at, end);
+    }
+  }
+
+  template <int kPredictor, int kComponents>
+  const uint8_t* lines(const uint8_t* at, const uint8_t* end) {
     BitReader bits(at, end);
-    const uint32_t width = frame_.columns, height = frame_.lines;
+    const uint32_t height = frame_.lines;
     const int32_t initial = 1 << (frame_.precision - scan_.point_transform - 1);
-    uint32_t lines_per_interval = restart_ ? restart_ / width : 0;
+    uint32_t lines_per_interval = restart_ ? restart_ / frame_.columns : 0;
     uint32_t restarts = 0;
     bool first_line = true;
     for (uint32_t y = 0; y < height; ++y) {
@@ -201,7 +210,8 @@ class ScanDecoder {
         expect_restart(bits, restarts++);
         first_line = true;
       }
-      decode_line<kPredictor>(bits, y, first_line, initial);
+      if (first_line) decode_line<1, kComponents>(bits, y, true, initial);
+      else decode_line<kPredictor, kComponents>(bits, y, false, initial);
       if (bits.overrun()) fail(index_, "truncated entropy-coded segment: the data ends in line " + std::to_string(y) + " of " + std::to_string(height));
       first_line = false;
     }
@@ -209,25 +219,28 @@ class ScanDecoder {
     return next ? next : end;
   }
 
-  template <int kPredictor>
+  // One line of every component in the scan. The first sample of a line is predicted from
+  // above (or `initial` on the first line of the scan or of a restart interval), the first
+  // line from the left (predictor 1), the rest with the scan's predictor (T.81 H.1.2.1).
+  template <int kPredictor, int kComponents>
   void decode_line(BitReader& bits, uint32_t y, bool first_line, int32_t initial) {
     const uint32_t width = frame_.columns;
-    const size_t n = scan_.components.size();
-    uint16_t* rows[4];
-    const uint16_t* above[4];
-    for (size_t c = 0; c < n; ++c) {
-      uint16_t* plane = planes_[scan_.components[c]].data();
-      rows[c] = plane + size_t(y) * width;
+    uint16_t* rows[kComponents];
+    const uint16_t* above[kComponents];
+    const HuffmanTable* tables[kComponents];
+    for (int c = 0; c < kComponents; ++c) {
+      rows[c] = planes_[scan_.components[c]].data() + size_t(y) * width;
       above[c] = y > 0 ? rows[c] - width : rows[c];
+      tables[c] = scan_.tables[c];
     }
-    for (uint32_t x = 0; x < width; ++x) {
-      for (size_t c = 0; c < n; ++c) {
-        int32_t prediction;
-        if (first_line) prediction = x == 0 ? initial : rows[c][x - 1];
-        else if (x == 0) prediction = above[c][0];
-        else prediction = predict<kPredictor>(rows[c][x - 1], above[c][x], above[c][x - 1]);
-        int ssss = bits.decode(*scan_.tables[c], index_);
-        rows[c][x] = uint16_t(prediction + bits.difference(ssss));  // modulo 2^16 (H.2.1)
+    for (int c = 0; c < kComponents; ++c) {
+      int32_t prediction = first_line ? initial : above[c][0];
+      rows[c][0] = uint16_t(prediction + bits.difference(bits.decode(*tables[c], index_)));
+    }
+    for (uint32_t x = 1; x < width; ++x) {
+      for (int c = 0; c < kComponents; ++c) {
+        int32_t prediction = predict<kPredictor>(rows[c][x - 1], above[c][x], above[c][x - 1]);
+        rows[c][x] = uint16_t(prediction + bits.difference(bits.decode(*tables[c], index_)));  // modulo 2^16 (H.2.1)
       }
     }
   }

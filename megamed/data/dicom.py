@@ -72,11 +72,13 @@ def _load(source: Source) -> tuple[bytes | bytearray | memoryview, str]:
     raise TypeError(f"expected a path or a bytes-like object, got {type(source).__name__}")
 
 
-def _parse(source: Source, **parts: bool) -> tuple[dict, str, bytes | bytearray | memoryview]:
+def _parse(source: Source, name: str | None = None,
+           **parts: bool) -> tuple[dict, str, bytes | bytearray | memoryview]:
+    """Parses `source`; with `name`, `source` is the already loaded bytes of that file."""
     if _dicom is None:
         raise ImportError("megamed._dicom is not built (pybind11 was missing at install); "
                           "reinstall with `pip install --no-build-isolation -e .`") from _IMPORT_ERROR
-    data, name = _load(source)
+    data, name = (source, name) if name else _load(source)
     try:
         return _dicom.read(data, **parts), name, data
     except _dicom.FormatError as e:
@@ -198,7 +200,10 @@ def _tuple(values, length: int, name: str, keyword: str):
 def read_image(path_or_bytes: Source) -> DicomImage:
     """Decoded pixels and attributes of one DICOM file (see `DicomImage`)."""
     parsed, name, data = _parse(path_or_bytes, pixels=True, attributes=True)
-    pixels, photometric = _pixels(parsed, name, data, native_order=True)
+    return _image(parsed, name, *_pixels(parsed, name, data, native_order=True))
+
+
+def _image(parsed: dict, name: str, pixels: np.ndarray | None, photometric: str | None) -> DicomImage:
     a = parsed["attributes"]
     burned_in = a.get("BurnedInAnnotation")
     return DicomImage(
@@ -364,12 +369,65 @@ def _check_same(images: list[DicomImage], attribute: str, close: bool = False) -
                                          f"{images[0].path} has {first}")
 
 
-def read_series(paths) -> Series:
+def _decode_batch(loaded: list[tuple], threads: int, out=None, pin_memory: bool = False):
+    """decode_pixels_batch on files already loaded as (bytes, name)."""
+    if not loaded:
+        raise ValueError("a batch needs at least one source")
+    first = _pixels(*_parse(*loaded[0], pixels=True), native_order=True)[0]
+    shape = (len(loaded), *first.shape)
+    if out is None and pin_memory:
+        import torch  # the pinned buffer is the only use of torch here
+        out = torch.from_numpy(first[:0]).new_empty(shape, pin_memory=torch.cuda.is_available())
+    target = np.empty(shape, first.dtype) if out is None else _writable_view(out)
+    if target.shape != shape or target.dtype != first.dtype:
+        raise ValueError(f"out is {target.dtype} {target.shape}; the batch needs {first.dtype} {shape}")
+    target[0] = first
+    results = _dicom.decode_batch([data for data, _ in loaded[1:]], target[1:], first.nbytes,
+                                  first.dtype.itemsize, first.dtype.kind == "i", max(1, threads))
+    for i, (error, photometric) in enumerate(results, start=1):
+        data, name = loaded[i]
+        if error is None:
+            if photometric in ("YBR_FULL", "YBR_FULL_422") and target.dtype == np.uint8:
+                target[i] = _ybr_full_to_rgb(target[i])
+            continue
+        parsed = _parse(data, name, pixels=True)[0]
+        if parsed["pixels"] is not None:  # decoded here, yet not like the first file
+            raise DicomError(name, error)
+        pixels = _decode_with_codec(parsed, data, name)
+        if pixels.shape != first.shape or pixels.dtype != first.dtype:
+            raise DicomError(name, f"pixels are {pixels.dtype} {pixels.shape}, unlike the first "
+                                   f"file of the batch ({first.dtype} {first.shape})")
+        target[i] = pixels
+    return target if out is None else out
+
+
+def _writable_view(out) -> np.ndarray:
+    """A numpy view of `out`: a numpy array, or a CPU torch tensor (pinned or not)."""
+    array = out if isinstance(out, np.ndarray) else out.numpy()
+    if not array.flags.c_contiguous or not array.flags.writeable:
+        raise ValueError("out must be a writable C-contiguous array or CPU tensor")
+    return array
+
+
+def decode_pixels_batch(sources, threads: int = 1, out=None, pin_memory: bool = False):
+    """Stored pixel values of many files of one shape and dtype, [len(sources), *one image's
+    shape] in native byte order (otherwise as `decode_pixels`), decoded on `threads` C++
+    threads with the GIL released (native, RLE and JPEG Lossless; the codec syntaxes one
+    after another). `out`: a numpy array or CPU torch tensor of that shape and dtype to fill
+    and return; `pin_memory=True` returns a new torch tensor, in pinned memory when CUDA is
+    available. A file whose pixels differ from the first's raises DicomError naming it."""
+    return _decode_batch([_load(s) for s in sources], threads, out, pin_memory)
+
+
+def read_series(paths, threads: int = 1) -> Series:
     """Reads the slices of one series and stacks them in order along the slice normal
-    (row cosines x column cosines, PS3.3 C.7.6.2.1.1). Rejects, naming the file: a mix of
-    series, orientations, sizes or pixel spacings; multi-frame or colour files; missing
-    geometry; two slices at one position; and uneven gaps (a missing slice)."""
-    images = [read_image(p) for p in paths]
+    (row cosines x column cosines, PS3.3 C.7.6.2.1.1), decoding them on `threads` C++
+    threads into one array. Rejects, naming the file: a mix of series, orientations, sizes,
+    pixel spacings or sample types; multi-frame or colour files; missing geometry; two
+    slices at one position; and uneven gaps (a missing slice)."""
+    loaded = [_load(p) for p in paths]
+    images = [_image(_parse(data, name, pixels=False, attributes=True)[0], name, None, None)
+              for data, name in loaded]
     if not images:
         raise ValueError("read_series needs at least one path")
     for image in images:
@@ -380,7 +438,8 @@ def read_series(paths) -> Series:
         if image.image_position is None or image.image_orientation is None:
             raise DicomError(image.path, "no ImagePositionPatient / ImageOrientationPatient "
                                          "to place the slice")
-    for attribute in ("series_instance_uid", "rows", "columns"):
+    for attribute in ("series_instance_uid", "rows", "columns", "bits_allocated",
+                      "pixel_representation"):
         _check_same(images, attribute)
     for attribute in ("image_orientation", "pixel_spacing"):
         _check_same(images, attribute, close=True)
@@ -388,7 +447,7 @@ def read_series(paths) -> Series:
     normal = np.cross(orientation[:3], orientation[3:])
     along = np.asarray([np.dot(image.image_position, normal) for image in images])
     order = np.argsort(along, kind="stable")
-    images, along = [images[i] for i in order], along[order]
+    images, along, loaded = [images[i] for i in order], along[order], [loaded[i] for i in order]
     gaps = np.diff(along)
     duplicates = np.flatnonzero(gaps < 1e-4)
     if duplicates.size:
@@ -404,7 +463,11 @@ def read_series(paths) -> Series:
     else:
         step = images[0].slice_thickness or math.nan
     row_spacing, column_spacing = images[0].pixel_spacing or (math.nan, math.nan)
-    return Series(volume=np.stack([rescaled(image) for image in images]),
+    # The Modality LUT per slice, as rescaled() computes it: float32 multiply, then add.
+    volume = _decode_batch(loaded, threads).astype(np.float32)
+    volume *= np.asarray([image.rescale_slope for image in images], np.float32)[:, None, None]
+    volume += np.asarray([image.rescale_intercept for image in images], np.float32)[:, None, None]
+    return Series(volume=volume,
                   spacing=(step, row_spacing, column_spacing),
                   origin=images[0].image_position, orientation=tuple(orientation.tolist()),
                   series_instance_uid=images[0].series_instance_uid,

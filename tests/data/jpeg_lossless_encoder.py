@@ -60,10 +60,10 @@ def _words(diff: np.ndarray, codes: np.ndarray, lengths: np.ndarray):
 
 def _bits(word: np.ndarray, nbits: np.ndarray) -> np.ndarray:
     """The words' bits, most significant first, as 0/1 uint8."""
-    positions = np.arange(31, -1, -1)
-    matrix = (word[:, None] >> positions) & 1
-    keep = positions[None, :] < nbits[:, None]
-    return matrix[keep].astype(np.uint8)
+    total = int(nbits.sum())
+    starts = np.repeat(np.cumsum(nbits) - nbits, nbits)
+    shifts = np.repeat(nbits, nbits) - 1 - (np.arange(total) - starts)
+    return ((np.repeat(word, nbits) >> shifts) & 1).astype(np.uint8)
 
 
 def _bytes(bits: np.ndarray) -> bytes:
