@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -12,7 +13,10 @@ namespace {
 // Markers (T.81 Table B.1).
 constexpr uint8_t kSOI = 0xD8, kEOI = 0xD9, kSOS = 0xDA, kDHT = 0xC4, kDRI = 0xDD, kDNL = 0xDC;
 constexpr uint8_t kSOF3 = 0xC3, kRST0 = 0xD0, kRST7 = 0xD7;
-constexpr int kFastBits = 9;
+constexpr int kFastBits = 11;
+
+// F.2.2.1 EXTEND: the difference that `ssss` extra bits `v` code (T.81 Table H.2).
+inline int32_t extend(int32_t v, int ssss) { return v < (1 << (ssss - 1)) ? v - (1 << ssss) + 1 : v; }
 
 [[noreturn]] void fail(uint32_t index, const std::string& what) {
   throw DicomFormatError("JPEG Lossless frame " + std::to_string(index) + ": " + what);
@@ -22,11 +26,33 @@ constexpr int kFastBits = 9;
 struct HuffmanTable {
   bool defined = false;
   uint8_t count = 0;                                       // number of codes
-  std::array<uint8_t, 1 << kFastBits> fast_length{};       // 0: code longer than kFastBits
-  std::array<uint8_t, 1 << kFastBits> fast_value{};
+  // Indexed by the next kFastBits bits. `length` 0: a code longer than kFastBits. Else
+  // `resolved`: code and extra bits fit, `length` covers both and `diff` is the difference;
+  // otherwise `length` covers the code and `ssss` is the category.
+  struct Fast {
+    int32_t diff;
+    uint8_t length, ssss;
+    bool resolved;
+  };
+  std::array<Fast, 1 << kFastBits> fast{};
   std::array<int32_t, 17> max_code{}, min_code{}, value_at{};
   std::array<uint8_t, 256> values{};
 };
+
+void fill_fast(HuffmanTable& t, int32_t code, int length, uint8_t ssss) {
+  int extra = ssss == 16 ? 0 : ssss;
+  if (ssss <= 16 && length + extra <= kFastBits) {
+    int shift = kFastBits - length - extra;
+    for (int32_t v = 0; v < (1 << extra); ++v) {
+      int32_t first = ((code << extra) | v) << shift;
+      int32_t diff = ssss == 0 ? 0 : ssss == 16 ? 32768 : extend(v, ssss);
+      for (int j = 0; j < (1 << shift); ++j) t.fast[first + j] = {diff, uint8_t(length + extra), ssss, true};
+    }
+    return;
+  }
+  int shift = kFastBits - length;
+  for (int j = 0; j < (1 << shift); ++j) t.fast[(code << shift) + j] = {0, uint8_t(length), ssss, false};
+}
 
 // T.81 C.2 (code generation) and F.2.2.3 (MAXCODE / MINCODE / VALPTR).
 void build_table(HuffmanTable& t, const uint8_t* lengths, const uint8_t* values, uint32_t index) {
@@ -40,13 +66,7 @@ void build_table(HuffmanTable& t, const uint8_t* lengths, const uint8_t* values,
     t.min_code[length] = code;
     for (int i = 0; i < n; ++i, ++code, ++k) {
       t.values[k] = values[k];
-      if (length <= kFastBits) {
-        int shift = kFastBits - length, first = code << shift;
-        for (int j = 0; j < (1 << shift); ++j) {
-          t.fast_length[first + j] = uint8_t(length);
-          t.fast_value[first + j] = values[k];
-        }
-      }
+      if (length <= kFastBits) fill_fast(t, code, length, values[k]);
     }
     t.max_code[length] = n ? code - 1 : -1;
     code <<= 1;
@@ -72,6 +92,19 @@ class BitReader {
   BitReader(const uint8_t* at, const uint8_t* end) : at_(at), end_(end) {}
 
   void fill() {
+    // Fast path: eight bytes ahead hold no 0xFF (no stuffing, no marker), take them whole.
+    if (end_ - at_ >= 8) {
+      uint64_t word;
+      std::memcpy(&word, at_, 8);
+      uint64_t inverted = ~word;  // a zero byte here is a 0xFF byte in the data
+      if (!((inverted - 0x0101010101010101ULL) & ~inverted & 0x8080808080808080ULL)) {
+        int take = (64 - bits_) >> 3;
+        acc_ |= (__builtin_bswap64(word) >> (64 - 8 * take)) << (64 - bits_ - 8 * take);
+        at_ += take;
+        bits_ += 8 * take;
+        return;
+      }
+    }
     while (bits_ <= 56) {
       uint64_t byte = 0;
       if (at_ < end_ && *at_ != 0xFF) {
@@ -87,32 +120,28 @@ class BitReader {
     }
   }
 
-  int decode(const HuffmanTable& t, uint32_t index) {
+  // The next difference (T.81 H.1.2.2): a Huffman-coded category SSSS, then SSSS extra bits.
+  int32_t difference(const HuffmanTable& t, uint32_t index) {
     if (bits_ < 32) fill();
-    uint32_t peek = uint32_t(acc_ >> (64 - kFastBits));
-    int length = t.fast_length[peek];
-    int value;
-    if (length) {
-      value = t.fast_value[peek];
+    const HuffmanTable::Fast& f = t.fast[acc_ >> (64 - kFastBits)];
+    int ssss;
+    if (f.length) {
+      consume(f.length);
+      if (f.resolved) return f.diff;
+      ssss = f.ssss;
     } else {
-      for (length = kFastBits + 1; length <= 16; ++length) {
-        int32_t code = int32_t(acc_ >> (64 - length));
-        if (code <= t.max_code[length]) break;
-      }
+      int length = kFastBits + 1;
+      for (; length <= 16; ++length)
+        if (int32_t(acc_ >> (64 - length)) <= t.max_code[length]) break;
       if (length > 16) fail(index, "invalid Huffman code in the entropy-coded data");
-      value = t.values[t.value_at[length] + int32_t(acc_ >> (64 - length)) - t.min_code[length]];
+      ssss = t.values[t.value_at[length] + int32_t(acc_ >> (64 - length)) - t.min_code[length]];
+      consume(length);
     }
-    consume(length);
-    return value;
-  }
-
-  // The difference coded by category `ssss` (T.81 H.1.2.2, Table H.2; F.2.2.1 EXTEND).
-  int32_t difference(int ssss) {
     if (ssss == 0) return 0;
     if (ssss == 16) return 32768;
     int32_t v = int32_t(acc_ >> (64 - ssss));
     consume(ssss);
-    return v < (1 << (ssss - 1)) ? v - (1 << ssss) + 1 : v;
+    return extend(v, ssss);
   }
 
   // Bits were taken from the zero padding: the segment ended before the data it encodes.
@@ -235,12 +264,12 @@ class ScanDecoder {
     }
     for (int c = 0; c < kComponents; ++c) {
       int32_t prediction = first_line ? initial : above[c][0];
-      rows[c][0] = uint16_t(prediction + bits.difference(bits.decode(*tables[c], index_)));
+      rows[c][0] = uint16_t(prediction + bits.difference(*tables[c], index_));
     }
     for (uint32_t x = 1; x < width; ++x) {
       for (int c = 0; c < kComponents; ++c) {
         int32_t prediction = predict<kPredictor>(rows[c][x - 1], above[c][x], above[c][x - 1]);
-        rows[c][x] = uint16_t(prediction + bits.difference(bits.decode(*tables[c], index_)));  // modulo 2^16 (H.2.1)
+        rows[c][x] = uint16_t(prediction + bits.difference(*tables[c], index_));  // modulo 2^16 (H.2.1)
       }
     }
   }
