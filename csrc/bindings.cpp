@@ -103,13 +103,13 @@ py::list encoded_frames(const ParsedDicom& parsed) {
   return frames;
 }
 
-py::dict read_dicom(py::object data, bool pixels, bool attributes, bool header) {
+py::dict read_dicom(py::object data, bool pixels, bool attributes, bool header, uint64_t memory_limit) {
   BufferView buffer(data);
   ParsedDicom parsed;
   std::optional<DecodePlan> plan;
   {
     py::gil_scoped_release release;
-    parsed = parse_dicom(buffer.data(), buffer.size(), header);
+    parsed = parse_dicom(buffer.data(), buffer.size(), header, memory_limit);
     if (pixels) plan = plan_decode(parsed);
   }
   py::dict out;
@@ -167,13 +167,32 @@ py::list decode_batch_into(py::sequence sources, py::object out, uint64_t item_b
   return results;
 }
 
+// The budget admits only what the file justifies, yet the machine may still refuse it (an
+// address-space limit, say): that failure is a FormatError too, so callers see one type.
+py::dict read_dicom_checked(py::object data, bool pixels, bool attributes, bool header,
+                            uint64_t memory_limit) {
+  try {
+    return read_dicom(data, pixels, attributes, header, memory_limit);
+  } catch (py::error_already_set& e) {
+    if (!e.matches(PyExc_MemoryError)) throw;
+    throw DicomLimitError("out of memory while building the result (MemoryError)");
+  } catch (const std::bad_alloc&) {
+    throw DicomLimitError("out of memory while decoding (std::bad_alloc)");
+  } catch (const std::length_error& e) {
+    throw DicomLimitError(std::string("buffer too large while decoding (") + e.what() + ")");
+  }
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_dicom, m) {
   m.doc() = "DICOM parsing and native / RLE Lossless pixel decoding into numpy arrays (PS3.5).";
   py::register_exception<DicomFormatError>(m, "FormatError", PyExc_ValueError);
-  m.def("read", &read_dicom, py::arg("data"), py::kw_only(), py::arg("pixels") = true,
-        py::arg("attributes") = false, py::arg("header") = false,
+  m.attr("AUTO_MEMORY_FACTOR") = MemoryBudget::kImageFactor;
+  m.attr("AUTO_MEMORY_FLOOR") = MemoryBudget::kFloor;
+  m.attr("MAX_SEQUENCE_DEPTH") = kMaxSequenceDepth;
+  m.def("read", &read_dicom_checked, py::arg("data"), py::kw_only(), py::arg("pixels") = true,
+        py::arg("attributes") = false, py::arg("header") = false, py::arg("memory_limit") = 0,
         R"doc(Parse a DICOM Part 10 file or bare dataset held in a buffer.
 
 Returns a dict: transfer_syntax (UID str), syntax_guessed (bool), little_endian (bool);
@@ -183,7 +202,10 @@ order; None when the syntax is encapsulated and not RLE or JPEG Lossless, and th
 each frame's encoded bytes) and photometric (the output's photometric interpretation); with attributes=True: attributes ({keyword: value}
 for the Image Pixel, geometry, rescale, window, modality and UID attributes present);
 with header=True: header ({tag: (vr, bytes | [item dict, ...])}, every element but Pixel
-Data). Raises FormatError (a ValueError) naming the reason for malformed input.)doc");
+Data). memory_limit: the most bytes the decode may allocate (inflated dataset, header,
+scratch, the array); 0 means AUTO_MEMORY_FACTOR x the image the header describes +
+AUTO_MEMORY_FLOOR. Raises FormatError (a ValueError) naming the reason for malformed input,
+for a limit passed and for an allocation the machine refuses.)doc");
   m.def("decode_batch", &decode_batch_into, py::arg("sources"), py::arg("out"), py::arg("item_bytes"),
         py::arg("item_size"), py::arg("is_signed"), py::arg("threads") = 1,
         R"doc(Decode the Pixel Data of each buffer in `sources` into its slot of `out` (a writable

@@ -18,6 +18,20 @@ class DicomFormatError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The buffer ended inside a structure. Only a parse of a partly inflated dataset (which can
+// inflate more and retry) treats it differently from other format errors.
+class DicomTruncatedError : public DicomFormatError {
+ public:
+  using DicomFormatError::DicomFormatError;
+};
+
+// A bound the decoder imposes (nesting depth, memory per decode) rather than a rule of the
+// standard. A speculative parse never swallows it: the input stays rejected.
+class DicomLimitError : public DicomFormatError {
+ public:
+  using DicomFormatError::DicomFormatError;
+};
+
 inline uint16_t load_u16(const uint8_t* p, bool little) {
   return little ? uint16_t(p[0] | (p[1] << 8)) : uint16_t((p[0] << 8) | p[1]);
 }
@@ -73,7 +87,7 @@ class ByteReader {
 
  private:
   [[noreturn]] void fail(const std::string& what, uint64_t short_by) const {
-    throw DicomFormatError("truncated data: " + what + " at byte " + std::to_string(pos_) +
+    throw DicomTruncatedError("truncated data: " + what + " at byte " + std::to_string(pos_) +
                            " runs " + std::to_string(short_by) + " bytes past the end of the " +
                            std::to_string(size_) + "-byte buffer");
   }

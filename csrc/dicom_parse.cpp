@@ -1,11 +1,13 @@
 #include "dicom_parse.h"
 
+#include <algorithm>
 #include <bitset>
 #include <cstring>
 
 #include "attributes.h"
 #include "dicom_values.h"
 #include "inflate.h"
+#include "pixel_spec.h"
 
 namespace megamed {
 
@@ -15,9 +17,6 @@ constexpr uint32_t kItem = 0xFFFEE000;               // PS3.5 7.5.1
 constexpr uint32_t kItemDelimitation = 0xFFFEE00D;   // PS3.5 7.5.2
 constexpr uint32_t kSequenceDelimitation = 0xFFFEE0DD;
 constexpr uint32_t kUndefinedLength = 0xFFFFFFFF;
-// Sequences nest in real files a handful of levels deep; the bound keeps a crafted file
-// from exhausting the stack.
-constexpr int kMaxDepth = 64;
 
 std::string hex_tag(uint32_t tag) {
   char text[12];
@@ -55,15 +54,25 @@ struct ElementHeader {
   size_t offset = 0;  // of the tag, for error messages
 };
 
+// Where the top-level Pixel Data value starts, found in a partly inflated dataset.
+struct PixelDataProbe {
+  bool found = false;
+  size_t value_offset = 0;
+  uint32_t length = 0;
+};
+
 class DatasetParser {
  public:
-  DatasetParser(ByteReader& reader, bool explicit_vr, bool keep_header, ParsedDicom& out)
-      : r_(reader), explicit_vr_(explicit_vr), keep_(keep_header), out_(out) {}
+  DatasetParser(ByteReader& reader, bool explicit_vr, bool keep_header, ParsedDicom& out,
+                PixelDataProbe* probe = nullptr)
+      : r_(reader), explicit_vr_(explicit_vr), keep_(keep_header), out_(out), probe_(probe) {}
 
   // Reads elements until `end`, an Item Delimitation (when `in_undefined_item`), or the
-  // top-level Pixel Data when the header is not wanted.
+  // top-level Pixel Data when the header is not wanted (or, probing, its element header).
   void dataset(size_t end, int depth, std::vector<Element>* sink, bool in_undefined_item) {
-    if (depth > kMaxDepth) fail("sequences nested deeper than " + std::to_string(kMaxDepth));
+    if (depth > kMaxSequenceDepth)
+      throw DicomLimitError("sequences nested deeper than " + std::to_string(kMaxSequenceDepth) +
+                            " levels (at byte " + std::to_string(r_.pos()) + ")");
     const bool top = depth == 0;
     while (r_.pos() < end) {
       ElementHeader h = header();
@@ -72,11 +81,17 @@ class DatasetParser {
         return;
       }
       if ((h.tag >> 16) == 0xFFFE) fail("unexpected item tag " + hex_tag(h.tag) + " in a dataset", h);
+      if (top && !image_sized_ && h.tag > tags::kPixelRepresentation) size_image();
       if (top && h.tag == tags::kPixelData) {
+        if (probe_) {
+          *probe_ = {true, r_.pos(), h.length};
+          return;
+        }
         pixel_data(h);
         if (!keep_) return;
         continue;
       }
+      if (sink) out_.memory.charge(MemoryBudget::kHeaderElementBytes, "the header's elements");
       Element element;
       element.tag = h.tag;
       std::memcpy(element.vr, h.vr, 3);
@@ -96,15 +111,31 @@ class DatasetParser {
       } else {
         element.value = r_.take(h.length);
         if (top && is_wanted(h.tag)) out_.attributes[h.tag] = element.value;
-        if (!explicit_vr_ && sink) element.is_sequence = looks_like_sequence(element);
+        if (!explicit_vr_ && sink) element.is_sequence = looks_like_sequence(element, depth);
       }
       if (sink) sink->push_back(std::move(element));
     }
     if (r_.pos() != end) fail("element runs past the end of its item or file");
-    if (in_undefined_item) fail("item of undefined length has no Item Delimitation");
+    if (in_undefined_item)
+      throw DicomTruncatedError("item of undefined length has no Item Delimitation (at byte " +
+                                std::to_string(r_.pos()) + ")");
   }
 
  private:
+  // Elements come in tag order (PS3.5 7.1), so past (0028,0103) the Image Pixel module has
+  // described the image: the automatic memory limit grows with it before the rest of a
+  // large header (an enhanced multi-frame's per-frame groups, say) is charged.
+  void size_image() {
+    image_sized_ = true;
+    try {
+      out_.memory.set_image_bytes(pixel_spec_from(out_).output_bytes());
+    } catch (const DicomLimitError&) {
+      throw;
+    } catch (const DicomFormatError&) {
+      // Not an image, or not a valid one: the floor of the limit applies.
+    }
+  }
+
   // PS3.5 6.2.2: the content of an undefined-length UN is implicit VR little endian.
   struct ImplicitScope {
     explicit ImplicitScope(DatasetParser& p)
@@ -172,7 +203,10 @@ class DatasetParser {
       }
       if (item.tag != kItem) fail("expected an Item tag in " + hex_tag(h.tag) + ", found " + hex_tag(item.tag), item);
       std::vector<Element>* items = nullptr;
-      if (element) items = &element->items.emplace_back();
+      if (element) {
+        out_.memory.charge(MemoryBudget::kHeaderElementBytes, "the header's sequence items");
+        items = &element->items.emplace_back();
+      }
       if (item.length == kUndefinedLength) {
         dataset(end, depth + 1, items, true);
       } else {
@@ -181,23 +215,31 @@ class DatasetParser {
         dataset(item_end, depth + 1, items, false);
       }
     }
-    if (undefined) fail("sequence " + hex_tag(h.tag) + " has no Sequence Delimitation", h);
+    if (undefined)
+      throw DicomTruncatedError("sequence " + hex_tag(h.tag) + " has no Sequence Delimitation (element at byte " +
+                                std::to_string(h.offset) + ")");
     if (r_.pos() != end) fail("items run past the end of sequence " + hex_tag(h.tag), h);
   }
 
   // Implicit VR carries no "SQ": a defined-length value that parses as items is a sequence.
-  bool looks_like_sequence(Element& element) {
+  // The items sit at `depth` + 1, like those of any sequence at `depth`, and a limit hit
+  // inside them rejects the file rather than the guess.
+  bool looks_like_sequence(Element& element, int depth) {
     if (element.value.size < 8 || load_u32(element.value.data, true) != 0xE000FFFE) return false;
     ByteReader sub(element.value.data, element.value.size, true);
     DatasetParser nested(sub, false, true, out_);
     ElementHeader h;
     h.tag = element.tag;
     h.length = uint32_t(element.value.size);
+    uint64_t in_use = out_.memory.used();
     try {
-      nested.sequence(h, 1, &element);
+      nested.sequence(h, depth, &element);
       return true;
+    } catch (const DicomLimitError&) {
+      throw;
     } catch (const DicomFormatError&) {
       element.items.clear();
+      out_.memory.release(out_.memory.used() - in_use);
       return false;
     }
   }
@@ -226,6 +268,7 @@ class DatasetParser {
       if (item.tag == kSequenceDelimitation) break;
       if (item.tag != kItem) fail("expected an Item in encapsulated Pixel Data, found " + hex_tag(item.tag), item);
       if (item.length == kUndefinedLength) fail("fragment of undefined length in encapsulated Pixel Data", item);
+      out_.memory.charge(sizeof(ByteSpan), "the fragment list");
       items.push_back(r_.take(item.length));
     }
     if (items.empty()) fail("encapsulated Pixel Data has no Basic Offset Table item", h);
@@ -235,6 +278,8 @@ class DatasetParser {
   bool explicit_vr_;
   bool keep_;
   ParsedDicom& out_;
+  PixelDataProbe* probe_;
+  bool image_sized_ = false;
 };
 
 // A bare dataset (no preamble) must start with a plausible element: PS3.5 7.1 orders
@@ -289,8 +334,83 @@ void parse_file_meta(ByteReader& r, ParsedDicom& out, bool keep_header, std::str
       ts_uid = text_value(e.value);
       out.attributes[tag] = e.value;
     }
-    if (sink) sink->push_back(std::move(e));
+    if (sink) {
+      out.memory.charge(MemoryBudget::kHeaderElementBytes, "the header's elements");
+      sink->push_back(std::move(e));
+    }
   }
+}
+
+// Some writers declare one VR encoding and use the other. Explicit VR puts two letters
+// after the tag (PS3.5 7.1.2), implicit VR the low bytes of a length (7.1.3); like
+// pydicom, trust what the first element shows.
+bool body_is_explicit_vr(const ByteReader& body, const TransferSyntax& syntax) {
+  const uint8_t* p = body.peek(6);
+  return p ? is_vr(p + 4) : syntax.explicit_vr;
+}
+
+// Trailing elements after Pixel Data (padding, signatures) that a deflated dataset may hold.
+constexpr uint64_t kDeflateMargin = uint64_t(4) << 20;
+
+// Parses the inflated prefix up to the top-level Pixel Data element. Returns the most the
+// whole dataset may inflate to: the prefix, plus what the image attributes justify for the
+// pixel value (one frame of slack for padding), plus kDeflateMargin; unbounded (~0) while
+// the prefix does not reach Pixel Data. Other format errors in the prefix are thrown.
+uint64_t justified_inflated_size(ByteSpan prefix, const TransferSyntax& syntax, MemoryBudget& memory,
+                                 std::string& justification) {
+  ParsedDicom probe;
+  probe.syntax = syntax;
+  PixelDataProbe pixels;
+  ByteReader body(prefix.data, prefix.size, syntax.little_endian);
+  DatasetParser parser(body, body_is_explicit_vr(body, syntax), false, probe, &pixels);
+  try {
+    parser.dataset(body.size(), 0, nullptr, false);
+  } catch (const DicomTruncatedError&) {
+    return ~uint64_t(0);
+  }
+  if (!pixels.found) return ~uint64_t(0);
+  uint64_t value = pixels.length;
+  justification = "its Pixel Data element's length";
+  if (pixels.length == kUndefinedLength) return ~uint64_t(0);  // encapsulated: not a native image
+  try {
+    PixelSpec spec = pixel_spec_from(probe);
+    memory.set_image_bytes(spec.output_bytes());
+    // Stored bytes never exceed decoded bytes (1-bit and YBR_FULL_422 data store fewer).
+    uint64_t image = spec.output_bytes() + spec.output_bytes() / spec.frames;
+    if (image < value) {
+      value = image;
+      justification = std::to_string(spec.rows) + " rows x " + std::to_string(spec.columns) + " columns x " +
+                      std::to_string(spec.samples) + " samples x " + std::to_string(spec.frames) + " frames x " +
+                      std::to_string(spec.bits_allocated) + " bits";
+    }
+  } catch (const DicomLimitError&) {
+    throw;
+  } catch (const DicomFormatError&) {
+    // No valid image attributes: the element's own length is all the header offers.
+  }
+  return pixels.value_offset + value + kDeflateMargin;
+}
+
+// PS3.5 A.5: inflates in doubling steps until the prefix reaches Pixel Data, then no
+// further than the header justifies, so a deflate bomb fails after little output.
+std::vector<uint8_t> inflate_dataset(ByteSpan compressed, const TransferSyntax& syntax, MemoryBudget& memory) {
+  RawInflater inflater(compressed, memory);
+  uint64_t bound = ~uint64_t(0);
+  std::string justification;
+  // The buffer's growth is charged to `memory`: the steps stop at its limit.
+  for (size_t step = 1 << 16; !inflater.finished() && bound == ~uint64_t(0); step *= 2) {
+    inflater.inflate_to(step);
+    if (!inflater.finished()) bound = justified_inflated_size(inflater.output(), syntax, memory, justification);
+  }
+  if (!inflater.finished()) {
+    inflater.inflate_to(size_t(std::min<uint64_t>(bound + 1, ~size_t(0))));
+    if (!inflater.finished())
+      throw DicomFormatError("deflated dataset inflates past " + std::to_string(inflater.output().size) +
+                             " bytes, more than " + justification + " justifies (" + std::to_string(bound) +
+                             " bytes with the header and a " + std::to_string(kDeflateMargin >> 20) +
+                             " MiB margin): a deflate bomb or a corrupt stream");
+  }
+  return inflater.take_output();
 }
 
 }  // namespace
@@ -318,8 +438,9 @@ TransferSyntax transfer_syntax_from_uid(const std::string& uid) {
   return ts;
 }
 
-ParsedDicom parse_dicom(const uint8_t* data, size_t size, bool keep_header) {
+ParsedDicom parse_dicom(const uint8_t* data, size_t size, bool keep_header, uint64_t memory_limit) {
   ParsedDicom out;
+  out.memory = MemoryBudget(memory_limit);
   ByteReader r(data, size, true);
   // PS3.10 7.1: a 128-byte preamble, then "DICM".
   if (size >= 132 && std::memcmp(data + 128, "DICM", 4) == 0) {
@@ -339,16 +460,11 @@ ParsedDicom parse_dicom(const uint8_t* data, size_t size, bool keep_header) {
 
   ByteReader body = r;
   if (out.syntax.deflated) {
-    out.inflated = inflate_raw(r.take(r.remaining()));
+    out.inflated = inflate_dataset(r.take(r.remaining()), out.syntax, out.memory);
     body = ByteReader(out.inflated.data(), out.inflated.size(), true);
   }
   body.set_little_endian(out.syntax.little_endian);
-  // Some writers declare one VR encoding and use the other. Explicit VR puts two letters
-  // after the tag (PS3.5 7.1.2), implicit VR the low bytes of a length (7.1.3); like
-  // pydicom, trust what the first element shows.
-  bool explicit_vr = out.syntax.explicit_vr;
-  if (const uint8_t* p = body.peek(6)) explicit_vr = is_vr(p + 4);
-  DatasetParser parser(body, explicit_vr, keep_header, out);
+  DatasetParser parser(body, body_is_explicit_vr(body, out.syntax), keep_header, out);
   parser.dataset(body.size(), 0, keep_header ? &out.header : nullptr, false);
   return out;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "byte_reader.h"
+#include "memory_budget.h"
 
 namespace megamed {
 
@@ -50,10 +51,20 @@ struct ParsedDicom {
   std::map<uint32_t, ByteSpan> attributes;  // top-level values of the tags is_wanted() names
   PixelDataLocation pixels;
   std::vector<Element> header;  // every element but Pixel Data, only when asked for
+  // What this decode has allocated and may still allocate. Mutable: planning a decode
+  // (which sees the parse as const) charges its buffers here too.
+  mutable MemoryBudget memory;
 };
 
 // Parses `size` bytes. Stops at the top-level Pixel Data unless `keep_header` asks for the
-// elements after it too. Never reads outside [data, data + size).
-ParsedDicom parse_dicom(const uint8_t* data, size_t size, bool keep_header);
+// elements after it too. Never reads outside [data, data + size). Sequences nest at most
+// kMaxSequenceDepth deep; `memory_limit` bounds what the decode allocates (MemoryBudget).
+ParsedDicom parse_dicom(const uint8_t* data, size_t size, bool keep_header,
+                        uint64_t memory_limit = MemoryBudget::kAuto);
+
+// Real files nest sequences a handful of levels deep; the bound keeps a crafted file from
+// exhausting the stack. Counted across every path into a nested dataset (SQ, undefined
+// length UN, implicit VR values parsed as items), so no path restarts it.
+constexpr int kMaxSequenceDepth = 64;
 
 }  // namespace megamed

@@ -22,11 +22,28 @@ std::vector<uint64_t> fragment_offsets(const std::vector<ByteSpan>& fragments) {
   return offsets;
 }
 
-size_t fragment_at(const std::vector<uint64_t>& offsets, uint64_t offset, const char* table) {
-  for (size_t i = 0; i < offsets.size(); ++i)
-    if (offsets[i] == offset) return i;
-  fail(std::string(table) + " offset " + std::to_string(offset) + " is not the start of a fragment");
+// The fragment each table entry points at, in one pass over both lists. A table lists the
+// frames in order (PS3.5 A.4), so its offsets strictly increase: no two frames share a
+// fragment, and the frames can never decode to more than the fragments present hold.
+std::vector<size_t> fragments_at(const std::vector<uint64_t>& offsets, const std::vector<uint64_t>& table,
+                                 const char* name) {
+  std::vector<size_t> indices;
+  indices.reserve(table.size());
+  size_t j = 0;
+  for (size_t i = 0; i < table.size(); ++i) {
+    if (i > 0 && table[i] <= table[i - 1])
+      fail(std::string(name) + " offsets are not increasing: frame " + std::to_string(i) + " at " +
+           std::to_string(table[i]) + " after " + std::to_string(table[i - 1]));
+    while (j < offsets.size() && offsets[j] < table[i]) ++j;
+    if (j == offsets.size() || offsets[j] != table[i])
+      fail(std::string(name) + " offset " + std::to_string(table[i]) + " is not the start of a fragment");
+    indices.push_back(j);
+  }
+  return indices;
 }
+
+// Bytes of bookkeeping per frame and fragment (spans, lists, offsets), charged up front.
+constexpr uint64_t kIndexBytesPerFragment = 96;
 
 std::vector<uint64_t> read_u64s(const ByteSpan* value) {
   std::vector<uint64_t> out;
@@ -46,6 +63,7 @@ std::vector<std::vector<ByteSpan>> split_frames(const ParsedDicom& parsed, uint3
   const std::vector<ByteSpan>& fragments = parsed.pixels.fragments;
   const std::vector<uint32_t>& basic = parsed.pixels.basic_offsets;
   if (fragments.empty()) fail("no fragments after the Basic Offset Table");
+  parsed.memory.charge(kIndexBytesPerFragment * fragments.size(), "the frame index");
   std::vector<std::vector<ByteSpan>> out;
   std::vector<uint64_t> extended = read_u64s(attribute(parsed, tags::kExtendedOffsetTable));
   std::vector<uint64_t> lengths = read_u64s(attribute(parsed, tags::kExtendedOffsetTableLengths));
@@ -54,9 +72,9 @@ std::vector<std::vector<ByteSpan>> split_frames(const ParsedDicom& parsed, uint3
     if (extended.size() != frames || lengths.size() != frames)
       fail("Extended Offset Table lists " + std::to_string(extended.size()) + " offsets and " +
            std::to_string(lengths.size()) + " lengths for " + std::to_string(frames) + " frames");
-    std::vector<uint64_t> offsets = fragment_offsets(fragments);
+    std::vector<size_t> index = fragments_at(fragment_offsets(fragments), extended, "Extended Offset Table");
     for (uint32_t i = 0; i < frames; ++i) {
-      const ByteSpan& f = fragments[fragment_at(offsets, extended[i], "Extended Offset Table")];
+      const ByteSpan& f = fragments[index[i]];
       if (f.size != lengths[i]) fail("Extended Offset Table length " + std::to_string(lengths[i]) + " disagrees with the fragment's " + std::to_string(f.size));
       out.push_back({f});
     }
@@ -64,14 +82,10 @@ std::vector<std::vector<ByteSpan>> split_frames(const ParsedDicom& parsed, uint3
     // PS3.5 A.4 (Basic Offset Table): the first fragment of each frame, in order.
     if (basic.size() != frames)
       fail("Basic Offset Table lists " + std::to_string(basic.size()) + " frames, NumberOfFrames is " + std::to_string(frames));
-    std::vector<uint64_t> offsets = fragment_offsets(fragments);
-    std::vector<size_t> first;
-    for (uint32_t offset : basic) first.push_back(fragment_at(offsets, offset, "Basic Offset Table"));
+    std::vector<size_t> first = fragments_at(fragment_offsets(fragments),
+                                             std::vector<uint64_t>(basic.begin(), basic.end()), "Basic Offset Table");
     first.push_back(fragments.size());
-    for (uint32_t i = 0; i < frames; ++i) {
-      if (first[i + 1] <= first[i]) fail("Basic Offset Table offsets are not increasing");
-      out.emplace_back(fragments.begin() + first[i], fragments.begin() + first[i + 1]);
-    }
+    for (uint32_t i = 0; i < frames; ++i) out.emplace_back(fragments.begin() + first[i], fragments.begin() + first[i + 1]);
   } else if (fragments.size() == frames) {
     for (const ByteSpan& f : fragments) out.push_back({f});
   } else if (frames == 1) {

@@ -7,38 +7,54 @@
 
 namespace megamed {
 
-std::vector<uint8_t> inflate_raw(ByteSpan compressed) {
-  z_stream stream{};
+struct RawInflater::Stream {
+  z_stream z{};
+};
+
+RawInflater::RawInflater(ByteSpan compressed, MemoryBudget& memory)
+    : stream_(new Stream), in_(compressed), memory_(memory) {
   // Negative window bits: a raw stream, as PS3.5 A.5 specifies (no zlib header).
-  if (inflateInit2(&stream, -MAX_WBITS) != Z_OK) throw DicomFormatError("zlib: inflateInit2 failed");
-  std::vector<uint8_t> out(compressed.size * 4 + 4096);
-  size_t produced = 0, consumed = 0;
+  if (inflateInit2(&stream_->z, -MAX_WBITS) != Z_OK) throw DicomFormatError("zlib: inflateInit2 failed");
+}
+
+RawInflater::~RawInflater() { inflateEnd(&stream_->z); }
+
+// Doubles the buffer, at most to `size`: a short stream with a large allowance stays small.
+void RawInflater::grow(size_t size) {
+  size_t next = std::min(size, std::max<size_t>({out_.size() * 2, in_.size * 2, 1 << 16}));
+  memory_.charge(next - out_.size(), "the inflated dataset");
+  out_.resize(next);
+}
+
+void RawInflater::inflate_to(size_t size) {
+  z_stream& z = stream_->z;
   int status = Z_OK;
-  while (true) {
-    if (produced == out.size()) out.resize(out.size() * 2);
+  while (!finished_ && produced_ < size) {
+    if (produced_ == out_.size()) grow(size);
     // zlib counts in uInt; feed and drain in chunks that fit.
-    size_t in_chunk = std::min<size_t>(compressed.size - consumed, 1u << 30);
-    size_t out_chunk = std::min<size_t>(out.size() - produced, 1u << 30);
-    stream.next_in = const_cast<Bytef*>(compressed.data + consumed);
-    stream.avail_in = uInt(in_chunk);
-    stream.next_out = out.data() + produced;
-    stream.avail_out = uInt(out_chunk);
-    status = inflate(&stream, Z_NO_FLUSH);
-    consumed += in_chunk - stream.avail_in;
-    produced += out_chunk - stream.avail_out;
-    if (status == Z_STREAM_END) break;
-    if (status == Z_OK || (status == Z_BUF_ERROR && stream.avail_out == 0)) continue;
-    break;  // corrupt data, or the input ended before the stream did
+    size_t in_chunk = std::min<size_t>(in_.size - consumed_, 1u << 30);
+    size_t out_chunk = std::min<size_t>(out_.size() - produced_, 1u << 30);
+    z.next_in = const_cast<Bytef*>(in_.data + consumed_);
+    z.avail_in = uInt(in_chunk);
+    z.next_out = out_.data() + produced_;
+    z.avail_out = uInt(out_chunk);
+    status = inflate(&z, Z_NO_FLUSH);
+    consumed_ += in_chunk - z.avail_in;
+    produced_ += out_chunk - z.avail_out;
+    if (status == Z_STREAM_END) finished_ = true;
+    else if (status != Z_OK && !(status == Z_BUF_ERROR && z.avail_out == 0)) break;
   }
-  std::string message = stream.msg ? stream.msg : "";
-  inflateEnd(&stream);
-  if (status != Z_STREAM_END)
-    throw DicomFormatError("deflated dataset is corrupt or truncated (zlib status " +
-                           std::to_string(status) + (message.empty() ? "" : ": " + message) +
-                           ") after " + std::to_string(consumed) + " of " +
-                           std::to_string(compressed.size) + " bytes");
-  out.resize(produced);
-  return out;
+  if (finished_ || produced_ >= size) return;
+  // Corrupt data, or the input ended before the stream did.
+  std::string message = z.msg ? z.msg : "";
+  throw DicomFormatError("deflated dataset is corrupt or truncated (zlib status " + std::to_string(status) +
+                         (message.empty() ? "" : ": " + message) + ") after " + std::to_string(consumed_) +
+                         " of " + std::to_string(in_.size) + " bytes");
+}
+
+std::vector<uint8_t> RawInflater::take_output() {
+  out_.resize(produced_);
+  return std::move(out_);
 }
 
 }  // namespace megamed

@@ -16,6 +16,12 @@ bool is_jpeg_lossless(const std::string& uid) {
   return uid == "1.2.840.10008.1.2.4.57" || uid == "1.2.840.10008.1.2.4.70";
 }
 
+// PS3.5 A.3 (Explicit VR Big Endian): an OW value is a stream of 16-bit words, so 8-bit
+// samples written as OW arrive with each byte pair swapped.
+bool swapped_ow_pairs(const ParsedDicom& parsed, const PixelSpec& spec) {
+  return !parsed.syntax.little_endian && spec.bits_allocated == 8 && std::strcmp(parsed.pixels.vr, "OW") == 0;
+}
+
 }  // namespace
 
 std::optional<DecodePlan> plan_decode(const ParsedDicom& parsed) {
@@ -30,28 +36,35 @@ std::optional<DecodePlan> plan_decode(const ParsedDicom& parsed) {
   DecodePlan plan;
   plan.spec = pixel_spec_from(parsed);
   plan.jpeg_lossless = jpeg_lossless;
+  parsed.memory.set_image_bytes(plan.spec.output_bytes());
   if (!px.encapsulated) {
     check_native_length(plan.spec, px.value.size);
+    parsed.memory.charge(native_scratch_bytes(plan.spec, swapped_ow_pairs(parsed, plan.spec)), "decoding scratch");
+    parsed.memory.charge(plan.spec.output_bytes(), "the decoded array");
     return plan;
   }
   std::vector<std::vector<ByteSpan>> frames = split_frames(parsed, plan.spec.frames);
   plan.joined.resize(frames.size());
   for (size_t i = 0; i < frames.size(); ++i) {
+    if (frames[i].size() > 1) {
+      uint64_t bytes = 0;
+      for (const ByteSpan& f : frames[i]) bytes += f.size;
+      parsed.memory.charge(bytes, "joining the fragments of frame " + std::to_string(i));
+    }
     plan.frames.push_back(join_fragments(frames[i], plan.joined[i]));
     if (jpeg_lossless) check_jpeg_lossless_frame(plan.spec, plan.frames.back(), uint32_t(i));
     else check_rle_frame(plan.spec, plan.frames.back(), uint32_t(i));
   }
+  // JPEG Lossless decodes a frame into 16-bit planes before writing the output.
+  if (jpeg_lossless) parsed.memory.charge(plan.spec.samples_per_frame() * 2, "JPEG Lossless scratch");
+  parsed.memory.charge(plan.spec.output_bytes(), "the decoded array");
   return plan;
 }
 
 std::string run_decode(const ParsedDicom& parsed, const DecodePlan& plan, uint8_t* out) {
   const PixelSpec& spec = plan.spec;
   if (!parsed.pixels.encapsulated) {
-    // PS3.5 A.3 (Explicit VR Big Endian): an OW value is a stream of 16-bit words, so 8-bit
-    // samples written as OW arrive with each byte pair swapped.
-    bool ow_pairs = !parsed.syntax.little_endian && spec.bits_allocated == 8 &&
-                    std::strcmp(parsed.pixels.vr, "OW") == 0;
-    return decode_native(spec, parsed.pixels.value, parsed.syntax.little_endian, ow_pairs, out);
+    return decode_native(spec, parsed.pixels.value, parsed.syntax.little_endian, swapped_ow_pairs(parsed, spec), out);
   }
   uint64_t frame_bytes = spec.samples_per_frame() * spec.item_size();
   for (size_t i = 0; i < plan.frames.size(); ++i) {

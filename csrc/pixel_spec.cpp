@@ -68,6 +68,17 @@ PixelSpec pixel_spec_from(const ParsedDicom& parsed) {
   if (s.bits_stored < 1 || s.bits_stored > s.bits_allocated)
     invalid("BitsStored", s.bits_stored, "expected 1 to BitsAllocated");
   if (s.pixel_representation > 1) invalid("PixelRepresentation", s.pixel_representation, "expected 0 or 1");
+  // PS3.3 C.7.6.3.1.2: every YBR model has three samples; YBR_FULL_422 shares chroma between
+  // pixel pairs, which needs whole-byte samples (pydicom refuses 1-bit YBR too).
+  if (s.photometric.rfind("YBR_", 0) == 0 && s.samples != 3)
+    invalid("SamplesPerPixel", s.samples, ("expected 3 for " + printable(s.photometric)).c_str());
+  if (s.photometric == "YBR_FULL_422" && s.bits_allocated == 1)
+    invalid("BitsAllocated", 1, "expected 8 or more for YBR_FULL_422");
+  // Sizes are computed in 64 bits: keep every product of the attributes far below 2^64.
+  if (s.samples_per_frame() * s.item_size() > (uint64_t(1) << 62) / s.frames)
+    throw DicomFormatError(std::to_string(s.frames) + " frames of " + std::to_string(s.rows) + " x " +
+                           std::to_string(s.columns) + " x " + std::to_string(s.samples) +
+                           " samples describe more than 2^62 bytes");
   if (s.samples == 3) {
     if (const ByteSpan* planar = find(parsed, tags::kPlanarConfiguration))
       s.planar_configuration = unsigned_short_value(*planar, parsed.syntax.little_endian, "PlanarConfiguration");

@@ -8,6 +8,11 @@ several threads. JPEG baseline/extended, JPEG-LS and JPEG 2000 frames go to libj
 and OpenJPEG through pydicom's decoder plugins (`pip install megamed[codecs]`).
 
 Every failure on bad input is a `DicomError(path, reason)`; bytes are named "<bytes>".
+That includes hostile input: sequences nest at most MAX_SEQUENCE_DEPTH levels, and each
+decode allocates at most `memory_limit` bytes (inflated dataset, header, scratch and the
+returned array). The default, None, is AUTO_MEMORY_FACTOR x the image the header describes
++ AUTO_MEMORY_FLOOR; every allocation is further checked against the bytes the file holds
+(a deflated dataset inflates no further than its image attributes justify).
 """
 from __future__ import annotations
 
@@ -24,6 +29,11 @@ except ImportError as _error:  # built without pybind11: say so at the first cal
     _IMPORT_ERROR = _error
 
 Source = str | os.PathLike | bytes | bytearray | memoryview
+
+# The decoder's bounds (csrc/memory_budget.h, csrc/dicom_parse.h), for callers and docs.
+AUTO_MEMORY_FACTOR = getattr(_dicom, "AUTO_MEMORY_FACTOR", None)
+AUTO_MEMORY_FLOOR = getattr(_dicom, "AUTO_MEMORY_FLOOR", None)
+MAX_SEQUENCE_DEPTH = getattr(_dicom, "MAX_SEQUENCE_DEPTH", None)
 
 # (center, width) in Hounsfield units; common radiology presets.
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
@@ -72,15 +82,17 @@ def _load(source: Source) -> tuple[bytes | bytearray | memoryview, str]:
     raise TypeError(f"expected a path or a bytes-like object, got {type(source).__name__}")
 
 
-def _parse(source: Source, name: str | None = None,
+def _parse(source: Source, memory_limit: int | None = None, name: str | None = None,
            **parts: bool) -> tuple[dict, str, bytes | bytearray | memoryview]:
     """Parses `source`; with `name`, `source` is the already loaded bytes of that file."""
     if _dicom is None:
         raise ImportError("megamed._dicom is not built (pybind11 was missing at install); "
                           "reinstall with `pip install --no-build-isolation -e .`") from _IMPORT_ERROR
+    if memory_limit is not None and (not isinstance(memory_limit, int) or memory_limit < 1):
+        raise ValueError(f"memory_limit must be a positive number of bytes or None, got {memory_limit!r}")
     data, name = (source, name) if name else _load(source)
     try:
-        return _dicom.read(data, **parts), name, data
+        return _dicom.read(data, memory_limit=memory_limit or 0, **parts), name, data
     except _dicom.FormatError as e:
         raise DicomError(name, str(e)) from e
 
@@ -116,7 +128,7 @@ def _decode_with_codec(parsed: dict, data, name: str) -> np.ndarray:
     if plugin not in get_decoder(uid).available_plugins:
         raise DicomError(name, f"{label} ({uid}) is compressed: install {packages} "
                                "(pip install megamed[codecs]) to decode it")
-    a = _parse(data, pixels=False, attributes=True)[0]["attributes"]
+    a = _parse(data, None, name, pixels=False, attributes=True)[0]["attributes"]
     try:
         return get_decoder(uid).as_array(
             encapsulate(parsed["frames"]), decoding_plugin=plugin, rows=a["Rows"],
@@ -135,22 +147,28 @@ def _pixels(parsed: dict, name: str, data, native_order: bool) -> tuple[np.ndarr
     pixels, photometric = parsed["pixels"], parsed["photometric"]
     if pixels is None:
         return _decode_with_codec(parsed, data, name), None
-    # pydicom's default `as_rgb`: 8-bit YBR_FULL(_422) is returned as RGB.
-    if photometric in ("YBR_FULL", "YBR_FULL_422") and pixels.dtype == np.uint8:
-        pixels, photometric = _ybr_full_to_rgb(pixels), "RGB"
-    # pydicom keeps a big-endian syntax's byte order in the dtype (e.g. '>i2').
-    if not native_order and not parsed["little_endian"] and pixels.dtype.itemsize > 1:
-        pixels = pixels.byteswap().view(pixels.dtype.newbyteorder(">"))
+    try:
+        # pydicom's default `as_rgb`: 8-bit YBR_FULL(_422) is returned as RGB (the decoder
+        # has checked that YBR has three samples).
+        if photometric in ("YBR_FULL", "YBR_FULL_422") and pixels.dtype == np.uint8:
+            pixels, photometric = _ybr_full_to_rgb(pixels), "RGB"
+        # pydicom keeps a big-endian syntax's byte order in the dtype (e.g. '>i2').
+        if not native_order and not parsed["little_endian"] and pixels.dtype.itemsize > 1:
+            pixels = pixels.byteswap().view(pixels.dtype.newbyteorder(">"))
+    except MemoryError:
+        raise DicomError(name, f"out of memory converting the {pixels.nbytes}-byte array") from None
     return pixels, photometric
 
 
-def decode_pixels(path_or_bytes: Source) -> np.ndarray:
+def decode_pixels(path_or_bytes: Source, *, memory_limit: int | None = None) -> np.ndarray:
     """Stored pixel values, exactly pydicom's `Dataset.pixel_array` (same shape, dtype and
     values): [rows, cols], [rows, cols, samples], [frames, rows, cols] or
     [frames, rows, cols, samples]; bits above Bits Stored masked or sign-extended
     (PS3.5 8.1.1); 8-bit YBR_FULL / YBR_FULL_422 converted to RGB; big-endian syntaxes keep
-    a big-endian dtype, as pydicom's do."""
-    parsed, name, data = _parse(path_or_bytes, pixels=True)
+    a big-endian dtype, as pydicom's do. `memory_limit`: the most bytes the decode may
+    allocate (None: AUTO_MEMORY_FACTOR x the image the header describes + AUTO_MEMORY_FLOOR);
+    a file that needs more raises DicomError."""
+    parsed, name, data = _parse(path_or_bytes, memory_limit, pixels=True)
     return _pixels(parsed, name, data, native_order=False)[0]
 
 
@@ -197,9 +215,10 @@ def _tuple(values, length: int, name: str, keyword: str):
     return tuple(values)
 
 
-def read_image(path_or_bytes: Source) -> DicomImage:
-    """Decoded pixels and attributes of one DICOM file (see `DicomImage`)."""
-    parsed, name, data = _parse(path_or_bytes, pixels=True, attributes=True)
+def read_image(path_or_bytes: Source, *, memory_limit: int | None = None) -> DicomImage:
+    """Decoded pixels and attributes of one DICOM file (see `DicomImage`); `memory_limit`
+    as in `decode_pixels`."""
+    parsed, name, data = _parse(path_or_bytes, memory_limit, pixels=True, attributes=True)
     return _image(parsed, name, *_pixels(parsed, name, data, native_order=True))
 
 
@@ -260,12 +279,14 @@ def _header_items(elements: dict, byte_order: str, codec: str) -> dict:
             for tag, (vr, value) in elements.items()}
 
 
-def read_header(path_or_bytes: Source) -> dict[int, tuple[str, object]]:
+def read_header(path_or_bytes: Source, *,
+                memory_limit: int | None = None) -> dict[int, tuple[str, object]]:
     """Every element but Pixel Data: {tag: (VR, value)}, the tag as 0xGGGGEEEE. Values:
     str (list of str when multi-valued) for text VRs, int/float (list) for binary numbers,
     a list of {tag: (VR, value)} items for sequences, bytes otherwise. Implicit VR files
-    carry no VRs, so their elements come back as ("UN", bytes)."""
-    parsed, name, _ = _parse(path_or_bytes, pixels=False, header=True)
+    carry no VRs, so their elements come back as ("UN", bytes). `memory_limit` as in
+    `decode_pixels` (each element counts about 512 bytes)."""
+    parsed, name, _ = _parse(path_or_bytes, memory_limit, pixels=False, header=True)
     raw = parsed["header"]
     charset_raw = raw.get(0x00080005, ("", b""))[1]
     charset = charset_raw.decode("ascii", "replace").strip(" \x00").split("\\")[0] \
@@ -373,7 +394,7 @@ def _decode_batch(loaded: list[tuple], threads: int, out=None, pin_memory: bool 
     """decode_pixels_batch on files already loaded as (bytes, name)."""
     if not loaded:
         raise ValueError("a batch needs at least one source")
-    first = _pixels(*_parse(*loaded[0], pixels=True), native_order=True)[0]
+    first = _pixels(*_parse(loaded[0][0], None, loaded[0][1], pixels=True), native_order=True)[0]
     shape = (len(loaded), *first.shape)
     if out is None and pin_memory:
         import torch  # the pinned buffer is the only use of torch here
@@ -390,7 +411,7 @@ def _decode_batch(loaded: list[tuple], threads: int, out=None, pin_memory: bool 
             if photometric in ("YBR_FULL", "YBR_FULL_422") and target.dtype == np.uint8:
                 target[i] = _ybr_full_to_rgb(target[i])
             continue
-        parsed = _parse(data, name, pixels=True)[0]
+        parsed = _parse(data, None, name, pixels=True)[0]
         if parsed["pixels"] is not None:  # decoded here, yet not like the first file
             raise DicomError(name, error)
         pixels = _decode_with_codec(parsed, data, name)
@@ -450,7 +471,7 @@ def read_series(paths, threads: int = 1) -> Series:
     pixel spacings or sample types; multi-frame or colour files; missing geometry; two
     slices at one position; and uneven gaps (a missing slice)."""
     loaded = [_load(p) for p in paths]
-    images = [_image(_parse(data, name, pixels=False, attributes=True)[0], name, None, None)
+    images = [_image(_parse(data, None, name, pixels=False, attributes=True)[0], name, None, None)
               for data, name in loaded]
     if not images:
         raise ValueError("read_series needs at least one path")

@@ -49,34 +49,50 @@ _SAMPLE_TYPES = {("SB", 8): "i1", ("UB", 8): "u1", ("MB", 8): "u1", ("AB", 8): "
 _BIG_ENDIAN = "1.2.840.10008.1.2.2"
 
 
+def _single(item: dict, tag: int) -> tuple[str, object]:
+    """(VR, value) of an element that must hold a value: the first of several values; a
+    ValueError for a sequence or an empty value (a hostile file may put either anywhere)."""
+    vr, value = item[tag]
+    if isinstance(value, list):
+        if not value or isinstance(value[0], dict):
+            raise ValueError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) holds "
+                             f"{'a sequence' if value else 'no value'}, expected a value")
+        value = value[0]
+    return vr, value
+
+
 def _number(item: dict, tag: int, width: str, default=None):
     """A US/UL value, or a DS value, whether the file gave its VR (explicit) or not
     (implicit VR arrives as "UN" bytes, always little endian)."""
     if tag not in item:
         return default
-    vr, value = item[tag]
-    if vr == "UN":
-        value = (float(value.decode("ascii").strip(" \x00").split("\\")[0]) if width == "DS"
+    vr, value = _single(item, tag)
+    if isinstance(value, bytes):
+        value = (value.decode("ascii").strip(" \x00").split("\\")[0] if width == "DS"
                  else int(np.frombuffer(value, "<" + width, 1)[0]))
-    elif vr == "DS":
-        value = float(value[0] if isinstance(value, list) else value)
+    if isinstance(value, str):
+        value = float(value) if width == "DS" else int(value)
+    if width == "DS":
+        return float(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) is {vr} {value!r}, expected an integer")
     return value
 
 
 def _text(item: dict, tag: int, default: str = "") -> str:
     if tag not in item:
         return default
-    vr, value = item[tag]
-    if vr == "UN":
+    vr, value = _single(item, tag)
+    if isinstance(value, bytes):
         return value.decode("latin-1").strip(" \x00")
-    return value[0] if isinstance(value, list) else value
+    return str(value)
 
 
 def _sequence(item: dict, tag: int) -> list[dict]:
     if tag not in item:
         return []
     vr, value = item[tag]
-    if not isinstance(value, list):
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise ValueError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) is {vr}, expected a sequence")
     return value
 
@@ -101,6 +117,9 @@ def _multiplex_group(header: dict, index: int, name: str) -> tuple[dict, np.ndar
     byte_order = ">" if _text(header, 0x00020010) == _BIG_ENDIAN else "<"
     dtype = np.dtype(byte_order + _SAMPLE_TYPES[(interpretation, bits)])
     data = group[0x54001010][1]
+    if not isinstance(data, bytes):
+        raise DicomError(name, f"Waveform Data of multiplex group {index} is {group[0x54001010][0]} "
+                               "holding no bytes (PS3.3 C.10.9.1)")
     if len(data) < samples * channels * dtype.itemsize:
         raise DicomError(name, f"Waveform Data has {len(data)} bytes, {samples} samples x "
                                f"{channels} channels x {bits} bits need "
@@ -137,10 +156,11 @@ def _labels(group: dict, channels: int) -> tuple[tuple[str, ...], tuple[str, ...
     return tuple(names), tuple(units)
 
 
-def read_dicom_waveform(path_or_bytes: Source, index: int = 0) -> Waveform:
+def read_dicom_waveform(path_or_bytes: Source, index: int = 0, *, memory_limit: int | None = None) -> Waveform:
     """Multiplex group `index` of a DICOM Waveform (PS3.3 C.10.9) in physical units, with its
-    rate (Sampling Frequency), channel labels and units."""
-    header = read_header(path_or_bytes)
+    rate (Sampling Frequency), channel labels and units. `memory_limit`: as in
+    megamed.data.dicom.read_header."""
+    header = read_header(path_or_bytes, memory_limit=memory_limit)
     name = str(path_or_bytes) if isinstance(path_or_bytes, (str, os.PathLike)) else "<bytes>"
     try:
         group, raw = _multiplex_group(header, index, name)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the DICOM decode and mutation tests against an AddressSanitizer build of
-# megamed._dicom, built into a temporary directory (the in-place build is untouched).
+# Runs the DICOM decode, error, limit and hostile-input tests against an AddressSanitizer
+# build of megamed._dicom, built into a temporary directory (the in-place build is
+# untouched). The hostile families run in child processes that inherit the sanitizer
+# (LD_PRELOAD); test_dicom_hostile.py drops their address-space limit under it.
 # PYTHONMALLOC=malloc puts every bytes object on the instrumented heap, so a read past
 # the end of the file buffer is caught, not only one past a large allocation.
 #   bash tests/data/run_under_asan.sh
@@ -31,4 +33,5 @@ PY
 PYTHONMALLOC=malloc PYTHONPATH="$WORK/lib" LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   "$ROOT/.venv/bin/python" -m pytest -q -p no:cacheprovider --rootdir "$ROOT" \
   "$ROOT/tests/data/test_dicom_decode.py" "$ROOT/tests/data/test_dicom_errors.py" \
+  "$ROOT/tests/data/test_dicom_limits.py" "$ROOT/tests/data/test_dicom_hostile.py" \
   "$ROOT/tests/data/test_dicom_jpeg.py" "$@"

@@ -1,6 +1,7 @@
 """Waveform readers against pydicom and an independent WFDB writer; preprocessing against
 numpy / scipy references computed here."""
 import io
+import pathlib
 
 import numpy as np
 import pydicom
@@ -56,6 +57,39 @@ def test_dicom_waveform_errors_name_the_file():
     ds.save_as(out)
     with pytest.raises(DicomError, match="Waveform Data has 1000 bytes") as info:
         waveform_array(out.getvalue())
+    assert info.value.path == "<bytes>"
+
+
+
+def test_deeply_nested_waveform_file_is_a_dicom_error():
+    """Issue 9 item 2: 20,000 nested sequences (320 kB) overflowed the stack through the
+    waveform reader; now the one nesting bound refuses them."""
+    from dicom_factory import nested_sequences
+
+    data = pathlib.Path(ECG).read_bytes() + nested_sequences(20000, tag=0x00091010)
+    with pytest.raises(DicomError, match="nested deeper than 64"):
+        read_dicom_waveform(data)
+
+
+def _edited_ecg(edit) -> bytes:
+    ds = pydicom.dcmread(ECG)
+    edit(ds.WaveformSequence[0])
+    out = io.BytesIO()
+    ds.save_as(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("edit", [
+    lambda g: g.add_new(0x54001006, "SQ", [pydicom.Dataset()]),  # interpretation: a sequence
+    lambda g: g.add_new(0x54001010, "SQ", [pydicom.Dataset()]),  # Waveform Data: a sequence
+    lambda g: g.add_new(0x003A0010, "UL", [2**32 - 1, 7]),       # samples: two, the first huge
+    lambda g: g.add_new(0x003A0005, "FL", 3.5),                  # channels: not an integer
+    lambda g: g.add_new(0x003A0200, "US", [1, 2]),               # channel definitions: numbers
+    lambda g: g.add_new(0x003A001A, "SQ", []),                   # sampling frequency: empty sequence
+], ids=["interpretation-sq", "data-sq", "samples-vm2", "channels-float", "definitions-us", "rate-sq"])
+def test_waveform_attributes_of_the_wrong_kind_are_dicom_errors(edit):
+    with pytest.raises(DicomError, match="Waveform|waveform|expected|multiplex") as info:
+        read_dicom_waveform(_edited_ecg(edit))
     assert info.value.path == "<bytes>"
 
 
