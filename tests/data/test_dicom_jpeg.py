@@ -326,7 +326,11 @@ def test_batch_mixes_syntaxes_and_fills_a_given_tensor(tmp_path):
     sources = paths + [jls]
     out = torch.zeros((5, 24, 20), dtype=torch.int16)
     assert decode_pixels_batch(sources, threads=2, out=out) is out
-    np.testing.assert_array_equal(out.numpy(), np.stack([decode_pixels(p) for p in sources]))
+    expected = np.stack([decode_pixels(p) for p in sources])
+    np.testing.assert_array_equal(out.numpy(), expected)
+    pinned = decode_pixels_batch(sources, threads=2, pin_memory=True)
+    assert isinstance(pinned, torch.Tensor) and pinned.is_pinned() == torch.cuda.is_available()
+    np.testing.assert_array_equal(pinned.numpy(), expected)
 
 
 def test_batch_names_the_file_that_differs(tmp_path):
