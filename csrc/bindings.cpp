@@ -1,6 +1,7 @@
 // Python bindings: megamed._dicom.read() and megamed._dicom.FormatError. No torch.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <memory>
 #include <optional>
@@ -143,7 +144,8 @@ py::dict read_dicom(py::object data, bool pixels, bool attributes, bool header, 
 // len(sources) x item_bytes bytes) on `threads` threads with the GIL released. Returns one
 // (error or None, photometric) pair per source.
 py::list decode_batch_into(py::sequence sources, py::object out, uint64_t item_bytes, uint32_t item_size,
-                           bool is_signed, unsigned threads) {
+                           bool is_signed, unsigned threads, std::optional<py::array_t<float, py::array::c_style | py::array::forcecast>> slopes,
+                           std::optional<py::array_t<float, py::array::c_style | py::array::forcecast>> intercepts) {
   std::vector<std::unique_ptr<BufferView>> views;
   std::vector<BatchItem> items(py::len(sources));
   for (size_t i = 0; i < items.size(); ++i) {
@@ -153,12 +155,20 @@ py::list decode_batch_into(py::sequence sources, py::object out, uint64_t item_b
   Py_buffer target{};
   if (PyObject_GetBuffer(out.ptr(), &target, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) throw py::error_already_set();
   std::unique_ptr<Py_buffer, void (*)(Py_buffer*)> release_target(&target, PyBuffer_Release);
-  if (uint64_t(target.len) != item_bytes * items.size())
-    throw py::value_error("out has " + std::to_string(target.len) + " bytes, expected " +
-                          std::to_string(item_bytes * items.size()));
+  Rescale rescale;
+  uint64_t out_bytes = item_bytes * items.size();
+  if (slopes || intercepts) {
+    if (!slopes || !intercepts || size_t(slopes->size()) != items.size() || size_t(intercepts->size()) != items.size())
+      throw py::value_error("slopes and intercepts need one value per source");
+    if (item_size == 0 || item_bytes % item_size) throw py::value_error("item_bytes is not a whole number of samples");
+    rescale = {slopes->data(), intercepts->data()};
+    out_bytes = item_bytes / item_size * sizeof(float) * items.size();
+  }
+  if (uint64_t(target.len) != out_bytes)
+    throw py::value_error("out has " + std::to_string(target.len) + " bytes, expected " + std::to_string(out_bytes));
   {
     py::gil_scoped_release release;
-    decode_batch(items, static_cast<uint8_t*>(target.buf), item_bytes, item_size, is_signed, threads);
+    decode_batch(items, static_cast<uint8_t*>(target.buf), item_bytes, item_size, is_signed, threads, rescale);
   }
   py::list results;
   for (const BatchItem& item : items)
@@ -208,9 +218,11 @@ AUTO_MEMORY_FLOOR. Raises FormatError (a ValueError) naming the reason for malfo
 for a limit passed and for an allocation the machine refuses.)doc");
   m.def("decode_batch", &decode_batch_into, py::arg("sources"), py::arg("out"), py::arg("item_bytes"),
         py::arg("item_size"), py::arg("is_signed"), py::arg("threads") = 1,
+        py::arg("slopes") = py::none(), py::arg("intercepts") = py::none(),
         R"doc(Decode the Pixel Data of each buffer in `sources` into its slot of `out` (a writable
 C-contiguous buffer of len(sources) x item_bytes bytes, native byte order) on `threads` C++
 threads with the GIL released. Returns [(error message or None, photometric), ...]; a source
 whose pixels differ in size or sample type, or whose syntax is not decoded in C++, gets an
-error and leaves its slot as it was.)doc");
+error and leaves its slot as it was. With slopes and intercepts (float32, one per source) `out`
+is float32 and receives float(v) * slope + intercept (the Modality LUT) instead.)doc");
 }

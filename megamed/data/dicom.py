@@ -440,34 +440,38 @@ def decode_pixels_batch(sources, threads: int = 1, out=None, pin_memory: bool = 
     return _decode_batch([_load(s) for s in sources], threads, out, pin_memory)
 
 
-def _rescaled_volume(stored: np.ndarray, images: list[DicomImage], threads: int) -> np.ndarray:
-    """The Modality LUT per slice, as rescaled() computes it (float32 multiply, then add),
-    on `threads` threads over runs of slices: numpy releases the GIL in these loops."""
-    volume = np.empty(stored.shape, np.float32)
-    slopes = np.asarray([image.rescale_slope for image in images], np.float32)[:, None, None]
-    intercepts = np.asarray([image.rescale_intercept for image in images], np.float32)[:, None, None]
-
-    def run(part: slice) -> None:
-        np.copyto(volume[part], stored[part], casting="unsafe")
-        volume[part] *= slopes[part]
-        volume[part] += intercepts[part]
-
-    step = -(-len(images) // max(1, threads))
-    parts = [slice(i, i + step) for i in range(0, len(images), step)]
-    if len(parts) == 1:
-        run(parts[0])
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(len(parts)) as pool:
-            list(pool.map(run, parts))
+def _series_volume(loaded: list[tuple], images: list[DicomImage], threads: int) -> np.ndarray:
+    """[slices, rows, cols] float32 after each slice's Modality LUT, computed as rescaled()
+    does (float32 multiply, then add): the C++ threads decode each slice and write its
+    rescaled values straight into the volume; codec syntaxes are decoded here instead."""
+    first = images[0]
+    item_size = 1 if first.bits_allocated == 1 else first.bits_allocated // 8
+    volume = np.empty((len(images), first.rows, first.columns), np.float32)
+    slopes = np.asarray([image.rescale_slope for image in images], np.float32)
+    intercepts = np.asarray([image.rescale_intercept for image in images], np.float32)
+    results = _dicom.decode_batch([data for data, _ in loaded], volume, first.rows * first.columns * item_size,
+                                  item_size, first.pixel_representation == 1 and first.bits_allocated > 1,
+                                  max(1, threads), slopes, intercepts)
+    for i, (error, _) in enumerate(results):
+        if error is None:
+            continue
+        data, name = loaded[i]
+        parsed = _parse(data, None, name, pixels=True)[0]
+        if parsed["pixels"] is not None:  # decoded here, yet not like the first slice
+            raise DicomError(name, error)
+        pixels = _decode_with_codec(parsed, data, name)
+        if pixels.shape != volume.shape[1:]:
+            raise DicomError(name, f"pixels are {pixels.shape}, the slices {volume.shape[1:]}")
+        volume[i] = pixels
+        volume[i] *= slopes[i]
+        volume[i] += intercepts[i]
     return volume
 
 
 def read_series(paths, threads: int = 1) -> Series:
     """Reads the slices of one series and stacks them in order along the slice normal
     (row cosines x column cosines, PS3.3 C.7.6.2.1.1), decoding them on `threads` C++
-    threads into one array. Rejects, naming the file: a mix of series, orientations, sizes,
+    threads straight into one float32 volume. Rejects, naming the file: a mix of series, orientations, sizes,
     pixel spacings or sample types; multi-frame or colour files; missing geometry; two
     slices at one position; and uneven gaps (a missing slice)."""
     loaded = [_load(p) for p in paths]
@@ -508,7 +512,7 @@ def read_series(paths, threads: int = 1) -> Series:
     else:
         step = images[0].slice_thickness or math.nan
     row_spacing, column_spacing = images[0].pixel_spacing or (math.nan, math.nan)
-    return Series(volume=_rescaled_volume(_decode_batch(loaded, threads), images, threads),
+    return Series(volume=_series_volume(loaded, images, threads),
                   spacing=(step, row_spacing, column_spacing),
                   origin=images[0].image_position, orientation=tuple(orientation.tolist()),
                   series_instance_uid=images[0].series_instance_uid,
