@@ -81,7 +81,7 @@ class DatasetParser {
         return;
       }
       if ((h.tag >> 16) == 0xFFFE) fail("unexpected item tag " + hex_tag(h.tag) + " in a dataset", h);
-      if (top && !image_sized_ && h.tag > tags::kPixelRepresentation) size_image();
+      if (top && sink && !image_sized_ && h.tag > tags::kPixelRepresentation) size_image();
       if (top && h.tag == tags::kPixelData) {
         if (probe_) {
           *probe_ = {true, r_.pos(), h.length};
@@ -124,7 +124,8 @@ class DatasetParser {
  private:
   // Elements come in tag order (PS3.5 7.1), so past (0028,0103) the Image Pixel module has
   // described the image: the automatic memory limit grows with it before the rest of a
-  // large header (an enhanced multi-frame's per-frame groups, say) is charged.
+  // large header (an enhanced multi-frame's per-frame groups, say) is charged. Only a kept
+  // header is charged per element; pixel decoding sizes the image in plan_decode.
   void size_image() {
     image_sized_ = true;
     try {
@@ -393,7 +394,7 @@ uint64_t justified_inflated_size(ByteSpan prefix, const TransferSyntax& syntax, 
 
 // PS3.5 A.5: inflates in doubling steps until the prefix reaches Pixel Data, then no
 // further than the header justifies, so a deflate bomb fails after little output.
-std::vector<uint8_t> inflate_dataset(ByteSpan compressed, const TransferSyntax& syntax, MemoryBudget& memory) {
+InflatedBytes inflate_dataset(ByteSpan compressed, const TransferSyntax& syntax, MemoryBudget& memory) {
   RawInflater inflater(compressed, memory);
   uint64_t bound = ~uint64_t(0);
   std::string justification;

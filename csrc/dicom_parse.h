@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "byte_reader.h"
+#include "inflate.h"
 #include "memory_budget.h"
 
 namespace megamed {
@@ -45,7 +46,7 @@ struct PixelDataLocation {
 };
 
 struct ParsedDicom {
-  std::vector<uint8_t> inflated;  // owns the dataset bytes of a deflated file
+  InflatedBytes inflated;  // owns the dataset bytes of a deflated file
   TransferSyntax syntax;
   bool syntax_guessed = false;  // no (0002,0010): syntax inferred from the first element
   std::map<uint32_t, ByteSpan> attributes;  // top-level values of the tags is_wanted() names

@@ -52,7 +52,7 @@ void RawInflater::inflate_to(size_t size) {
                          " of " + std::to_string(in_.size) + " bytes");
 }
 
-std::vector<uint8_t> RawInflater::take_output() {
+InflatedBytes RawInflater::take_output() {
   out_.resize(produced_);
   return std::move(out_);
 }

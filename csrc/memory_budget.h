@@ -37,17 +37,21 @@ class MemoryBudget {
   uint64_t used() const { return used_; }
   uint64_t available() const { return used_ >= limit() ? 0 : limit() - used_; }
 
-  // Throws DicomLimitError when `bytes` more would pass the limit.
-  void charge(uint64_t bytes, const std::string& what) {
-    if (bytes > available())
-      throw DicomLimitError(what + ": " + std::to_string(bytes) + " more bytes would pass the memory limit of " +
-                            std::to_string(limit()) + " bytes per decode (" + std::to_string(used_) +
-                            " in use; " + limit_origin() + ")");
+  // Throws DicomLimitError when `bytes` more would pass the limit. `what` is a literal: the
+  // message is only built on failure, so a charge per element costs a compare and an add.
+  void charge(uint64_t bytes, const char* what) {
+    if (bytes > available()) exceeded(bytes, what);
     used_ += bytes;
   }
   void release(uint64_t bytes) { used_ = bytes > used_ ? 0 : used_ - bytes; }
 
  private:
+  [[noreturn]] void exceeded(uint64_t bytes, const char* what) const {
+    throw DicomLimitError(std::string(what) + ": " + std::to_string(bytes) +
+                          " more bytes would pass the memory limit of " + std::to_string(limit()) +
+                          " bytes per decode (" + std::to_string(used_) + " in use; " + limit_origin() + ")");
+  }
+
   std::string limit_origin() const {
     if (requested_ != kAuto) return "memory_limit as given";
     return "automatic: " + std::to_string(kImageFactor) + " x the " + std::to_string(image_bytes_) +

@@ -105,6 +105,13 @@ void check_native_length(const PixelSpec& spec, uint64_t value_size) {
   if (value_size - expected >= frame_bytes && value_size - expected > 1)
     throw DicomFormatError("Pixel Data has " + std::to_string(value_size) + " bytes, at least one frame more than the " +
                            std::to_string(expected) + " that " + described + " needs");
+  // What decode_native reads. Equal to `expected` by construction; checked apart so the two
+  // can never again disagree unnoticed (they did for 1-bit YBR_FULL_422: 3 samples read, 2 counted).
+  uint64_t read_bits = is_ybr_422(spec) ? stored_bits_per_frame(spec) * spec.frames
+                                        : spec.samples_per_frame() * spec.frames * spec.bits_allocated;
+  if (read_bits > value_size * 8)
+    throw DicomFormatError("Pixel Data has " + std::to_string(value_size) + " bytes, the decoder would read " +
+                           std::to_string((read_bits + 7) / 8));
 }
 
 uint64_t native_scratch_bytes(const PixelSpec& spec, bool swap_ow_pairs) {
@@ -117,13 +124,6 @@ uint64_t native_scratch_bytes(const PixelSpec& spec, bool swap_ow_pairs) {
 std::string decode_native(const PixelSpec& spec, ByteSpan value, bool little_endian,
                           bool swap_ow_pairs, uint8_t* out) {
   check_native_length(spec, value.size);
-  // What the decoders below read; check_native_length has just checked stored_bytes, so
-  // this only fails if the two ever disagree (as they once did for 1-bit YBR_FULL_422).
-  uint64_t read_bits = is_ybr_422(spec) ? stored_bits_per_frame(spec) * spec.frames
-                                        : spec.samples_per_frame() * spec.frames * spec.bits_allocated;
-  if (read_bits > uint64_t(value.size) * 8)
-    throw DicomFormatError("Pixel Data has " + std::to_string(value.size) + " bytes, the decoder would read " +
-                           std::to_string((read_bits + 7) / 8));
   const uint8_t* src = value.data;
   std::vector<uint8_t> unswapped;
   if (swap_ow_pairs) {

@@ -49,7 +49,7 @@ std::optional<DecodePlan> plan_decode(const ParsedDicom& parsed) {
     if (frames[i].size() > 1) {
       uint64_t bytes = 0;
       for (const ByteSpan& f : frames[i]) bytes += f.size;
-      parsed.memory.charge(bytes, "joining the fragments of frame " + std::to_string(i));
+      parsed.memory.charge(bytes, "joining a frame's fragments");
     }
     plan.frames.push_back(join_fragments(frames[i], plan.joined[i]));
     if (jpeg_lossless) check_jpeg_lossless_frame(plan.spec, plan.frames.back(), uint32_t(i));

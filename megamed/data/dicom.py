@@ -292,7 +292,10 @@ def read_header(path_or_bytes: Source, *,
     charset = charset_raw.decode("ascii", "replace").strip(" \x00").split("\\")[0] \
         if isinstance(charset_raw, bytes) else ""
     byte_order = "<" if parsed["little_endian"] else ">"
-    return _header_items(raw, byte_order, _CHARSETS.get(charset, "latin-1"))
+    try:
+        return _header_items(raw, byte_order, _CHARSETS.get(charset, "latin-1"))
+    except MemoryError:
+        raise DicomError(name, f"out of memory converting the header's {len(raw)} top-level elements") from None
 
 
 def rescaled(image: DicomImage) -> np.ndarray:
