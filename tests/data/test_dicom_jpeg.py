@@ -296,7 +296,7 @@ def _series(tmp_path, slices: int, jpeg: bool) -> list[str]:
         pixels = RNG.integers(-1000, 3000, (24, 20)).astype(np.int16)
         ds = image_dataset(pixels, bits_allocated=16, signed=True, Modality="CT",
                            ImagePositionPatient=[0, 0, 2.5 * z], ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
-                           PixelSpacing=[0.5, 0.5], RescaleSlope=1 + z % 2, RescaleIntercept=-1024.0,
+                           PixelSpacing=[0.5, 0.5], RescaleSlope=0.7 + z % 2, RescaleIntercept=-1024.3,
                            SeriesInstanceUID="1.2.3")
         if jpeg and z % 2:
             ds.PixelData = encapsulate([encode(pixels.view(np.uint16), 16, predictor=1)])
