@@ -1,6 +1,7 @@
 """Every family of structured hostile inputs (tests/data/hostile_dicom.py) runs in a child
-process under a 2 GiB address-space limit and a 5 s watchdog per call: a crash, a hang or
-any exception but DicomError (or a DicomError without its expected reason) fails the test.
+process under a 2 GiB address-space limit and a watchdog per call (5 s of CPU, 60 s in
+all): a crash, a hang or any exception but DicomError (or a DicomError without its
+expected reason) fails the test.
 Under AddressSanitizer (tests/data/run_under_asan.sh) the children are sanitized too and the
 address-space limit is dropped (ASan reserves terabytes of it)."""
 import json
