@@ -98,7 +98,7 @@ def shipped_samples() -> list[bytes]:
     return samples
 
 
-def ct_series(slices: int, rle_slices: int, size: int = 512) -> tuple[list[bytes], list[bytes]]:
+def ct_series(slices: int, rle_slices: int | None = None, size: int = 512) -> tuple[list[bytes], list[bytes]]:
     """File bytes of a CT series, native and (the first `rle_slices`) RLE: the header of pydicom's CT_small.dcm (a
     real scanner's, about 100 elements) over a water-cylinder phantom with inserts and
     noise, 12 bits stored, HU = stored - 1024."""
@@ -122,7 +122,7 @@ def ct_series(slices: int, rle_slices: int, size: int = 512) -> tuple[list[bytes
         ds.PixelData = pixels.tobytes()
         ds["PixelData"].VR = "OW"
         native.append(to_bytes(ds))
-        if k < rle_slices:  # pydicom's RLE encoder is slow: only the slices timed as RLE
+        if rle_slices is None or k < rle_slices:  # pydicom's RLE encoder is slow: only the slices timed as RLE
             ds.compress(RLELossless, encoding_plugin="pydicom")
             rle.append(to_bytes(ds))
     return native, rle
