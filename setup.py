@@ -18,7 +18,9 @@ def dicom_extension():
         return [], {}
     ext = Pybind11Extension("megamed._dicom", sources, cxx_std=17,
                             depends=sorted(glob.glob("csrc/*.h")),  # rebuild when a header changes
-                            extra_compile_args=["-O3"], libraries=["z"])
+                            # -ffp-contract=off: no fused multiply-add, so the rescale rounds as numpy's does
+                            extra_compile_args=["-O3", "-pthread", "-ffp-contract=off"], extra_link_args=["-pthread"],
+                            libraries=["z"])
     return [ext], {"build_ext": build_ext}
 
 
@@ -41,7 +43,11 @@ setup(
     extras_require={
         # --tensorboard DIR, --audit-db postgresql://... (psycopg 3 with its own libpq)
         "ops": ["tensorboard", "psycopg[binary]>=3.1"],
-        "test": ["pytest", "pytest-timeout", "pydicom>=3", "scipy", "triton>=3.8",
+        "test": ["pytest", "pytest-timeout", "pydicom>=3", "pydicom-data", "scipy", "triton>=3.8",
                  "tensorboard", "psycopg[binary]>=3.1"],
+        # Compressed DICOM that csrc/ does not decode itself: JPEG baseline / extended
+        # (libjpeg), JPEG-LS (CharLS), JPEG 2000 and HTJ2K (OpenJPEG). README "Compressed DICOM".
+        "codecs": ["pylibjpeg>=2.0", "pylibjpeg-libjpeg>=2.1", "pylibjpeg-openjpeg>=2.0",
+                   "pyjpegls>=1.4"],
     },
 )

@@ -1,13 +1,17 @@
 // Python bindings: megamed._dicom.read() and megamed._dicom.FormatError. No torch.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "attributes.h"
+#include "batch_decode.h"
 #include "dicom_parse.h"
 #include "dicom_values.h"
+#include "encapsulation.h"
 #include "pixel_decode.h"
 
 namespace py = pybind11;
@@ -88,6 +92,18 @@ py::dtype output_dtype(const PixelSpec& spec) {
   }
 }
 
+// Each frame's encoded bytes (PS3.5 A.4), fragments joined.
+py::list encoded_frames(const ParsedDicom& parsed) {
+  PixelSpec spec = pixel_spec_from(parsed);
+  py::list frames;
+  for (const std::vector<ByteSpan>& fragments : split_frames(parsed, spec.frames)) {
+    std::vector<uint8_t> storage;
+    ByteSpan frame = join_fragments(fragments, storage);
+    frames.append(py::bytes(reinterpret_cast<const char*>(frame.data), frame.size));
+  }
+  return frames;
+}
+
 py::dict read_dicom(py::object data, bool pixels, bool attributes, bool header, uint64_t memory_limit) {
   BufferView buffer(data);
   ParsedDicom parsed;
@@ -113,6 +129,8 @@ py::dict read_dicom(py::object data, bool pixels, bool attributes, bool header, 
       }
       array = decoded;
       photometric = file_text(decoded_photometric);
+    } else if (parsed.pixels.encapsulated) {
+      out["frames"] = encoded_frames(parsed);  // for the codec that decodes this syntax
     }
     out["pixels"] = array;
     out["photometric"] = photometric;
@@ -120,6 +138,43 @@ py::dict read_dicom(py::object data, bool pixels, bool attributes, bool header, 
   if (attributes) out["attributes"] = attributes_dict(parsed);
   if (header) out["header"] = header_dict(parsed.header);
   return out;
+}
+
+// Decodes each buffer of `sources` into its slot of `out` (a writable C-contiguous buffer of
+// len(sources) x item_bytes bytes) on `threads` threads with the GIL released. Returns one
+// (error or None, photometric) pair per source.
+py::list decode_batch_into(py::sequence sources, py::object out, uint64_t item_bytes, uint32_t item_size,
+                           bool is_signed, unsigned threads, std::optional<py::array_t<float, py::array::c_style | py::array::forcecast>> slopes,
+                           std::optional<py::array_t<float, py::array::c_style | py::array::forcecast>> intercepts) {
+  std::vector<std::unique_ptr<BufferView>> views;
+  std::vector<BatchItem> items(py::len(sources));
+  for (size_t i = 0; i < items.size(); ++i) {
+    views.push_back(std::make_unique<BufferView>(sources[i]));
+    items[i].file = {views.back()->data(), views.back()->size()};
+  }
+  Py_buffer target{};
+  if (PyObject_GetBuffer(out.ptr(), &target, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) != 0) throw py::error_already_set();
+  std::unique_ptr<Py_buffer, void (*)(Py_buffer*)> release_target(&target, PyBuffer_Release);
+  Rescale rescale;
+  uint64_t out_bytes = item_bytes * items.size();
+  if (slopes || intercepts) {
+    if (!slopes || !intercepts || size_t(slopes->size()) != items.size() || size_t(intercepts->size()) != items.size())
+      throw py::value_error("slopes and intercepts need one value per source");
+    if (item_size == 0 || item_bytes % item_size) throw py::value_error("item_bytes is not a whole number of samples");
+    rescale = {slopes->data(), intercepts->data()};
+    out_bytes = item_bytes / item_size * sizeof(float) * items.size();
+  }
+  if (uint64_t(target.len) != out_bytes)
+    throw py::value_error("out has " + std::to_string(target.len) + " bytes, expected " + std::to_string(out_bytes));
+  {
+    py::gil_scoped_release release;
+    decode_batch(items, static_cast<uint8_t*>(target.buf), item_bytes, item_size, is_signed, threads, rescale);
+  }
+  py::list results;
+  for (const BatchItem& item : items)
+    results.append(py::make_tuple(item.error.empty() ? py::object(py::none()) : py::object(file_text(item.error)),
+                                  file_text(item.photometric)));
+  return results;
 }
 
 // The budget admits only what the file justifies, yet the machine may still refuse it (an
@@ -153,12 +208,21 @@ PYBIND11_MODULE(_dicom, m) {
 Returns a dict: transfer_syntax (UID str), syntax_guessed (bool), little_endian (bool);
 with pixels=True: pixels (numpy array of stored values, shape [rows, cols],
 [rows, cols, samples], [frames, rows, cols] or [frames, rows, cols, samples], native byte
-order; None when the syntax is encapsulated and not RLE Lossless) and photometric (the
-output's photometric interpretation); with attributes=True: attributes ({keyword: value}
+order; None when the syntax is encapsulated and not RLE or JPEG Lossless, and then frames:
+each frame's encoded bytes) and photometric (the output's photometric interpretation); with attributes=True: attributes ({keyword: value}
 for the Image Pixel, geometry, rescale, window, modality and UID attributes present);
 with header=True: header ({tag: (vr, bytes | [item dict, ...])}, every element but Pixel
 Data). memory_limit: the most bytes the decode may allocate (inflated dataset, header,
 scratch, the array); 0 means AUTO_MEMORY_FACTOR x the image the header describes +
 AUTO_MEMORY_FLOOR. Raises FormatError (a ValueError) naming the reason for malformed input,
 for a limit passed and for an allocation the machine refuses.)doc");
+  m.def("decode_batch", &decode_batch_into, py::arg("sources"), py::arg("out"), py::arg("item_bytes"),
+        py::arg("item_size"), py::arg("is_signed"), py::arg("threads") = 1,
+        py::arg("slopes") = py::none(), py::arg("intercepts") = py::none(),
+        R"doc(Decode the Pixel Data of each buffer in `sources` into its slot of `out` (a writable
+C-contiguous buffer of len(sources) x item_bytes bytes, native byte order) on `threads` C++
+threads with the GIL released. Returns [(error message or None, photometric), ...]; a source
+whose pixels differ in size or sample type, or whose syntax is not decoded in C++, gets an
+error and leaves its slot as it was. With slopes and intercepts (float32, one per source) `out`
+is float32 and receives float(v) * slope + intercept (the Modality LUT) instead.)doc");
 }

@@ -14,12 +14,14 @@ namespace megamed {
 
 struct DecodePlan {
   PixelSpec spec;
-  std::vector<ByteSpan> frames;                // RLE: one encoded frame each
+  bool jpeg_lossless = false;                  // else RLE, for encapsulated Pixel Data
+  std::vector<ByteSpan> frames;                // RLE / JPEG Lossless: one encoded frame each
   std::vector<std::vector<uint8_t>> joined;    // RLE frames that spanned several fragments
 };
 
 // Checks that there is Pixel Data to decode; returns no plan for encapsulated syntaxes other
-// than RLE Lossless (JPEG, JPEG-LS, JPEG 2000, ...), which are not decoded here.
+// than RLE Lossless and JPEG Lossless (JPEG-LS, JPEG 2000, JPEG baseline, ...), which are
+// not decoded here.
 std::optional<DecodePlan> plan_decode(const ParsedDicom& parsed);
 
 // Fills `out` (plan.spec.output_bytes()); returns the output's photometric interpretation.

@@ -26,6 +26,7 @@ fi
 "${PIP[@]}" install "torch==2.13.0"
 "${PIP[@]}" install setuptools wheel pybind11
 # .[test] brings the monitoring and audit dependencies too (prometheus_client, nvidia-ml-py,
-# matplotlib, tensorboard, psycopg[binary]).
-"${PIP[@]}" install --no-build-isolation -e ".[test]"
+# matplotlib, tensorboard, psycopg[binary]); codecs: libjpeg, CharLS and OpenJPEG for the
+# compressed DICOM syntaxes csrc/ leaves to them.
+"${PIP[@]}" install --no-build-isolation -e ".[test,codecs]"
 .venv/bin/python -c "import megamed, megamed.kernels, torch, sentencepiece, webdataset, tqdm; print('setup: ok, torch', torch.__version__)"

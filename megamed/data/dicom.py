@@ -2,9 +2,10 @@
 and assemble series into volumes.
 
 The C++ extension `megamed._dicom` (csrc/) parses the file (Part 10 or a bare dataset, in
-any of the uncompressed and deflated syntaxes) and decodes native and RLE Lossless pixel
-data straight into numpy arrays with the GIL released. Other compressed syntaxes (JPEG,
-JPEG-LS, JPEG 2000) go to pydicom's decoders when pydicom and a plugin are installed.
+any of the uncompressed and deflated syntaxes) and decodes native, RLE Lossless and JPEG
+Lossless pixel data straight into numpy arrays with the GIL released, one file or a batch on
+several threads. JPEG baseline/extended, JPEG-LS and JPEG 2000 frames go to libjpeg, CharLS
+and OpenJPEG through pydicom's decoder plugins (`pip install megamed[codecs]`).
 
 Every failure on bad input is a `DicomError(path, reason)`; bytes are named "<bytes>".
 That includes hostile input: sequences nest at most MAX_SEQUENCE_DEPTH levels, and each
@@ -15,7 +16,6 @@ returned array). The default, None, is AUTO_MEMORY_FACTOR x the image the header
 """
 from __future__ import annotations
 
-import io
 import math
 import os
 from dataclasses import dataclass
@@ -43,19 +43,21 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "brain": (40.0, 80.0),
 }
 
-# Compressed syntaxes decoded by pydicom's plugins: UID -> (name, what to pip install).
-_PYDICOM_SYNTAXES = {
-    "1.2.840.10008.1.2.4.50": ("JPEG Baseline", "pylibjpeg and pylibjpeg-libjpeg, or pillow"),
-    "1.2.840.10008.1.2.4.51": ("JPEG Extended", "pylibjpeg and pylibjpeg-libjpeg, or pillow"),
-    "1.2.840.10008.1.2.4.57": ("JPEG Lossless", "pylibjpeg and pylibjpeg-libjpeg"),
-    "1.2.840.10008.1.2.4.70": ("JPEG Lossless SV1", "pylibjpeg and pylibjpeg-libjpeg"),
-    "1.2.840.10008.1.2.4.80": ("JPEG-LS Lossless", "pyjpegls, or pylibjpeg and pylibjpeg-libjpeg"),
-    "1.2.840.10008.1.2.4.81": ("JPEG-LS Near-Lossless", "pyjpegls, or pylibjpeg and pylibjpeg-libjpeg"),
-    "1.2.840.10008.1.2.4.90": ("JPEG 2000 Lossless", "pylibjpeg and pylibjpeg-openjpeg, or pillow"),
-    "1.2.840.10008.1.2.4.91": ("JPEG 2000", "pylibjpeg and pylibjpeg-openjpeg, or pillow"),
-    "1.2.840.10008.1.2.4.201": ("HTJ2K Lossless", "pylibjpeg and pylibjpeg-openjpeg"),
-    "1.2.840.10008.1.2.4.202": ("HTJ2K Lossless RPCL", "pylibjpeg and pylibjpeg-openjpeg"),
-    "1.2.840.10008.1.2.4.203": ("HTJ2K", "pylibjpeg and pylibjpeg-openjpeg"),
+# Compressed syntaxes that csrc/ leaves to a maintained codec, called through pydicom's
+# decoder plugin for that codec with the frames we split: UID -> (name, plugin, pip packages).
+# `pip install megamed[codecs]` (tools/setup_env.sh) installs them all.
+_LIBJPEG = ("pylibjpeg", "pylibjpeg and pylibjpeg-libjpeg")
+_OPENJPEG = ("pylibjpeg", "pylibjpeg and pylibjpeg-openjpeg")
+_CODEC_SYNTAXES = {
+    "1.2.840.10008.1.2.4.50": ("JPEG Baseline", *_LIBJPEG),
+    "1.2.840.10008.1.2.4.51": ("JPEG Extended", *_LIBJPEG),
+    "1.2.840.10008.1.2.4.80": ("JPEG-LS Lossless", "pyjpegls", "pyjpegls"),
+    "1.2.840.10008.1.2.4.81": ("JPEG-LS Near-Lossless", "pyjpegls", "pyjpegls"),
+    "1.2.840.10008.1.2.4.90": ("JPEG 2000 Lossless", *_OPENJPEG),
+    "1.2.840.10008.1.2.4.91": ("JPEG 2000", *_OPENJPEG),
+    "1.2.840.10008.1.2.4.201": ("HTJ2K Lossless", *_OPENJPEG),
+    "1.2.840.10008.1.2.4.202": ("HTJ2K Lossless RPCL", *_OPENJPEG),
+    "1.2.840.10008.1.2.4.203": ("HTJ2K", *_OPENJPEG),
 }
 
 
@@ -80,14 +82,15 @@ def _load(source: Source) -> tuple[bytes | bytearray | memoryview, str]:
     raise TypeError(f"expected a path or a bytes-like object, got {type(source).__name__}")
 
 
-def _parse(source: Source, memory_limit: int | None,
+def _parse(source: Source, memory_limit: int | None = None, name: str | None = None,
            **parts: bool) -> tuple[dict, str, bytes | bytearray | memoryview]:
+    """Parses `source`; with `name`, `source` is the already loaded bytes of that file."""
     if _dicom is None:
         raise ImportError("megamed._dicom is not built (pybind11 was missing at install); "
                           "reinstall with `pip install --no-build-isolation -e .`") from _IMPORT_ERROR
     if memory_limit is not None and (not isinstance(memory_limit, int) or memory_limit < 1):
         raise ValueError(f"memory_limit must be a positive number of bytes or None, got {memory_limit!r}")
-    data, name = _load(source)
+    data, name = (source, name) if name else _load(source)
     try:
         return _dicom.read(data, memory_limit=memory_limit or 0, **parts), name, data
     except _dicom.FormatError as e:
@@ -109,30 +112,41 @@ def _ybr_full_to_rgb(pixels: np.ndarray) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-def _decode_with_pydicom(data, uid: str, name: str) -> np.ndarray:
-    label, packages = _PYDICOM_SYNTAXES.get(uid, (uid, None))
-    if packages is None:
-        raise DicomError(name, f"transfer syntax {uid} is not decodable here or by pydicom")
+def _decode_with_codec(parsed: dict, data, name: str) -> np.ndarray:
+    """pydicom's `pixel_array` for a syntax in _CODEC_SYNTAXES: pydicom's decoder with the
+    codec's plugin, given our encoded frames and attributes (no pydicom Dataset)."""
+    uid = parsed["transfer_syntax"]
+    if uid not in _CODEC_SYNTAXES:
+        raise DicomError(name, f"transfer syntax {uid} is not decodable here or by a codec")
+    label, plugin, packages = _CODEC_SYNTAXES[uid]
     try:
-        import pydicom
+        from pydicom.encaps import encapsulate
         from pydicom.pixels.decoders.base import get_decoder
     except ImportError:
         raise DicomError(name, f"{label} ({uid}) is compressed: install pydicom and {packages} "
-                               "to decode it") from None
-    if not get_decoder(uid).is_available:
-        raise DicomError(name, f"{label} ({uid}) is compressed: install {packages} so that "
-                               "pydicom can decode it")
+                               "(pip install megamed[codecs]) to decode it") from None
+    if plugin not in get_decoder(uid).available_plugins:
+        raise DicomError(name, f"{label} ({uid}) is compressed: install {packages} "
+                               "(pip install megamed[codecs]) to decode it")
+    a = _parse(data, None, name, pixels=False, attributes=True)[0]["attributes"]
     try:
-        return pydicom.dcmread(io.BytesIO(data), force=True).pixel_array
-    except Exception as e:  # any plugin failure is a property of this file
-        raise DicomError(name, f"pydicom failed to decode {label}: {e}") from e
+        return get_decoder(uid).as_array(
+            encapsulate(parsed["frames"]), decoding_plugin=plugin, rows=a["Rows"],
+            columns=a["Columns"], samples_per_pixel=a["SamplesPerPixel"],
+            bits_allocated=a["BitsAllocated"], bits_stored=a["BitsStored"],
+            pixel_representation=a["PixelRepresentation"],
+            photometric_interpretation=a["PhotometricInterpretation"],
+            number_of_frames=a.get("NumberOfFrames") or 1,
+            planar_configuration=a.get("PlanarConfiguration", 0))[0]
+    except Exception as e:  # any codec failure is a property of this file
+        raise DicomError(name, f"{plugin} failed to decode {label}: {e}") from e
 
 
 def _pixels(parsed: dict, name: str, data, native_order: bool) -> tuple[np.ndarray, str]:
     """The array pydicom's `pixel_array` gives, and its photometric interpretation."""
     pixels, photometric = parsed["pixels"], parsed["photometric"]
     if pixels is None:
-        return _decode_with_pydicom(data, parsed["transfer_syntax"], name), None
+        return _decode_with_codec(parsed, data, name), None
     try:
         # pydicom's default `as_rgb`: 8-bit YBR_FULL(_422) is returned as RGB (the decoder
         # has checked that YBR has three samples).
@@ -205,7 +219,10 @@ def read_image(path_or_bytes: Source, *, memory_limit: int | None = None) -> Dic
     """Decoded pixels and attributes of one DICOM file (see `DicomImage`); `memory_limit`
     as in `decode_pixels`."""
     parsed, name, data = _parse(path_or_bytes, memory_limit, pixels=True, attributes=True)
-    pixels, photometric = _pixels(parsed, name, data, native_order=True)
+    return _image(parsed, name, *_pixels(parsed, name, data, native_order=True))
+
+
+def _image(parsed: dict, name: str, pixels: np.ndarray | None, photometric: str | None) -> DicomImage:
     a = parsed["attributes"]
     burned_in = a.get("BurnedInAnnotation")
     return DicomImage(
@@ -376,22 +393,110 @@ def _check_same(images: list[DicomImage], attribute: str, close: bool = False) -
                                          f"{images[0].path} has {first}")
 
 
-def read_series(paths) -> Series:
+def _decode_batch(loaded: list[tuple], threads: int, out=None, pin_memory: bool = False):
+    """decode_pixels_batch on files already loaded as (bytes, name)."""
+    if not loaded:
+        raise ValueError("a batch needs at least one source")
+    first = _pixels(*_parse(loaded[0][0], None, loaded[0][1], pixels=True), native_order=True)[0]
+    shape = (len(loaded), *first.shape)
+    if out is None and pin_memory:
+        import torch  # the pinned buffer is the only use of torch here
+        out = torch.from_numpy(first[:0]).new_empty(shape, pin_memory=torch.cuda.is_available())
+    target = np.empty(shape, first.dtype) if out is None else _writable_view(out)
+    if target.shape != shape or target.dtype != first.dtype:
+        raise ValueError(f"out is {target.dtype} {target.shape}; the batch needs {first.dtype} {shape}")
+    target[0] = first
+    results = _dicom.decode_batch([data for data, _ in loaded[1:]], target[1:], first.nbytes,
+                                  first.dtype.itemsize, first.dtype.kind == "i", max(1, threads))
+    for i, (error, photometric) in enumerate(results, start=1):
+        data, name = loaded[i]
+        if error is None:
+            if photometric in ("YBR_FULL", "YBR_FULL_422") and target.dtype == np.uint8:
+                target[i] = _ybr_full_to_rgb(target[i])
+            continue
+        parsed = _parse(data, None, name, pixels=True)[0]
+        if parsed["pixels"] is not None:  # decoded here, yet not like the first file
+            raise DicomError(name, error)
+        pixels = _decode_with_codec(parsed, data, name)
+        if pixels.shape != first.shape or pixels.dtype != first.dtype:
+            raise DicomError(name, f"pixels are {pixels.dtype} {pixels.shape}, unlike the first "
+                                   f"file of the batch ({first.dtype} {first.shape})")
+        target[i] = pixels
+    return target if out is None else out
+
+
+def _writable_view(out) -> np.ndarray:
+    """A numpy view of `out`: a numpy array, or a CPU torch tensor (pinned or not)."""
+    array = out if isinstance(out, np.ndarray) else out.numpy()
+    if not array.flags.c_contiguous or not array.flags.writeable:
+        raise ValueError("out must be a writable C-contiguous array or CPU tensor")
+    return array
+
+
+def decode_pixels_batch(sources, threads: int = 1, out=None, pin_memory: bool = False):
+    """Stored pixel values of many files of one shape and dtype, [len(sources), *one image's
+    shape] in native byte order (otherwise as `decode_pixels`), decoded on `threads` C++
+    threads with the GIL released (native, RLE and JPEG Lossless; the codec syntaxes one
+    after another). `out`: a numpy array or CPU torch tensor of that shape and dtype to fill
+    and return; `pin_memory=True` returns a new torch tensor, in pinned memory when CUDA is
+    available. A file whose pixels differ from the first's raises DicomError naming it."""
+    return _decode_batch([_load(s) for s in sources], threads, out, pin_memory)
+
+
+def _series_volume(loaded: list[tuple], images: list[DicomImage], threads: int) -> np.ndarray:
+    """[slices, rows, cols] float32 after each slice's Modality LUT, computed as rescaled()
+    does (float32 multiply, then add): the C++ threads decode each slice and write its
+    rescaled values straight into the volume; codec syntaxes are decoded here instead."""
+    first = images[0]
+    item_size = 1 if first.bits_allocated == 1 else first.bits_allocated // 8
+    volume = np.empty((len(images), first.rows, first.columns), np.float32)
+    slopes = np.asarray([image.rescale_slope for image in images], np.float32)
+    intercepts = np.asarray([image.rescale_intercept for image in images], np.float32)
+    results = _dicom.decode_batch([data for data, _ in loaded], volume, first.rows * first.columns * item_size,
+                                  item_size, first.pixel_representation == 1 and first.bits_allocated > 1,
+                                  max(1, threads), slopes, intercepts)
+    for i, (error, _) in enumerate(results):
+        if error is None:
+            continue
+        data, name = loaded[i]
+        parsed = _parse(data, None, name, pixels=True)[0]
+        if parsed["pixels"] is not None:  # decoded here, yet not like the first slice
+            raise DicomError(name, error)
+        pixels = _decode_with_codec(parsed, data, name)
+        if pixels.shape != volume.shape[1:]:
+            raise DicomError(name, f"pixels are {pixels.shape}, the slices {volume.shape[1:]}")
+        volume[i] = pixels
+        volume[i] *= slopes[i]
+        volume[i] += intercepts[i]
+    return volume
+
+
+def read_series(paths, threads: int = 1) -> Series:
     """Reads the slices of one series and stacks them in order along the slice normal
-    (row cosines x column cosines, PS3.3 C.7.6.2.1.1). Rejects, naming the file: a mix of
-    series, orientations, sizes or pixel spacings; multi-frame or colour files; missing
-    geometry; two slices at one position; and uneven gaps (a missing slice)."""
-    images = [read_image(p) for p in paths]
+    (row cosines x column cosines, PS3.3 C.7.6.2.1.1), decoding them on `threads` C++
+    threads straight into one float32 volume. Rejects, naming the file: a mix of series,
+    orientations, sizes, pixel spacings or sample types; multi-frame or colour files;
+    missing geometry; two slices at one position; and uneven gaps (a missing slice)."""
+    loaded = [_load(p) for p in paths]
+    images = [_image(_parse(data, None, name, pixels=False, attributes=True)[0], name, None, None)
+              for data, name in loaded]
     if not images:
         raise ValueError("read_series needs at least one path")
-    return stack_series(images)
+    position = {id(image): i for i, image in enumerate(images)}
+    ordered, spacing = order_slices(images)
+    loaded = [loaded[position[id(image)]] for image in ordered]
+    return _series(ordered, spacing, _series_volume(loaded, ordered, threads))
 
 
 def stack_series(images: list[DicomImage]) -> Series:
-    """`read_series` for images already read: checked, ordered and stacked."""
+    """`read_series` for images already read (pixels included): checked, ordered, stacked."""
     images, spacing = order_slices(images)
-    return Series(volume=np.stack([rescaled(image) for image in images]), spacing=spacing,
-                  origin=images[0].image_position, orientation=images[0].image_orientation,
+    return _series(images, spacing, np.stack([rescaled(image) for image in images]))
+
+
+def _series(images: list[DicomImage], spacing: tuple, volume: np.ndarray) -> Series:
+    return Series(volume=volume, spacing=spacing, origin=images[0].image_position,
+                  orientation=tuple(float(x) for x in images[0].image_orientation),
                   series_instance_uid=images[0].series_instance_uid,
                   paths=tuple(image.path for image in images))
 
@@ -410,7 +515,8 @@ def order_slices(images: list[DicomImage]) -> tuple[list[DicomImage], tuple[floa
         if image.image_position is None or image.image_orientation is None:
             raise DicomError(image.path, "no ImagePositionPatient / ImageOrientationPatient "
                                          "to place the slice")
-    for attribute in ("series_instance_uid", "rows", "columns"):
+    for attribute in ("series_instance_uid", "rows", "columns", "bits_allocated",
+                      "pixel_representation"):
         _check_same(images, attribute)
     for attribute in ("image_orientation", "pixel_spacing"):
         _check_same(images, attribute, close=True)

@@ -33,4 +33,5 @@ PY
 PYTHONMALLOC=malloc PYTHONPATH="$WORK/lib" LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   "$ROOT/.venv/bin/python" -m pytest -q -p no:cacheprovider --rootdir "$ROOT" \
   "$ROOT/tests/data/test_dicom_decode.py" "$ROOT/tests/data/test_dicom_errors.py" \
-  "$ROOT/tests/data/test_dicom_limits.py" "$ROOT/tests/data/test_dicom_hostile.py" "$@"
+  "$ROOT/tests/data/test_dicom_limits.py" "$ROOT/tests/data/test_dicom_hostile.py" \
+  "$ROOT/tests/data/test_dicom_jpeg.py" "$@"
