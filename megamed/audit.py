@@ -15,7 +15,7 @@ Storage: SQLite (a path, or sqlite:///path) by default; PostgreSQL by URL
 error or a record (`redact_url`).
 
 No PHI and no secrets: details are a fixed set of fields (shard names, checkpoint paths,
-the de-identification key's *id* from `key_id`, never the key; a config hash, step numbers,
+the de-identification key's *id* (`megamed.data.deid.key_id`), never the key; a config hash, step numbers,
 the type of an error, never its message).
 """
 from __future__ import annotations
@@ -85,11 +85,6 @@ def record_hash(seq, recorded_at, actor, host, action, details, prev_hash) -> st
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def key_id(key: bytes) -> str:
-    """A public name for a de-identification key: a one-way hash, safe to log and audit."""
-    return "sha256:" + hashlib.sha256(b"megamed-deid-key-id\0" + key).hexdigest()[:16]
-
-
 def config_hash(config: dict) -> str:
     body = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
@@ -107,6 +102,15 @@ def canonical_details(details: dict) -> str:
                          f"{', '.join(DETAIL_FIELDS)}); free text could carry PHI or secrets")
     clean = {k: v for k, v in details.items() if v is not None}
     return json.dumps(clean, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def record_event(url: str, action: str, **details) -> AuditRecord:
+    """Opens the log at `url`, appends one record and closes it (for one-shot tools)."""
+    log = AuditLog(url)
+    try:
+        return log.append(action, **details)
+    finally:
+        log.close()
 
 
 class AuditLog:

@@ -2,6 +2,7 @@
 
     python tools/deid.py SRC DST --key-file KEY [--no-date-shift] [--clean-descriptors]
                          [--retain-patient-characteristics] [--allow-burned-in] [--quiet]
+                         [--audit-db DB]
 
 The key comes from --key-file or $MEGAMED_DEID_KEY_FILE; there is no default. DST gets the
 same relative paths and `deid_report.json` (counts per PHI category and per DICOM action,
@@ -17,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from megamed.data.deid import DeidError, Pseudonymizer, load_key  # noqa: E402
+from megamed.audit import AuditError, record_event  # noqa: E402
+from megamed.data.deid import DeidError, Pseudonymizer, key_id, load_key  # noqa: E402
 from megamed.data.deid.folder import REPORT, deidentify_folder  # noqa: E402
 
 
@@ -35,15 +37,22 @@ def main(argv=None) -> int:
     ap.add_argument("--allow-burned-in", action="store_true",
                     help="DICOM: accept images that may carry burned-in text (pixels scrubbed)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--audit-db", help="record the run (key id, folders, counts; no PHI) in "
+                    "this audit log: a SQLite path or postgresql://...")
     args = ap.parse_args(argv)
     try:
-        ps = Pseudonymizer(load_key(args.key_file))
+        key = load_key(args.key_file)
+        ps = Pseudonymizer(key)
         report = deidentify_folder(
             args.src, args.dst, ps, progress=not args.quiet,
             retain_dates=not args.no_date_shift, clean_descriptors=args.clean_descriptors,
             retain_patient_characteristics=args.retain_patient_characteristics,
             allow_burned_in=args.allow_burned_in)
-    except DeidError as e:
+        if args.audit_db:
+            record_event(args.audit_db, "deid_run", deid_key_id=key_id(key), source=args.src,
+                         output=args.dst, records=report["files"],
+                         status="refused some" if report["refused"] else "ok")
+    except (DeidError, AuditError) as e:
         print(f"deid: {e}", file=sys.stderr)
         return 2
     print(json.dumps({k: report[k] for k in ("files", "text_categories", "dicom_actions")},

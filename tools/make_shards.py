@@ -17,7 +17,8 @@ import json
 import os
 import sys
 
-from megamed.data.deid import DeidError, load_key
+from megamed.audit import AuditError, record_event
+from megamed.data.deid import DeidError, key_id, load_key
 from megamed.data.preprocess import PRESETS, preset
 from megamed.data.shards import ShardError, make_shards, merge_manifest
 
@@ -43,16 +44,24 @@ def main(argv=None) -> int:
     a.add_argument("--merge", action="store_true",
                    help="only write manifest.json + errors.jsonl from every worker's records")
     a.add_argument("--no-progress", action="store_true")
+    a.add_argument("--audit-db", help="record the shards written (names, key id, "
+                   "preprocessing hash; no PHI) in this audit log: SQLite path or postgresql://")
     args = a.parse_args(argv)
     try:
         if args.merge:
             print(f"wrote {merge_manifest(args.out, tokenizer=args.tokenizer)}")
             return 0
-        summary = make_shards(args.raw, args.out, load_key(args.key_file), preset(args.profile),
+        key, config = load_key(args.key_file), preset(args.profile)
+        summary = make_shards(args.raw, args.out, key, config,
                               samples_per_shard=args.samples_per_shard, workers=args.workers,
                               num_workers=args.num_workers, worker_index=args.worker_index,
                               progress=not args.no_progress, tokenizer=args.tokenizer)
-    except (DeidError, ShardError, ValueError, FileNotFoundError) as e:
+        if args.audit_db:
+            record_event(args.audit_db, "shard_write", deid_key_id=key_id(key),
+                         source=args.raw, output=args.out, shards=summary["shards"],
+                         records=summary["samples"], config_hash=config.hash(),
+                         status="skipped some" if summary["errors"] else "ok")
+    except (DeidError, ShardError, AuditError, ValueError, FileNotFoundError) as e:
         print(f"make_shards: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary))
