@@ -2,7 +2,9 @@
 
 JSONL fields (a contract, see DESIGN.md): step, loss, lr, grad_norm, tokens (cumulative
 tokens consumed through this step), tokens_per_s, mfu (null without a GPU), plus
-step_tokens, step_time_s, elapsed_s, and on the steps that report memory (--memory-interval)
+step_tokens, step_time_s, elapsed_s, with encoders `grad_norm_parts` ({decoder,
+image_encoder, waveform_encoder, projector: norm before clipping}) and `grad_norm_ratio`
+(max/min over the parts that train; the plan's balance check wants <= 2), and on the steps that report memory (--memory-interval)
 `memory`: one dict of bytes per rank (params, main_grads, optimizer, activations, total;
 CUDA peak allocated/reserved on a GPU).
 """
@@ -41,6 +43,16 @@ def peak_flops(device: Optional[torch.device] = None) -> Optional[float]:
     return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
 
 
+BALANCE_RATIO = 2.0  # the plan's gradient balance check: part norms within 1:2
+
+
+def grad_norm_ratio(parts: dict) -> float:
+    """Largest over smallest per-part gradient norm among the parts that train (norm > 0);
+    1.0 with fewer than two."""
+    trained = [v for v in parts.values() if v > 0]
+    return max(trained) / min(trained) if len(trained) > 1 else 1.0
+
+
 def format_duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -62,7 +74,8 @@ class MetricsLogger:
         self.start_step = start_step
 
     def log(self, step: int, loss: float, lr: float, grad_norm: float, step_tokens: int,
-            step_time: float, consumed_tokens: int, memory: Optional[list] = None) -> dict:
+            step_time: float, consumed_tokens: int, memory: Optional[list] = None,
+            grad_norm_parts: Optional[dict] = None) -> dict:
         tokens_per_s = step_tokens / step_time if step_time > 0 else None
         mfu = None
         if self.peak and tokens_per_s:
@@ -73,6 +86,13 @@ class MetricsLogger:
                   "step_tokens": step_tokens, "step_time_s": step_time, "elapsed_s": elapsed}
         if memory:
             record["memory"] = memory
+        balance = ""
+        if grad_norm_parts:
+            record["grad_norm_parts"] = grad_norm_parts
+            record["grad_norm_ratio"] = grad_norm_ratio(grad_norm_parts)
+            balance = " | " + " ".join(f"{k} {v:.3f}" for k, v in grad_norm_parts.items()) + \
+                f" (max/min {record['grad_norm_ratio']:.2f}" + \
+                (")" if record["grad_norm_ratio"] <= BALANCE_RATIO else " > 2: unbalanced)")
         if self.file:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()
@@ -82,7 +102,7 @@ class MetricsLogger:
             mfu_text = f" | mfu {mfu:.1%}" if mfu is not None else ""
             print(f"step {step:>6}/{self.total_steps} | loss {loss:.4f} | lr {lr:.3e} | "
                   f"grad norm {grad_norm:.3f} | {tokens_per_s or 0:,.0f} tok/s{mfu_text} | "
-                  f"elapsed {format_duration(elapsed)} | eta {format_duration(eta)}",
+                  f"elapsed {format_duration(elapsed)} | eta {format_duration(eta)}{balance}",
                   flush=True)
         return record
 

@@ -27,12 +27,14 @@ import torch
 import torch.distributed as dist
 
 from megamed import checkpoint
-from megamed.config import Config, count_parameters, resolve
-from megamed.data.batch import INPUTS, LABELS, MicroBatch, TokenSource
+from megamed.config import Config, count_parameters, count_parameters_by_part, resolve
+from megamed.data.batch import INPUTS, LABELS, MEDIA, MicroBatch, TokenSource
 from megamed.data.sampler import BatchLayout
 from megamed.data.synthetic import SyntheticBigramDataset
+from megamed.data.synthetic_media import StudySource, SyntheticStudies
 from megamed.data.tokens import TokenFileDataset
 from megamed.model.build import build_chunks
+from megamed.model.multimodal import PARTS, part_of
 from megamed.model.transformer import PRECISION_DTYPES, DecoderStage
 from megamed.parallel import collectives as C
 from megamed.parallel.data import data_parallel
@@ -60,6 +62,16 @@ def build_dataset(cfg: Config):
                                   d.synthetic_branching)
 
 
+def build_source(cfg: Config, state: ParallelState, device):
+    """The data source of this DP rank: token files, synthetic studies with images and
+    waveforms (a model with encoders), or the synthetic bigram stream."""
+    t = cfg.train
+    layout = BatchLayout(t.global_batch, t.micro_batch, state.dp)
+    if cfg.model.encoders() and not cfg.data.path:
+        return StudySource(SyntheticStudies(cfg.model, t.seed), layout, state.dp_rank, device)
+    return TokenSource(build_dataset(cfg), layout, state.dp_rank, device)
+
+
 def parameter_count(params: list, state: ParallelState, device) -> int:
     """Real parameters of the whole model: local numels summed over TP x PP, each counted
     once (TP-replicated tensors and the tied output copy are skipped where duplicated)."""
@@ -82,14 +94,18 @@ class ForwardStep:
     step: int = 0
 
     def __post_init__(self):
-        self.fields = [(INPUTS if c.has_embedding else frozenset()) |
+        self.fields = [(INPUTS | (MEDIA if hasattr(c, "media") else frozenset())
+                        if c.has_embedding else frozenset()) |
                        (LABELS if c.has_output else frozenset()) for c in self.chunks]
 
     def __call__(self, chunk: int, micro: int, x: Optional[torch.Tensor]):
         model = self.chunks[chunk]
         batch: MicroBatch = self.source.micro_batch(self.step, micro, self.fields[chunk])
         with self.activations.track() if self.activations else contextlib.nullcontext():
-            out = model(batch.tokens if model.has_embedding else x, batch.targets)
+            if model.has_embedding:
+                out = model(batch.tokens, batch.targets, batch.media())
+            else:
+                out = model(x, batch.targets)
         return out, (self.loss.loss_fn(batch) if model.has_output else None)
 
 
@@ -97,6 +113,7 @@ class ForwardStep:
 class StepResult:
     loss: float
     grad_norm: float
+    grad_norm_parts: Optional[dict] = None  # {part: norm} for a model with encoders
 
 
 def train_step(runner: Runner, optimizer: DistributedAdamW, grads, lr: float,
@@ -106,9 +123,10 @@ def train_step(runner: Runner, optimizer: DistributedAdamW, grads, lr: float,
     step_loss.start(optimizer.scaler.scale if optimizer.scaler is not None else 1.0)
     select_schedule(state.pp, cfg.parallel.virtual_stages)(runner, runner.num_micro_batches)
     grads.finish_grad_sync()
+    parts = (optimizer.grad_norms_by_part(part_of, PARTS) if cfg.model.encoders() else None)
     grad_norm = optimizer.step(lr).grad_norm
     grads.gather_params()
-    return StepResult(step_loss.reduce(state), grad_norm)
+    return StepResult(step_loss.reduce(state), grad_norm, parts)
 
 
 def activation_shape(cfg: Config) -> tuple[int, int, int]:
@@ -128,12 +146,11 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
     state = ParallelState.create(p.tp, p.pp)
     rng = seed_streams(t.seed, state.tp_rank, state.pp_rank)
     chunks = build_chunks(cfg, state.tp_group, state.pp_rank, device, rng, seed=t.seed)
-    params = [q for chunk in chunks for q in chunk.parameters() if q.requires_grad]
+    params = [q for chunk in chunks for q in chunk.parameters()]  # frozen ones too
     total_params = parameter_count(params, state, device)
     grads = data_parallel(chunks, state, p)
     optimizer = build_optimizer(grads, t, state, p.zero_stage)
-    source = TokenSource(build_dataset(cfg), BatchLayout(t.global_batch, t.micro_batch,
-                                                         state.dp), state.dp_rank, device)
+    source = build_source(cfg, state, device)
     start = _load(load, state, chunks, grads, optimizer, rng, cfg) if load else 0
     logger = None
     if state.rank == 0:
@@ -166,7 +183,8 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
                                    device)
         if logger:
             records.append(logger.log(step + 1, result.loss, lr, result.grad_norm, step_tokens,
-                                      time.time() - started, (step + 1) * step_tokens, memory))
+                                      time.time() - started, (step + 1) * step_tokens, memory,
+                                      result.grad_norm_parts))
             if memory:
                 print(format_memory(step + 1, memory), flush=True)
         if save and t.save_interval and (step + 1) % t.save_interval == 0:
@@ -187,6 +205,10 @@ def _describe(cfg: Config, state: ParallelState, device, total_params: int,
           f"DP {state.dp}, global batch {t.global_batch} = micro {t.micro_batch} x "
           f"accumulation {t.grad_accum_steps} x DP {state.dp}, device {device.type}",
           flush=True)
+    if cfg.model.encoders():
+        parts = count_parameters_by_part(cfg.model, p.tp)
+        print("parameters by part: " + ", ".join(f"{k} {v:,}" for k, v in parts.items())
+              + f"; frozen (--freeze): {t.freeze}", flush=True)
     print(f"memory: ZeRO-{p.zero_stage}, {t.precision} parameters, sequence parallel "
           f"{'on' if p.sequence_parallel else 'off'}, recompute {t.recompute}"
           + (f" (every {t.recompute_every} blocks)" if t.recompute == "full" else "")
