@@ -166,6 +166,9 @@ class TrainConfig:
     log_interval: int = 1
     save_interval: int = 0           # 0: save only at the end when --save is given
     freeze: str = "none"             # none | encoders | all-but-projectors (alignment stage)
+    loss_weight_image: float = 1.0   # weight of image samples' text in the loss (text-only: 1)
+    loss_weight_ecg: float = 1.0
+    loss_weight_eeg: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -286,6 +289,20 @@ def encoder_block_config(e: EncoderConfig, decoder: ModelConfig) -> ModelConfig:
                        position_embedding="learned", add_bias=True, norm_eps=1e-6,
                        init_std=decoder.init_std, attention_backend=decoder.attention_backend,
                        norm_backend=decoder.norm_backend)
+
+
+def media_parameters_per_rank(cfg: ModelConfig, tp: int) -> float:
+    """Encoder and projector parameters on one TP rank of the first stage: the sharded
+    ones / TP, the replicated ones (patch embeddings, positions, norms, row-parallel
+    biases) whole."""
+    parts = count_parameters_by_part(cfg, tp)
+    total = sum(parts.values()) - parts["decoder"]
+    replicated = 0
+    for e in cfg.encoders().values():
+        h = e.hidden_size
+        positions = h * (sum(e.grid) if e.kind == "waveform" else e.num_patches)
+        replicated += (e.patch_numel + 1) * h + positions + e.num_layers * 6 * h + 2 * h
+    return (total - replicated) / tp + replicated
 
 
 def count_parameters_by_part(cfg: ModelConfig, tp: int = 1) -> dict[str, int]:

@@ -23,6 +23,7 @@ LABELS = frozenset({"targets", "loss_mask"})
 MEDIA_FIELDS = {"image": ("images", "has_image"), "ecg": ("ecg", "has_ecg"),
                 "eeg": ("eeg", "has_eeg")}
 MEDIA = frozenset(f for pair in MEDIA_FIELDS.values() for f in pair)
+PRESENCE = frozenset(has for _, has in MEDIA_FIELDS.values())  # the last stage's loss per kind
 
 
 @dataclass

@@ -120,5 +120,6 @@ class StudySource:
             x, has = MEDIA_FIELDS[name]
             if x in fields:
                 setattr(batch, x, stack(name))
+            if has in fields:
                 setattr(batch, has, stack("has_" + name, torch.bool))
         return batch

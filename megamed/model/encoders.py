@@ -108,8 +108,9 @@ class Encoder(nn.Module):
         b, _, h = y.shape
         grid = y.transpose(1, 2).reshape(b, h, *self.e.grid)
         pool = F.avg_pool3d if len(self.e.grid) == 3 else F.avg_pool2d
-        out = pool(grid, kernel_size=self.e.pool, stride=self.e.pool)
-        return out.flatten(2).transpose(1, 2)
+        # fp32: CPU pooling has no bf16 kernel, and a mean of many terms wants it anyway.
+        out = pool(grid.float(), kernel_size=self.e.pool, stride=self.e.pool)
+        return out.flatten(2).transpose(1, 2).to(y.dtype)
 
 
 def _run_blocks(y: torch.Tensor, blocks: list) -> torch.Tensor:

@@ -278,9 +278,11 @@ class DecoderStage(nn.Module):
     def sharding_units(self) -> list[nn.Module]:
         """ZeRO-3's units in forward order: this chunk itself first (its parameters outside
         the other units: embedding, final norm, output, patch embeddings, projectors), then
-        each encoder block, then each decoder block."""
+        each encoder block, then each decoder block, the frozen ones left out."""
         media = self.media.blocks() if hasattr(self, "media") else []
-        return [self] + media + list(self.layers.values())
+        blocks = media + list(self.layers.values())
+        # A frozen block (train.freeze) is no unit: it stays whole, nothing to shard.
+        return [self] + [b for b in blocks if any(p.requires_grad for p in b.parameters())]
 
     def embed(self, tokens: torch.Tensor, media: Optional[dict] = None) -> torch.Tensor:
         """tokens [b, s] -> [b, s, h] ([b, s / tp, h] under SP); with encoders, each

@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 from megamed import checkpoint
 from megamed.config import Config, count_parameters, count_parameters_by_part, resolve
-from megamed.data.batch import INPUTS, LABELS, MEDIA, MicroBatch, TokenSource
+from megamed.data.batch import INPUTS, LABELS, MEDIA, PRESENCE, MicroBatch, TokenSource
 from megamed.data.sampler import BatchLayout
 from megamed.data.synthetic import SyntheticBigramDataset
 from megamed.data.synthetic_media import StudySource, SyntheticStudies
@@ -93,10 +93,14 @@ class ForwardStep:
     activations: Optional[SavedActivations] = None
     step: int = 0
 
+    multimodal: bool = False
+
     def __post_init__(self):
-        self.fields = [(INPUTS | (MEDIA if hasattr(c, "media") else frozenset())
-                        if c.has_embedding else frozenset()) |
-                       (LABELS if c.has_output else frozenset()) for c in self.chunks]
+        media = MEDIA if self.multimodal else frozenset()
+        presence = PRESENCE if self.multimodal else frozenset()
+        self.fields = [(INPUTS | media if c.has_embedding else frozenset()) |
+                       (LABELS | presence if c.has_output else frozenset())
+                       for c in self.chunks]
 
     def __call__(self, chunk: int, micro: int, x: Optional[torch.Tensor]):
         model = self.chunks[chunk]
@@ -114,6 +118,7 @@ class StepResult:
     loss: float
     grad_norm: float
     grad_norm_parts: Optional[dict] = None  # {part: norm} for a model with encoders
+    loss_by_input: Optional[dict] = None    # {text|image|ecg|eeg: mean loss} likewise
 
 
 def train_step(runner: Runner, optimizer: DistributedAdamW, grads, lr: float,
@@ -126,7 +131,8 @@ def train_step(runner: Runner, optimizer: DistributedAdamW, grads, lr: float,
     parts = (optimizer.grad_norms_by_part(part_of, PARTS) if cfg.model.encoders() else None)
     grad_norm = optimizer.step(lr).grad_norm
     grads.gather_params()
-    return StepResult(step_loss.reduce(state), grad_norm, parts)
+    by_input = step_loss.reduce_by_kind(state) if cfg.model.encoders() else None
+    return StepResult(step_loss.reduce(state), grad_norm, parts, by_input)
 
 
 def activation_shape(cfg: Config) -> tuple[int, int, int]:
@@ -159,8 +165,11 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
                                dist.get_world_size(), t.log_interval, start)
     track = t.memory_interval > 0 and device.type == "cpu"
     step_tokens = t.global_batch * cfg.model.seq_length
-    forward_step = ForwardStep(chunks, source, StepLoss(t.grad_accum_steps, device),
-                               SavedActivations() if track else None)
+    weights = {"image": t.loss_weight_image, "ecg": t.loss_weight_ecg,
+               "eeg": t.loss_weight_eeg}
+    forward_step = ForwardStep(chunks, source, StepLoss(t.grad_accum_steps, device, weights),
+                               SavedActivations() if track else None,
+                               multimodal=bool(cfg.model.encoders()))
     runner = Runner(state.pp, state.pp_rank, p.virtual_stages, forward_step=forward_step,
                     last_backward=grads.last_backward, num_micro_batches=t.grad_accum_steps,
                     shape=activation_shape(cfg), dtype=PRECISION_DTYPES[t.precision],
@@ -184,7 +193,7 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
         if logger:
             records.append(logger.log(step + 1, result.loss, lr, result.grad_norm, step_tokens,
                                       time.time() - started, (step + 1) * step_tokens, memory,
-                                      result.grad_norm_parts))
+                                      result.grad_norm_parts, result.loss_by_input))
             if memory:
                 print(format_memory(step + 1, memory), flush=True)
         if save and t.save_interval and (step + 1) % t.save_interval == 0:
