@@ -15,7 +15,7 @@ import torch.distributed as dist
 from curves import assert_same_curve
 from distributed import run_distributed
 from megamed import checkpoint
-from megamed.config import load_config, resolve
+from megamed.config import ConfigError, load_config, resolve
 from megamed.data.sampler import BatchLayout
 from megamed.data.synthetic_media import StudySource, SyntheticStudies
 from megamed.model.build import build_chunks
@@ -138,3 +138,24 @@ def test_frozen_encoders_get_no_update_and_no_optimizer_state(reference):
     assert changed == {"decoder": True, "projector": True, "image_encoder": False,
                        "waveform_encoder": False}
     assert in_optimizer == {"decoder", "projector"}
+
+
+def test_placeholder_count_disagreeing_with_the_presence_flag_is_an_error():
+    chunk, batch = _model_and_batch()
+    row = int(batch.has_image.nonzero()[0])
+    tokens = batch.tokens.clone()
+    tokens[row, 0] = 7  # one <image> placeholder fewer than the encoder's 4 tokens
+    with pytest.raises(ValueError, match=rf"image: rows \[{row}\]"):
+        chunk(tokens, batch.targets, batch.media())
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"pool": [1, 1, 3]}, "not divisible by pool"),
+    ({"patch": [3, 8, 8]}, "not divisible by patch"),
+    ({"num_heads": 3}, "must split into heads"),
+    ({"placeholder_id": 999}, "outside the vocabulary"),
+])
+def test_inconsistent_encoder_configs_are_rejected(change, message):
+    image = {**load_config("tiny-mm").model.image_encoder.__dict__, **change}
+    with pytest.raises(ConfigError, match=message):
+        resolve(load_config("tiny-mm", {"model": {"image_encoder": image}}), 1, "cpu")
