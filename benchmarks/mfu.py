@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from megamed.config import load_config
+from megamed.config import load_config, resolve
 from megamed.parallel.state import init_distributed
 from megamed.training.metrics import flops_by_part, flops_per_token, peak_flops
 from megamed.training.trainer import pretrain
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     cuda = torch.cuda.is_available()
     init_distributed()
     world = dist.get_world_size()
-    cfg = build_config(args, world, cuda)
+    cfg = resolve(build_config(args, world, cuda), world)  # fills in DP for the report
     records = pretrain(cfg)
     device = torch.device("cuda") if cuda else torch.device("cpu")
     if dist.get_rank() == 0:
