@@ -29,7 +29,7 @@ import torch.distributed as dist
 from megamed.config import load_config, resolve
 from megamed.monitoring.plots import chart_table
 from megamed.parallel.state import init_distributed
-from megamed.training.metrics import flops_per_token, peak_flops
+from megamed.training.metrics import flops_by_part, flops_per_token, peak_flops
 from megamed.training.trainer import pretrain
 
 CHART = dict(x=("profile", "devices", "precision"), ylabel="FLOP/s per device",
@@ -111,7 +111,8 @@ def main(argv=None) -> int:
             "devices": world, "micro_batch": cfg.train.micro_batch,
             "global_batch": cfg.train.global_batch, "seq_length": cfg.model.seq_length,
             "precision": cfg.train.precision, "tokens_per_s": tokens_per_s,
-            "flops_per_token": fpt, "model_flops_per_s_per_device": achieved,
+            "flops_per_token": fpt, "flops_per_token_by_part": flops_by_part(cfg.model),
+            "model_flops_per_s_per_device": achieved,
             "mfu": achieved / peak if peak else None, "peak_flops": peak,
             "reference_matmul_flops_per_s": ceiling,
             "fraction_of_matmul": achieved / ceiling,
@@ -123,6 +124,9 @@ def main(argv=None) -> int:
               f"{result['machine']['device']}: {tokens_per_s:,.0f} tokens/s, "
               f"{achieved / 1e12:.3f} TFLOP/s per device, MFU {mfu}; reference matmul "
               f"{ceiling / 1e12:.3f} TFLOP/s, model at {result['fraction_of_matmul']:.1%} of it")
+        print("FLOPs per token by part: " + ", ".join(
+            f"{k} {v / 1e6:,.2f} MFLOP ({v / fpt:.1%})"
+            for k, v in result["flops_per_token_by_part"].items()))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1))
         chart_table(result, path=str(Path(args.out).with_suffix(".png")), **CHART)

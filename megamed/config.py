@@ -28,6 +28,56 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class EncoderConfig:
+    """One modality encoder (model/encoders.py) and its projector to the decoder.
+
+    kind image: input [b, channels, *shape] with shape (H, W) or (D, H, W) (CT windows or
+    MR sequences as channels), cut into `patch`-sized patches, a token grid shape / patch.
+    kind waveform: input [b, channels = leads, samples] with shape (samples,), cut into
+    patches of `patch[0]` samples per lead, a token grid (leads, samples / patch).
+    The encoder's output grid is average-pooled by `pool` (one factor per grid dim): the
+    sample's `tokens` (fixed: pipeline stages exchange fixed shapes) replace as many
+    `placeholder_id` positions in its text."""
+    kind: str                        # image | waveform
+    channels: int
+    shape: tuple
+    patch: tuple
+    pool: tuple
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    ffn_hidden_size: int
+    placeholder_id: int
+
+    def __post_init__(self):
+        for name in ("shape", "patch", "pool"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+
+    @property
+    def grid(self) -> tuple:
+        """The encoder's token grid before pooling."""
+        cut = tuple(s // p for s, p in zip(self.shape, self.patch))
+        return cut if self.kind == "image" else (self.channels,) + cut
+
+    @property
+    def num_patches(self) -> int:
+        return math.prod(self.grid)
+
+    @property
+    def tokens(self) -> int:
+        """Tokens per sample handed to the decoder."""
+        return math.prod(g // p for g, p in zip(self.grid, self.pool))
+
+    @property
+    def patch_numel(self) -> int:
+        return math.prod(self.patch) * (self.channels if self.kind == "image" else 1)
+
+
+FREEZE_CHOICES = ("none", "encoders", "all-but-projectors")
+ENCODERS = ("image", "ecg", "eeg")  # ModelConfig.<name>_encoder; MicroBatch.<images|ecg|eeg>
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     num_layers: int
     hidden_size: int
@@ -48,6 +98,23 @@ class ModelConfig:
     attention_dropout: float = 0.0
     attention_backend: str = "auto"  # auto | torch | triton
     norm_backend: str = "auto"       # auto | torch | triton | apex
+    image_encoder: Optional[EncoderConfig] = None  # multimodal: see EncoderConfig
+    ecg_encoder: Optional[EncoderConfig] = None
+    eeg_encoder: Optional[EncoderConfig] = None
+
+    def __post_init__(self):
+        for name in ENCODERS:  # from YAML or a checkpoint manifest: a dict
+            value = getattr(self, f"{name}_encoder")
+            if isinstance(value, dict):
+                try:
+                    object.__setattr__(self, f"{name}_encoder", EncoderConfig(**value))
+                except TypeError as e:
+                    raise ConfigError(f"model.{name}_encoder: {e}") from None
+
+    def encoders(self) -> dict[str, EncoderConfig]:
+        """The configured encoders by modality (empty: a text-only model)."""
+        return {n: getattr(self, f"{n}_encoder") for n in ENCODERS
+                if getattr(self, f"{n}_encoder") is not None}
 
     @property
     def head_dim(self) -> int:
@@ -98,6 +165,10 @@ class TrainConfig:
     memory_interval: int = 0         # log peak memory per rank every N steps (0: never)
     log_interval: int = 1
     save_interval: int = 0           # 0: save only at the end when --save is given
+    freeze: str = "none"             # none | encoders | all-but-projectors (alignment stage)
+    loss_weight_image: float = 1.0   # weight of image samples' text in the loss (text-only: 1)
+    loss_weight_ecg: float = 1.0
+    loss_weight_eeg: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -188,19 +259,73 @@ def load_config(profile: str, overrides: Optional[dict[str, dict[str, Any]]] = N
 
 
 def count_parameters(cfg: ModelConfig, tp: int = 1) -> int:
-    """Total parameters of the full model (all stages, all TP shards) from its shape alone,
-    including vocab padding at this TP size."""
+    """Total parameters of the full model (all stages, all TP shards, encoders included)
+    from its shape alone, including vocab padding at this TP size."""
+    return sum(count_parameters_by_part(cfg, tp).values())
+
+
+def _layer_parameters(cfg: ModelConfig) -> int:
     h, f, hd = cfg.hidden_size, cfg.ffn_hidden_size, cfg.head_dim
     bias = cfg.add_bias
     attention = h * cfg.num_heads * hd * 2 + h * cfg.num_kv_heads * hd * 2
     attention += (cfg.num_heads * hd + 2 * cfg.num_kv_heads * hd + h) if bias else 0
     mats = 3 if cfg.activation == "swiglu" else 2
     mlp = mats * h * f + (((mats - 1) * f + h) if bias else 0)
-    norm = h * (2 if cfg.norm == "layernorm" else 1)
-    layer = attention + mlp + 2 * norm
+    return attention + mlp + 2 * _norm_parameters(cfg)
+
+
+def _norm_parameters(cfg: ModelConfig) -> int:
+    return cfg.hidden_size * (2 if cfg.norm == "layernorm" else 1)
+
+
+def encoder_block_config(e: EncoderConfig, decoder: ModelConfig) -> ModelConfig:
+    """The shape of an encoder's transformer blocks, as the decoder's Block takes it:
+    ViT-style (LayerNorm, GELU, biases, full multi-head attention; positions learned by
+    the encoder itself), kernels as the decoder chooses."""
+    return ModelConfig(num_layers=e.num_layers, hidden_size=e.hidden_size,
+                       num_heads=e.num_heads, num_kv_heads=e.num_heads,
+                       ffn_hidden_size=e.ffn_hidden_size, vocab_size=1,
+                       seq_length=e.num_patches, norm="layernorm", activation="gelu",
+                       position_embedding="learned", add_bias=True, norm_eps=1e-6,
+                       init_std=decoder.init_std, attention_backend=decoder.attention_backend,
+                       norm_backend=decoder.norm_backend)
+
+
+def media_parameters_per_rank(cfg: ModelConfig, tp: int) -> float:
+    """Encoder and projector parameters on one TP rank of the first stage: the sharded
+    ones / TP, the replicated ones (patch embeddings, positions, norms, row-parallel
+    biases) whole."""
+    parts = count_parameters_by_part(cfg, tp)
+    total = sum(parts.values()) - parts["decoder"]
+    replicated = 0
+    for e in cfg.encoders().values():
+        h = e.hidden_size
+        positions = h * (sum(e.grid) if e.kind == "waveform" else e.num_patches)
+        replicated += (e.patch_numel + 1) * h + positions + e.num_layers * 6 * h + 2 * h
+    return (total - replicated) / tp + replicated
+
+
+def count_parameters_by_part(cfg: ModelConfig, tp: int = 1) -> dict[str, int]:
+    """Parameters per part: decoder, image_encoder, waveform_encoder, projector (the parts
+    with none left out)."""
+    h = cfg.hidden_size
     vocab = cfg.padded_vocab_size(tp) * h
     positions = cfg.seq_length * h if cfg.position_embedding == "learned" else 0
-    return cfg.num_layers * layer + vocab * (1 if cfg.tie_embeddings else 2) + positions + norm
+    parts = {"decoder": cfg.num_layers * _layer_parameters(cfg) + positions +
+             vocab * (1 if cfg.tie_embeddings else 2) + _norm_parameters(cfg)}
+    for name, e in cfg.encoders().items():
+        b = encoder_block_config(e, cfg)
+        grid = e.grid
+        # patch embedding (weight + bias) and positions (image: one per patch; waveform:
+        # one per lead plus one per time patch), blocks, final LayerNorm
+        positions = e.hidden_size * (sum(grid) if e.kind == "waveform" else e.num_patches)
+        encoder = (e.patch_numel + 1) * e.hidden_size + positions + \
+            e.num_layers * _layer_parameters(b) + _norm_parameters(b)
+        part = "image_encoder" if e.kind == "image" else "waveform_encoder"
+        parts[part] = parts.get(part, 0) + encoder
+        # projector: column (weight + bias) -> GELU -> row (weight, no bias)
+        parts["projector"] = parts.get("projector", 0) + e.hidden_size * h + h + h * h
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,6 +345,7 @@ def resolve(cfg: Config, world_size: int, device_type: Optional[str] = None) -> 
     _check_memory_options(cfg, device_type)
     _check_schedule(cfg.train)
     _check_data(cfg.data)
+    _check_encoders(cfg)
     return cfg
 
 
@@ -368,6 +494,38 @@ def _check_schedule(t: TrainConfig) -> None:
         if getattr(t, name) < 0:
             raise ConfigError(f"train.{name}={getattr(t, name)} (--{name.replace('_', '-')}) "
                               f"must be >= 0")
+
+
+def _check_encoders(cfg: Config) -> None:
+    """Each encoder's shapes against itself, the TP size and the decoder's sequence."""
+    m, p = cfg.model, cfg.parallel
+    budget = 0
+    for name, e in m.encoders().items():
+        where = f"model.{name}_encoder"
+        _check_choice(e.kind, ("image", "waveform"), f"{where}.kind")
+        dims = (2, 3) if e.kind == "image" else (1,)
+        if len(e.shape) not in dims or len(e.patch) != len(e.shape):
+            raise ConfigError(f"{where}: shape {e.shape} and patch {e.patch} need "
+                              f"{' or '.join(map(str, dims))} equal-length dims")
+        if any(s % q for s, q in zip(e.shape, e.patch)):
+            raise ConfigError(f"{where}: shape {e.shape} is not divisible by patch {e.patch}")
+        if len(e.pool) != len(e.grid) or any(g % q for g, q in zip(e.grid, e.pool)):
+            raise ConfigError(f"{where}: token grid {e.grid} is not divisible by pool "
+                              f"{e.pool}")
+        if e.hidden_size % e.num_heads or e.num_heads % p.tp or e.ffn_hidden_size % p.tp:
+            raise ConfigError(f"{where}: hidden {e.hidden_size}, heads {e.num_heads}, ffn "
+                              f"{e.ffn_hidden_size} must split into heads and over TP {p.tp}")
+        if p.sequence_parallel and e.num_patches % p.tp:
+            raise ConfigError(f"{where}: {e.num_patches} patches are not divisible by TP "
+                              f"{p.tp} (sequence parallelism splits them)")
+        if not 0 <= e.placeholder_id < m.vocab_size:
+            raise ConfigError(f"{where}: placeholder_id {e.placeholder_id} is outside the "
+                              f"vocabulary [0, {m.vocab_size})")
+        budget += e.tokens
+    if budget >= m.seq_length:
+        raise ConfigError(f"the encoders' {budget} tokens leave no room for text in "
+                          f"model.seq_length {m.seq_length}")
+    _check_choice(cfg.train.freeze, FREEZE_CHOICES, "train.freeze")
 
 
 def _check_data(d: DataConfig) -> None:

@@ -19,7 +19,8 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 
-from megamed.config import ModelConfig, count_parameters, load_config
+from megamed.config import (ModelConfig, count_parameters, count_parameters_by_part, load_config,
+                            media_parameters_per_rank)
 from megamed.training.metrics import flops_per_token
 
 GB = 1e9
@@ -60,13 +61,15 @@ class Layout:
 
 
 def stage_parameters(m: ModelConfig, tp: int, pp: int) -> float:
-    """Parameters on the busiest GPU: L/P layers plus the embedding (first stage) or the
-    output layer (last stage), divided by TP."""
-    total = count_parameters(m, tp)
+    """Parameters on the busiest GPU: L/P layers plus the embedding and the encoders
+    (first stage), divided by TP."""
+    decoder = count_parameters_by_part(m, tp)["decoder"]
     vocab = m.padded_vocab_size(tp) * m.hidden_size
     embeddings = vocab * (1 if m.tie_embeddings else 2)
-    layers = total - embeddings
-    return (layers / pp + (vocab if pp > 1 else embeddings)) / tp
+    layers = decoder - embeddings
+    # + encoders and projectors: first stage
+    return (layers / pp + (vocab if pp > 1 else embeddings)) / tp + \
+        media_parameters_per_rank(m, tp)
 
 
 def activation_bytes(m: ModelConfig, tp: int, micro_batch: int, recompute: str) -> float:
@@ -144,6 +147,9 @@ def main(argv=None) -> int:
     tokens_per_s_gpu = gpu.peak_tflops * 1e12 * args.mfu / fpt
     days = args.tokens / (tokens_per_s_gpu * args.gpus) / 86400
     print(f"model {args.profile}: {params:,} parameters ({params / 1e9:.1f}B)")
+    if m.encoders():
+        print("  by part: " + ", ".join(f"{k} {v:,}" for k, v in
+                                       count_parameters_by_part(m).items()))
     print(f"model state at 18 bytes/parameter: {18 * params / GB:,.0f} GB before sharding")
     print(f"training FLOPs per token: {fpt / 1e9:.1f} GFLOP (6N alone: {6 * params / 1e9:.1f})")
     print(f"{args.gpus} x {gpu.name} at {args.mfu:.0%} MFU: {tokens_per_s_gpu:,.0f} tokens/s "

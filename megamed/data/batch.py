@@ -19,6 +19,11 @@ from megamed.data.sampler import BatchLayout
 
 INPUTS = frozenset({"tokens"})
 LABELS = frozenset({"targets", "loss_mask"})
+# What the multimodal model's first stage also reads: {modality: (inputs, present flags)}
+MEDIA_FIELDS = {"image": ("images", "has_image"), "ecg": ("ecg", "has_ecg"),
+                "eeg": ("eeg", "has_eeg")}
+MEDIA = frozenset(f for pair in MEDIA_FIELDS.values() for f in pair)
+PRESENCE = frozenset(has for _, has in MEDIA_FIELDS.values())  # the last stage's loss per kind
 
 
 @dataclass
@@ -45,6 +50,11 @@ class MicroBatch:
     eeg: Optional[torch.Tensor] = None
     has_eeg: Optional[torch.Tensor] = None
     sample_ids: Optional[torch.Tensor] = None
+
+    def media(self) -> dict:
+        """{modality: (inputs, present)} for the model's encoders (None where absent)."""
+        return {m: (getattr(self, x), getattr(self, has)) for m, (x, has) in
+                MEDIA_FIELDS.items()}
 
     def to(self, device, non_blocking: bool = False) -> "MicroBatch":
         """The same micro batch with every present tensor on `device`."""

@@ -7,10 +7,16 @@ from typing import Optional
 import torch
 
 from megamed.config import Config
+from megamed.model.multimodal import MediaEmbedding, part_of
 from megamed.model.transformer import PRECISION_DTYPES, DecoderStage
 from megamed.parallel import collectives as C
 from megamed.parallel.pipeline import chunk_layers
-from megamed.parallel.random import RNGTracker
+from megamed.parallel.random import Recomputation, RNGTracker
+
+# train.freeze -> the parts that keep training
+TRAINED_PARTS = {"none": {"decoder", "image_encoder", "waveform_encoder", "projector"},
+                 "encoders": {"decoder", "projector"},
+                 "all-but-projectors": {"projector"}}
 from megamed.parallel.tensor import initialize_parameters
 
 
@@ -20,16 +26,29 @@ def build_chunks(cfg: Config, tp_group, pp_rank: int, device, rng: Optional[RNGT
     decoder at PP=1) in the run's parameter dtype, with its sequence parallelism and
     recomputation; initialised from per-parameter seeds when `seed` is given."""
     P, V, m, t = cfg.parallel.pp, cfg.parallel.virtual_stages, cfg.model, cfg.train
+    dtype, sp = PRECISION_DTYPES[t.precision], cfg.parallel.sequence_parallel
     chunks = []
     for c in range(V):
+        first = pp_rank == 0 and c == 0
+        recomputation, media = Recomputation(rng), None
+        if first and m.encoders():  # encoders and projectors live with the embedding
+            media = MediaEmbedding(m, tp_group, sp, rng, recomputation, device, dtype,
+                                   t.recompute, t.recompute_every)
         chunk = DecoderStage(m, tp_group, chunk_layers(m.num_layers, P, V, pp_rank, c),
-                             pp_rank == 0 and c == 0, pp_rank == P - 1 and c == V - 1,
-                             cfg.parallel.sequence_parallel, rng, device,
-                             PRECISION_DTYPES[t.precision], t.recompute, t.recompute_every)
+                             first, pp_rank == P - 1 and c == V - 1, sp, rng, device, dtype,
+                             t.recompute, t.recompute_every, media, recomputation)
         if seed is not None:
             initialize_parameters(chunk, seed)
+        freeze(chunk, t.freeze)
         chunks.append(chunk)
     return chunks
+
+
+def freeze(chunk: DecoderStage, option: str) -> None:
+    """`train.freeze`: parameters of the parts that do not train get requires_grad False,
+    so they have no gradient buffer and no optimizer state."""
+    for p in chunk.parameters():
+        p.requires_grad_(part_of(p) in TRAINED_PARTS[option])
 
 
 def meta_chunks(cfg: Config, pp_rank: int) -> list[DecoderStage]:

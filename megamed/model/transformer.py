@@ -80,13 +80,15 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class Attention(nn.Module):
-    """Causal self-attention with grouped-query heads split over TP: this rank holds
-    num_heads / tp query heads and num_kv_heads / tp KV heads."""
+    """Self-attention with grouped-query heads split over TP: this rank holds
+    num_heads / tp query heads and num_kv_heads / tp KV heads. Causal in the decoder,
+    bidirectional in the encoders (`causal=False`), through the same kernel backends."""
 
     def __init__(self, cfg: ModelConfig, tp_group, out_std: float, sequence_parallel: bool,
                  rng: Optional[RNGTracker], device=None, dtype=None,
-                 recompute_core: Optional[Recomputation] = None):
+                 recompute_core: Optional[Recomputation] = None, causal: bool = True):
         super().__init__()
+        self.causal = causal
         tp = C.group_size(tp_group)
         hd, h = cfg.head_dim, cfg.hidden_size
         self.local_heads, self.local_kv_heads = cfg.num_heads // tp, cfg.num_kv_heads // tp
@@ -109,14 +111,14 @@ class Attention(nn.Module):
         return x.view(b, s, n, self.head_dim).transpose(1, 2)  # [b, heads, s, d]
 
     def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """softmax(q k^T / sqrt(d)) v, causal: [b, heads, s, d] -> [b, heads, s, d]."""
+        """softmax(q k^T / sqrt(d)) v: [b, heads, s, d] -> [b, heads, s, d]."""
         if self.training and self.dropout > 0:
             # Sharded heads: dropout masks come from the per-TP-rank stream.
             with self.rng.fork():
                 return F.scaled_dot_product_attention(
-                    q, k, v, dropout_p=self.dropout, is_causal=True,
+                    q, k, v, dropout_p=self.dropout, is_causal=self.causal,
                     enable_gqa=self.local_heads != self.local_kv_heads)
-        return self.attend(q, k, v, True, None)
+        return self.attend(q, k, v, self.causal, None)
 
     def forward(self, x: torch.Tensor, rope: Optional[tuple]) -> torch.Tensor:
         x = enter_tp_region(x, self.tp_group, self.sequence_parallel)  # once for Q, K, V
@@ -180,13 +182,13 @@ class Block(nn.Module):
 
     def __init__(self, cfg: ModelConfig, tp_group, sequence_parallel: bool,
                  rng: Optional[RNGTracker], device=None, dtype=None,
-                 recompute_core: Optional[Recomputation] = None):
+                 recompute_core: Optional[Recomputation] = None, causal: bool = True):
         super().__init__()
         # GPT-2 / Megatron: residual-branch outputs scaled by 1/sqrt(2 x layers) at init.
         out_std = cfg.init_std / math.sqrt(2 * cfg.num_layers)
         self.attention_norm = Norm(cfg, device, dtype)
         self.attention = Attention(cfg, tp_group, out_std, sequence_parallel, rng, device, dtype,
-                                   recompute_core)
+                                   recompute_core, causal)
         self.mlp_norm = Norm(cfg, device, dtype)
         self.mlp = MLP(cfg, tp_group, out_std, sequence_parallel, device, dtype)
         self.hidden_dropout = SequenceDropout(cfg.hidden_dropout, sequence_parallel, rng)
@@ -204,17 +206,22 @@ class DecoderStage(nn.Module):
     [b, s] (fp32) on the stage with the output layer, else hidden states for the next stage.
 
     recompute: none | selective | full; `recompute_every` blocks form one recomputed group.
+    media: the encoders and projectors (model/multimodal.py) on the chunk with the
+    embedding, built with this chunk's `recomputation`.
     """
 
     def __init__(self, cfg: ModelConfig, tp_group, layers: Iterable[int],
                  has_embedding: bool = True, has_output: bool = True,
                  sequence_parallel: bool = False, rng: Optional[RNGTracker] = None,
-                 device=None, dtype=None, recompute: str = "none", recompute_every: int = 1):
+                 device=None, dtype=None, recompute: str = "none", recompute_every: int = 1,
+                 media: Optional[nn.Module] = None,
+                 recomputation: Optional[Recomputation] = None):
         super().__init__()
         self.cfg, self.tp_group, self.sequence_parallel = cfg, tp_group, sequence_parallel
         self.rng, self.recompute_every = rng, recompute_every
         self.recompute_full = recompute == "full"
-        self.recomputation = Recomputation(rng)  # this chunk's; ZeRO-3 reads it
+        # This chunk's (ZeRO-3 reads it); shared with the encoders `media` holds.
+        self.recomputation = recomputation or Recomputation(rng)
         if rng is None and (cfg.attention_dropout > 0 or
                             (sequence_parallel and cfg.hidden_dropout > 0)):
             raise ValueError("dropout on TP-sharded activations needs the RNG tracker: pass "
@@ -232,6 +239,8 @@ class DecoderStage(nn.Module):
                     (cfg.seq_length, cfg.hidden_size),
                     InitSpec((cfg.seq_length, cfg.hidden_size), std=cfg.init_std), dtype, device)
             self.embedding_dropout = SequenceDropout(cfg.hidden_dropout, sequence_parallel, rng)
+            if media is not None:
+                self.media = media  # before the blocks: parameters in order of use
         core = self.recomputation if recompute == "selective" else None
         self.layers = nn.ModuleDict({str(i): Block(cfg, tp_group, sequence_parallel, rng,
                                                    device, dtype, core)
@@ -268,12 +277,26 @@ class DecoderStage(nn.Module):
 
     def sharding_units(self) -> list[nn.Module]:
         """ZeRO-3's units in forward order: this chunk itself first (its parameters outside
-        the other units: embedding, final norm, output, and any encoder not made a unit of
-        its own), then each block."""
-        return [self] + list(self.layers.values())
+        the other units: embedding, final norm, output, patch embeddings, projectors), then
+        each encoder block, then each decoder block, the frozen ones left out."""
+        media = self.media.blocks() if hasattr(self, "media") else []
+        blocks = media + list(self.layers.values())
+        # A frozen block (train.freeze) is no unit: it stays whole, nothing to shard.
+        return [self] + [b for b in blocks if any(p.requires_grad for p in b.parameters())]
 
-    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+    def embed(self, tokens: torch.Tensor, media: Optional[dict] = None) -> torch.Tensor:
+        """tokens [b, s] -> [b, s, h] ([b, s / tp, h] under SP); with encoders, each
+        placeholder position holds its modality's embedding (`media`: see
+        MediaEmbedding)."""
         x = self.embedding.tokens(tokens)
+        if hasattr(self, "media"):
+            inserted, where = self.media(tokens, media or {})
+            if self.sequence_parallel:
+                # Replicated before, this rank's part of the sequence after: backward
+                # all-gathers, so the projectors get the gradient of every position.
+                inserted = C.scatter_to_region(inserted, self.tp_group, 1)
+                where = C.split(where, self.tp_group, 1)
+            x = torch.where(where[..., None], inserted, x)
         if self.cfg.position_embedding == "learned":
             positions = self.embedding.positions[: tokens.shape[1]]
             if self.sequence_parallel:
@@ -289,9 +312,10 @@ class DecoderStage(nn.Module):
         x = enter_tp_region(x, self.tp_group, self.sequence_parallel)
         return F.linear(x, self.embedding.tokens.weight)
 
-    def forward(self, x: torch.Tensor, targets: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, targets: Optional[torch.Tensor] = None,
+                media: Optional[dict] = None) -> torch.Tensor:
         if self.has_embedding:
-            x = self.embed(x)
+            x = self.embed(x, media)
         rope = (self.rope_cos, self.rope_sin) if self.cfg.position_embedding == "rope" else None
         blocks = list(self.layers.values())
         if self.recompute_full:

@@ -117,7 +117,7 @@ class ModelChunk(Protocol):
 
     def sharding_units(self) -> list[nn.Module]:
         """ZeRO-3's units in forward order: the chunk itself first (what no other unit
-        holds), then e.g. each block."""
+        holds), then e.g. each block with parameters that train."""
 
 
 def parameter_kinds(params: Sequence[nn.Parameter], chunk: ModelChunk,
@@ -144,7 +144,8 @@ def zero3_units(chunk: ModelChunk) -> list[list[nn.Parameter]]:
     root, *units = chunk.sharding_units()
     owned = [list(u.parameters()) for u in units]
     inside = {id(p) for ps in owned for p in ps}
-    return [[p for p in root.parameters() if id(p) not in inside]] + owned
+    # Frozen parameters (requires_grad False) are not sharded: they stay whole on every rank.
+    return [[p for p in root.parameters() if id(p) not in inside and p.requires_grad]] + owned
 
 
 ONE_BUCKET = 2**62  # bucket size that never closes a bucket early (a ZeRO-3 unit is one)

@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from megamed.config import Config, ConfigError, load_config
+from megamed.config import FREEZE_CHOICES, Config, ConfigError, load_config
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,18 @@ def _groups() -> dict[str, tuple[Flag, ...]]:
               action="toggle"),
             F("--memory-interval", "train.memory_interval", "log every rank's peak memory "
               "every N steps (0: never)", int),
+        ),
+        "multimodal": (
+            F("--freeze", "train.freeze", "training stage of a model with encoders: none "
+              "(everything trains), encoders (frozen encoders, trained projectors and "
+              "decoder), all-but-projectors (alignment: only the projectors train); frozen "
+              "parameters get no gradient and no optimizer state", choices=FREEZE_CHOICES),
+            F("--loss-weight-image", "train.loss_weight_image", "weight of the text of "
+              "samples with an image in the loss (text-only samples weigh 1)", float),
+            F("--loss-weight-ecg", "train.loss_weight_ecg", "the same for samples with an "
+              "ECG", float),
+            F("--loss-weight-eeg", "train.loss_weight_eeg", "the same for samples with an "
+              "EEG", float),
         ),
         "data and output": (
             F("--data", "data.path", "glob of token files (.npy / .bin); default: the built-in "

@@ -2,7 +2,10 @@
 
 JSONL fields (a contract, see DESIGN.md): step, loss, lr, grad_norm, tokens (cumulative
 tokens consumed through this step), tokens_per_s, mfu (null without a GPU), plus
-step_tokens, step_time_s, elapsed_s, and on the steps that report memory (--memory-interval)
+step_tokens, step_time_s, elapsed_s, with encoders `grad_norm_parts` ({decoder,
+image_encoder, waveform_encoder, projector: norm before clipping}) and `grad_norm_ratio`
+(max/min over the parts that train; the plan's balance check wants <= 2), `loss_by_input`
+({text, image, ecg, eeg: mean loss of the samples with that input}), and on the steps that report memory (--memory-interval)
 `memory`: one dict of bytes per rank (params, main_grads, optimizer, activations, total;
 CUDA peak allocated/reserved on a GPU).
 """
@@ -15,16 +18,42 @@ from typing import Optional
 
 import torch
 
-from megamed.config import ModelConfig
+from megamed.config import EncoderConfig, ModelConfig
 
 # Dense bf16 peak FLOP/s per GPU (not the 2x "with sparsity" figures).
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
 
 
 def flops_per_token(cfg: ModelConfig) -> float:
-    """Training FLOPs per token: 6 per matmul parameter (forward 2, backward 4) plus causal
-    attention scores and values, 6 * 2 * layers * seq * hidden / 2 (Chinchilla appendix F,
-    halved for the causal mask)."""
+    """Training FLOPs per decoder token, encoders included (their per-sample FLOPs spread
+    over the sample's tokens; see `flops_by_part`)."""
+    return sum(flops_by_part(cfg).values())
+
+
+def flops_by_part(cfg: ModelConfig) -> dict[str, float]:
+    """Training FLOPs per decoder token of the decoder and of each configured encoder
+    (with its projector). The encoders run on every sample (zeros where a sample lacks
+    the modality), so each costs its per-sample FLOPs / seq_length per token."""
+    parts = {"decoder": _decoder_flops_per_token(cfg)}
+    for name, e in cfg.encoders().items():
+        parts[f"{name}_encoder"] = _encoder_flops_per_sample(e, cfg.hidden_size) / \
+            cfg.seq_length
+    return parts
+
+
+def _encoder_flops_per_sample(e: EncoderConfig, decoder_hidden: int) -> float:
+    """6 per matmul parameter and patch (patch embedding, blocks), bidirectional attention
+    scores and values 12 * layers * n^2 * hidden, the projector 6 per parameter and token."""
+    h, f, n = e.hidden_size, e.ffn_hidden_size, e.num_patches
+    matmul = e.patch_numel * h + e.num_layers * (4 * h * h + 2 * h * f)
+    projector = h * decoder_hidden + decoder_hidden * decoder_hidden
+    return 6.0 * (n * matmul + e.tokens * projector) + 12.0 * e.num_layers * n * n * h
+
+
+def _decoder_flops_per_token(cfg: ModelConfig) -> float:
+    """6 per matmul parameter (forward 2, backward 4) plus causal attention scores and
+    values, 6 * 2 * layers * seq * hidden / 2 (Chinchilla appendix F, halved for the causal
+    mask)."""
     h, f = cfg.hidden_size, cfg.ffn_hidden_size
     kv = cfg.num_kv_heads * cfg.head_dim
     mlp = (3 if cfg.activation == "swiglu" else 2) * h * f
@@ -39,6 +68,16 @@ def peak_flops(device: Optional[torch.device] = None) -> Optional[float]:
         return None
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
+
+BALANCE_RATIO = 2.0  # the plan's gradient balance check: part norms within 1:2
+
+
+def grad_norm_ratio(parts: dict) -> float:
+    """Largest over smallest per-part gradient norm among the parts that train (norm > 0);
+    1.0 with fewer than two."""
+    trained = [v for v in parts.values() if v > 0]
+    return max(trained) / min(trained) if len(trained) > 1 else 1.0
 
 
 def format_duration(seconds: float) -> str:
@@ -62,7 +101,9 @@ class MetricsLogger:
         self.start_step = start_step
 
     def log(self, step: int, loss: float, lr: float, grad_norm: float, step_tokens: int,
-            step_time: float, consumed_tokens: int, memory: Optional[list] = None) -> dict:
+            step_time: float, consumed_tokens: int, memory: Optional[list] = None,
+            grad_norm_parts: Optional[dict] = None, loss_by_input: Optional[dict] = None
+            ) -> dict:
         tokens_per_s = step_tokens / step_time if step_time > 0 else None
         mfu = None
         if self.peak and tokens_per_s:
@@ -73,6 +114,16 @@ class MetricsLogger:
                   "step_tokens": step_tokens, "step_time_s": step_time, "elapsed_s": elapsed}
         if memory:
             record["memory"] = memory
+        balance = ""
+        if loss_by_input:
+            record["loss_by_input"] = loss_by_input
+            balance = " | loss " + " ".join(f"{k} {v:.3f}" for k, v in loss_by_input.items())
+        if grad_norm_parts:
+            record["grad_norm_parts"] = grad_norm_parts
+            record["grad_norm_ratio"] = grad_norm_ratio(grad_norm_parts)
+            balance += " | grad " + " ".join(f"{k} {v:.3f}" for k, v in grad_norm_parts.items()) + \
+                f" (max/min {record['grad_norm_ratio']:.2f}" + \
+                (")" if record["grad_norm_ratio"] <= BALANCE_RATIO else " > 2: unbalanced)")
         if self.file:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()
@@ -82,7 +133,7 @@ class MetricsLogger:
             mfu_text = f" | mfu {mfu:.1%}" if mfu is not None else ""
             print(f"step {step:>6}/{self.total_steps} | loss {loss:.4f} | lr {lr:.3e} | "
                   f"grad norm {grad_norm:.3f} | {tokens_per_s or 0:,.0f} tok/s{mfu_text} | "
-                  f"elapsed {format_duration(elapsed)} | eta {format_duration(eta)}",
+                  f"elapsed {format_duration(elapsed)} | eta {format_duration(eta)}{balance}",
                   flush=True)
         return record
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -134,6 +134,20 @@ class DistributedAdamW:
             for lo, hi in st.counted:
                 total += shard.grad[lo:hi].double().pow(2).sum()
         return math.sqrt(reduce_gradient_statistic(total, self.state, self.sharded).item())
+
+    def grad_norms_by_part(self, part_of, parts: Sequence[str]) -> dict[str, float]:
+        """The global gradient norm of each part (`part_of(param)` names it), before
+        clipping; one reduction for all parts. Parts with no trainable parameter on any
+        rank report 0."""
+        total = torch.zeros(len(parts), dtype=torch.float64, device=self._device())
+        index = {name: i for i, name in enumerate(parts)}
+        for shard in self.shards:
+            for p, lo, hi in shard.segments:
+                if counts_once(p, self.state):
+                    total[index[part_of(p)]] += shard.grad[lo:hi].double().pow(2).sum()
+        total = reduce_gradient_statistic(total, self.state, self.sharded)
+        scale = self.scaler.scale if self.scaler is not None else 1.0
+        return {name: math.sqrt(v) / scale for name, v in zip(parts, total.tolist())}
 
     def _device(self) -> torch.device:
         return self.shards[0].grad.device if self.shards else torch.device("cpu")

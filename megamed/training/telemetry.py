@@ -73,10 +73,11 @@ def build_sinks(cfg: Config, metrics_port: int = 0, tensorboard: Optional[str] =
 def step_metrics(record: dict, data_wait_seconds: float) -> StepMetrics:
     """A step's JSONL record (rank 0: full; elsewhere only step and step_time_s)."""
     norm = record.get("grad_norm")
-    # A record may carry per-part norms ("grad_norms"); until the encoders exist the
-    # decoder is the whole model, so its norm is the global one.
-    norms = record.get("grad_norms") or ({"all": norm, "decoder": norm}
-                                         if norm is not None else {})
+    # A multimodal model's record carries per-part norms ("grad_norm_parts"); a text-only
+    # model's decoder is the whole model, so its norm is the global one.
+    norms = {}
+    if norm is not None:
+        norms = {"all": norm, **(record.get("grad_norm_parts") or {"decoder": norm})}
     return StepMetrics(record["step"], record["step_time_s"], data_wait_seconds,
                        record.get("loss"), record.get("lr"), norms,
                        record.get("tokens_per_s"), record.get("mfu"),

@@ -27,12 +27,14 @@ import torch
 import torch.distributed as dist
 
 from megamed import checkpoint
-from megamed.config import Config, count_parameters, resolve
-from megamed.data.batch import INPUTS, LABELS, MicroBatch, TokenSource
+from megamed.config import Config, count_parameters, count_parameters_by_part, resolve
+from megamed.data.batch import INPUTS, LABELS, MEDIA, PRESENCE, MicroBatch, TokenSource
 from megamed.data.sampler import BatchLayout
 from megamed.data.synthetic import SyntheticBigramDataset
+from megamed.data.synthetic_media import StudySource, SyntheticStudies
 from megamed.data.tokens import TokenFileDataset
 from megamed.model.build import build_chunks
+from megamed.model.multimodal import PARTS, part_of
 from megamed.model.transformer import PRECISION_DTYPES, DecoderStage
 from megamed.monitoring import DataWait, SinkGroup
 from megamed.parallel import collectives as C
@@ -62,6 +64,16 @@ def build_dataset(cfg: Config):
                                   d.synthetic_branching)
 
 
+def build_source(cfg: Config, state: ParallelState, device):
+    """The data source of this DP rank: token files, synthetic studies with images and
+    waveforms (a model with encoders), or the synthetic bigram stream."""
+    t = cfg.train
+    layout = BatchLayout(t.global_batch, t.micro_batch, state.dp)
+    if cfg.model.encoders() and not cfg.data.path:
+        return StudySource(SyntheticStudies(cfg.model, t.seed), layout, state.dp_rank, device)
+    return TokenSource(build_dataset(cfg), layout, state.dp_rank, device)
+
+
 def parameter_count(params: list, state: ParallelState, device) -> int:
     """Real parameters of the whole model: local numels summed over TP x PP, each counted
     once (TP-replicated tensors and the tied output copy are skipped where duplicated)."""
@@ -84,9 +96,14 @@ class ForwardStep:
     step: int = 0
     data_wait: Optional[DataWait] = None  # times the reads of this step (monitoring)
 
+    multimodal: bool = False
+
     def __post_init__(self):
-        self.fields = [(INPUTS if c.has_embedding else frozenset()) |
-                       (LABELS if c.has_output else frozenset()) for c in self.chunks]
+        media = MEDIA if self.multimodal else frozenset()
+        presence = PRESENCE if self.multimodal else frozenset()
+        self.fields = [(INPUTS | media if c.has_embedding else frozenset()) |
+                       (LABELS | presence if c.has_output else frozenset())
+                       for c in self.chunks]
 
     def __call__(self, chunk: int, micro: int, x: Optional[torch.Tensor]):
         model = self.chunks[chunk]
@@ -95,7 +112,10 @@ class ForwardStep:
             read = self.data_wait.timed(read)
         batch: MicroBatch = read(self.step, micro, self.fields[chunk])
         with self.activations.track() if self.activations else contextlib.nullcontext():
-            out = model(batch.tokens if model.has_embedding else x, batch.targets)
+            if model.has_embedding:
+                out = model(batch.tokens, batch.targets, batch.media())
+            else:
+                out = model(x, batch.targets)
         return out, (self.loss.loss_fn(batch) if model.has_output else None)
 
 
@@ -103,6 +123,8 @@ class ForwardStep:
 class StepResult:
     loss: float
     grad_norm: float
+    grad_norm_parts: Optional[dict] = None  # {part: norm} for a model with encoders
+    loss_by_input: Optional[dict] = None    # {text|image|ecg|eeg: mean loss} likewise
 
 
 def train_step(runner: Runner, optimizer: DistributedAdamW, grads, lr: float,
@@ -112,9 +134,11 @@ def train_step(runner: Runner, optimizer: DistributedAdamW, grads, lr: float,
     step_loss.start(optimizer.scaler.scale if optimizer.scaler is not None else 1.0)
     select_schedule(state.pp, cfg.parallel.virtual_stages)(runner, runner.num_micro_batches)
     grads.finish_grad_sync()
+    parts = (optimizer.grad_norms_by_part(part_of, PARTS) if cfg.model.encoders() else None)
     grad_norm = optimizer.step(lr).grad_norm
     grads.gather_params()
-    return StepResult(step_loss.reduce(state), grad_norm)
+    by_input = step_loss.reduce_by_kind(state) if cfg.model.encoders() else None
+    return StepResult(step_loss.reduce(state), grad_norm, parts, by_input)
 
 
 def activation_shape(cfg: Config) -> tuple[int, int, int]:
@@ -150,12 +174,11 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
     state = ParallelState.create(p.tp, p.pp)
     rng = seed_streams(t.seed, state.tp_rank, state.pp_rank)
     chunks = build_chunks(cfg, state.tp_group, state.pp_rank, device, rng, seed=t.seed)
-    params = [q for chunk in chunks for q in chunk.parameters() if q.requires_grad]
+    params = [q for chunk in chunks for q in chunk.parameters()]  # frozen ones too
     total_params = parameter_count(params, state, device)
     grads = data_parallel(chunks, state, p)
     optimizer = build_optimizer(grads, t, state, p.zero_stage)
-    source = TokenSource(build_dataset(cfg), BatchLayout(t.global_batch, t.micro_batch,
-                                                         state.dp), state.dp_rank, device)
+    source = build_source(cfg, state, device)
     start = _load(load, state, chunks, grads, optimizer, rng, cfg) if load else 0
     if load:
         sinks.event("checkpoint_load", checkpoint=load, step=start)
@@ -166,8 +189,11 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
                                dist.get_world_size(), t.log_interval, start)
     track = t.memory_interval > 0 and device.type == "cpu"
     step_tokens = t.global_batch * cfg.model.seq_length
-    forward_step = ForwardStep(chunks, source, StepLoss(t.grad_accum_steps, device),
-                               SavedActivations() if track else None)
+    weights = {"image": t.loss_weight_image, "ecg": t.loss_weight_ecg,
+               "eeg": t.loss_weight_eeg}
+    forward_step = ForwardStep(chunks, source, StepLoss(t.grad_accum_steps, device, weights),
+                               SavedActivations() if track else None,
+                               multimodal=bool(cfg.model.encoders()))
     runner = Runner(state.pp, state.pp_rank, p.virtual_stages, forward_step=forward_step,
                     last_backward=grads.last_backward, num_micro_batches=t.grad_accum_steps,
                     shape=activation_shape(cfg), dtype=PRECISION_DTYPES[t.precision],
@@ -192,7 +218,8 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
         record = {"step": step + 1, "step_time_s": time.time() - started}
         if logger:
             record = logger.log(step + 1, result.loss, lr, result.grad_norm, step_tokens,
-                                time.time() - started, (step + 1) * step_tokens, memory)
+                                time.time() - started, (step + 1) * step_tokens, memory,
+                                result.grad_norm_parts, result.loss_by_input)
             records.append(record)
             if memory:
                 print(format_memory(step + 1, memory), flush=True)
@@ -217,6 +244,10 @@ def _describe(cfg: Config, state: ParallelState, device, total_params: int,
           f"DP {state.dp}, global batch {t.global_batch} = micro {t.micro_batch} x "
           f"accumulation {t.grad_accum_steps} x DP {state.dp}, device {device.type}",
           flush=True)
+    if cfg.model.encoders():
+        parts = count_parameters_by_part(cfg.model, p.tp)
+        print("parameters by part: " + ", ".join(f"{k} {v:,}" for k, v in parts.items())
+              + f"; frozen (--freeze): {t.freeze}", flush=True)
     print(f"memory: ZeRO-{p.zero_stage}, {t.precision} parameters, sequence parallel "
           f"{'on' if p.sequence_parallel else 'off'}, recompute {t.recompute}"
           + (f" (every {t.recompute_every} blocks)" if t.recompute == "full" else "")

@@ -1,9 +1,10 @@
 """Profiles load, flags override them, and every inconsistency is rejected with its arithmetic."""
 import pytest
-import torch
 
-from megamed.config import ConfigError, count_parameters, load_config, resolve
-from megamed.model.transformer import DecoderStage
+from megamed.config import (ConfigError, count_parameters, count_parameters_by_part, load_config,
+                            resolve)
+from megamed.model.build import meta_chunks
+from megamed.model.multimodal import part_of
 from megamed.training.arguments import parse_config
 
 
@@ -86,21 +87,19 @@ def test_unknown_profile_and_key():
         load_config("tiny", {"model": {"hiden_size": 3}})
 
 
-class _FakeGroup:
-    """Stands in for a TP group of size 1 on the meta device (no process group needed)."""
-
-
-@pytest.mark.parametrize("profile", ["tiny", "demo", "poc-7b", "seed-15b", "medllm-32b"])
-def test_parameter_formula_matches_real_model(profile, monkeypatch):
-    """count_parameters (printed at start-up) equals the numel of the built model; large
-    profiles are built on the meta device, which allocates nothing."""
-    import megamed.parallel.collectives as C
-    monkeypatch.setattr(C, "group_size", lambda g: 1)
-    monkeypatch.setattr(C, "group_rank", lambda g: 0)
-    cfg = load_config(profile, {"model": {"attention_backend": "torch", "norm_backend": "torch"}})
-    model = DecoderStage(cfg.model, _FakeGroup(), range(cfg.model.num_layers),
-                         device=torch.device("meta"))
+@pytest.mark.parametrize("profile", ["tiny", "tiny-mm", "demo", "poc-7b", "seed-15b",
+                                     "medllm-32b"])
+def test_parameter_formula_matches_real_model(profile):
+    """count_parameters (printed at start-up) equals the numel of the built model, encoders
+    included, and each part's count its parameters'; large profiles are built on the meta
+    device, which allocates nothing."""
+    cfg = load_config(profile, {"parallel": {"tp": 1, "pp": 1, "sequence_parallel": False}})
+    model = meta_chunks(cfg, 0)[0]
     assert sum(p.numel() for p in model.parameters()) == count_parameters(cfg.model)
+    by_part = {}
+    for p in model.parameters():
+        by_part[part_of(p)] = by_part.get(part_of(p), 0) + p.numel()
+    assert by_part == count_parameters_by_part(cfg.model)
 
 
 def test_model_sizes_are_what_the_names_say():

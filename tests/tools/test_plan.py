@@ -4,12 +4,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from megamed.config import count_parameters, load_config
-from megamed.model.transformer import DecoderStage
+from megamed.model.build import meta_chunks
 from megamed.parallel import collectives as C
-from megamed.parallel.pipeline import chunk_layers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import plan  # noqa: E402
@@ -19,10 +17,9 @@ import plan  # noqa: E402
 def test_stage_parameters_match_the_built_stage(monkeypatch, tp, pp):
     monkeypatch.setattr(C, "group_size", lambda g: tp)
     monkeypatch.setattr(C, "group_rank", lambda g: 0)
-    m = load_config("medllm-32b", {"model": {"attention_backend": "torch",
-                                             "norm_backend": "torch"}}).model
-    first = DecoderStage(m, None, chunk_layers(m.num_layers, pp, 1, 0, 0), True, False,
-                         device=torch.device("meta"))
+    cfg = load_config("medllm-32b", {"parallel": {"tp": tp, "pp": pp}})
+    m = cfg.model
+    first = meta_chunks(cfg, 0)[0]  # with the encoders and projectors
     real = sum(p.numel() for p in first.parameters())
     assert plan.stage_parameters(m, tp, pp) == pytest.approx(real, rel=1e-3)
 

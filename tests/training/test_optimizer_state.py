@@ -1,5 +1,6 @@
 """Per-rank optimizer-state sizes computed from the meta-built model."""
-from megamed.config import bucket_elements, count_parameters, load_config, resolve
+from megamed.config import (bucket_elements, count_parameters, count_parameters_by_part,
+                            load_config, media_parameters_per_rank, resolve)
 from megamed.parallel.data import ALIGN
 from megamed.training.memory import optimizer_state_per_rank
 
@@ -13,6 +14,9 @@ def test_optimizer_state_of_medllm_32b_at_m32b_layout():
     m, tp, dp = cfg.model, cfg.parallel.tp, cfg.parallel.dp
     total = count_parameters(m, tp)
     norms = (2 * m.num_layers + 1) * m.hidden_size  # replicated on every TP rank
+    # + the encoders' replicated parameters (patch embeddings, positions, norms, biases)
+    media = total - count_parameters_by_part(m, tp)["decoder"]
+    norms += round((media_parameters_per_rank(m, tp) - media / tp) * tp / (tp - 1))
     padding = sum(r["buckets"] for r in rows) * dp * ALIGN
     excess = sum(r["params"] for r in rows) * tp - total - (tp - 1) * norms
     assert 0 <= excess <= tp * padding

@@ -1,0 +1,161 @@
+"""The multimodal model (tiny-mm: tiny decoder, 3D image encoder, 12-lead ECG encoder) on
+micro batches mixing text-only, image+text and ECG+text studies:
+
+- layout invariance: TP2 x PP2 x DP2 with sequence parallelism and ZeRO-1, and TP2 x PP2
+  (2 virtual stages) x DP2 reproduce the single-process curve (one 8-process launch);
+  ZeRO-2/3, recomputation and bf16 were checked by hand (README, Multimodal model);
+- the image and ECG inputs change the loss of exactly their samples' text;
+- frozen encoders get no update and no optimizer state;
+- the per-part gradient norms are reported every step.
+"""
+import pytest
+import torch
+import torch.distributed as dist
+
+from curves import assert_same_curve
+from distributed import run_distributed
+from megamed import checkpoint
+from megamed.config import ConfigError, load_config, resolve
+from megamed.data.sampler import BatchLayout
+from megamed.data.synthetic_media import StudySource, SyntheticStudies
+from megamed.model.build import build_chunks
+from megamed.model.multimodal import PARTS, part_of
+from megamed.parallel import collectives as C
+from megamed.parallel.data import data_parallel
+from megamed.parallel.random import RNGTracker
+from megamed.parallel.state import ParallelState
+from megamed.training.optimizer import build_optimizer
+from megamed.training.trainer import pretrain
+
+STEPS = 4
+ENCODERS = ("image_encoder", "waveform_encoder")
+
+
+def config(parallel=None, train=None):
+    return load_config("tiny-mm", {"parallel": parallel or {},
+                                   "train": {"steps": STEPS, "seed": 7, "log_interval": 100,
+                                             **(train or {})}})
+
+
+def curve(records):
+    return [(r["loss"], r["grad_norm"]) for r in records]
+
+
+def reference_worker(tmp):
+    records = pretrain(config())
+    return {"curve": curve(records), "parts": [r["grad_norm_parts"] for r in records],
+            "by_input": [r["loss_by_input"] for r in records],
+            "frozen": frozen_check(tmp)}
+
+
+def layouts_worker():
+    out = {"tp2_pp2_dp2_sp_zero1": curve(pretrain(config(
+               {"tp": 2, "pp": 2, "sequence_parallel": True, "zero_stage": 1}))),
+           "tp2_pp2_vp2_dp2": curve(pretrain(config({"tp": 2, "pp": 2,
+                                                      "virtual_stages": 2})))}
+    return out if dist.get_rank() == 0 else None
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return run_distributed(reference_worker, 1, str(tmp_path_factory.mktemp("frozen")))[0]
+
+
+@pytest.fixture(scope="module")
+def layouts():
+    return run_distributed(layouts_worker, 8)[0]
+
+
+def test_mixed_batches_and_loss_falls(reference):
+    studies = SyntheticStudies(config().model, 7)
+    kinds = {("image" if s["has_image"] else "ecg" if s["has_ecg"] else "text")
+             for s in map(studies.study, range(8))}
+    assert kinds == {"text", "image", "ecg"}  # the first step already mixes all three
+    losses = [loss for loss, _ in reference["curve"]]
+    assert losses[-1] < losses[0] - 0.1, losses
+
+
+@pytest.mark.parametrize("name", ["tp2_pp2_dp2_sp_zero1", "tp2_pp2_vp2_dp2"])
+def test_layout_reproduces_single_process(reference, layouts, name):
+    assert_same_curve(layouts[name], reference["curve"], STEPS)
+
+
+def test_grad_norm_parts_and_loss_by_input_every_step(reference):
+    for (loss, norm), by_part, by_input in zip(reference["curve"], reference["parts"],
+                                                reference["by_input"]):
+        assert set(by_part) == set(PARTS) and all(v > 0 for v in by_part.values())
+        # The parts partition the parameters: their squares add up to the global norm.
+        total = sum(v * v for v in by_part.values()) ** 0.5
+        assert abs(total - norm) <= 1e-6 * norm
+        # Each kind's mean lies within the spread of the kinds; the overall loss too.
+        assert set(by_input) == {"text", "image", "ecg"}
+        assert min(by_input.values()) - 1e-5 <= loss <= max(by_input.values()) + 1e-5
+
+
+def _model_and_batch():
+    cfg = resolve(config(), 1, "cpu")
+    chunk = build_chunks(cfg, C.ShapeGroup(1, 0), 0, torch.device("cpu"), RNGTracker(),
+                         seed=7)[0]
+    source = StudySource(SyntheticStudies(cfg.model, 7), BatchLayout(8, 8, 1), 0)
+    return chunk, source.micro_batch(0, 0)
+
+
+def test_image_and_ecg_inputs_change_the_loss_of_their_samples():
+    chunk, batch = _model_and_batch()
+    with torch.no_grad():
+        base = chunk(batch.tokens, batch.targets, batch.media())
+        for field, has in (("images", batch.has_image), ("ecg", batch.has_ecg)):
+            assert has.any() and not has.all()
+            media = batch.media()
+            key = "image" if field == "images" else "ecg"
+            media[key] = (torch.zeros_like(getattr(batch, field)), media[key][1])
+            changed = (chunk(batch.tokens, batch.targets, media) - base).abs().sum(1) > 0
+            # Their own samples' loss changes (causal: every text token sees the media
+            # before it), every other sample's is untouched.
+            assert torch.equal(changed, has), (field, changed, has)
+
+
+def frozen_check(tmp):
+    cfg = config(train={"freeze": "encoders", "steps": 2})
+    pretrain(cfg, save=tmp)
+    cfg = resolve(cfg, 1, "cpu")
+    state = ParallelState.create(1, 1)
+    _, payload = checkpoint.load(tmp, state, cfg)
+    initial = build_chunks(cfg, state.tp_group, 0, torch.device("cpu"), RNGTracker(),
+                           seed=7)[0]
+    saved = payload["model"][0]
+    changed = {part_of(p): False for p in initial.parameters()}
+    for name, p in initial.named_parameters():
+        changed[part_of(p)] |= not torch.equal(saved[name], p.detach())
+    optimizer = build_optimizer(data_parallel([initial], state, cfg.parallel), cfg.train,
+                                state, 0)
+    in_optimizer = {part_of(p) for shard in optimizer.shards for p, _, _ in shard.segments}
+    return changed, in_optimizer
+
+
+def test_frozen_encoders_get_no_update_and_no_optimizer_state(reference):
+    changed, in_optimizer = reference["frozen"]
+    assert changed == {"decoder": True, "projector": True, "image_encoder": False,
+                       "waveform_encoder": False}
+    assert in_optimizer == {"decoder", "projector"}
+
+
+def test_placeholder_count_disagreeing_with_the_presence_flag_is_an_error():
+    chunk, batch = _model_and_batch()
+    row = int(batch.has_image.nonzero()[0])
+    tokens = batch.tokens.clone()
+    tokens[row, 0] = 7  # one <image> placeholder fewer than the encoder's 4 tokens
+    with pytest.raises(ValueError, match=rf"image: rows \[{row}\]"):
+        chunk(tokens, batch.targets, batch.media())
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"pool": [1, 1, 3]}, "not divisible by pool"),
+    ({"patch": [3, 8, 8]}, "not divisible by patch"),
+    ({"num_heads": 3}, "must split into heads"),
+    ({"placeholder_id": 999}, "outside the vocabulary"),
+])
+def test_inconsistent_encoder_configs_are_rejected(change, message):
+    image = {**load_config("tiny-mm").model.image_encoder.__dict__, **change}
+    with pytest.raises(ConfigError, match=message):
+        resolve(load_config("tiny-mm", {"model": {"image_encoder": image}}), 1, "cpu")
