@@ -42,10 +42,12 @@ MINI = {"num_layers": 2, "hidden_size": 320, "num_heads": 20, "num_kv_heads": 4,
 RUNS = [
     ("demo TP2 DP2", "demo", {"parallel": {"tp": 2, "zero_stage": 1}}, 4),
     ("tiny TP2 PP2 DP2", "tiny", {"parallel": {"tp": 2, "pp": 2, "zero_stage": 1}}, 8),
-    ("medllm-mini bf16 SP TP2 DP2", "medllm-32b",
-     {"model": MINI, "parallel": {"tp": 2, "pp": 1}, "train": {"global_batch": 4}}, 4),
-    ("medllm-mini bf16 SP TP4", "medllm-32b",
-     {"model": MINI, "parallel": {"tp": 4, "pp": 1}, "train": {"global_batch": 2}}, 4),
+    ("medllm-mini bf16 SP TP2 DP2", "medllm-32b", {
+        "model": MINI, "parallel": {"tp": 2, "pp": 1, "bucket_mb": 2},
+        "train": {"global_batch": 4}}, 4),
+    ("medllm-mini bf16 SP TP4", "medllm-32b", {
+        "model": MINI, "parallel": {"tp": 4, "pp": 1, "bucket_mb": 2},
+        "train": {"global_batch": 2}}, 4),
 ]
 
 

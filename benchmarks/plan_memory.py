@@ -1,7 +1,7 @@
 """One TP rank's memory on this device against the planner's figure for the same slice.
 
-    python benchmarks/plan_memory.py                               # GPU: 2 layers of medllm-32b, TP 4
-    python benchmarks/plan_memory.py --profile tiny --tp 2 --sp    # CPU rehearsal
+    python benchmarks/plan_memory.py                             # GPU: 2 medllm-32b layers, TP 4
+    python benchmarks/plan_memory.py --profile tiny --tp 2 --sp  # CPU rehearsal
 
 A single device stands in for rank 0 of a TP group: torch's fake process group (a real
 torch.distributed backend whose collectives move no data) gives the run TP x 1 x 1 ranks

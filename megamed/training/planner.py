@@ -110,8 +110,6 @@ def chunk_activation_bytes(cfg: Config, layers: int, has_embedding: bool, has_ou
         total = groups * n * m.hidden_size // q * e
     else:
         total = layers * layer_activation_bytes(cfg, kernels)
-    if m.position_embedding == "rope" and t.recompute != "full":
-        total += 2 * m.seq_length * m.head_dim * FP32  # RoPE tables, saved by reference
     if has_embedding:
         total += n * INDEX + (n * MASK if tp > 1 else 0)
         total += n * m.hidden_size // q * MASK if m.hidden_dropout > 0 else 0
@@ -148,8 +146,17 @@ def activation_bytes(cfg: Config, device_type: str = "cuda") -> list[int]:
         for kind, _, chunk in events:
             live += sizes[chunk] if kind == "F" else -sizes[chunk]
             peak = max(peak, live)
-        peaks.append(peak + recompute_working_bytes(cfg, kernels))
+        peaks.append(peak + rope_table_bytes(cfg) + recompute_working_bytes(cfg, kernels))
     return peaks
+
+
+def rope_table_bytes(cfg: Config) -> int:
+    """RoPE's cos and sin tables [s, head dim] (fp32 buffers): saved by reference, once per
+    stage however many micro batches are in flight."""
+    m = cfg.model
+    if m.position_embedding != "rope" or cfg.train.recompute == "full":
+        return 0
+    return 2 * m.seq_length * m.head_dim * FP32
 
 
 @dataclass
