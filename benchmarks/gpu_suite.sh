@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The kernel suite for one GPU (written for a single H200): install, the kernel tests on
 # CUDA, benchmarks/kernels.py, then benchmarks/mfu.py on 2 of medllm-32b's 64 layers (the
-# whole training step on the GPU: bf16, Triton kernels, distributed optimizer). Everything
-# it writes goes to OUTDIR (8 files, the device tool's limit: env.txt, install.log,
-# kernel_tests.log, bench.log, kernels.json, mfu.log, mfu.json, summary.json).
+# whole training step on the GPU: bf16, Triton kernels, distributed optimizer), then
+# benchmarks/plan_memory.py: peak torch.cuda.max_memory_allocated of those 2 layers at
+# medllm-32b's TP 4 slice (rank 0 of a fake process group) against tools/plan.py's figure
+# for the same slice. Everything it writes goes to OUTDIR (8 files, the device tool's
+# limit: env.txt (with the install log), kernel_tests.log, bench.log, kernels.json, mfu.log
+# (with the plan-memory log), mfu.json, plan_memory.json, summary.json).
 #
 #   bash benchmarks/gpu_suite.sh OUTDIR                # on the GPU machine
 #   bash benchmarks/gpu_suite.sh OUTDIR --cpu-dry-run  # rehearse every step on a CPU
@@ -26,9 +29,10 @@ PY=${PYTHON:-python3}
 # Absolute before the cd below; symlinks kept (a venv's python is one).
 [[ $PY == */* ]] && PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
 INSTALL_S=${INSTALL_S:-60}  # a retry without the C++ extension gets 30 more
-TESTS_S=${TESTS_S:-160}
-BENCH_S=${BENCH_S:-150}
+TESTS_S=${TESTS_S:-145}
+BENCH_S=${BENCH_S:-125}
 MFU_S=${MFU_S:-100}
+MEMORY_S=${MEMORY_S:-50}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 STEPS=()  # "name rc seconds" per step, for summary.json
 
@@ -138,6 +142,23 @@ run_mfu() {
         "$PY" benchmarks/mfu.py "${model[@]}" --steps 4 --warmup 2 --out "$OUT/mfu.json"
 }
 
+run_plan_memory() {
+    # The dry run takes the tiny profile at TP 2 with sequence parallelism (same code path).
+    local model=(--profile medllm-32b --layers 2)
+    [[ $DRY_RUN == 1 ]] && model=(--profile tiny --tp 2 --sp)
+    MEGAMED_AUTOTUNE=0 PYTHONUNBUFFERED=1 step plan-memory "$OUT/plan_memory.log" "$MEMORY_S" \
+        "$PY" benchmarks/plan_memory.py "${model[@]}" --out "$OUT/plan_memory.json"
+    local rc=$?
+    cat "$OUT/plan_memory.log" >>"$OUT/mfu.log" && rm -f "$OUT/plan_memory.log"
+    return $rc
+}
+
+# At most 8 files come back from the device: the install log joins env.txt.
+fold_install_log() {
+    [[ -f $OUT/install.log ]] && { echo "--- install"; cat "$OUT/install.log"; } >>"$OUT/env.txt"
+    rm -f "$OUT/install.log"
+}
+
 main() {
     check_packages
     record_environment
@@ -158,7 +179,9 @@ main() {
         PYTHONUNBUFFERED=1 step benchmark "$OUT/bench.log" "$BENCH_S" \
             "$PY" benchmarks/kernels.py --out "$OUT" || failed=1
         run_mfu || failed=1
+        run_plan_memory || failed=1
     fi
+    fold_install_log
     if [[ $failed == 0 ]]; then write_summary passed; else write_summary failed; fi
     return $failed
 }

@@ -35,7 +35,7 @@ from megamed.kernels.backend import attention_fn, layer_norm_fn, resolve_backend
 from megamed.parallel import collectives as C
 from megamed.parallel.random import Recomputation, RNGTracker
 from megamed.parallel.tensor import (ColumnParallelLinear, InitSpec, RowParallelLinear,
-                                     VocabParallelEmbedding, _param, enter_tp_region,
+                                     VocabParallelEmbedding, _param, column_parallel_linears,
                                      vocab_parallel_cross_entropy)
 
 # Parameter and activation dtype of each `train.precision`.
@@ -121,10 +121,9 @@ class Attention(nn.Module):
         return self.attend(q, k, v, self.causal, None)
 
     def forward(self, x: torch.Tensor, rope: Optional[tuple]) -> torch.Tensor:
-        x = enter_tp_region(x, self.tp_group, self.sequence_parallel)  # once for Q, K, V
-        q = self._heads(self.wq(x), self.local_heads)
-        k = self._heads(self.wk(x), self.local_kv_heads)
-        v = self._heads(self.wv(x), self.local_kv_heads)
+        q, k, v = ColumnParallelLinear.shared_input(x, self.wq, self.wk, self.wv)
+        q = self._heads(q, self.local_heads)
+        k, v = self._heads(k, self.local_kv_heads), self._heads(v, self.local_kv_heads)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if self.recompute_core is not None:
@@ -154,10 +153,11 @@ class MLP(nn.Module):
         self.w2 = RowParallelLinear(f, h, tp_group, std=out_std, **kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = enter_tp_region(x, self.tp_group, self.sequence_parallel)  # once for w1 and w3
         if self.swiglu:
-            return self.w2(F.silu(self.w1(x)) * self.w3(x))
-        return self.w2(F.gelu(self.w1(x), approximate="tanh"))
+            gate, up = ColumnParallelLinear.shared_input(x, self.w1, self.w3)
+            return self.w2(F.silu(gate) * up)
+        hidden = ColumnParallelLinear.shared_input(x, self.w1)[0]
+        return self.w2(F.gelu(hidden, approximate="tanh"))
 
 
 class SequenceDropout(nn.Dropout):
@@ -309,8 +309,8 @@ class DecoderStage(nn.Module):
         x = self.final_norm(x)
         if hasattr(self, "output"):
             return self.output(x)
-        x = enter_tp_region(x, self.tp_group, self.sequence_parallel)
-        return F.linear(x, self.embedding.tokens.weight)
+        return column_parallel_linears(x, [self.embedding.tokens.weight], [None], self.tp_group,
+                                       self.sequence_parallel)[0]
 
     def forward(self, x: torch.Tensor, targets: Optional[torch.Tensor] = None,
                 media: Optional[dict] = None) -> torch.Tensor:

@@ -290,3 +290,41 @@ def reduce_scatter_to_region(x: torch.Tensor, group: Group, dim: int = 1) -> tor
 
 def all_gather_from_region(x: torch.Tensor, group: Group, dim: int = 1) -> torch.Tensor:
     return x if group_size(group) == 1 else _AllGatherFromRegion.apply(x, group, dim % x.dim())
+
+
+# -- asynchronous collectives along a dimension (sequence parallelism's backward) -----------
+
+class InFlight:
+    """A collective along a tensor dimension in flight; `wait()` returns its result."""
+
+    def __init__(self, pending: Pending, out: torch.Tensor, dim: int):
+        self.pending, self.out, self.dim = pending, out, dim
+
+    def wait(self) -> torch.Tensor:
+        self.pending.wait()
+        return self.out.movedim(0, self.dim)
+
+
+def all_gather_start(x: torch.Tensor, group: Group, dim: int) -> InFlight:
+    """Starts `all_gather(x, group, dim)`; NCCL runs it on its own stream, gloo on its own
+    thread, so the caller's next computation overlaps it."""
+    n = group_size(group)
+    x = x.movedim(dim, 0).contiguous()
+    out = torch.empty((n * x.shape[0],) + x.shape[1:], dtype=x.dtype, device=x.device)
+    return InFlight(all_gather_async(out, x, group), out, dim)
+
+
+def reduce_scatter_start(x: torch.Tensor, group: Group, dim: int) -> InFlight:
+    """Starts `reduce_scatter(x, group, dim)` (sum, then this rank's 1/n slice of `dim`)."""
+    n = group_size(group)
+    if x.shape[dim] % n:
+        raise ValueError(f"reduce-scatter: dim {dim} of size {x.shape[dim]} not divisible by {n}")
+    x = x.movedim(dim, 0).contiguous()
+    out = torch.empty((x.shape[0] // n,) + x.shape[1:], dtype=x.dtype, device=x.device)
+    return InFlight(reduce_scatter_async(out, x, group), out, dim)
+
+
+def all_reduce_start(x: torch.Tensor, group: Group) -> InFlight:
+    """Starts summing `x` over `group` in place (any shape)."""
+    x = x.contiguous()
+    return InFlight(all_reduce_async(x, group), x, 0)

@@ -13,15 +13,19 @@ rank keeps. `initialize_parameters` fills them; no layer draws random numbers it
 Sequence parallelism (Korthikanti et al. 2022): with `sequence_parallel=True` activations
 outside the TP region are split along the sequence (dim 1 of [batch, seq, hidden]); column
 layers all-gather them and row layers reduce-scatter back instead of all-reducing.
-Several column layers reading one input (Q, K, V; SwiGLU's two) enter the region once
-(`enter_tp_region`, then `gather_input=False`): one all-gather forward and one
-reduce-scatter (or all-reduce) backward instead of one per layer.
+Several column layers reading one input (Q, K, V; SwiGLU's two) enter the region together
+(`ColumnParallelLinear.shared_input`): one all-gather forward and one reduce-scatter (or
+all-reduce) backward instead of one per layer. Under sequence parallelism they keep only
+this rank's sequence shard [b, s / tp, h] for their weight gradients, not the gathered
+[b, s, h], and all-gather it again in backward while the input gradient is computed
+(Megatron-LM's `LinearWithGradAccumulationAndAsyncCommunication`), so every activation
+saved for backward scales as 1 / tp.
 """
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -93,10 +97,63 @@ def _divide(n: int, parts: int, what: str) -> int:
 def enter_tp_region(x: torch.Tensor, tp_group, sequence_parallel: bool) -> torch.Tensor:
     """The input of column-parallel layers: [b, s / tp, h] all-gathered to [b, s, h] under
     sequence parallelism (backward: reduce-scatter), else [b, s, h] as is (backward:
-    all-reduce of the partial input gradients)."""
+    all-reduce of the partial input gradients). A layer that saves its input for backward
+    then keeps the gathered [b, s, h]: the model's linears use `column_parallel_linears`,
+    which keeps the shard."""
     if sequence_parallel:
         return C.all_gather_from_region(x, tp_group, SEQ_DIM)
     return C.copy_to_region(x, tp_group)
+
+
+class _ColumnParallelLinears(torch.autograd.Function):
+    """y_i = X W_i^T + b_i for column-parallel linears sharing one input x, where X is x
+    all-gathered along the sequence (sequence parallelism) or x itself. Saves x, never X.
+
+    Backward: starts the all-gather of x again, computes the input gradient sum_i dy_i W_i
+    meanwhile, starts its reduce-scatter (SP) or all-reduce, and computes the weight
+    gradients dy_i^T X while that runs. NCCL runs collectives on its own stream and gloo on
+    its own thread, so both overlaps happen on either backend."""
+
+    @staticmethod
+    def forward(ctx, x, tp_group, sequence_parallel, n, *params):
+        weights, biases = params[:n], params[n:]
+        ctx.tp_group, ctx.sequence_parallel = tp_group, sequence_parallel
+        ctx.has_bias = [b is not None for b in biases]
+        ctx.save_for_backward(x, *weights)
+        full = C.all_gather(x, tp_group, SEQ_DIM) if sequence_parallel else x
+        return tuple(F.linear(full, w, b) for w, b in zip(weights, biases))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        x, *weights = ctx.saved_tensors
+        gathering = (C.all_gather_start(x, ctx.tp_group, SEQ_DIM) if ctx.sequence_parallel
+                     else None)
+        grad_input = grads[0].matmul(weights[0])
+        for g, w in zip(grads[1:], weights[1:]):
+            grad_input = grad_input + g.matmul(w)
+        if ctx.sequence_parallel:
+            reducing = C.reduce_scatter_start(grad_input, ctx.tp_group, SEQ_DIM)
+            full = gathering.wait()
+        else:
+            reducing = C.all_reduce_start(grad_input, ctx.tp_group)
+            full = x
+        full = full.reshape(-1, full.shape[-1])
+        rows = [g.reshape(-1, g.shape[-1]) for g in grads]
+        grad_weights = [g.t().matmul(full) for g in rows]
+        grad_biases = [g.sum(0) if has else None for g, has in zip(rows, ctx.has_bias)]
+        return (reducing.wait(), None, None, None, *grad_weights, *grad_biases)
+
+
+def column_parallel_linears(x: torch.Tensor, weights: Sequence[torch.Tensor],
+                            biases: Sequence[Optional[torch.Tensor]], tp_group,
+                            sequence_parallel: bool) -> tuple[torch.Tensor, ...]:
+    """Column-parallel linears reading one input x ([b, s / tp, in] under sequence
+    parallelism, else [b, s, in]): one output [b, s, out_i / tp] per weight [out_i / tp, in].
+    At TP=1 plain `F.linear`s."""
+    if C.group_size(tp_group) == 1:
+        return tuple(F.linear(x, w, b) for w, b in zip(weights, biases))
+    return _ColumnParallelLinears.apply(x, tp_group, sequence_parallel, len(weights),
+                                        *weights, *biases)
 
 
 class ColumnParallelLinear(nn.Module):
@@ -104,7 +161,8 @@ class ColumnParallelLinear(nn.Module):
 
     Input [b, s, in] (or [b, s / tp, in] with sequence parallelism; already [b, s, in] from
     `enter_tp_region` with `gather_input=False`); output [b, s, out / tp], or [b, s, out]
-    with `gather_output`.
+    with `gather_output`. Layers sharing one input enter the TP region together through
+    `ColumnParallelLinear.shared_input(x, *layers)`.
     """
 
     def __init__(self, in_features: int, out_features: int, tp_group, bias: bool = False,
@@ -123,10 +181,19 @@ class ColumnParallelLinear(nn.Module):
                                                tp_rank=rank, tp_size=tp), dtype, device)
                      if bias else None)
 
+    @staticmethod
+    def shared_input(x: torch.Tensor, *layers: "ColumnParallelLinear") -> tuple:
+        """Every layer's output for one input x (not yet in the TP region), entering the
+        region once. The layers share their TP group and sequence parallelism."""
+        first = layers[0]
+        return column_parallel_linears(x, [l.weight for l in layers], [l.bias for l in layers],
+                                       first.tp_group, first.sequence_parallel)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gather_input:
-            x = enter_tp_region(x, self.tp_group, self.sequence_parallel)
-        y = F.linear(x, self.weight, self.bias)
+            y = ColumnParallelLinear.shared_input(x, self)[0]
+        else:
+            y = F.linear(x, self.weight, self.bias)
         return C.gather_from_region(y, self.tp_group, -1) if self.gather_output else y
 
 

@@ -113,25 +113,31 @@ def format_memory(step: int, reports: list[dict[str, float]]) -> str:
 def optimizer_state_per_rank(cfg: Config) -> list[dict[str, int]]:
     """Per pipeline stage, the elements one rank holds (every TP and DP rank of a stage
     holds the same): `params` (in the parameter dtype; ZeRO-3: the shard, without the block
-    or two gathered at a time), `main_grads`, `master` (fp32 master weights kept apart from
-    the parameters; none in fp32) and `exp_avg` = `exp_avg_sq`, from the real model's chunks
-    and the training run's bucket and padding arithmetic (`buckets`: how many, for padding
-    bounds). `cfg` must be validated."""
+    or two gathered at a time), `gathered` (ZeRO-3: the most gathered at once, the stage's
+    own unit and two blocks, as `ShardedParameters` prefetches one block ahead; else 0),
+    `main_grads`, `master` (fp32 master weights kept apart from the parameters; none in
+    fp32) and `exp_avg` = `exp_avg_sq`, from the real model's chunks and the training run's
+    bucket and padding arithmetic (`buckets`: how many, for padding bounds; `unsharded`: the
+    parameters before ZeRO-3 sharding, padded). `cfg` must be validated."""
     p = cfg.parallel
     rows = []
     for pp_rank in range(p.pp):
         row = {"pp_rank": pp_rank, "params": 0, "main_grads": 0, "master": 0, "exp_avg": 0,
-               "buckets": 0}
+               "buckets": 0, "unsharded": 0, "gathered": 0}
         for chunk in meta_chunks(cfg, pp_rank):
             groups = zero3_units(chunk) if p.zero_stage == 3 else buffer_groups(chunk)
-            for params in groups:
-                _add_group(row, params, chunk, cfg)
+            units = [_add_group(row, params, chunk, cfg) for params in groups]
+            if p.zero_stage == 3:
+                blocks = units[1:]
+                row["gathered"] += units[0] + max(
+                    [sum(blocks[i:i + 2]) for i in range(len(blocks))], default=0)
         row["exp_avg_sq"] = row["exp_avg"]
         rows.append(row)
     return rows
 
 
-def _add_group(row: dict, params: list, chunk, cfg: Config) -> None:
+def _add_group(row: dict, params: list, chunk, cfg: Config) -> int:
+    """Adds one buffer (ZeRO 0-2) or unit (ZeRO-3) to `row`; returns its padded size."""
     p = cfg.parallel
     kinds = parameter_kinds(params, chunk, p.sequence_parallel and p.tp > 1)
     numels = [q.numel() for q in params]
@@ -143,11 +149,13 @@ def _add_group(row: dict, params: list, chunk, cfg: Config) -> None:
         buckets = plan_buffer(numels, kinds, bucket_elements(p.bucket_mb), shards)[1]
         held, shard = buckets[-1].end, buckets[-1].end // shards
     row["buckets"] += len(buckets)
+    row["unsharded"] += buckets[-1].end
     row["params"] += held
     row["main_grads"] += held
     row["exp_avg"] += shard
     if params[0].dtype != torch.float32:
         row["master"] += shard
+    return buckets[-1].end
 
 
 def format_optimizer_state(cfg: Config, rows: list[dict[str, int]]) -> str:

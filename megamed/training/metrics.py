@@ -19,9 +19,7 @@ from typing import Optional
 import torch
 
 from megamed.config import EncoderConfig, ModelConfig
-
-# Dense bf16 peak FLOP/s per GPU (not the 2x "with sparsity" figures).
-PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
+from megamed.hardware import gpu_by_device_name
 
 
 def flops_per_token(cfg: ModelConfig) -> float:
@@ -51,9 +49,14 @@ def _encoder_flops_per_sample(e: EncoderConfig, decoder_hidden: int) -> float:
 
 
 def _decoder_flops_per_token(cfg: ModelConfig) -> float:
-    """6 per matmul parameter (forward 2, backward 4) plus causal attention scores and
-    values, 6 * 2 * layers * seq * hidden / 2 (Chinchilla appendix F, halved for the causal
-    mask)."""
+    """Training FLOPs per token: 6 per matmul parameter (forward 2, backward 4) plus causal
+    attention scores and values, 6 * 2 * layers * seq * hidden / 2 (Chinchilla appendix F,
+    halved for the causal mask).
+
+    The convention matters when comparing MFU: the common 6N + 12 L h s (PaLM appendix B)
+    counts every parameter (embeddings too) and the whole s x s score matrix; for medllm-32b
+    this figure reads about 5% lower (197 vs 207 GFLOP per token), so an MFU quoted here is
+    about 5% below one computed that way from the same tokens/s."""
     h, f = cfg.hidden_size, cfg.ffn_hidden_size
     kv = cfg.num_kv_heads * cfg.head_dim
     mlp = (3 if cfg.activation == "swiglu" else 2) * h * f
@@ -66,8 +69,8 @@ def peak_flops(device: Optional[torch.device] = None) -> Optional[float]:
     """Peak dense bf16 FLOP/s of the local GPU, or None on a CPU or an unknown GPU."""
     if not torch.cuda.is_available():
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+    gpu = gpu_by_device_name(torch.cuda.get_device_name(device))
+    return gpu.peak_flops if gpu else None
 
 
 BALANCE_RATIO = 2.0  # the plan's gradient balance check: part norms within 1:2
