@@ -6,8 +6,9 @@ pipeline stage. Runs inside a process group (see distributed.py)."""
 from __future__ import annotations
 
 import pytest
+import torch.distributed as dist
 
-from megamed.config import load_config
+from megamed.config import load_config, resolve
 from megamed.hardware import GPUS
 from megamed.training.planner import plan_layout, stage_memory
 from megamed.training.trainer import pretrain
@@ -24,9 +25,10 @@ def step_memory(profile: str, tp: int, pp: int, zero_stage: int):
                                              "sequence_parallel": True},
                                 "train": {"steps": 1, "memory_interval": 1,
                                           "log_interval": 100}})
-    records = pretrain(cfg)  # validates cfg in place (DP, accumulation steps)
+    records = pretrain(cfg)
     if not records:
         return None
+    cfg = resolve(cfg, dist.get_world_size(), "cpu")  # DP and accumulation steps filled in
     stages = stage_memory(cfg, "cpu")
     per_stage = tp * cfg.parallel.dp
     predicted = [vars(stages[rank // per_stage]) for rank in range(len(records[0]["memory"]))]

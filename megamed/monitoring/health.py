@@ -105,8 +105,9 @@ def check_all_reduce(timeout_s: float = 120.0) -> Check:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-        # CPU: fork (no torch import per child); CUDA cannot be forked into: spawn.
-        ctx = mp.get_context("spawn" if gpus else "fork")
+        # Spawn, never fork: a child forked from a process whose torch thread pools already
+        # run (a trainer, a test session) can deadlock in them; CUDA cannot be forked into.
+        ctx = mp.get_context("spawn")
         procs = [ctx.Process(target=_all_reduce_rank, args=(r, world, backend, port, out))
                  for r in range(world)]
         started = time.perf_counter()

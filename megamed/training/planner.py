@@ -32,7 +32,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-from megamed.config import Config, ConfigError, ModelConfig, resolve
+from megamed.config import Config, ConfigError, ModelConfig, encoder_block_config, resolve
 from megamed.hardware import GPU
 from megamed.parallel.pipeline import chunk_layers, dry_run
 from megamed.training.memory import optimizer_state_per_rank
@@ -110,11 +110,35 @@ def chunk_activation_bytes(cfg: Config, layers: int, has_embedding: bool, has_ou
     else:
         total = layers * layer_activation_bytes(cfg, kernels)
     if has_embedding:
+        total += media_activation_bytes(cfg, kernels)
         total += n * INDEX + (n * MASK if tp > 1 else 0)
         total += n * m.hidden_size // q * MASK if m.hidden_dropout > 0 else 0
     if has_output:
         total += _norm_bytes(m, n // q, e, kernels) + n * m.hidden_size // q * e
         total += n * m.padded_vocab_size(tp) // tp * FP32 + n * (INDEX + MASK)
+    return total
+
+
+def media_activation_bytes(cfg: Config, kernels: Kernels) -> int:
+    """Bytes the encoders and projectors of the first chunk save for one micro batch: per
+    encoder its patches (the patch embedding's input), its blocks (the decoder's Block over
+    mb x patches tokens of the encoder's width, so `layer_activation_bytes` of that shape),
+    its final norm, and the projector's input, GELU input and second layer's input on the
+    pooled tokens. Pooling saves nothing (average pooling's backward needs only shapes)."""
+    m, p, t = cfg.model, cfg.parallel, cfg.train
+    e, tp = BYTES[t.precision], p.tp
+    q = tp if p.sequence_parallel else 1
+    total = 0
+    for encoder in m.encoders().values():
+        blocks = dataclasses.replace(cfg, model=encoder_block_config(encoder, m))
+        n, h = t.micro_batch * encoder.num_patches, encoder.hidden_size
+        if t.recompute == "full":
+            total += -(-encoder.num_layers // t.recompute_every) * n * h // q * e
+        else:
+            total += encoder.num_layers * layer_activation_bytes(blocks, kernels)
+        total += n * encoder.patch_numel * e + _norm_bytes(blocks.model, n // q, e, kernels)
+        tokens = t.micro_batch * encoder.tokens
+        total += tokens * (h + 2 * m.hidden_size // tp) * e
     return total
 
 

@@ -15,6 +15,7 @@ from plan_runs import PROFILES, assert_plan_within_tolerance, plan_runs
 from megamed.config import load_config
 from megamed.model.transformer import Block
 from megamed.parallel import collectives as C
+from megamed.parallel.random import Recomputation
 from megamed.parallel.state import ParallelState
 from megamed.parallel.tensor import initialize_parameters
 from megamed.training.memory import SavedActivations
@@ -55,7 +56,7 @@ def saved_bytes_per_layer(tp, precision="fp32", backend="torch", recompute="none
     m, dtype = cfg.model, {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
     state = ParallelState.create(tp, 1)
     block = Block(m, state.tp_group, True, None, dtype=dtype,
-                  recompute_core=recompute == "selective")
+                  recompute_core=Recomputation(None) if recompute == "selective" else None)
     initialize_parameters(block, 7)
     full = torch.randn(2, m.seq_length, m.hidden_size, generator=torch.Generator().manual_seed(3))
     x = full.chunk(tp, dim=1)[state.tp_rank].to(dtype).clone().requires_grad_()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from megamed.config import count_parameters, load_config
+from megamed.config import count_parameters, count_parameters_by_part, load_config
 from megamed.hardware import GPUS, gpu_by_device_name
 from megamed.model.build import meta_chunks
 from megamed.parallel import collectives as C
@@ -51,10 +51,17 @@ def test_model_state_follows_the_profile_dtype_and_zero_stage():
     # ZeRO-3 holds its shard plus the stage's own unit and two blocks, gathered.
     m = load_config("medllm-32b").model
     h, L = m.hidden_size, m.num_layers
-    sharded = count_parameters(m, 4) - m.padded_vocab_size(4) * h * 2 - h - L * 2 * h
+    decoder = count_parameters_by_part(m, 4)["decoder"]
+    sharded = decoder - m.padded_vocab_size(4) * h * 2 - h - L * 2 * h
     block = sharded / L / 4 + 2 * h  # TP-sharded matrices, replicated norm weights
+    # Encoder blocks are ZeRO-3 units of their own (LayerNorm + GELU + biases): sharded
+    # matrices and column biases, replicated norms and row-parallel biases.
+    encoder_blocks = sum(e.num_layers * ((4 * e.hidden_size ** 2 + 2 * e.hidden_size *
+                                          e.ffn_hidden_size + 3 * e.hidden_size +
+                                          e.ffn_hidden_size) / 4 + 6 * e.hidden_size)
+                         for e in m.encoders().values())
     gathered = zero3.params / 2 - unsharded.params / 2 / 8
-    outer = (unsharded.params / 2 - m.num_layers * block)
+    outer = unsharded.params / 2 - m.num_layers * block - encoder_blocks
     assert gathered == pytest.approx(outer + 2 * block, rel=1e-3)
 
 
@@ -65,8 +72,8 @@ def test_activations_follow_micro_batch_sequence_parallelism_and_recompute():
     assert four[0] == pytest.approx(4 * one[0], rel=1e-3)  # rope-free: all per token
     cfg = layout("medllm-32b", 32, 4, 2)
     sp = planner.layer_activation_bytes(cfg, planner.Kernels())
-    cfg.parallel.sequence_parallel = False
-    no_sp = planner.layer_activation_bytes(cfg, planner.Kernels())
+    no_sp = planner.layer_activation_bytes(cfg.replace(parallel={"sequence_parallel": False}),
+                                           planner.Kernels())
     assert sp < no_sp
     full = planner.activation_bytes(layout("medllm-32b", 32, 4, 2, recompute="full"))
     assert full[0] < planner.activation_bytes(layout("medllm-32b", 32, 4, 2))[0] / 10
