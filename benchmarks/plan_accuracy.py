@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from megamed.config import load_config
+from megamed.config import load_config, resolve
 from megamed.training.planner import stage_memory
 from megamed.training.trainer import pretrain
 
@@ -56,9 +56,13 @@ def measure(profile: str, overrides: dict) -> dict:
     train = {"steps": 1, "memory_interval": 1, "log_interval": 100,
              **overrides.get("train", {})}
     cfg = load_config(profile, {**overrides, "train": train})
+    if "model" in overrides:  # medllm-mini: the decoder scaled down, without the encoders
+        cfg = cfg.replace(model={"image_encoder": None, "ecg_encoder": None,
+                                 "eeg_encoder": None})
     records = pretrain(cfg)
     if not records:
         return {}
+    cfg = resolve(cfg, dist.get_world_size(), "cpu")  # DP and accumulation steps filled in
     stages = stage_memory(cfg, "cpu")
     per_stage = cfg.parallel.tp * cfg.parallel.dp
     rows = []
