@@ -38,13 +38,17 @@ setup(
     cmdclass=cmdclass,
     install_requires=["torch>=2.4", "numpy", "pyyaml", "scipy", "pydicom>=3", "tqdm",
                       "webdataset>=0.2.86", "sentencepiece>=0.2",
+                      # tools/export_hf.py, tools/import_hf.py: Hugging Face weights
+                      "safetensors>=0.4",
                       # monitoring: Prometheus exporter, NVML telemetry, PNG plots
                       "prometheus_client>=0.20", "nvidia-ml-py", "matplotlib"],
     extras_require={
         # --tensorboard DIR, --audit-db postgresql://... (psycopg 3 with its own libpq)
         "ops": ["tensorboard", "psycopg[binary]>=3.1"],
         "test": ["pytest", "pytest-timeout", "pydicom>=3", "pydicom-data", "scipy", "triton>=3.8",
-                 "tensorboard", "psycopg[binary]>=3.1"],
+                 "tensorboard", "psycopg[binary]>=3.1",
+                 # tests/tools/test_hf_exchange.py loads the export with LlamaForCausalLM
+                 "transformers", "safetensors>=0.4"],
         # Compressed DICOM that csrc/ does not decode itself: JPEG baseline / extended
         # (libjpeg), JPEG-LS (CharLS), JPEG 2000 and HTJ2K (OpenJPEG). README "Compressed DICOM".
         "codecs": ["pylibjpeg>=2.0", "pylibjpeg-libjpeg>=2.1", "pylibjpeg-openjpeg>=2.0",

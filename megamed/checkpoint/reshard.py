@@ -89,8 +89,10 @@ def _unshard(pieces: list[torch.Tensor], spec, name: str, where) -> torch.Tensor
     return full
 
 
-def read_meta(src: Path) -> tuple[Path, dict, Layout]:
-    """The source's newest complete step: (its directory, meta.json, its layout)."""
+def read_meta(src: Path, optimizer: bool = True) -> tuple[Path, dict, Layout]:
+    """The source's newest complete step: (its directory, meta.json, its layout).
+    `optimizer` False: only the model files will be read, which every ZeRO stage writes
+    whole (per TP x PP rank), so ZeRO-3 is accepted."""
     step_dir, meta = read_manifest(src)
     meta_path = step_dir / MANIFEST
     try:
@@ -98,7 +100,7 @@ def read_meta(src: Path) -> tuple[Path, dict, Layout]:
             parallel={"tp": meta["tp"], "pp": meta["pp"], "dp": meta["dp"]})
     except (KeyError, TypeError) as e:
         raise CheckpointError(meta_path, f"manifest config unusable ({e})") from None
-    if cfg.parallel.zero_stage == 3:
+    if optimizer and cfg.parallel.zero_stage == 3:
         raise CheckpointError(meta_path, "saved with ZeRO-3 (per-block shards), which this "
                                          "converter does not read; resume it at its own layout "
                                          "and save again with --zero-stage 1 or 2")
@@ -119,8 +121,7 @@ def read_source(step_dir: Path, meta: dict, layout: Layout, log) -> tuple[dict, 
     weights, moments, extras = {}, {}, {"rng": {}, "torch_rng": {}}
     opt_meta = None
     for pp, chunks in layout.stages():
-        files = [read_file(step_dir / model_file(tp, pp), step) for tp in range(p.tp)]
-        log(f"  read {', '.join(model_file(tp, pp) for tp in range(p.tp))}")
+        files = _read_model_files(step_dir, step, layout, pp, log)
         for tp, f in enumerate(files):
             extras["rng"][tp, pp], extras["torch_rng"][tp, pp] = f["rng"], f["torch_rng"]
         # Optimizer state of each TP rank: a list per DP rank (one entry unsharded).
@@ -130,30 +131,54 @@ def read_source(step_dir: Path, meta: dict, layout: Layout, log) -> tuple[dict, 
         if layout.sharded:
             log(f"  read {p.tp * p.dp} optimizer shard files of stage {pp}")
         opt_meta = opt_meta or {k: opt[0][0][k] for k in ("steps", "loss_scaler")}
-        for c, chunk in enumerate(chunks):
-            params = dict(chunk.named_parameters())
-            for tp, f in enumerate(files):
-                where = step_dir / model_file(tp, pp)
-                if len(f["model"]) != len(chunks):
-                    raise CheckpointError(where, f"{len(f['model'])} model chunks, expected "
-                                                 f"{len(chunks)} (virtual stages)")
-                differ = sorted(set(f["model"][c]) ^ set(params))
-                if differ:
-                    raise CheckpointError(where, f"chunk {c}: tensors {differ[:4]} are in the "
-                                                 f"file or the model its config builds, not "
-                                                 f"both")
-            for name, q in params.items():
-                where = step_dir / model_file(0, pp)
-                pieces = [f["model"][c][name] for f in files]
-                for tp, piece in enumerate(pieces):
-                    if tuple(piece.shape) != tuple(q.shape):
-                        raise CheckpointError(step_dir / model_file(tp, pp),
-                                              f"{name} has shape {tuple(piece.shape)}, the "
-                                              f"config gives {tuple(q.shape)}")
-                if not _is_tied_copy(name, cfg):
-                    weights[name] = _unshard(pieces, q.init_spec, name, where)
+        weights.update(_unshard_weights(files, chunks, cfg, step_dir, pp))
         _read_moments(layout, chunks, opt, moments, step_dir, pp)
     return weights, moments, extras, opt_meta
+
+
+def read_weights(step_dir: Path, meta: dict, layout: Layout, log) -> dict:
+    """The full weights {name: tensor} from the model files alone (no optimizer state), in
+    the order of the stages' parameters; the tied output copy is left out."""
+    weights = {}
+    for pp, chunks in layout.stages():
+        files = _read_model_files(step_dir, meta["step"], layout, pp, log)
+        weights.update(_unshard_weights(files, chunks, layout.cfg, step_dir, pp))
+    return weights
+
+
+def _read_model_files(step_dir: Path, step: int, layout: Layout, pp: int, log) -> list[dict]:
+    files = [read_file(step_dir / model_file(tp, pp), step) for tp in range(layout.p.tp)]
+    log(f"  read {', '.join(model_file(tp, pp) for tp in range(layout.p.tp))}")
+    return files
+
+
+def _unshard_weights(files: list[dict], chunks, cfg: Config, step_dir: Path, pp: int) -> dict:
+    """Stage `pp`'s full weights from its TP ranks' model files, checked against the
+    shapes its config gives."""
+    weights = {}
+    for c, chunk in enumerate(chunks):
+        params = dict(chunk.named_parameters())
+        for tp, f in enumerate(files):
+            where = step_dir / model_file(tp, pp)
+            if len(f["model"]) != len(chunks):
+                raise CheckpointError(where, f"{len(f['model'])} model chunks, expected "
+                                             f"{len(chunks)} (virtual stages)")
+            differ = sorted(set(f["model"][c]) ^ set(params))
+            if differ:
+                raise CheckpointError(where, f"chunk {c}: tensors {differ[:4]} are in the "
+                                             f"file or the model its config builds, not "
+                                             f"both")
+        for name, q in params.items():
+            where = step_dir / model_file(0, pp)
+            pieces = [f["model"][c][name] for f in files]
+            for tp, piece in enumerate(pieces):
+                if tuple(piece.shape) != tuple(q.shape):
+                    raise CheckpointError(step_dir / model_file(tp, pp),
+                                          f"{name} has shape {tuple(piece.shape)}, the "
+                                          f"config gives {tuple(q.shape)}")
+            if not _is_tied_copy(name, cfg):
+                weights[name] = _unshard(pieces, q.init_spec, name, where)
+    return weights
 
 
 def _read_moments(layout: Layout, chunks, opt, moments: dict, step_dir: Path, pp: int) -> None:
