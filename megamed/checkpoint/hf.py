@@ -40,6 +40,7 @@ from megamed.checkpoint.reshard import (EMBEDDING, MOMENTS, TIED_COPY, Layout, r
                                         read_weights, target_layout, write_target)
 from megamed.config import (ENCODERS, Config, ConfigError, EncoderConfig, ModelConfig,
                             TrainConfig, load_config)
+from megamed.data.tokenizer import Tokenizer, TokenizerError
 from megamed.model.transformer import PRECISION_DTYPES
 from megamed.parallel.random import seed_streams
 
@@ -275,6 +276,18 @@ def find_tokenizer(ckpt: Path, cfg: Config, given: Optional[str]) -> Optional[Pa
     return next((c for c in candidates if c.is_file()), None)
 
 
+def check_tokenizer(path: Path, m: ModelConfig) -> None:
+    """A tokenizer whose ids the embedding can hold (ids past vocab_size would index
+    padding rows or fail)."""
+    try:
+        pieces = Tokenizer(path).vocab_size
+    except TokenizerError as e:
+        raise CheckpointError(path, str(e)) from None
+    if pieces > m.vocab_size:
+        raise CheckpointError(path, f"tokenizer has {pieces} pieces, the model's vocab_size is "
+                                    f"{m.vocab_size}: not this model's tokenizer")
+
+
 def write_tokenizer(path: Path, out: Path, m: ModelConfig) -> None:
     shutil.copyfile(path, out / TOKENIZER)
     config = {"tokenizer_class": "LlamaTokenizer", "model_max_length": m.seq_length,
@@ -293,6 +306,8 @@ def export_hf(load: str, out: str, max_shard_size: str = DEFAULT_MAX_SHARD,
     m = layout.cfg.model
     check_llama_shaped(m)
     tokenizer_path = find_tokenizer(ckpt, layout.cfg, tokenizer)
+    if tokenizer_path:
+        check_tokenizer(tokenizer_path, m)
     weights = read_weights(step_dir, meta, layout, log)
     tensors = decoder_tensors(weights, m)
     dtype = tensors[OUTER_NAMES[EMBEDDING]].dtype

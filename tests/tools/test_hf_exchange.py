@@ -1,9 +1,10 @@
-"""Hugging Face exchange: a tiny Llama-shaped run saved at TP1 and at TP2 x PP2 (ZeRO-1,
-tied embeddings, a padded vocabulary) exports to a folder that `transformers`'
-LlamaForCausalLM loads and whose logits equal megamed's own forward of the checkpoint at its
-layout; importing the export at TP2 gives a checkpoint that trains on (`--load`) and whose
-forward equals the HF logits, and exporting that again gives the same tensors bit for bit.
-Bad input gets one line and exit 2 naming the file or the reason."""
+"""Hugging Face exchange. Tiny Llama-shaped runs, saved at TP1 (the multimodal profile: image
+and ECG encoders) and at TP2 x PP2 (ZeRO-1, tied embeddings), with a padded vocabulary,
+export to folders that `transformers`' LlamaForCausalLM loads with logits equal to megamed's
+own forward of each checkpoint at its layout; the tokenizer encodes as ours. Importing an
+export (at TP1 with the encoders, at TP2) and exporting again gives the same files bit for
+bit; the TP2 import resumes with `--load` and its forward equals the HF logits. Bad input
+gets one line and exit 2 naming the file or the reason."""
 import json
 import shutil
 import sys
@@ -16,6 +17,7 @@ import torch.distributed as dist
 from distributed import run_distributed
 from megamed import checkpoint
 from megamed.config import load_config, resolve
+from megamed.data.tokenizer import Tokenizer, train_tokenizer
 from megamed.model.build import build_chunks
 from megamed.parallel import collectives as C
 from megamed.parallel.random import seed_streams
@@ -47,22 +49,27 @@ sys.path.insert(0, str(REPO / "tools"))
 import export_hf  # noqa: E402
 import import_hf  # noqa: E402
 
-# vocab 250: padded to 256 rows at TP1 and TP2, so the padding is cut and restored.
-MODEL = {"num_layers": 4, "vocab_size": 250, "seq_length": 32, "rope_theta": 5000.0,
+# vocab 300: padded to 384 rows at TP1 and 512 at TP2, so the padding is cut and restored.
+MODEL = {"num_layers": 4, "vocab_size": 300, "seq_length": 32, "rope_theta": 5000.0,
          "norm_eps": 1e-6}
-TP1 = {"model": dict(MODEL), "parallel": {}}
-TP2_PP2 = {"model": dict(MODEL, tie_embeddings=True), "parallel": {"zero_stage": 1}}
-TOKENS = torch.randint(0, 250, (2, 24), generator=torch.Generator().manual_seed(3))
+TP1 = {"profile": "tiny-mm", "model": dict(MODEL), "parallel": {}}  # + image and ECG encoders
+TP2_PP2 = {"profile": "tiny", "model": dict(MODEL, tie_embeddings=True),
+           "parallel": {"zero_stage": 1}}
+# Above the modality placeholder ids (3, 4): text tokens only.
+TOKENS = torch.randint(8, 300, (2, 24), generator=torch.Generator().manual_seed(3))
+REPORTS = ["CT chest: no acute findings. Mild emphysema in both upper lobes.",
+           "ECG: sinus rhythm, 72 bpm, normal axis; no ST changes.",
+           "Impression: 3 mm nodule in the right lower lobe, follow up in 12 months."] * 20
 
 
 def _cfg(run, tp, pp):
     """One step of 2 micro batches at a high learning rate: every weight moves away from
     its initial value (norms from 1), which is all the comparison needs."""
-    return load_config("tiny", {"model": run["model"],
-                                "parallel": dict(run["parallel"], tp=tp, pp=pp),
-                                "train": {"steps": 1, "global_batch": 2, "seed": 7,
-                                          "log_interval": 100, "lr": 2e-2,
-                                          "warmup_steps": 0}})
+    return load_config(run["profile"], {"model": run["model"],
+                                       "parallel": dict(run["parallel"], tp=tp, pp=pp),
+                                       "train": {"steps": 1, "global_batch": 2, "seed": 7,
+                                                 "log_interval": 100, "lr": 2e-2,
+                                                 "warmup_steps": 0}})
 
 
 def _logits(cfg, ckpt, tokens):
@@ -122,15 +129,45 @@ def tp2_pp2(tmp_path_factory):
     return root, logits
 
 
-def test_tp1_export_matches_transformers(tmp_path):
+def _assert_same_files(a: Path, b: Path):
+    """Folders A and B hold the same files; safetensors tensors equal bit for bit (dtype
+    too), every other file byte for byte."""
+    names = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for name in names:
+        if name.suffix != ".safetensors":
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+            continue
+        ta, tb = load_file(a / name), load_file(b / name)
+        assert ta.keys() == tb.keys()
+        for k in ta:
+            assert ta[k].dtype == tb[k].dtype and torch.equal(ta[k], tb[k]), (name, k)
+
+
+def test_tp1_multimodal_export_matches_transformers_and_round_trips(tmp_path):
     logits = _only(run_distributed(_train_then_logits, 1, TP1, 1, 1, str(tmp_path / "ckpt")))
-    assert export_hf.main(["--load", str(tmp_path / "ckpt"), "--out", str(tmp_path / "hf")]) == 0
-    assert sorted(p.name for p in (tmp_path / "hf").iterdir()) == ["config.json",
-                                                                   "model.safetensors"]
-    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    tokenizer = train_tokenizer(REPORTS, tmp_path / "tok" / "tokenizer", 300)
+    hf = tmp_path / "hf"
+    assert export_hf.main(["--load", str(tmp_path / "ckpt"), "--out", str(hf),
+                           "--tokenizer", str(tokenizer)]) == 0
+    assert sorted(str(p.relative_to(hf)) for p in hf.rglob("*") if p.is_file()) == [
+        "config.json", "encoders/ecg.json", "encoders/ecg.safetensors", "encoders/image.json",
+        "encoders/image.safetensors", "model.safetensors", "tokenizer.model",
+        "tokenizer_config.json"]
+    config = json.loads((hf / "config.json").read_text())
     assert (config["architectures"], config["vocab_size"], config["rope_theta"],
-            config["tie_word_embeddings"]) == (["LlamaForCausalLM"], 250, 5000.0, False)
-    _assert_close(logits, _hf_logits(tmp_path / "hf"))
+            config["tie_word_embeddings"], config["bos_token_id"]) == (
+        ["LlamaForCausalLM"], 300, 5000.0, False, 2)
+    _assert_close(logits, _hf_logits(hf))
+    ours, theirs = Tokenizer(tokenizer), transformers.AutoTokenizer.from_pretrained(hf)
+    for text in REPORTS[:3]:
+        assert theirs(text)["input_ids"] == ours.encode(text, bos=True)
+    # Import (encoders and tokenizer included) and export again: the same files.
+    assert import_hf.main(["--hf", str(hf), "--save", str(tmp_path / "imported"), "--tp", "1",
+                           "--pp", "1", "--profile", "tiny-mm"]) == 0
+    assert export_hf.main(["--load", str(tmp_path / "imported"), "--out",
+                           str(tmp_path / "again")]) == 0
+    _assert_same_files(hf, tmp_path / "again")
 
 
 def test_tp2_pp2_zero1_export_is_sharded_and_matches_transformers(tp2_pp2):
@@ -161,13 +198,7 @@ def test_import_at_tp2_matches_and_round_trips_bit_for_bit(tp2_pp2, tmp_path):
     assert len(losses) == 1 and torch.isfinite(torch.tensor(losses[0]["loss"]))
     assert export_hf.main(["--load", str(tmp_path / "ckpt"), "--out", str(tmp_path / "hf"),
                            "--max-shard-size", "200kB"]) == 0
-    for name in ["config.json", "model.safetensors.index.json"]:
-        assert (tmp_path / "hf" / name).read_text() == (root / "hf" / name).read_text()
-    for f in sorted((root / "hf").glob("*.safetensors")):
-        a, b = load_file(f), load_file(tmp_path / "hf" / f.name)
-        assert a.keys() == b.keys()
-        for k in a:
-            assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), (f.name, k)
+    _assert_same_files(root / "hf", tmp_path / "hf")
 
 
 def _error_line(capsys):
