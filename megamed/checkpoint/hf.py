@@ -301,7 +301,10 @@ def export_hf(load: str, out: str, max_shard_size: str = DEFAULT_MAX_SHARD,
               tokenizer: Optional[str] = None, log=print) -> Path:
     """Writes the newest checkpoint of LOAD as a Llama model folder OUT (layout above)."""
     max_bytes = parse_size(max_shard_size)
-    ckpt = Path(load)
+    ckpt, folder = Path(load), Path(out)
+    if folder.exists() and any(folder.iterdir()):
+        # Stale shards or an index from an earlier export would be read with the new files.
+        raise CheckpointError(folder, "not empty; export into a new folder")
     step_dir, meta, layout = read_meta(ckpt, optimizer=False)
     m = layout.cfg.model
     check_llama_shaped(m)
@@ -311,7 +314,6 @@ def export_hf(load: str, out: str, max_shard_size: str = DEFAULT_MAX_SHARD,
     weights = read_weights(step_dir, meta, layout, log)
     tensors = decoder_tensors(weights, m)
     dtype = tensors[OUTER_NAMES[EMBEDDING]].dtype
-    folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     files = write_safetensors(tensors, folder, max_bytes)
     (folder / CONFIG).write_text(json.dumps(llama_config(m, dtype, tokenizer_path is not None),

@@ -1,5 +1,5 @@
-"""Hugging Face exchange. Tiny Llama-shaped runs, saved at TP1 (the multimodal profile: image
-and ECG encoders) and at TP2 x PP2 (ZeRO-1, tied embeddings), with a padded vocabulary,
+"""Hugging Face exchange. Tiny Llama-shaped runs, saved at TP1 (ZeRO-3, the multimodal
+profile: image and ECG encoders) and at TP2 x PP2 (ZeRO-1, tied embeddings), with a padded vocabulary,
 export to folders that `transformers`' LlamaForCausalLM loads with logits equal to megamed's
 own forward of each checkpoint at its layout; the tokenizer encodes as ours. Importing an
 export (at TP1 with the encoders, at TP2) and exporting again gives the same files bit for
@@ -52,7 +52,9 @@ import import_hf  # noqa: E402
 # vocab 300: padded to 384 rows at TP1 and 512 at TP2, so the padding is cut and restored.
 MODEL = {"num_layers": 4, "vocab_size": 300, "seq_length": 32, "rope_theta": 5000.0,
          "norm_eps": 1e-6}
-TP1 = {"profile": "tiny-mm", "model": dict(MODEL), "parallel": {}}  # + image and ECG encoders
+# + image and ECG encoders; ZeRO-3, whose optimizer shards the converter cannot read: the
+# export reads the model files alone.
+TP1 = {"profile": "tiny-mm", "model": dict(MODEL), "parallel": {"zero_stage": 3}}
 TP2_PP2 = {"profile": "tiny", "model": dict(MODEL, tie_embeddings=True),
            "parallel": {"zero_stage": 1}}
 # Above the modality placeholder ids (3, 4): text tokens only.
@@ -218,6 +220,8 @@ def test_non_llama_and_bad_input_are_refused_in_one_line(tp2_pp2, tmp_path, caps
     meta_path.write_text(json.dumps(meta))
     assert export_hf.main(["--load", str(gpt2), "--out", str(tmp_path / "x")]) == 2
     assert "norm layernorm" in _error_line(capsys) and not (tmp_path / "x").exists()
+    assert export_hf.main(["--load", str(root / "ckpt"), "--out", str(root / "hf")]) == 2
+    assert "not empty" in _error_line(capsys)  # an earlier export is not mixed with this one
     assert export_hf.main(["--load", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
     assert str(tmp_path / "none") in _error_line(capsys)
     # A shard with a transposed tensor, then a folder without config.json.
