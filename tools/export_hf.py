@@ -15,9 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from megamed.checkpoint import CheckpointError  # noqa: E402
-from megamed.checkpoint.hf import DEFAULT_MAX_SHARD, NotLlamaError, export_hf  # noqa: E402
-from megamed.config import ConfigError  # noqa: E402
+from megamed.checkpoint.hf import DEFAULT_MAX_SHARD, export_hf, run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -32,12 +30,7 @@ def main(argv=None) -> int:
                    "(default: CKPT/tokenizer.model or the one beside the run's token files, "
                    "when there is one)")
     args = a.parse_args(argv)
-    try:
-        export_hf(args.load, args.out, args.max_shard_size, args.tokenizer)
-    except (CheckpointError, ConfigError, NotLlamaError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(export_hf, args.load, args.out, args.max_shard_size, args.tokenizer)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from megamed.checkpoint import CheckpointError  # noqa: E402
-from megamed.checkpoint.hf import NotLlamaError, import_hf  # noqa: E402
-from megamed.config import ConfigError  # noqa: E402
+from megamed.checkpoint.hf import import_hf, run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -37,13 +35,8 @@ def main(argv=None) -> int:
     a.add_argument("--zero-stage", type=int, help="default: the profile's")
     a.add_argument("--bucket-mb", type=float, help="default: the profile's")
     args = a.parse_args(argv)
-    try:
-        import_hf(args.hf, args.save, args.tp, args.pp, args.dp, args.profile, args.zero_stage,
-                  args.bucket_mb)
-    except (CheckpointError, ConfigError, NotLlamaError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(import_hf, args.hf, args.save, args.tp, args.pp, args.dp, args.profile,
+                   args.zero_stage, args.bucket_mb)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -69,6 +70,16 @@ MEDIA = "media."
 
 class NotLlamaError(ValueError):
     """A model that a Llama checkpoint cannot represent."""
+
+
+def run_cli(fn, *args) -> int:
+    """The tools' exit status: 0, or 2 after one line naming the file and the reason."""
+    try:
+        fn(*args)
+    except (CheckpointError, ConfigError, NotLlamaError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 # -- names and shapes -------------------------------------------------------------------------

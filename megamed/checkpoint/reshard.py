@@ -9,6 +9,8 @@ the source layout's own buffer plan (`plan_buffer` over the model built on the m
 exactly as parallel/data.py lays out the real buffers) and packed again with the target's.
 The pipeline copy of a tied embedding is a duplicate of the embedding and is rebuilt from it.
 The vocabulary padding (a multiple of 128 x TP rows, always zero) is cut or zero-extended.
+`read_weights` rebuilds the full weights alone (no optimizer state: any ZeRO stage) and
+`write_target` writes given state at a layout; the Hugging Face exchange (hf.py) uses both.
 
 RNG: every target rank takes the streams of the source rank with the same TP and PP rank,
 or rank 0 of the dimension that has grown; dropout streams therefore restart from a source

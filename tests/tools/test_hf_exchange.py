@@ -1,10 +1,10 @@
 """Hugging Face exchange. Tiny Llama-shaped runs, saved at TP1 (ZeRO-3, the multimodal
-profile: image and ECG encoders) and at TP2 x PP2 (ZeRO-1, tied embeddings), with a padded vocabulary,
-export to folders that `transformers`' LlamaForCausalLM loads with logits equal to megamed's
-own forward of each checkpoint at its layout; the tokenizer encodes as ours. Importing an
-export (at TP1 with the encoders, at TP2) and exporting again gives the same files bit for
-bit; the TP2 import resumes with `--load` and its forward equals the HF logits. Bad input
-gets one line and exit 2 naming the file or the reason."""
+profile: image and ECG encoders) and at TP2 x PP2 (ZeRO-1, tied embeddings), with a padded
+vocabulary, export to folders that `transformers`' LlamaForCausalLM loads with logits equal
+to megamed's own forward of each checkpoint at its layout; the tokenizer encodes as ours.
+Importing an export (at TP1 with the encoders, at TP2) and exporting again gives the same
+files bit for bit; the TP2 import resumes with `--load` and its forward equals the HF
+logits. Bad input gets one line and exit 2 naming the file or the reason."""
 import json
 import shutil
 import sys
