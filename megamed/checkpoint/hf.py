@@ -36,12 +36,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from megamed.checkpoint.format import CheckpointError
+from megamed.checkpoint.format import MANIFEST, CheckpointError
 from megamed.checkpoint.reshard import (EMBEDDING, MOMENTS, TIED_COPY, Layout, read_meta,
                                         read_weights, target_layout, write_target)
 from megamed.config import (ENCODERS, Config, ConfigError, EncoderConfig, ModelConfig,
                             TrainConfig, load_config)
-from megamed.data.tokenizer import Tokenizer, TokenizerError
+from megamed.data.tokenizer import BOS, EOS, MODALITY_TOKENS, PAD, UNK, Tokenizer, TokenizerError
 from megamed.model.transformer import PRECISION_DTYPES
 from megamed.parallel.random import seed_streams
 
@@ -64,7 +64,6 @@ OUTER_NAMES = {EMBEDDING: "model.embed_tokens.weight", "final_norm.weight": "mod
 VOCAB_ROWS = (EMBEDDING, TIED_COPY)
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 PRECISIONS = {DTYPE_NAMES[d]: p for p, d in PRECISION_DTYPES.items()}
-TOKENIZER_IDS = {"pad": 0, "unk": 1, "bos": 2, "eos": 3}  # data/tokenizer.py's fixed ids
 MEDIA = "media."
 
 
@@ -111,7 +110,7 @@ def hf_shapes(m: ModelConfig) -> dict[str, tuple]:
     return {hf_name(n): outer.get(n) or block[n.split(".", 2)[2]] for n in decoder_names(m)}
 
 
-def check_llama_shaped(m: ModelConfig) -> None:
+def check_llama_shaped(m: ModelConfig, where: Path) -> None:
     """Raises NotLlamaError naming every feature a LlamaConfig cannot express."""
     found = [f"{field} {getattr(m, field)} (Llama: {want})"
              for field, want in (("norm", "rmsnorm"), ("activation", "swiglu"),
@@ -119,12 +118,12 @@ def check_llama_shaped(m: ModelConfig) -> None:
     if m.add_bias:
         found.append("add_bias true (Llama's linear layers have no biases)")
     if found:
-        raise NotLlamaError("not a Llama-shaped decoder: " + "; ".join(found))
+        raise NotLlamaError(f"{where}: not a Llama-shaped decoder: " + "; ".join(found))
 
 
 # -- config.json ------------------------------------------------------------------------------
 
-def llama_config(m: ModelConfig, dtype: torch.dtype, tokenizer: bool) -> dict:
+def llama_config(m: ModelConfig, dtype: torch.dtype, tokenizer: Optional[Tokenizer]) -> dict:
     """config.json for `m` (its tensors in `dtype`); the special ids with a tokenizer."""
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
               "hidden_size": m.hidden_size, "intermediate_size": m.ffn_hidden_size,
@@ -138,7 +137,8 @@ def llama_config(m: ModelConfig, dtype: torch.dtype, tokenizer: bool) -> dict:
               "hidden_act": "silu", "attention_bias": False, "mlp_bias": False,
               "attention_dropout": m.attention_dropout, "initializer_range": m.init_std}
     if tokenizer:
-        config.update({f"{k}_token_id": TOKENIZER_IDS[k] for k in ("pad", "bos", "eos")})
+        config.update(pad_token_id=tokenizer.pad_id, bos_token_id=tokenizer.bos_id,
+                      eos_token_id=tokenizer.eos_id)
     return config
 
 
@@ -287,24 +287,26 @@ def find_tokenizer(ckpt: Path, cfg: Config, given: Optional[str]) -> Optional[Pa
     return next((c for c in candidates if c.is_file()), None)
 
 
-def check_tokenizer(path: Path, m: ModelConfig) -> None:
-    """A tokenizer whose ids the embedding can hold (ids past vocab_size would index
+def read_tokenizer(path: Path, m: ModelConfig) -> Tokenizer:
+    """The tokenizer, checked to fit the embedding (ids past vocab_size would index
     padding rows or fail)."""
     try:
-        pieces = Tokenizer(path).vocab_size
+        tokenizer = Tokenizer(path)
     except TokenizerError as e:
         raise CheckpointError(path, str(e)) from None
-    if pieces > m.vocab_size:
-        raise CheckpointError(path, f"tokenizer has {pieces} pieces, the model's vocab_size is "
-                                    f"{m.vocab_size}: not this model's tokenizer")
+    if tokenizer.vocab_size > m.vocab_size:
+        raise CheckpointError(path, f"tokenizer has {tokenizer.vocab_size} pieces, the model's "
+                                    f"vocab_size is {m.vocab_size}: not this model's tokenizer")
+    return tokenizer
 
 
-def write_tokenizer(path: Path, out: Path, m: ModelConfig) -> None:
-    shutil.copyfile(path, out / TOKENIZER)
+def write_tokenizer(tokenizer: Tokenizer, out: Path, m: ModelConfig) -> None:
+    """tokenizer.model as it is, and the special pieces for HF's LlamaTokenizer."""
+    shutil.copyfile(tokenizer.path, out / TOKENIZER)
     config = {"tokenizer_class": "LlamaTokenizer", "model_max_length": m.seq_length,
-              "pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<s>",
-              "eos_token": "</s>", "add_bos_token": True, "add_eos_token": False,
-              "additional_special_tokens": ["<image>", "<ecg>", "<eeg>"]}
+              "pad_token": PAD, "unk_token": UNK, "bos_token": BOS, "eos_token": EOS,
+              "add_bos_token": True, "add_eos_token": False,
+              "additional_special_tokens": list(MODALITY_TOKENS)}
     (out / TOKENIZER_CONFIG).write_text(json.dumps(config, indent=2))
 
 
@@ -318,26 +320,25 @@ def export_hf(load: str, out: str, max_shard_size: str = DEFAULT_MAX_SHARD,
         raise CheckpointError(folder, "not empty; export into a new folder")
     step_dir, meta, layout = read_meta(ckpt, optimizer=False)
     m = layout.cfg.model
-    check_llama_shaped(m)
-    tokenizer_path = find_tokenizer(ckpt, layout.cfg, tokenizer)
-    if tokenizer_path:
-        check_tokenizer(tokenizer_path, m)
+    check_llama_shaped(m, step_dir / MANIFEST)
+    found = find_tokenizer(ckpt, layout.cfg, tokenizer)
+    tokenizer = read_tokenizer(found, m) if found else None
     weights = read_weights(step_dir, meta, layout, log)
     tensors = decoder_tensors(weights, m)
     dtype = tensors[OUTER_NAMES[EMBEDDING]].dtype
     folder.mkdir(parents=True, exist_ok=True)
     files = write_safetensors(tensors, folder, max_bytes)
-    (folder / CONFIG).write_text(json.dumps(llama_config(m, dtype, tokenizer_path is not None),
+    (folder / CONFIG).write_text(json.dumps(llama_config(m, dtype, tokenizer),
                                             indent=2))
-    if tokenizer_path:
-        write_tokenizer(tokenizer_path, folder, m)
+    if tokenizer:
+        write_tokenizer(tokenizer, folder, m)
     for modality, (enc, config) in encoder_files(weights, m).items():
         (folder / ENCODER_DIR).mkdir(exist_ok=True)
         write_safetensors(enc, folder / ENCODER_DIR, max_bytes, stem=modality)
         (folder / ENCODER_DIR / f"{modality}.json").write_text(json.dumps(config, indent=2))
     log(f"exported step {meta['step']} of {ckpt} ({sum(t.numel() for t in tensors.values()):,} "
         f"decoder parameters, {len(files)} file(s), {len(m.encoders())} encoder(s)"
-        f"{', tokenizer' if tokenizer_path else ''}) to {folder}")
+        f"{', tokenizer' if tokenizer else ''}) to {folder}")
     return folder
 
 
