@@ -39,8 +39,9 @@ from safetensors.torch import save_file
 from megamed.checkpoint.format import MANIFEST, CheckpointError
 from megamed.checkpoint.reshard import (EMBEDDING, MOMENTS, TIED_COPY, Layout, read_meta,
                                         read_weights, target_layout, write_target)
-from megamed.config import (ENCODERS, Config, ConfigError, EncoderConfig, ModelConfig,
-                            TrainConfig, load_config)
+from megamed.config import (ENCODERS, MIB, Config, ConfigError, EncoderConfig, ModelConfig,
+                            TrainConfig, bucket_elements, count_parameters, load_config,
+                            profile_path)
 from megamed.data.tokenizer import BOS, EOS, MODALITY_TOKENS, PAD, UNK, Tokenizer, TokenizerError
 from megamed.model.transformer import PRECISION_DTYPES
 from megamed.parallel.random import seed_streams
@@ -48,6 +49,7 @@ from megamed.parallel.random import seed_streams
 CONFIG, SINGLE, INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
 TOKENIZER, TOKENIZER_CONFIG, ENCODER_DIR = "tokenizer.model", "tokenizer_config.json", "encoders"
 DEFAULT_MAX_SHARD = "5GB"
+PROFILE_KEY = "megamed_profile"  # config.json: the run's profile, for its training settings
 
 # A decoder block's parameters, megamed -> HF Llama (under "layers.{i}." / "model.layers.{i}.").
 BLOCK_NAMES = {"attention_norm.weight": "input_layernorm.weight",
@@ -123,8 +125,10 @@ def check_llama_shaped(m: ModelConfig, where: Path) -> None:
 
 # -- config.json ------------------------------------------------------------------------------
 
-def llama_config(m: ModelConfig, dtype: torch.dtype, tokenizer: Optional[Tokenizer]) -> dict:
-    """config.json for `m` (its tensors in `dtype`); the special ids with a tokenizer."""
+def llama_config(m: ModelConfig, dtype: torch.dtype, tokenizer: Optional[Tokenizer],
+                 profile: str) -> dict:
+    """config.json for `m` (its tensors in `dtype`) of a run of `profile`; the special ids
+    with a tokenizer."""
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
               "hidden_size": m.hidden_size, "intermediate_size": m.ffn_hidden_size,
               "num_attention_heads": m.num_heads, "num_key_value_heads": m.num_kv_heads,
@@ -135,7 +139,8 @@ def llama_config(m: ModelConfig, dtype: torch.dtype, tokenizer: Optional[Tokeniz
               "vocab_size": m.vocab_size, "max_position_embeddings": m.seq_length,
               "tie_word_embeddings": m.tie_embeddings, "torch_dtype": DTYPE_NAMES[dtype],
               "hidden_act": "silu", "attention_bias": False, "mlp_bias": False,
-              "attention_dropout": m.attention_dropout, "initializer_range": m.init_std}
+              "attention_dropout": m.attention_dropout, "initializer_range": m.init_std,
+              PROFILE_KEY: profile}
     if tokenizer:
         config.update(pad_token_id=tokenizer.pad_id, bos_token_id=tokenizer.bos_id,
                       eos_token_id=tokenizer.eos_id)
@@ -328,7 +333,7 @@ def export_hf(load: str, out: str, max_shard_size: str = DEFAULT_MAX_SHARD,
     dtype = tensors[OUTER_NAMES[EMBEDDING]].dtype
     folder.mkdir(parents=True, exist_ok=True)
     files = write_safetensors(tensors, folder, max_bytes)
-    (folder / CONFIG).write_text(json.dumps(llama_config(m, dtype, tokenizer),
+    (folder / CONFIG).write_text(json.dumps(llama_config(m, dtype, tokenizer, layout.cfg.profile),
                                             indent=2))
     if tokenizer:
         write_tokenizer(tokenizer, folder, m)
@@ -387,15 +392,17 @@ def decoder_weights(tensors: dict[str, torch.Tensor], source: dict[str, Path],
     return weights
 
 
-def import_config(folder: Path, dtype: torch.dtype, encoders: dict,
-                  profile: Optional[str]) -> Config:
+def import_config(folder: Path, dtype: torch.dtype, encoders: dict, profile: Optional[str],
+                  log) -> Config:
     """The model from config.json (and encoders/), precision from the tensors' dtype, the
-    rest (training and parallel settings) from `profile` or the defaults."""
+    rest (training and parallel settings) from `profile`, else the profile a megamed export
+    recorded, else the defaults."""
     path = folder / CONFIG
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise CheckpointError(path, f"unreadable ({type(e).__name__}: {e})") from None
+    profile = profile or exported_profile(config, path, log)
     model = dict(model_fields(config, path),
                  **{f"{k}_encoder": dataclasses.asdict(e) for k, (e, _) in encoders.items()})
     if dtype not in DTYPE_NAMES:
@@ -411,6 +418,32 @@ def import_config(folder: Path, dtype: torch.dtype, encoders: dict,
         return cfg
     return Config(profile=f"hf:{folder.name}", model=ModelConfig(**model),
                   train=TrainConfig(precision=precision))
+
+
+def fitting_bucket_mb(cfg: Config, log) -> Optional[float]:
+    """For a model smaller than one gradient bucket of its settings (which resolve
+    refuses): the size of four buckets; else None (the settings' own)."""
+    params = count_parameters(cfg.model)
+    if bucket_elements(cfg.parallel.bucket_mb) <= params:
+        return None
+    bucket_mb = float(f"{params / MIB:.3g}")
+    log(f"the model is smaller than one {cfg.parallel.bucket_mb:g} MiB gradient bucket: "
+        f"writing {bucket_mb:g} MiB buckets (resume with --bucket-mb {bucket_mb:g})")
+    return bucket_mb
+
+
+def exported_profile(config: dict, path: Path, log) -> Optional[str]:
+    """The profile a megamed export recorded, when this installation knows it."""
+    name = config.get(PROFILE_KEY)
+    if not name:
+        return None
+    try:
+        profile_path(name)
+    except ConfigError:
+        log(f"{path}: profile {name!r} is not known here; training settings are the "
+            f"defaults (pass --profile)")
+        return None
+    return name
 
 
 def fresh_rng(target: Layout) -> dict:
@@ -436,8 +469,10 @@ def import_hf(hf: str, save: str, tp: int, pp: int, dp: int = 1, profile: Option
     tensors, source = read_safetensors(folder)
     encoders = read_encoders(folder)
     dtype = next(iter(tensors.values())).dtype if tensors else torch.float32
-    cfg = import_config(folder, dtype, encoders, profile)
+    cfg = import_config(folder, dtype, encoders, profile, log)
     weights = decoder_weights(tensors, source, cfg.model, folder)
+    if bucket_mb is None:
+        bucket_mb = fitting_bucket_mb(cfg, log)
     target = target_layout(cfg, tp, pp, dp, zero_stage, bucket_mb, None)
     for _, enc in encoders.values():
         weights.update(enc)

@@ -4,7 +4,9 @@ vocabulary, export to folders that `transformers`' LlamaForCausalLM loads with l
 to megamed's own forward of each checkpoint at its layout; the tokenizer encodes as ours.
 Importing an export (at TP1 with the encoders, at TP2) and exporting again gives the same
 files bit for bit; the TP2 import resumes with `--load` and its forward equals the HF
-logits. Bad input gets one line and exit 2 naming the file or the reason."""
+logits. A random LlamaForCausalLM saved by transformers imports at TP2 with equal logits and
+exports to the same tensors. Bad input gets one line and exit 2 naming the file or the
+reason."""
 import json
 import shutil
 import sys
@@ -16,7 +18,8 @@ import torch.distributed as dist
 
 from distributed import run_distributed
 from megamed import checkpoint
-from megamed.config import load_config, resolve
+from megamed.checkpoint.format import read_manifest
+from megamed.config import Config, load_config, resolve
 from megamed.data.tokenizer import Tokenizer, train_tokenizer
 from megamed.model.build import build_chunks
 from megamed.parallel import collectives as C
@@ -57,6 +60,7 @@ MODEL = {"num_layers": 4, "vocab_size": 300, "seq_length": 32, "rope_theta": 500
 TP1 = {"profile": "tiny-mm", "model": dict(MODEL), "parallel": {"zero_stage": 3}}
 TP2_PP2 = {"profile": "tiny", "model": dict(MODEL, tie_embeddings=True),
            "parallel": {"zero_stage": 1}}
+IMPORTED = dict(TP2_PP2, parallel={})  # the profile's ZeRO stage and buckets
 # Above the modality placeholder ids (3, 4): text tokens only.
 TOKENS = torch.randint(8, 300, (2, 24), generator=torch.Generator().manual_seed(3))
 REPORTS = ["CT chest: no acute findings. Mild emphysema in both upper lobes.",
@@ -166,7 +170,7 @@ def test_tp1_multimodal_export_matches_transformers_and_round_trips(tmp_path):
         assert theirs(text)["input_ids"] == ours.encode(text, bos=True)
     # Import (encoders and tokenizer included) and export again: the same files.
     assert import_hf.main(["--hf", str(hf), "--save", str(tmp_path / "imported"), "--tp", "1",
-                           "--pp", "1", "--profile", "tiny-mm"]) == 0
+                           "--pp", "1"]) == 0
     assert export_hf.main(["--load", str(tmp_path / "imported"), "--out",
                            str(tmp_path / "again")]) == 0
     _assert_same_files(hf, tmp_path / "again")
@@ -181,26 +185,64 @@ def test_tp2_pp2_zero1_export_is_sharded_and_matches_transformers(tp2_pp2):
     _assert_close(logits, _hf_logits(root / "hf"))
 
 
-def _import_train_logits(hf, ckpt, trained):
-    """The imported checkpoint at TP2 resumes (`--load`) for 1 step, and its own logits."""
-    logits = _logits(_cfg(TP2_PP2, 2, 1), ckpt, TOKENS)
-    losses = pretrain(_cfg(TP2_PP2, 2, 1), save=trained, load=ckpt)
+def _saved_cfg(ckpt):
+    """The config an imported checkpoint records (a foreign model has no profile), for one
+    step of 2 micro batches."""
+    _, meta = read_manifest(Path(ckpt))
+    return Config.from_dict(meta["config"]).replace(
+        train={"steps": 1, "global_batch": 2, "grad_accum_steps": None, "log_interval": 100})
+
+
+def _imported_logits(ckpt, foreign, trained):
+    """Both imported checkpoints' logits at TP2; the first resumes (`--load`) with the
+    profile's settings for a step."""
+    logits = [_logits(_cfg(IMPORTED, 2, 1), ckpt, TOKENS),
+              _logits(_saved_cfg(foreign), foreign, TOKENS)]
+    losses = pretrain(_cfg(IMPORTED, 2, 1), save=trained, load=ckpt)
     return logits, losses
+
+
+def _foreign_llama(folder):
+    """A random LlamaForCausalLM saved by transformers itself (its own config.json and
+    names, GQA, an untied head, norms away from 1)."""
+    config = transformers.LlamaConfig(
+        vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
+        rms_norm_eps=1e-5, rope_parameters={"rope_type": "default", "rope_theta": 500.0})
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    model.save_pretrained(folder)
 
 
 def test_import_at_tp2_matches_and_round_trips_bit_for_bit(tp2_pp2, tmp_path):
     root, _ = tp2_pp2
-    assert import_hf.main(["--hf", str(root / "hf"), "--save", str(tmp_path / "ckpt"),
-                           "--tp", "2", "--pp", "1", "--profile", "tiny", "--zero-stage",
-                           "1"]) == 0
-    results = run_distributed(_import_train_logits, 2, str(root / "hf"), str(tmp_path / "ckpt"),
-                              str(tmp_path / "trained"))
-    logits, losses = _only([r[0] for r in results]), results[0][1]
-    _assert_close(logits, _hf_logits(root / "hf"))
+    _foreign_llama(tmp_path / "foreign")
+    # The issue's command line: the training settings are the exported run's profile's
+    # (the defaults for the foreign model, with buckets it can fill).
+    for hf, ckpt in [(root / "hf", "ckpt"), (tmp_path / "foreign", "foreign_ckpt")]:
+        assert import_hf.main(["--hf", str(hf), "--save", str(tmp_path / ckpt), "--tp", "2",
+                               "--pp", "1"]) == 0
+    results = run_distributed(_imported_logits, 2, str(tmp_path / "ckpt"),
+                              str(tmp_path / "foreign_ckpt"), str(tmp_path / "trained"))
+    (ours, foreign), losses = results[0]  # TP rank 0 holds the gathered logits
+    _assert_close(ours, _hf_logits(root / "hf"))
+    _assert_close(foreign, _hf_logits(tmp_path / "foreign"))
     assert len(losses) == 1 and torch.isfinite(torch.tensor(losses[0]["loss"]))
     assert export_hf.main(["--load", str(tmp_path / "ckpt"), "--out", str(tmp_path / "hf"),
                            "--max-shard-size", "200kB"]) == 0
     _assert_same_files(root / "hf", tmp_path / "hf")
+    # transformers' own file: the same tensors after import and export.
+    assert export_hf.main(["--load", str(tmp_path / "foreign_ckpt"), "--out",
+                           str(tmp_path / "foreign_again")]) == 0
+    theirs = load_file(tmp_path / "foreign" / "model.safetensors")
+    again = load_file(tmp_path / "foreign_again" / "model.safetensors")
+    assert theirs.keys() == again.keys()
+    for k in theirs:
+        assert theirs[k].dtype == again[k].dtype and torch.equal(theirs[k], again[k]), k
 
 
 def _error_line(capsys):
