@@ -4,7 +4,7 @@
     DIR/config.json                      LlamaConfig fields (model_type "llama")
     DIR/model.safetensors                the decoder, Llama names; above --max-shard-size:
     DIR/model-00001-of-0000N.safetensors   shards, and
-    DIR/model.safetensors.index.json       {"metadata": {"total_size"}, "weight_map"}
+    DIR/model.safetensors.index.json       (hf_files.py)
     DIR/tokenizer.model                  the run's sentencepiece model, when it has one,
     DIR/tokenizer_config.json              and its special tokens
     DIR/encoders/<modality>.safetensors  each encoder with its projector ("encoder.*",
@@ -26,17 +26,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import shutil
 import sys
 from pathlib import Path
 from typing import Optional
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from megamed.checkpoint.format import MANIFEST, CheckpointError
+from megamed.checkpoint.hf_files import parse_size, read_safetensors, write_safetensors
 from megamed.checkpoint.reshard import (EMBEDDING, MOMENTS, TIED_COPY, Layout, read_meta,
                                         read_weights, target_layout, write_target)
 from megamed.config import (ENCODERS, MIB, Config, ConfigError, EncoderConfig, ModelConfig,
@@ -46,7 +44,7 @@ from megamed.data.tokenizer import BOS, EOS, MODALITY_TOKENS, PAD, UNK, Tokenize
 from megamed.model.transformer import PRECISION_DTYPES
 from megamed.parallel.random import seed_streams
 
-CONFIG, SINGLE, INDEX = "config.json", "model.safetensors", "model.safetensors.index.json"
+CONFIG = "config.json"
 TOKENIZER, TOKENIZER_CONFIG, ENCODER_DIR = "tokenizer.model", "tokenizer_config.json", "encoders"
 DEFAULT_MAX_SHARD = "5GB"
 PROFILE_KEY = "megamed_profile"  # config.json: the run's profile, for its training settings
@@ -180,76 +178,6 @@ def model_fields(config: dict, where: Path) -> dict:
                     attention_dropout=float(get("attention_dropout", 0.0)))
     except KeyError as e:
         raise CheckpointError(where, f"config.json lacks {e}") from None
-
-
-# -- safetensors files ------------------------------------------------------------------------
-
-def parse_size(text: str) -> int:
-    """'5GB' -> 5e9 bytes, '200MiB' -> 200 * 2**20, '1000' -> 1000 (HF's units)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*", str(text), re.IGNORECASE)
-    if not match:
-        raise ConfigError(f"--max-shard-size {text!r}: expected a size like 5GB, 500MB, "
-                          f"200MiB or a number of bytes")
-    unit = (match.group(2) or "B").upper()
-    power = " KMGT".index(unit[0]) if unit != "B" else 0
-    return int(float(match.group(1)) * (1024 if "I" in unit else 1000) ** power)
-
-
-def write_safetensors(tensors: dict[str, torch.Tensor], out: Path, max_shard_bytes: int,
-                      stem: str = "model") -> list[Path]:
-    """`tensors` (in order) as OUT/model.safetensors, or, above `max_shard_bytes`, as
-    shards of at most that size (a tensor larger than it alone) with the index."""
-    shards, size = [[]], 0
-    for name, t in tensors.items():
-        nbytes = t.numel() * t.element_size()
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append([])
-            size = 0
-        shards[-1].append(name)
-        size += nbytes
-    if len(shards) == 1:
-        files = [f"{stem}.safetensors"]
-    else:
-        files = [f"{stem}-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
-    for file, names in zip(files, shards):
-        save_file({n: tensors[n].contiguous() for n in names}, str(out / file),
-                  metadata={"format": "pt"})
-    if len(files) > 1:
-        index = {"metadata": {"total_size": sum(t.numel() * t.element_size()
-                                                for t in tensors.values())},
-                 "weight_map": {n: f for f, names in zip(files, shards) for n in names}}
-        (out / f"{stem}.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    return [out / f for f in files]
-
-
-def read_safetensors(folder: Path, stem: str = "model") -> tuple[dict[str, torch.Tensor],
-                                                                  dict[str, Path]]:
-    """Every tensor of FOLDER/STEM.safetensors (or of the shards its index lists), with the
-    file each came from."""
-    single, index = folder / f"{stem}.safetensors", folder / f"{stem}.safetensors.index.json"
-    if index.exists():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-            files = sorted({folder / f for f in weight_map.values()})
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise CheckpointError(index, f"unreadable index ({e})") from None
-    elif single.exists():
-        files = [single]
-    else:
-        raise CheckpointError(single, f"missing, and no {index.name}: not a Hugging Face "
-                                      f"model folder in safetensors format")
-    tensors, source = {}, {}
-    for file in files:
-        try:
-            with safe_open(str(file), framework="pt") as f:
-                for name in f.keys():
-                    tensors[name], source[name] = f.get_tensor(name), file
-        except FileNotFoundError:
-            raise CheckpointError(file, f"missing (listed in {index.name})") from None
-        except Exception as e:  # safetensors raises its own error types for damaged files
-            raise CheckpointError(file, f"unreadable safetensors file ({type(e).__name__}: "
-                                        f"{e})") from None
-    return tensors, source
 
 
 # -- export -----------------------------------------------------------------------------------
