@@ -19,7 +19,8 @@ import torch.distributed as dist
 from distributed import run_distributed
 from megamed import checkpoint
 from megamed.checkpoint.format import read_manifest
-from megamed.config import Config, load_config, resolve
+from megamed.checkpoint.hf_files import parse_size
+from megamed.config import Config, ConfigError, load_config, resolve
 from megamed.data.tokenizer import Tokenizer, train_tokenizer
 from megamed.model.build import build_chunks
 from megamed.parallel import collectives as C
@@ -283,3 +284,10 @@ def test_non_llama_and_bad_input_are_refused_in_one_line(tp2_pp2, tmp_path, caps
     assert import_hf.main(["--hf", str(bad), "--save", str(tmp_path / "c"), "--tp", "1",
                            "--pp", "1"]) == 2
     assert "config.json" in _error_line(capsys)
+
+
+def test_shard_sizes_parse_as_hugging_face_writes_them():
+    assert [parse_size(s) for s in ("5GB", "200MiB", "1.5kB", "1000")] == [
+        5 * 10**9, 200 * 2**20, 1500, 1000]
+    with pytest.raises(ConfigError, match="5XB"):
+        parse_size("5XB")
