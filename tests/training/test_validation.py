@@ -20,7 +20,9 @@ from megamed.parallel.pipeline import dry_run, forward_only
 from megamed.parallel.random import seed_streams
 from megamed.parallel.state import ParallelState
 from megamed.training.arguments import parse_config
+from megamed.monitoring.prometheus import PrometheusExporter
 from megamed.training.metrics import MetricsLogger
+from megamed.training.telemetry import step_metrics
 from megamed.training.trainer import pretrain
 
 STEPS, EVAL_ITERS, SEED = 2, 2, 5
@@ -200,3 +202,17 @@ def test_forward_only_runs_every_chunk_of_every_micro_batch_once():
         for events in dry_run(pp, vp, micro, forward_only):
             assert sorted(events) == sorted(("F", m, c) for m in range(micro)
                                             for c in range(vp))
+
+
+def _gauges(exporter):
+    return {s.name: s.value for f in exporter.registry.collect() for s in f.samples}
+
+
+def test_val_loss_reaches_prometheus_from_the_step_record():
+    exporter = PrometheusExporter()
+    assert math.isnan(_gauges(exporter)["megamed_val_loss"])  # before the first validation
+    record = {"step": 2, "step_time_s": 1.0, "loss": 2.0, "lr": 1e-3, "grad_norm": 1.0,
+              "val_loss": 1.5, "val_ppl": math.exp(1.5)}
+    exporter.step(step_metrics(record, 0.0))
+    gauges = _gauges(exporter)
+    assert (gauges["megamed_val_loss"], gauges["megamed_val_ppl"]) == (1.5, math.exp(1.5))
