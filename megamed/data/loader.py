@@ -392,11 +392,13 @@ class ShardLoader:
         """Save this with the checkpoint of the last step taken from the iterator."""
         return {"consumed_samples": self.consumed_samples, "seed": self.config.seed,
                 "num_samples": self.num_samples,
-                "preprocess_hash": self.manifest.preprocess_hash}
+                "preprocess_hash": self.manifest.preprocess_hash,
+                "eval_fraction": self.config.eval_fraction}
 
     def load_state_dict(self, state: dict) -> None:
         mine = self.state_dict()
-        for name in ("seed", "num_samples", "preprocess_hash"):
+        state = {"eval_fraction": 0.0, **state}  # saved before the validation split existed
+        for name in ("seed", "num_samples", "preprocess_hash", "eval_fraction"):
             if state.get(name) != mine[name]:
                 raise LoaderStateError(
                     f"checkpoint's loader {name} is {state.get(name)!r}, this loader's "

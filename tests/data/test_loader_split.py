@@ -4,7 +4,7 @@ samples; the eval split reads just them; without a fraction the order is unchang
 import numpy as np
 import pytest
 
-from megamed.data.loader import LoaderConfig, LoaderConfigError, ShardLoader
+from megamed.data.loader import LoaderConfig, LoaderConfigError, LoaderStateError, ShardLoader
 from megamed.data.packing import TokenBudget
 from megamed.data.sampler import held_out_samples
 from megamed.data.shard_reader import SampleError
@@ -78,3 +78,11 @@ def test_no_fraction_keeps_the_order_of_a_loader_without_a_split(shards, tokeniz
     assert [loader.global_sample(g) for g in range(2 * NUM_SAMPLES)] == expected
     with pytest.raises(LoaderConfigError, match="validation split needs eval_fraction > 0"):
         loader.held_out()
+
+
+def test_resume_with_another_fraction_is_refused(shards, tokenizer):
+    saved = ShardLoader(shards, tokenizer, config()).state_dict()
+    with pytest.raises(LoaderStateError, match="eval_fraction is 0.25, this loader's 0.1"):
+        ShardLoader(shards, tokenizer, config(eval_fraction=0.1)).load_state_dict(saved)
+    del saved["eval_fraction"]  # a checkpoint from before the split: nothing held out
+    ShardLoader(shards, tokenizer, config(eval_fraction=0.0)).load_state_dict(saved)
