@@ -131,7 +131,7 @@ class Validation:
 
     def fields(self) -> dict:
         """The keys the step record and the metrics JSONL carry."""
-        return {"val_loss": self.loss, "val_ppl": self.perplexity}
+        return {"val_loss": self.loss, "val_ppl": self.perplexity, "val_time_s": self.seconds}
 
 
 class Evaluator:
