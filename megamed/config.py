@@ -169,6 +169,8 @@ class TrainConfig:
     loss_weight_image: float = 1.0   # weight of image samples' text in the loss (text-only: 1)
     loss_weight_ecg: float = 1.0
     loss_weight_eeg: float = 1.0
+    eval_interval: int = 0           # validation every N steps (0: never; training/evaluate.py)
+    eval_iters: int = 1              # global batches of held-out samples per validation
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,8 @@ class DataConfig:
     source: str = "synthetic"        # synthetic | tokens (files of token ids at `path`)
     path: Optional[str] = None       # glob of token files (.npy / .bin)
     synthetic_branching: int = 4     # successors per token in the synthetic bigram stream
+    eval_fraction: float = 0.0       # share of the token-file samples held out of training
+    eval_path: Optional[str] = None  # glob of held-out token files (validation only)
 
 
 @dataclass(frozen=True)
@@ -345,6 +349,7 @@ def resolve(cfg: Config, world_size: int, device_type: Optional[str] = None) -> 
     _check_memory_options(cfg, device_type)
     _check_schedule(cfg.train)
     _check_data(cfg.data)
+    _check_validation(cfg)
     _check_encoders(cfg)
     return cfg
 
@@ -534,3 +539,21 @@ def _check_data(d: DataConfig) -> None:
             raise ConfigError(f"data.path={d.path!r} (--data): no file matches this glob")
     elif d.source != "synthetic":
         raise ConfigError(f"data.source={d.source!r} needs data.path (--data GLOB)")
+
+
+def _check_validation(cfg: Config) -> None:
+    """Validation needs held-out data: token files hold out --eval-fraction of their
+    samples or come with --eval-data; the synthetic streams always have a held-out range."""
+    t, d = cfg.train, cfg.data
+    if t.eval_interval < 0 or t.eval_iters < 1:
+        raise ConfigError(f"train.eval_interval={t.eval_interval} (--eval-interval) must be "
+                          f">= 0 and train.eval_iters={t.eval_iters} (--eval-iters) >= 1")
+    if not 0.0 <= d.eval_fraction < 1.0:
+        raise ConfigError(f"data.eval_fraction={d.eval_fraction} (--eval-fraction) must be in "
+                          f"[0, 1)")
+    if d.eval_path and not glob.glob(d.eval_path):
+        raise ConfigError(f"data.eval_path={d.eval_path!r} (--eval-data): no file matches "
+                          f"this glob")
+    if t.eval_interval and d.path and not (d.eval_path or d.eval_fraction):
+        raise ConfigError(f"--eval-interval {t.eval_interval} with token files (--data) needs "
+                          f"held-out samples: --eval-fraction F (e.g. 0.01) or --eval-data GLOB")

@@ -33,6 +33,13 @@ Document boundaries. One study per sequence: a row holds one study's placeholder
 report, padded to seq_length + 1 (`packing.py`). No sequence spans two documents, so plain
 causal attention needs no document mask; padding and placeholders are zero in the loss mask.
 
+Validation split. `LoaderConfig.eval_fraction` holds a constant-seeded share of the
+manifest's samples out of the training permutation (data/sampler.py `held_out_samples`: the
+same samples for every run seed); `split="eval"` (or `held_out()`) reads only those, in
+manifest order, through the same (step, DP rank, micro batch) arithmetic. Permutation and
+replacement of corrupt samples then run over this split's samples alone, so a held-out
+sample never reaches a training batch, not even as a replacement.
+
 Resume. `state_dict()` holds the consumed-sample count (global, so it is the same on every
 rank and under any layout); `load_state_dict()` makes the next step the one after it.
 """
@@ -48,6 +55,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from megamed.data.batch import INPUTS, LABELS, MicroBatch
 from megamed.data.packing import MODALITIES, TokenBudget, pack_study, special_ids
+from megamed.data.sampler import held_out_samples
 from megamed.data.shard_reader import ARRAYS, EXTS, Manifest, SampleError, ShardError, ShardFiles
 
 log = logging.getLogger(__name__)
@@ -85,19 +93,27 @@ class LoaderConfig:
     eeg_shape: Optional[tuple] = None
     preprocess_hash: Optional[str] = None  # refuse shards made with other preprocessing
     verify_sha256: bool = True
+    eval_fraction: float = 0.0         # manifest share held out of training for validation
 
 
 class _Order:
-    """Global sample index -> manifest sample index, a pure function of (seed, index)."""
+    """Global sample index -> manifest sample index, a pure function of (seed, index) over
+    the manifest samples of one split (`members`); shuffled per epoch unless `shuffle` is
+    False (the validation split: manifest order)."""
 
-    def __init__(self, num_samples: int, seed: int):
-        self.num_samples, self.seed = num_samples, seed
+    def __init__(self, members: np.ndarray, seed: int, shuffle: bool = True):
+        self.members, self.num_samples, self.seed = members, len(members), seed
+        self.shuffle = shuffle
         self._epoch, self._permutation = None, None  # one epoch at a time: N int64 in memory
 
     def permutation(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return self.members
         if epoch != self._epoch:
             rng = np.random.default_rng([self.seed, epoch, 0x5A3D])
-            self._epoch, self._permutation = epoch, rng.permutation(self.num_samples)
+            # With nothing held out members[p] is p: the order of a loader without a split.
+            self._epoch = epoch
+            self._permutation = self.members[rng.permutation(self.num_samples)]
         return self._permutation
 
     def __call__(self, global_index: int) -> int:
@@ -109,11 +125,11 @@ class _Assembler:
     """Builds micro batches; lives in every worker process (forked with its state)."""
 
     def __init__(self, manifest: Manifest, tokenizer, config: LoaderConfig, dp_rank: int,
-                 dp_size: int, fields: frozenset):
+                 dp_size: int, fields: frozenset, split: str = "train"):
         self.manifest, self.tokenizer, self.config = manifest, tokenizer, config
         self.dp_rank, self.dp_size, self.fields = dp_rank, dp_size, fields
         self.files = ShardFiles(manifest, config.verify_sha256)
-        self.order = _Order(len(manifest), config.seed)
+        self.order = _split_order(len(manifest), config, split)
         self.ids = special_ids(tokenizer)
         self._shapes: Optional[dict] = None
 
@@ -147,10 +163,10 @@ class _Assembler:
 
     def good_sample(self, global_index: int, skips: list):
         """(SampleInfo of the sample at global_index or its replacement, skips appended)."""
-        epoch, position = divmod(global_index, len(self.manifest))
+        epoch, position = divmod(global_index, self.order.num_samples)
         permutation = self.order.permutation(epoch)
         for attempt in range(MAX_CONSECUTIVE_SKIPS):
-            index = int(permutation[(position + attempt) % len(self.manifest)])
+            index = int(permutation[(position + attempt) % self.order.num_samples])
             try:
                 return self.files.inspect_sample(index, self.shapes)
             except SampleError as e:
@@ -207,6 +223,21 @@ class _Assembler:
         setattr(batch, name, torch.from_numpy(out))
 
 
+def _split_order(num_samples: int, config: LoaderConfig, split: str) -> _Order:
+    """The order of split `split` ("train" | "eval") of a manifest of `num_samples`."""
+    try:
+        held = held_out_samples(num_samples, config.eval_fraction)
+    except ValueError as e:
+        raise LoaderConfigError(f"eval_fraction: {e}") from None
+    if split == "eval":
+        if not len(held):
+            raise LoaderConfigError("the validation split needs eval_fraction > 0")
+        return _Order(held, config.seed, shuffle=False)
+    if split != "train":
+        raise LoaderConfigError(f"split {split!r} is not 'train' or 'eval'")
+    return _Order(np.setdiff1d(np.arange(num_samples), held), config.seed)
+
+
 class _MicroBatchDataset(Dataset):
     """Item (k, shards) = this rank's k-th micro batch of the run, (step, micro) =
     divmod(k, M); `shards` were verified by the dispatching process."""
@@ -252,7 +283,8 @@ class ShardLoader:
     `micro_batches_per_step` MicroBatch per step, starting after the consumed samples."""
 
     def __init__(self, root, tokenizer, config: LoaderConfig, dp_rank: int = 0,
-                 dp_size: int = 1, need_inputs: bool = True, need_labels: bool = True):
+                 dp_size: int = 1, need_inputs: bool = True, need_labels: bool = True,
+                 split: str = "train"):
         c = config
         if c.global_batch % (dp_size * c.micro_batch):
             raise LoaderConfigError(
@@ -271,7 +303,14 @@ class ShardLoader:
         self.skipped = self.read = 0
         fields = (FIRST_STAGE if need_inputs else frozenset()) | (LABELS if need_labels
                                                                   else frozenset())
-        self._assembler = _Assembler(self.manifest, tokenizer, config, dp_rank, dp_size, fields)
+        self._assembler = _Assembler(self.manifest, tokenizer, config, dp_rank, dp_size, fields,
+                                     split)
+        self._held_out_args = (root, tokenizer, config, dp_rank, dp_size, need_inputs,
+                               need_labels)
+
+    def held_out(self) -> "ShardLoader":
+        """This rank's loader of the validation split (`LoaderConfig.eval_fraction`)."""
+        return ShardLoader(*self._held_out_args, split="eval")
 
     @classmethod
     def for_rank(cls, root, tokenizer, config: LoaderConfig, state) -> "ShardLoader":
@@ -353,11 +392,13 @@ class ShardLoader:
         """Save this with the checkpoint of the last step taken from the iterator."""
         return {"consumed_samples": self.consumed_samples, "seed": self.config.seed,
                 "num_samples": self.num_samples,
-                "preprocess_hash": self.manifest.preprocess_hash}
+                "preprocess_hash": self.manifest.preprocess_hash,
+                "eval_fraction": self.config.eval_fraction}
 
     def load_state_dict(self, state: dict) -> None:
         mine = self.state_dict()
-        for name in ("seed", "num_samples", "preprocess_hash"):
+        state = {"eval_fraction": 0.0, **state}  # saved before the validation split existed
+        for name in ("seed", "num_samples", "preprocess_hash", "eval_fraction"):
             if state.get(name) != mine[name]:
                 raise LoaderStateError(
                     f"checkpoint's loader {name} is {state.get(name)!r}, this loader's "

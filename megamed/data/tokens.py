@@ -3,6 +3,11 @@
 The files matching a glob are concatenated (in sorted name order) and cut into samples of
 seq_length + 1 tokens; a seeded permutation fixes the order, so sample i depends only on
 (seed, i, the files). Files are memory-mapped: nothing is read until a sample is asked for.
+
+Validation split: `eval_fraction` holds a constant-seeded share of the samples out of the
+training order (data/sampler.py `held_out_samples`); `split="eval"` reads just those, in
+corpus order and the same for every run seed (every sample when the fraction is 0: a corpus
+kept whole for validation, --eval-data).
 """
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import glob as globlib
 from pathlib import Path
 
 import numpy as np
+
+from megamed.data.sampler import held_out_samples
 
 
 class TokenFileError(ValueError):
@@ -39,7 +46,11 @@ def _open(path: Path, vocab_size: int) -> np.ndarray:
 
 
 class TokenFileDataset:
-    def __init__(self, pattern: str, vocab_size: int, seq_length: int, seed: int):
+    def __init__(self, pattern: str, vocab_size: int, seq_length: int, seed: int,
+                 eval_fraction: float = 0.0, split: str = "train"):
+        if split not in ("train", "eval"):
+            raise ValueError(f"split {split!r} is not 'train' or 'eval'")
+        self.pattern, self.seed, self.eval_fraction = pattern, seed, eval_fraction
         paths = sorted(Path(p) for p in globlib.glob(pattern))
         if not paths:
             raise TokenFileError(pattern, "no file matches this glob")
@@ -52,7 +63,23 @@ class TokenFileDataset:
         if num_samples < 1:
             raise TokenFileError(pattern, f"{self.offsets[-1]} tokens in all: fewer than one "
                                           f"sample of {seq_length + 1}")
-        self.order = np.random.default_rng([seed, 0xDA7A]).permutation(num_samples)
+        try:
+            held = held_out_samples(num_samples, eval_fraction)
+        except ValueError as e:
+            raise TokenFileError(pattern, str(e)) from None
+        if split == "eval":
+            self.order = held if eval_fraction else np.arange(num_samples)
+        else:
+            order = np.random.default_rng([seed, 0xDA7A]).permutation(num_samples)
+            self.order = order[~np.isin(order, held)] if len(held) else order
+
+    def held_out(self) -> "TokenFileDataset":
+        """The validation split of the same files (the samples this split never reads)."""
+        if not self.eval_fraction:
+            raise TokenFileError(self.pattern, "no samples are held out for validation "
+                                               "(eval_fraction is 0)")
+        return TokenFileDataset(self.pattern, self.vocab_size, self.seq_length, self.seed,
+                                self.eval_fraction, "eval")
 
     def __len__(self) -> int:
         return len(self.order)

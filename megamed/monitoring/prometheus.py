@@ -3,7 +3,7 @@
 Every rank serves on PORT + its local rank (ranks on one host cannot share a port), so a
 node with 8 GPUs exposes PORT .. PORT+7; `monitoring/prometheus.yml` scrapes that layout.
 Global rank 0 exports the run metrics (loss, learning rate, grad norms, throughput, MFU,
-step, skipped samples); every rank exports its own step and data-wait timings and the
+step, skipped samples, validation loss and perplexity); every rank exports its own step and data-wait timings and the
 `megamed_gpu_*` gauges of its GPU, read from NVML when Prometheus scrapes.
 """
 from __future__ import annotations
@@ -108,6 +108,12 @@ class PrometheusExporter:
             self.mfu.set(float("nan"))
             self.skipped = Counter("megamed_samples_skipped", "Samples skipped as unreadable",
                                    registry=r)
+            self.val_loss = Gauge("megamed_val_loss", "Loss on held-out data at the last "
+                                  "validation (--eval-interval)", registry=r)
+            self.val_ppl = Gauge("megamed_val_ppl", "Perplexity on held-out data at the "
+                                 "last validation", registry=r)
+            self.val_loss.set(float("nan"))  # NaN until the first validation
+            self.val_ppl.set(float("nan"))
             self.step_number = Gauge("megamed_step", "Last completed optimizer step",
                                      registry=r)
         r.register(GpuCollector(nvml, rank))
@@ -143,6 +149,9 @@ class PrometheusExporter:
             self.mfu.set(m.mfu)
         if m.samples_skipped:
             self.skipped.inc(m.samples_skipped)
+        if m.val_loss is not None:
+            self.val_loss.set(m.val_loss)
+            self.val_ppl.set(m.val_ppl)
 
     def event(self, action: str, **details) -> None:
         pass

@@ -34,6 +34,8 @@ class StepMetrics:
     tokens_per_second: Optional[float] = None
     mfu: Optional[float] = None
     samples_skipped: int = 0  # skipped (unreadable) samples in this step
+    val_loss: Optional[float] = None  # on the steps that validated (--eval-interval)
+    val_ppl: Optional[float] = None
 
     def __post_init__(self):
         unknown = set(self.grad_norms) - set(GRAD_NORM_PARTS)

@@ -1,6 +1,7 @@
 """`--tensorboard DIR`: the run metrics of global rank 0 as TensorBoard scalars, with the
 Prometheus names less the `megamed_` prefix (loss, learning_rate, grad_norm/PART,
-tokens_per_second, mfu, step_seconds, data_wait_seconds, samples_skipped_total).
+tokens_per_second, mfu, step_seconds, data_wait_seconds, samples_skipped_total, and on
+validation steps val_loss, val_ppl).
 SummaryWriter queues events for its own writer thread, so `step` costs microseconds."""
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ class TensorBoardSink:
         scalars = {"loss": m.loss, "learning_rate": m.learning_rate,
                    "tokens_per_second": m.tokens_per_second, "mfu": m.mfu,
                    "step_seconds": m.step_seconds, "data_wait_seconds": m.data_wait_seconds,
-                   "samples_skipped_total": self.skipped}
+                   "samples_skipped_total": self.skipped, "val_loss": m.val_loss,
+                   "val_ppl": m.val_ppl}
         scalars.update({f"grad_norm/{part}": v for part, v in m.grad_norms.items()})
         for tag, value in scalars.items():
             if value is not None:

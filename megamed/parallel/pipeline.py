@@ -9,6 +9,8 @@ Clusters", section 2.2):
                       At most P - s micro batches are in flight on stage s.
   interleaved_1f1b    each stage holds V model chunks; chunk c of stage s is virtual stage
                       c * P + s, so the bubble shrinks from (P-1)/(M+P-1) to (P-1)/(V*M+P-1).
+  forward_only        evaluation (under torch.no_grad): the interleaved schedule's forward
+                      order with every pass a warm-up pass, for any P and V (V = 1 included).
 
 A schedule is a plain function of (runner, sizes). It only decides the *order*; the runner
 does the compute and the communication. `Runner` executes for real; `DryRunner` records the
@@ -121,6 +123,9 @@ class Runner(DryRunner):
         self.max_held_output_bytes = 0
 
     def forward(self, chunk: int, micro: int, x):
+        if not torch.is_grad_enabled():  # forward only (evaluation): nothing kept for backward
+            out, loss_fn = self.forward_step(chunk, micro, x)
+            return out if loss_fn is None else loss_fn(out)
         if x is not None:
             x.requires_grad_()
         out, loss_fn = self.forward_step(chunk, micro, x)
@@ -309,19 +314,49 @@ def interleaved_1f1b(run, num_micro_batches: int) -> None:
         grads[next_b].append(dy)
 
 
+def forward_only(run, num_micro_batches: int) -> None:
+    """Every micro batch through every chunk, no backward (Megatron-Core runs its schedules
+    with forward_only and every micro batch a warm-up one). The order is interleaved 1F1B's:
+    chunk c of micro batches in groups of P, so the last stage's chunk c output reaches the
+    first stage's chunk c + 1 (the ring) just as it needs it; each send to the next stage is
+    paired with the receive for the following pass in one exchange, so stage s's k-th
+    exchange meets stage s + 1's (k - 1)-th and the ring closes without a deadlock. With V = 1
+    this is plain receive, forward, send per micro batch."""
+    P, V = run.pp, run.virtual_stages
+    total = num_micro_batches * V
+    first, last = run.is_first_stage, run.is_last_stage
+
+    def chunk_of(k: int) -> int:
+        return (k % (P * V)) // P
+
+    def micro_of(k: int) -> int:
+        return (k // (P * V)) * P + k % P
+
+    x = None if first else run.exchange(recv_prev=True)[0]
+    for k in range(total):
+        c = chunk_of(k)
+        y = run.forward(c, micro_of(k), x)
+        send = None if (last and c == V - 1) else y
+        recv = k + 1 < total and not (first and chunk_of(k + 1) == 0)
+        x, _ = run.exchange(send_next=send, recv_prev=recv)
+
+
 def select_schedule(pp: int, virtual_stages: int):
     if pp == 1:
         return no_pipelining
     return one_f_one_b if virtual_stages == 1 else interleaved_1f1b
 
 
-def dry_run(pp: int, virtual_stages: int, num_micro_batches: int) -> list[list[tuple]]:
-    """The order of passes on every stage, computed without processes."""
+def dry_run(pp: int, virtual_stages: int, num_micro_batches: int,
+            schedule: Optional[Callable] = None) -> list[list[tuple]]:
+    """The order of passes on every stage, computed without processes (default: the
+    training schedule `select_schedule` picks)."""
     check_micro_batches(pp, virtual_stages, num_micro_batches)
+    schedule = schedule or select_schedule(pp, virtual_stages)
     orders = []
     for stage in range(pp):
         run = DryRunner(pp, stage, virtual_stages)
-        select_schedule(pp, virtual_stages)(run, num_micro_batches)
+        schedule(run, num_micro_batches)
         orders.append(run.events)
     return orders
 

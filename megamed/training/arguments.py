@@ -122,6 +122,18 @@ def _groups() -> dict[str, tuple[Flag, ...]]:
             F("--log-interval", "train.log_interval", "print a progress line every N steps",
               int),
         ),
+        "validation": (
+            F("--eval-interval", "train.eval_interval", "every N steps, the loss and "
+              "perplexity on held-out data (val_loss, val_ppl in the progress line and the "
+              "metrics JSONL); 0: never", int),
+            F("--eval-iters", "train.eval_iters", "global batches of held-out samples per "
+              "validation (the same samples each time)", int),
+            F("--eval-fraction", "data.eval_fraction", "share of the --data samples held out "
+              "of training for validation (the same samples for every seed and layout)",
+              float),
+            F("--eval-data", "data.eval_path", "glob of token files (.npy / .bin) kept for "
+              "validation, instead of --eval-fraction"),
+        ),
         "operations (monitoring and audit)": (
             F("--metrics-port", None, "serve Prometheus metrics on PORT + local rank (rank 0: "
               "run metrics; every rank: its step timings and GPU); 0 or absent: off", int),

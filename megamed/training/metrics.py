@@ -5,7 +5,8 @@ tokens consumed through this step), tokens_per_s, mfu (null without a GPU), plus
 step_tokens, step_time_s, elapsed_s, with encoders `grad_norm_parts` ({decoder,
 image_encoder, waveform_encoder, projector: norm before clipping}) and `grad_norm_ratio`
 (max/min over the parts that train; the plan's balance check wants <= 2), `loss_by_input`
-({text, image, ecg, eeg: mean loss of the samples with that input}), and on the steps that report memory (--memory-interval)
+({text, image, ecg, eeg: mean loss of the samples with that input}), on the steps that
+validate (--eval-interval) `val_loss` and `val_ppl` (training/evaluate.py), and on the steps that report memory (--memory-interval)
 `memory`: one dict of bytes per rank (params, main_grads, optimizer, activations, total;
 CUDA peak allocated/reserved on a GPU).
 """
@@ -105,8 +106,8 @@ class MetricsLogger:
 
     def log(self, step: int, loss: float, lr: float, grad_norm: float, step_tokens: int,
             step_time: float, consumed_tokens: int, memory: Optional[list] = None,
-            grad_norm_parts: Optional[dict] = None, loss_by_input: Optional[dict] = None
-            ) -> dict:
+            grad_norm_parts: Optional[dict] = None, loss_by_input: Optional[dict] = None,
+            validation: Optional[dict] = None) -> dict:
         tokens_per_s = step_tokens / step_time if step_time > 0 else None
         mfu = None
         if self.peak and tokens_per_s:
@@ -117,6 +118,7 @@ class MetricsLogger:
                   "step_tokens": step_tokens, "step_time_s": step_time, "elapsed_s": elapsed}
         if memory:
             record["memory"] = memory
+        record.update(validation or {})
         balance = ""
         if loss_by_input:
             record["loss_by_input"] = loss_by_input
@@ -130,12 +132,15 @@ class MetricsLogger:
         if self.file:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()
-        if step % self.log_interval == 0 or step == self.total_steps:
+        if step % self.log_interval == 0 or step == self.total_steps or validation:
             done = step - self.start_step
             eta = elapsed / done * (self.total_steps - step) if done else 0.0
             mfu_text = f" | mfu {mfu:.1%}" if mfu is not None else ""
+            val_text = (f" | val_loss {validation['val_loss']:.4f} | val_ppl "
+                        f"{validation['val_ppl']:.2f}" if validation else "")
             print(f"step {step:>6}/{self.total_steps} | loss {loss:.4f} | lr {lr:.3e} | "
-                  f"grad norm {grad_norm:.3f} | {tokens_per_s or 0:,.0f} tok/s{mfu_text} | "
+                  f"grad norm {grad_norm:.3f}{val_text} | {tokens_per_s or 0:,.0f} tok/s"
+                  f"{mfu_text} | "
                   f"elapsed {format_duration(elapsed)} | eta {format_duration(eta)}{balance}",
                   flush=True)
         return record

@@ -81,7 +81,8 @@ def step_metrics(record: dict, data_wait_seconds: float) -> StepMetrics:
     return StepMetrics(record["step"], record["step_time_s"], data_wait_seconds,
                        record.get("loss"), record.get("lr"), norms,
                        record.get("tokens_per_s"), record.get("mfu"),
-                       record.get("samples_skipped", 0))
+                       record.get("samples_skipped", 0), record.get("val_loss"),
+                       record.get("val_ppl"))
 
 
 def _nvml(local_rank: int) -> Optional[Nvml]:

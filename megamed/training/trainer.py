@@ -43,6 +43,7 @@ from megamed.parallel.pipeline import (Runner, describe_partition, dry_run, form
                                       select_schedule)
 from megamed.parallel.random import seed_streams
 from megamed.parallel.state import ParallelState
+from megamed.training.evaluate import build_evaluator
 from megamed.training.loss import StepLoss
 from megamed.training.memory import SavedActivations, format_memory, gather_memory, rank_memory
 from megamed.training.metrics import MetricsLogger, flops_per_token
@@ -59,7 +60,8 @@ def local_device() -> torch.device:
 def build_dataset(cfg: Config):
     m, d = cfg.model, cfg.data
     if d.path:
-        return TokenFileDataset(d.path, m.vocab_size, m.seq_length, cfg.train.seed)
+        return TokenFileDataset(d.path, m.vocab_size, m.seq_length, cfg.train.seed,
+                                d.eval_fraction)
     return SyntheticBigramDataset(m.vocab_size, m.seq_length, cfg.train.seed,
                                   d.synthetic_branching)
 
@@ -199,6 +201,7 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
                     shape=activation_shape(cfg), dtype=PRECISION_DTYPES[t.precision],
                     device=device, prev_rank=state.ring_prev_rank,
                     next_rank=state.ring_next_rank)
+    evaluator = build_evaluator(cfg, state, runner, source)  # None without --eval-interval
     records = []
     for step in range(start, t.steps):
         started = time.time()
@@ -207,6 +210,7 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
         forward_step.data_wait = data_wait = DataWait()
         try:
             result = train_step(runner, optimizer, grads, lr, cfg, state)
+            validation = evaluator.after_step(step + 1) if evaluator else None
         except RuntimeError as e:
             # A dead peer surfaces as a timeout in some collective; say where we were.
             raise RuntimeError(f"{state.describe()}: step {step + 1} failed: {e}") from e
@@ -215,11 +219,13 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
             memory = gather_memory(rank_memory(grads, optimizer, forward_step.activations,
                                                device),
                                    device)
-        record = {"step": step + 1, "step_time_s": time.time() - started}
+        val = validation.fields() if validation else {}  # val_loss, val_ppl on every rank
+        started += validation.seconds if validation else 0.0  # not part of the step's time
+        record = {"step": step + 1, "step_time_s": time.time() - started, **val}
         if logger:
             record = logger.log(step + 1, result.loss, lr, result.grad_norm, step_tokens,
                                 time.time() - started, (step + 1) * step_tokens, memory,
-                                result.grad_norm_parts, result.loss_by_input)
+                                result.grad_norm_parts, result.loss_by_input, val)
             records.append(record)
             if memory:
                 print(format_memory(step + 1, memory), flush=True)
