@@ -1,0 +1,155 @@
+"""Training on the demo corpus's real shards (pydicom's CT, MR and ECG files, de-identified
+and sharded by the same code `examples/pretrain_32b.py` runs on first use), tiny-mm model:
+
+- TP2 x PP2 x DP2 and PP2 x DP4 (one 8-process launch) and DP2 (2 processes, reader
+  processes on) give the single-process losses (fp32, relative 1e-4);
+- the corpus has 5 shards, divisible by neither DP: every rank reads G / DP samples a step,
+  and the DP ranks' samples together are the single-process global batch;
+- a run stopped after step 2 and resumed with --load reads the same batches and gives the
+  same losses as the uninterrupted run; the checkpoint holds the consumed samples;
+- the tokenizer sets the vocabulary and the placeholder ids; shards whose arrays the
+  encoders cannot take are refused before training; no planted PHI is in the cache.
+"""
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from curves import assert_same_curve
+from distributed import run_distributed
+from megamed.config import ConfigError, load_config
+from megamed.data.demo import PLANTED_PHI
+from megamed.data.tokenizer import Tokenizer
+from megamed.training import shard_data
+from megamed.training.trainer import pretrain
+
+STEPS, RESUME_AT, GLOBAL_BATCH = 4, 2, 8
+
+
+def config(shards, parallel=None, data=None, steps=STEPS):
+    return load_config("tiny-mm", {
+        "model": {"vocab_size": 512},  # the tokenizer's bound; the real size comes from it
+        "parallel": parallel or {},
+        "train": {"steps": steps, "seed": 7, "log_interval": 100, "global_batch": GLOBAL_BATCH},
+        "data": {"source": "shards", "shards": shards, "loader_workers": 0, **(data or {})}})
+
+
+def recorded_run(cfg, save=None, load=None, save_interval=0):
+    """(loss, grad norm) per step, and {step: [sample ids of each micro batch]} this rank read."""
+    seen = {}
+    read_step = shard_data.ShardSource._read_step
+
+    def recording(self, step):
+        batches = read_step(self, step)
+        seen[step] = [b.sample_ids.tolist() for b in batches]
+        return batches
+
+    shard_data.ShardSource._read_step = recording
+    try:
+        cfg = cfg.replace(train={"save_interval": save_interval})
+        records = pretrain(cfg, save=save, load=load)
+    finally:
+        shard_data.ShardSource._read_step = read_step
+    return [(r["loss"], r["grad_norm"]) for r in records], seen
+
+
+def single_worker(shards):
+    return recorded_run(config(shards))
+
+
+def dp2_resume_worker(shards, ckpt):
+    """DP2 with one reader process per rank: the whole run (saving after step 2), then the
+    run resumed from that checkpoint as if the job had died after step 2."""
+    cfg = config(shards, data={"loader_workers": 1, "loader_prefetch": 2})
+    full = recorded_run(cfg, save=ckpt, save_interval=RESUME_AT)
+    (Path(ckpt) / "latest").write_text(f"step_{RESUME_AT:07d}\n")
+    payload = torch.load(Path(ckpt) / f"step_{RESUME_AT:07d}" / "tp00_pp00.pt",
+                         weights_only=False)
+    resumed = recorded_run(cfg, load=ckpt)
+    return {"full": full, "resumed": resumed, "data_state": payload.get("data")}
+
+
+def layouts_worker(shards):
+    return {"tp2_pp2_dp2": recorded_run(config(shards, {"tp": 2, "pp": 2})),
+            "pp2_dp4": recorded_run(config(shards, {"pp": 2}))}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """The demo corpus for tiny-mm's encoders, built as the entry point builds it."""
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEGAMED_CACHE", str(cache))
+        folder = shard_data.demo_corpus(config(None).model)
+        assert shard_data.demo_corpus(config(None).model) == folder  # built once, reused
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def reference(shards):
+    return run_distributed(single_worker, 1, shards)[0]
+
+
+def global_batches(per_rank_seen):
+    """{step: sample ids of the global batch} from each DP rank's reads, in DP order."""
+    return {step: [i for seen in per_rank_seen for micro in seen[step] for i in micro]
+            for step in per_rank_seen[0]}
+
+
+def test_tokenizer_sets_vocab_and_placeholders_and_loss_falls(shards, reference):
+    cfg = shard_data.prepare_data(config(shards))
+    tokenizer = Tokenizer(cfg.data.tokenizer)
+    assert cfg.model.vocab_size == tokenizer.vocab_size
+    assert cfg.model.image_encoder.placeholder_id == tokenizer.image_id
+    assert cfg.model.ecg_encoder.placeholder_id == tokenizer.ecg_id
+    losses = [loss for loss, _ in reference[0]]
+    assert losses[-1] < losses[0], losses
+    assert len(list(Path(shards).glob("shard-*.tar"))) == 5  # divisible by neither DP below
+
+
+def test_layouts_reproduce_single_process_with_uneven_shards(shards, reference):
+    ranks = run_distributed(layouts_worker, 8, shards)
+    expected = global_batches([reference[1]])
+    for name, dp in (("tp2_pp2_dp2", 2), ("pp2_dp4", 4)):
+        assert_same_curve(ranks[0][name][0], reference[0], STEPS)
+        # Ranks are TP fastest, then DP, then PP: the first stage's ranks of TP 0 are the
+        # DP ranks' readers; the last stage's ranks read the same samples (labels).
+        tp = 2 if name == "tp2_pp2_dp2" else 1
+        first = [ranks[d * tp][name][1] for d in range(dp)]
+        last = [ranks[8 - tp * dp + d * tp][name][1] for d in range(dp)]
+        for seen in first + last:
+            assert all(sum(map(len, seen[s])) == GLOBAL_BATCH // dp for s in range(STEPS))
+        assert global_batches(first) == global_batches(last) == expected
+    assert ranks[1]["tp2_pp2_dp2"][1] == ranks[0]["tp2_pp2_dp2"][1]  # TP ranks: same batches
+
+
+def test_dp2_and_resume_give_the_same_batches_and_losses(shards, reference, tmp_path):
+    ranks = run_distributed(dp2_resume_worker, 2, shards, str(tmp_path))
+    full, resumed = ranks[0]["full"], ranks[0]["resumed"]
+    assert_same_curve(full[0], reference[0], STEPS)
+    assert global_batches([r["full"][1] for r in ranks]) == global_batches([reference[1]])
+    assert ranks[0]["data_state"]["consumed_samples"] == RESUME_AT * GLOBAL_BATCH
+    assert resumed[0] == full[0][RESUME_AT:]  # bit-identical: same data, same state
+    for r in ranks:
+        assert r["resumed"][1] == {s: r["full"][1][s] for s in range(RESUME_AT, STEPS)}
+
+
+def test_shards_the_encoders_cannot_take_are_refused(shards):
+    other = dataclasses.replace(config(shards).model.image_encoder, shape=(8, 16, 16))
+    cfg = config(shards).replace(model={"image_encoder": other})
+    with pytest.raises(ConfigError, match=r"manifest.json: the shards hold image arrays "
+                                          r"\[2, 4, 16, 16\], the profile's image encoder "
+                                          r"takes \[2, 8, 16, 16\]"):
+        shard_data.prepare_data(cfg)
+
+
+def test_no_planted_phi_in_the_cached_corpus(shards):
+    """Everything training reads (shards, manifest, tokenizer); the raw input is not read."""
+    root = Path(shards).parent
+    files = [p for p in root.rglob("*") if p.is_file() and "raw" not in p.relative_to(root).parts]
+    assert any(p.name == "tokenizer.model" for p in files) and len(files) > 5
+    for path in files:
+        data = path.read_bytes()
+        for phi in PLANTED_PHI:
+            assert phi.encode() not in data, f"planted PHI {phi!r} in {path.name}"
