@@ -11,7 +11,9 @@ Demo corpus. `--data-source demo` (the `demo` profile's default from the command
 the demo corpus (pydicom's real CT, MR and ECG files; megamed/data/demo.py) with the
 preprocessing the profile's encoders take (`preprocess.for_encoders`) and a tokenizer, once,
 into $MEGAMED_CACHE/demo-<preprocess hash> (default ~/.cache/megamed). A file lock makes the
-first process build it while the others (ranks of the same machine) wait, then reuse it.
+first process build it while the others (ranks of the same machine) wait, then reuse it. Its
+de-identification key is fixed and public (the demo patients are fictional), so every
+machine builds byte-identical shards and the same tokenizer.
 
 Source. `ShardSource.micro_batch(step, micro, fields)` is TokenSource's call; the steps come
 in order from the loader's iterator (its reader processes prefetch the next micro batches)
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -36,6 +39,7 @@ from megamed.data.packing import TokenBudget
 from megamed.data.preprocess import PreprocessConfig, array_shapes, for_encoders
 from megamed.data.tokenizer import Tokenizer, TokenizerError
 
+DEMO_KEY = hashlib.sha256(b"megamed demo corpus: fictional patients").hexdigest()
 DEMO_STUDIES = 18  # 5 shards of 4: three studies of each kind, seconds to build
 
 
@@ -65,7 +69,10 @@ def _build_demo(root: Path, preprocess: PreprocessConfig, vocab_size: int) -> No
         shutil.rmtree(root)
     print(f"building the demo corpus (real DICOM and ECG files from pydicom) into {root}",
           file=sys.stderr, flush=True)
-    make_demo(root, DEMO_STUDIES, tokenizer=True, preprocess=preprocess, vocab_size=vocab_size)
+    root.mkdir(parents=True)
+    (root / "demo.key").write_text(DEMO_KEY)
+    make_demo(root, DEMO_STUDIES, key_file=root / "demo.key", tokenizer=True,
+              preprocess=preprocess, vocab_size=vocab_size)
 
 
 def prepare_data(cfg: Config) -> Config:
