@@ -96,7 +96,7 @@ def prepare_data(cfg: Config) -> Config:
     except TokenizerError as e:
         raise ConfigError(f"tokenizer {e}") from None
     model = with_tokenizer(cfg.model, tokenizer)
-    check_shapes(manifest_path, manifest.get("preprocess") or {}, model)
+    check_shapes(manifest_path, manifest.get("preprocess") or {}, model, cfg.profile)
     return cfg.replace(model={f.name: getattr(model, f.name)
                               for f in dataclasses.fields(model)},
                        data={"source": "shards", "tokenizer": str(path)})
@@ -111,7 +111,7 @@ def with_tokenizer(model: ModelConfig, tokenizer) -> ModelConfig:
     return dataclasses.replace(model, **changes)
 
 
-def check_shapes(where: Path, preprocess: dict, model: ModelConfig) -> None:
+def check_shapes(where: Path, preprocess: dict, model: ModelConfig, profile: str) -> None:
     """The shards' array shapes (from their preprocessing) against the encoders' inputs."""
     try:
         shapes = array_shapes(PreprocessConfig.from_dict(preprocess))
@@ -122,9 +122,9 @@ def check_shapes(where: Path, preprocess: dict, model: ModelConfig) -> None:
         if tuple(shapes[name]) != expected:
             raise ConfigError(
                 f"{where}: the shards hold {name} arrays {list(shapes[name])}, the profile's "
-                f"{name} encoder takes {list(expected)}; rebuild the shards with the "
-                f"preprocessing the profile implies (megamed.data.preprocess.for_encoders) "
-                f"or choose a profile that matches them")
+                f"{name} encoder takes {list(expected)}; rebuild them with "
+                f"tools/make_shards.py --model-profile {profile} or choose a profile that "
+                f"matches them")
 
 
 def loader_config(cfg: Config) -> LoaderConfig:
@@ -155,8 +155,14 @@ class ShardSource:
     @classmethod
     def for_rank(cls, cfg: Config, state, device) -> "ShardSource":
         tokenizer = Tokenizer(cfg.data.tokenizer)
-        return cls(ShardLoader.for_rank(cfg.data.shards, tokenizer, loader_config(cfg), state),
-                   device)
+        loader = ShardLoader.for_rank(cfg.data.shards, tokenizer, loader_config(cfg), state)
+        if state.rank == 0:
+            ids = ", ".join(f"{n} {e.placeholder_id}" for n, e in cfg.model.encoders().items())
+            print(f"data: {loader.num_samples} samples in {len(loader.manifest.shards)} shards "
+                  f"of {cfg.data.shards}; tokenizer {cfg.data.tokenizer}: {tokenizer.vocab_size} "
+                  f"pieces (the model's vocabulary)" + (f", placeholder ids {ids}" if ids else ""),
+                  flush=True)
+        return cls(loader, device)
 
     def micro_batch(self, step: int, micro: int, fields: frozenset) -> MicroBatch:
         self.consumed = (step + 1) * self.loader.config.global_batch

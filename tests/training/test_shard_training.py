@@ -174,3 +174,23 @@ def test_data_flag_errors_are_one_line_and_exit_2(flags, message, capsys, monkey
     assert _entry_point()(["--profile", "tiny-mm", *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_make_shards_model_profile_writes_shards_the_model_takes(shards, tmp_path):
+    """tools/make_shards.py --model-profile: shards whose arrays fit that profile's encoders
+    (the default preset's 256 x 256 slices would be refused, as above)."""
+    import importlib.util
+    root = Path(shards).parent
+    spec = importlib.util.spec_from_file_location(
+        "make_shards", Path(__file__).resolve().parents[2] / "tools" / "make_shards.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / "shards"
+    assert tool.main([str(root / "raw"), str(out), "--key-file", str(root / "demo.key"),
+                      "--model-profile", "tiny-mm", "--tokenizer",
+                      str(root / "tokenizer.model"), "--no-progress"]) == 0
+    cfg = shard_data.prepare_data(config(str(out)))
+    assert cfg.data.tokenizer == str(root / "tokenizer.model")
+    refused = load_config("demo", {"data": {"shards": str(out)}})
+    with pytest.raises(ConfigError, match="--model-profile demo"):
+        shard_data.prepare_data(refused)
