@@ -191,9 +191,17 @@ class ShardSource:
         return next(self._steps)
 
     def state_dict(self) -> dict:
-        return dict(self.loader.state_dict(), consumed_samples=self.consumed)
+        return dict(self.loader.state_dict(), consumed_samples=self.consumed,
+                    global_batch=self.loader.config.global_batch)
 
     def load_state_dict(self, state: dict) -> None:
+        """Refused on every rank alike (before any step) for another corpus, seed or global
+        batch: the saved consumed count would not be this run's step boundary."""
+        g = self.loader.config.global_batch
+        if state.get("global_batch", g) != g:
+            raise LoaderStateError(f"the checkpoint's loader ran with global batch "
+                                   f"{state['global_batch']}, this run's is {g}: resume with "
+                                   f"the global batch it was saved with")
         self.loader.load_state_dict(state)
         self.consumed = self.loader.consumed_samples
         self._steps, self._step, self._restored = None, None, True

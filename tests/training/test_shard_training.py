@@ -194,3 +194,25 @@ def test_make_shards_model_profile_writes_shards_the_model_takes(shards, tmp_pat
     refused = load_config("demo", {"data": {"shards": str(out)}})
     with pytest.raises(ConfigError, match="--model-profile demo"):
         shard_data.prepare_data(refused)
+
+
+def test_resume_with_another_global_batch_is_refused(shards):
+    from megamed.data.batch import INPUTS
+    from megamed.data.loader import LoaderStateError, ShardLoader
+
+    def source(global_batch):
+        cfg = shard_data.prepare_data(config(shards)).replace(
+            train={"global_batch": global_batch})
+        loader = ShardLoader(shards, Tokenizer(cfg.data.tokenizer), shard_data.loader_config(cfg))
+        return shard_data.ShardSource(loader, "cpu")
+
+    saved = source(8)
+    saved.micro_batch(0, 0, INPUTS)
+    saved.micro_batch(1, 0, frozenset())  # a middle stage's call still counts the step
+    assert saved.state_dict()["consumed_samples"] == 16
+    resumed = source(8)
+    resumed.load_state_dict(saved.state_dict())
+    assert torch.equal(resumed.micro_batch(2, 1, INPUTS).tokens,
+                       source(8).micro_batch(2, 1, INPUTS).tokens)
+    with pytest.raises(LoaderStateError, match="global batch 8, this run's is 4"):
+        source(4).load_state_dict(saved.state_dict())
