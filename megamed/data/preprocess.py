@@ -107,8 +107,8 @@ def for_encoders(encoders: dict, base: PreprocessConfig = PreprocessConfig()) ->
     if image is not None:
         shape = tuple(image.shape)
         if shape[-1] != shape[-2] or image.channels > len(base.ct_windows):
-            raise ValueError(f"image encoder input [{image.channels}, {', '.join(map(str, shape))}]: "
-                             f"the shards hold square slices and at most "
+            dims = ", ".join(map(str, (image.channels, *shape)))
+            raise ValueError(f"image encoder input [{dims}]: the shards hold square slices and at most "
                              f"{len(base.ct_windows)} CT windows {base.ct_windows}")
         values.update(ct_windows=base.ct_windows[:image.channels], image_size=shape[-1],
                       image_mode="3d" if len(shape) == 3 else "2d",
@@ -129,7 +129,8 @@ def array_shapes(config: PreprocessConfig) -> dict:
     """{modality: shape} of the arrays shards made with `config` hold (an MR image has one
     channel where a CT has one per window)."""
     size = (config.image_size,) * 2
-    image = (len(config.ct_windows),) + ((config.depth,) if config.image_mode == "3d" else ()) + size
+    depth = (config.depth,) if config.image_mode == "3d" else ()
+    image = (len(config.ct_windows), *depth, *size)
     return {"image": image, "ecg": (config.ecg_leads, config.length("ecg")),
             "eeg": (config.eeg_leads, config.length("eeg"))}
 

@@ -10,8 +10,9 @@ run stops before it starts. Every such problem is a ConfigError naming the file.
 Demo corpus. `--data-source demo` (the `demo` profile's default from the command line) builds
 the demo corpus (pydicom's real CT, MR and ECG files; megamed/data/demo.py) with the
 preprocessing the profile's encoders take (`preprocess.for_encoders`) and a tokenizer, once,
-into $MEGAMED_CACHE/demo-<preprocess hash> (default ~/.cache/megamed). A file lock makes the
-first process build it while the others (ranks of the same machine) wait, then reuse it. Its
+into $MEGAMED_CACHE/demo-<preprocess hash>-v<vocab> (default ~/.cache/megamed). A file lock
+makes the first process build it while the others (ranks of the same machine) wait, then
+reuse it. Its
 de-identification key is fixed and public (the demo patients are fictional), so every
 machine builds byte-identical shards and the same tokenizer.
 
@@ -41,6 +42,7 @@ from megamed.data.tokenizer import Tokenizer, TokenizerError
 
 DEMO_KEY = hashlib.sha256(b"megamed demo corpus: fictional patients").hexdigest()
 DEMO_STUDIES = 18  # 5 shards of 4: three studies of each kind, seconds to build
+MIN_DEMO_VOCAB = 512  # a tokenizer needs 256 byte pieces + 7 specials; tiny's 256 is too few
 
 
 def cache_dir() -> Path:
@@ -50,7 +52,8 @@ def cache_dir() -> Path:
 def demo_corpus(model: ModelConfig) -> Path:
     """The shards folder of the demo corpus for this model's encoders, built on first use."""
     preprocess = for_encoders(model.encoders())
-    root = cache_dir() / f"demo-{preprocess.hash()[:12]}"
+    vocab_size = max(model.vocab_size, MIN_DEMO_VOCAB)
+    root = cache_dir() / f"demo-{preprocess.hash()[:12]}-v{vocab_size}"
     ready = root / "READY"
     if ready.exists():
         return root / "shards"
@@ -58,7 +61,7 @@ def demo_corpus(model: ModelConfig) -> Path:
     with open(root.parent / f"{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one builder per machine; the others wait here
         if not ready.exists():
-            _build_demo(root, preprocess, model.vocab_size)
+            _build_demo(root, preprocess, vocab_size)
             ready.write_text("built\n")
     return root / "shards"
 
@@ -97,9 +100,8 @@ def prepare_data(cfg: Config) -> Config:
         raise ConfigError(f"tokenizer {e}") from None
     model = with_tokenizer(cfg.model, tokenizer)
     check_shapes(manifest_path, manifest.get("preprocess") or {}, model, cfg.profile)
-    return cfg.replace(model={f.name: getattr(model, f.name)
-                              for f in dataclasses.fields(model)},
-                       data={"source": "shards", "tokenizer": str(path)})
+    cfg = cfg.replace(data={"source": "shards", "tokenizer": str(path)})
+    return dataclasses.replace(cfg, model=model)
 
 
 def with_tokenizer(model: ModelConfig, tokenizer) -> ModelConfig:
