@@ -9,7 +9,9 @@ and sharded by the same code `examples/pretrain_32b.py` runs on first use), tiny
 - a run stopped after step 2 and resumed with --load reads the same batches and gives the
   same losses as the uninterrupted run; the checkpoint holds the consumed samples;
 - the tokenizer sets the vocabulary and the placeholder ids; shards whose arrays the
-  encoders cannot take are refused before training; no planted PHI is in the cache.
+  encoders cannot take are refused before training (make_shards --model-profile writes ones
+  they can); another global batch on resume is refused; no planted PHI is in the cache;
+- the data flags' errors are one line and exit status 2.
 """
 import dataclasses
 from pathlib import Path
