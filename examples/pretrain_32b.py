@@ -1,7 +1,12 @@
 """Pretrain the megamed decoder.
 
     torchrun --nproc_per_node 8 examples/pretrain_32b.py --profile m-32b --save ckpt/
-    python examples/pretrain_32b.py                  # CPU: the 'demo' profile, synthetic data
+    python examples/pretrain_32b.py                  # CPU: the 'demo' profile on the demo corpus
+    python examples/pretrain_32b.py --data-shards shards/ --profile tiny-mm   # your shards
+
+With no --data / --data-shards the demo profile trains on the demo corpus (real DICOM and ECG
+files that ship with pydicom, de-identified and sharded into $MEGAMED_CACHE, default
+~/.cache/megamed, on first use in seconds; reused afterwards).
 
 DP = world size / (TP x PP). Every optimizer step appends one JSON object to
 --metrics-jsonl (step, loss, lr, grad_norm, tokens, tokens_per_s, mfu, ...).
@@ -16,13 +21,16 @@ import torch.distributed as dist
 from megamed.audit import AuditError
 from megamed.checkpoint import CheckpointError
 from megamed.config import ConfigError, resolve
+from megamed.data.loader import LoaderStateError, SkipLimitError
+from megamed.data.shard_reader import ShardError
 from megamed.data.tokens import TokenFileError
 from megamed.monitoring import MonitoringError
 from megamed.parallel.state import init_distributed
 from megamed.training.arguments import parse_config
 from megamed.training.trainer import pretrain
 
-USER_ERRORS = (ConfigError, TokenFileError, CheckpointError)
+USER_ERRORS = (ConfigError, TokenFileError, CheckpointError, ShardError, SkipLimitError,
+               LoaderStateError)
 
 
 def _fail(e: Exception) -> int:

@@ -175,11 +175,16 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "synthetic"        # synthetic | tokens (files of token ids at `path`)
+    source: str = "synthetic"        # synthetic | tokens (`path`) | shards (`shards`) | demo
     path: Optional[str] = None       # glob of token files (.npy / .bin)
     synthetic_branching: int = 4     # successors per token in the synthetic bigram stream
-    eval_fraction: float = 0.0       # share of the token-file samples held out of training
+    eval_fraction: float = 0.0       # share of the token-file or shard samples held out of training
     eval_path: Optional[str] = None  # glob of held-out token files (validation only)
+    shards: Optional[str] = None     # folder of make_shards' manifest.json (training/shard_data.py)
+    tokenizer: Optional[str] = None  # sentencepiece model; None: the one the manifest names
+    loader_workers: int = 2          # reader processes per rank (0: read in the trainer)
+    loader_prefetch: int = 2         # micro batches in flight per reader process
+    max_skip_fraction: float = 0.01  # unreadable samples tolerated before the run fails
 
 
 @dataclass(frozen=True)
@@ -534,11 +539,28 @@ def _check_encoders(cfg: Config) -> None:
 
 
 def _check_data(d: DataConfig) -> None:
+    _check_choice(d.source, ("synthetic", "tokens", "shards", "demo"), "data.source")
+    if d.path and d.shards:
+        raise ConfigError("data.path (--data) and data.shards (--data-shards) are both set: "
+                          "choose one")
     if d.path:
         if not glob.glob(d.path):
             raise ConfigError(f"data.path={d.path!r} (--data): no file matches this glob")
-    elif d.source != "synthetic":
-        raise ConfigError(f"data.source={d.source!r} needs data.path (--data GLOB)")
+    elif d.shards:
+        if not (Path(d.shards) / "manifest.json").is_file():
+            raise ConfigError(f"data.shards={d.shards!r} (--data-shards): no manifest.json in "
+                              f"this folder (run tools/make_shards.py to the end)")
+    elif d.source in ("tokens", "shards"):
+        raise ConfigError(f"data.source={d.source!r} needs data.path (--data GLOB) or "
+                          f"data.shards (--data-shards DIR)")
+    if d.tokenizer and not Path(d.tokenizer).is_file():
+        raise ConfigError(f"data.tokenizer={d.tokenizer!r} (--tokenizer): no such file")
+    if d.loader_workers < 0 or d.loader_prefetch < 1:
+        raise ConfigError(f"data.loader_workers ({d.loader_workers}) must be >= 0 and "
+                          f"data.loader_prefetch ({d.loader_prefetch}) >= 1")
+    if not 0 <= d.max_skip_fraction < 1:
+        raise ConfigError(f"data.max_skip_fraction={d.max_skip_fraction} (--max-skip-fraction) "
+                          f"must be in [0, 1)")
 
 
 def _check_validation(cfg: Config) -> None:
@@ -557,3 +579,6 @@ def _check_validation(cfg: Config) -> None:
     if t.eval_interval and d.path and not (d.eval_path or d.eval_fraction):
         raise ConfigError(f"--eval-interval {t.eval_interval} with token files (--data) needs "
                           f"held-out samples: --eval-fraction F (e.g. 0.01) or --eval-data GLOB")
+    if t.eval_interval and d.shards and not d.eval_fraction:
+        raise ConfigError(f"--eval-interval {t.eval_interval} with shards (--data-shards) needs "
+                          f"held-out samples: --eval-fraction F (e.g. 0.05)")

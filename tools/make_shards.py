@@ -18,8 +18,9 @@ import os
 import sys
 
 from megamed.audit import AuditError, record_event
+from megamed.config import load_config
 from megamed.data.deid import DeidError, key_id, load_key
-from megamed.data.preprocess import PRESETS, preset
+from megamed.data.preprocess import PRESETS, for_encoders, preset
 from megamed.data.shards import ShardError, make_shards, merge_manifest
 
 
@@ -30,6 +31,9 @@ def main(argv=None) -> int:
     a.add_argument("--key-file", help="de-identification key (default: $MEGAMED_DEID_KEY_FILE)")
     a.add_argument("--profile", default="demo", choices=sorted(PRESETS),
                    help="preprocessing preset (windows, sizes, rates; default demo)")
+    a.add_argument("--model-profile", help="shape the arrays for this training profile's "
+                   "encoders (configs/NAME.yaml: image channels and size, waveform leads and "
+                   "samples), the rest from --profile")
     a.add_argument("--samples-per-shard", type=int, default=64)
     a.add_argument("--workers", type=int, default=1, help="processes on this machine")
     a.add_argument("--num-workers", type=int,
@@ -52,6 +56,8 @@ def main(argv=None) -> int:
             print(f"wrote {merge_manifest(args.out, tokenizer=args.tokenizer)}")
             return 0
         key, config = load_key(args.key_file), preset(args.profile)
+        if args.model_profile:
+            config = for_encoders(load_config(args.model_profile).model.encoders(), config)
         summary = make_shards(args.raw, args.out, key, config,
                               samples_per_shard=args.samples_per_shard, workers=args.workers,
                               num_workers=args.num_workers, worker_index=args.worker_index,

@@ -215,10 +215,12 @@ def _write_bad_inputs(raw: Path, files: Path) -> None:
 
 
 def make_demo(root: str | Path, studies: int = 12, *, key_file: str | Path | None = None,
-              bad_inputs: bool = False, tokenizer: bool = False, workers: int = 1) -> dict:
-    """The whole demo: `root/raw` (build_raw), `root/shards` (make_shards with the demo
-    preset; a rerun skips verified shards) and, with `tokenizer`, `root/tokenizer.model`
-    (recorded in the manifest). The key: `key_file`, else $MEGAMED_DEID_KEY_FILE, else a
+              bad_inputs: bool = False, tokenizer: bool = False, workers: int = 1,
+              preprocess=None, vocab_size: int | None = None) -> dict:
+    """The whole demo: `root/raw` (build_raw), `root/shards` (make_shards with `preprocess`,
+    default the demo preset; a rerun skips verified shards) and, with `tokenizer`,
+    `root/tokenizer.model` of at most `vocab_size` pieces (default: the demo profile's;
+    recorded in the manifest). The key: `key_file`, else $MEGAMED_DEID_KEY_FILE, else a
     random key created once as `root/demo.key` (mode 600; demo data only). Returns
     make_shards' summary plus "shards" (the folder) and "tokenizer" (path or None)."""
     from megamed.config import load_config
@@ -238,11 +240,12 @@ def make_demo(root: str | Path, studies: int = 12, *, key_file: str | Path | Non
                 f.write(secrets.token_hex(32))
     corpus = build_raw(root / "raw", studies, bad_inputs=bad_inputs)
     out = root / "shards"
-    summary = make_shards(corpus.raw, out, load_key(key_file), preset("demo"),
+    summary = make_shards(corpus.raw, out, load_key(key_file), preprocess or preset("demo"),
                           samples_per_shard=4, workers=workers, progress=False)
     model = None
     if tokenizer:
         model = train_tokenizer(texts_from_shards(sorted(out.glob("shard-*.tar"))),
-                                root / "tokenizer", load_config("demo").model.vocab_size)
+                                root / "tokenizer",
+                                vocab_size or load_config("demo").model.vocab_size)
         merge_manifest(out, tokenizer=str(model))
     return dict(summary, shards=str(out), tokenizer=model and str(model))

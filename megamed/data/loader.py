@@ -16,7 +16,8 @@ shard stops the run with a `ShardError` naming it. A manifest made with another
 preprocessing config than `LoaderConfig.preprocess_hash` is refused the same way.
 
 Pipeline stages. `need_inputs` (the first stage) gets tokens, images, ECG and EEG;
-`need_labels` (the last stage) gets targets and the loss mask; a middle stage (neither)
+`need_labels` (the last stage) gets targets, the loss mask and the presence flags
+(`has_image`, ... for the loss per input kind); a middle stage (neither)
 opens no shard and gets empty MicroBatch objects. `micro_batch(step, micro, fields)` reads
 one micro batch with only the named fields, as `batch.TokenSource` does. TP ranks of one DP rank build the same loader (same dp_rank) and so see identical batches
 without a broadcast.
@@ -28,6 +29,10 @@ epoch's permutation that is good. The verdict reads the same small members and h
 every stage, so all ranks replace it identically. The run raises `SkipLimitError` once the
 skipped share of samples read by this rank exceeds `max_skip_fraction` (judged after
 `skip_check_after` samples; the counts restart when a run resumes).
+
+Modalities. A modality with a zero placeholder budget (`LoaderConfig.budget`) is one the
+model has no encoder for: its arrays are neither checked nor read, it gets no placeholders
+and its presence flag is False (the sample trains as its other inputs and text).
 
 Document boundaries. One study per sequence: a row holds one study's placeholders and
 report, padded to seq_length + 1 (`packing.py`). No sequence spans two documents, so plain
@@ -53,7 +58,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from megamed.data.batch import INPUTS, LABELS, MicroBatch
+from megamed.data.batch import INPUTS, LABELS, PRESENCE, MicroBatch
 from megamed.data.packing import MODALITIES, TokenBudget, pack_study, special_ids
 from megamed.data.sampler import held_out_samples
 from megamed.data.shard_reader import ARRAYS, EXTS, Manifest, SampleError, ShardError, ShardFiles
@@ -62,7 +67,7 @@ log = logging.getLogger(__name__)
 MAX_CONSECUTIVE_SKIPS = 64  # a run of unreadable samples this long means a broken corpus
 ARRAY_FIELDS = {"images": "image", "ecg": "ecg", "eeg": "eeg"}  # MicroBatch field -> modality
 FIRST_STAGE = INPUTS | frozenset(ARRAY_FIELDS)  # tokens and every modality's arrays
-KNOWN_FIELDS = FIRST_STAGE | LABELS
+KNOWN_FIELDS = FIRST_STAGE | LABELS | PRESENCE
 
 
 class LoaderConfigError(ValueError):
@@ -131,6 +136,7 @@ class _Assembler:
         self.files = ShardFiles(manifest, config.verify_sha256)
         self.order = _split_order(len(manifest), config, split)
         self.ids = special_ids(tokenizer)
+        self.used = tuple(m for m in MODALITIES if getattr(config.budget, m) > 0)
         self._shapes: Optional[dict] = None
 
     @property
@@ -140,7 +146,8 @@ class _Assembler:
         if self._shapes is None:
             c = self.config
             given = {"image": c.image_shape, "ecg": c.ecg_shape, "eeg": c.eeg_shape}
-            self._shapes = {m: given[m] if given[m] is not None else self._first_shape(m)
+            self._shapes = {m: None if m not in self.used else given[m]
+                            if given[m] is not None else self._first_shape(m)
                             for m in MODALITIES}
         return self._shapes
 
@@ -196,20 +203,22 @@ class _Assembler:
             if "loss_mask" in fields:
                 batch.loss_mask = torch.from_numpy(np.stack(masks))
         for name, modality in ARRAY_FIELDS.items():
+            if name in fields or f"has_{modality}" in fields:
+                setattr(batch, "has_" + modality, torch.tensor(
+                    [modality in self.used and modality in i.arrays for i in infos]))
             if name in fields:
                 self._stack_arrays(batch, name, modality, infos)
         return batch, skips
 
     def _pack(self, info):
         text_ids = self.tokenizer.encode(info.text) if info.text else []
-        return pack_study(text_ids, tuple(info.arrays), self.config.seq_length,
+        present = tuple(m for m in info.arrays if m in self.used)
+        return pack_study(text_ids, present, self.config.seq_length,
                           self.config.budget, self.ids)
 
     def _stack_arrays(self, batch: MicroBatch, name: str, modality: str, infos: list) -> None:
         shape = self.shapes[modality]
-        present = torch.tensor([modality in i.arrays for i in infos])
-        setattr(batch, "has_" + modality, present)
-        if shape is None:  # no sample of the corpus has this modality
+        if shape is None:  # no sample of the corpus has this modality, or the model no encoder
             return
         out = np.zeros((len(infos), *shape), dtype=np.float16)
         for row, info in enumerate(infos):
@@ -301,8 +310,8 @@ class ShardLoader:
         self.micro_batches_per_step = c.global_batch // (dp_size * c.micro_batch)
         self.consumed_samples = 0
         self.skipped = self.read = 0
-        fields = (FIRST_STAGE if need_inputs else frozenset()) | (LABELS if need_labels
-                                                                  else frozenset())
+        fields = (FIRST_STAGE if need_inputs else frozenset()) | (LABELS | PRESENCE
+                                                                  if need_labels else frozenset())
         self._assembler = _Assembler(self.manifest, tokenizer, config, dp_rank, dp_size, fields,
                                      split)
         self._held_out_args = (root, tokenizer, config, dp_rank, dp_size, need_inputs,

@@ -95,6 +95,46 @@ def preset(name: str) -> PreprocessConfig:
     return PRESETS[name]
 
 
+def for_encoders(encoders: dict, base: PreprocessConfig = PreprocessConfig()) -> PreprocessConfig:
+    """The preprocessing whose arrays a model's encoders take ({modality: EncoderConfig},
+    `ModelConfig.encoders()`): image channels = the first CT windows of `base`, "3d" for a
+    [D, H, W] shape (depth D), size H (square only); waveform leads = channels and samples =
+    shape[0], keeping `base`'s duration (the rate follows, the band's top is lowered below
+    0.4 x rate where needed). configs/demo.yaml's [2, 8, 32, 32] image and 12 x 256 ECG give
+    soft-tissue and lung windows on 8 x 32 x 32 voxels and a 10 s ECG at 25.6 Hz."""
+    values: dict = {}
+    image = encoders.get("image")
+    if image is not None:
+        shape = tuple(image.shape)
+        if shape[-1] != shape[-2] or image.channels > len(base.ct_windows):
+            dims = ", ".join(map(str, (image.channels, *shape)))
+            raise ValueError(f"image encoder input [{dims}]: the shards hold square slices and at most "
+                             f"{len(base.ct_windows)} CT windows {base.ct_windows}")
+        values.update(ct_windows=base.ct_windows[:image.channels], image_size=shape[-1],
+                      image_mode="3d" if len(shape) == 3 else "2d",
+                      depth=shape[0] if len(shape) == 3 else base.depth)
+    for kind in ("ecg", "eeg"):
+        e = encoders.get(kind)
+        if e is None:
+            continue
+        seconds = getattr(base, f"{kind}_seconds")
+        rate = e.shape[0] / seconds
+        low, high = getattr(base, f"{kind}_band_hz")
+        values.update({f"{kind}_leads": e.channels, f"{kind}_rate_hz": rate,
+                       f"{kind}_band_hz": (low, min(high, round(0.4 * rate, 3)))})
+    return dataclasses.replace(base, **values)
+
+
+def array_shapes(config: PreprocessConfig) -> dict:
+    """{modality: shape} of the arrays shards made with `config` hold (an MR image has one
+    channel where a CT has one per window)."""
+    size = (config.image_size,) * 2
+    depth = (config.depth,) if config.image_mode == "3d" else ()
+    image = (len(config.ct_windows), *depth, *size)
+    return {"image": image, "ecg": (config.ecg_leads, config.length("ecg")),
+            "eeg": (config.eeg_leads, config.length("eeg"))}
+
+
 # ---------------------------------------------------------------- images
 
 def _unit_range(volume: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:

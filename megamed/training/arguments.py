@@ -113,7 +113,21 @@ def _groups() -> dict[str, tuple[Flag, ...]]:
         ),
         "data and output": (
             F("--data", "data.path", "glob of token files (.npy / .bin); default: the built-in "
-              "synthetic stream"),
+              "synthetic stream (the demo corpus for the demo profile)"),
+            F("--data-shards", "data.shards", "folder of WebDataset shards with the "
+              "manifest.json of tools/make_shards.py"),
+            F("--tokenizer", "data.tokenizer", "sentencepiece model for --data-shards; default: "
+              "the one the manifest names"),
+            F("--data-source", "data.source", "where samples come from; derived from "
+              "--data / --data-shards; demo: the demo corpus built once into $MEGAMED_CACHE "
+              "(default ~/.cache/megamed), the demo profile's default",
+              choices=("synthetic", "tokens", "shards", "demo")),
+            F("--loader-workers", "data.loader_workers", "shard reader processes per rank (0: "
+              "read in the training process)", int),
+            F("--loader-prefetch", "data.loader_prefetch", "micro batches in flight per shard "
+              "reader process", int),
+            F("--max-skip-fraction", "data.max_skip_fraction", "fail the run once this share of "
+              "the samples read was unreadable (each skip is logged and replaced)", float),
             F("--save", None, "directory to write checkpoints to"),
             F("--save-interval", "train.save_interval", "save every N steps (0: at the end "
               "only)", int),
@@ -181,7 +195,8 @@ def default_profile() -> tuple[str, Optional[str]]:
     if torch.cuda.is_available():
         return "medllm-32b", None
     return "demo", ("note: no CUDA device found; running the small 'demo' profile on the CPU "
-                    "with the built-in synthetic data (pass --profile to choose another)")
+                    "on the demo corpus (real DICOM and ECG files; pass --profile to choose "
+                    "another, --data-source synthetic for the synthetic studies)")
 
 
 def overrides_of(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -192,8 +207,12 @@ def overrides_of(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if f.key and value is not None:
             section, key = f.key.split(".")
             overrides.setdefault(section, {})[key] = value
-    if args.data:
-        overrides.setdefault("data", {})["source"] = "tokens"
+    data = overrides.setdefault("data", {})
+    if args.data_source is None:
+        if args.data or args.data_shards:
+            data["source"] = "tokens" if args.data else "shards"
+        elif args.profile == "demo":  # the newcomer's first run reads real medical files
+            data["source"] = "demo"
     return overrides
 
 

@@ -48,6 +48,7 @@ from megamed.training.loss import StepLoss
 from megamed.training.memory import SavedActivations, format_memory, gather_memory, rank_memory
 from megamed.training.metrics import MetricsLogger, flops_per_token
 from megamed.training.optimizer import DistributedAdamW, build_optimizer, counts_once, lr_at
+from megamed.training.shard_data import ShardSource, prepare_data
 from megamed.training.telemetry import build_sinks, step_metrics
 
 
@@ -67,9 +68,11 @@ def build_dataset(cfg: Config):
 
 
 def build_source(cfg: Config, state: ParallelState, device):
-    """The data source of this DP rank: token files, synthetic studies with images and
-    waveforms (a model with encoders), or the synthetic bigram stream."""
+    """The data source of this DP rank: WebDataset shards, token files, synthetic studies
+    with images and waveforms (a model with encoders), or the synthetic bigram stream."""
     t = cfg.train
+    if cfg.data.shards:
+        return ShardSource.for_rank(cfg, state, device)
     layout = BatchLayout(t.global_batch, t.micro_batch, state.dp)
     if cfg.model.encoders() and not cfg.data.path:
         return StudySource(SyntheticStudies(cfg.model, t.seed), layout, state.dp_rank, device)
@@ -171,7 +174,7 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
 def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
               metrics_jsonl: Optional[str], print_schedule: bool, sinks: SinkGroup) -> list[dict]:
     device = local_device()
-    cfg = resolve(cfg, dist.get_world_size(), device.type)
+    cfg = resolve(prepare_data(cfg), dist.get_world_size(), device.type)
     p, t = cfg.parallel, cfg.train
     state = ParallelState.create(p.tp, p.pp)
     rng = seed_streams(t.seed, state.tp_rank, state.pp_rank)
@@ -181,7 +184,7 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
     grads = data_parallel(chunks, state, p)
     optimizer = build_optimizer(grads, t, state, p.zero_stage)
     source = build_source(cfg, state, device)
-    start = _load(load, state, chunks, grads, optimizer, rng, cfg) if load else 0
+    start = _load(load, state, chunks, grads, optimizer, rng, cfg, source) if load else 0
     if load:
         sinks.event("checkpoint_load", checkpoint=load, step=start)
     logger = None
@@ -232,11 +235,13 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
         sinks.step(step_metrics(record, data_wait.seconds))
         if save and t.save_interval and (step + 1) % t.save_interval == 0:
             sinks.event("checkpoint_save", step=step + 1, checkpoint=str(
-                _save(save, step + 1, state, chunks, grads, optimizer, rng, cfg)))
+                _save(save, step + 1, state, chunks, grads, optimizer, rng, cfg, source)))
     grads.wait_params()
     if save and (not t.save_interval or t.steps % t.save_interval):
         sinks.event("checkpoint_save", step=t.steps, checkpoint=str(
-            _save(save, t.steps, state, chunks, grads, optimizer, rng, cfg)))
+            _save(save, t.steps, state, chunks, grads, optimizer, rng, cfg, source)))
+    if hasattr(source, "close"):
+        source.close()
     if logger:
         logger.close()
     return records
@@ -266,7 +271,7 @@ def _describe(cfg: Config, state: ParallelState, device, total_params: int,
                               p.virtual_stages), flush=True)
 
 
-def _load(directory, state, chunks, grads, optimizer, rng, cfg: Config) -> int:
+def _load(directory, state, chunks, grads, optimizer, rng, cfg: Config, source=None) -> int:
     step, payload = checkpoint.load(directory, state, cfg)
     with grads.full_parameters():
         for chunk, chunk_state in zip(chunks, payload["model"]):
@@ -274,10 +279,12 @@ def _load(directory, state, chunks, grads, optimizer, rng, cfg: Config) -> int:
     optimizer.load_state_dict(payload["optimizer"])
     rng.set_states(payload["rng"])
     torch.set_rng_state(payload["torch_rng"])
+    if "data" in payload and hasattr(source, "load_state_dict"):
+        source.load_state_dict(payload["data"])  # the loader's consumed samples
     return step
 
 
-def _save(directory, step, state, chunks, grads, optimizer, rng, cfg: Config):
+def _save(directory, step, state, chunks, grads, optimizer, rng, cfg: Config, source=None):
     model = None
     with grads.full_parameters():  # a collective under ZeRO-3: every DP rank gathers
         if state.dp_rank == 0:
@@ -285,6 +292,8 @@ def _save(directory, step, state, chunks, grads, optimizer, rng, cfg: Config):
             model = [{k: v.clone() for k, v in chunk.state_dict().items()} for chunk in chunks]
     payload = {"step": step, "model": model, "rng": rng.get_states(),
                "torch_rng": torch.get_rng_state()}
+    if hasattr(source, "state_dict"):
+        payload["data"] = source.state_dict()  # the loader's consumed samples (exact resume)
     path = checkpoint.save(directory, step, state, payload, optimizer.state_dict(), cfg)
     if state.rank == 0:
         print(f"saved checkpoint {path}", flush=True)
