@@ -26,7 +26,6 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from megamed import checkpoint
 from megamed.config import Config, count_parameters, count_parameters_by_part, resolve
 from megamed.data.batch import INPUTS, LABELS, MEDIA, PRESENCE, MicroBatch, TokenSource
 from megamed.data.sampler import BatchLayout
@@ -43,6 +42,7 @@ from megamed.parallel.pipeline import (Runner, describe_partition, dry_run, form
                                       select_schedule)
 from megamed.parallel.random import seed_streams
 from megamed.parallel.state import ParallelState
+from megamed.training.checkpointing import Checkpointer
 from megamed.training.loss import StepLoss
 from megamed.training.memory import SavedActivations, format_memory, gather_memory, rank_memory
 from megamed.training.metrics import MetricsLogger, flops_per_token
@@ -179,9 +179,11 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
     grads = data_parallel(chunks, state, p)
     optimizer = build_optimizer(grads, t, state, p.zero_stage)
     source = build_source(cfg, state, device)
-    start = _load(load, state, chunks, grads, optimizer, rng, cfg) if load else 0
-    if load:
-        sinks.event("checkpoint_load", checkpoint=load, step=start)
+    checkpoints = Checkpointer(cfg, state, save, load, sinks.event)
+    resumed = checkpoints.resume()
+    start = _restore(resumed, chunks, grads, optimizer, rng) if resumed else 0
+    if resumed:
+        sinks.event("checkpoint_load", checkpoint=load or save, step=start)
     logger = None
     if state.rank == 0:
         _describe(cfg, state, device, total_params, print_schedule)
@@ -200,6 +202,7 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
                     device=device, prev_rank=state.ring_prev_rank,
                     next_rank=state.ring_next_rank)
     records = []
+    collect = lambda step: checkpoint_state(step, state, chunks, grads, optimizer, rng)  # noqa: E731
     for step in range(start, t.steps):
         started = time.time()
         lr = lr_at(step, t)
@@ -217,6 +220,7 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
                                    device)
         record = {"step": step + 1, "step_time_s": time.time() - started}
         if logger:
+            logger.counters.update(checkpoints.counters)
             record = logger.log(step + 1, result.loss, lr, result.grad_norm, step_tokens,
                                 time.time() - started, (step + 1) * step_tokens, memory,
                                 result.grad_norm_parts, result.loss_by_input)
@@ -224,13 +228,9 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
             if memory:
                 print(format_memory(step + 1, memory), flush=True)
         sinks.step(step_metrics(record, data_wait.seconds))
-        if save and t.save_interval and (step + 1) % t.save_interval == 0:
-            sinks.event("checkpoint_save", step=step + 1, checkpoint=str(
-                _save(save, step + 1, state, chunks, grads, optimizer, rng, cfg)))
+        checkpoints.maybe_save(step + 1, collect)
     grads.wait_params()
-    if save and (not t.save_interval or t.steps % t.save_interval):
-        sinks.event("checkpoint_save", step=t.steps, checkpoint=str(
-            _save(save, t.steps, state, chunks, grads, optimizer, rng, cfg)))
+    checkpoints.finish(t.steps, collect)
     if logger:
         logger.close()
     return records
@@ -260,8 +260,8 @@ def _describe(cfg: Config, state: ParallelState, device, total_params: int,
                               p.virtual_stages), flush=True)
 
 
-def _load(directory, state, chunks, grads, optimizer, rng, cfg: Config) -> int:
-    step, payload = checkpoint.load(directory, state, cfg)
+def _restore(resumed, chunks, grads, optimizer, rng) -> int:
+    step, payload = resumed
     with grads.full_parameters():
         for chunk, chunk_state in zip(chunks, payload["model"]):
             chunk.load_state_dict(chunk_state)
@@ -271,7 +271,9 @@ def _load(directory, state, chunks, grads, optimizer, rng, cfg: Config) -> int:
     return step
 
 
-def _save(directory, step, state, chunks, grads, optimizer, rng, cfg: Config):
+def checkpoint_state(step, state, chunks, grads, optimizer, rng) -> tuple[dict, dict]:
+    """(payload, optimizer state) of this rank for a checkpoint (see checkpoint/format.py;
+    the Checkpointer copies it to CPU before training goes on)."""
     model = None
     with grads.full_parameters():  # a collective under ZeRO-3: every DP rank gathers
         if state.dp_rank == 0:
@@ -279,7 +281,4 @@ def _save(directory, step, state, chunks, grads, optimizer, rng, cfg: Config):
             model = [{k: v.clone() for k, v in chunk.state_dict().items()} for chunk in chunks]
     payload = {"step": step, "model": model, "rng": rng.get_states(),
                "torch_rng": torch.get_rng_state()}
-    path = checkpoint.save(directory, step, state, payload, optimizer.state_dict(), cfg)
-    if state.rank == 0:
-        print(f"saved checkpoint {path}", flush=True)
-    return path
+    return payload, optimizer.state_dict()

@@ -1,16 +1,31 @@
-"""Save and resume: a run resumed from step 4 continues exactly as the uninterrupted run;
-a damaged or mismatched checkpoint is refused with the file and the reason."""
+"""Save and resume: a run resumed from a checkpoint continues exactly as the uninterrupted
+run; a damaged checkpoint (flipped bit, truncated or missing shard, a save killed half way)
+is reported and the previous one used; a mismatched one (layout, model shape, vocabulary,
+profile) is refused with the difference named; background saves write the same bytes as
+synchronous ones; a failing save is counted and training goes on; retention keeps the
+newest and the best."""
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
 import pytest
+import torch
 
 from distributed import ChildError, run_distributed
-from megamed.config import load_config
+from megamed.checkpoint import format as fmt
+from megamed.config import load_config, resolve
+from megamed.parallel.state import ParallelState
+from megamed.training.checkpointing import Checkpointer
 from megamed.training.trainer import pretrain
 
 
-def _train(pp, steps, save=None, load=None, save_interval=0):
-    cfg = load_config("tiny", {"parallel": {"pp": pp},
-                               "train": {"steps": steps, "seed": 3, "log_interval": 100,
-                                         "save_interval": save_interval}})
+def _train(pp, steps, save=None, load=None, save_interval=0, model=None, profile="tiny",
+           train=None):
+    cfg = load_config(profile, {"parallel": {"pp": pp}, "model": model or {},
+                                "train": {"steps": steps, "seed": 3, "log_interval": 100,
+                                          "save_interval": save_interval, **(train or {})}})
     return [r["loss"] for r in pretrain(cfg, save=save, load=load)]
 
 
@@ -23,13 +38,174 @@ def test_resume_continues_the_same_curve(tmp_path, pp):
     assert resumed == full[4:]  # bit-identical: same data, same state
 
 
-def test_broken_and_mismatched_checkpoints_are_refused(tmp_path):
-    run_distributed(_train, 1, 1, 2, str(tmp_path))
-    with pytest.raises(ChildError, match=r"saved with TP 1 x PP 1, this run is TP 1 x PP 2"):
-        run_distributed(_train, 2, 2, 4, None, str(tmp_path))
-    shard = tmp_path / "step_0000002" / "tp00_pp00.pt"
-    shard.write_bytes(shard.read_bytes()[:100])
-    with pytest.raises(ChildError, match=r"tp00_pp00.pt: unreadable shard"):
-        run_distributed(_train, 1, 1, 4, None, str(tmp_path))
+def _mismatches(tmp, other_profile):
+    out = []
+    for args in ((2, 4, None, tmp), (1, 4, None, tmp, 0, {"hidden_size": 128}),
+                 (1, 4, None, tmp, 0, {"vocab_size": 512}),
+                 (1, 4, None, tmp, 0, None, other_profile)):
+        try:
+            _train(*args)
+            out.append(None)
+        except fmt.CheckpointMismatch as e:
+            out.append(str(e))
+    return out
+
+
+def test_mismatched_checkpoints_are_refused(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    run_distributed(_train, 1, 1, 2, str(ckpt))
+    other = tmp_path / "other.yaml"  # the same model under another profile name
+    other.write_text("base: tiny\n")
+    layout, shape, vocab, profile = run_distributed(_mismatches, 2, str(ckpt), str(other))[0]
+    assert "saved with TP 1 x PP 1, this run is TP 1 x PP 2" in layout
+    assert "model.hidden_size: checkpoint 64, this run 128" in shape
+    assert "model.vocab_size: checkpoint 256, this run 512" in vocab
+    assert f"saved with profile 'tiny', this run uses profile '{other}'" in profile
     with pytest.raises(ChildError, match=r"no 'latest' file"):
         run_distributed(_train, 1, 1, 4, None, str(tmp_path / "nowhere"))
+
+
+# -- damaged checkpoints: fall back to the previous one ---------------------------------------
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """6 steps saved every 2 (steps 2, 4, 6); `latest` points back at step 4."""
+    root = tmp_path_factory.mktemp("saved")
+    full = run_distributed(_train, 1, 1, 6, str(root), None, 2)[0]
+    (root / "latest").write_text("step_0000004\n")
+    return root, full
+
+
+def tensor_offset(path: Path) -> int:
+    """The offset of the middle byte of the largest tensor stored in a torch.save file."""
+    with zipfile.ZipFile(path) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename),
+                   key=lambda i: i.file_size)
+    raw = path.read_bytes()
+    name_len, extra_len = (int.from_bytes(raw[info.header_offset + k:info.header_offset + k + 2],
+                                          "little") for k in (26, 28))
+    return info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+
+
+def flip_bit(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[tensor_offset(path)] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (flip_bit, "checksum mismatch"), (truncate, "truncated or damaged"),
+    (Path.unlink, r"shard missing \(written by rank 0\)")])
+def test_damaged_latest_falls_back_to_the_previous(saved, tmp_path, capfd, damage, reason):
+    root, full = saved
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(root, ckpt)
+    damage(ckpt / "step_0000004" / "tp00_pp00.pt")
+    resumed = run_distributed(_train, 1, 1, 6, str(ckpt), "auto", 2)[0]
+    assert resumed == full[2:]  # from step 2, exactly
+    err = capfd.readouterr()
+    assert any("step_0000004/tp00_pp00.pt" in line and "skipped, trying the previous" in line
+               and __import__("re").search(reason, line) for line in err.err.splitlines()), err.err
+    assert f"resuming from {ckpt / 'step_0000002'} (step 2)" in err.out
+    # The resumed run saved step 4 and 6 again, intact.
+    assert (ckpt / "latest").read_text() == "step_0000006\n"
+
+
+def test_flipped_bit_lands_inside_a_tensor(saved, tmp_path):
+    """The flip of the test above changes a tensor value, not the zip structure: without
+    the checksum the file would load silently."""
+    path = tmp_path / "f.pt"
+    shutil.copy(saved[0] / "step_0000004" / "tp00_pp00.pt", path)
+    before = torch.load(path, weights_only=False)
+    flip_bit(path)
+    after = torch.load(path, weights_only=False)
+    flat = [(a, b) for ca, cb in zip(before["model"], after["model"])
+            for a, b in zip(ca.values(), cb.values())]
+    flat += [(a[m], b[m]) for a, b in zip(before["optimizer"]["shards"],
+                                          after["optimizer"]["shards"])
+             for m in ("master", "exp_avg", "exp_avg_sq")]
+    assert sum(not torch.equal(a, b) for a, b in flat) == 1
+
+
+def _killed_during_save(root):
+    """Exits like kill -9 while the background thread writes step 4's file."""
+    real = fmt._HashingWriter.write
+
+    def write(self, data):
+        if "step_0000004" in self.f.name and self.bytes > 10_000:
+            os._exit(9)
+        return real(self, data)
+    fmt._HashingWriter.write = write
+    _train(1, 6, root, None, 2)
+
+
+def test_kill_during_a_save_leaves_the_previous_checkpoint(saved, tmp_path, capfd):
+    _, full = saved
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(ChildError, match="exited with code 9"):
+        run_distributed(_killed_during_save, 1, str(ckpt))
+    assert (ckpt / ".tmp_step_0000004").is_dir() and not (ckpt / "step_0000004").exists()
+    assert (ckpt / "latest").read_text() == "step_0000002\n"
+    resumed = run_distributed(_train, 1, 1, 6, str(ckpt), "auto", 2)[0]
+    assert resumed == full[2:]
+    assert f"resuming from {ckpt / 'step_0000002'}" in capfd.readouterr().out
+    assert not (ckpt / ".tmp_step_0000004").exists()
+
+
+# -- background vs synchronous saves, failures, retention --------------------------------------
+
+def _async_and_sync(root):
+    for mode in (True, False):
+        _train(1, 3, f"{root}/{mode}", None, 2, train={"async_save": mode})
+
+
+def test_background_save_writes_the_same_bytes(tmp_path):
+    run_distributed(_async_and_sync, 1, str(tmp_path))
+    for step in ("step_0000002", "step_0000003"):
+        a, b = tmp_path / "True" / step, tmp_path / "False" / step
+        names = sorted(p.name for p in a.iterdir())
+        assert names == sorted(p.name for p in b.iterdir()) == ["meta.json", "tp00_pp00.pt"]
+        assert (a / "tp00_pp00.pt").read_bytes() == (b / "tp00_pp00.pt").read_bytes()
+        ma, mb = (json.loads((d / "meta.json").read_text()) for d in (a, b))
+        assert ma["files"] == mb["files"]
+        assert ma["files"]["tp00_pp00.pt"]["bytes"] == (a / "tp00_pp00.pt").stat().st_size
+
+
+def _checkpointer_run(root, val_losses, block_step):
+    """Saves steps 1..len(val_losses) with the given validation losses through a
+    Checkpointer; the save of `block_step` cannot create its folder."""
+    cfg = resolve(load_config("tiny", {"train": {"save_interval": 1, "keep_last": 2,
+                                                 "keep_best": 1}}), 1, "cpu")
+    state = ParallelState.create(1, 1)
+    ckpt = Checkpointer(cfg, state, save=root)
+    (Path(root) / f".tmp_step_{block_step:07d}").write_text("in the way\n")
+    published = []
+    for step, loss in enumerate(val_losses, 1):
+        payload = {"step": step, "model": [{"w": torch.full((4,), float(step))}],
+                   "extra": {"position": step}}
+        out = ckpt.maybe_save(step, lambda s: (payload, {"steps": s}), val_loss=loss)
+        published.append(out and out.name)
+    ckpt.finish(len(val_losses), None)
+    return published, dict(ckpt.counters)
+
+
+def test_retention_and_a_failing_save(tmp_path, capfd):
+    published, counters = run_distributed(_checkpointer_run, 1, str(tmp_path),
+                                          [5.0, 1.0, 4.0, 3.0, 2.0, 6.0], 3)[0]
+    assert counters == {"checkpoint_save_failures": 1}
+    assert "checkpoint save of step 3 failed on rank 0" in capfd.readouterr().err
+    # Published one step late (the write runs behind training) or at the next save.
+    assert [p for p in published if p] == ["step_0000001", "step_0000002", "step_0000004",
+                                           "step_0000005"]
+    kept = sorted(p.name for p in tmp_path.glob("step_*"))
+    assert kept == ["step_0000002", "step_0000005", "step_0000006"]  # best 1, last 2
+    assert (tmp_path / "latest").read_text() == "step_0000006\n"
+    saved = torch.load(tmp_path / "step_0000006" / "tp00_pp00.pt", weights_only=False)
+    assert saved["extra"] == {"position": 6} and torch.equal(saved["model"][0]["w"],
+                                                            torch.full((4,), 6.0))
+    meta = json.loads((tmp_path / "step_0000002" / "meta.json").read_text())
+    assert meta["val_loss"] == 1.0 and set(meta["files"]) == {"tp00_pp00.pt"}
