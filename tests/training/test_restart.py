@@ -1,9 +1,11 @@
 """Auto-resume under torchrun: rank 1 of 2 is killed with SIGKILL mid-run, torchrun
 (--max-restarts 1) restarts the group, `--load auto` resumes from the newest checkpoint,
 and every step's loss equals the uninterrupted run's bit for bit (CPU, gloo)."""
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,13 +23,20 @@ def _torchrun(tmp_path: Path, name: str, kill_at: int) -> tuple[dict, str]:
            "2", "--max-restarts", "1", "--monitor-interval", "0.2",
            str(HERE / "restart_worker.py"), *FLAGS, "--save", str(tmp_path / name),
            "--metrics-jsonl", str(metrics)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # Its own session, so a hang is cleaned up whole: workers outlive a killed agent.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # anything left behind
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr[-3000:]
     losses = {}
     for line in metrics.read_text().splitlines():  # a restarted step's later record wins
         record = json.loads(line)
         losses[record["step"]] = record["loss"]
-    return losses, done.stdout + done.stderr
+    return losses, stdout + stderr
 
 
 def test_kill_9_under_torchrun_resumes_bitwise(tmp_path):
