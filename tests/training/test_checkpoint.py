@@ -4,8 +4,11 @@ is reported and the previous one used; a mismatched one (layout, model shape, vo
 profile) is refused with the difference named; background saves write the same bytes as
 synchronous ones; a failing save is counted and training goes on; retention keeps the
 newest and the best."""
+import contextlib
+import io
 import json
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -42,12 +45,12 @@ def _mismatches(tmp, other_profile):
     out = []
     for args in ((2, 4, None, tmp), (1, 4, None, tmp, 0, {"hidden_size": 128}),
                  (1, 4, None, tmp, 0, {"vocab_size": 512}),
-                 (1, 4, None, tmp, 0, None, other_profile)):
+                 (1, 4, None, tmp, 0, None, other_profile), (1, 4, None, f"{tmp}/nowhere")):
         try:
             _train(*args)
             out.append(None)
-        except fmt.CheckpointMismatch as e:
-            out.append(str(e))
+        except fmt.CheckpointError as e:
+            out.append(f"{type(e).__name__}: {e}")
     return out
 
 
@@ -56,25 +59,16 @@ def test_mismatched_checkpoints_are_refused(tmp_path):
     run_distributed(_train, 1, 1, 2, str(ckpt))
     other = tmp_path / "other.yaml"  # the same model under another profile name
     other.write_text("base: tiny\n")
-    layout, shape, vocab, profile = run_distributed(_mismatches, 2, str(ckpt), str(other))[0]
-    assert "saved with TP 1 x PP 1, this run is TP 1 x PP 2" in layout
+    layout, shape, vocab, profile, nowhere = run_distributed(_mismatches, 2, str(ckpt),
+                                                             str(other))[0]
+    assert "Mismatch: " in layout and "TP 1 x PP 1, this run is TP 1 x PP 2" in layout
     assert "model.hidden_size: checkpoint 64, this run 128" in shape
     assert "model.vocab_size: checkpoint 256, this run 512" in vocab
     assert f"saved with profile 'tiny', this run uses profile '{other}'" in profile
-    with pytest.raises(ChildError, match=r"no 'latest' file"):
-        run_distributed(_train, 1, 1, 4, None, str(tmp_path / "nowhere"))
+    assert "nowhere: no 'latest' file" in nowhere
 
 
 # -- damaged checkpoints: fall back to the previous one ---------------------------------------
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    """6 steps saved every 2 (steps 2, 4, 6); `latest` points back at step 4."""
-    root = tmp_path_factory.mktemp("saved")
-    full = run_distributed(_train, 1, 1, 6, str(root), None, 2)[0]
-    (root / "latest").write_text("step_0000004\n")
-    return root, full
-
 
 def tensor_offset(path: Path) -> int:
     """The offset of the middle byte of the largest tensor stored in a torch.save file."""
@@ -97,38 +91,9 @@ def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
 
 
-@pytest.mark.parametrize("damage, reason", [
-    (flip_bit, "checksum mismatch"), (truncate, "truncated or damaged"),
-    (Path.unlink, r"shard missing \(written by rank 0\)")])
-def test_damaged_latest_falls_back_to_the_previous(saved, tmp_path, capfd, damage, reason):
-    root, full = saved
-    ckpt = tmp_path / "ckpt"
-    shutil.copytree(root, ckpt)
-    damage(ckpt / "step_0000004" / "tp00_pp00.pt")
-    resumed = run_distributed(_train, 1, 1, 6, str(ckpt), "auto", 2)[0]
-    assert resumed == full[2:]  # from step 2, exactly
-    err = capfd.readouterr()
-    assert any("step_0000004/tp00_pp00.pt" in line and "skipped, trying the previous" in line
-               and __import__("re").search(reason, line) for line in err.err.splitlines()), err.err
-    assert f"resuming from {ckpt / 'step_0000002'} (step 2)" in err.out
-    # The resumed run saved step 4 and 6 again, intact.
-    assert (ckpt / "latest").read_text() == "step_0000006\n"
-
-
-def test_flipped_bit_lands_inside_a_tensor(saved, tmp_path):
-    """The flip of the test above changes a tensor value, not the zip structure: without
-    the checksum the file would load silently."""
-    path = tmp_path / "f.pt"
-    shutil.copy(saved[0] / "step_0000004" / "tp00_pp00.pt", path)
-    before = torch.load(path, weights_only=False)
-    flip_bit(path)
-    after = torch.load(path, weights_only=False)
-    flat = [(a, b) for ca, cb in zip(before["model"], after["model"])
-            for a, b in zip(ca.values(), cb.values())]
-    flat += [(a[m], b[m]) for a, b in zip(before["optimizer"]["shards"],
-                                          after["optimizer"]["shards"])
-             for m in ("master", "exp_avg", "exp_avg_sq")]
-    assert sum(not torch.equal(a, b) for a, b in flat) == 1
+DAMAGES = {"flip_bit": (flip_bit, "checksum mismatch"),
+           "truncate": (truncate, "truncated or damaged"),
+           "missing": (Path.unlink, r"shard missing \(written by rank 0\)")}
 
 
 def _killed_during_save(root):
@@ -143,30 +108,117 @@ def _killed_during_save(root):
     _train(1, 6, root, None, 2)
 
 
-def test_kill_during_a_save_leaves_the_previous_checkpoint(saved, tmp_path, capfd):
-    _, full = saved
-    ckpt = tmp_path / "ckpt"
+def _resume_each(roots):
+    """--load auto in each folder: (losses, what was printed)."""
+    out = []
+    for root in roots:
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            losses = _train(1, 6, root, "auto", 2)
+        out.append((losses, printed.getvalue()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def recovered(tmp_path_factory):
+    """A run of 6 steps saved every 2 (the reference); copies of its checkpoints with step
+    4's model file damaged in each way of DAMAGES, and a run killed while writing step 4;
+    each then resumed with --load auto."""
+    tmp = tmp_path_factory.mktemp("recovered")
+    full = run_distributed(_train, 1, 1, 6, str(tmp / "saved"), None, 2)[0]
+    (tmp / "saved" / "latest").write_text("step_0000004\n")  # as if it had died after 4
+    for name, (damage, _) in DAMAGES.items():
+        shutil.copytree(tmp / "saved", tmp / name)
+        damage(tmp / name / "step_0000004" / "tp00_pp00.pt")
     with pytest.raises(ChildError, match="exited with code 9"):
-        run_distributed(_killed_during_save, 1, str(ckpt))
-    assert (ckpt / ".tmp_step_0000004").is_dir() and not (ckpt / "step_0000004").exists()
-    assert (ckpt / "latest").read_text() == "step_0000002\n"
-    resumed = run_distributed(_train, 1, 1, 6, str(ckpt), "auto", 2)[0]
-    assert resumed == full[2:]
-    assert f"resuming from {ckpt / 'step_0000002'}" in capfd.readouterr().out
-    assert not (ckpt / ".tmp_step_0000004").exists()
+        run_distributed(_killed_during_save, 1, str(tmp / "killed"))
+    killed = {"tmp_left": (tmp / "killed" / ".tmp_step_0000004").is_dir(),
+              "step_4": (tmp / "killed" / "step_0000004").exists(),
+              "latest": (tmp / "killed" / "latest").read_text()}
+    names = list(DAMAGES) + ["killed"]
+    resumed = run_distributed(_resume_each, 1, [str(tmp / n) for n in names])[0]
+    return tmp, full, killed, dict(zip(names, resumed))
+
+
+@pytest.mark.parametrize("name", list(DAMAGES))
+def test_damaged_latest_falls_back_to_the_previous(recovered, name):
+    tmp, full, _, resumed = recovered
+    losses, printed = resumed[name]
+    assert losses == full[2:]  # from step 2, exactly
+    reason = DAMAGES[name][1]
+    assert any(f"{tmp / name}/step_0000004/tp00_pp00.pt" in line and re.search(reason, line)
+               and "skipped, trying the previous" in line
+               for line in printed.splitlines()), printed
+    assert f"resuming from {tmp / name / 'step_0000002'} (step 2)" in printed
+    assert (tmp / name / "latest").read_text() == "step_0000006\n"  # saved again, intact
+
+
+def test_kill_during_a_save_leaves_the_previous_checkpoint(recovered):
+    tmp, full, killed, resumed = recovered
+    assert killed == {"tmp_left": True, "step_4": False, "latest": "step_0000002\n"}
+    losses, printed = resumed["killed"]
+    assert losses == full[2:]
+    assert f"resuming from {tmp / 'killed' / 'step_0000002'} (step 2)" in printed
+    assert not (tmp / "killed" / ".tmp_step_0000004").exists()  # removed at start
+
+
+def test_flipped_bit_lands_inside_a_tensor(recovered, tmp_path):
+    """The flip of the test above changes a tensor value, not the zip structure: without
+    the checksum the file would load silently."""
+    path = tmp_path / "f.pt"
+    shutil.copy(recovered[0] / "saved" / "step_0000004" / "tp00_pp00.pt", path)
+    before = torch.load(path, weights_only=False)
+    flip_bit(path)
+    after = torch.load(path, weights_only=False)
+    flat = [(a, b) for ca, cb in zip(before["model"], after["model"])
+            for a, b in zip(ca.values(), cb.values())]
+    flat += [(a[m], b[m]) for a, b in zip(before["optimizer"]["shards"],
+                                          after["optimizer"]["shards"])
+             for m in ("master", "exp_avg", "exp_avg_sq")]
+    assert sum(not torch.equal(a, b) for a, b in flat) == 1
 
 
 # -- background vs synchronous saves, failures, retention --------------------------------------
 
-def _async_and_sync(root):
-    for mode in (True, False):
+VAL_LOSSES, BLOCKED = [5.0, 1.0, 4.0, 3.0, 2.0, 6.0], 3
+
+
+def _checkpointer_run(root):
+    """Saves steps 1..6 with VAL_LOSSES through a Checkpointer (keep last 2, best 1); the
+    save of step BLOCKED cannot create its folder."""
+    cfg = resolve(load_config("tiny", {"train": {"save_interval": 1, "keep_last": 2,
+                                                 "keep_best": 1}}), 1, "cpu")
+    ckpt = Checkpointer(cfg, ParallelState.create(1, 1), save=root)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    (Path(root) / f".tmp_step_{BLOCKED:07d}").write_text("in the way\n")
+    published = []
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):
+        for step, loss in enumerate(VAL_LOSSES, 1):
+            payload = {"step": step, "model": [{"w": torch.full((4,), float(step))}],
+                       "extra": {"position": step}}
+            out = ckpt.maybe_save(step, lambda s: (payload, {"steps": s}), val_loss=loss)
+            published.append(out and out.name)
+        ckpt.finish(len(VAL_LOSSES), None)
+    return published, dict(ckpt.counters), printed.getvalue()
+
+
+def _saves(root):
+    for mode in (True, False):  # background, then synchronous
         _train(1, 3, f"{root}/{mode}", None, 2, train={"async_save": mode})
+    return _checkpointer_run(f"{root}/retention")
 
 
-def test_background_save_writes_the_same_bytes(tmp_path):
-    run_distributed(_async_and_sync, 1, str(tmp_path))
+@pytest.fixture(scope="module")
+def saves(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("saves")
+    return tmp, run_distributed(_saves, 1, str(tmp))[0]
+
+
+def test_background_save_writes_the_same_bytes(saves):
+    tmp, _ = saves
     for step in ("step_0000002", "step_0000003"):
-        a, b = tmp_path / "True" / step, tmp_path / "False" / step
+        a, b = tmp / "True" / step, tmp / "False" / step
         names = sorted(p.name for p in a.iterdir())
         assert names == sorted(p.name for p in b.iterdir()) == ["meta.json", "tp00_pp00.pt"]
         assert (a / "tp00_pp00.pt").read_bytes() == (b / "tp00_pp00.pt").read_bytes()
@@ -175,37 +227,19 @@ def test_background_save_writes_the_same_bytes(tmp_path):
         assert ma["files"]["tp00_pp00.pt"]["bytes"] == (a / "tp00_pp00.pt").stat().st_size
 
 
-def _checkpointer_run(root, val_losses, block_step):
-    """Saves steps 1..len(val_losses) with the given validation losses through a
-    Checkpointer; the save of `block_step` cannot create its folder."""
-    cfg = resolve(load_config("tiny", {"train": {"save_interval": 1, "keep_last": 2,
-                                                 "keep_best": 1}}), 1, "cpu")
-    state = ParallelState.create(1, 1)
-    ckpt = Checkpointer(cfg, state, save=root)
-    (Path(root) / f".tmp_step_{block_step:07d}").write_text("in the way\n")
-    published = []
-    for step, loss in enumerate(val_losses, 1):
-        payload = {"step": step, "model": [{"w": torch.full((4,), float(step))}],
-                   "extra": {"position": step}}
-        out = ckpt.maybe_save(step, lambda s: (payload, {"steps": s}), val_loss=loss)
-        published.append(out and out.name)
-    ckpt.finish(len(val_losses), None)
-    return published, dict(ckpt.counters)
-
-
-def test_retention_and_a_failing_save(tmp_path, capfd):
-    published, counters = run_distributed(_checkpointer_run, 1, str(tmp_path),
-                                          [5.0, 1.0, 4.0, 3.0, 2.0, 6.0], 3)[0]
+def test_retention_and_a_failing_save(saves):
+    tmp, (published, counters, printed) = saves
+    root = tmp / "retention"
     assert counters == {"checkpoint_save_failures": 1}
-    assert "checkpoint save of step 3 failed on rank 0" in capfd.readouterr().err
+    assert f"checkpoint save of step {BLOCKED} failed on rank 0" in printed
     # Published one step late (the write runs behind training) or at the next save.
     assert [p for p in published if p] == ["step_0000001", "step_0000002", "step_0000004",
                                            "step_0000005"]
-    kept = sorted(p.name for p in tmp_path.glob("step_*"))
+    kept = sorted(p.name for p in root.glob("step_*"))
     assert kept == ["step_0000002", "step_0000005", "step_0000006"]  # best 1, last 2
-    assert (tmp_path / "latest").read_text() == "step_0000006\n"
-    saved = torch.load(tmp_path / "step_0000006" / "tp00_pp00.pt", weights_only=False)
+    assert (root / "latest").read_text() == "step_0000006\n"
+    saved = torch.load(root / "step_0000006" / "tp00_pp00.pt", weights_only=False)
     assert saved["extra"] == {"position": 6} and torch.equal(saved["model"][0]["w"],
                                                             torch.full((4,), 6.0))
-    meta = json.loads((tmp_path / "step_0000002" / "meta.json").read_text())
+    meta = json.loads((root / "step_0000002" / "meta.json").read_text())
     assert meta["val_loss"] == 1.0 and set(meta["files"]) == {"tp00_pp00.pt"}
