@@ -131,11 +131,14 @@ def fsync_dir(path: Path) -> None:
 
 def write_file(path: Path, payload: dict[str, Any], rank: int = 0) -> dict[str, Any]:
     """torch.save + fsync, and NAME.sum beside it; returns {"sha256", "bytes", "rank"}."""
-    with open(path, "wb") as f:
-        writer = _HashingWriter(f)
-        torch.save(payload, writer)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "wb") as f:
+            writer = _HashingWriter(f)
+            torch.save(payload, writer)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:  # name the file: torch.save's errors (a full disk) do not
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     entry = {"sha256": writer.sha.hexdigest(), "bytes": writer.bytes, "rank": rank}
     _write_durably(path.with_name(path.name + SUM), json.dumps(entry))
     return entry

@@ -2,8 +2,8 @@
 stages), so a run can resume on a different cluster (CLI: tools/convert_checkpoint.py).
 
 `reshard` reads SRC's `latest` step (format.py; checksums verified) and writes DST/step_N
-(with checksums, published atomically) and DST/latest. Parameter names are layout-free (layers keep their global index), so each
-parameter's full value is rebuilt from its TP shards (concatenated along the `partition_dim`
+(with checksums, published atomically) and DST/latest. Parameter names are layout-free
+(layers keep their global index), so each parameter's full value is rebuilt from its TP shards (concatenated along the `partition_dim`
 of its InitSpec; TP-replicated ones from TP rank 0), then sliced for the target. The
 optimizer's flat shards are cut back into per-parameter master / exp_avg / exp_avg_sq with
 the source layout's own buffer plan (`plan_buffer` over the model built on the meta device,

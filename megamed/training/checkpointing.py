@@ -103,12 +103,16 @@ class Checkpointer:
         self.background = t.async_save
         self.group = dist.new_group(backend="gloo") if (save or load) else None
         self.pending: Optional[_Write] = None
+        self.resumed_from: Optional[Path] = None
         self.last_saved: Optional[int] = None
         self.last_time = time.monotonic()
-        self.counters = {"checkpoint_save_failures": 0}
+        self.counters: dict[str, int] = {}  # {"checkpoint_save_failures": n} after one
         if save:
             if state.rank == 0:
-                remove_leftovers(Path(save))
+                try:
+                    remove_leftovers(Path(save))
+                except OSError as e:  # an unreadable folder: the saves will say so
+                    warn(f"checkpoint folder {save}: {e.strerror or e}")
             dist.barrier(group=self.group)
 
     # -- saving -------------------------------------------------------------------------------
@@ -116,8 +120,8 @@ class Checkpointer:
     def maybe_save(self, step: int, collect: Callable[[int], tuple[dict, dict]],
                    val_loss: Optional[float] = None) -> Optional[Path]:
         """After optimizer step `step`. `collect(step)` -> (payload, optimizer state) of
-        this rank, run on every rank (it may gather parameters: ZeRO-3). Returns the step folder
-        published now, if any."""
+        this rank, run on every rank (it may gather parameters: ZeRO-3). Returns the step
+        folder published now, if any."""
         if not self.dir:
             return None
         due = bool(self.interval) and step % self.interval == 0
@@ -152,8 +156,7 @@ class Checkpointer:
         if self.pending is None:
             return None
         self.pending.wait()
-        self._agree(False, False)  # every rank's files are on disk
-        return self._complete()
+        return self._complete()  # its all-reduce: every rank's files are on disk
 
     def finish(self, step: int, collect: Callable[[int], tuple[dict, dict]]) -> None:
         """End of training: saves `step` unless it was just saved, and waits for it."""
@@ -188,7 +191,8 @@ class Checkpointer:
                      f"publishing: {getattr(e, 'filename', None) or where}: {e.strerror or e}; "
                      f"training goes on, the next save tries again")
         if failed.item() or (self.state.rank == 0 and published is None):
-            self.counters["checkpoint_save_failures"] += 1
+            self.counters["checkpoint_save_failures"] = \
+                self.counters.get("checkpoint_save_failures", 0) + 1
             self.event("checkpoint_save", step=write.step, checkpoint=str(where),
                        status="failed")
             if self.state.rank == 0:  # the partial files; the next save starts afresh
@@ -243,6 +247,7 @@ class Checkpointer:
             if not errors:
                 if self.state.rank == 0:
                     print(f"resuming from {step_dir} (step {payload['step']})", flush=True)
+                self.resumed_from = step_dir
                 self.last_saved = payload["step"] if root == Path(self.dir or "") else None
                 return payload["step"], payload
             first_error = first_error or errors[0]

@@ -19,6 +19,7 @@ data) and the loss function it returns (training/loss.py); the micro batch is a
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -183,7 +184,7 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
     resumed = checkpoints.resume()
     start = _restore(resumed, chunks, grads, optimizer, rng) if resumed else 0
     if resumed:
-        sinks.event("checkpoint_load", checkpoint=load or save, step=start)
+        sinks.event("checkpoint_load", checkpoint=str(checkpoints.resumed_from), step=start)
     logger = None
     if state.rank == 0:
         _describe(cfg, state, device, total_params, print_schedule)
@@ -202,7 +203,8 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
                     device=device, prev_rank=state.ring_prev_rank,
                     next_rank=state.ring_next_rank)
     records = []
-    collect = lambda step: checkpoint_state(step, state, chunks, grads, optimizer, rng)  # noqa: E731
+    collect = functools.partial(checkpoint_state, state=state, chunks=chunks, grads=grads,
+                                optimizer=optimizer, rng=rng)  # collect(step), for saves
     for step in range(start, t.steps):
         started = time.time()
         lr = lr_at(step, t)

@@ -204,9 +204,16 @@ def _checkpointer_run(root):
 
 
 def _saves(root):
-    for mode in (True, False):  # background, then synchronous
-        _train(1, 3, f"{root}/{mode}", None, 2, train={"async_save": mode})
-    return _checkpointer_run(f"{root}/retention")
+    losses = [_train(1, 4, f"{root}/{mode}", None, 2, train={"async_save": mode})
+              for mode in (True, False)]  # background, then synchronous
+    Path(f"{root}/a_file").write_text("not a folder\n")
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):  # every save fails: training goes on
+        cfg = load_config("tiny", {"train": {"steps": 4, "seed": 3, "save_interval": 2}})
+        records = pretrain(cfg, save=f"{root}/a_file/ckpt")
+    failing = ([r["loss"] for r in records], records[-1].get("checkpoint_save_failures"),
+               printed.getvalue())
+    return losses, failing, _checkpointer_run(f"{root}/retention")
 
 
 @pytest.fixture(scope="module")
@@ -216,8 +223,9 @@ def saves(tmp_path_factory):
 
 
 def test_background_save_writes_the_same_bytes(saves):
-    tmp, _ = saves
-    for step in ("step_0000002", "step_0000003"):
+    tmp, ((background, synchronous), _, _) = saves
+    assert background == synchronous
+    for step in ("step_0000002", "step_0000004"):
         a, b = tmp / "True" / step, tmp / "False" / step
         names = sorted(p.name for p in a.iterdir())
         assert names == sorted(p.name for p in b.iterdir()) == ["meta.json", "tp00_pp00.pt"]
@@ -227,8 +235,17 @@ def test_background_save_writes_the_same_bytes(saves):
         assert ma["files"]["tp00_pp00.pt"]["bytes"] == (a / "tp00_pp00.pt").stat().st_size
 
 
+def test_a_failing_save_is_counted_and_training_goes_on(saves):
+    tmp, ((background, _), (losses, failures, printed), _) = saves
+    assert losses == background
+    assert failures == 1  # step 2's, found at step 3; step 4's after the last record
+    lines = [line for line in printed.splitlines() if "checkpoint save of step" in line]
+    assert len(lines) == 2 and all(f"{tmp}/a_file/ckpt" in line and "Not a directory" in line
+                                   for line in lines), printed
+
+
 def test_retention_and_a_failing_save(saves):
-    tmp, (published, counters, printed) = saves
+    tmp, (_, _, (published, counters, printed)) = saves
     root = tmp / "retention"
     assert counters == {"checkpoint_save_failures": 1}
     assert f"checkpoint save of step {BLOCKED} failed on rank 0" in printed
