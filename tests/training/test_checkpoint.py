@@ -108,13 +108,13 @@ def _killed_during_save(root):
     _train(1, 6, root, None, 2)
 
 
-def _resume_each(roots):
-    """--load auto in each folder: (losses, what was printed)."""
+def _resume_each(roots, loads):
+    """Resumes in each folder (--load auto, or --save alone): (losses, what was printed)."""
     out = []
-    for root in roots:
+    for root, load in zip(roots, loads):
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-            losses = _train(1, 6, root, "auto", 2)
+            losses = _train(1, 6, root, load, 2)
         out.append((losses, printed.getvalue()))
     return out
 
@@ -123,7 +123,7 @@ def _resume_each(roots):
 def recovered(tmp_path_factory):
     """A run of 6 steps saved every 2 (the reference); copies of its checkpoints with step
     4's model file damaged in each way of DAMAGES, and a run killed while writing step 4;
-    each then resumed with --load auto."""
+    each then resumed from its folder."""
     tmp = tmp_path_factory.mktemp("recovered")
     full = run_distributed(_train, 1, 1, 6, str(tmp / "saved"), None, 2)[0]
     (tmp / "saved" / "latest").write_text("step_0000004\n")  # as if it had died after 4
@@ -136,7 +136,8 @@ def recovered(tmp_path_factory):
               "step_4": (tmp / "killed" / "step_0000004").exists(),
               "latest": (tmp / "killed" / "latest").read_text()}
     names = list(DAMAGES) + ["killed"]
-    resumed = run_distributed(_resume_each, 1, [str(tmp / n) for n in names])[0]
+    loads = ["auto"] * len(DAMAGES) + [None]  # the killed run: --save DIR alone resumes
+    resumed = run_distributed(_resume_each, 1, [str(tmp / n) for n in names], loads)[0]
     return tmp, full, killed, dict(zip(names, resumed))
 
 

@@ -40,7 +40,8 @@ def _torchrun(tmp_path: Path, name: str, kill_at: int) -> tuple[dict, str]:
 
 
 def test_kill_9_under_torchrun_resumes_bitwise(tmp_path):
-    reference, _ = _torchrun(tmp_path, "reference", kill_at=-1)
+    reference, output = _torchrun(tmp_path, "reference", kill_at=-1)
+    assert f"no checkpoint in {tmp_path / 'reference'}: starting from scratch" in output
     resumed, output = _torchrun(tmp_path, "killed", kill_at=6)
     assert (tmp_path / "killed.killed").exists()  # the fault did happen
     # Step 4's save is published by step 6's at the latest; step 6's may be in flight.
