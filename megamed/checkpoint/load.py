@@ -28,8 +28,13 @@ def _differences(saved: dict, ours: dict, prefix: str) -> list[str]:
         if isinstance(a, dict) and isinstance(b, dict):
             out += _differences(a, b, f"{prefix}{key}.")
         elif a != b:
-            out.append(f"{prefix}{key}: checkpoint {a!r}, this run {b!r}")
+            out.append(f"{prefix}{key}: checkpoint {_short(a)}, this run {_short(b)}")
     return out
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def check_compatible(step_dir: Path, meta: dict[str, Any], state: ParallelState,
