@@ -3,13 +3,14 @@ run; a damaged checkpoint (flipped bit, truncated or missing shard, a save kille
 is reported and the previous one used; a mismatched one (layout, model shape, vocabulary,
 profile) is refused with the difference named; background saves write the same bytes as
 synchronous ones; a failing save is counted and training goes on; retention keeps the
-newest and the best."""
+newest and the best; the time cadence is rank 0's decision."""
 import contextlib
 import io
 import json
 import os
 import re
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from distributed import ChildError, run_distributed
 from megamed.checkpoint import format as fmt
 from megamed.config import load_config, resolve
 from megamed.parallel.state import ParallelState
+from megamed.training import checkpointing
 from megamed.training.checkpointing import Checkpointer
 from megamed.training.trainer import pretrain
 
@@ -261,3 +263,28 @@ def test_retention_and_a_failing_save(saves):
                                                             torch.full((4,), 6.0))
     meta = json.loads((root / "step_0000002" / "meta.json").read_text())
     assert meta["val_loss"] == 1.0 and set(meta["files"]) == {"tp00_pp00.pt"}
+
+
+def _timed_saves(root):
+    """Saves every 0.6 s (--save-interval-minutes 0.01), with rank 1's clock stopped: only
+    rank 0's clock decides, for both. Returns the last saved step after each step."""
+    cfg = resolve(load_config("tiny", {"train": {"save_interval_minutes": 0.01}}), 2, "cpu")
+    state = ParallelState.create(1, 1)
+    if state.rank == 1:
+        checkpointing.time.monotonic = lambda: 0.0
+    ckpt = Checkpointer(cfg, state, save=root)
+    saved = []
+    for step in range(1, 5):
+        if step in (2, 4):
+            time.sleep(1.0)
+        payload = {"step": step, "model": [{"w": torch.zeros(2)}]}
+        ckpt.maybe_save(step, lambda s: (payload, {"steps": s}))
+        saved.append(ckpt.last_saved)
+    ckpt.finish(4, None)
+    return saved
+
+
+def test_save_interval_minutes_is_decided_by_rank_0(tmp_path):
+    rank0, rank1 = run_distributed(_timed_saves, 2, str(tmp_path))
+    assert rank0 == rank1 == [None, 2, 2, 4]
+    assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_0000002", "step_0000004"]
