@@ -165,6 +165,10 @@ class TrainConfig:
     memory_interval: int = 0         # log peak memory per rank every N steps (0: never)
     log_interval: int = 1
     save_interval: int = 0           # 0: save only at the end when --save is given
+    save_interval_minutes: float = 0.0  # also save after this many minutes (0: off)
+    keep_last: int = 0               # keep the newest K checkpoints (0: keep all)
+    keep_best: int = 0               # with keep_last: also keep the M of lowest val_loss
+    async_save: bool = True          # write checkpoints in a background thread
     freeze: str = "none"             # none | encoders | all-but-projectors (alignment stage)
     loss_weight_image: float = 1.0   # weight of image samples' text in the loss (text-only: 1)
     loss_weight_ecg: float = 1.0
@@ -500,7 +504,8 @@ def _check_schedule(t: TrainConfig) -> None:
         raise ConfigError(f"train.steps={t.steps} (--steps) must be >= 1 optimizer step")
     if t.log_interval < 1:
         raise ConfigError(f"train.log_interval={t.log_interval} (--log-interval) must be >= 1")
-    for name in ("save_interval", "memory_interval", "warmup_steps"):
+    for name in ("save_interval", "memory_interval", "warmup_steps", "save_interval_minutes",
+                 "keep_last", "keep_best"):
         if getattr(t, name) < 0:
             raise ConfigError(f"train.{name}={getattr(t, name)} (--{name.replace('_', '-')}) "
                               f"must be >= 0")

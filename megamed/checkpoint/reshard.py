@@ -1,8 +1,9 @@
 """Resharding a checkpoint to another TP x PP x DP layout (ZeRO stage, bucket size, virtual
 stages), so a run can resume on a different cluster (CLI: tools/convert_checkpoint.py).
 
-`reshard` reads SRC's `latest` step (format.py) and writes DST/step_N with DST/latest. Parameter names are layout-free (layers keep their global index), so each
-parameter's full value is rebuilt from its TP shards (concatenated along the `partition_dim`
+`reshard` reads SRC's `latest` step (format.py; checksums verified) and writes DST/step_N
+(with checksums, published atomically) and DST/latest. Parameter names are layout-free
+(layers keep their global index), so each parameter's full value is rebuilt from its TP shards (concatenated along the `partition_dim`
 of its InitSpec; TP-replicated ones from TP rank 0), then sliced for the target. The
 optimizer's flat shards are cut back into per-parameter master / exp_avg / exp_avg_sq with
 the source layout's own buffer plan (`plan_buffer` over the model built on the meta device,
@@ -31,9 +32,9 @@ from pathlib import Path
 
 import torch
 
-from megamed.checkpoint.format import (MANIFEST, CheckpointError, manifest, model_file, optimizer_layout,
-                                       read_file, read_manifest, shard_file, step_dir_name,
-                                       write_file, write_manifest)
+from megamed.checkpoint.format import (MANIFEST, CheckpointError, manifest, model_file,
+                                       optimizer_layout, read_file, read_manifest, shard_file,
+                                       tmp_dir, write_file, write_manifest)
 from megamed.config import Config, ConfigError, bucket_elements, resolve
 from megamed.model.build import meta_chunks
 from megamed.parallel.data import buffer_groups, parameter_kinds, plan_buffer
@@ -123,12 +124,12 @@ def read_source(step_dir: Path, meta: dict, layout: Layout, log) -> tuple[dict, 
     weights, moments, extras = {}, {}, {"rng": {}, "torch_rng": {}}
     opt_meta = None
     for pp, chunks in layout.stages():
-        files = _read_model_files(step_dir, step, layout, pp, log)
+        files = _read_model_files(step_dir, meta, layout, pp, log)
         for tp, f in enumerate(files):
             extras["rng"][tp, pp], extras["torch_rng"][tp, pp] = f["rng"], f["torch_rng"]
         # Optimizer state of each TP rank: a list per DP rank (one entry unsharded).
         opt = [[f["optimizer"]] if not layout.sharded else
-               [read_file(step_dir / shard_file(tp, pp, dp), step)["optimizer"]
+               [read_file(step_dir / shard_file(tp, pp, dp), step, meta)["optimizer"]
                 for dp in range(p.dp)] for tp, f in enumerate(files)]
         if layout.sharded:
             log(f"  read {p.tp * p.dp} optimizer shard files of stage {pp}")
@@ -143,13 +144,15 @@ def read_weights(step_dir: Path, meta: dict, layout: Layout, log) -> dict:
     the order of the stages' parameters; the tied output copy is left out."""
     weights = {}
     for pp, chunks in layout.stages():
-        files = _read_model_files(step_dir, meta["step"], layout, pp, log)
+        files = _read_model_files(step_dir, meta, layout, pp, log)
         weights.update(_unshard_weights(files, chunks, layout.cfg, step_dir, pp))
     return weights
 
 
-def _read_model_files(step_dir: Path, step: int, layout: Layout, pp: int, log) -> list[dict]:
-    files = [read_file(step_dir / model_file(tp, pp), step) for tp in range(layout.p.tp)]
+def _read_model_files(step_dir: Path, meta: dict, layout: Layout, pp: int, log) -> list[dict]:
+    """Stage `pp`'s model files of every TP rank, checked against the manifest's sums."""
+    files = [read_file(step_dir / model_file(tp, pp), meta["step"], meta)
+             for tp in range(layout.p.tp)]
     log(f"  read {', '.join(model_file(tp, pp) for tp in range(layout.p.tp))}")
     return files
 
@@ -248,8 +251,8 @@ def _source_name(name: str, cfg: Config) -> str:
 def write_target(dst: Path, meta: dict, src: Layout, target: Layout, weights: dict,
                  moments: dict, extras: dict, opt_meta: dict, log) -> Path:
     step, p, sp = meta["step"], target.p, src.p
-    step_dir = dst / step_dir_name(step)
-    step_dir.mkdir(parents=True, exist_ok=True)
+    work = tmp_dir(dst, step)  # published, with checksums, once every file is written
+    work.mkdir(parents=True, exist_ok=True)
     for pp, chunks in target.stages():
         plans = target.buffer_plans(chunks)
         for tp in range(p.tp):
@@ -277,15 +280,15 @@ def write_target(dst: Path, meta: dict, src: Layout, target: Layout, weights: di
                          "shards": [{m: bufs[m][lo:hi].clone() for m in MOMENTS}
                                     for (lo, hi), bufs in parts]}
                 if target.sharded:
-                    write_file(step_dir / shard_file(tp, pp, dp),
+                    write_file(work / shard_file(tp, pp, dp),
                                {"step": step, "optimizer": state})
                 else:
                     payload["optimizer"] = state
-            write_file(step_dir / model_file(tp, pp), payload)
+            write_file(work / model_file(tp, pp), payload)
             log(f"  wrote {model_file(tp, pp)}" +
                 (f" and {shards} optimizer shard files" if target.sharded else ""))
-    write_manifest(dst, step_dir, manifest(step, p.tp, p.pp, p.dp, target.cfg))
-    return step_dir
+    return write_manifest(dst, work, dict(manifest(step, p.tp, p.pp, p.dp, target.cfg),
+                                          val_loss=meta.get("val_loss")))
 
 
 def target_layout(src_cfg: Config, tp: int, pp: int, dp: int, zero_stage, bucket_mb,

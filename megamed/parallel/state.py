@@ -158,7 +158,23 @@ def init_distributed(backend: str = "auto", timeout_s: float = 600.0) -> None:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group(backend=backend, timeout=timeout)
+    dist.init_process_group(backend=backend, timeout=timeout, **_attempt_store(timeout))
+
+
+def _attempt_store(timeout: datetime.timedelta) -> dict:
+    """Under torchrun, a store whose keys are private to this restart attempt. torchrun
+    keeps one store across `--max-restarts`, and each new group's rendezvous keys are named
+    the same in every attempt: a restarted group would read the dead workers' addresses
+    and fail to connect (gloo: 'Connection refused'). Empty outside torchrun."""
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if attempt is None:
+        return {}
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    agent_hosts = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                          is_master=rank == 0 and not agent_hosts, timeout=timeout)
+    return {"store": dist.PrefixStore(f"megamed/attempt_{attempt}", store), "rank": rank,
+            "world_size": world_size}
 
 
 def _free_port() -> int:

@@ -131,7 +131,19 @@ def _groups() -> dict[str, tuple[Flag, ...]]:
             F("--save", None, "directory to write checkpoints to"),
             F("--save-interval", "train.save_interval", "save every N steps (0: at the end "
               "only)", int),
-            F("--load", None, "checkpoint directory to resume from"),
+            F("--save-interval-minutes", "train.save_interval_minutes", "also save when this "
+              "many minutes have passed since the last save, whichever comes first (0: off)",
+              float),
+            F("--keep-last", "train.keep_last", "keep only the newest K checkpoints in --save "
+              "(0: keep all)", int),
+            F("--keep-best", "train.keep_best", "with --keep-last: also keep the M checkpoints "
+              "of lowest validation loss", int),
+            F("--async-save", "train.async_save", "write checkpoints in a background thread "
+              "while training goes on (--no-async-save: the step waits for the write)",
+              action="toggle"),
+            F("--load", None, "checkpoint directory to resume from (falls back to the previous "
+              "checkpoint when the newest does not verify); 'auto': the --save directory, "
+              "from scratch when it has none. --save DIR alone also resumes from DIR"),
             F("--metrics-jsonl", None, "append one JSON object per optimizer step here"),
             F("--log-interval", "train.log_interval", "print a progress line every N steps",
               int),

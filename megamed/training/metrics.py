@@ -103,6 +103,7 @@ class MetricsLogger:
         self.peak = peak_flops()
         self.start_time = time.time()
         self.start_step = start_step
+        self.counters: dict[str, int] = {}  # running totals (e.g. failed saves) in each record
 
     def log(self, step: int, loss: float, lr: float, grad_norm: float, step_tokens: int,
             step_time: float, consumed_tokens: int, memory: Optional[list] = None,
@@ -116,6 +117,7 @@ class MetricsLogger:
         record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
                   "tokens": consumed_tokens, "tokens_per_s": tokens_per_s, "mfu": mfu,
                   "step_tokens": step_tokens, "step_time_s": step_time, "elapsed_s": elapsed}
+        record.update(self.counters)
         if memory:
             record["memory"] = memory
         record.update(validation or {})

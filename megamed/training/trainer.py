@@ -19,6 +19,7 @@ data) and the loss function it returns (training/loss.py); the micro batch is a
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -26,7 +27,6 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from megamed import checkpoint
 from megamed.config import Config, count_parameters, count_parameters_by_part, resolve
 from megamed.data.batch import INPUTS, LABELS, MEDIA, PRESENCE, MicroBatch, TokenSource
 from megamed.data.sampler import BatchLayout
@@ -43,6 +43,7 @@ from megamed.parallel.pipeline import (Runner, describe_partition, dry_run, form
                                       select_schedule)
 from megamed.parallel.random import seed_streams
 from megamed.parallel.state import ParallelState
+from megamed.training.checkpointing import Checkpointer
 from megamed.training.evaluate import build_evaluator
 from megamed.training.loss import StepLoss
 from megamed.training.memory import SavedActivations, format_memory, gather_memory, rank_memory
@@ -184,9 +185,11 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
     grads = data_parallel(chunks, state, p)
     optimizer = build_optimizer(grads, t, state, p.zero_stage)
     source = build_source(cfg, state, device)
-    start = _load(load, state, chunks, grads, optimizer, rng, cfg, source) if load else 0
-    if load:
-        sinks.event("checkpoint_load", checkpoint=load, step=start)
+    checkpoints = Checkpointer(cfg, state, save, load, sinks.event)
+    resumed = checkpoints.resume()
+    start = _restore(resumed, chunks, grads, optimizer, rng, source) if resumed else 0
+    if resumed:
+        sinks.event("checkpoint_load", checkpoint=str(checkpoints.resumed_from), step=start)
     logger = None
     if state.rank == 0:
         _describe(cfg, state, device, total_params, print_schedule)
@@ -206,6 +209,8 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
                     next_rank=state.ring_next_rank)
     evaluator = build_evaluator(cfg, state, runner, source)  # None without --eval-interval
     records = []
+    collect = functools.partial(checkpoint_state, state=state, chunks=chunks, grads=grads,
+                                optimizer=optimizer, rng=rng, source=source)  # collect(step), for saves
     for step in range(start, t.steps):
         started = time.time()
         lr = lr_at(step, t)
@@ -226,6 +231,7 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
         started += validation.seconds if validation else 0.0  # not part of the step's time
         record = {"step": step + 1, "step_time_s": time.time() - started, **val}
         if logger:
+            logger.counters.update(checkpoints.counters)
             record = logger.log(step + 1, result.loss, lr, result.grad_norm, step_tokens,
                                 time.time() - started, (step + 1) * step_tokens, memory,
                                 result.grad_norm_parts, result.loss_by_input, val)
@@ -233,13 +239,9 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
             if memory:
                 print(format_memory(step + 1, memory), flush=True)
         sinks.step(step_metrics(record, data_wait.seconds))
-        if save and t.save_interval and (step + 1) % t.save_interval == 0:
-            sinks.event("checkpoint_save", step=step + 1, checkpoint=str(
-                _save(save, step + 1, state, chunks, grads, optimizer, rng, cfg, source)))
+        checkpoints.maybe_save(step + 1, collect, val_loss=val.get("val_loss"))
     grads.wait_params()
-    if save and (not t.save_interval or t.steps % t.save_interval):
-        sinks.event("checkpoint_save", step=t.steps, checkpoint=str(
-            _save(save, t.steps, state, chunks, grads, optimizer, rng, cfg, source)))
+    checkpoints.finish(t.steps, collect)
     if hasattr(source, "close"):
         source.close()
     if logger:
@@ -271,8 +273,8 @@ def _describe(cfg: Config, state: ParallelState, device, total_params: int,
                               p.virtual_stages), flush=True)
 
 
-def _load(directory, state, chunks, grads, optimizer, rng, cfg: Config, source=None) -> int:
-    step, payload = checkpoint.load(directory, state, cfg)
+def _restore(resumed, chunks, grads, optimizer, rng, source=None) -> int:
+    step, payload = resumed
     with grads.full_parameters():
         for chunk, chunk_state in zip(chunks, payload["model"]):
             chunk.load_state_dict(chunk_state)
@@ -284,7 +286,10 @@ def _load(directory, state, chunks, grads, optimizer, rng, cfg: Config, source=N
     return step
 
 
-def _save(directory, step, state, chunks, grads, optimizer, rng, cfg: Config, source=None):
+def checkpoint_state(step, state, chunks, grads, optimizer, rng, source=None
+                     ) -> tuple[dict, dict]:
+    """(payload, optimizer state) of this rank for a checkpoint (see checkpoint/format.py;
+    the Checkpointer copies it to CPU before training goes on)."""
     model = None
     with grads.full_parameters():  # a collective under ZeRO-3: every DP rank gathers
         if state.dp_rank == 0:
@@ -294,7 +299,4 @@ def _save(directory, step, state, chunks, grads, optimizer, rng, cfg: Config, so
                "torch_rng": torch.get_rng_state()}
     if hasattr(source, "state_dict"):
         payload["data"] = source.state_dict()  # the loader's consumed samples (exact resume)
-    path = checkpoint.save(directory, step, state, payload, optimizer.state_dict(), cfg)
-    if state.rank == 0:
-        print(f"saved checkpoint {path}", flush=True)
-    return path
+    return payload, optimizer.state_dict()

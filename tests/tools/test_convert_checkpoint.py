@@ -1,7 +1,9 @@
 """Resharding a checkpoint: a run saved on TP2 x DP2 (ZeRO-1, small buckets) and converted
 to PP2 x DP2 (ZeRO-2) continues the uninterrupted run's loss curve; a checkpoint converted
-to interleaved PP2 (ZeRO-0) and back equals the original; a missing shard is named. The
-embeddings are tied, so the last stage's copy of the embedding is written and read too."""
+to interleaved PP2 (ZeRO-0) and back equals the original; a missing shard is named with
+the rank that wrote it. The embeddings are tied, so the last stage's copy of the embedding
+is written and read too."""
+import json
 import sys
 from pathlib import Path
 
@@ -78,7 +80,11 @@ def test_missing_shard_is_named(saved, tmp_path):
     for f in (src / "step_0000004").iterdir():
         if f.name != "tp01_pp00_dp01.pt":
             (broken / "step_0000004" / f.name).write_bytes(f.read_bytes())
-    with pytest.raises(CheckpointError, match=r"tp01_pp00_dp01.pt: shard missing"):
+    writer = json.loads((src / "step_0000004" / "meta.json").read_text())["files"][
+        "tp01_pp00_dp01.pt"]["rank"]
+    assert writer == 3  # TP rank 1 of DP rank 1
+    with pytest.raises(CheckpointError,
+                       match=r"tp01_pp00_dp01.pt: shard missing \(written by rank 3\)"):
         reshard(str(broken), str(tmp_path / "dst"), tp=1, pp=2, dp=2, log=lambda msg: None)
     assert convert_checkpoint.main([str(broken), str(tmp_path / "dst"), "--tp", "1", "--pp",
                                     "2", "--dp", "2"]) == 1
