@@ -234,10 +234,10 @@ class StepWatchdog:
 # -- the trainer's handle --------------------------------------------------------------------
 
 class FaultGuard:
-    """Created by `pretrain` before anything else (signals are caught from then on),
-    `bind` once the model and optimizer exist; then per step `step_started`,
-    `inject_nonfinite` (inside the step, before the update), `after_update` and
-    `step_finished`; `close` at the end, whatever happened."""
+    """A context manager around a run (`pretrain`): signals are caught inside it, and its
+    exit restores the handlers and stops the watchdog, whatever happened. `bind` once the
+    model and optimizer exist; then per step `step_started`, `inject_nonfinite` (inside
+    the step, before the update), `after_update` and `step_finished`."""
 
     def __init__(self, cfg: TrainConfig):
         self.max_in_row, self.timeout_s = cfg.max_nonfinite_steps, cfg.step_timeout_s
@@ -334,6 +334,12 @@ class FaultGuard:
         if self.watchdog:
             self.watchdog.close()
         self.preemption.close()
+
+    def __enter__(self) -> "FaultGuard":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- the non-finite report ---------------------------------------------------------------
 

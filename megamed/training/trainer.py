@@ -167,14 +167,12 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
     (Prometheus, TensorBoard, audit log) start first: a busy port or an unreachable audit
     database fails here, before any training."""
     sinks = build_sinks(cfg, metrics_port, tensorboard, audit_db, load)
-    faults = FaultGuard(cfg.train)  # pre-emption signals are caught from here on
     try:
-        records = _pretrain(cfg, save, load, metrics_jsonl, print_schedule, sinks, faults)
+        with FaultGuard(cfg.train) as faults:  # catches pre-emption signals while inside
+            records = _pretrain(cfg, save, load, metrics_jsonl, print_schedule, sinks, faults)
     except BaseException as e:
         sinks.close(e)
         raise
-    finally:
-        faults.close()
     sinks.close()
     return records
 
