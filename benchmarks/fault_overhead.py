@@ -36,44 +36,46 @@ RESULTS = Path(__file__).resolve().parent / "results"
 REPEATS = 200
 
 
-def _median_us(fn, repeats: int = REPEATS) -> float:
-    times = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        fn(i)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
+def _paired_median_us(a, b, repeats: int = REPEATS) -> tuple[float, float]:
+    """Medians of `a(i)` and `b(i)`, called alternately so that the machine's load drifts
+    over both alike (after a warm-up of each)."""
+    a(0), b(0)
+    times = ([], [])
+    for i in range(1, repeats + 1):
+        for fn, out in ((a, times[0]), (b, times[1])):
+            start = time.perf_counter()
+            fn(i)
+            out.append(time.perf_counter() - start)
+    return statistics.median(times[0]) * 1e6, statistics.median(times[1]) * 1e6
 
 
-def _boundary_us(cfg, state, device, timeout_s: float) -> float:
-    guard = FaultGuard(cfg.replace(train={"step_timeout_s": timeout_s}).train)
-    guard.bind(state, [], None, device)
-    try:
-        def boundary(i):
-            guard.step_started(i + 1)
-            guard.step_finished(i + 1)
-        return _median_us(boundary)
-    finally:
-        guard.close()
+def _boundary(guard: FaultGuard):
+    def boundary(i):
+        guard.step_started(i + 1)
+        guard.step_finished(i + 1)
+    return boundary
 
 
 def measure() -> dict:
     device = local_device()
     state = ParallelState.create(1, 1)
     cfg = load_config("tiny", {"train": {"steps": 8, "log_interval": 100}})
+    with FaultGuard(cfg.train) as off, \
+            FaultGuard(cfg.replace(train={"step_timeout_s": 600.0}).train) as on:
+        for guard in (off, on):
+            guard.bind(state, [], None, device)
+        on_us, off_us = _paired_median_us(_boundary(on), _boundary(off))
     x = torch.ones(1, device=device)
     undecorated = C.all_reduce.__wrapped__
-    result = {
-        "boundary_watchdog_on_us": _boundary_us(cfg, state, device, 600.0),
-        "boundary_watchdog_off_us": _boundary_us(cfg, state, device, 0.0),
-        "all_reduce_1_noted_us": _median_us(lambda i: C.all_reduce(x, state.dp_group)),
-        "all_reduce_1_plain_us": _median_us(lambda i: undecorated(x, state.dp_group)),
-    }
+    noted_us, plain_us = _paired_median_us(lambda i: C.all_reduce(x, state.dp_group),
+                                           lambda i: undecorated(x, state.dp_group))
+    result = {"boundary_watchdog_on_us": on_us, "boundary_watchdog_off_us": off_us,
+              "all_reduce_1_noted_us": noted_us, "all_reduce_1_plain_us": plain_us}
     records = pretrain(cfg)  # the reference: the tiny profile's step, same processes
     if dist.get_rank() == 0:
         step = statistics.median(r["step_time_s"] for r in records[2:]) * 1e6
         result["tiny_step_us"] = step
-        result["boundary_share_of_step"] = result["boundary_watchdog_on_us"] / step
+        result["boundary_share_of_step"] = on_us / step
     return result
 
 
