@@ -22,7 +22,8 @@ at a few points of each step; the policies live here.
 - Hung steps. With `train.step_timeout_s` > 0 a watchdog thread on every rank, armed at
   each step's start, writes the collective this rank is waiting in (parallel/collectives.py
   `blocked_in`) and every thread's Python stack (faulthandler) to stderr when the step
-  overruns, then exits with `HANG_EXIT_CODE` so that the launcher restarts the job. The
+  overruns, then exits with `HANG_EXIT_CODE` (after `EXIT_GRACE_S`, in which the peers
+  blocked in a collective with it write theirs) so that the launcher restarts the job. The
   step's whole iteration is timed: its logging and a checkpoint saved at it included.
   faulthandler's own timer, at twice the timeout (at least 10 s more), is the backstop for
   a main thread that holds the GIL and so would starve the watchdog thread.
@@ -58,6 +59,7 @@ from megamed.parallel.state import ParallelState
 PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 REPEAT_WINDOW_S = 1.0
 HANG_EXIT_CODE = 124        # what timeout(1) returns for a command that ran out of time
+EXIT_GRACE_S = 2.0          # a hung step's report waits this long before the exit
 PARENT_GONE_EXIT_CODE = 129  # 128 + SIGHUP: the conventional status for a lost controller
 INJECT_ENV = "MEGAMED_FAULT_INJECT"
 _NAME_LEN = 200             # characters of a parameter name sent between ranks
@@ -228,6 +230,10 @@ class StepWatchdog:
         else:
             while report:
                 report = report[os.write(2, report):]
+        # The other ranks' watchdogs fire within moments of this one (every rank arms at
+        # the same step boundary), but a peer blocked in a collective with this process
+        # fails at once when it exits, before writing its own report: leave them time.
+        time.sleep(EXIT_GRACE_S)
         os._exit(HANG_EXIT_CODE)
 
 
