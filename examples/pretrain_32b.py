@@ -12,6 +12,8 @@ DP = world size / (TP x PP). Every optimizer step appends one JSON object to
 --metrics-jsonl (step, loss, lr, grad_norm, tokens, tokens_per_s, mfu, ...).
 A configuration or input error (bad flag, layout, batch arithmetic, data glob, broken
 checkpoint) is one line on stderr (from rank 0) and exit status 2, no traceback.
+SIGTERM or SIGUSR1 finishes the step, saves (with --save) and exits 0; too many
+non-finite steps in a row stop the run with one line and exit status 1 (training/fault.py).
 """
 import os
 import sys
@@ -27,6 +29,7 @@ from megamed.data.tokens import TokenFileError
 from megamed.monitoring import MonitoringError
 from megamed.parallel.state import init_distributed
 from megamed.training.arguments import parse_config
+from megamed.training.fault import NonFiniteError, exit_with_parent
 from megamed.training.trainer import pretrain
 
 USER_ERRORS = (ConfigError, TokenFileError, CheckpointError, ShardError, SkipLimitError,
@@ -41,6 +44,7 @@ def _fail(e: Exception) -> int:
 
 
 def main(argv=None) -> int:
+    exit_with_parent()  # under torchrun: a killed agent takes its workers with it
     try:
         cfg, args, note = parse_config(argv)
         # Checked in full before any process group exists: every rank finds the same error.
@@ -56,6 +60,9 @@ def main(argv=None) -> int:
                  tensorboard=args.tensorboard, audit_db=args.audit_db)
     except USER_ERRORS as e:
         return _fail(e)
+    except NonFiniteError as e:  # every rank stops at the same step; rank 0 reports
+        _fail(e)
+        return 1
     except (MonitoringError, AuditError) as e:
         # Every rank's own port or database: each says what failed for it.
         print(f"error on rank {dist.get_rank()}: {e}", file=sys.stderr)

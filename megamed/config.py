@@ -160,6 +160,8 @@ class TrainConfig:
     precision: str = "fp32"          # fp32 | bf16 | fp16 (params/activations; fp32 master)
     loss_scale: float = 65536.0      # fp16: initial dynamic loss scale
     loss_scale_window: int = 1000    # fp16: steps without inf/nan before the scale doubles
+    max_nonfinite_steps: int = 10    # stop after this many non-finite steps in a row
+    step_timeout_s: float = 0.0      # hang watchdog: a step longer than this exits (0: off)
     recompute: str = "none"          # none | selective (attention core) | full (blocks)
     recompute_every: int = 1         # full: checkpoint groups of this many blocks
     memory_interval: int = 0         # log peak memory per rank every N steps (0: never)
@@ -451,6 +453,10 @@ def _check_memory_options(cfg: Config, device_type: Optional[str] = None) -> Non
     if t.loss_scale <= 0 or t.loss_scale_window < 1:
         raise ConfigError(f"train.loss_scale ({t.loss_scale}) must be > 0 and "
                           f"train.loss_scale_window ({t.loss_scale_window}) >= 1")
+    if t.max_nonfinite_steps < 1 or t.step_timeout_s < 0:
+        raise ConfigError(f"train.max_nonfinite_steps ({t.max_nonfinite_steps}, "
+                          f"--max-nonfinite-steps) must be >= 1 and train.step_timeout_s "
+                          f"({t.step_timeout_s}, --step-timeout-s) >= 0")
 
 
 def _check_buckets(cfg: Config) -> None:

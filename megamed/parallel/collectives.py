@@ -19,8 +19,15 @@ for a group when one rank's model is built on the `meta` device to count its mem
 
 Point-to-point: `exchange` is the pipeline's one batched send/receive with both neighbours
 (activations forward, gradients backward); `barrier` orders the checkpoint writers.
+
+Every blocking call notes what it waits in (`blocked_in`), so that the hang watchdog
+(training/fault.py) can say which collective a stuck rank is waiting for.
 """
 from __future__ import annotations
+
+import functools
+import threading
+import time
 
 import torch
 import torch.distributed as dist
@@ -50,8 +57,63 @@ def group_rank(group: Group) -> int:
     return group.rank if isinstance(group, ShapeGroup) else dist.get_rank(group)
 
 
+# -- what each thread is blocked in (for the hang watchdog) ---------------------------------
+
+# thread id -> (operation, group, tensor shape, dtype, monotonic start). A dict store and a
+# pop per blocking call: cheap next to any collective. Not a thread-local, because the
+# watchdog reads it from its own thread.
+_blocked: dict[int, tuple] = {}
+
+
+class _Blocking:
+    """`with _Blocking(op, group, x):` marks this thread as waiting in `op` until it returns."""
+    __slots__ = ("thread",)
+
+    def __init__(self, op: str, group, x: torch.Tensor = None):
+        self.thread = threading.get_ident()
+        _blocked[self.thread] = (op, group, None if x is None else tuple(x.shape),
+                                 None if x is None else x.dtype, time.monotonic())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _blocked.pop(self.thread, None)
+
+
+def _blocking(fn):
+    """Decorator for the synchronous collectives `fn(x, group, ...)`."""
+    @functools.wraps(fn)
+    def wrapper(x, group, *args, **kwargs):
+        with _Blocking(fn.__name__, group, x):
+            return fn(x, group, *args, **kwargs)
+    return wrapper
+
+
+def _describe_group(group) -> str:
+    if isinstance(group, ShapeGroup):
+        return f"a shape-only group of {group.size}"
+    try:
+        return f"ranks {dist.get_process_group_ranks(group or dist.group.WORLD)}"
+    except (RuntimeError, ValueError):  # destroyed meanwhile, or not a group of this process
+        return "an unknown group"
+
+
+def blocked_in() -> list[str]:
+    """One line per thread of this process that is inside a blocking collective now:
+    "all_reduce of (1,) torch.int64 over ranks [0, 1] for 3.1 s (thread MainThread)"."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    now, lines = time.monotonic(), []
+    for thread, (op, group, shape, dtype, since) in list(_blocked.items()):
+        tensor = "" if shape is None else f" of {shape} {dtype}"
+        lines.append(f"{op}{tensor} over {_describe_group(group)} for {now - since:.1f} s "
+                     f"(thread {names.get(thread, thread)})")
+    return lines
+
+
 # -- raw (non-autograd) operations ---------------------------------------------------------
 
+@_blocking
 def all_reduce(x: torch.Tensor, group: Group, op: str = "sum") -> torch.Tensor:
     """In-place all-reduce (`op`: sum | max | avg); returns `x`."""
     if group_size(group) > 1:
@@ -65,6 +127,7 @@ def all_reduce(x: torch.Tensor, group: Group, op: str = "sum") -> torch.Tensor:
     return x
 
 
+@_blocking
 def all_gather(x: torch.Tensor, group: Group, dim: int) -> torch.Tensor:
     """Concatenates every rank's `x` along `dim`."""
     n = group_size(group)
@@ -76,6 +139,7 @@ def all_gather(x: torch.Tensor, group: Group, dim: int) -> torch.Tensor:
     return out.movedim(0, dim)
 
 
+@_blocking
 def reduce_scatter(x: torch.Tensor, group: Group, dim: int) -> torch.Tensor:
     """Sums `x` over ranks and keeps this rank's 1/n slice along `dim`."""
     n = group_size(group)
@@ -103,14 +167,17 @@ def split(x: torch.Tensor, group: Group, dim: int) -> torch.Tensor:
 
 class Pending:
     """A collective in flight. `wait()` blocks until it is done and then runs the copy a
-    backend needed (see `reduce_scatter_async`); waiting twice is a no-op."""
+    backend needed (see `reduce_scatter_async`); waiting twice is a no-op. `op`, `group`
+    and `x` say what it is while waiting (`blocked_in`)."""
 
-    def __init__(self, work=None, then=None):
+    def __init__(self, work=None, then=None, op: str = "", group=None, x=None):
         self.work, self.then = work, then
+        self.op, self.group, self.x = op, group, x
 
     def wait(self) -> None:
         if self.work is not None:
-            self.work.wait()
+            with _Blocking(f"{self.op} (asynchronous)", self.group, self.x):
+                self.work.wait()
             self.work = None
         if self.then is not None:
             self.then()
@@ -129,7 +196,7 @@ def all_reduce_async(x: torch.Tensor, group: Group) -> Pending:
     """Starts summing the flat tensor `x` over `group`, in place."""
     if group_size(group) == 1:
         return Pending()
-    return Pending(dist.all_reduce(x, group=group, async_op=True))
+    return Pending(dist.all_reduce(x, group=group, async_op=True), None, "all_reduce", group, x)
 
 
 def reduce_scatter_async(out: torch.Tensor, x: torch.Tensor, group: Group) -> Pending:
@@ -146,8 +213,9 @@ def reduce_scatter_async(out: torch.Tensor, x: torch.Tensor, group: Group) -> Pe
     if _gloo(group) and _same_storage(out, x):
         result = torch.empty_like(out)
         work = _reduce_scatter_flat(result, x, group=group, async_op=True)
-        return Pending(work, lambda: out.copy_(result))
-    return Pending(_reduce_scatter_flat(out, x, group=group, async_op=True))
+        return Pending(work, lambda: out.copy_(result), "reduce_scatter", group, x)
+    return Pending(_reduce_scatter_flat(out, x, group=group, async_op=True), None,
+                   "reduce_scatter", group, x)
 
 
 def all_gather_async(out: torch.Tensor, shard: torch.Tensor, group: Group) -> Pending:
@@ -160,7 +228,8 @@ def all_gather_async(out: torch.Tensor, shard: torch.Tensor, group: Group) -> Pe
         return Pending()
     if _gloo(group) and _same_storage(out, shard):
         shard = shard.clone()
-    return Pending(_all_gather_flat(out, shard, group=group, async_op=True))
+    return Pending(_all_gather_flat(out, shard, group=group, async_op=True), None,
+                   "all_gather", group, shard)
 
 
 # -- point-to-point (pipeline stages) and barriers ------------------------------------------
@@ -191,14 +260,16 @@ def exchange(prev_rank: int, next_rank: int, group: Group, sends_first: bool,
         recvs.append(dist.P2POp(dist.irecv, recv_next, next_rank, group, BACKWARD_TAG))
     ops = sends + recvs if sends_first else recvs + sends
     if ops:
-        for request in dist.batch_isend_irecv(ops):
-            request.wait()
+        with _Blocking(f"exchange (with ranks {prev_rank} and {next_rank})", group):
+            for request in dist.batch_isend_irecv(ops):
+                request.wait()
 
 
 def barrier(group: Group = None) -> None:
     """Every rank of `group` (default: the world) has reached this point."""
     if group is None or group_size(group) > 1:
-        dist.barrier(group=group)
+        with _Blocking("barrier", group):
+            dist.barrier(group=group)
 
 
 # -- autograd pairs ------------------------------------------------------------------------

@@ -360,13 +360,16 @@ def _wait_gather(bucket: Bucket) -> None:
 
 
 def _wait_before_use(chunk: nn.Module, bucket_of: dict[int, Bucket]) -> None:
-    """Forward pre-hooks that wait for the parameter all-gathers a module needs. Parameters
-    of a bare container (the embedding's learned positions, used by the stage itself) are
-    waited for by the stage."""
+    """Forward pre-hooks that wait for the parameter all-gathers a module needs. A module
+    waits for its whole subtree: it may use a child's weight without calling the child
+    (the fused Q/K/V projection reads wq, wk and wv directly, so their own hooks never
+    run). Parameters of the stage itself and of a bare container (the embedding's learned
+    positions, used by the stage itself) are waited for by the stage."""
     needs: dict[nn.Module, list[Bucket]] = {}
     for module in chunk.modules():
-        user = chunk if type(module) is nn.Module else module
-        for p in module.parameters(recurse=False):
+        subtree = module is not chunk and type(module) is not nn.Module
+        user = module if subtree else chunk
+        for p in module.parameters(recurse=subtree):
             if id(p) in bucket_of and bucket_of[id(p)] not in needs.setdefault(user, []):
                 needs[user].append(bucket_of[id(p)])
     for module, buckets in needs.items():

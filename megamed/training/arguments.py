@@ -99,6 +99,15 @@ def _groups() -> dict[str, tuple[Flag, ...]]:
             F("--memory-interval", "train.memory_interval", "log every rank's peak memory "
               "every N steps (0: never)", int),
         ),
+        "faults (pre-emption, NaN, hangs)": (
+            F("--max-nonfinite-steps", "train.max_nonfinite_steps", "a step with a non-finite "
+              "loss or gradient norm (or fp16 loss-scale underflow) makes no update; stop the "
+              "run after this many in a row, naming the first non-finite gradient", int),
+            F("--step-timeout-s", "train.step_timeout_s", "hang watchdog: when one step "
+              "(with its logging and checkpoint) runs longer than this, every rank writes its "
+              "Python stacks and the collective it waits in to stderr and exits with status "
+              "124 (0: off)", float),
+        ),
         "multimodal": (
             F("--freeze", "train.freeze", "training stage of a model with encoders: none "
               "(everything trains), encoders (frozen encoders, trained projectors and "

@@ -5,8 +5,11 @@ tokens consumed through this step), tokens_per_s, mfu (null without a GPU), plus
 step_tokens, step_time_s, elapsed_s, with encoders `grad_norm_parts` ({decoder,
 image_encoder, waveform_encoder, projector: norm before clipping}) and `grad_norm_ratio`
 (max/min over the parts that train; the plan's balance check wants <= 2), `loss_by_input`
-({text, image, ecg, eeg: mean loss of the samples with that input}), on the steps that
-validate (--eval-interval) `val_loss` and `val_ppl` (training/evaluate.py), and on the steps that report memory (--memory-interval)
+({text, image, ecg, eeg: mean loss of the samples with that input}), `skipped_steps` (updates
+skipped so far in this run: a non-finite loss or gradient, fp16 overflow) and `nonfinite`
+(non-finite steps in a row up to this one; training/fault.py), on the steps that validate
+(--eval-interval) `val_loss` and `val_ppl` (training/evaluate.py), and on the steps that
+report memory (--memory-interval)
 `memory`: one dict of bytes per rank (params, main_grads, optimizer, activations, total;
 CUDA peak allocated/reserved on a GPU).
 """
@@ -108,7 +111,7 @@ class MetricsLogger:
     def log(self, step: int, loss: float, lr: float, grad_norm: float, step_tokens: int,
             step_time: float, consumed_tokens: int, memory: Optional[list] = None,
             grad_norm_parts: Optional[dict] = None, loss_by_input: Optional[dict] = None,
-            validation: Optional[dict] = None) -> dict:
+            validation: Optional[dict] = None, skips: Optional[dict] = None) -> dict:
         tokens_per_s = step_tokens / step_time if step_time > 0 else None
         mfu = None
         if self.peak and tokens_per_s:
@@ -121,10 +124,13 @@ class MetricsLogger:
         if memory:
             record["memory"] = memory
         record.update(validation or {})
+        record.update(skips or {})
         balance = ""
+        if skips and skips["skipped_steps"]:
+            balance = f" | skipped {skips['skipped_steps']}"
         if loss_by_input:
             record["loss_by_input"] = loss_by_input
-            balance = " | loss " + " ".join(f"{k} {v:.3f}" for k, v in loss_by_input.items())
+            balance += " | loss " + " ".join(f"{k} {v:.3f}" for k, v in loss_by_input.items())
         if grad_norm_parts:
             record["grad_norm_parts"] = grad_norm_parts
             record["grad_norm_ratio"] = grad_norm_ratio(grad_norm_parts)

@@ -8,6 +8,12 @@ Adam moments, so its state per rank is 1/DP of the unsharded state from ZeRO-1 o
 update is torch.optim.AdamW's formula, element by element, with decoupled weight decay
 applied only to the segments of parameters with ndim >= 2 (Loshchilov & Hutter 2019).
 
+A step whose loss or global gradient norm is not finite updates nothing (parameters,
+moments and Adam's step count stay as they were); with fp16 the loss scaler skips steps
+whose gradients overflowed and lowers the scale. `UpdateResult.nonfinite` marks the skips
+that no scale change can cure (no scaler, or the scale already at its minimum), which
+training/fault.py counts towards stopping the run.
+
 The global norm counts every gradient element exactly once across the mesh: TP-sharded
 parameters contribute their shard on every TP rank, TP-replicated ones (norm weights,
 row-parallel biases) only on TP rank 0, and the pipeline copy of a tied embedding only on
@@ -96,8 +102,10 @@ class ShardState:
 
 @dataclass
 class UpdateResult:
-    grad_norm: float           # before clipping; nan when the step was skipped
-    skipped: bool
+    grad_norm: float           # before clipping; nan when fp16 gradients overflowed
+    skipped: bool              # no update was made
+    nonfinite: bool = False    # skipped for a non-finite loss or gradient that a lower
+                               # loss scale cannot cure (see the module docstring)
 
 
 class DistributedAdamW:
@@ -162,12 +170,24 @@ class DistributedAdamW:
         self.scaler.update(found)
         return found
 
-    def step(self, lr: float) -> UpdateResult:
+    def nonfinite_parameters(self) -> list[torch.nn.Parameter]:
+        """This rank's parameters with an inf or nan in their part of the gradient, in the
+        order of the shards."""
+        return [p for shard in self.shards for p, lo, hi in shard.segments
+                if not torch.isfinite(shard.grad[lo:hi]).all()]
+
+    def step(self, lr: float, loss_finite: bool = True) -> UpdateResult:
         """Unscale (fp16), clip to `clip_grad` by the global norm, update every shard and
-        write the new values into the parameters' shards."""
-        if self.scaler is not None and self._unscale_and_check():
-            return UpdateResult(float("nan"), skipped=True)
+        write the new values into the parameters' shards. Skips the update when the
+        gradients overflowed (fp16), or when the loss (`loss_finite`, the same on every
+        rank) or the global norm is not finite: every rank makes the same decision."""
+        if self.scaler is not None:
+            at_minimum = self.scaler.scale <= self.scaler.min_scale
+            if self._unscale_and_check():
+                return UpdateResult(float("nan"), skipped=True, nonfinite=at_minimum)
         norm = self.grad_norm()
+        if not (loss_finite and math.isfinite(norm)):
+            return UpdateResult(norm, skipped=True, nonfinite=True)
         c = self.cfg
         if c.clip_grad > 0 and norm > c.clip_grad:
             for shard in self.shards:

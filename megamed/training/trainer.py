@@ -8,9 +8,11 @@ One optimizer step, in order (each line is one place where ranks talk to each ot
      last backward its full gradient buckets start reducing over DP  (parallel/data.py),
   2. the remaining reductions finish (SP-replicated gradients over TP, tied embeddings
      over the embedding group first)                             (parallel/data.py),
-  3. the global gradient norm is reduced over DP and TP x PP     (training/optimizer.py),
-  4. AdamW updates this rank's shards; ZeRO-1/2 all-gather them  (parallel/data.py),
-  5. the loss is summed over PP and averaged over DP for the log  (training/loss.py).
+  3. the loss is summed over PP and averaged over DP             (training/loss.py),
+     before the update, which a non-finite loss or norm skips      (training/fault.py),
+  4. the global gradient norm is reduced over DP and TP x PP     (training/optimizer.py),
+  5. AdamW updates this rank's shards; ZeRO-1/2 all-gather them  (parallel/data.py),
+  6. at the step boundary a pre-emption flag is max-reduced over all ranks (training/fault.py).
 
 The schedule calls back into this module only through `ForwardStep` (the model and the
 data) and the loss function it returns (training/loss.py); the micro batch is a
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -45,10 +48,12 @@ from megamed.parallel.random import seed_streams
 from megamed.parallel.state import ParallelState
 from megamed.training.checkpointing import Checkpointer
 from megamed.training.evaluate import build_evaluator
+from megamed.training.fault import FaultGuard
 from megamed.training.loss import StepLoss
 from megamed.training.memory import SavedActivations, format_memory, gather_memory, rank_memory
 from megamed.training.metrics import MetricsLogger, flops_per_token
-from megamed.training.optimizer import DistributedAdamW, build_optimizer, counts_once, lr_at
+from megamed.training.optimizer import (DistributedAdamW, UpdateResult, build_optimizer,
+                                        counts_once, lr_at)
 from megamed.training.shard_data import ShardSource, prepare_data
 from megamed.training.telemetry import build_sinks, step_metrics
 
@@ -131,20 +136,25 @@ class StepResult:
     grad_norm: float
     grad_norm_parts: Optional[dict] = None  # {part: norm} for a model with encoders
     loss_by_input: Optional[dict] = None    # {text|image|ecg|eeg: mean loss} likewise
+    update: Optional[UpdateResult] = None   # skipped or not (training/fault.py counts)
 
 
 def train_step(runner: Runner, optimizer: DistributedAdamW, grads, lr: float,
-               cfg: Config, state: ParallelState) -> StepResult:
+               cfg: Config, state: ParallelState,
+               faults: Optional[FaultGuard] = None) -> StepResult:
     grads.zero_grad()
     step_loss = runner.forward_step.loss
     step_loss.start(optimizer.scaler.scale if optimizer.scaler is not None else 1.0)
     select_schedule(state.pp, cfg.parallel.virtual_stages)(runner, runner.num_micro_batches)
     grads.finish_grad_sync()
+    if faults:
+        faults.inject_nonfinite(optimizer)  # test only (MEGAMED_FAULT_INJECT)
     parts = (optimizer.grad_norms_by_part(part_of, PARTS) if cfg.model.encoders() else None)
-    grad_norm = optimizer.step(lr).grad_norm
+    loss = step_loss.reduce(state)  # before the update: a non-finite loss skips it
+    update = optimizer.step(lr, loss_finite=math.isfinite(loss))
     grads.gather_params()
     by_input = step_loss.reduce_by_kind(state) if cfg.model.encoders() else None
-    return StepResult(step_loss.reduce(state), grad_norm, parts, by_input)
+    return StepResult(loss, update.grad_norm, parts, by_input, update)
 
 
 def activation_shape(cfg: Config) -> tuple[int, int, int]:
@@ -164,7 +174,8 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
     database fails here, before any training."""
     sinks = build_sinks(cfg, metrics_port, tensorboard, audit_db, load)
     try:
-        records = _pretrain(cfg, save, load, metrics_jsonl, print_schedule, sinks)
+        with FaultGuard(cfg.train) as faults:  # catches pre-emption signals while inside
+            records = _pretrain(cfg, save, load, metrics_jsonl, print_schedule, sinks, faults)
     except BaseException as e:
         sinks.close(e)
         raise
@@ -173,7 +184,8 @@ def pretrain(cfg: Config, save: Optional[str] = None, load: Optional[str] = None
 
 
 def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
-              metrics_jsonl: Optional[str], print_schedule: bool, sinks: SinkGroup) -> list[dict]:
+              metrics_jsonl: Optional[str], print_schedule: bool, sinks: SinkGroup,
+              faults: FaultGuard) -> list[dict]:
     device = local_device()
     cfg = resolve(prepare_data(cfg), dist.get_world_size(), device.type)
     p, t = cfg.parallel, cfg.train
@@ -184,6 +196,7 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
     total_params = parameter_count(params, state, device)
     grads = data_parallel(chunks, state, p)
     optimizer = build_optimizer(grads, t, state, p.zero_stage)
+    faults.bind(state, chunks, optimizer, device)
     source = build_source(cfg, state, device)
     checkpoints = Checkpointer(cfg, state, save, load, sinks.event)
     resumed = checkpoints.resume()
@@ -208,16 +221,17 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
                     device=device, prev_rank=state.ring_prev_rank,
                     next_rank=state.ring_next_rank)
     evaluator = build_evaluator(cfg, state, runner, source)  # None without --eval-interval
-    records = []
+    records, last = [], t.steps
     collect = functools.partial(checkpoint_state, state=state, chunks=chunks, grads=grads,
                                 optimizer=optimizer, rng=rng, source=source)  # collect(step), for saves
     for step in range(start, t.steps):
+        faults.step_started(step + 1)  # arms the hang watchdog (--step-timeout-s)
         started = time.time()
         lr = lr_at(step, t)
         forward_step.step = step
         forward_step.data_wait = data_wait = DataWait()
         try:
-            result = train_step(runner, optimizer, grads, lr, cfg, state)
+            result = train_step(runner, optimizer, grads, lr, cfg, state, faults)
             validation = evaluator.after_step(step + 1) if evaluator else None
         except RuntimeError as e:
             # A dead peer surfaces as a timeout in some collective; say where we were.
@@ -227,6 +241,7 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
             memory = gather_memory(rank_memory(grads, optimizer, forward_step.activations,
                                                device),
                                    device)
+        skips = faults.after_update(step + 1, result.loss, result.update)
         val = validation.fields() if validation else {}  # val_loss, val_ppl on every rank
         started += validation.seconds if validation else 0.0  # not part of the step's time
         record = {"step": step + 1, "step_time_s": time.time() - started, **val}
@@ -234,16 +249,20 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
             logger.counters.update(checkpoints.counters)
             record = logger.log(step + 1, result.loss, lr, result.grad_norm, step_tokens,
                                 time.time() - started, (step + 1) * step_tokens, memory,
-                                result.grad_norm_parts, result.loss_by_input, val)
+                                result.grad_norm_parts, result.loss_by_input, val, skips)
             records.append(record)
             if memory:
                 print(format_memory(step + 1, memory), flush=True)
         sinks.step(step_metrics(record, data_wait.seconds))
         checkpoints.maybe_save(step + 1, collect, val_loss=val.get("val_loss"))
+        if faults.step_finished(step + 1):  # pre-empted: every rank stops after this step
+            last = step + 1
+            break
     grads.wait_params()
-    checkpoints.finish(t.steps, collect)
+    checkpoints.finish(last, collect)
     if hasattr(source, "close"):
         source.close()
+    faults.report_preemption(last, t.steps, save)
     if logger:
         logger.close()
     return records

@@ -63,6 +63,7 @@ def scaled_step_worker():
     before = param.clone()
     result = opt.step(lr=0.1)
     assert result.skipped and math.isnan(result.grad_norm)
+    assert not result.nonfinite  # a lower scale may cure it: not counted towards a stop
     assert torch.equal(param, before) and opt.scaler.scale == 128.0 and opt.steps == 0
     unscaled = torch.linspace(-1e-3, 1e-3, 32)
     grad.copy_(unscaled * 128.0)
@@ -73,6 +74,40 @@ def scaled_step_worker():
     assert not result.skipped
     assert result.grad_norm == pytest.approx(unscaled.double().norm().item(), rel=1e-6)
     torch.testing.assert_close(param, reference, rtol=0, atol=1e-7)
+    # Loss-scale underflow: an overflow at the minimum scale is a non-finite step.
+    opt.scaler.scale, after = opt.scaler.min_scale, param.clone()
+    grad.fill_(float("nan"))
+    result = opt.step(lr=0.1)
+    assert result.skipped and result.nonfinite and opt.nonfinite_parameters() == [weight]
+    assert torch.equal(param, after) and opt.steps == 1
+
+
+def nonfinite_step_worker():
+    """Without a scaler: a non-finite loss or gradient norm skips the update (parameters,
+    moments and Adam's step count unchanged); a finite step then updates as usual."""
+    from megamed.parallel.state import ParallelState
+    state = ParallelState.create(1, 1)
+    weight = torch.nn.Parameter(torch.ones(4, 8))
+    weight.tp_replicated = False
+    grad = torch.linspace(-1.0, 1.0, 32)
+    opt = DistributedAdamW([OptimizerShard(weight.data.view(-1), grad, [(weight, 0, 32)])],
+                           load_config("tiny").train, state, sharded=False)
+    before = weight.detach().clone()
+    result = opt.step(lr=0.1, loss_finite=False)
+    assert result.skipped and result.nonfinite and math.isfinite(result.grad_norm)
+    assert opt.nonfinite_parameters() == []  # the loss, not a gradient
+    grad[3] = float("inf")
+    result = opt.step(lr=0.1)
+    assert result.skipped and result.nonfinite and math.isinf(result.grad_norm)
+    assert opt.nonfinite_parameters() == [weight]
+    assert torch.equal(weight, before) and opt.steps == 0
+    assert not any(s.exp_avg.any() or s.exp_avg_sq.any() for s in opt.states)
+    grad[3] = 0.0
+    assert not opt.step(lr=0.1).skipped and opt.steps == 1 and not torch.equal(weight, before)
+
+
+def test_nonfinite_steps_are_skipped():
+    run_distributed(nonfinite_step_worker, 1)
 
 
 def test_fp16_step_logic():
