@@ -121,6 +121,57 @@ _ID_LABEL_BEFORE = re.compile(
     r"\b(?:" + "|".join(f"(?P<{cat}>{labels})" for cat, labels in _ID_LABELS) +
     r")(?=[\s:#=.]|$)[\s:#=.-]{0,5}(?:is\s+|of\s+)?$", re.I)
 _ID_CATEGORIES = [cat for cat, _ in _ID_LABELS]
+
+
+def _label_ends() -> frozenset[str]:
+    """The last run of letters of every label _ID_LABELS spells (its language is finite:
+    literals, classes, alternations and `?`), lower-cased: "medical record no." -> "no"."""
+    from re import _constants as c, _parser
+
+    def spell(items) -> list[str]:
+        out = [""]
+        for op, av in items:
+            if op is c.LITERAL:
+                alts = [chr(av)]
+            elif op is c.IN:
+                alts = [chr(a) if o is c.LITERAL else None for o, a in av]
+            elif op is c.BRANCH:
+                alts = [s for branch in av[1] for s in spell(branch)]
+            elif op is c.SUBPATTERN:
+                alts = spell(av[3])
+            elif op is c.MAX_REPEAT and av[:2] == (0, 1):
+                alts = [""] + spell(av[2])
+            else:
+                raise ValueError(f"label pattern: {op} is not spelled out here")
+            if None in alts:
+                raise ValueError("label pattern: only literal characters in classes")
+            out = [o + a for o in out for a in alts]
+        return out
+    ends = set()
+    for _, labels in _ID_LABELS:
+        for label in spell(_parser.parse(labels)):
+            m = re.search(r"[a-z]*$", label.rstrip(" :#=.-"))
+            ends.add(m.group(0))
+    return frozenset(ends)
+
+
+_LABEL_ENDS = _label_ends() | {"is", "of"}      # "id is 123", "number of ..." go to the regex
+
+
+def _may_follow_label(text: str, start: int) -> bool:
+    """Necessary for _ID_LABEL_BEFORE to match before `start`, at C speed: the letters before
+    the separators are the end of some label. (The label starts at a word boundary and holds
+    no digit, so its last letter run is the whole last letter run of the text.)"""
+    i = start
+    while i > 0 and (text[i - 1] in ":#=.-" or text[i - 1].isspace()):
+        i -= 1
+    j = i
+    while j > 0 and text[j - 1].isalpha():
+        j -= 1
+    word = text[j:i]
+    return not word.isascii() or word.lower() in _LABEL_ENDS
+
+
 # Unlabelled identifiers: long digit runs or letter+digit codes that no unit or word explains.
 _BARE_ID = re.compile(r"(?<![\w.,/-])(?:[A-Z]{1,4}-?\d{5,}|\d{7,}|\d{2,}[A-Z]{1,3}\d{3,}|"
                       r"[A-Z0-9]{2,}-[A-Z0-9]{2,}-[A-Z0-9]{2,})(?![\w/])")
@@ -353,6 +404,8 @@ def identifiers(text: str) -> Iterator[Span]:
         m = _ID_AT.match(text, start)
         pos = max(m.end() if m else digit.end(), digit.end())
         if m is None:
+            continue
+        if not _may_follow_label(text, start):
             continue
         label = _ID_LABEL_BEFORE.search(text, max(0, start - 48), start)
         if label is None:
