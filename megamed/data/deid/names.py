@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from megamed.data.deid import lexicon
 
 # Letters in any script ("José Núñez"); apostrophes and hyphens inside a name.
-_TOKEN = re.compile(r"[^\W\d_](?:[^\W\d_]|['’-](?=[^\W\d_]))*")
+_TOKEN = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 _DOSE_AFTER = re.compile(r"\s*\d+(?:\.\d+)?\s*(?:mg|mcg|g|ml|units?|meq|mmol|%|tabs?|puffs?)\b",
                          re.I)
 

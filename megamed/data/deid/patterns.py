@@ -22,10 +22,11 @@ _DATE_RES = [
     re.compile(r"\d(?<![\d/.-]\d)\d?[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})(?![\d/-]|\.\d)"),
     re.compile(r"\d(?<![\d/.-]\d)\d{3}[/.-]\d{1,2}[/.-]\d{1,2}(?![\d/])"),
     # month and year: 03/2019, 3-2019, 2019-04, 2019/04
-    re.compile(r"(?<![\d/.-])(?:0?[1-9]|1[0-2])[/-](?:19|20)\d\d(?![\d/-])"),
-    re.compile(r"(?<![\d/.-])(?:19|20)\d\d-(?:0[1-9]|1[0-2])(?![\d/-])"),
+    re.compile(r"(?:0(?<![\d/.-]0)[1-9]|1(?<![\d/.-]1)[0-2]?|[2-9](?<![\d/.-][2-9]))[/-]"
+               r"(?:19|20)\d\d(?![\d/-])"),
+    re.compile(r"(?:1(?<![\d/.-]1)9|2(?<![\d/.-]2)0)\d\d-(?:0[1-9]|1[0-2])(?![\d/-])"),
     # 12-Mar, 3 Mar (no year)
-    re.compile(rf"(?<![\w/-])\d{{1,2}}-{_MONTH}\b(?!-)", re.I),
+    re.compile(rf"\d(?<![\w/-]\d)\d?-{_MONTH}\b(?!-)", re.I),
     # 03-Mar-2019, 3 MAR 19, 03MAR2019
     re.compile(rf"\d(?<![\w]\d)\d?[- ]?{_MONTH}\.?[- ]?(?:\d{{4}}|\d{{2}})(?!\w)", re.I),
     # March 3rd, 2019 / Jan. 5th / Mar 3 '19 / March of 2019 / March 2019
@@ -173,9 +174,11 @@ def _may_follow_label(text: str, start: int) -> bool:
 
 
 # Unlabelled identifiers: long digit runs or letter+digit codes that no unit or word explains.
-_BARE_ID = re.compile(r"(?<![\w.,/-])(?:[A-Z]{1,4}-?\d{5,}|\d{7,}|\d{2,}[A-Z]{1,3}\d{3,}|"
-                      r"[A-Z0-9]{2,}-[A-Z0-9]{2,}-[A-Z0-9]{2,})(?![\w/])")
-_DEA = re.compile(r"\b[A-Z]{2}\d{7}\b")
+# (the first character is matched before the look-behind: re then skips to candidates at C speed)
+_BARE_ID = re.compile(r"[A-Z\d](?<![\w.,/-].)(?:(?<=[A-Z])[A-Z]{0,3}-?\d{5,}|(?<=\d)\d{6,}|"
+                      r"(?<=\d)\d+[A-Z]{1,3}\d{3,}|(?<=[A-Z0-9])[A-Z0-9]+-[A-Z0-9]{2,}-[A-Z0-9]{2,})"
+                      r"(?![\w/])")
+_DEA = re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{7}\b")
 _VIN = re.compile(r"\b(?=[A-HJ-NPR-Z0-9]{0,16}\d)(?=[A-HJ-NPR-Z0-9]{0,16}[A-Z])[A-HJ-NPR-Z0-9]{17}\b")
 
 _STATES = ("AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV "
@@ -225,7 +228,7 @@ _PO_BOX = re.compile(r"\b(?:p\.?\s?o\.?\s?box|post office box)\s*#?\s*\d+", re.I
 # "Springfield, IL 62704" / "Boston, Massachusetts" / "Austin TX 78701"
 _CITY_STATE = re.compile(
     rf"((?:[A-Z][a-zA-Z'.-]+\s){{0,2}}[A-Z][a-zA-Z'.-]+),?\s+({_STATE})\b\.?(?:,?\s+(\d{{5}}(?:-\d{{4}})?))?")
-_CAPITALISED = re.compile(r"\b[A-Z][A-Za-z]+\b")
+_CAPITALISED = re.compile(r"[A-Z](?<!\w[A-Z])[A-Za-z]+\b")
 _PLACE_ENDINGS = ("burgh", "borough", "boro", "bury", "ville", "ton", "town", "fort", "mouth",
                   "side", "land", "field", "port", "view", "chester", "haven", "shire", "berg",
                   "burg", "stad", "furt", "wood", "dale", "ford", "ham", "mont")
@@ -288,6 +291,11 @@ def _regex_anchor(rx: re.Pattern, text: str):
 
 
 _PHONE7 = re.compile(r"\d{3}[-.]\d{4}")               # the number _LOCAL_PHONE ends with
+_PHONE_CORE = re.compile(r"\d{3}[-.\s]?\d{4}")          # every _PHONE match holds one ...
+_PHONE_BACK = len("+123-(456) ")                      # ... this far from its start at most
+_THREE_DIGITS = re.compile(r"\d{3}")                   # _EXTENSION's number ...
+_EXTENSION_BACK = len("extension") + 3                # ... after its word and \s?#?\s?
+_VIN_HINT = re.compile(r"[A-HJ-NPR-Z0-9]{17}")          # necessary for _VIN
 _LOCAL_PHONE_BACK = len("reached at") + 4             # longest cue word, then \W{0,4}
 _MAY_BACK = len("through") + 1                        # longest preposition, then [ -]
 # necessary for an IPv4 address: "d.d.d" (a C-speed digit scan; most notes have many dots)
@@ -377,12 +385,12 @@ def contacts(text: str) -> Iterator[Span]:
     if text.count(":") >= 7 and _IPV6_HINT.search(text):
         for m in _IPV6.finditer(text):
             yield m.start(), m.end(), "IP"
-    for m in _PHONE.finditer(text):
+    for m in _anchored(_PHONE, text, _regex_anchor(_PHONE_CORE, text), _PHONE_BACK):
         before = text[max(0, m.start() - 14):m.start()]
         yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
     for m in _anchored(_LOCAL_PHONE, text, _regex_anchor(_PHONE7, text), _LOCAL_PHONE_BACK):
         yield m.start(1), m.end(1), "PHONE"
-    for m in _EXTENSION.finditer(text):
+    for m in _anchored(_EXTENSION, text, _regex_anchor(_THREE_DIGITS, text), _EXTENSION_BACK):
         yield m.start(1), m.end(1), "PHONE"
     if "-" in text:
         for m in _SSN.finditer(text):
@@ -417,7 +425,7 @@ def identifiers(text: str) -> Iterator[Span]:
         yield start, start + len(value), cat
     for m in _DEA.finditer(text):
         yield m.start(), m.end(), "LICENSE"
-    for m in _VIN.finditer(text):
+    for m in _VIN.finditer(text) if _VIN_HINT.search(text) else ():
         yield m.start(), m.end(), "VEHICLE"
     for m in _BARE_ID.finditer(text):
         after = text[m.end():m.end() + 8]
@@ -453,7 +461,8 @@ def addresses(text: str) -> Iterator[Span]:
                 yield (prefix.start() if prefix else m.start()), m.end(), "ADDRESS"
         if word in _STATE_TRIGGERS:
             yield from _city_state(text, m, street_ends)
-    for m in _ZIP_LABEL.finditer(text):
+    for m in _ZIP_LABEL.finditer(text) if lowered is None or "zip" in lowered or \
+            "postal" in lowered else ():
         yield m.start(1), m.end(1), "ZIP"
     for m in _ZIP_BARE.finditer(text):
         yield m.start(), m.end(), "ZIP"
@@ -461,7 +470,7 @@ def addresses(text: str) -> Iterator[Span]:
     for m in _CITY_CONTEXT.finditer(text) if cued else ():
         place = m.group(1).rstrip()
         yield m.start(1), m.start(1) + len(place), "ADDRESS"
-    for m in _PO_BOX.finditer(text):
+    for m in _PO_BOX.finditer(text) if lowered is None or "box" in lowered else ():
         yield m.start(), m.end(), "ADDRESS"
 
 
