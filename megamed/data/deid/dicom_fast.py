@@ -2,11 +2,12 @@
 
 The reference path (pydicom.dcmread, `dicom.deidentify_dicom`, `save_as`) builds a Python
 object per element and re-encodes every value it touched; that caps it near 300 files/s per
-core. Here the file is parsed once into (tag, VR, offsets) tuples, each element's action comes
-from a per-(tag, VR) decision cached across files (the same Annex E rules as `_apply`, read
-off the same tables), runs of untouched elements are copied as one byte slice, and only the
-changed values are encoded. Sequences that are rewritten get undefined lengths, as pydicom
-writes them.
+core. Here the file is walked once (after a look at the top-level elements that say who the
+patient is), each element's action comes from a per-(tag, VR) decision cached across files
+(the same Annex E rules as `_apply`, read off the same tables), runs of untouched elements are
+copied as one byte slice, and only the changed values are encoded. Sequences that are
+rewritten get undefined lengths, as pydicom writes them; removed ones are only walked to count
+the private elements inside (the reference counts them).
 
 The reference path stays the definition: tests compare, element by element as pydicom reads
 them back, this output with the reference output on every shipped pydicom file. Anything this
@@ -102,13 +103,9 @@ def _fast(raw, ps, allow_burned_in, retain_dates, retain_patient, counts) -> byt
     if len(raw) < 132 or raw[128:132] != b"DICM":
         raise _Unusual
     meta, pos, implicit = _read_meta(raw)
-    if implicit:
-        if raw[pos + 4:pos + 6] in _SHORT_VRS | _LONG_VRS:
-            raise _Unusual               # pydicom would read it as explicit VR after all
-        elems, _ = _parse_implicit(raw, pos, len(raw), False)
-    else:
-        elems, _ = _parse(raw, pos, len(raw), False)
-    top = {e[0]: e for e in elems if e[0] in _LOOKED_UP}
+    if implicit and raw[pos + 4:pos + 6] in _SHORT_VRS | _LONG_VRS:
+        raise _Unusual                   # pydicom would read it as explicit VR after all
+    top = _looked_up(raw, pos, implicit)
     if not allow_burned_in and _burned_in_risk(raw, top):
         raise _Unusual                   # the reference path raises the DeidError
     patient = _text(raw, top.get(_PATIENT_ID)).strip() or \
@@ -117,7 +114,8 @@ def _fast(raw, ps, allow_burned_in, retain_dates, retain_patient, counts) -> byt
                retain_patient, counts, implicit)
     inserts = _inserts(ps, patient, retain_dates, retain_patient, top, implicit)
     body: list = []
-    _emit(run, elems, body, inserts)
+    if _process(run, pos, len(raw), False, body, inserts) != len(raw):
+        raise _Unusual
     # the file meta takes the dataset's SOP UIDs: the class as it is, the instance remapped
     sop_class, sop_instance = _text(raw, top.get(_SOP_CLASS)), _text(raw, top.get(_SOP_INSTANCE))
     if not sop_class or not sop_instance or top[_SOP_CLASS][1] != b"UI" or \
@@ -131,6 +129,34 @@ def _fast(raw, ps, allow_burned_in, retain_dates, retain_patient, counts) -> byt
 _LOOKED_UP = frozenset((_PATIENT_NAME, _PATIENT_ID, _STUDY_UID, _BURNED_IN, _MODALITY,
                         _SOP_CLASS, _SOP_INSTANCE) +
                        _METHOD_TAGS)
+_LAST_LOOKED_UP = max(_LOOKED_UP)
+
+
+def _looked_up(raw: bytes, pos: int, implicit: bool) -> dict:
+    """{tag: (tag, vr, start, value start, value end)} of the top-level elements the rules
+    need before the pass (the patient, burned-in flags, SOP UIDs); stops past the last one."""
+    top = {}
+    while pos < len(raw):
+        if implicit:
+            group, element, length = _ITEM.unpack_from(raw, pos)
+            vr, vstart = _implicit_vr(group << 16 | element), pos + 8
+        else:
+            group, element, vr, length = _HEADER.unpack_from(raw, pos)
+            vstart = pos + 8
+            if vr in _LONG_VRS:
+                length = _LONG_LENGTH.unpack_from(raw, vstart)[0]
+                vstart += 4
+        tag = group << 16 | element
+        if tag > _LAST_LOOKED_UP:
+            break
+        if length == _UNDEFINED:
+            vend = _private_in_items(raw, implicit, None, vstart, len(raw), True)
+        else:
+            vend = vstart + length
+        if tag in _LOOKED_UP:
+            top[tag] = (tag, vr, pos, vstart, vend)
+        pos = vend
+    return top
 
 
 def _text(raw: bytes, elem) -> str:
@@ -177,50 +203,6 @@ def _read_meta(raw: bytes) -> tuple[dict, int, bool]:
     return meta, pos, uid.is_implicit_VR
 
 
-def _parse(raw: bytes, pos: int, end: int, in_item: bool) -> tuple[list, int]:
-    """Elements [(tag, vr, start, value start, value end, items or None)] from `pos` up to
-    `end`, or up to an item delimiter when `in_item` (an item of undefined length)."""
-    elems = []
-    unpack, last = _HEADER.unpack_from, -1
-    while pos < end:
-        group, element, vr, length = unpack(raw, pos)
-        tag = group << 16 | element
-        if group == 0xFFFE:
-            if in_item and element == 0xE00D:
-                return elems, pos + 8
-            raise _Unusual
-        if tag <= last:
-            raise _Unusual               # out of order: pydicom would sort on writing
-        last = tag
-        vstart = pos + 8
-        if vr in _LONG_VRS:
-            length = _LONG_LENGTH.unpack_from(raw, vstart)[0]
-            vstart += 4
-            if vr == b"UN" and not group & 1:
-                raise _Unusual           # pydicom may re-read it under its dictionary VR
-        elif vr not in _SHORT_VRS:
-            raise _Unusual
-        items = None
-        if length == _UNDEFINED:
-            if vr == b"SQ":
-                items, vend = _parse_items(raw, vstart, end, True)
-            elif tag == _PIXELS:
-                vend = _skip_fragments(raw, vstart, end)
-            else:
-                raise _Unusual
-        else:
-            vend = vstart + length
-            if vend > end:
-                raise _Unusual           # truncated: the reference path names the element
-            if vr == b"SQ":
-                items, _ = _parse_items(raw, vstart, vend, False)
-        elems.append((tag, vr, pos, vstart, vend, items))
-        pos = vend
-    if in_item or pos != end:
-        raise _Unusual
-    return elems, pos
-
-
 @functools.lru_cache(maxsize=None)
 def _implicit_vr(tag: int) -> bytes:
     """The dictionary VR pydicom gives an element of an implicit VR file; "??" where it is
@@ -232,63 +214,6 @@ def _implicit_vr(tag: int) -> bytes:
     except KeyError:
         return b"UN"
     return vr.encode() if len(vr) == 2 else b"??"
-
-
-def _parse_implicit(raw: bytes, pos: int, end: int, in_item: bool) -> tuple[list, int]:
-    """`_parse` for implicit VR little endian: VRs from the dictionary."""
-    elems = []
-    unpack, last = _ITEM.unpack_from, -1
-    while pos < end:
-        group, element, length = unpack(raw, pos)
-        tag = group << 16 | element
-        if group == 0xFFFE:
-            if in_item and element == 0xE00D:
-                return elems, pos + 8
-            raise _Unusual
-        if tag <= last:
-            raise _Unusual
-        last = tag
-        vr = _implicit_vr(tag)
-        vstart, items = pos + 8, None
-        if length == _UNDEFINED:
-            if vr != b"SQ" and not group & 1:
-                raise _Unusual
-            items, vend = _parse_items(raw, vstart, end, True, _parse_implicit)
-        else:
-            vend = vstart + length
-            if vend > end:
-                raise _Unusual
-            if vr == b"SQ":
-                items, _ = _parse_items(raw, vstart, vend, False, _parse_implicit)
-        elems.append((tag, vr, pos, vstart, vend, items))
-        pos = vend
-    if in_item or pos != end:
-        raise _Unusual
-    return elems, pos
-
-
-def _parse_items(raw: bytes, pos: int, end: int, undefined: bool,
-                 parse=None) -> tuple[list, int]:
-    parse = parse or _parse
-    items = []
-    while pos < end:
-        group, element, length = _ITEM.unpack_from(raw, pos)
-        if group != 0xFFFE:
-            raise _Unusual
-        if element == 0xE0DD and undefined:
-            return items, pos + 8
-        if element != 0xE000:
-            raise _Unusual
-        if length == _UNDEFINED:
-            elems, pos = parse(raw, pos + 8, end, True)
-        else:
-            if pos + 8 + length > end:
-                raise _Unusual
-            elems, pos = parse(raw, pos + 8, pos + 8 + length, False)
-        items.append(elems)
-    if undefined or pos != end:
-        raise _Unusual
-    return items, pos
 
 
 def _skip_fragments(raw: bytes, pos: int, end: int) -> int:
@@ -364,16 +289,42 @@ def _date(in_dataset: bool, removed: str, retain_dates: bool) -> tuple[int, str]
     return DROP, "X"
 
 
-def _emit(run: _Run, elems: list, out: list, inserts: list | None = None) -> None:
-    """Append the de-identified encoding of `elems` to `out`; `inserts` (top level only):
-    sorted (tag, bytes) elements that replace or join the dataset's own."""
+def _process(run: _Run, pos: int, end: int, in_item: bool, out: list,
+             inserts: list | None = None) -> int:
+    """De-identify the elements from `pos` to `end` (or to the item delimiter when `in_item`)
+    into `out` in one pass; the position after them. `inserts` (top level only): sorted
+    (tag, bytes) elements that replace or join the dataset's own."""
     raw, counts, options, implicit = run.raw, run.counts, run.options, run.implicit
-    start = end = -1                     # the run of untouched elements not yet copied
+    unpack = _ITEM.unpack_from if implicit else _HEADER.unpack_from
+    start = stop = last = -1             # the run of untouched elements not yet copied
     next_insert = inserts[0][0] if inserts else 1 << 32
-    for tag, vr, pos, vstart, vend, items in elems:
+    while pos < end:
+        if implicit:
+            group, element, length = unpack(raw, pos)
+            vr = None
+        else:
+            group, element, vr, length = unpack(raw, pos)
+        tag = group << 16 | element
+        if group == 0xFFFE:
+            if in_item and element == 0xE00D:
+                break
+            raise _Unusual
+        if tag <= last:
+            raise _Unusual               # out of order: pydicom would sort on writing
+        last = tag
+        vstart = pos + 8
+        if implicit:
+            vr = _implicit_vr(tag)
+        elif vr in _LONG_VRS:
+            length = _LONG_LENGTH.unpack_from(raw, vstart)[0]
+            vstart += 4
+            if vr == b"UN" and not group & 1:
+                raise _Unusual           # pydicom may re-read it under its dictionary VR
+        elif vr not in _SHORT_VRS:
+            raise _Unusual
         if tag >= next_insert:
             if start >= 0:
-                out.append(raw[start:end])
+                out.append(raw[start:stop])
                 start = -1
             while inserts and inserts[0][0] <= tag:
                 out.append(inserts.pop(0)[1])
@@ -381,27 +332,44 @@ def _emit(run: _Run, elems: list, out: list, inserts: list | None = None) -> Non
         what, count = _decide(tag, vr, *options)
         if count is not None:
             counts[count] = counts.get(count, 0) + 1
+        vend = vstart + length
+        if what == RECURSE:
+            if length != _UNDEFINED and vend > end:
+                raise _Unusual
+            if start >= 0:
+                out.append(raw[start:stop])
+                start = -1
+            target = out if tag not in _OVERRIDDEN else []    # counted, then replaced
+            target.append(_element(tag, b"SQ", b"", implicit, _UNDEFINED))
+            pos = _process_items(run, vstart, end if length == _UNDEFINED else vend,
+                                 length == _UNDEFINED, target)
+            target.append(_SEQUENCE_END)
+            continue
+        if length == _UNDEFINED:
+            if tag == _PIXELS and not implicit:
+                vend = _skip_fragments(raw, vstart, end)
+            elif vr == b"SQ" or (implicit and group & 1):
+                vend = _private_in_items(raw, implicit, counts if what in (DROP, EMPTY) else None,
+                                         vstart, end, True)
+            else:
+                raise _Unusual
+        elif vend > end:
+            raise _Unusual               # truncated: the reference path names the element
+        elif vr == b"SQ" and what in (DROP, EMPTY):   # the reference removes private ones first
+            _private_in_items(raw, implicit, counts, vstart, vend, False)
         if what == KEEP and tag not in _OVERRIDDEN:
             if start < 0:
                 start = pos
-            end = vend
+            stop = pos = vend
             continue
         if start >= 0:
-            out.append(raw[start:end])
+            out.append(raw[start:stop])
             start = -1
-        target = out if tag not in _OVERRIDDEN else []    # counted, then replaced
-        if what == RECURSE:
-            target.append(_element(tag, b"SQ", b"", implicit, _UNDEFINED))
-            for item in items:
-                target.append(_ITEM_START)
-                _emit(run, item, target)
-                target.append(_ITEM_END)
-            target.append(_SEQUENCE_END)
-        elif what == PRIVATE:
-            pass                                # removed with whatever it holds
+        pos = vend
+        target = out if tag not in _OVERRIDDEN else []
+        if what == PRIVATE or what == KEEP:
+            pass                         # removed whole, or an overridden tag (re-inserted)
         elif what in (DROP, EMPTY):
-            if items:
-                _count_private(items, counts)   # the reference removes them first
             if what == EMPTY:
                 target.append(_element(tag, vr, b"", implicit))
         elif what == UIDS:
@@ -410,23 +378,101 @@ def _emit(run: _Run, elems: list, out: list, inserts: list | None = None) -> Non
             target.append(_shifted(run, tag, vr, raw[vstart:vend]))
         elif what == DUMMY:
             target.append(_element(tag, vr, _dummy(vr), implicit))
-        elif what == UNUSUAL:
+        else:
             raise _Unusual
-        elif what == KEEP:
-            pass                                # an overridden tag: the insert replaces it
+    else:
+        if in_item:
+            raise _Unusual               # no item delimiter
     if start >= 0:
-        out.append(raw[start:end])
+        out.append(raw[start:stop])
     while inserts:
         out.append(inserts.pop(0)[1])
+    return pos + 8 if in_item and pos < end else pos
 
 
-def _count_private(items: list, counts: dict) -> None:
-    for item in items:
-        for tag, vr, _, _, _, sub in item:
-            if tag & 0x10000:
-                counts["private"] = counts.get("private", 0) + 1
-            elif sub:
-                _count_private(sub, counts)
+def _process_items(run: _Run, pos: int, end: int, undefined: bool, out: list) -> int:
+    """The items of a sequence, each de-identified, written with undefined lengths."""
+    while pos < end:
+        group, element, length = _ITEM.unpack_from(run.raw, pos)
+        if group != 0xFFFE:
+            raise _Unusual
+        if element == 0xE0DD and undefined:
+            return pos + 8
+        if element != 0xE000:
+            raise _Unusual
+        out.append(_ITEM_START)
+        if length == _UNDEFINED:
+            pos = _process(run, pos + 8, end, True, out)
+        else:
+            if pos + 8 + length > end:
+                raise _Unusual
+            if _process(run, pos + 8, pos + 8 + length, False, out) != pos + 8 + length:
+                raise _Unusual
+            pos += 8 + length
+        out.append(_ITEM_END)
+    if undefined or pos != end:
+        raise _Unusual
+    return pos
+
+
+def _private_in_items(raw: bytes, implicit: bool, counts: dict | None, pos: int, end: int,
+                      undefined: bool) -> int:
+    """Walk the items of a sequence that is skipped, removed or emptied: count the private
+    elements in it into `counts` if given (the reference removes those first and counts them),
+    and return the sequence's end."""
+    while pos < end:
+        group, element, length = _ITEM.unpack_from(raw, pos)
+        if group != 0xFFFE:
+            raise _Unusual
+        pos += 8
+        if element == 0xE0DD and undefined:
+            return pos
+        if element != 0xE000:
+            raise _Unusual
+        item_end = end if length == _UNDEFINED else pos + length
+        if item_end > end:
+            raise _Unusual
+        pos = _private_in_item(raw, implicit, counts, pos, item_end, length == _UNDEFINED)
+    if undefined or pos != end:
+        raise _Unusual
+    return pos
+
+
+def _private_in_item(raw: bytes, implicit: bool, counts: dict | None, pos: int, end: int,
+                     undefined: bool) -> int:
+    while pos < end:
+        if implicit:
+            group, element, length = _ITEM.unpack_from(raw, pos)
+            vr = _implicit_vr(group << 16 | element)
+        else:
+            group, element, vr, length = _HEADER.unpack_from(raw, pos)
+        if group == 0xFFFE:
+            if undefined and element == 0xE00D:
+                return pos + 8
+            raise _Unusual
+        vstart = pos + 8
+        if not implicit:
+            if vr in _LONG_VRS:
+                length = _LONG_LENGTH.unpack_from(raw, vstart)[0]
+                vstart += 4
+            elif vr not in _SHORT_VRS:
+                raise _Unusual
+        private = group & 1
+        if private and counts is not None:
+            counts["private"] = counts.get("private", 0) + 1
+        if length == _UNDEFINED:
+            if vr != b"SQ" and not (implicit and private):
+                raise _Unusual
+            pos = _private_in_items(raw, implicit, None if private else counts, vstart, end, True)
+        else:
+            pos = vstart + length
+            if pos > end:
+                raise _Unusual
+            if vr == b"SQ" and not private:
+                _private_in_items(raw, implicit, counts, vstart, pos, False)
+    if undefined:
+        raise _Unusual
+    return pos
 
 
 def _uids(run: _Run, tag: int, vr: bytes, value: bytes, counts: dict) -> bytes:
