@@ -61,10 +61,13 @@ def _tokens(text: str) -> list[_Tok]:
     out = []
     append = out.append
     shouted = _uncased_regions(text) if text.isupper() or "\n" in text else []
+    region = 0                               # tokens come in order: the first region not passed
     for m in _TOKEN.finditer(text):
         t = m.group(0)
         s, e = m.span()
-        if shouted and len(t) > 1 and any(a <= s < b for a, b in shouted):
+        while region < len(shouted) and shouted[region][1] <= s:
+            region += 1
+        if region < len(shouted) and shouted[region][0] <= s and len(t) > 1:
             low = t.lower()                    # read an all-capitals line as lower case
             parts = low.split("-")
             named = len(parts) == 1 or any((p in first or p in ranks) and p not in words
@@ -147,12 +150,39 @@ _SCORE_AFTER = re.compile(r"^\s*(?:\d|class\b|grade\b|stage\b|score\b)", re.I)
 _ZIP_AFTER = re.compile(r",?\s+\d{5}\b")
 
 
+# What a token's lower-case form alone says about a veto (memoised: tokens repeat).
+_NO_VERDICT, _ALWAYS, _CALENDAR, _EPONYM, _EPONYM_COMPOUND = range(5)
+_LOWER_KIND: dict[str, int] = {}
+
+
+def _lower_kind(low: str) -> int:
+    kind = _LOWER_KIND.get(low)
+    if kind is not None:
+        return kind
+    parts = low.split("-") if "-" in low else (low,)
+    if low in lexicon.MEDICAL_WORDS or low in lexicon.NOT_NAMES:
+        kind = _ALWAYS
+    elif low in lexicon.MONTHS or low in lexicon.WEEKDAYS:
+        kind = _CALENDAR
+    elif low in standalone_eponyms() or low in lexicon.DEVICE_EPONYMS:
+        kind = _ALWAYS        # (checked after the eponym rules in _vetoed: all of them veto)
+    elif any(p in lexicon.EPONYMS for p in parts):
+        kind = _EPONYM_COMPOUND if len(parts) > 1 else _EPONYM
+    else:
+        kind = _NO_VERDICT
+    if len(_LOWER_KIND) >= 1 << 17:
+        _LOWER_KIND.clear()
+    _LOWER_KIND[low] = kind
+    return kind
+
+
 def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
     t = toks[i]
-    if t.lower in lexicon.MEDICAL_WORDS or t.lower in lexicon.NOT_NAMES:
+    kind = _lower_kind(t.lower)
+    if kind == _ALWAYS:
         return True
     nxt = toks[i + 1].lower if i + 1 < len(toks) else ""
-    if t.lower in lexicon.MONTHS or t.lower in lexicon.WEEKDAYS:
+    if kind == _CALENDAR:
         # "June Gold", "Jacqueline May, NP" are people; "June 5", "in June" are dates
         following = toks[i + 1] if i + 1 < len(toks) else None
         preceding = toks[i - 1] if i else None
@@ -162,15 +192,14 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
             (preceding is not None and preceding.cap and preceding.first and
              not preceding.word and _gap(text, preceding, t) == " ")))
     adjacent = i + 1 < len(toks) and toks[i + 1].start - t.end <= 3
-    parts = t.lower.split("-") if "-" in t.lower else (t.lower,)
-    if any(p in lexicon.EPONYMS for p in parts):
+    if kind == _EPONYM_COMPOUND:
+        return True
+    if kind == _EPONYM:
         # Parkinson's, Guillain-Barre, Bell palsy, Gleason 3+4, Killip class II
-        if t.possessive or len(parts) > 1 or (adjacent and nxt in lexicon.EPONYM_HEADS) or \
+        if t.possessive or (adjacent and nxt in lexicon.EPONYM_HEADS) or \
                 _SCORE_AFTER.match(text[t.end:t.end + 8]):
             return True
     if t.cap and adjacent and nxt in lexicon.EPONYM_VETO_HEADS:
-        return True
-    if t.lower in standalone_eponyms() or t.lower in lexicon.DEVICE_EPONYMS:
         return True
     if nxt in lexicon.FACILITY_HEADS and t.cap and _gap(text, t, toks[i + 1]) == " ":
         return True                                    # "Brigham Clinic", "Mercy Hospital"
@@ -367,10 +396,14 @@ def _labels(text, toks, veto, name) -> None:
 
 _LABEL_GAP = re.compile(r"\.?[ \t]*[:,-]?\s{0,4}")
 _LABEL_SET = frozenset(w.replace("-", " ") for w in lexicon.LABEL_WORDS)
+_LABEL_LAST_WORDS = frozenset(w.split(" ")[-1] for w in _LABEL_SET)
 
 
 def _label_before(text: str, toks, i: int) -> str | None:
     """The longest label phrase (1-3 words) ending right before token i, or None."""
+    last = toks[i - 1].lower
+    if (last.rsplit("-", 1)[-1] if "-" in last else last) not in _LABEL_LAST_WORDS:
+        return None                      # no label phrase ends with this word
     gap = text[toks[i - 1].end:toks[i].start]
     if not _LABEL_GAP.fullmatch(gap):
         return None
