@@ -70,6 +70,8 @@ _AGE_RES = [
                rf"({_AGE_NUM}|{_AGE_WORD})(?![\w.])", re.I),
 ]
 
+_AGE_START = re.compile(r"9\d|1[01]\d|ninety|one hundred|a hundred|hundred")   # on lower case
+_AGE_CUE = re.compile(r"age|turned")
 _PHONE = re.compile(r"(?<![\w.+-])(?:(?:\+?\d{1,3}|00\d{1,2})[-.\s]?)?(?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])"
                     r"\d{3}[-.\s]?\d{4}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?(?![\w-])", re.I)
 # A 7-digit local number needs a word that says it is one.
@@ -293,12 +295,11 @@ def _regex_anchor(rx: re.Pattern, text: str):
 _PHONE7 = re.compile(r"\d{3}[-.]\d{4}")               # the number _LOCAL_PHONE ends with
 _PHONE_CORE = re.compile(r"\d{3}[-.\s]?\d{4}")          # every _PHONE match holds one ...
 _PHONE_BACK = len("+123-(456) ")                      # ... this far from its start at most
-_THREE_DIGITS = re.compile(r"\d{3}")                   # _EXTENSION's number ...
-_EXTENSION_BACK = len("extension") + 3                # ... after its word and \s?#?\s?
 _VIN_HINT = re.compile(r"[A-HJ-NPR-Z0-9]{17}")          # necessary for _VIN
 _LOCAL_PHONE_BACK = len("reached at") + 4             # longest cue word, then \W{0,4}
 _MAY_BACK = len("through") + 1                        # longest preposition, then [ -]
-# necessary for an IPv4 address: "d.d.d" (a C-speed digit scan; most notes have many dots)
+# necessary for an IPv4 address: "d.d.d" (a C-speed digit scan; most notes have many dots),
+# from the last digit of the first number: at most 2 characters after the match's start
 _IP_HINT = re.compile(r"\d\.\d{1,3}\.\d")
 # every month name (and so every match of the month-first patterns) starts with one of these
 _MONTH_START = re.compile(r"jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec")
@@ -311,6 +312,13 @@ _CITY_CUES = ("liv", "resid", "stay", "moved", "native of", "relocated", "born i
               "city:", "town:", "home in", "from the town of", "visiting from", "travel",
               "trip to", "vacation in", "works in")
 _ADDRESS_CUES = ("addr", "lives at", "residing at", "resides at")
+# the same cues as one search: each match of the pattern starts at its cue (or `back` before)
+_CITY_CUE = re.compile("|".join(re.escape(c) for c in _CITY_CUES))
+_ADDRESS_CUE = re.compile("|".join(re.escape(c) for c in _ADDRESS_CUES))
+
+
+def _cued(rx: re.Pattern, text: str, low: str | None, cue: re.Pattern, back: int):
+    return rx.finditer(text) if low is None else _anchored(rx, text, _regex_anchor(cue, low), back)
 
 
 def _lower_ascii(text: str) -> str | None:
@@ -366,8 +374,14 @@ def _plausible_date(s: str) -> bool:
 
 
 def ages(text: str) -> Iterator[Span]:
-    for rx in _AGE_RES:
-        for m in rx.finditer(text):
+    low = _lower_ascii(text)
+    if low is None:
+        found = [_AGE_RES[0].finditer(text), _AGE_RES[1].finditer(text)]
+    else:               # each match starts at its number / its cue word ("at age": 3 before)
+        found = [_anchored(_AGE_RES[0], text, _regex_anchor(_AGE_START, low), 0),
+                 _anchored(_AGE_RES[1], text, _regex_anchor(_AGE_CUE, low), 3)]
+    for matches in found:
+        for m in matches:
             yield m.start(1), m.end(1), "AGE"
 
 
@@ -380,7 +394,7 @@ def contacts(text: str) -> Iterator[Span]:
         for m in _URL.finditer(text):
             yield m.start(), m.end(), "URL"
     if text.count(".") >= 3 and _IP_HINT.search(text):
-        for m in _IP.finditer(text):
+        for m in _anchored(_IP, text, _regex_anchor(_IP_HINT, text), 2):
             yield m.start(), m.end(), "IP"
     if text.count(":") >= 7 and _IPV6_HINT.search(text):
         for m in _IPV6.finditer(text):
@@ -390,7 +404,7 @@ def contacts(text: str) -> Iterator[Span]:
         yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
     for m in _anchored(_LOCAL_PHONE, text, _regex_anchor(_PHONE7, text), _LOCAL_PHONE_BACK):
         yield m.start(1), m.end(1), "PHONE"
-    for m in _anchored(_EXTENSION, text, _regex_anchor(_THREE_DIGITS, text), _EXTENSION_BACK):
+    for m in _EXTENSION.finditer(text):
         yield m.start(1), m.end(1), "PHONE"
     if "-" in text:
         for m in _SSN.finditer(text):
@@ -445,7 +459,7 @@ def addresses(text: str) -> Iterator[Span]:
         yield m.start(), end, "ADDRESS"
     lowered = _lower_ascii(text)
     cued = lowered is None or any(c in lowered for c in _ADDRESS_CUES)
-    for m in _ADDRESS_LABEL.finditer(text) if cued else ():
+    for m in _cued(_ADDRESS_LABEL, text, lowered, _ADDRESS_CUE, len("patient ")) if cued else ():
         value = m.group(1)
         cut = _ADDRESS_END.search(value)
         value = value[:cut.start()] if cut else value
@@ -467,7 +481,7 @@ def addresses(text: str) -> Iterator[Span]:
     for m in _ZIP_BARE.finditer(text):
         yield m.start(), m.end(), "ZIP"
     cued = lowered is None or any(c in lowered for c in _CITY_CUES)
-    for m in _CITY_CONTEXT.finditer(text) if cued else ():
+    for m in _cued(_CITY_CONTEXT, text, lowered, _CITY_CUE, 0) if cued else ():
         place = m.group(1).rstrip()
         yield m.start(1), m.start(1) + len(place), "ADDRESS"
     for m in _PO_BOX.finditer(text) if lowered is None or "box" in lowered else ():
