@@ -307,6 +307,9 @@ _DATE_MONTH_FIRST = _DATE_RES[6]
 _IPV6_HINT = re.compile(r":[0-9a-f]{1,4}:[0-9a-f]{1,4}:", re.I)      # necessary for _IPV6
 # necessary for _ORDINAL_DAY ("on the 5th"): a digit and its ordinal suffix
 _ORDINAL_HINT = re.compile(r"\d(?i:st|nd|rd|th)")
+_ORDINAL_THE = re.compile(r"the\s+\d")                  # also necessary (on lower case)
+# _MONTH_ALONE is case-sensitive: each match starts with one of these
+_MONTH_CAPITAL = re.compile(r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Oct|Nov|Dec")
 # each match of _CITY_CONTEXT / _ADDRESS_LABEL holds one of these (ASCII text, lower-cased)
 _CITY_CUES = ("liv", "resid", "stay", "moved", "native of", "relocated", "born in", "grew up in",
               "city:", "town:", "home in", "from the town of", "visiting from", "travel",
@@ -340,9 +343,10 @@ def dates(text: str) -> Iterator[Span]:
         for m in found:
             if _plausible_date(m.group(0)):
                 yield m.start(), m.end(), "DATE"
-    for m in _month_first(_MONTH_ALONE, text, low):
+    for m in _anchored(_MONTH_ALONE, text, _regex_anchor(_MONTH_CAPITAL, text), 0):
         yield m.start(), m.end(), "DATE"
-    for m in _ORDINAL_DAY.finditer(text) if _ORDINAL_HINT.search(text) else ():
+    ordinal = _ORDINAL_HINT.search(text) and (low is None or _ORDINAL_THE.search(low))
+    for m in _ORDINAL_DAY.finditer(text) if ordinal else ():
         yield m.start(1), m.end(1), "DATE"
     if "may" in text or "May" in text or "MAY" in text:
         found = _MAY_ALONE.finditer(text) if low is None else \
@@ -354,12 +358,30 @@ def dates(text: str) -> Iterator[Span]:
         if not (1 <= month <= 12 and 1 <= day <= 31):
             continue
         before, after = text[max(0, m.start() - 24):m.start()], text[m.end():m.end() + 16]
-        if _NOT_DATE_BEFORE.search(before) or _NOT_DATE_AFTER.match(after):
+        if _not_date_before(before) or _NOT_DATE_AFTER.match(after):
             continue
         scale = _SCALES.get(day)         # "pain 6/10 ... relief to 2/10", "strength 4/5"
         if scale and month <= day and scale.search(text, max(0, m.start() - 80), m.start()):
             continue
         yield m.start(), m.end(), "DATE"
+
+
+# _NOT_DATE_BEFORE is literal words (each ending in a word character), \W{0,3}, then the end:
+# for ASCII text, a suffix test after the trailing non-word characters says the same.
+_NOT_DATE_WORDS = tuple(_NOT_DATE_BEFORE.pattern[3:_NOT_DATE_BEFORE.pattern.index(")")].split("|"))
+
+
+def _not_date_before(before: str) -> bool:
+    """_NOT_DATE_BEFORE.search(before), without trying the words at every position."""
+    if not before.isascii():
+        return bool(_NOT_DATE_BEFORE.search(before))
+    q = len(before)
+    while q and not (before[q - 1].isalnum() or before[q - 1] == "_"):
+        q -= 1
+    trailing = len(before) - q              # `$` also matches before a final newline
+    if trailing > 3 and not (trailing == 4 and before.endswith("\n")):
+        return False
+    return before[:q].lower().endswith(_NOT_DATE_WORDS)
 
 
 def _plausible_date(s: str) -> bool:
