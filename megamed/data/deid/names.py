@@ -61,6 +61,14 @@ def _tokens(text: str) -> list[_Tok]:
     out = []
     append = out.append
     shouted = _uncased_regions(text) if text.isupper() or "\n" in text else []
+    if not shouted:                          # the common case, kept lean: one cached tuple a token
+        cache = _TOKEN_INFO
+        for m in _TOKEN.finditer(text):
+            t = m.group()
+            info = cache.get(t) or _token_info(t)
+            s = m.start()
+            append(_Tok(s, s + info[0], *info[1]))
+        return out
     region = 0                               # tokens come in order: the first region not passed
     for m in _TOKEN.finditer(text):
         t = m.group(0)
@@ -77,19 +85,15 @@ def _tokens(text: str) -> list[_Tok]:
                         min((ranks[p] for p in parts if p in ranks), default=0) if named else 0,
                         False))
             continue
-        info = _TOKEN_INFO.get(t)
-        if info is None:
-            info = _token_info(t)
-        cut, low, cap, word, is_first, rank, possessive = info
-        append(_Tok(s, e - cut, t[:len(t) - cut] if cut else t, low, cap, word, is_first, rank,
-                    possessive))
+        info = _TOKEN_INFO.get(t) or _token_info(t)
+        append(_Tok(s, s + info[0], *info[1]))
     return out
 
 
 def _token_info(t: str) -> tuple:
     """What the lexicon says about one token (a function of its text alone, so memoised):
-    (characters cut from its end, lower-case form, capitalised, English word, first name,
-    surname rank, possessive)."""
+    (its length without a possessive 's, (that text, lower-case form, capitalised, English word,
+    first name, surname rank, possessive)): the _Tok fields after start and end."""
     words, first, ranks = lexicon.english_words(), lexicon.first_names(), lexicon.surname_rank()
     original, e = t, len(t)
     possessive = False
@@ -109,7 +113,7 @@ def _token_info(t: str) -> tuple:
         if any((p in first or p in ranks) and p not in words for p in parts):
             is_first = any(p in first for p in parts)
             rank = min((ranks[p] for p in parts if p in ranks), default=0)
-    info = (len(original) - e, low, t[0].isupper(), low in words, is_first, rank, possessive)
+    info = (e, (original[:e], low, t[0].isupper(), low in words, is_first, rank, possessive))
     if len(_TOKEN_INFO) >= 1 << 17:     # bounded: a corpus of odd tokens must not grow it forever
         _TOKEN_INFO.clear()
     _TOKEN_INFO[original] = info
