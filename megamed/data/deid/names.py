@@ -321,11 +321,14 @@ _CREDENTIAL = re.compile(r"(?:M\.D\.|D\.O\.|Ph\.D\.|R\.N\.|N\.P\.|P\.A\.|PA-C|FN
                          r"PhD|DDS|DMD|LPN|CNM|CRNA|MSW|LCSW|PharmD|RPh|MBBS|FACC|FACS|FACP|DNP|"
                          r"APRN|FNP|CNA|BSN|MSN|DPT|RRT|md|rn|np)(?![\w-])")
 _MIXED_CREDENTIALS = frozenset(["PhD", "PharmD", "RPh", "Ph"])
+_TITLE_OR_CREDENTIAL = lexicon.TITLES | {"md", "rn", "np"}
 _ROLE_BEFORE = frozenset(["RN", "NP", "PA", "MD", "LPN", "CNA", "RT", "PT"])
 
 
 def _titles_and_credentials(text, toks, veto, name) -> None:
     for i, t in enumerate(toks):
+        if t.lower not in _TITLE_OR_CREDENTIAL and not t.text[0].isupper():
+            continue                     # every rule below needs one or the other
         nxt = toks[i + 1] if i + 1 < len(toks) else None
         if t.lower in lexicon.TITLES and nxt is not None and \
                 not (t.text.islower() and _DIGIT_BEFORE.search(text[max(0, t.start - 3):t.start])):

@@ -72,6 +72,7 @@ _AGE_RES = [
 
 _AGE_START = re.compile(r"9\d|1[01]\d|ninety|one hundred|a hundred|hundred")   # on lower case
 _AGE_CUE = re.compile(r"age|turned")
+_EXTENSION_WORD = re.compile(r"ext|pager|beeper|x")      # where _EXTENSION matches start
 _PHONE = re.compile(r"(?<![\w.+-])(?:(?:\+?\d{1,3}|00\d{1,2})[-.\s]?)?(?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])"
                     r"\d{3}[-.\s]?\d{4}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?(?![\w-])", re.I)
 # A 7-digit local number needs a word that says it is one.
@@ -304,6 +305,9 @@ _IP_HINT = re.compile(r"\d\.\d{1,3}\.\d")
 # every month name (and so every match of the month-first patterns) starts with one of these
 _MONTH_START = re.compile(r"jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec")
 _DATE_MONTH_FIRST = _DATE_RES[6]
+# date patterns whose every match holds a month name this many characters after its start at
+# most ("12-Mar", "03 MAR 19", "March 3rd"): searched near the month names
+_MONTH_WITHIN = {_DATE_RES[4]: 3, _DATE_RES[5]: 3, _DATE_MONTH_FIRST: 0}
 _IPV6_HINT = re.compile(r":[0-9a-f]{1,4}:[0-9a-f]{1,4}:", re.I)      # necessary for _IPV6
 # necessary for _ORDINAL_DAY ("on the 5th"): a digit and its ordinal suffix
 _ORDINAL_HINT = re.compile(r"\d(?i:st|nd|rd|th)")
@@ -329,17 +333,12 @@ def _lower_ascii(text: str) -> str | None:
     return text.lower() if text.isascii() else None
 
 
-def _month_first(rx: re.Pattern, text: str, low: str | None) -> Iterator[re.Match]:
-    """rx.finditer(text) for a pattern whose every match starts with a month name."""
-    if low is None:
-        return rx.finditer(text)
-    return _anchored(rx, text, _regex_anchor(_MONTH_START, low), 0)
-
-
 def dates(text: str) -> Iterator[Span]:
     low = _lower_ascii(text)
     for rx in _DATE_RES:
-        found = _month_first(rx, text, low) if rx is _DATE_MONTH_FIRST else rx.finditer(text)
+        back = _MONTH_WITHIN.get(rx)
+        found = rx.finditer(text) if back is None or low is None else \
+            _anchored(rx, text, _regex_anchor(_MONTH_START, low), back)
         for m in found:
             if _plausible_date(m.group(0)):
                 yield m.start(), m.end(), "DATE"
@@ -426,7 +425,7 @@ def contacts(text: str) -> Iterator[Span]:
         yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
     for m in _anchored(_LOCAL_PHONE, text, _regex_anchor(_PHONE7, text), _LOCAL_PHONE_BACK):
         yield m.start(1), m.end(1), "PHONE"
-    for m in _EXTENSION.finditer(text):
+    for m in _cued(_EXTENSION, text, _lower_ascii(text), _EXTENSION_WORD, 0):
         yield m.start(1), m.end(1), "PHONE"
     if "-" in text:
         for m in _SSN.finditer(text):
