@@ -361,13 +361,16 @@ _RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?(?:
 
 def _labels(text, toks, veto, name) -> None:
     for i, t in enumerate(toks):
-        if t.cap and not veto[i] and not _function(t) and not _abbreviation(t) and \
-                _RELATION_AFTER.match(text[t.end:t.end + 30]) and (t.first or t.surname_rank or
-                                                                   not t.word):
+        if t.cap and not veto[i] and (t.first or t.surname_rank or not t.word) and \
+                not _function(t) and not _abbreviation(t) and \
+                _RELATION_AFTER.match(text[t.end:t.end + 30]):
             _take_backward(text, toks, veto, name, i)          # "Padraig Miller, son"
 
+    # a label phrase can end only with one of its last words: the rest skip _label_before
+    ends = [(t.lower.rsplit("-", 1)[-1] if "-" in t.lower else t.lower) in _LABEL_LAST_WORDS
+            for t in toks]
     for i, t in enumerate(toks):
-        if i == 0 or name[i] or veto[i]:
+        if i == 0 or not ends[i - 1] or name[i] or veto[i]:
             continue
         label = _label_before(text, toks, i)
         if label is None:
@@ -408,9 +411,6 @@ _LABEL_LAST_WORDS = frozenset(w.split(" ")[-1] for w in _LABEL_SET)
 
 def _label_before(text: str, toks, i: int) -> str | None:
     """The longest label phrase (1-3 words) ending right before token i, or None."""
-    last = toks[i - 1].lower
-    if (last.rsplit("-", 1)[-1] if "-" in last else last) not in _LABEL_LAST_WORDS:
-        return None                      # no label phrase ends with this word
     gap = text[toks[i - 1].end:toks[i].start]
     if not _LABEL_GAP.fullmatch(gap):
         return None
