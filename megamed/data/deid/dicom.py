@@ -363,32 +363,6 @@ def _update_file_meta(ds: Dataset) -> None:
             del meta[tag]
 
 
-def deidentify_dicom_file(src: str | os.PathLike, dst: str | os.PathLike | None,
-                          pseudonymizer: Pseudonymizer, **options) -> Dataset | None:
-    """Read `src`, de-identify, write to `dst`. Errors name `src`, never a value.
-
-    With `dst`, the file goes through the fast path (`dicom_fast`: bytes to bytes, the same
-    elements as the reference path, which it falls back to on anything unusual) and nothing
-    is returned. Without `dst`: the de-identified Dataset (the reference path)."""
-    if dst is None:
-        return deidentify_dicom(read_dicom(src), pseudonymizer, in_place=True, **options)
-    from megamed.data.deid.dicom_fast import deidentify_dicom_bytes  # it builds on this module
-    try:
-        with open(src, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise DeidError(f"{src}: no such file") from None
-    except OSError as e:
-        raise DeidError(f"{src}: cannot read ({e.strerror})") from None
-    out = deidentify_dicom_bytes(raw, pseudonymizer, name=os.fspath(src), **options)
-    try:
-        with open(dst, "wb") as f:
-            f.write(out)
-    except OSError as e:
-        raise DeidError(f"{dst}: cannot write the de-identified file ({e.strerror})") from None
-    return None
-
-
 def write_dicom(ds: Dataset, name: str) -> bytes:
     """The file bytes of a de-identified dataset, as the reference path writes them."""
     buffer = io.BytesIO()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import struct
 
 import pydicom
@@ -29,7 +30,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, UID_dictionary
 
 from megamed.data.deid import dicom as ref
-from megamed.data.deid.pseudonym import Pseudonymizer
+from megamed.data.deid.pseudonym import DeidError, Pseudonymizer
 
 _HEADER = struct.Struct("<HH2sH")          # group, element, VR, 16-bit length
 _LONG_LENGTH = struct.Struct("<I")
@@ -66,6 +67,31 @@ def deidentify_dicom_bytes(raw: bytes, pseudonymizer: Pseudonymizer, *, name: st
     if out is not None:
         return out
     return _reference(raw, pseudonymizer, name, counts, options)
+
+
+def deidentify_dicom_file(src: str | os.PathLike, dst: str | os.PathLike | None,
+                          pseudonymizer: Pseudonymizer, **options) -> pydicom.Dataset | None:
+    """Read `src`, de-identify, write to `dst`. Errors name `src`, never a value.
+
+    With `dst`, the file goes through the fast path (`dicom_fast`: bytes to bytes, the same
+    elements as the reference path, which it falls back to on anything unusual) and nothing
+    is returned. Without `dst`: the de-identified Dataset (the reference path)."""
+    if dst is None:
+        return ref.deidentify_dicom(ref.read_dicom(src), pseudonymizer, in_place=True, **options)
+    try:
+        with open(src, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise DeidError(f"{src}: no such file") from None
+    except OSError as e:
+        raise DeidError(f"{src}: cannot read ({e.strerror})") from None
+    out = deidentify_dicom_bytes(raw, pseudonymizer, name=os.fspath(src), **options)
+    try:
+        with open(dst, "wb") as f:
+            f.write(out)
+    except OSError as e:
+        raise DeidError(f"{dst}: cannot write the de-identified file ({e.strerror})") from None
+    return None
 
 
 def _reference(raw: bytes, ps: Pseudonymizer, name: str, counts, options) -> bytes:
