@@ -50,8 +50,9 @@ _BURNED_IN, _MODALITY = 0x00280301, 0x00080060
 _METHOD_TAGS = (0x00120062, 0x00120063, 0x00120064, 0x00280303)
 _OVERRIDDEN = frozenset((_PATIENT_NAME, _PATIENT_ID) + _METHOD_TAGS)
 
-# what to do with one element (decided once per tag, VR and options)
-KEEP, DROP, PRIVATE, UIDS, SHIFT, EMPTY, DUMMY, RECURSE, UNUSUAL = range(9)
+# what to do with one element (decided once per tag, VR and options); REPLACED: kept by the
+# rules, then replaced by what the reference sets afterwards (pseudonyms, method record)
+KEEP, DROP, PRIVATE, UIDS, SHIFT, EMPTY, DUMMY, RECURSE, UNUSUAL, REPLACED = range(10)
 
 
 class _Unusual(Exception):
@@ -123,6 +124,8 @@ class _Run:
         self.raw, self.ps, self.shift, self.counts = raw, ps, shift, counts
         self.implicit = implicit
         self.options = (retain_dates, retain_patient)
+        # decisions by (tag, VR) for these options: a dict lookup per element
+        self.decisions = _DECISIONS.setdefault(self.options, {})
 
 
 def _fast(raw, ps, allow_burned_in, retain_dates, retain_patient, counts) -> bytes:
@@ -258,7 +261,9 @@ def _skip_fragments(raw: bytes, pos: int, end: int) -> int:
 
 # --- the rules ----------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+_DECISIONS: dict[tuple, dict] = {}     # options -> {(tag, VR): decision}; few distinct keys
+
+
 def _decide(tag: int, vr_bytes: bytes, retain_dates: bool,
             retain_patient: bool) -> tuple[int, str | None]:
     """(what to do, what to count): `dicom._apply`, `_keep` and `_do` decided once per tag/VR.
@@ -267,6 +272,8 @@ def _decide(tag: int, vr_bytes: bytes, retain_dates: bool,
     what, count = _decide_vr(tag, vr, retain_dates, retain_patient)
     if vr == "??" and what not in (KEEP, DROP):
         return UNUSUAL, None             # an ambiguous VR (implicit files) is not rewritten
+    if what == KEEP and tag in _OVERRIDDEN:
+        return REPLACED, count
     return what, count
 
 
@@ -321,6 +328,7 @@ def _process(run: _Run, pos: int, end: int, in_item: bool, out: list,
     into `out` in one pass; the position after them. `inserts` (top level only): sorted
     (tag, bytes) elements that replace or join the dataset's own."""
     raw, counts, options, implicit = run.raw, run.counts, run.options, run.implicit
+    decisions = run.decisions
     unpack = _ITEM.unpack_from if implicit else _HEADER.unpack_from
     start = stop = last = -1             # the run of untouched elements not yet copied
     next_insert = inserts[0][0] if inserts else 1 << 32
@@ -355,10 +363,20 @@ def _process(run: _Run, pos: int, end: int, in_item: bool, out: list,
             while inserts and inserts[0][0] <= tag:
                 out.append(inserts.pop(0)[1])
             next_insert = inserts[0][0] if inserts else 1 << 32
-        what, count = _decide(tag, vr, *options)
+        decision = decisions.get((tag, vr))
+        if decision is None:
+            decision = decisions[tag, vr] = _decide(tag, vr, *options)
+        what, count = decision
         if count is not None:
             counts[count] = counts.get(count, 0) + 1
         vend = vstart + length
+        if what == KEEP and length != _UNDEFINED:        # the common case first
+            if vend > end:
+                raise _Unusual
+            if start < 0:
+                start = pos
+            stop = pos = vend
+            continue
         if what == RECURSE:
             if length != _UNDEFINED and vend > end:
                 raise _Unusual
@@ -383,7 +401,7 @@ def _process(run: _Run, pos: int, end: int, in_item: bool, out: list,
             raise _Unusual               # truncated: the reference path names the element
         elif vr == b"SQ" and what in (DROP, EMPTY):   # the reference removes private ones first
             _private_in_items(raw, implicit, counts, vstart, vend, False)
-        if what == KEEP and tag not in _OVERRIDDEN:
+        if what == KEEP:
             if start < 0:
                 start = pos
             stop = pos = vend
@@ -393,7 +411,7 @@ def _process(run: _Run, pos: int, end: int, in_item: bool, out: list,
             start = -1
         pos = vend
         target = out if tag not in _OVERRIDDEN else []
-        if what == PRIVATE or what == KEEP:
+        if what == PRIVATE or what == REPLACED:
             pass                         # removed whole, or an overridden tag (re-inserted)
         elif what in (DROP, EMPTY):
             if what == EMPTY:
