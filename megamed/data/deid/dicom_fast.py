@@ -12,10 +12,11 @@ the private elements inside (the reference counts them).
 The reference path stays the definition: tests compare, element by element as pydicom reads
 them back, this output with the reference output on every shipped pydicom file. Anything this
 parser does not expect makes `_fast` give up (`_Unusual`) and the caller takes the reference
-path: transfer syntaxes other than explicit VR little endian (implicit, big endian, deflated),
-no preamble, VR UN outside private groups, non-ASCII patient ids, malformed or truncated
-lengths, elements out of order, the Clean Descriptors option (it runs the text
-de-identifier), and files the reference path would refuse (burned-in risk) or write without
+path: transfer syntaxes other than little endian explicit or implicit VR (big endian,
+deflated), no preamble, VR UN outside private groups, elements of an implicit VR file whose VR
+is ambiguous ("US or SS") and would be rewritten, non-ASCII or multi-valued patient ids,
+malformed or truncated lengths, elements out of order, the Clean Descriptors option (it runs
+the text de-identifier), and files the reference path would refuse (burned-in risk) or write without
 the file format (no SOP UIDs), so its error message or output is the one the caller sees.
 """
 from __future__ import annotations
@@ -126,6 +127,8 @@ class _Run:
         self.options = (retain_dates, retain_patient)
         # decisions by (tag, VR) for these options: a dict lookup per element
         self.decisions = _DECISIONS.setdefault(self.options, {})
+        if len(self.decisions) >= 1 << 16:  # bounded: private tags vary without end
+            self.decisions.clear()
 
 
 def _fast(raw, ps, allow_burned_in, retain_dates, retain_patient, counts) -> bytes:
