@@ -214,14 +214,20 @@ def test_accented_names_and_degenerate_input():
 
 
 def test_anchored_scans_equal_finditer():
-    """The anchored scans (patterns._anchored) give exactly re.finditer's matches."""
+    """The anchored scans (patterns._anchored) give exactly re.finditer's matches, for every
+    pattern that find_phi scans from an anchor."""
     import random
     from megamed.data.deid import patterns as P
     rng = random.Random(0)
     parts = ["may ", "May", "in ", "through-", "since May be ", "call ", "reached at ", "tel: ",
              "555-1234", "5551-2345", " x ", "number 123.4567", "pager", "\n", ".", "at", "12", "March 3rd, 2019",
-             "Jan. 5th", "Sept", "Dec", "decreased", "MAR 19", "of 2019", "marked", ", "]
-    for _ in range(300):
+             "Jan. 5th", "Sept", "Dec", "decreased", "MAR 19", "of 2019", "marked", ", ",
+             "12-Mar", "03MAR2019", "3 mar 19", "+1 (555) 123-4567", "(555)", "1-800-555-0199",
+             "ext. 1234", "Ext 55", "x4455", "192.168.0.12", "10.1.2.3.4", "age 93", "aged ",
+             "at age ninety-three", "a hundred and two", "turned 101", "93 yo", "99-year-old",
+             "lives in Springfield", "Moved from Lake Mary", "travelled to Boston", "address: ",
+             "Patient address 12 Oak St", "residing at 4 Elm", "9", "1", "0", " ", "-", "/"]
+    for _ in range(600):
         text = "".join(rng.choice(parts) for _ in range(rng.randint(0, 30)))
         low = text.lower()
         got = [m.span() for m in P._anchored(P._MAY_ALONE, text, P._literal_anchor(low, "may"),
@@ -230,6 +236,16 @@ def test_anchored_scans_equal_finditer():
         got = [m.span() for m in P._anchored(P._LOCAL_PHONE, text,
                                              P._regex_anchor(P._PHONE7, text), P._LOCAL_PHONE_BACK)]
         assert got == [m.span() for m in P._LOCAL_PHONE.finditer(text)], text
-        for rx in (P._DATE_MONTH_FIRST, P._MONTH_ALONE):
-            got = [m.span() for m in P._month_first(rx, text, low)]
-            assert got == [m.span() for m in rx.finditer(text)], text
+        # (pattern, anchor, how far before its anchor a match may start, anchor on lower case)
+        for rx, anchor, back, lower in (
+                (P._DATE_MONTH_FIRST, P._MONTH_START, 0, True),
+                (P._DATE_RES[4], P._MONTH_START, 3, True), (P._DATE_RES[5], P._MONTH_START, 3, True),
+                (P._MONTH_ALONE, P._MONTH_CAPITAL, 0, False),
+                (P._PHONE, P._PHONE_CORE, P._PHONE_BACK, False),
+                (P._EXTENSION, P._EXTENSION_WORD, 0, True), (P._IP, P._IP_HINT, 2, False),
+                (P._AGE_RES[0], P._AGE_START, 0, True), (P._AGE_RES[1], P._AGE_CUE, 3, True),
+                (P._CITY_CONTEXT, P._CITY_CUE, 0, True),
+                (P._ADDRESS_LABEL, P._ADDRESS_CUE, len("patient "), True)):
+            got = [m.span() for m in P._anchored(rx, text, P._regex_anchor(anchor, low if lower
+                                                                           else text), back)]
+            assert got == [m.span() for m in rx.finditer(text)], (rx.pattern[:30], text)

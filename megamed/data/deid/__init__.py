@@ -7,8 +7,9 @@ Everything that replaces a value does it with an HMAC-SHA256 under one secret ke
 """
 from megamed.data.deid.pseudonym import DeidError, Pseudonymizer, key_id, load_key
 from megamed.data.deid.text import CATEGORIES, deidentify_text, deidentify_wfdb_header, find_phi
-from megamed.data.deid.dicom import deidentify_dicom, deidentify_dicom_file, read_dicom
+from megamed.data.deid.dicom import deidentify_dicom, read_dicom
+from megamed.data.deid.dicom_fast import deidentify_dicom_bytes, deidentify_dicom_file
 
 __all__ = ["find_phi", "deidentify_text", "deidentify_dicom", "Pseudonymizer", "DeidError",
-           "load_key", "key_id", "deidentify_wfdb_header", "deidentify_dicom_file", "read_dicom",
-           "CATEGORIES"]
+           "load_key", "key_id", "deidentify_wfdb_header", "deidentify_dicom_file",
+           "deidentify_dicom_bytes", "read_dicom", "CATEGORIES"]

@@ -11,8 +11,9 @@ in every file of a patient. Pixel data and waveform data are never touched.
 from __future__ import annotations
 
 import copy
-import functools
 import datetime as dt
+import functools
+import io
 import os
 from typing import Iterable
 
@@ -362,36 +363,37 @@ def _update_file_meta(ds: Dataset) -> None:
             del meta[tag]
 
 
-def deidentify_dicom_file(src: str | os.PathLike, dst: str | os.PathLike | None,
-                          pseudonymizer: Pseudonymizer, **options) -> Dataset:
-    """Read `src`, de-identify, write to `dst` (if given). Errors name `src`, never a value."""
-    ds = read_dicom(src)
-    ds = deidentify_dicom(ds, pseudonymizer, in_place=True, **options)
-    if dst is not None:
-        try:
-            # a source without SOP UIDs cannot become a conformant file; write it as it came
-            ds.save_as(dst, enforce_file_format="SOPInstanceUID" in ds and "SOPClassUID" in ds)
-        except Exception as e:
-            raise DeidError(f"{src}: cannot write the de-identified file ({type(e).__name__})") \
-                from None
-    return ds
+def write_dicom(ds: Dataset, name: str) -> bytes:
+    """The file bytes of a de-identified dataset, as the reference path writes them."""
+    buffer = io.BytesIO()
+    try:
+        # a source without SOP UIDs cannot become a conformant file; write it as it came
+        ds.save_as(buffer, enforce_file_format="SOPInstanceUID" in ds and "SOPClassUID" in ds)
+    except Exception as e:
+        raise DeidError(f"{name}: cannot write the de-identified file ({type(e).__name__})") \
+            from None
+    return buffer.getvalue()
 
 
-def read_dicom(src: str | os.PathLike) -> Dataset:
-    """pydicom's reader, plus the checks it skips: it reads a truncated file silently."""
+def read_dicom(src, name: str | None = None) -> Dataset:
+    """pydicom's reader, plus the checks it skips: it reads a truncated file silently.
+    `src` is a path or a binary file object; `name` is the file name errors carry."""
+    name = name or (os.fspath(src) if isinstance(src, (str, os.PathLike)) else "<bytes>")
     try:
         ds = pydicom.dcmread(src)
     except FileNotFoundError:
-        raise DeidError(f"{src}: no such file") from None
+        raise DeidError(f"{name}: no such file") from None
     except Exception as e:
-        raise DeidError(f"{src}: not a readable DICOM file ({type(e).__name__})") from None
+        raise DeidError(f"{name}: not a readable DICOM file ({type(e).__name__})") from None
     if not len(ds):
-        raise DeidError(f"{src}: no data elements after the file meta header (truncated?)")
+        raise DeidError(f"{name}: no data elements after the file meta header (truncated?)")
     for raw in ds._dict.values():
         length, value = getattr(raw, "length", None), getattr(raw, "value", None)
         if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
-            raise DeidError(f"{src}: truncated: element {raw.tag} declares {length} bytes, "
+            raise DeidError(f"{name}: truncated: element {raw.tag} declares {length} bytes, "
                             f"the file holds {len(value)}")
+    if not isinstance(src, (str, os.PathLike)):
+        ds.filename = name                 # refusals name the file, not "<in memory>"
     return ds
 
 

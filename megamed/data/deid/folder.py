@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from megamed.data.deid.dicom import deidentify_dicom_file
+from megamed.data.deid.dicom_fast import deidentify_dicom_file
 from megamed.data.deid.pseudonym import DeidError, Pseudonymizer
 from megamed.data.deid.text import deidentify_text, deidentify_wfdb_header
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from megamed.data.deid import lexicon
 
 # Letters in any script ("José Núñez"); apostrophes and hyphens inside a name.
-_TOKEN = re.compile(r"[^\W\d_](?:[^\W\d_]|['’-](?=[^\W\d_]))*")
+_TOKEN = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 _DOSE_AFTER = re.compile(r"\s*\d+(?:\.\d+)?\s*(?:mg|mcg|g|ml|units?|meq|mmol|%|tabs?|puffs?)\b",
                          re.I)
 
@@ -61,10 +61,21 @@ def _tokens(text: str) -> list[_Tok]:
     out = []
     append = out.append
     shouted = _uncased_regions(text) if text.isupper() or "\n" in text else []
+    if not shouted:                          # the common case, kept lean: one cached tuple a token
+        cache = _TOKEN_INFO
+        for m in _TOKEN.finditer(text):
+            t = m.group()
+            info = cache.get(t) or _token_info(t)
+            s = m.start()
+            append(_Tok(s, s + info[0], *info[1]))
+        return out
+    region = 0                               # tokens come in order: the first region not passed
     for m in _TOKEN.finditer(text):
         t = m.group(0)
         s, e = m.span()
-        if shouted and len(t) > 1 and any(a <= s < b for a, b in shouted):
+        while region < len(shouted) and shouted[region][1] <= s:
+            region += 1
+        if region < len(shouted) and shouted[region][0] <= s and len(t) > 1:
             low = t.lower()                    # read an all-capitals line as lower case
             parts = low.split("-")
             named = len(parts) == 1 or any((p in first or p in ranks) and p not in words
@@ -74,19 +85,15 @@ def _tokens(text: str) -> list[_Tok]:
                         min((ranks[p] for p in parts if p in ranks), default=0) if named else 0,
                         False))
             continue
-        info = _TOKEN_INFO.get(t)
-        if info is None:
-            info = _token_info(t)
-        cut, low, cap, word, is_first, rank, possessive = info
-        append(_Tok(s, e - cut, t[:len(t) - cut] if cut else t, low, cap, word, is_first, rank,
-                    possessive))
+        info = _TOKEN_INFO.get(t) or _token_info(t)
+        append(_Tok(s, s + info[0], *info[1]))
     return out
 
 
 def _token_info(t: str) -> tuple:
     """What the lexicon says about one token (a function of its text alone, so memoised):
-    (characters cut from its end, lower-case form, capitalised, English word, first name,
-    surname rank, possessive)."""
+    (its length without a possessive 's, (that text, lower-case form, capitalised, English word,
+    first name, surname rank, possessive)): the _Tok fields after start and end."""
     words, first, ranks = lexicon.english_words(), lexicon.first_names(), lexicon.surname_rank()
     original, e = t, len(t)
     possessive = False
@@ -106,7 +113,7 @@ def _token_info(t: str) -> tuple:
         if any((p in first or p in ranks) and p not in words for p in parts):
             is_first = any(p in first for p in parts)
             rank = min((ranks[p] for p in parts if p in ranks), default=0)
-    info = (len(original) - e, low, t[0].isupper(), low in words, is_first, rank, possessive)
+    info = (e, (original[:e], low, t[0].isupper(), low in words, is_first, rank, possessive))
     if len(_TOKEN_INFO) >= 1 << 17:     # bounded: a corpus of odd tokens must not grow it forever
         _TOKEN_INFO.clear()
     _TOKEN_INFO[original] = info
@@ -147,12 +154,39 @@ _SCORE_AFTER = re.compile(r"^\s*(?:\d|class\b|grade\b|stage\b|score\b)", re.I)
 _ZIP_AFTER = re.compile(r",?\s+\d{5}\b")
 
 
+# What a token's lower-case form alone says about a veto (memoised: tokens repeat).
+_NO_VERDICT, _ALWAYS, _CALENDAR, _EPONYM, _EPONYM_COMPOUND = range(5)
+_LOWER_KIND: dict[str, int] = {}
+
+
+def _lower_kind(low: str) -> int:
+    kind = _LOWER_KIND.get(low)
+    if kind is not None:
+        return kind
+    parts = low.split("-") if "-" in low else (low,)
+    if low in lexicon.MEDICAL_WORDS or low in lexicon.NOT_NAMES:
+        kind = _ALWAYS
+    elif low in lexicon.MONTHS or low in lexicon.WEEKDAYS:
+        kind = _CALENDAR
+    elif low in standalone_eponyms() or low in lexicon.DEVICE_EPONYMS:
+        kind = _ALWAYS        # (checked after the eponym rules in _vetoed: all of them veto)
+    elif any(p in lexicon.EPONYMS for p in parts):
+        kind = _EPONYM_COMPOUND if len(parts) > 1 else _EPONYM
+    else:
+        kind = _NO_VERDICT
+    if len(_LOWER_KIND) >= 1 << 17:
+        _LOWER_KIND.clear()
+    _LOWER_KIND[low] = kind
+    return kind
+
+
 def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
     t = toks[i]
-    if t.lower in lexicon.MEDICAL_WORDS or t.lower in lexicon.NOT_NAMES:
+    kind = _lower_kind(t.lower)
+    if kind == _ALWAYS:
         return True
     nxt = toks[i + 1].lower if i + 1 < len(toks) else ""
-    if t.lower in lexicon.MONTHS or t.lower in lexicon.WEEKDAYS:
+    if kind == _CALENDAR:
         # "June Gold", "Jacqueline May, NP" are people; "June 5", "in June" are dates
         following = toks[i + 1] if i + 1 < len(toks) else None
         preceding = toks[i - 1] if i else None
@@ -162,15 +196,14 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
             (preceding is not None and preceding.cap and preceding.first and
              not preceding.word and _gap(text, preceding, t) == " ")))
     adjacent = i + 1 < len(toks) and toks[i + 1].start - t.end <= 3
-    parts = t.lower.split("-") if "-" in t.lower else (t.lower,)
-    if any(p in lexicon.EPONYMS for p in parts):
+    if kind == _EPONYM_COMPOUND:
+        return True
+    if kind == _EPONYM:
         # Parkinson's, Guillain-Barre, Bell palsy, Gleason 3+4, Killip class II
-        if t.possessive or len(parts) > 1 or (adjacent and nxt in lexicon.EPONYM_HEADS) or \
+        if t.possessive or (adjacent and nxt in lexicon.EPONYM_HEADS) or \
                 _SCORE_AFTER.match(text[t.end:t.end + 8]):
             return True
     if t.cap and adjacent and nxt in lexicon.EPONYM_VETO_HEADS:
-        return True
-    if t.lower in standalone_eponyms() or t.lower in lexicon.DEVICE_EPONYMS:
         return True
     if nxt in lexicon.FACILITY_HEADS and t.cap and _gap(text, t, toks[i + 1]) == " ":
         return True                                    # "Brigham Clinic", "Mercy Hospital"
@@ -288,11 +321,14 @@ _CREDENTIAL = re.compile(r"(?:M\.D\.|D\.O\.|Ph\.D\.|R\.N\.|N\.P\.|P\.A\.|PA-C|FN
                          r"PhD|DDS|DMD|LPN|CNM|CRNA|MSW|LCSW|PharmD|RPh|MBBS|FACC|FACS|FACP|DNP|"
                          r"APRN|FNP|CNA|BSN|MSN|DPT|RRT|md|rn|np)(?![\w-])")
 _MIXED_CREDENTIALS = frozenset(["PhD", "PharmD", "RPh", "Ph"])
+_TITLE_OR_CREDENTIAL = lexicon.TITLES | {"md", "rn", "np"}
 _ROLE_BEFORE = frozenset(["RN", "NP", "PA", "MD", "LPN", "CNA", "RT", "PT"])
 
 
 def _titles_and_credentials(text, toks, veto, name) -> None:
     for i, t in enumerate(toks):
+        if t.lower not in _TITLE_OR_CREDENTIAL and not t.text[0].isupper():
+            continue                     # every rule below needs one or the other
         nxt = toks[i + 1] if i + 1 < len(toks) else None
         if t.lower in lexicon.TITLES and nxt is not None and \
                 not (t.text.islower() and _DIGIT_BEFORE.search(text[max(0, t.start - 3):t.start])):
@@ -325,13 +361,16 @@ _RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?(?:
 
 def _labels(text, toks, veto, name) -> None:
     for i, t in enumerate(toks):
-        if t.cap and not veto[i] and not _function(t) and not _abbreviation(t) and \
-                _RELATION_AFTER.match(text[t.end:t.end + 30]) and (t.first or t.surname_rank or
-                                                                   not t.word):
+        if t.cap and not veto[i] and (t.first or t.surname_rank or not t.word) and \
+                not _function(t) and not _abbreviation(t) and \
+                _RELATION_AFTER.match(text[t.end:t.end + 30]):
             _take_backward(text, toks, veto, name, i)          # "Padraig Miller, son"
 
+    # a label phrase can end only with one of its last words: the rest skip _label_before
+    ends = [(t.lower.rsplit("-", 1)[-1] if "-" in t.lower else t.lower) in _LABEL_LAST_WORDS
+            for t in toks]
     for i, t in enumerate(toks):
-        if i == 0 or name[i] or veto[i]:
+        if i == 0 or not ends[i - 1] or name[i] or veto[i]:
             continue
         label = _label_before(text, toks, i)
         if label is None:
@@ -367,6 +406,7 @@ def _labels(text, toks, veto, name) -> None:
 
 _LABEL_GAP = re.compile(r"\.?[ \t]*[:,-]?\s{0,4}")
 _LABEL_SET = frozenset(w.replace("-", " ") for w in lexicon.LABEL_WORDS)
+_LABEL_LAST_WORDS = frozenset(w.split(" ")[-1] for w in _LABEL_SET)
 
 
 def _label_before(text: str, toks, i: int) -> str | None:

@@ -22,10 +22,11 @@ _DATE_RES = [
     re.compile(r"\d(?<![\d/.-]\d)\d?[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})(?![\d/-]|\.\d)"),
     re.compile(r"\d(?<![\d/.-]\d)\d{3}[/.-]\d{1,2}[/.-]\d{1,2}(?![\d/])"),
     # month and year: 03/2019, 3-2019, 2019-04, 2019/04
-    re.compile(r"(?<![\d/.-])(?:0?[1-9]|1[0-2])[/-](?:19|20)\d\d(?![\d/-])"),
-    re.compile(r"(?<![\d/.-])(?:19|20)\d\d-(?:0[1-9]|1[0-2])(?![\d/-])"),
+    re.compile(r"(?:0(?<![\d/.-]0)[1-9]|1(?<![\d/.-]1)[0-2]?|[2-9](?<![\d/.-][2-9]))[/-]"
+               r"(?:19|20)\d\d(?![\d/-])"),
+    re.compile(r"(?:1(?<![\d/.-]1)9|2(?<![\d/.-]2)0)\d\d-(?:0[1-9]|1[0-2])(?![\d/-])"),
     # 12-Mar, 3 Mar (no year)
-    re.compile(rf"(?<![\w/-])\d{{1,2}}-{_MONTH}\b(?!-)", re.I),
+    re.compile(rf"\d(?<![\w/-]\d)\d?-{_MONTH}\b(?!-)", re.I),
     # 03-Mar-2019, 3 MAR 19, 03MAR2019
     re.compile(rf"\d(?<![\w]\d)\d?[- ]?{_MONTH}\.?[- ]?(?:\d{{4}}|\d{{2}})(?!\w)", re.I),
     # March 3rd, 2019 / Jan. 5th / Mar 3 '19 / March of 2019 / March 2019
@@ -69,6 +70,9 @@ _AGE_RES = [
                rf"({_AGE_NUM}|{_AGE_WORD})(?![\w.])", re.I),
 ]
 
+_AGE_START = re.compile(r"9\d|1[01]\d|ninety|one hundred|a hundred|hundred")   # on lower case
+_AGE_CUE = re.compile(r"age|turned")
+_EXTENSION_WORD = re.compile(r"ext|pager|beeper|x")      # where _EXTENSION matches start
 _PHONE = re.compile(r"(?<![\w.+-])(?:(?:\+?\d{1,3}|00\d{1,2})[-.\s]?)?(?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])"
                     r"\d{3}[-.\s]?\d{4}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?(?![\w-])", re.I)
 # A 7-digit local number needs a word that says it is one.
@@ -121,10 +125,63 @@ _ID_LABEL_BEFORE = re.compile(
     r"\b(?:" + "|".join(f"(?P<{cat}>{labels})" for cat, labels in _ID_LABELS) +
     r")(?=[\s:#=.]|$)[\s:#=.-]{0,5}(?:is\s+|of\s+)?$", re.I)
 _ID_CATEGORIES = [cat for cat, _ in _ID_LABELS]
+
+
+def _label_ends() -> frozenset[str]:
+    """The last run of letters of every label _ID_LABELS spells (its language is finite:
+    literals, classes, alternations and `?`), lower-cased: "medical record no." -> "no"."""
+    from re import _constants as c, _parser
+
+    def spell(items) -> list[str]:
+        out = [""]
+        for op, av in items:
+            if op is c.LITERAL:
+                alts = [chr(av)]
+            elif op is c.IN:
+                alts = [chr(a) if o is c.LITERAL else None for o, a in av]
+            elif op is c.BRANCH:
+                alts = [s for branch in av[1] for s in spell(branch)]
+            elif op is c.SUBPATTERN:
+                alts = spell(av[3])
+            elif op is c.MAX_REPEAT and av[:2] == (0, 1):
+                alts = [""] + spell(av[2])
+            else:
+                raise ValueError(f"label pattern: {op} is not spelled out here")
+            if None in alts:
+                raise ValueError("label pattern: only literal characters in classes")
+            out = [o + a for o in out for a in alts]
+        return out
+    ends = set()
+    for _, labels in _ID_LABELS:
+        for label in spell(_parser.parse(labels)):
+            m = re.search(r"[a-z]*$", label.rstrip(" :#=.-"))
+            ends.add(m.group(0))
+    return frozenset(ends)
+
+
+_LABEL_ENDS = _label_ends() | {"is", "of"}      # "id is 123", "number of ..." go to the regex
+
+
+def _may_follow_label(text: str, start: int) -> bool:
+    """Necessary for _ID_LABEL_BEFORE to match before `start`, at C speed: the letters before
+    the separators are the end of some label. (The label starts at a word boundary and holds
+    no digit, so its last letter run is the whole last letter run of the text.)"""
+    i = start
+    while i > 0 and (text[i - 1] in ":#=.-" or text[i - 1].isspace()):
+        i -= 1
+    j = i
+    while j > 0 and text[j - 1].isalpha():
+        j -= 1
+    word = text[j:i]
+    return not word.isascii() or word.lower() in _LABEL_ENDS
+
+
 # Unlabelled identifiers: long digit runs or letter+digit codes that no unit or word explains.
-_BARE_ID = re.compile(r"(?<![\w.,/-])(?:[A-Z]{1,4}-?\d{5,}|\d{7,}|\d{2,}[A-Z]{1,3}\d{3,}|"
-                      r"[A-Z0-9]{2,}-[A-Z0-9]{2,}-[A-Z0-9]{2,})(?![\w/])")
-_DEA = re.compile(r"\b[A-Z]{2}\d{7}\b")
+# (the first character is matched before the look-behind: re then skips to candidates at C speed)
+_BARE_ID = re.compile(r"[A-Z\d](?<![\w.,/-].)(?:(?<=[A-Z])[A-Z]{0,3}-?\d{5,}|(?<=\d)\d{6,}|"
+                      r"(?<=\d)\d+[A-Z]{1,3}\d{3,}|(?<=[A-Z0-9])[A-Z0-9]+-[A-Z0-9]{2,}-[A-Z0-9]{2,})"
+                      r"(?![\w/])")
+_DEA = re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{7}\b")
 _VIN = re.compile(r"\b(?=[A-HJ-NPR-Z0-9]{0,16}\d)(?=[A-HJ-NPR-Z0-9]{0,16}[A-Z])[A-HJ-NPR-Z0-9]{17}\b")
 
 _STATES = ("AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV "
@@ -174,7 +231,7 @@ _PO_BOX = re.compile(r"\b(?:p\.?\s?o\.?\s?box|post office box)\s*#?\s*\d+", re.I
 # "Springfield, IL 62704" / "Boston, Massachusetts" / "Austin TX 78701"
 _CITY_STATE = re.compile(
     rf"((?:[A-Z][a-zA-Z'.-]+\s){{0,2}}[A-Z][a-zA-Z'.-]+),?\s+({_STATE})\b\.?(?:,?\s+(\d{{5}}(?:-\d{{4}})?))?")
-_CAPITALISED = re.compile(r"\b[A-Z][A-Za-z]+\b")
+_CAPITALISED = re.compile(r"[A-Z](?<!\w[A-Z])[A-Za-z]+\b")
 _PLACE_ENDINGS = ("burgh", "borough", "boro", "bury", "ville", "ton", "town", "fort", "mouth",
                   "side", "land", "field", "port", "view", "chester", "haven", "shire", "berg",
                   "burg", "stad", "furt", "wood", "dale", "ford", "ham", "mont")
@@ -237,21 +294,38 @@ def _regex_anchor(rx: re.Pattern, text: str):
 
 
 _PHONE7 = re.compile(r"\d{3}[-.]\d{4}")               # the number _LOCAL_PHONE ends with
+_PHONE_CORE = re.compile(r"\d{3}[-.\s]?\d{4}")          # every _PHONE match holds one ...
+_PHONE_BACK = len("+123-(456) ")                      # ... this far from its start at most
+_VIN_HINT = re.compile(r"[A-HJ-NPR-Z0-9]{17}")          # necessary for _VIN
 _LOCAL_PHONE_BACK = len("reached at") + 4             # longest cue word, then \W{0,4}
 _MAY_BACK = len("through") + 1                        # longest preposition, then [ -]
-# necessary for an IPv4 address: "d.d.d" (a C-speed digit scan; most notes have many dots)
+# necessary for an IPv4 address: "d.d.d" (a C-speed digit scan; most notes have many dots),
+# from the last digit of the first number: at most 2 characters after the match's start
 _IP_HINT = re.compile(r"\d\.\d{1,3}\.\d")
 # every month name (and so every match of the month-first patterns) starts with one of these
 _MONTH_START = re.compile(r"jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec")
 _DATE_MONTH_FIRST = _DATE_RES[6]
+# date patterns whose every match holds a month name this many characters after its start at
+# most ("12-Mar", "03 MAR 19", "March 3rd"): searched near the month names
+_MONTH_WITHIN = {_DATE_RES[4]: 3, _DATE_RES[5]: 3, _DATE_MONTH_FIRST: 0}
 _IPV6_HINT = re.compile(r":[0-9a-f]{1,4}:[0-9a-f]{1,4}:", re.I)      # necessary for _IPV6
 # necessary for _ORDINAL_DAY ("on the 5th"): a digit and its ordinal suffix
 _ORDINAL_HINT = re.compile(r"\d(?i:st|nd|rd|th)")
+_ORDINAL_THE = re.compile(r"the\s+\d")                  # also necessary (on lower case)
+# _MONTH_ALONE is case-sensitive: each match starts with one of these
+_MONTH_CAPITAL = re.compile(r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Oct|Nov|Dec")
 # each match of _CITY_CONTEXT / _ADDRESS_LABEL holds one of these (ASCII text, lower-cased)
 _CITY_CUES = ("liv", "resid", "stay", "moved", "native of", "relocated", "born in", "grew up in",
               "city:", "town:", "home in", "from the town of", "visiting from", "travel",
               "trip to", "vacation in", "works in")
 _ADDRESS_CUES = ("addr", "lives at", "residing at", "resides at")
+# the same cues as one search: each match of the pattern starts at its cue (or `back` before)
+_CITY_CUE = re.compile("|".join(re.escape(c) for c in _CITY_CUES))
+_ADDRESS_CUE = re.compile("|".join(re.escape(c) for c in _ADDRESS_CUES))
+
+
+def _cued(rx: re.Pattern, text: str, low: str | None, cue: re.Pattern, back: int):
+    return rx.finditer(text) if low is None else _anchored(rx, text, _regex_anchor(cue, low), back)
 
 
 def _lower_ascii(text: str) -> str | None:
@@ -259,23 +333,19 @@ def _lower_ascii(text: str) -> str | None:
     return text.lower() if text.isascii() else None
 
 
-def _month_first(rx: re.Pattern, text: str, low: str | None) -> Iterator[re.Match]:
-    """rx.finditer(text) for a pattern whose every match starts with a month name."""
-    if low is None:
-        return rx.finditer(text)
-    return _anchored(rx, text, _regex_anchor(_MONTH_START, low), 0)
-
-
 def dates(text: str) -> Iterator[Span]:
     low = _lower_ascii(text)
     for rx in _DATE_RES:
-        found = _month_first(rx, text, low) if rx is _DATE_MONTH_FIRST else rx.finditer(text)
+        back = _MONTH_WITHIN.get(rx)
+        found = rx.finditer(text) if back is None or low is None else \
+            _anchored(rx, text, _regex_anchor(_MONTH_START, low), back)
         for m in found:
             if _plausible_date(m.group(0)):
                 yield m.start(), m.end(), "DATE"
-    for m in _month_first(_MONTH_ALONE, text, low):
+    for m in _anchored(_MONTH_ALONE, text, _regex_anchor(_MONTH_CAPITAL, text), 0):
         yield m.start(), m.end(), "DATE"
-    for m in _ORDINAL_DAY.finditer(text) if _ORDINAL_HINT.search(text) else ():
+    ordinal = _ORDINAL_HINT.search(text) and (low is None or _ORDINAL_THE.search(low))
+    for m in _ORDINAL_DAY.finditer(text) if ordinal else ():
         yield m.start(1), m.end(1), "DATE"
     if "may" in text or "May" in text or "MAY" in text:
         found = _MAY_ALONE.finditer(text) if low is None else \
@@ -287,12 +357,30 @@ def dates(text: str) -> Iterator[Span]:
         if not (1 <= month <= 12 and 1 <= day <= 31):
             continue
         before, after = text[max(0, m.start() - 24):m.start()], text[m.end():m.end() + 16]
-        if _NOT_DATE_BEFORE.search(before) or _NOT_DATE_AFTER.match(after):
+        if _not_date_before(before) or _NOT_DATE_AFTER.match(after):
             continue
         scale = _SCALES.get(day)         # "pain 6/10 ... relief to 2/10", "strength 4/5"
         if scale and month <= day and scale.search(text, max(0, m.start() - 80), m.start()):
             continue
         yield m.start(), m.end(), "DATE"
+
+
+# _NOT_DATE_BEFORE is literal words (each ending in a word character), \W{0,3}, then the end:
+# for ASCII text, a suffix test after the trailing non-word characters says the same.
+_NOT_DATE_WORDS = tuple(_NOT_DATE_BEFORE.pattern[3:_NOT_DATE_BEFORE.pattern.index(")")].split("|"))
+
+
+def _not_date_before(before: str) -> bool:
+    """_NOT_DATE_BEFORE.search(before), without trying the words at every position."""
+    if not before.isascii():
+        return bool(_NOT_DATE_BEFORE.search(before))
+    q = len(before)
+    while q and not (before[q - 1].isalnum() or before[q - 1] == "_"):
+        q -= 1
+    trailing = len(before) - q              # `$` also matches before a final newline
+    if trailing > 3 and not (trailing == 4 and before.endswith("\n")):
+        return False
+    return before[:q].lower().endswith(_NOT_DATE_WORDS)
 
 
 def _plausible_date(s: str) -> bool:
@@ -307,8 +395,14 @@ def _plausible_date(s: str) -> bool:
 
 
 def ages(text: str) -> Iterator[Span]:
-    for rx in _AGE_RES:
-        for m in rx.finditer(text):
+    low = _lower_ascii(text)
+    if low is None:
+        found = [_AGE_RES[0].finditer(text), _AGE_RES[1].finditer(text)]
+    else:               # each match starts at its number / its cue word ("at age": 3 before)
+        found = [_anchored(_AGE_RES[0], text, _regex_anchor(_AGE_START, low), 0),
+                 _anchored(_AGE_RES[1], text, _regex_anchor(_AGE_CUE, low), 3)]
+    for matches in found:
+        for m in matches:
             yield m.start(1), m.end(1), "AGE"
 
 
@@ -321,17 +415,17 @@ def contacts(text: str) -> Iterator[Span]:
         for m in _URL.finditer(text):
             yield m.start(), m.end(), "URL"
     if text.count(".") >= 3 and _IP_HINT.search(text):
-        for m in _IP.finditer(text):
+        for m in _anchored(_IP, text, _regex_anchor(_IP_HINT, text), 2):
             yield m.start(), m.end(), "IP"
     if text.count(":") >= 7 and _IPV6_HINT.search(text):
         for m in _IPV6.finditer(text):
             yield m.start(), m.end(), "IP"
-    for m in _PHONE.finditer(text):
+    for m in _anchored(_PHONE, text, _regex_anchor(_PHONE_CORE, text), _PHONE_BACK):
         before = text[max(0, m.start() - 14):m.start()]
         yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
     for m in _anchored(_LOCAL_PHONE, text, _regex_anchor(_PHONE7, text), _LOCAL_PHONE_BACK):
         yield m.start(1), m.end(1), "PHONE"
-    for m in _EXTENSION.finditer(text):
+    for m in _cued(_EXTENSION, text, _lower_ascii(text), _EXTENSION_WORD, 0):
         yield m.start(1), m.end(1), "PHONE"
     if "-" in text:
         for m in _SSN.finditer(text):
@@ -354,6 +448,8 @@ def identifiers(text: str) -> Iterator[Span]:
         pos = max(m.end() if m else digit.end(), digit.end())
         if m is None:
             continue
+        if not _may_follow_label(text, start):
+            continue
         label = _ID_LABEL_BEFORE.search(text, max(0, start - 48), start)
         if label is None:
             continue
@@ -364,7 +460,7 @@ def identifiers(text: str) -> Iterator[Span]:
         yield start, start + len(value), cat
     for m in _DEA.finditer(text):
         yield m.start(), m.end(), "LICENSE"
-    for m in _VIN.finditer(text):
+    for m in _VIN.finditer(text) if _VIN_HINT.search(text) else ():
         yield m.start(), m.end(), "VEHICLE"
     for m in _BARE_ID.finditer(text):
         after = text[m.end():m.end() + 8]
@@ -384,7 +480,7 @@ def addresses(text: str) -> Iterator[Span]:
         yield m.start(), end, "ADDRESS"
     lowered = _lower_ascii(text)
     cued = lowered is None or any(c in lowered for c in _ADDRESS_CUES)
-    for m in _ADDRESS_LABEL.finditer(text) if cued else ():
+    for m in _cued(_ADDRESS_LABEL, text, lowered, _ADDRESS_CUE, len("patient ")) if cued else ():
         value = m.group(1)
         cut = _ADDRESS_END.search(value)
         value = value[:cut.start()] if cut else value
@@ -400,15 +496,16 @@ def addresses(text: str) -> Iterator[Span]:
                 yield (prefix.start() if prefix else m.start()), m.end(), "ADDRESS"
         if word in _STATE_TRIGGERS:
             yield from _city_state(text, m, street_ends)
-    for m in _ZIP_LABEL.finditer(text):
+    for m in _ZIP_LABEL.finditer(text) if lowered is None or "zip" in lowered or \
+            "postal" in lowered else ():
         yield m.start(1), m.end(1), "ZIP"
     for m in _ZIP_BARE.finditer(text):
         yield m.start(), m.end(), "ZIP"
     cued = lowered is None or any(c in lowered for c in _CITY_CUES)
-    for m in _CITY_CONTEXT.finditer(text) if cued else ():
+    for m in _cued(_CITY_CONTEXT, text, lowered, _CITY_CUE, 0) if cued else ():
         place = m.group(1).rstrip()
         yield m.start(1), m.start(1) + len(place), "ADDRESS"
-    for m in _PO_BOX.finditer(text):
+    for m in _PO_BOX.finditer(text) if lowered is None or "box" in lowered else ():
         yield m.start(), m.end(), "ADDRESS"
 
 
