@@ -10,6 +10,11 @@ recomputation), so at TP=1 each is an ordinary PyTorch ViT.
               (1D patches across time, every lead separately; a lead embedding tells them
               apart, a time embedding orders them)
 
+Inputs arrive in [0, 1] (CT windows, scaled waveforms) and are centred first,
+(x - 0.5) / 0.25, as ViTs normalise pixels: raw, their constant part dominated every patch
+embedding, and the LayerNorms after it scaled the content away, so the decoder learned to
+ignore the media (the finding-token loss was the same with the inputs zeroed).
+
 then a linear patch embedding + learned positions, `num_layers` blocks, a final LayerNorm,
 and average pooling of the token grid by `pool` (a fixed number of tokens per sample; no
 parameters, so nothing replicated runs on the full sequence under SP).
@@ -30,6 +35,9 @@ from megamed.model.transformer import Block, Norm
 from megamed.parallel import collectives as C
 from megamed.parallel.random import Recomputation, RNGTracker
 from megamed.parallel.tensor import ColumnParallelLinear, InitSpec, RowParallelLinear, _param
+
+# Inputs are in [0, 1]; centred and scaled to about unit spread before the patch embedding.
+INPUT_MEAN, INPUT_STD = 0.5, 0.25
 
 
 def patchify(x: torch.Tensor, e: EncoderConfig) -> torch.Tensor:
@@ -86,7 +94,8 @@ class Encoder(nn.Module):
         return (self.lead_embedding[:, None, :] + self.time_embedding[None, :, :]).flatten(0, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        patches = patchify(x.to(self.patch_weight.dtype), self.e)
+        x = (x.to(self.patch_weight.dtype) - INPUT_MEAN) / INPUT_STD
+        patches = patchify(x, self.e)
         y = F.linear(patches, self.patch_weight, self.patch_bias) + self.position_table()
         if self.sequence_parallel:
             y = C.split(y, self.tp_group, 1)
