@@ -14,9 +14,8 @@ so each grade is a linear function of the input that a patch embedding and the p
 tokens can read. The report opens with one token per finding naming (modality, finding,
 grade), then follows a fixed random bigram chain. The finding tokens are predictable only
 by a model that reads the input: a text-only model stays at ln(classes) nats per finding
-token, one that reads the input can reach 0. Study reports are short (an eighth to a
-quarter of the row; text-only samples fill half to all of it), so the findings are a
-visible share of their loss.
+token, one that reads the input can reach 0; the rest of the report, by any model that
+learns the chain.
 
 Rows are packed as the shard loader packs them (data/packing.py): placeholders first, then
 <bos> text <eos> <pad>...; the loss mask counts text and <eos> targets only.
@@ -54,6 +53,8 @@ class SyntheticStudies:
         # Finding tokens: findings + (modality * num_findings + finding) * classes + grade.
         self.findings = self.first_text
         text_vocab = cfg.vocab_size - self.first_text
+        if cfg.seq_length // 2 < findings:
+            raise ValueError(f"seq_length {cfg.seq_length} too short for {findings} findings")
         if text_vocab < classes * findings * max(1, len(self.encoders)) + branching:
             raise ValueError(f"vocab {cfg.vocab_size} too small for {findings} findings x "
                              f"{classes} grades per modality after the special ids")
@@ -96,13 +97,12 @@ class SyntheticStudies:
         choice = int(rng.integers(0, len(names) + 1))  # 0: text only
         grades = rng.integers(0, self.classes, size=self.num_findings)
         s = self.cfg.seq_length
-        length = int(rng.integers(max(s // 8, self.num_findings + 1), s // 4) if choice
-                     else rng.integers(s // 2, s))
+        length = int(rng.integers(s // 2, s))
         text = np.empty(length, dtype=np.int64)
         if choice:
             first = self.findings + ((choice - 1) * self.num_findings +
                                      np.arange(self.num_findings)) * self.classes + grades
-            opening = min(self.num_findings, length)
+            opening = self.num_findings
             text[:opening] = first[:opening]
         else:
             opening = 1
