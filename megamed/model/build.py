@@ -28,7 +28,7 @@ def build_chunks(cfg: Config, tp_group, pp_rank: int, device, rng: Optional[RNGT
     recomputation; initialised from per-parameter seeds when `seed` is given."""
     P, V, m, t = cfg.parallel.pp, cfg.parallel.virtual_stages, cfg.model, cfg.train
     dtype, sp = PRECISION_DTYPES[t.precision], cfg.parallel.sequence_parallel
-    layers = partition(m.num_layers, P, V, encoder_cost_in_layers(m))[pp_rank]
+    layers = layer_partition(cfg)[pp_rank]
     chunks = []
     for c in range(V):
         first = pp_rank == 0 and c == 0
@@ -44,6 +44,13 @@ def build_chunks(cfg: Config, tp_group, pp_rank: int, device, rng: Optional[RNGT
         freeze(chunk, t.freeze)
         chunks.append(chunk)
     return chunks
+
+
+def layer_partition(cfg: Config) -> list[list[range]]:
+    """[stage][chunk] -> decoder layers, the encoders' FLOPs counted on stage 0: the one
+    split the trainer, the memory calculator and the planner use."""
+    m, p = cfg.model, cfg.parallel
+    return partition(m.num_layers, p.pp, p.virtual_stages, encoder_cost_in_layers(m))
 
 
 def freeze(chunk: DecoderStage, option: str) -> None:

@@ -34,8 +34,8 @@ from typing import Optional
 
 from megamed.config import Config, ConfigError, ModelConfig, encoder_block_config, resolve
 from megamed.hardware import GPU
-from megamed.model.flops import encoder_cost_in_layers
-from megamed.parallel.pipeline import dry_run, partition
+from megamed.model.build import layer_partition
+from megamed.parallel.pipeline import dry_run
 from megamed.training.memory import optimizer_state_per_rank
 
 GB = 1e9
@@ -162,7 +162,7 @@ def activation_bytes(cfg: Config, device_type: str = "cuda") -> list[int]:
     kernels = Kernels.for_device(m, device_type)
     V, P = p.virtual_stages, p.pp
     peaks = []
-    layers = partition(m.num_layers, P, V, encoder_cost_in_layers(m))
+    layers = layer_partition(cfg)
     for stage, events in enumerate(dry_run(P, V, cfg.train.grad_accum_steps)):
         sizes = [chunk_activation_bytes(
             cfg, len(layers[stage][c]), stage == 0 and c == 0,
@@ -258,7 +258,7 @@ def traffic(cfg: Config) -> Traffic:
     seq = m.seq_length // p.tp if p.sequence_parallel else m.seq_length
     boundary = t.micro_batch * seq * m.hidden_size * BYTES[t.precision]
     rows = optimizer_state_per_rank(cfg)
-    layers = partition(m.num_layers, P, V, encoder_cost_in_layers(m))
+    layers = layer_partition(cfg)
     tp = pp = dp = 0.0
     for stage in range(P):
         chunks = [(stage == 0 and c == 0, stage == P - 1 and c == V - 1) for c in range(V)]
