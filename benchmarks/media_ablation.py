@@ -89,17 +89,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="demo", help="a multimodal profile (default demo)")
     parser.add_argument("--steps", type=int, default=150, help="optimizer steps per run")
+    parser.add_argument("--runs", default="real,zeroed",
+                        help="which runs, comma-separated (one per process runs them in "
+                             "parallel; each writes media_ablation_<run>.json)")
     args = parser.parse_args()
+    names = args.runs.split(",")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(s.getsockname()[1]))
     dist.init_process_group("gloo", rank=0, world_size=1)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            runs = {name: train(args.profile, args.steps, blank, f"{tmp}/{name}")
-                    for name, blank in (("real", False), ("zeroed", True))}
+            runs = {name: train(args.profile, args.steps, name == "zeroed", f"{tmp}/{name}")
+                    for name in names}
     finally:
         dist.destroy_process_group()
+    out = RESULTS / ("media_ablation.json" if len(runs) == 2 else f"media_ablation_{names[0]}.json")
+    write(out, args, runs)
+    if len(runs) == 2:
+        print_comparison(args, runs)
+    else:
+        print(json.dumps(runs, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+def print_comparison(args, runs: dict) -> None:
     print(f"\n{args.profile}, {args.steps} steps: loss_by_input, start -> end (mean of the "
           f"last 10 steps)\n| input | real media | media zeroed | end difference |\n"
           f"|---|---|---|---|")
@@ -111,15 +126,15 @@ def main() -> int:
     print(f"finding tokens (held out; a text-only model's floor is ln 4 = {math.log(4):.3f}): "
           f"image {r['image']:.3f} real / {z['image']:.3f} zeroed, ECG {r['ecg']:.3f} real / "
           f"{z['ecg']:.3f} zeroed")
+
+
+def write(out: Path, args, runs: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "media_ablation.json"
     out.write_text(json.dumps({
         "benchmark": "media_ablation", "profile": args.profile, "steps": args.steps,
         "reference": "the same run with every image/ECG input zeros", "runs": runs,
         "machine": {"node": platform.node(), "cpus": os.cpu_count(), "device": "cpu",
                     "torch": torch.__version__, "python": sys.version.split()[0]}}, indent=1))
-    print(f"wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ PAD, BOS, EOS = 0, 1, 2
 
 class SyntheticStudies:
     """`study(i)` -> dict: row [seq + 1] int64, loss_mask [seq] float32, and for each
-    configured modality its input (float32 in [0, 1], zeros when absent) and presence."""
+    configured modality its input (float32; images in [0, 1], waveforms of zero mean and
+    about unit spread per lead; zeros when absent) and presence."""
 
     def __init__(self, cfg: ModelConfig, seed: int, classes: int = 4, branching: int = 4,
                  findings: int = 2, blank_media: bool = False):
@@ -89,7 +90,11 @@ class SyntheticStudies:
         x = np.tensordot(scale.astype(np.float32), self.patterns[name], axes=1)
         noise = rng.standard_normal((e.channels, *e.shape)).astype(np.float32)
         x = x / np.sqrt(self.num_findings) + 0.5 * noise
-        return np.clip(0.5 + 0.2 * x, 0.0, 1.0).astype(np.float32)
+        if e.kind == "image":  # windowed intensities
+            return np.clip(0.5 + 0.2 * x, 0.0, 1.0).astype(np.float32)
+        # about as data/waveform.py's normalize_leads leaves a lead: zero mean, spread ~0.7
+        x = 0.8 * x
+        return x.astype(np.float32)
 
     def study(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, int(index)])

@@ -36,7 +36,7 @@ from megamed.training.trainer import pretrain
 
 STEPS = 4
 ENCODERS = ("image_encoder", "waveform_encoder")
-LEARN_STEPS = 40
+LEARN_STEPS = 60
 
 
 def config(parallel=None, train=None):
