@@ -93,8 +93,7 @@ class SyntheticStudies:
         if e.kind == "image":  # windowed intensities
             return np.clip(0.5 + 0.2 * x, 0.0, 1.0).astype(np.float32)
         # about as data/waveform.py's normalize_leads leaves a lead: zero mean, spread ~0.7
-        x = 0.8 * x
-        return x.astype(np.float32)
+        return (0.8 * x).astype(np.float32)
 
     def study(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, int(index)])
@@ -108,7 +107,7 @@ class SyntheticStudies:
             first = self.findings + ((choice - 1) * self.num_findings +
                                      np.arange(self.num_findings)) * self.classes + grades
             opening = self.num_findings
-            text[:opening] = first[:opening]
+            text[:opening] = first
         else:
             opening = 1
             text[0] = self.first_text + int(rng.integers(0, self.cfg.vocab_size -
