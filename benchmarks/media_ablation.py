@@ -40,13 +40,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 KINDS = ("text", "image", "ecg")
 
 
-def train(profile: str, steps: int, blank: bool, save: str) -> dict:
+def train(profile: str, steps: int, blank: bool, save: str, lr=None) -> dict:
     """One run (`blank`: every input zeros): its per-kind losses at the start and the end,
     and its finding-token loss on held-out studies (the model saved to `save`)."""
     trainer.SyntheticStudies = functools.partial(SyntheticStudies, blank_media=blank)
     try:
-        cfg = load_config(profile, {"train": {"steps": steps,
-                                              "log_interval": max(1, steps // 5)}})
+        train_cfg = {"steps": steps, "log_interval": max(1, steps // 5)}
+        cfg = load_config(profile, {"train": {**train_cfg, **({"lr": lr} if lr else {})}})
         records = trainer.pretrain(cfg, save=save)
     finally:
         trainer.SyntheticStudies = SyntheticStudies
@@ -89,6 +89,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="demo", help="a multimodal profile (default demo)")
     parser.add_argument("--steps", type=int, default=150, help="optimizer steps per run")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default: the profile's)")
     parser.add_argument("--runs", default="real,zeroed",
                         help="which runs, comma-separated (one per process runs them in "
                              "parallel; each writes media_ablation_<run>.json)")
@@ -100,8 +101,8 @@ def main() -> int:
     dist.init_process_group("gloo", rank=0, world_size=1)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            runs = {name: train(args.profile, args.steps, name == "zeroed", f"{tmp}/{name}")
-                    for name in names}
+            runs = {name: train(args.profile, args.steps, name == "zeroed", f"{tmp}/{name}",
+                                args.lr) for name in names}
     finally:
         dist.destroy_process_group()
     out = RESULTS / ("media_ablation.json" if len(runs) == 2 else f"media_ablation_{names[0]}.json")
@@ -132,6 +133,7 @@ def write(out: Path, args, runs: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     out.write_text(json.dumps({
         "benchmark": "media_ablation", "profile": args.profile, "steps": args.steps,
+        "lr": args.lr,
         "reference": "the same run with every image/ECG input zeros", "runs": runs,
         "machine": {"node": platform.node(), "cpus": os.cpu_count(), "device": "cpu",
                     "torch": torch.__version__, "python": sys.version.split()[0]}}, indent=1))
