@@ -12,7 +12,7 @@ large matmul on this device: the practical ceiling (a large cuBLAS bf16 GEMM rea
 the measured matmul is the number to read. A model too large for the devices is cut to
 `--layers` layers: MFU is a per-layer property, so the cut changes little but the memory.
 
-FLOP convention (megamed.training.metrics.flops_per_token, shared with tools/plan.py): 6 per
+FLOP convention (megamed/model/flops.py: flops_per_token, shared with tools/plan.py): 6 per
 matmul parameter and token plus 6 L h s for causal attention, i.e. non-causal attention's
 12 L h s halved for the mask, without the embedding lookup. It reads about 5% lower than the
 common 6N + 12 L h s (PaLM appendix B), so MFU here is about 5% below an MFU computed that

@@ -408,7 +408,12 @@ def _check_layout(cfg: Config, world_size: int) -> int:
         raise ConfigError(f"model.ffn_hidden_size {m.ffn_hidden_size} is not divisible by "
                           f"TP {p.tp}")
     chunks = p.pp * p.virtual_stages
-    if m.num_layers % chunks:
+    # With encoders, stage 0 holds fewer decoder layers (parallel/pipeline.py: partition),
+    # so the split is uneven anyway: every model chunk needs one layer, no more.
+    if m.encoders() and m.num_layers < chunks:
+        raise ConfigError(f"model.num_layers {m.num_layers} is fewer than PP x virtual "
+                          f"stages = {p.pp} x {p.virtual_stages} = {chunks}")
+    if not m.encoders() and m.num_layers % chunks:
         raise ConfigError(f"model.num_layers {m.num_layers} is not divisible by PP x virtual "
                           f"stages = {p.pp} x {p.virtual_stages} = {chunks}")
     if p.virtual_stages > 1 and p.pp == 1:

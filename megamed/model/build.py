@@ -7,10 +7,11 @@ from typing import Optional
 import torch
 
 from megamed.config import Config
+from megamed.model.flops import encoder_cost_in_layers
 from megamed.model.multimodal import MediaEmbedding, part_of
 from megamed.model.transformer import PRECISION_DTYPES, DecoderStage
 from megamed.parallel import collectives as C
-from megamed.parallel.pipeline import chunk_layers
+from megamed.parallel.pipeline import partition
 from megamed.parallel.random import Recomputation, RNGTracker
 
 # train.freeze -> the parts that keep training
@@ -27,6 +28,7 @@ def build_chunks(cfg: Config, tp_group, pp_rank: int, device, rng: Optional[RNGT
     recomputation; initialised from per-parameter seeds when `seed` is given."""
     P, V, m, t = cfg.parallel.pp, cfg.parallel.virtual_stages, cfg.model, cfg.train
     dtype, sp = PRECISION_DTYPES[t.precision], cfg.parallel.sequence_parallel
+    layers = layer_partition(cfg)[pp_rank]
     chunks = []
     for c in range(V):
         first = pp_rank == 0 and c == 0
@@ -34,7 +36,7 @@ def build_chunks(cfg: Config, tp_group, pp_rank: int, device, rng: Optional[RNGT
         if first and m.encoders():  # encoders and projectors live with the embedding
             media = MediaEmbedding(m, tp_group, sp, rng, recomputation, device, dtype,
                                    t.recompute, t.recompute_every)
-        chunk = DecoderStage(m, tp_group, chunk_layers(m.num_layers, P, V, pp_rank, c),
+        chunk = DecoderStage(m, tp_group, layers[c],
                              first, pp_rank == P - 1 and c == V - 1, sp, rng, device, dtype,
                              t.recompute, t.recompute_every, media, recomputation)
         if seed is not None:
@@ -42,6 +44,13 @@ def build_chunks(cfg: Config, tp_group, pp_rank: int, device, rng: Optional[RNGT
         freeze(chunk, t.freeze)
         chunks.append(chunk)
     return chunks
+
+
+def layer_partition(cfg: Config) -> list[list[range]]:
+    """[stage][chunk] -> decoder layers, the encoders' FLOPs counted on stage 0: the one
+    split the trainer, the memory calculator and the planner use."""
+    m, p = cfg.model, cfg.parallel
+    return partition(m.num_layers, p.pp, p.virtual_stages, encoder_cost_in_layers(m))
 
 
 def freeze(chunk: DecoderStage, option: str) -> None:

@@ -14,6 +14,11 @@ then a linear patch embedding + learned positions, `num_layers` blocks, a final 
 and average pooling of the token grid by `pool` (a fixed number of tokens per sample; no
 parameters, so nothing replicated runs on the full sequence under SP).
 
+Images arrive in [0, 1] and are centred first, (x - 0.5) / 0.25, as ViTs normalise pixels:
+raw, their constant part dominated every patch embedding, the LayerNorms after it scaled
+the content away, and the decoder learned to ignore the media (the finding-token loss was
+the same with the inputs zeroed). Waveforms arrive standardised per lead already.
+
 Sequence parallelism: with it on, each TP rank runs the blocks on its 1/tp of the patches,
 exactly as the decoder does; the pooled output is replicated on every TP rank.
 """
@@ -30,6 +35,11 @@ from megamed.model.transformer import Block, Norm
 from megamed.parallel import collectives as C
 from megamed.parallel.random import Recomputation, RNGTracker
 from megamed.parallel.tensor import ColumnParallelLinear, InitSpec, RowParallelLinear, _param
+
+# Images arrive in [0, 1] (CT windows, MR percentiles: data/preprocess.py) and are centred
+# and scaled to about unit spread before the patch embedding. Waveforms arrive with zero
+# mean and unit spread per lead (data/waveform.py: normalize_leads) and are used as they are.
+IMAGE_MEAN, IMAGE_STD = 0.5, 0.25
 
 
 def patchify(x: torch.Tensor, e: EncoderConfig) -> torch.Tensor:
@@ -86,7 +96,10 @@ class Encoder(nn.Module):
         return (self.lead_embedding[:, None, :] + self.time_embedding[None, :, :]).flatten(0, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        patches = patchify(x.to(self.patch_weight.dtype), self.e)
+        x = x.to(self.patch_weight.dtype)
+        if self.e.kind == "image":
+            x = (x - IMAGE_MEAN) / IMAGE_STD
+        patches = patchify(x, self.e)
         y = F.linear(patches, self.patch_weight, self.patch_bias) + self.position_table()
         if self.sequence_parallel:
             y = C.split(y, self.tp_group, 1)

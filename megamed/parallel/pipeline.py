@@ -38,28 +38,61 @@ from megamed.parallel import collectives as C
 
 # -- partitioning --------------------------------------------------------------------------
 
-def chunk_layers(num_layers: int, pp: int, virtual_stages: int, stage: int,
-                 chunk: int) -> range:
-    """Layers of model chunk `chunk` on pipeline stage `stage` (Megatron's assignment):
-    chunk c of stage s is virtual stage c * P + s and holds L / (P * V) consecutive layers."""
-    per_chunk = num_layers // (pp * virtual_stages)
-    start = (chunk * pp + stage) * per_chunk
-    return range(start, start + per_chunk)
+def partition(num_layers: int, pp: int, virtual_stages: int,
+              encoder_layers: float = 0.0) -> list[list[range]]:
+    """[stage][chunk] -> the decoder layers of that model chunk. Chunk c of stage s is
+    virtual stage c * P + s and the layers run in virtual-stage order (Megatron's
+    assignment).
+
+    Stage 0 also runs the encoders and projectors, worth `encoder_layers` decoder layers of
+    FLOPs (model/flops.py: encoder_cost_in_layers). It gets the layer count n0 that
+    minimises the busiest stage's cost max(n0 + encoder_layers, the other stages' share),
+    the most layers among equal costs, so without encoders (or with cheap ones) every stage
+    holds L / P as before. The other stages split the rest evenly (earlier ones take the
+    remainder); within a stage the chunks split its layers evenly, chunk 0 (the one with the
+    embedding and the encoders on stage 0) the fewest. Every chunk keeps at least one layer."""
+    P, V = pp, virtual_stages
+    counts = [num_layers]
+    if P > 1:
+        rest = num_layers - V  # stage 0 takes at most this much and leaves V per other stage
+        first = min(range(V, rest - (P - 2) * V + 1),
+                    key=lambda n: (max(n + encoder_layers, -(-(num_layers - n) // (P - 1))),
+                                   -n))
+        others = _split(num_layers - first, P - 1)
+        counts = [first] + others
+    sizes = [_split(n, V)[::-1] for n in counts]  # [stage][chunk], chunk 0 the smallest
+    out = [[None] * V for _ in range(P)]
+    start = 0
+    for c in range(V):
+        for s in range(P):
+            out[s][c] = range(start, start + sizes[s][c])
+            start += sizes[s][c]
+    return out
+
+
+def _split(n: int, parts: int) -> list[int]:
+    """n as `parts` near-equal counts, the larger ones first."""
+    return [n // parts + (i < n % parts) for i in range(parts)]
+
+
+def chunk_layers(num_layers: int, pp: int, virtual_stages: int, stage: int, chunk: int,
+                 encoder_layers: float = 0.0) -> range:
+    """Layers of model chunk `chunk` on pipeline stage `stage` (see `partition`)."""
+    return partition(num_layers, pp, virtual_stages, encoder_layers)[stage][chunk]
 
 
 def describe_partition(num_layers: int, pp: int, virtual_stages: int,
-                       tie_embeddings: bool = False) -> str:
+                       tie_embeddings: bool = False, encoder_layers: float = 0.0) -> str:
     """A table of which layers live on which pipeline stage."""
     lines = [f"pipeline partition: {num_layers} layers on {pp} stages x {virtual_stages} "
-             f"chunk(s)"]
+             f"chunk(s)" + (f"; the encoders cost {encoder_layers:.2f} decoder layers of "
+                            f"FLOPs on stage 0" if encoder_layers else "")]
+    layers = partition(num_layers, pp, virtual_stages, encoder_layers)
     for s in range(pp):
-        parts = []
-        for c in range(virtual_stages):
-            r = chunk_layers(num_layers, pp, virtual_stages, s, c)
-            parts.append(f"chunk {c}: layers {r.start}-{r.stop - 1}")
+        parts = [f"chunk {c}: layers {r.start}-{r.stop - 1}" for c, r in enumerate(layers[s])]
         extra = []
         if s == 0:
-            extra.append("embedding")
+            extra.append("embedding" + (", encoders, projectors" if encoder_layers else ""))
         if s == pp - 1:
             extra.append("final norm, output, loss" + (" (tied copy)" if tie_embeddings and
                                                         pp > 1 else ""))

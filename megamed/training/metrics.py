@@ -3,70 +3,30 @@
 JSONL fields (a contract, see DESIGN.md): step, loss, lr, grad_norm, tokens (cumulative
 tokens consumed through this step), tokens_per_s, mfu (null without a GPU), plus
 step_tokens, step_time_s, elapsed_s, with encoders `grad_norm_parts` ({decoder,
-image_encoder, waveform_encoder, projector: norm before clipping}) and `grad_norm_ratio`
-(max/min over the parts that train; the plan's balance check wants <= 2), `loss_by_input`
-({text, image, ecg, eeg: mean loss of the samples with that input}), `skipped_steps` (updates
-skipped so far in this run: a non-finite loss or gradient, fp16 overflow) and `nonfinite`
-(non-finite steps in a row up to this one; training/fault.py), on the steps that validate
-(--eval-interval) `val_loss` and `val_ppl` (training/evaluate.py), and on the steps that
-report memory (--memory-interval)
+image_encoder, waveform_encoder, projector: norm before clipping}), `grad_norm_ratio`
+(max/min of those norms over the parts that train), the plan's balance check
+`grad_balance` ("ok" where `grad_balance_ratio` <= 2, else "warn"; see `grad_balance`),
+`loss_by_input` ({text, image, ecg, eeg: mean loss of the samples with that input}),
+`skipped_steps` (updates skipped so far in this run: a non-finite loss or gradient, fp16
+overflow) and `nonfinite` (non-finite steps in a row up to this one; training/fault.py), on
+the steps that validate (--eval-interval) `val_loss` and `val_ppl` (training/evaluate.py),
+and on the steps that report memory (--memory-interval)
 `memory`: one dict of bytes per rank (params, main_grads, optimizer, activations, total;
 CUDA peak allocated/reserved on a GPU).
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from megamed.config import EncoderConfig, ModelConfig
 from megamed.hardware import gpu_by_device_name
-
-
-def flops_per_token(cfg: ModelConfig) -> float:
-    """Training FLOPs per decoder token, encoders included (their per-sample FLOPs spread
-    over the sample's tokens; see `flops_by_part`)."""
-    return sum(flops_by_part(cfg).values())
-
-
-def flops_by_part(cfg: ModelConfig) -> dict[str, float]:
-    """Training FLOPs per decoder token of the decoder and of each configured encoder
-    (with its projector). The encoders run on every sample (zeros where a sample lacks
-    the modality), so each costs its per-sample FLOPs / seq_length per token."""
-    parts = {"decoder": _decoder_flops_per_token(cfg)}
-    for name, e in cfg.encoders().items():
-        parts[f"{name}_encoder"] = _encoder_flops_per_sample(e, cfg.hidden_size) / \
-            cfg.seq_length
-    return parts
-
-
-def _encoder_flops_per_sample(e: EncoderConfig, decoder_hidden: int) -> float:
-    """6 per matmul parameter and patch (patch embedding, blocks), bidirectional attention
-    scores and values 12 * layers * n^2 * hidden, the projector 6 per parameter and token."""
-    h, f, n = e.hidden_size, e.ffn_hidden_size, e.num_patches
-    matmul = e.patch_numel * h + e.num_layers * (4 * h * h + 2 * h * f)
-    projector = h * decoder_hidden + decoder_hidden * decoder_hidden
-    return 6.0 * (n * matmul + e.tokens * projector) + 12.0 * e.num_layers * n * n * h
-
-
-def _decoder_flops_per_token(cfg: ModelConfig) -> float:
-    """Training FLOPs per token: 6 per matmul parameter (forward 2, backward 4) plus causal
-    attention scores and values, 6 * 2 * layers * seq * hidden / 2 (Chinchilla appendix F,
-    halved for the causal mask).
-
-    The convention matters when comparing MFU: the common 6N + 12 L h s (PaLM appendix B)
-    counts every parameter (embeddings too) and the whole s x s score matrix; for medllm-32b
-    this figure reads about 5% lower (197 vs 207 GFLOP per token), so an MFU quoted here is
-    about 5% below one computed that way from the same tokens/s."""
-    h, f = cfg.hidden_size, cfg.ffn_hidden_size
-    kv = cfg.num_kv_heads * cfg.head_dim
-    mlp = (3 if cfg.activation == "swiglu" else 2) * h * f
-    matmul = cfg.num_layers * (2 * h * h + 2 * h * kv + mlp) + h * cfg.vocab_size
-    attention = 6 * cfg.num_layers * cfg.seq_length * h
-    return 6.0 * matmul + attention
+# Re-exported: the trainer, tools/plan.py and benchmarks/mfu.py read them from here.
+from megamed.model.flops import flops_by_part, flops_per_token  # noqa: F401
 
 
 def peak_flops(device: Optional[torch.device] = None) -> Optional[float]:
@@ -87,6 +47,20 @@ def grad_norm_ratio(parts: dict) -> float:
     return max(trained) / min(trained) if len(trained) > 1 else 1.0
 
 
+def grad_balance(parts: dict, sizes: dict) -> tuple[float, str]:
+    """The plan's gradient balance check: (max/min ratio, "ok" within 1:2 else "warn") of
+    the per-parameter gradient norm, norm / sqrt(parameters), over the parts that train.
+
+    Per parameter because a part's norm grows with the square root of its size at equal
+    per-weight gradients: a 32B decoder's raw norm dwarfs a 0.3B encoder's even when both
+    learn equally fast, so raw norms would always "warn". The RMS gradient per weight is
+    what the learning rate multiplies (before Adam's normalisation), so it compares how hard
+    each part is pushed."""
+    rms = [v / math.sqrt(sizes[k]) for k, v in parts.items() if v > 0 and sizes.get(k)]
+    ratio = max(rms) / min(rms) if len(rms) > 1 else 1.0
+    return ratio, "ok" if ratio <= BALANCE_RATIO else "warn"
+
+
 def format_duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
@@ -96,8 +70,9 @@ class MetricsLogger:
     """Prints progress and appends JSONL; only the rank that logs creates it."""
 
     def __init__(self, path: Optional[str], total_steps: int, flops_per_tok: float,
-                 num_gpus: int, log_interval: int = 1, start_step: int = 0):
-        self.file = None
+                 num_gpus: int, log_interval: int = 1, start_step: int = 0,
+                 part_sizes: Optional[dict] = None):
+        self.file, self.part_sizes = None, part_sizes or {}
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.file = open(path, "a")
@@ -135,8 +110,10 @@ class MetricsLogger:
             record["grad_norm_parts"] = grad_norm_parts
             record["grad_norm_ratio"] = grad_norm_ratio(grad_norm_parts)
             balance += " | grad " + " ".join(f"{k} {v:.3f}" for k, v in grad_norm_parts.items()) + \
-                f" (max/min {record['grad_norm_ratio']:.2f}" + \
-                (")" if record["grad_norm_ratio"] <= BALANCE_RATIO else " > 2: unbalanced)")
+                f" (max/min {record['grad_norm_ratio']:.2f})"
+            ratio, verdict = grad_balance(grad_norm_parts, self.part_sizes)
+            record["grad_balance_ratio"], record["grad_balance"] = ratio, verdict
+            balance += f" | grad_balance {verdict} {ratio:.2f}"
         if self.file:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()

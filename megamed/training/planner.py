@@ -34,7 +34,8 @@ from typing import Optional
 
 from megamed.config import Config, ConfigError, ModelConfig, encoder_block_config, resolve
 from megamed.hardware import GPU
-from megamed.parallel.pipeline import chunk_layers, dry_run
+from megamed.model.build import layer_partition
+from megamed.parallel.pipeline import dry_run
 from megamed.training.memory import optimizer_state_per_rank
 
 GB = 1e9
@@ -161,9 +162,10 @@ def activation_bytes(cfg: Config, device_type: str = "cuda") -> list[int]:
     kernels = Kernels.for_device(m, device_type)
     V, P = p.virtual_stages, p.pp
     peaks = []
+    layers = layer_partition(cfg)
     for stage, events in enumerate(dry_run(P, V, cfg.train.grad_accum_steps)):
         sizes = [chunk_activation_bytes(
-            cfg, len(chunk_layers(m.num_layers, P, V, stage, c)), stage == 0 and c == 0,
+            cfg, len(layers[stage][c]), stage == 0 and c == 0,
             stage == P - 1 and c == V - 1, kernels) for c in range(V)]
         live = peak = 0
         for kind, _, chunk in events:
@@ -256,13 +258,15 @@ def traffic(cfg: Config) -> Traffic:
     seq = m.seq_length // p.tp if p.sequence_parallel else m.seq_length
     boundary = t.micro_batch * seq * m.hidden_size * BYTES[t.precision]
     rows = optimizer_state_per_rank(cfg)
-    layers = m.num_layers // (P * V)
+    layers = layer_partition(cfg)
     tp = pp = dp = 0.0
     for stage in range(P):
         chunks = [(stage == 0 and c == 0, stage == P - 1 and c == V - 1) for c in range(V)]
-        stage_tp = sum(tp_traffic(cfg, layers, first, last) for first, last in chunks)
+        stage_tp = sum(tp_traffic(cfg, len(layers[stage][c]), first, last)
+                       for c, (first, last) in enumerate(chunks))
         if p.sequence_parallel and p.tp > 1:  # norm weights' gradients, summed over TP
-            norms = (2 * layers * V + (stage == P - 1)) * m.hidden_size * FP32
+            stage_layers = sum(len(r) for r in layers[stage])
+            norms = (2 * stage_layers + (stage == P - 1)) * m.hidden_size * FP32
             stage_tp += norms * 2 * _ring(p.tp) * (M if p.zero_stage == 3 else 1)
         tp = max(tp, stage_tp)
         sends = sum((not last) + (not first) for first, last in chunks)  # forward, backward

@@ -37,6 +37,7 @@ from megamed.data.synthetic import SyntheticBigramDataset
 from megamed.data.synthetic_media import StudySource, SyntheticStudies
 from megamed.data.tokens import TokenFileDataset
 from megamed.model.build import build_chunks
+from megamed.model.flops import encoder_cost_in_layers
 from megamed.model.multimodal import PARTS, part_of
 from megamed.model.transformer import PRECISION_DTYPES, DecoderStage
 from megamed.monitoring import DataWait, SinkGroup
@@ -207,7 +208,8 @@ def _pretrain(cfg: Config, save: Optional[str], load: Optional[str],
     if state.rank == 0:
         _describe(cfg, state, device, total_params, print_schedule)
         logger = MetricsLogger(metrics_jsonl, t.steps, flops_per_token(cfg.model),
-                               dist.get_world_size(), t.log_interval, start)
+                               dist.get_world_size(), t.log_interval, start,
+                               count_parameters_by_part(cfg.model))
     track = t.memory_interval > 0 and device.type == "cpu"
     step_tokens = t.global_batch * cfg.model.seq_length
     weights = {"image": t.loss_weight_image, "ecg": t.loss_weight_ecg,
@@ -286,7 +288,8 @@ def _describe(cfg: Config, state: ParallelState, device, total_params: int,
           + f", {p.bucket_mb:g} MiB gradient buckets", flush=True)
     if p.pp > 1:
         print(describe_partition(cfg.model.num_layers, p.pp, p.virtual_stages,
-                                 cfg.model.tie_embeddings), flush=True)
+                                 cfg.model.tie_embeddings, encoder_cost_in_layers(cfg.model)),
+              flush=True)
     if print_schedule:
         print(format_schedule(dry_run(p.pp, p.virtual_stages, t.grad_accum_steps),
                               p.virtual_stages), flush=True)
