@@ -33,10 +33,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _import_transformers():
     """transformers imports Hugging Face's `kernels` package; the repository's top-level
-    kernels/ folder (installed as megamed.kernels) would shadow it when the repository root
-    is on sys.path (`python -m pytest`), so that one is imported first without the root."""
+    kernels/ folder (installed as megamed.kernels) and benchmarks/kernels.py would shadow it
+    when the repository root or benchmarks/ is on sys.path (`python -m pytest`; other test
+    modules add benchmarks/ while they are collected), so the real one is imported first with
+    no folder of the repository on the path."""
     saved = sys.path[:]
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO]
+    ours = {REPO, *(d for d in REPO.iterdir() if d.is_dir() and d.name != ".venv")}
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() not in ours]
+    shadow = sys.modules.get("kernels")
+    if shadow is not None and not hasattr(shadow, "CUDAProperties"):
+        del sys.modules["kernels"]  # a module of this repository cached under that name
     try:
         import kernels  # noqa: F401  (cached in sys.modules for transformers)
     except ImportError:
