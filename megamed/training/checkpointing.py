@@ -4,7 +4,8 @@
 
 - `maybe_save(step, collect, val_loss)` after every optimizer step: saves every
   --save-interval steps or --save-interval-minutes minutes, whichever comes first. The
-  state `collect(step)` returns is copied to CPU at the step (the only time training waits),
+  state `collect(step)` returns must be a CPU snapshot training no longer changes (the
+  trainer's `checkpoint_state` copies it with `cpu_copy`, the only time training waits),
   then a background thread writes this rank's files into DIR/.tmp_step_N/ and fsyncs them.
   At a later step boundary, once every rank's thread is done, rank 0 writes the manifest
   with the files' checksums and publishes the step (atomic rename, then `latest`).
@@ -142,8 +143,7 @@ class Checkpointer:
         """Starts saving `step` now (every rank); waits for the previous save first. Returns
         the folder a synchronous save published (None while a background write runs)."""
         published = self.wait()
-        payload, optimizer = collect(step)
-        snapshot = cpu_copy((payload, optimizer))
+        snapshot = collect(step)  # already a CPU copy: copying it again cost the step time
         self.last_saved, self.last_time = step, time.monotonic()
         self.pending = _Write(self.dir, step, self.state, *snapshot, self.cfg, val_loss,
                               self.background)

@@ -47,7 +47,7 @@ from megamed.parallel.pipeline import (Runner, describe_partition, dry_run, form
                                       select_schedule)
 from megamed.parallel.random import seed_streams
 from megamed.parallel.state import ParallelState
-from megamed.training.checkpointing import Checkpointer
+from megamed.training.checkpointing import Checkpointer, cpu_copy
 from megamed.training.evaluate import build_evaluator
 from megamed.training.fault import FaultGuard
 from megamed.training.loss import StepLoss
@@ -310,15 +310,16 @@ def _restore(resumed, chunks, grads, optimizer, rng, source=None) -> int:
 
 def checkpoint_state(step, state, chunks, grads, optimizer, rng, source=None
                      ) -> tuple[dict, dict]:
-    """(payload, optimizer state) of this rank for a checkpoint (see checkpoint/format.py;
-    the Checkpointer copies it to CPU before training goes on)."""
+    """(payload, optimizer state) of this rank for a checkpoint (see checkpoint/format.py):
+    a CPU snapshot that training no longer touches, copied once here, so the Checkpointer
+    can write it behind training."""
     model = None
     with grads.full_parameters():  # a collective under ZeRO-3: every DP rank gathers
         if state.dp_rank == 0:
-            # Copies: parameters are views of flat buffers (or freed again under ZeRO-3).
-            model = [{k: v.clone() for k, v in chunk.state_dict().items()} for chunk in chunks]
-    payload = {"step": step, "model": model, "rng": rng.get_states(),
-               "torch_rng": torch.get_rng_state()}
+            # Copied inside: parameters are views of flat buffers (freed again under ZeRO-3).
+            model = cpu_copy([chunk.state_dict() for chunk in chunks])
+    payload = {"step": step, "model": model,
+               **cpu_copy({"rng": rng.get_states(), "torch_rng": torch.get_rng_state()})}
     if hasattr(source, "state_dict"):
         payload["data"] = source.state_dict()  # the loader's consumed samples (exact resume)
-    return payload, optimizer.state_dict()
+    return payload, cpu_copy(optimizer.state_dict())
