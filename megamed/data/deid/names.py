@@ -387,9 +387,10 @@ def _labels(text, toks, veto, name) -> None:
         if generic:
             ok = t.cap and (t.first or t.surname_rank) and not t.word
         elif label in lexicon.OBJECT_VERBS:
-            ok = (t.first or t.surname_rank or not t.word) if t.cap else _lower_name(t)
-        elif t.cap:
-            ok = t.first or t.surname_rank or not t.word or strong
+            ok = (t.first or not t.word or 0 < t.surname_rank <= _RARE_SURNAME) if t.cap \
+                else _lower_name(t)
+        elif t.cap:         # an English word that is only a rare surname ("Seen", "Medicine") is not
+            ok = t.first or not t.word or strong or 0 < t.surname_rank <= _RARE_SURNAME
         elif label in lexicon.VOUCHING_LABELS or label in lexicon.RELATIVES:
             ok = t.first or (not t.word and len(t.text) >= 3)        # "daughter summer"
         elif label in ("patient", "pt", "name", "patient name", "pt name"):
@@ -404,6 +405,7 @@ def _labels(text, toks, veto, name) -> None:
                           comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
 
 
+_RARE_SURNAME = 20000     # census rank past which an English word is read as the word
 _LABEL_GAP = re.compile(r"\.?[ \t]*[:,-]?\s{0,4}")
 _LABEL_SET = frozenset(w.replace("-", " ") for w in lexicon.LABEL_WORDS)
 _LABEL_LAST_WORDS = frozenset(w.split(" ")[-1] for w in _LABEL_SET)
