@@ -443,7 +443,8 @@ def _dictionary(text, toks, veto, name) -> None:
                 pass                      # "(Spanish)": a name only by context or a pair
             elif in_list and not t.word:
                 name[i] = True
-            elif in_list and not _sentence_start(text, toks, i) and prev is not None and \
+            elif in_list and not (t.word and t.text.isupper()) and \
+                    not _sentence_start(text, toks, i) and prev is not None and \
                     (not prev.cap or name[i - 1] or (not prev.word and not veto[i - 1])) and \
                     text[t.end:t.end + 1] != ":" and t.lower not in lexicon.FUNCTION_WORDS:
                 name[i] = True            # a capital inside a lower-case sentence
