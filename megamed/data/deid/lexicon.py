@@ -118,7 +118,8 @@ hld osa gerd uti dvt cva tia mi ards sirs aki pna mrsa vre cdiff covid hiv hcv h
 ngt ogt picc cvc art tpn icu micu sicu ccu pacu ed er or ir ob gyn peds nicu picu sob cp
 pnd le le's rle lle rue lue rlq ruq llq luq lmp edd ga g1p0 neg pos nl abnl
 lt rt bilat hpi pmh psh fh sh ros pe a/p cc mdm dnr dni pola molst hcp poa
-qtc qrs pr st axis sinus mrn dob dos ssn acct fin npi dea mr pcp attn re cc bmi""".split())
+qtc qrs pr st axis sinus mrn dob dos ssn acct fin npi dea mr pcp attn re cc bmi
+x-ray xray x-rays""".split())
 
 # Census entries that are almost never a name in a clinical note (abbreviations, units).
 NOT_NAMES = frozenset("""mg ml mm cm kg lb oz mcg meq mmol iu hr hrs min sec pt pts dr mr ms
