@@ -26,8 +26,6 @@ _TOKEN = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 _DOSE_AFTER = re.compile(r"\s*\d+(?:\.\d+)?\s*(?:mg|mcg|g|ml|units?|meq|mmol|%|tabs?|puffs?)\b",
                          re.I)
 
-_STRONG_LABEL = re.compile(r"(?:dear|sincerely|regards|signed|by|cc|attn|attention|name|"
-                           r"signature|pcp|attending|resident|surgeon)\W*$", re.I)
 _SENTENCE_BREAK = re.compile(r"[.!?:;\n•*>|(\[\"]|\d|^\s*-|\s\s")
 
 _DIGIT_BEFORE = re.compile(r"\d\s*$")
@@ -375,7 +373,6 @@ def _labels(text, toks, veto, name) -> None:
         label = _label_before(text, toks, i)
         if label is None:
             continue
-        strong = bool(_STRONG_LABEL.search(label))
         generic = label in ("from", "to", "by", "with", "per", "re")
         if veto[i] or _function(t):
             continue
@@ -389,8 +386,8 @@ def _labels(text, toks, veto, name) -> None:
         elif label in lexicon.OBJECT_VERBS:
             ok = (t.first or not t.word or 0 < t.surname_rank <= _RARE_SURNAME) if t.cap \
                 else _lower_name(t)
-        elif t.cap:         # an English word that is only a rare surname ("Seen", "Medicine") is not
-            ok = t.first or not t.word or strong or 0 < t.surname_rank <= _RARE_SURNAME
+        elif t.cap:     # not an English word that is no name or a rare surname ("Attn: Utilization")
+            ok = t.first or not t.word or 0 < t.surname_rank <= _RARE_SURNAME
         elif label in lexicon.VOUCHING_LABELS or label in lexicon.RELATIVES:
             ok = t.first or (not t.word and len(t.text) >= 3)        # "daughter summer"
         elif label in ("patient", "pt", "name", "patient name", "pt name"):
