@@ -168,7 +168,7 @@ EPONYM_VETO_HEADS = frozenset("disease syndrome sign palsy lymphoma sarcoma crit
 FACILITY_HEADS = frozenset("""hospital hospitals clinic clinics center centre medical health
 healthcare cardiology associates institute university college school pharmacy labs laboratory
 laboratories foundation memorial infirmary hospice rehab rehabilitation nursing physicians
-group practice partners""".split())
+group practice partners community""".split())
 
 # Eponyms that name a device or test far more often than a person in a note ("Foley d/c'd");
 # after a title they are names again ("Dr. Foley").
