@@ -170,6 +170,9 @@ healthcare cardiology associates institute university college school pharmacy la
 laboratories foundation memorial infirmary hospice rehab rehabilitation nursing physicians
 group practice partners community""".split())
 
+# Words that name a place in a hospital when a number follows ("Ward 5", "Bay 3").
+HOSPITAL_PLACES = frozenset("ward wards bed bay room pod wing unit floor suite".split())
+
 # Eponyms that name a device or test far more often than a person in a note ("Foley d/c'd");
 # after a title they are names again ("Dr. Foley").
 DEVICE_EPONYMS = frozenset("foley holter doppler hickman groshong jackson-pratt".split())

@@ -209,6 +209,8 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
     follow = text[t.end:t.end + 3].lstrip(" ,")
     if not follow or not follow[0].isdigit():
         return False
+    if t.lower in lexicon.HOSPITAL_PLACES:
+        return True                                    # "Ward 5", "Bed 12": a place, not Mr Ward
     return bool(_ZIP_AFTER.match(text, t.end) or _DOSE_AFTER.match(text, t.end))
 
 
