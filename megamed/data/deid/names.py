@@ -381,8 +381,10 @@ def _labels(text, toks, veto, name) -> None:
         if _is_initial(t) and text[t.end:t.end + 1] == ".":
             _take_forward(text, toks, veto, name, i, strict=True)     # "PHYSICIAN: J. Miller"
             continue
-        if t.cap and _abbreviation(t):
-            continue
+        if t.cap and (_abbreviation(t) or (t.text.isupper() and len(t.text) <= 5 and
+                                           not (t.first or t.surname_rank) and
+                                           text[t.end:t.end + 1] != ",")):
+            continue            # "regarding DMARD therapy": an acronym ("MBEKI, TENZIN" is a name)
         if generic:
             ok = t.cap and (t.first or t.surname_rank) and not t.word
         elif label in lexicon.OBJECT_VERBS:
