@@ -257,6 +257,7 @@ _ORDINAL_DAY = re.compile(r"\b(?:on|since|until|by|before|after)\s+the\s+([12]?\
 # precompiled: re's own cache costs a lookup per call in these loops
 _DIGIT_RUN = re.compile(r"\d+")
 _SHORT_NUMBER = re.compile(r"\d{1,3}")
+_YEAR = re.compile(r"(?:19|20)\d\d")
 _UNIT_AFTER = re.compile(r"\s*(?:mg|mcg|ml|units|cells|/|%|copies|iu)", re.I)
 _ADDRESS_END = re.compile(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b", re.I)
 
@@ -457,6 +458,8 @@ def identifiers(text: str) -> Iterator[Span]:
         value = m.group(1)
         if cat == "OTHER_ID" and _SHORT_NUMBER.fullmatch(value):
             continue
+        if _YEAR.fullmatch(value):
+            continue                 # "Vehicle: 2014 Subaru": a year alone is no identifier
         yield start, start + len(value), cat
     for m in _DEA.finditer(text):
         yield m.start(), m.end(), "LICENSE"
