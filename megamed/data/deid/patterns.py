@@ -70,6 +70,8 @@ _AGE_RES = [
                rf"({_AGE_NUM}|{_AGE_WORD})(?![\w.])", re.I),
 ]
 
+_FAHRENHEIT = re.compile(r"\s?°?F\b")
+_TEMPERATURE_BEFORE = re.compile(r"(?i:fever|temp|febrile|tmax|t max|degrees)|\d\s?°?C\s*\($")
 _AGE_START = re.compile(r"9\d|1[01]\d|ninety|one hundred|a hundred|hundred")   # on lower case
 _AGE_CUE = re.compile(r"age|turned")
 _EXTENSION_WORD = re.compile(r"ext|pager|beeper|x")      # where _EXTENSION matches start
@@ -404,6 +406,9 @@ def ages(text: str) -> Iterator[Span]:
                  _anchored(_AGE_RES[1], text, _regex_anchor(_AGE_CUE, low), 3)]
     for matches in found:
         for m in matches:
+            if _FAHRENHEIT.match(text, m.end(1)) and \
+                    _TEMPERATURE_BEFORE.search(text, max(0, m.start(1) - 30), m.start(1)):
+                continue            # "fever over 38.3 C (101 F)": degrees, not a woman of 101
             yield m.start(1), m.end(1), "AGE"
 
 
