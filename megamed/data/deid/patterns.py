@@ -499,7 +499,7 @@ def addresses(text: str) -> Iterator[Span]:
         if word.endswith(_PLACE_ENDINGS) and len(word) > 5:
             low = word.lower()
             if low not in lexicon.english_words() and low not in lexicon.first_names() and \
-                    low not in lexicon.EPONYMS:
+                    low not in lexicon.EPONYMS and not _facility_after(text, m.end()):
                 prefix = _PLACE_PREFIX.search(text, max(0, m.start() - 7), m.start())
                 yield (prefix.start() if prefix else m.start()), m.end(), "ADDRESS"
         if word in _STATE_TRIGGERS:
@@ -515,6 +515,17 @@ def addresses(text: str) -> Iterator[Span]:
         yield m.start(1), m.start(1) + len(place), "ADDRESS"
     for m in _PO_BOX.finditer(text) if lowered is None or "box" in lowered else ():
         yield m.start(), m.end(), "ADDRESS"
+
+
+# up to three capitalised words right after a place-like word, on the same line
+_FOLLOWING_CAPITALS = re.compile(r"(?:[ ]+[A-Z][A-Za-z]+){1,3}")
+
+
+def _facility_after(text: str, end: int) -> bool:
+    """A facility word follows within three capitalised words: the place-like word names a
+    facility ("Harborview Family Medicine", "Lakeside Community Hospital"), not a town."""
+    m = _FOLLOWING_CAPITALS.match(text, end)
+    return m is not None and any(w.lower() in lexicon.FACILITY_HEADS for w in m.group(0).split())
 
 
 def _city_state(text: str, state, street_ends) -> Iterator[Span]:
