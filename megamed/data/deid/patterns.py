@@ -261,7 +261,8 @@ _DIGIT_RUN = re.compile(r"\d+")
 _SHORT_NUMBER = re.compile(r"\d{1,3}")
 _YEAR = re.compile(r"(?:19|20)\d\d")
 _UNIT_AFTER = re.compile(r"\s*(?:mg|mcg|ml|units|cells|/|%|copies|iu)", re.I)
-_ADDRESS_END = re.compile(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b", re.I)
+_ADDRESS_END = re.compile(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b|"
+                          r"\s(?:and|with|who|where|since|but|her|his|she|he|they)\b", re.I)
 
 # --- scanning less text, same matches --------------------------------------------------------
 # Python's `re` tries a pattern that opens with a word alternation at every position. Where each
