@@ -44,7 +44,7 @@ def surrogate_last() -> tuple[str, ...]:
 
 # Titles and credentials that make the next / previous capitalised words a person's name.
 TITLES = frozenset("""dr dr. doctor mr mr. mrs mrs. ms ms. miss mx mx. prof prof. professor
-sister nurse""".split())
+sister nurse mister missus""".split())
 CREDENTIALS = frozenset("""md m.d. do d.o. rn r.n. np n.p. pa pa-c phd ph.d. dds dmd lpn cnm crna
 msw lcsw pharmd rph mbbs frcp facc facs facp dnp aprn fnp fnp-c anp acnp pt dpt ot rrt rt
 cna bsn msn dvm dds dmd od""".split())
