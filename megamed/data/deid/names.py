@@ -276,8 +276,9 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
             ok = not _abbreviation(t) and (not strict or taken == 0 or t.first or
                                            t.surname_rank > 0 or not t.word)
         else:
-            ok = _lower_name(t) or (not strict and taken == 0) or \
-                (taken > 0 and 0 < t.surname_rank <= 10000)   # "dean long", "yuki strand"
+            ok = (_lower_name(t) or (not strict and taken == 0) or
+                  (taken > 0 and 0 < t.surname_rank <= 10000) or   # "dean long", "yuki strand"
+                  (not strict and not t.word and len(t.text) >= 3))  # "mister jerome achterberg"
         if not ok:
             break
         name[j] = True
