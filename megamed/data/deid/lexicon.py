@@ -187,6 +187,7 @@ met with visited by family inform informed contact contacted""".split())
 
 # Labels after which even a lower-case token that is not a word is a name ("seen by kowalczyk").
 VOUCHING_LABELS = frozenset(["dictating on", "dictated on", "dictation on", "seen by",
+                             "dictated by", "transcribed by", "reviewed by", "interpreted by",
                              "signed by", "dear", "sincerely", "cc", "name", "patient name",
                              "pt name", "attending", "pcp"])
 
