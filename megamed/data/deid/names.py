@@ -513,7 +513,8 @@ _PERSON_VERB = re.compile(r"^\s+(?:is|was|has|had|reports|reported|states|stated
                           r"denies|denied|presents|presented|lives|lived|returns|returned|notes|"
                           r"complains|underwent|will|would|called|came|comes|feels|felt|"
                           r"tolerated|agrees|agreed|declined|understands|requests|wants|arrived|"
-                          r"went|did|does|and|who|continues|remains|appears|describes)\b", re.I)
+                          r"went|did|does|and|who|continues|remains|appears|describes|asks|asked|"
+                          r"wishes|wished|prefers|preferred|knows|knew|visits|visited)\b", re.I)
 
 
 _TITLE_BEFORE = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|DR|MR|MRS|MS|dr|mr|mrs|ms)\.?[ ]{1,2})$")
