@@ -161,7 +161,9 @@ cousin|roommate|neighbor|provider|physician|technologist|tech|sonographer|consul
 consulting|covering|on-call|pharmacist|therapist|chaplain|social worker|case manager|
 care coordinator|mom|dad|translator|interpreter|from|to|by|with|per|attn|attention|re|
 regarding|signature|dictating on|dictated on|dictation on|call|called|notify|notified|page|
-paged|told|informed|asked|met with|visited by|family|inform|contacted""".replace("\n", "").split("|")
+paged|told|informed|asked|met with|visited by|family|inform|contacted|daughters|sons|sisters|
+brothers|grandsons|granddaughters|grandchildren|children|parents|nieces|nephews|cousins|
+friends|stepson|stepdaughter|stepmother|stepfather""".replace("\n", "").split("|")
 
 EPONYM_VETO_HEADS = frozenset("disease syndrome sign palsy lymphoma sarcoma criteria".split())
 
@@ -193,4 +195,6 @@ VOUCHING_LABELS = frozenset(["dictating on", "dictated on", "dictation on", "see
 
 RELATIVES = frozenset("""husband wife son daughter mother father brother sister friend partner
 spouse grandson granddaughter grandmother grandfather niece nephew caregiver guardian boyfriend
-girlfriend aunt uncle cousin roommate neighbor mom dad""".split())
+girlfriend aunt uncle cousin roommate neighbor mom dad daughters sons sisters brothers grandsons
+granddaughters grandchildren children parents nieces nephews cousins friends stepson stepdaughter
+stepmother stepfather""".split())
