@@ -29,6 +29,7 @@ _DOSE_AFTER = re.compile(r"\s*\d+(?:\.\d+)?\s*(?:mg|mcg|g|ml|units?|meq|mmol|%|t
 _SENTENCE_BREAK = re.compile(r"[.!?:;\n•*>|(\[\"]|\d|^\s*-|\s\s")
 
 _DIGIT_BEFORE = re.compile(r"\d\s*$")
+_DIGIT_AFTER = re.compile(r"\W{0,3}\d")
 _AND_BEFORE = re.compile(r"\b(?:and|or|&)\s+$")
 _INITIAL_GAP = re.compile(r"[ .]{0,2}")
 
@@ -188,6 +189,9 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
         # "June Gold", "Jacqueline May, NP" are people; "June 5", "in June" are dates
         following = toks[i + 1] if i + 1 < len(toks) else None
         preceding = toks[i - 1] if i else None
+        if t.first and preceding is not None and preceding.lower in lexicon.RELATIVES and \
+                _gap(text, preceding, t) == " " and not _DIGIT_AFTER.match(text, t.end):
+            return False                 # "daughter june", "wife April": a relative's name
         return not (t.first and t.cap and (
             (following is not None and following.cap and _gap(text, t, following) == " " and
              (not following.word or following.surname_rank)) or
