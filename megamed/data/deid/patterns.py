@@ -36,6 +36,17 @@ _DATE_RES = [
     re.compile(rf"\d(?<![\w/]\d)\d?{_ORD}\s+(?:of\s+)?{_MONTH}\b\.?(?:,?\s+(?:1[89]|20)\d\d(?!\d))?",
                re.I),
 ]
+# Dictation spells dates out: "march fourth", "june third nineteen fifty".
+_NUMBER_WORD = (r"(?:and|oh|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+                r"thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|"
+                r"forty|fifty|sixty|seventy|eighty|ninety)")
+_ORDINAL_WORD = (r"(?:(?:twenty|thirty)[- ])?(?:first|second|third|fourth|fifth|sixth|seventh|"
+                 r"eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|"
+                 r"sixteenth|seventeenth|eighteenth|nineteenth|twentieth|thirtieth)")
+_DATE_RES.append(re.compile(
+    r"(?<![\w])(?:january|february|march|april|may|june|july|august|september|october|november|"
+    rf"december)\s+(?:the\s+)?{_ORDINAL_WORD}\b(?:,?\s+(?:(?:19|20)\d\d\b|"
+    rf"(?:nineteen|two thousand|twenty)\b(?:[ -]{_NUMBER_WORD}\b){{0,3}}))?", re.I))
 # A month name on its own: capitalised full names; "May" only after a date preposition.
 _MONTH_ALONE = re.compile(r"\b(?:January|February|March|April|June|July|August|September|"
                           r"October|November|December)\b|\b(?:Jan|Feb|Aug|Sept|Oct|Nov|Dec)\b\.?")
@@ -311,7 +322,7 @@ _MONTH_START = re.compile(r"jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec")
 _DATE_MONTH_FIRST = _DATE_RES[6]
 # date patterns whose every match holds a month name this many characters after its start at
 # most ("12-Mar", "03 MAR 19", "March 3rd"): searched near the month names
-_MONTH_WITHIN = {_DATE_RES[4]: 3, _DATE_RES[5]: 3, _DATE_MONTH_FIRST: 0}
+_MONTH_WITHIN = {_DATE_RES[4]: 3, _DATE_RES[5]: 3, _DATE_MONTH_FIRST: 0, _DATE_RES[8]: 0}
 _IPV6_HINT = re.compile(r":[0-9a-f]{1,4}:[0-9a-f]{1,4}:", re.I)      # necessary for _IPV6
 # necessary for _ORDINAL_DAY ("on the 5th"): a digit and its ordinal suffix
 _ORDINAL_HINT = re.compile(r"\d(?i:st|nd|rd|th)")
