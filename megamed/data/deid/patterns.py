@@ -65,6 +65,9 @@ _NOT_DATE_AFTER = re.compile(r"^\s*(?:mm|cm|m|mmhg|mg|ml|kg|g|units?|tabs?|table
                              r"upper|lower|proximal|distal|grip|motor|sem|hsm|dsm|holosystolic|"
                              r"ejection|crescendo|blowing|harsh|rub|gallop)\b", re.I)
 
+# a weekday written with a capital ("sat 92%" is a saturation)
+_WEEKDAY_BEFORE = re.compile(r"\b(?:Mon|Tues?|Wed|Thu|Thurs?|Fri|Sat|Sun|MON|TUES?|WED|THU|THURS?|FRI|"
+                             r"SAT|SUN)(?:[a-z]*day|[A-Z]*DAY)?\.?,?\s{1,2}$")
 _SCALES = {10: re.compile(r"pain|scale|score|rated|/10", re.I),
            5: re.compile(r"strength|motor|power|/5", re.I),
            6: re.compile(r"murmur|/6", re.I), 4: re.compile(r"pulses?|reflex|/4", re.I)}
@@ -372,8 +375,9 @@ def dates(text: str) -> Iterator[Span]:
         if not (1 <= month <= 12 and 1 <= day <= 31):
             continue
         before, after = text[max(0, m.start() - 24):m.start()], text[m.end():m.end() + 16]
-        if _not_date_before(before) or _NOT_DATE_AFTER.match(after):
-            continue
+        if not _WEEKDAY_BEFORE.search(before) and \
+                (_not_date_before(before) or _NOT_DATE_AFTER.match(after)):
+            continue                            # ("Tues 4/2 with Dr. X": a weekday says date)
         scale = _SCALES.get(day)         # "pain 6/10 ... relief to 2/10", "strength 4/5"
         if scale and month <= day and scale.search(text, max(0, m.start() - 80), m.start()):
             continue
