@@ -199,7 +199,11 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
              not preceding.word and _gap(text, preceding, t) == " ")))
     adjacent = i + 1 < len(toks) and toks[i + 1].start - t.end <= 3
     if kind == _EPONYM_COMPOUND:
-        return True
+        # "Wolff-Parkinson-White", "Guillain-Barre"; but "Gwendolyn Ostrowski-Bell" is a person:
+        # a given name just before and no eponym head just after
+        prev = toks[i - 1] if i else None
+        return not (prev is not None and prev.cap and prev.first and not prev.word and
+                    _gap(text, prev, t) == " " and not (adjacent and nxt in lexicon.EPONYM_HEADS))
     if kind == _EPONYM:
         # Parkinson's, Guillain-Barre, Bell palsy, Gleason 3+4, Killip class II
         if t.possessive or (adjacent and nxt in lexicon.EPONYM_HEADS) or \
