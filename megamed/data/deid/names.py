@@ -107,7 +107,9 @@ def _token_info(t: str) -> tuple:
         key = low.replace("'", "").replace("’", "")     # O'Brien -> obrien (census)
     is_first, rank = key in first, ranks.get(key, 0)
     if "-" in key and not (is_first or rank) and \
-            all(p[:1].isupper() for p in t.split("-")):   # Nakamura-Lee, Mary-Kate
+            (all(p[:1].isupper() for p in t.split("-")) or    # Nakamura-Lee, Mary-Kate
+             all((p in first or p in ranks) and len(p) > 2 for p in key.split("-"))):
+        # (lower case: every part a census name, as in dictation's "abernathy-cole", not "co-pay")
         parts = key.split("-")
         if any((p in first or p in ranks) and p not in words for p in parts):
             is_first = any(p in first for p in parts)
