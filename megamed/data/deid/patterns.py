@@ -141,6 +141,7 @@ _ID_LABEL_BEFORE = re.compile(
     r"\b(?:" + "|".join(f"(?P<{cat}>{labels})" for cat, labels in _ID_LABELS) +
     r")(?=[\s:#=.]|$)[\s:#=.-]{0,5}(?:is\s+|of\s+)?$", re.I)
 _ID_CATEGORIES = [cat for cat, _ in _ID_LABELS]
+_NUMBER_SIGN_BEFORE = re.compile(r"[A-Za-z][ \t]?#[ \t]?:?[ \t]*$")
 
 
 def _label_ends() -> frozenset[str]:
@@ -470,12 +471,14 @@ def identifiers(text: str) -> Iterator[Span]:
         pos = max(m.end() if m else digit.end(), digit.end())
         if m is None:
             continue
-        if not _may_follow_label(text, start):
+        label = _ID_LABEL_BEFORE.search(text, max(0, start - 48), start) \
+            if _may_follow_label(text, start) else None
+        if label is not None:
+            cat = next(c for c in _ID_CATEGORIES if label.group(c) is not None)
+        elif _NUMBER_SIGN_BEFORE.search(text, max(0, start - 8), start):
+            cat = "OTHER_ID"         # "EEG #: E19-0211": whatever a "#" numbers is an identifier
+        else:
             continue
-        label = _ID_LABEL_BEFORE.search(text, max(0, start - 48), start)
-        if label is None:
-            continue
-        cat = next(c for c in _ID_CATEGORIES if label.group(c) is not None)
         value = m.group(1)
         if cat == "OTHER_ID" and _SHORT_NUMBER.fullmatch(value):
             continue
