@@ -573,8 +573,46 @@ def _city_state(text: str, state, street_ends) -> Iterator[Span]:
             yield m.start(3), m.end(3), "ZIP"
 
 
+# HL7 v2 segments: the fields that hold a person's name or an address, by field number.
+# XPN (family^given^middle), XCN (id^family^given^middle), XAD (street^other^city^state^zip),
+# TS (a timestamp: birth, death).
+_HL7_SEGMENT = re.compile(r"^(PID|NK1|PV1|GT1|IN1|ORC|OBR)\|([^\n]*)", re.M)
+_HL7_FIELDS = {"PID": {5: "XPN", 6: "XPN", 7: "TS", 9: "XPN", 11: "XAD", 29: "TS"},
+               "NK1": {2: "XPN", 4: "XAD"},
+               "GT1": {3: "XPN", 5: "XAD"},
+               "IN1": {16: "XPN", 19: "XAD"},
+               "PV1": {7: "XCN", 8: "XCN", 9: "XCN", 17: "XCN"},
+               "ORC": {10: "XCN", 11: "XCN", 12: "XCN"},
+               "OBR": {16: "XCN", 28: "XCN"}}
+_HL7_PARTS = {"XPN": {0: "NAME", 1: "NAME", 2: "NAME"},
+              "XCN": {1: "NAME", 2: "NAME", 3: "NAME"},
+              "XAD": {0: "ADDRESS", 1: "ADDRESS", 2: "ADDRESS", 4: "ZIP"},
+              "TS": {0: "DATE"}}
+
+
+def hl7_fields(text: str) -> Iterator[Span]:
+    """Names and addresses in the fields of HL7 v2 segments that carry them."""
+    if "|" not in text:
+        return
+    for m in _HL7_SEGMENT.finditer(text):
+        fields = _HL7_FIELDS[m.group(1)]
+        pos = m.start(2)
+        for number, field in enumerate(m.group(2).split("|"), 1):
+            kind = fields.get(number)
+            start = pos
+            pos += len(field) + 1
+            if kind is None:
+                continue
+            for rep in field.split("~"):
+                for k, part in enumerate(rep.split("^")):
+                    cat = _HL7_PARTS[kind].get(k)
+                    if cat and part.strip():
+                        yield start, start + len(part), cat
+                    start += len(part) + 1
+
+
 def find_structured(text: str) -> list[Span]:
     spans: list[Span] = []
-    for detector in (dates, ages, contacts, identifiers, addresses):
+    for detector in (dates, ages, contacts, identifiers, addresses, hl7_fields):
         spans.extend(detector(text))
     return spans
