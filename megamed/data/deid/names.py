@@ -386,7 +386,8 @@ def _labels(text, toks, veto, name) -> None:
         label = _label_before(text, toks, i)
         if label is None:
             continue
-        generic = label in ("from", "to", "by", "with", "per", "re")
+        generic = label in ("from", "to", "by", "with", "per", "re") and not (
+            label in ("from", "to") and _header_label(text, toks[i - 1], t))  # "From: Okonkwo, C."
         if veto[i] or _function(t):
             continue
         if _is_initial(t) and text[t.end:t.end + 1] == ".":
@@ -415,6 +416,13 @@ def _labels(text, toks, veto, name) -> None:
         if ok:
             _take_forward(text, toks, veto, name, i, strict=True, first_ok=True,
                           comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
+
+
+def _header_label(text: str, label: _Tok, t: _Tok) -> bool:
+    """The label starts its line and a colon follows it: a header field (From:, To:, Cc:)."""
+    line_start = text.rfind("\n", 0, label.start) + 1
+    return not text[line_start:label.start].strip() and \
+        text[label.end:t.start].lstrip().startswith(":")
 
 
 _RARE_SURNAME = 20000     # census rank past which an English word is read as the word
