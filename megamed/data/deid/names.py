@@ -403,7 +403,8 @@ def _labels(text, toks, veto, name) -> None:
             ok = (t.first or not t.word or 0 < t.surname_rank <= _RARE_SURNAME) if t.cap \
                 else _lower_name(t)
         elif t.cap:     # not an English word that is no name or a rare surname ("Attn: Utilization")
-            ok = t.first or not t.word or 0 < t.surname_rank <= _RARE_SURNAME
+            ok = t.first or not t.word or 0 < t.surname_rank <= _RARE_SURNAME or \
+                (label in lexicon.RELATIVES and _surname_follows(text, toks, i))
         elif label in lexicon.VOUCHING_LABELS or label in lexicon.RELATIVES:
             ok = t.first or (not t.word and len(t.text) >= 3)        # "daughter summer"
         elif label in ("patient", "pt", "name", "patient name", "pt name"):
@@ -416,6 +417,14 @@ def _labels(text, toks, veto, name) -> None:
         if ok:
             _take_forward(text, toks, veto, name, i, strict=True, first_ok=True,
                           comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
+
+
+def _surname_follows(text: str, toks, i: int) -> bool:
+    """A capitalised word in no word list follows token i: "granddaughter Temperance
+    Goodenough" is a given name that is also a word, then the family name."""
+    nxt = toks[i + 1] if i + 1 < len(toks) else None
+    return nxt is not None and nxt.cap and not nxt.word and not _abbreviation(nxt) and \
+        _gap(text, toks[i], nxt) == " "
 
 
 def _header_label(text: str, label: _Tok, t: _Tok) -> bool:
