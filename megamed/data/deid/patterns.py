@@ -562,8 +562,11 @@ def _city_state(text: str, state, street_ends) -> Iterator[Span]:
             not any(0 <= m.start() - e <= 6 for e in street_ends):
         return
     words = city.split()
-    # drop leading words that are ordinary words ("Patient lives Boston, MA")
-    while words and words[0].lower() in lexicon.english_words() and len(words) > 1:
+    # drop leading words that are ordinary words ("Patient lives Boston, MA"), not where the
+    # city starts its line or follows a comma ("PO Box 7, Hood River, OR", "Salt Lake City, UT")
+    line_before = text[text.rfind("\n", 0, m.start(1)) + 1:m.start(1)].rstrip(" \t")
+    while line_before and not line_before.endswith((",", "|", "^")) and \
+            words and words[0].lower() in lexicon.english_words() and len(words) > 1:
         words = words[1:]
     if words and words[-1].lower() not in lexicon.english_words() or len(words) > 1 \
             or m.group(3):
