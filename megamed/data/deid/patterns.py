@@ -47,6 +47,11 @@ _DATE_RES.append(re.compile(
     r"(?<![\w])(?:january|february|march|april|may|june|july|august|september|october|november|"
     rf"december)\s+(?:the\s+)?{_ORDINAL_WORD}\b(?:,?\s+(?:(?:19|20)\d\d\b|"
     rf"(?:nineteen|two thousand|twenty)\b(?:[ -]{_NUMBER_WORD}\b){{0,3}}))?", re.I))
+# Holidays name a day: "since Christmas", "over Thanksgiving", "desde Navidad".
+_HOLIDAY = re.compile(r"\b(?:christmas(?: eve| day)?|xmas|navidad|thanksgiving(?: day)?|easter(?: sunday)?|"
+                      r"new year'?s(?: eve| day)?|halloween|valentine'?s day|independence day|"
+                      r"(?:the )?fourth of july|labou?r day|memorial day|mother'?s day|father'?s day|"
+                      r"hanukk?ah|chanukah|passover|yom kippur|rosh hashanah|diwali)\b", re.I)
 # A month name on its own: capitalised full names; "May" only after a date preposition.
 _MONTH_ALONE = re.compile(r"\b(?:January|February|March|April|June|July|August|September|"
                           r"October|November|December)\b|\b(?:Jan|Feb|Aug|Sept|Oct|Nov|Dec)\b\.?")
@@ -362,6 +367,8 @@ def dates(text: str) -> Iterator[Span]:
             if _plausible_date(m.group(0)):
                 yield m.start(), m.end(), "DATE"
     for m in _anchored(_MONTH_ALONE, text, _regex_anchor(_MONTH_CAPITAL, text), 0):
+        yield m.start(), m.end(), "DATE"
+    for m in _HOLIDAY.finditer(text):
         yield m.start(), m.end(), "DATE"
     ordinal = _ORDINAL_HINT.search(text) and (low is None or _ORDINAL_THE.search(low))
     for m in _ORDINAL_DAY.finditer(text) if ordinal else ():
