@@ -203,6 +203,8 @@ def _may_follow_label(text: str, start: int) -> bool:
 _BARE_ID = re.compile(r"[A-Z\d](?<![\w.,/-].)(?:(?<=[A-Z])[A-Z]{0,3}-?\d{5,}|(?<=\d)\d{6,}|"
                       r"(?<=\d)\d+[A-Z]{1,3}\d{3,}|(?<=[A-Z0-9])[A-Z0-9]+-[A-Z0-9]{2,}-[A-Z0-9]{2,})"
                       r"(?![\w/])")
+# letters, a 2-digit year, a serial: pathology / autopsy / study accessions (S19-004417, A19-031)
+_ACCESSION = re.compile(r"\b[A-Z]{1,3}\d{2}-\d{3,}\b")
 _DEA = re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{7}\b")
 _VIN = re.compile(r"\b(?=[A-HJ-NPR-Z0-9]{0,16}\d)(?=[A-HJ-NPR-Z0-9]{0,16}[A-Z])[A-HJ-NPR-Z0-9]{17}\b")
 
@@ -492,6 +494,8 @@ def identifiers(text: str) -> Iterator[Span]:
         if _YEAR.fullmatch(value):
             continue                 # "Vehicle: 2014 Subaru": a year alone is no identifier
         yield start, start + len(value), cat
+    for m in _ACCESSION.finditer(text):
+        yield m.start(), m.end(), "OTHER_ID"
     for m in _DEA.finditer(text):
         yield m.start(), m.end(), "LICENSE"
     for m in _VIN.finditer(text) if _VIN_HINT.search(text) else ():
