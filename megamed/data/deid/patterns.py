@@ -89,6 +89,8 @@ _AGE_RES = [
                rf"({_AGE_NUM}|{_AGE_WORD})(?![\w.])", re.I),
 ]
 
+# "Ernestine Pickering, 97, from ...": an age in commas after a capitalised word
+_AGE_AFTER_NAME = re.compile(rf"[A-Z][a-z'-]+,\s({_AGE_NUM})(?=[,;)])")
 _FAHRENHEIT = re.compile(r"\s?°?F\b")
 _TEMPERATURE_BEFORE = re.compile(r"(?i:fever|temp|febrile|tmax|t max|degrees)|\d\s?°?C\s*\($")
 _AGE_START = re.compile(r"9\d|1[01]\d|ninety|one hundred|a hundred|hundred")   # on lower case
@@ -430,6 +432,7 @@ def ages(text: str) -> Iterator[Span]:
     else:               # each match starts at its number / its cue word ("at age": 3 before)
         found = [_anchored(_AGE_RES[0], text, _regex_anchor(_AGE_START, low), 0),
                  _anchored(_AGE_RES[1], text, _regex_anchor(_AGE_CUE, low), 3)]
+    found.append(_AGE_AFTER_NAME.finditer(text))
     for matches in found:
         for m in matches:
             if _FAHRENHEIT.match(text, m.end(1)) and \
