@@ -81,7 +81,8 @@ giemsa papanicolaou ziehl neelsen ames stanford debakey hunt hess fisher richmon
 barthel lawton lugano rai binet sokal gottron ortolani barlow thompson hawkins neer
 jobe speed yergason finkelstein allen adson kiesselbach kiesselbach's luschka magendie monro
 sylvius willis wharton stensen bartholin skene cowper douglas morison hesselbach poupart
-hoehn yahr roth deauville nottingham columbia merkel brackmann hoffmann janeway""".split())
+hoehn yahr roth deauville nottingham columbia merkel brackmann hoffmann janeway
+savary maloney penrose blakemore bovie metzenbaum babcock allis""".split())
 
 # Nouns that turn a preceding capitalised word into an eponym: "Bell's palsy", "Still disease".
 EPONYM_HEADS = frozenset("""disease diseases syndrome syndromes sign signs test tests palsy
@@ -92,7 +93,8 @@ position stockings line lines angle space pouch canal duct duct's gland glands c
 body bodies nodule nodules infarct infarction esophagus block lesion lesions arthritis
 disorder deformity contracture dementia chorea ataxia dystrophy anomaly malformation
 aneurysm thyroiditis encephalopathy neuroma node's murmur rhythm wave waves pattern bundle
-ring rings tear lavage splint view views protocol regimen solution lactated bag spots spot""".split())
+ring rings tear lavage splint view views protocol regimen solution lactated bag spots spot
+dilator dilators drain drains clamp clamps scissors forceps retractor""".split())
 
 # Clinical words the SCOWL list lacks but the census surname list has (or might).
 MEDICAL_WORDS = frozenset("""pt pts hx sx dx tx rx fx yo y/o bp hr rr spo2 sats temp wbc rbc hgb
