@@ -213,8 +213,8 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
             return True
     if t.cap and adjacent and nxt in lexicon.EPONYM_VETO_HEADS:
         return True
-    if nxt in lexicon.FACILITY_HEADS and t.cap and _gap(text, t, toks[i + 1]) == " ":
-        return True                                    # "Brigham Clinic", "Mercy Hospital"
+    if t.cap and _facility_follows(text, toks, i):
+        return True                    # "Brigham Clinic", "Mercy Hospital"
     # a state before its ZIP code, a drug before its dose: only when a digit follows closely
     follow = text[t.end:t.end + 3].lstrip(" ,")
     if not follow or not follow[0].isdigit():
@@ -222,6 +222,19 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
     if t.lower in lexicon.HOSPITAL_PLACES:
         return True                                    # "Ward 5", "Bed 12": a place, not Mr Ward
     return bool(_ZIP_AFTER.match(text, t.end) or _DOSE_AFTER.match(text, t.end))
+
+
+def _facility_follows(text: str, toks, i: int) -> bool:
+    """A facility word ends the run of capitalised words (at most 3) that token i starts
+    ("Harbor Light shelter", "Willow Creek Assisted Living")."""
+    for k in range(i + 1, min(i + 4, len(toks))):
+        if _gap(text, toks[k - 1], toks[k]) != " ":
+            return False
+        if toks[k].lower in lexicon.FACILITY_HEADS:
+            return True                               # (the word itself may be lower case)
+        if not toks[k].cap:
+            return False
+    return False
 
 
 _STANDALONE = None
