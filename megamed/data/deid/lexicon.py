@@ -44,7 +44,8 @@ def surrogate_last() -> tuple[str, ...]:
 
 # Titles and credentials that make the next / previous capitalised words a person's name.
 TITLES = frozenset("""dr dr. doctor mr mr. mrs mrs. ms ms. miss mx mx. prof prof. professor
-sister nurse mister missus""".split())
+sister nurse mister missus officer ofc sgt sergeant detective deputy trooper rev
+reverend pastor rabbi sr sra srta señor señora""".split())
 CREDENTIALS = frozenset("""md m.d. do d.o. rn r.n. np n.p. pa pa-c phd ph.d. dds dmd lpn cnm crna
 msw lcsw pharmd rph mbbs frcp facc facs facp dnp aprn fnp fnp-c anp acnp pt dpt ot rrt rt
 cna bsn msn dvm dds dmd od""".split())
@@ -124,7 +125,8 @@ qtc qrs pr st axis sinus mrn dob dos ssn acct fin npi dea mr pcp attn re cc bmi
 x-ray xray x-rays""".split())
 
 # Census entries that are almost never a name in a clinical note (abbreviations, units).
-NOT_NAMES = frozenset("""mg ml mm cm kg lb oz mcg meq mmol iu hr hrs min sec pt pts dr mr ms
+NOT_NAMES = frozenset("""officer sergeant detective deputy trooper reverend pastor rabbi aide
+mg ml mm cm kg lb oz mcg meq mmol iu hr hrs min sec pt pts dr mr ms
 mrs md rn np pa do of in on at to the and or for with by as is it be an no not yo yr yrs
 ct mri us ekg ecg ed er icu or ir ob gi gu iv im po pr qd bid tid qid prn npo
 dose doses unit units left right mid upper lower normal""".split())
