@@ -290,8 +290,8 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
             continue
         after_title = not strict and t.cap and taken == 0   # "Dr. May", "Dr. Foley"
         if (veto[j] and not after_title) or _function(t) or \
-                t.lower in lexicon.MEDICAL_WORDS or (taken and t.lower in lexicon.TITLES):
-            break                           # (".. thorne nurse practitioner": a title ends it)
+                t.lower in lexicon.MEDICAL_WORDS or t.lower in lexicon.TITLES:
+            break       # a title is not the name ("officer Ofc. Brennan", "thorne nurse practitioner")
         if (taken == 0 and first_ok) or vouched:
             ok = True
             vouched = False
