@@ -544,6 +544,16 @@ def _propagate(text, toks, veto, name) -> None:
             if any(name[j] and toks[j].end > t.start - 30 for j in range(max(0, i - 6), i)) and \
                     "\n" not in window:
                 name[i] = True
+    # 'Marcus "Mookie" Tillery': a quoted capitalised word between two names is a nickname
+    for i in range(1, len(toks) - 1):
+        if not name[i] and name[i - 1] and name[i + 1] and toks[i].cap and \
+                _gap(text, toks[i - 1], toks[i]) in _NICKNAME_OPEN and \
+                _gap(text, toks[i], toks[i + 1]) in _NICKNAME_CLOSE:
+            name[i] = True
+
+
+_NICKNAME_OPEN = frozenset([' "', " '", " \u201c", " ("])
+_NICKNAME_CLOSE = frozenset(['" ', "' ", "\u201d ", ") "])
 
 
 _REPORTING_VERB = re.compile(r"\s+(?:reports|reported|states|stated|says|said|denies|denied|"
