@@ -291,7 +291,7 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
         after_title = not strict and t.cap and taken == 0   # "Dr. May", "Dr. Foley"
         if (veto[j] and not after_title) or _function(t) or \
                 t.lower in lexicon.MEDICAL_WORDS or t.lower in lexicon.TITLES:
-            break       # a title is not the name ("officer Ofc. Brennan", "thorne nurse practitioner")
+            break       # a title is not the name ("officer Ofc. Brennan", "thorne nurse pract.")
         if (taken == 0 and first_ok) or vouched:
             ok = True
             vouched = False
@@ -415,7 +415,7 @@ def _labels(text, toks, veto, name) -> None:
         elif label in lexicon.OBJECT_VERBS:
             ok = (t.first or not t.word or 0 < t.surname_rank <= _RARE_SURNAME) if t.cap \
                 else _lower_name(t)
-        elif t.cap:     # not an English word that is no name or a rare surname ("Attn: Utilization")
+        elif t.cap:     # an English word must be a name or a common surname ("Attn: Utilization")
             ok = t.first or not t.word or 0 < t.surname_rank <= _RARE_SURNAME or \
                 (label in lexicon.RELATIVES and _surname_follows(text, toks, i))
         elif label in lexicon.VOUCHING_LABELS or label in lexicon.RELATIVES:

@@ -48,10 +48,11 @@ _DATE_RES.append(re.compile(
     rf"december)\s+(?:the\s+)?{_ORDINAL_WORD}\b(?:,?\s+(?:(?:19|20)\d\d\b|"
     rf"(?:nineteen|two thousand|twenty)\b(?:[ -]{_NUMBER_WORD}\b){{0,3}}))?", re.I))
 # Holidays name a day: "since Christmas", "over Thanksgiving", "desde Navidad".
-_HOLIDAY = re.compile(r"\b(?:christmas(?: eve| day)?|xmas|navidad|thanksgiving(?: day)?|easter(?: sunday)?|"
-                      r"new year'?s(?: eve| day)?|halloween|valentine'?s day|independence day|"
-                      r"(?:the )?fourth of july|labou?r day|memorial day|mother'?s day|father'?s day|"
-                      r"hanukk?ah|chanukah|passover|yom kippur|rosh hashanah|diwali)\b", re.I)
+_HOLIDAY = re.compile(r"\b(?:christmas(?: eve| day)?|xmas|navidad|thanksgiving(?: day)?|"
+                      r"easter(?: sunday)?|new year'?s(?: eve| day)?|halloween|valentine'?s day|"
+                      r"independence day|(?:the )?fourth of july|labou?r day|memorial day|"
+                      r"mother'?s day|father'?s day|hanukk?ah|chanukah|passover|yom kippur|"
+                      r"rosh hashanah|diwali)\b", re.I)
 # A month name on its own: capitalised full names; "May" only after a date preposition.
 _MONTH_ALONE = re.compile(r"\b(?:January|February|March|April|June|July|August|September|"
                           r"October|November|December)\b|\b(?:Jan|Feb|Aug|Sept|Oct|Nov|Dec)\b\.?")
@@ -71,8 +72,8 @@ _NOT_DATE_AFTER = re.compile(r"^\s*(?:mm|cm|m|mmhg|mg|ml|kg|g|units?|tabs?|table
                              r"ejection|crescendo|blowing|harsh|rub|gallop)\b", re.I)
 
 # a weekday written with a capital ("sat 92%" is a saturation)
-_WEEKDAY_BEFORE = re.compile(r"\b(?:Mon|Tues?|Wed|Thu|Thurs?|Fri|Sat|Sun|MON|TUES?|WED|THU|THURS?|FRI|"
-                             r"SAT|SUN)(?:[a-z]*day|[A-Z]*DAY)?\.?,?\s{1,2}$")
+_WEEKDAY_BEFORE = re.compile(r"\b(?:Mon|Tues?|Wed|Thu|Thurs?|Fri|Sat|Sun|MON|TUES?|WED|THU|"
+                             r"THURS?|FRI|SAT|SUN)(?:[a-z]*day|[A-Z]*DAY)?\.?,?\s{1,2}$")
 _SCALES = {10: re.compile(r"pain|scale|score|rated|/10", re.I),
            5: re.compile(r"strength|motor|power|/5", re.I),
            6: re.compile(r"murmur|/6", re.I), 4: re.compile(r"pulses?|reflex|/4", re.I)}
