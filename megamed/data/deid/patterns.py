@@ -47,6 +47,8 @@ _DATE_RES.append(re.compile(
     r"(?<![\w])(?:january|february|march|april|may|june|july|august|september|october|november|"
     rf"december)\s+(?:the\s+)?{_ORDINAL_WORD}\b(?:,?\s+(?:(?:19|20)\d\d\b|"
     rf"(?:nineteen|two thousand|twenty)\b(?:[ -]{_NUMBER_WORD}\b){{0,3}}))?", re.I))
+# month-day-year with hyphens: Mar-22-2019
+_DATE_RES.append(re.compile(rf"(?<![\w]){_MONTH}-\d{{1,2}}-(?:\d{{4}}|\d{{2}})(?![\d-])", re.I))
 # Holidays name a day: "since Christmas", "over Thanksgiving", "desde Navidad".
 _HOLIDAY = re.compile(r"\b(?:christmas(?: eve| day)?|xmas|navidad|thanksgiving(?: day)?|"
                       r"easter(?: sunday)?|new year'?s(?: eve| day)?|halloween|valentine'?s day|"
@@ -336,7 +338,8 @@ _MONTH_START = re.compile(r"jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec")
 _DATE_MONTH_FIRST = _DATE_RES[6]
 # date patterns whose every match holds a month name this many characters after its start at
 # most ("12-Mar", "03 MAR 19", "March 3rd"): searched near the month names
-_MONTH_WITHIN = {_DATE_RES[4]: 3, _DATE_RES[5]: 3, _DATE_MONTH_FIRST: 0, _DATE_RES[8]: 0}
+_MONTH_WITHIN = {_DATE_RES[4]: 3, _DATE_RES[5]: 3, _DATE_MONTH_FIRST: 0, _DATE_RES[8]: 0,
+                 _DATE_RES[9]: 0}
 _IPV6_HINT = re.compile(r":[0-9a-f]{1,4}:[0-9a-f]{1,4}:", re.I)      # necessary for _IPV6
 # necessary for _ORDINAL_DAY ("on the 5th"): a digit and its ordinal suffix
 _ORDINAL_HINT = re.compile(r"\d(?i:st|nd|rd|th)")
