@@ -101,6 +101,8 @@ _AGE_CUE = re.compile(r"age|turned")
 _EXTENSION_WORD = re.compile(r"ext|pager|beeper|x")      # where _EXTENSION matches start
 _PHONE = re.compile(r"(?<![\w.+-])(?:(?:\+?\d{1,3}|00\d{1,2})[-.\s]?)?(?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])"
                     r"\d{3}[-.\s]?\d{4}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?(?![\w-])", re.I)
+# International numbers: "+" and a country code, then groups of digits (8 to 15 in all).
+_INTL_PHONE = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?![\w-])")
 # A 7-digit local number needs a word that says it is one.
 _LOCAL_PHONE = re.compile(r"\b(?:call|phone|ph|tel|telephone|cell|mobile|home|work|pager|beeper|"
                           r"contact|number|reached at|at)\b\W{0,4}(\d{3}[-.]\d{4})(?![\d-])", re.I)
@@ -462,6 +464,10 @@ def contacts(text: str) -> Iterator[Span]:
     for m in _anchored(_PHONE, text, _regex_anchor(_PHONE_CORE, text), _PHONE_BACK):
         before = text[max(0, m.start() - 14):m.start()]
         yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
+    for m in _INTL_PHONE.finditer(text) if "+" in text else ():
+        if 8 <= sum(c.isdigit() for c in m.group(0)) <= 15:
+            before = text[max(0, m.start() - 14):m.start()]
+            yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
     for m in _anchored(_LOCAL_PHONE, text, _regex_anchor(_PHONE7, text), _LOCAL_PHONE_BACK):
         yield m.start(1), m.end(1), "PHONE"
     for m in _cued(_EXTENSION, text, _lower_ascii(text), _EXTENSION_WORD, 0):
