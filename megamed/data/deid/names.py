@@ -301,7 +301,8 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
         else:
             ok = (_lower_name(t) or (not strict and taken == 0) or
                   (taken > 0 and 0 < t.surname_rank <= 10000) or   # "dean long", "yuki strand"
-                  (not strict and not t.word and len(t.text) >= 3))  # "mister jerome achterberg"
+                  (not t.word and len(t.text) >= 3 and (not strict or taken and toks[j - 1].first)))
+            # ("mister jerome achterberg", "patient winston achebe")
         if not ok:
             break
         name[j] = True
