@@ -61,6 +61,12 @@ _MONTH_ALONE = re.compile(r"\b(?:January|February|March|April|June|July|August|S
 _MAY_ALONE = re.compile(r"\b(?:in|since|early|late|mid|last|next|of|until|by|on|from|through|"
                         r"during|before|after)[ -](May)\b(?!\s+(?:be|have|need|require)\b)",
                         re.I)
+# Dictation writes months in lower case: only after a date preposition ("in january").
+_LOWER_MONTH = re.compile(r"\b(?:in|since|early|late|mid|last|next|of|until|by|from|through|"
+                          r"during|before|after)[ -](january|february|march|april|june|july|"
+                          r"august|september|october|november|december)\b")
+_LOWER_MONTH_NAME = re.compile(r"january|february|march|april|june|july|august|september|"
+                               r"october|november|december")     # where _LOWER_MONTH can end
 # m/d without a year: only where it is not a ratio, a vital sign or a score.
 _MONTH_DAY = re.compile(r"(\d(?<![\w/.-]\d)\d?)/(\d{1,2})(?![\w/]|\.\d)")
 _NOT_DATE_BEFORE = re.compile(r"(?:bp|b/p|pressure|pain|strength|power|murmur|grade|score|"
@@ -380,6 +386,8 @@ def dates(text: str) -> Iterator[Span]:
         yield m.start(), m.end(), "DATE"
     for m in _HOLIDAY.finditer(text):
         yield m.start(), m.end(), "DATE"
+    for m in _anchored(_LOWER_MONTH, text, _regex_anchor(_LOWER_MONTH_NAME, text), _MAY_BACK):
+        yield m.start(1), m.end(1), "DATE"
     ordinal = _ORDINAL_HINT.search(text) and (low is None or _ORDINAL_THE.search(low))
     for m in _ORDINAL_DAY.finditer(text) if ordinal else ():
         yield m.start(1), m.end(1), "DATE"
