@@ -264,6 +264,13 @@ _PLACE_SUFFIX = re.compile(r"\b(?:(?:Lake|Port|East|West|North|South|New|Fort|Mo
                            r"[A-Z][a-z]+(?:burgh|borough|boro|bury|ville|ton|town|fort|mouth|side|"
                            r"land|field|port|view|chester|haven|shire|berg|burg|stad|furt|"
                            r"wood|dale|ford|ham|mont)\b")
+# A street named without its number: "on Valencia St", "lives on elm street".
+_STREET_ON = re.compile(r"\b(?:[Ll]ives|[Ll]iving|[Ss]tays|[Ss]taying|[Rr]esides|[Hh]ouse|"
+                        r"[Aa]partment|[Hh]ome)[ ]on[ ]((?:[a-z][a-z'-]+[ ]){1,2}"
+                        r"(?:street|avenue|road|lane|drive|boulevard|court|place|terrace|circle|"
+                        r"parkway)\b)"
+                        r"|\bon[ ]((?:[A-Z][a-z'-]+[ ]){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|"
+                        r"Blvd|Lane|Drive|Court|Place|Terrace|Way|Circle|Highway|Hwy|Parkway|Pkwy)\b\.?)")
 _PO_BOX = re.compile(r"\b(?:p\.?\s?o\.?\s?box|post office box)\s*#?\s*\d+", re.I)
 # "Springfield, IL 62704" / "Boston, Massachusetts" / "Austin TX 78701"
 _CITY_STATE = re.compile(
@@ -564,6 +571,9 @@ def addresses(text: str) -> Iterator[Span]:
     for m in _cued(_CITY_CONTEXT, text, lowered, _CITY_CUE, 0) if cued else ():
         place = m.group(1).rstrip()
         yield m.start(1), m.start(1) + len(place), "ADDRESS"
+    for m in _STREET_ON.finditer(text) if " on " in text else ():
+        group = 1 if m.group(1) else 2
+        yield m.start(group), m.end(group), "ADDRESS"
     for m in _PO_BOX.finditer(text) if lowered is None or "box" in lowered else ():
         yield m.start(), m.end(), "ADDRESS"
 
