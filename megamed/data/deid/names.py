@@ -203,12 +203,12 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
     if kind == _EPONYM_COMPOUND:
         # "Wolff-Parkinson-White", "Guillain-Barre"; but "Gwendolyn Ostrowski-Bell" is a person:
         # a given name just before and no eponym head just after
-        prev = toks[i - 1] if i else None
-        return not (prev is not None and prev.cap and prev.first and not prev.word and
-                    _gap(text, prev, t) == " " and not (adjacent and nxt in lexicon.EPONYM_HEADS))
+        return not (_after_given_name(text, toks, i) and
+                    not (adjacent and nxt in lexicon.EPONYM_HEADS))
     if kind == _EPONYM:
         # Parkinson's, Guillain-Barre, Bell palsy, Gleason 3+4, Killip class II
-        if t.possessive or (adjacent and nxt in lexicon.EPONYM_HEADS) or \
+        if (t.possessive and not _after_given_name(text, toks, i)) or \
+                (adjacent and nxt in lexicon.EPONYM_HEADS) or \
                 _SCORE_AFTER.match(text[t.end:t.end + 8]):
             return True
     if t.cap and adjacent and nxt in lexicon.EPONYM_VETO_HEADS:
@@ -222,6 +222,14 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
     if t.lower in lexicon.HOSPITAL_PLACES:
         return True                                    # "Ward 5", "Bed 12": a place, not Mr Ward
     return bool(_ZIP_AFTER.match(text, t.end) or _DOSE_AFTER.match(text, t.end))
+
+
+def _after_given_name(text: str, toks, i: int) -> bool:
+    """A capitalised given name that is no English word comes just before token i
+    ("Marcus Bell's", "Gwendolyn Ostrowski-Bell"): the eponym is a family name here."""
+    prev = toks[i - 1] if i else None
+    return prev is not None and prev.cap and prev.first and not prev.word and \
+        _gap(text, prev, toks[i]) == " "
 
 
 def _facility_follows(text: str, toks, i: int) -> bool:
