@@ -131,12 +131,16 @@ mrs md rn np pa do of in on at to the and or for with by as is it be an no not y
 ct mri us ekg ecg ed er icu or ir ob gi gu iv im po pr qd bid tid qid prn npo
 dose doses unit units left right mid upper lower normal""".split())
 
-# Languages, nationalities, faiths: capitalised but not names by themselves ("(Spanish)");
+# Languages, nationalities, faiths, countries: capitalised but not names by themselves ("(Spanish)");
 # some are names too (Christian, English), so only context makes them one.
 PEOPLES = frozenset("""spanish english french german italian portuguese chinese mandarin
 cantonese japanese korean vietnamese russian arabic hindi haitian creole polish greek somali
 african american asian hispanic latino latina caucasian european muslim christian jewish
-catholic baptist methodist""".split())
+catholic baptist methodist
+america canada mexico brazil argentina colombia peru chile cuba haiti jamaica england britain
+scotland wales ireland france germany italy spain portugal netherlands belgium denmark norway
+sweden finland poland ukraine russia greece turkey israel egypt nigeria ghana kenya ethiopia
+somalia india pakistan bangladesh china japan korea vietnam philippines thailand australia""".split())
 
 # --- context words for the name rules (names.py) ---
 FUNCTION_WORDS = frozenset("""a an and or but nor of to in on at by for with from into onto
