@@ -274,7 +274,8 @@ _STREET_ON = re.compile(r"\b(?:[Ll]ives|[Ll]iving|[Ss]tays|[Ss]taying|[Rr]esides
 _PO_BOX = re.compile(r"\b(?:p\.?\s?o\.?\s?box|post office box)\s*#?\s*\d+", re.I)
 # "Springfield, IL 62704" / "Boston, Massachusetts" / "Austin TX 78701"
 _CITY_STATE = re.compile(
-    rf"((?:[A-Z][a-zA-Z'.-]+\s){{0,2}}[A-Z][a-zA-Z'.-]+),?\s+({_STATE})\b\.?(?:,?\s+(\d{{5}}(?:-\d{{4}})?))?")
+    rf"((?:[A-Z][a-zA-Z'.-]+\s){{0,2}}[A-Z][a-zA-Z'.-]+),?\s+({_STATE})\b\.?"
+    rf"(?:,?\s+(\d{{5}}(?:-\d{{4}})?)(?![\d-]))?")      # (a ZIP is 5 or 5+4 digits, not 7)
 _CAPITALISED = re.compile(r"[A-Z](?<!\w[A-Z])[A-Za-z]+\b")
 _PLACE_ENDINGS = ("burgh", "borough", "boro", "bury", "ville", "ton", "town", "fort", "mouth",
                   "side", "land", "field", "port", "view", "chester", "haven", "shire", "berg",
