@@ -104,7 +104,7 @@ _FAHRENHEIT = re.compile(r"\s?°?F\b")
 _TEMPERATURE_BEFORE = re.compile(r"(?i:fever|temp|febrile|tmax|t max|degrees)|\d\s?°?C\s*\($")
 _AGE_START = re.compile(r"9\d|1[01]\d|ninety|one hundred|a hundred|hundred")   # on lower case
 _AGE_CUE = re.compile(r"age|turned")
-_EXTENSION_WORD = re.compile(r"ext|pager|beeper|x")      # where _EXTENSION matches start
+_EXTENSION_WORD = re.compile(r"ext|pager|pgr|beeper|x")      # where _EXTENSION matches start
 _PHONE = re.compile(r"(?<![\w.+-])(?:(?:\+?\d{1,3}|00\d{1,2})[-.\s]?)?(?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])"
                     r"\d{3}[-.\s]?\d{4}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?(?![\w-])", re.I)
 # International numbers: "+" and a country code, then groups of digits (8 to 15 in all).
@@ -112,7 +112,7 @@ _INTL_PHONE = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?![\w
 # A 7-digit local number needs a word that says it is one.
 _LOCAL_PHONE = re.compile(r"\b(?:call|phone|ph|tel|telephone|cell|mobile|home|work|pager|beeper|"
                           r"contact|number|reached at|at)\b\W{0,4}(\d{3}[-.]\d{4})(?![\d-])", re.I)
-_EXTENSION = re.compile(r"\b(?:ext\.?|extension|pager|beeper|x)\s?#?\s?(\d{3,6})\b", re.I)
+_EXTENSION = re.compile(r"\b(?:ext\.?|extension|pager|pgr|beeper|x)\s?#?\s?(\d{3,6})\b", re.I)
 _FAX_BEFORE = re.compile(r"fax\W{0,12}$|\bf\W{1,3}$", re.I)
 _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"')\]]+", re.I)
