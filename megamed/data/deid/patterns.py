@@ -146,7 +146,8 @@ _ID_LABELS = [
     ("OTHER_ID", r"accession(?: number| no\.?| #)?|acc ?#|specimen(?: number| no\.?| id| #)?|"
                  r"case(?: number| no\.?| id| #)|order(?: number| no\.?| id| #)|requisition(?: number| #)?|"
                  r"sample(?: number| id| #)|study(?: number| id| #)|ticket(?: number| #)?|"
-                 r"reference(?: number| no\.?| #)|confirmation(?: number| #)?|passport(?: number| no\.?| #)?|"
+                 r"reference(?: number| no\.?| #)|ref(?: number| no\.?| #)|"
+                 r"confirmation(?: number| #)?|passport(?: number| no\.?| #)?|"
                  r"employee(?: id| number| #)|badge(?: number| #)?|id(?: number| no\.?| #)?|identifier"),
 ]
 _ID_VALUE = r"((?=[A-Z0-9-]{0,25}\d)[A-Z0-9][A-Z0-9./-]{2,24}[A-Z0-9]|\d{3,})"
