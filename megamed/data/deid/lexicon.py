@@ -179,7 +179,7 @@ FACILITY_HEADS = frozenset("""hospital hospitals clinic clinics center centre me
 healthcare cardiology associates institute university college school pharmacy labs laboratory
 laboratories foundation memorial infirmary hospice rehab rehabilitation nursing physicians
 group practice partners community medicine surgery pediatrics elementary academy
-assisted living shelter outreach services ministries mission""".split())
+assisted living shelter outreach services ministries mission ambulance""".split())
 
 # Words that name a place in a hospital when a number follows ("Ward 5", "Bay 3").
 HOSPITAL_PLACES = frozenset("ward wards bed bay room pod wing unit floor suite".split())
