@@ -47,6 +47,10 @@ _DATE_RES.append(re.compile(
     r"(?<![\w])(?:january|february|march|april|may|june|july|august|september|october|november|"
     rf"december)\s+(?:the\s+)?{_ORDINAL_WORD}\b(?:,?\s+(?:(?:19|20)\d\d\b|"
     rf"(?:nineteen|two thousand|twenty)\b(?:[ -]{_NUMBER_WORD}\b){{0,3}}))?", re.I))
+# one of these (lower case) is in every _HOLIDAY match: a C-speed test before the regex
+_HOLIDAY_WORDS = ("christmas", "xmas", "navidad", "thanksgiving", "easter", "new year", "halloween",
+                  "valentine", "independence", "july", "labor", "labour", "memorial", "mother",
+                  "father", "hanuk", "chanuk", "passover", "yom kippur", "rosh hashanah", "diwali")
 # month-day-year with hyphens: Mar-22-2019
 _DATE_RES.append(re.compile(rf"(?<![\w]){_MONTH}-\d{{1,2}}-(?:\d{{4}}|\d{{2}})(?![\d-])", re.I))
 # Holidays name a day: "since Christmas", "over Thanksgiving", "desde Navidad".
@@ -393,7 +397,8 @@ def dates(text: str) -> Iterator[Span]:
                 yield m.start(), m.end(), "DATE"
     for m in _anchored(_MONTH_ALONE, text, _regex_anchor(_MONTH_CAPITAL, text), 0):
         yield m.start(), m.end(), "DATE"
-    for m in _HOLIDAY.finditer(text):
+    holiday = low is None or any(w in low for w in _HOLIDAY_WORDS)
+    for m in _HOLIDAY.finditer(text) if holiday else ():
         yield m.start(), m.end(), "DATE"
     for m in _anchored(_LOWER_MONTH, text, _regex_anchor(_LOWER_MONTH_NAME, text), _MAY_BACK):
         yield m.start(1), m.end(1), "DATE"
@@ -573,7 +578,9 @@ def addresses(text: str) -> Iterator[Span]:
     for m in _cued(_CITY_CONTEXT, text, lowered, _CITY_CUE, 0) if cued else ():
         place = m.group(1).rstrip()
         yield m.start(1), m.start(1) + len(place), "ADDRESS"
-    for m in _STREET_ON.finditer(text) if " on " in text else ():
+    found = _STREET_ON.finditer(text) if lowered is None else \
+        _anchored(_STREET_ON, text, lambda i: lowered.find(" on ", i) + 1 or -1, len("apartment "))
+    for m in found if " on " in text else ():
         group = 1 if m.group(1) else 2
         yield m.start(group), m.end(group), "ADDRESS"
     for m in _PO_BOX.finditer(text) if lowered is None or "box" in lowered else ():
