@@ -104,6 +104,7 @@ _AGE_RES = [
 
 # "Ernestine Pickering, 97, from ...": an age in commas after a capitalised word
 _AGE_AFTER_NAME = re.compile(rf"[A-Z][a-z'-]+,\s({_AGE_NUM})(?=[,;)])")
+_AGE_AFTER_COMMA = re.compile(rf"[a-z'-],\s{_AGE_NUM}[,;)]")     # where _AGE_AFTER_NAME ends
 _FAHRENHEIT = re.compile(r"\s?°?F\b")
 _TEMPERATURE_BEFORE = re.compile(r"(?i:fever|temp|febrile|tmax|t max|degrees)|\d\s?°?C\s*\($")
 _AGE_START = re.compile(r"9\d|1[01]\d|ninety|one hundred|a hundred|hundred")   # on lower case
@@ -223,6 +224,7 @@ _BARE_ID = re.compile(r"[A-Z\d](?<![\w.,/-].)(?:(?<=[A-Z])[A-Z]{0,3}-?\d{5,}|(?<
                       r"(?![\w/])")
 # letters, a 2-digit year, a serial: pathology / autopsy / study accessions (S19-004417, A19-031)
 _ACCESSION = re.compile(r"\b[A-Z]{1,3}\d{2}-\d{3,}\b")
+_ACCESSION_DIGITS = re.compile(r"(?<=[A-Z])\d\d-\d{3}")     # in every match, <= 3 after its start
 _DEA = re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{7}\b")
 _VIN = re.compile(r"\b(?=[A-HJ-NPR-Z0-9]{0,16}\d)(?=[A-HJ-NPR-Z0-9]{0,16}[A-Z])[A-HJ-NPR-Z0-9]{17}\b")
 
@@ -360,7 +362,9 @@ _DATE_MONTH_FIRST = _DATE_RES[6]
 # date patterns whose every match holds a month name this many characters after its start at
 # most ("12-Mar", "03 MAR 19", "March 3rd"): searched near the month names
 _MONTH_WITHIN = {_DATE_RES[4]: 3, _DATE_RES[5]: 3, _DATE_MONTH_FIRST: 0, _DATE_RES[8]: 0,
-                 _DATE_RES[9]: 0}
+                 _DATE_RES[9]: len("september-")}
+# rarer anchors than a month's first 3 letters: a full month name ("march fourth"), "-22-2"
+_DATE_ANCHOR = {_DATE_RES[8]: _LOWER_MONTH_NAME, _DATE_RES[9]: re.compile(r"-\d{1,2}-\d")}
 _IPV6_HINT = re.compile(r":[0-9a-f]{1,4}:[0-9a-f]{1,4}:", re.I)      # necessary for _IPV6
 # necessary for _ORDINAL_DAY ("on the 5th"): a digit and its ordinal suffix
 _ORDINAL_HINT = re.compile(r"\d(?i:st|nd|rd|th)")
@@ -391,7 +395,7 @@ def dates(text: str) -> Iterator[Span]:
     for rx in _DATE_RES:
         back = _MONTH_WITHIN.get(rx)
         found = rx.finditer(text) if back is None or low is None else \
-            _anchored(rx, text, _regex_anchor(_MONTH_START, low), back)
+            _anchored(rx, text, _regex_anchor(_DATE_ANCHOR.get(rx, _MONTH_START), low), back)
         for m in found:
             if _plausible_date(m.group(0)):
                 yield m.start(), m.end(), "DATE"
@@ -415,8 +419,8 @@ def dates(text: str) -> Iterator[Span]:
         if not (1 <= month <= 12 and 1 <= day <= 31):
             continue
         before, after = text[max(0, m.start() - 24):m.start()], text[m.end():m.end() + 16]
-        if not _WEEKDAY_BEFORE.search(before) and \
-                (_not_date_before(before) or _NOT_DATE_AFTER.match(after)):
+        if (_not_date_before(before) or _NOT_DATE_AFTER.match(after)) and \
+                not _WEEKDAY_BEFORE.search(before):
             continue                            # ("Tues 4/2 with Dr. X": a weekday says date)
         scale = _SCALES.get(day)         # "pain 6/10 ... relief to 2/10", "strength 4/5"
         if scale and month <= day and scale.search(text, max(0, m.start() - 80), m.start()):
@@ -460,7 +464,7 @@ def ages(text: str) -> Iterator[Span]:
     else:               # each match starts at its number / its cue word ("at age": 3 before)
         found = [_anchored(_AGE_RES[0], text, _regex_anchor(_AGE_START, low), 0),
                  _anchored(_AGE_RES[1], text, _regex_anchor(_AGE_CUE, low), 3)]
-    found.append(_AGE_AFTER_NAME.finditer(text))
+    found.append(_anchored(_AGE_AFTER_NAME, text, _regex_anchor(_AGE_AFTER_COMMA, text), 40))
     for matches in found:
         for m in matches:
             if _FAHRENHEIT.match(text, m.end(1)) and \
@@ -519,7 +523,8 @@ def identifiers(text: str) -> Iterator[Span]:
             if _may_follow_label(text, start) else None
         if label is not None:
             cat = next(c for c in _ID_CATEGORIES if label.group(c) is not None)
-        elif _NUMBER_SIGN_BEFORE.search(text, max(0, start - 8), start):
+        elif "#" in text[max(0, start - 8):start] and \
+                _NUMBER_SIGN_BEFORE.search(text, max(0, start - 8), start):
             cat = "OTHER_ID"         # "EEG #: E19-0211": whatever a "#" numbers is an identifier
         else:
             continue
@@ -529,7 +534,7 @@ def identifiers(text: str) -> Iterator[Span]:
         if _YEAR.fullmatch(value):
             continue                 # "Vehicle: 2014 Subaru": a year alone is no identifier
         yield start, start + len(value), cat
-    for m in _ACCESSION.finditer(text):
+    for m in _anchored(_ACCESSION, text, _regex_anchor(_ACCESSION_DIGITS, text), 3):
         yield m.start(), m.end(), "OTHER_ID"
     for m in _DEA.finditer(text):
         yield m.start(), m.end(), "LICENSE"
