@@ -1,4 +1,4 @@
-"""The text de-identifier on documents it has never seen: 48 hand-written notes in styles the
+"""The text de-identifier on documents it has never seen: 60 hand-written notes in styles the
 generator (megamed/data/deid/corpus.py) does not use (tests/data/deid_heldout.txt, marked up as
 [[CATEGORY:text]]). Targets as for the generated corpus: recall >= 0.99, precision >= 0.90,
 NAME recall >= 0.97, and no planted PHI string survives deidentify_text.
