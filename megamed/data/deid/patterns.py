@@ -364,7 +364,8 @@ _DATE_MONTH_FIRST = _DATE_RES[6]
 _MONTH_WITHIN = {_DATE_RES[4]: 3, _DATE_RES[5]: 3, _DATE_MONTH_FIRST: 0, _DATE_RES[8]: 0,
                  _DATE_RES[9]: len("september-")}
 # rarer anchors than a month's first 3 letters: a full month name ("march fourth"), "-22-2"
-_DATE_ANCHOR = {_DATE_RES[8]: _LOWER_MONTH_NAME, _DATE_RES[9]: re.compile(r"-\d{1,2}-\d")}
+_DATE_ANCHOR = {_DATE_RES[8]: re.compile(_LOWER_MONTH_NAME.pattern + "|may"),
+                _DATE_RES[9]: re.compile(r"-\d{1,2}-\d")}
 _IPV6_HINT = re.compile(r":[0-9a-f]{1,4}:[0-9a-f]{1,4}:", re.I)      # necessary for _IPV6
 # necessary for _ORDINAL_DAY ("on the 5th"): a digit and its ordinal suffix
 _ORDINAL_HINT = re.compile(r"\d(?i:st|nd|rd|th)")
