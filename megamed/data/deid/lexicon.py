@@ -122,7 +122,7 @@ ngt ogt picc cvc art tpn icu micu sicu ccu pacu ed er or ir ob gyn peds nicu pic
 pnd le le's rle lle rue lue rlq ruq llq luq lmp edd ga g1p0 neg pos nl abnl
 lt rt bilat hpi pmh psh fh sh ros pe a/p cc mdm dnr dni pola molst hcp poa
 qtc qrs pr st axis sinus mrn dob dos ssn acct fin npi dea mr pcp attn re cc bmi
-x-ray xray x-rays lvef rvef lvh rvh tapse bnp ntprobnp troponin trop egfr a1c hba1c""".split())
+x-ray xray x-rays lvef rvef lvh rvh tapse bnp ntprobnp troponin trop egfr a1c hba1c bi-rads pi-rads li-rads ti-rads""".split())
 
 # Census entries that are almost never a name in a clinical note (abbreviations, units).
 NOT_NAMES = frozenset("""officer sergeant detective deputy trooper reverend pastor rabbi aide
