@@ -52,8 +52,11 @@ _METHOD_TAGS = (0x00120062, 0x00120063, 0x00120064, 0x00280303)
 _OVERRIDDEN = frozenset((_PATIENT_NAME, _PATIENT_ID) + _METHOD_TAGS)
 
 # what to do with one element (decided once per tag, VR and options); REPLACED: kept by the
-# rules, then replaced by what the reference sets afterwards (pseudonyms, method record)
-KEEP, DROP, PRIVATE, UIDS, SHIFT, EMPTY, DUMMY, RECURSE, UNUSUAL, REPLACED = range(10)
+# rules, then replaced by what the reference sets afterwards (pseudonyms, method record);
+# KEEP_COUNTED: kept and counted (Retain Patient Characteristics); LOOKED_UP: kept, and read
+# once the pass is over (Modality, Burned In Annotation); DELIMITER: an item's end
+(KEEP, DROP, PRIVATE, UIDS, SHIFT, EMPTY, DUMMY, RECURSE, UNUSUAL, REPLACED, KEEP_COUNTED,
+ LOOKED_UP, DELIMITER) = range(13)
 
 
 class _Unusual(Exception):
@@ -102,6 +105,7 @@ def _reference(raw: bytes, ps: Pseudonymizer, name: str, counts, options) -> byt
     return ref.write_dicom(ds, name)
 
 
+
 def fast_deidentify(raw: bytes, ps: Pseudonymizer, *, allow_burned_in: bool = False,
                     retain_dates: bool = True, clean_descriptors: bool = False,
                     retain_patient_characteristics: bool = False,
@@ -111,7 +115,8 @@ def fast_deidentify(raw: bytes, ps: Pseudonymizer, *, allow_burned_in: bool = Fa
         return None
     local: dict = {}
     try:
-        out = _fast(raw, ps, allow_burned_in, retain_dates, retain_patient_characteristics, local)
+        out = _fast(bytes(raw), ps, allow_burned_in, retain_dates,
+                    retain_patient_characteristics, local)
     except (_Unusual, struct.error, UnicodeDecodeError, ValueError):
         return None
     if counts is not None:              # counted only when the fast path finished
@@ -121,33 +126,51 @@ def fast_deidentify(raw: bytes, ps: Pseudonymizer, *, allow_burned_in: bool = Fa
 
 
 class _Run:
-    def __init__(self, raw, ps, shift, retain_dates, retain_patient, counts, implicit):
-        self.raw, self.ps, self.shift, self.counts = raw, ps, shift, counts
-        self.implicit = implicit
-        self.options = (retain_dates, retain_patient)
-        # decisions by (tag, VR) for these options: a dict lookup per element
-        self.decisions = _DECISIONS.setdefault(self.options, {})
+    """One file's pass: its bytes, the cached decisions for its header form and options, and
+    what waits for the patient, who is known only when the pass is over (PatientID comes after
+    the study dates): the dates to shift and the places of the pseudonyms and method record."""
+
+    def __init__(self, raw, ps, options, implicit, counts):
+        self.raw, self.ps, self.options, self.implicit, self.counts = \
+            raw, ps, options, implicit, counts
+        self.key_size = 4 if implicit else 6    # tag (implicit), or tag and VR: the cache key
+        self.decisions = _DECISIONS.setdefault((options, implicit), {})
         if len(self.decisions) >= 1 << 16:  # bounded: private tags vary without end
             self.decisions.clear()
+        self.top: dict = {}       # {tag: (tag, vr, start, value start, end)}, see _LOOKED_UP
+        self.dates: list = []     # (output list, index, tag, vr, value): shifted at the end
+        self.insert_at: list = []  # (index in the top-level output, tag of the insert)
+
+    def decide(self, key: bytes) -> tuple:
+        decision = self.decisions[key] = _decide_header(key, self.implicit, self.options)
+        return decision
 
 
 def _fast(raw, ps, allow_burned_in, retain_dates, retain_patient, counts) -> bytes:
     if len(raw) < 132 or raw[128:132] != b"DICM":
         raise _Unusual
     meta, pos, implicit = _read_meta(raw)
-    if implicit and raw[pos + 4:pos + 6] in _SHORT_VRS | _LONG_VRS:
+    if implicit and raw[pos + 4:pos + 6] in _ANY_VR:
         raise _Unusual                   # pydicom would read it as explicit VR after all
-    top = _looked_up(raw, pos, implicit)
+    run = _Run(raw, ps, (retain_dates, retain_patient), implicit, counts)
+    body: list = []
+    if _process(run, pos, len(raw), False, body, True) != len(raw):
+        raise _Unusual
+    top = run.top
     if not allow_burned_in and _burned_in_risk(raw, top):
         raise _Unusual                   # the reference path raises the DeidError
+    for tag in _OVERRIDDEN:              # pydicom keeps an existing element's VR on assignment
+        if tag in top and top[tag][1] != _DICTIONARY_VRS[tag]:
+            raise _Unusual
     patient = _text(raw, top.get(_PATIENT_ID)).strip() or \
         _text(raw, top.get(_PATIENT_NAME)).strip() or _text(raw, top.get(_STUDY_UID))
-    run = _Run(raw, ps, ref.dt.timedelta(days=ps.date_shift_days(patient)), retain_dates,
-               retain_patient, counts, implicit)
-    inserts = _inserts(ps, patient, retain_dates, retain_patient, top, implicit)
-    body: list = []
-    if _process(run, pos, len(raw), False, body, inserts) != len(raw):
-        raise _Unusual
+    if run.dates:
+        shift = ref.dt.timedelta(days=ps.date_shift_days(patient))
+        for target, index, tag, vr, value in run.dates:
+            target[index] = _shifted(shift, tag, vr, value, implicit)
+    inserts = _inserts(ps, patient, retain_dates, retain_patient, implicit)
+    for index, tag in run.insert_at:
+        body[index] = inserts[tag]
     # the file meta takes the dataset's SOP UIDs: the class as it is, the instance remapped
     sop_class, sop_instance = _text(raw, top.get(_SOP_CLASS)), _text(raw, top.get(_SOP_INSTANCE))
     if not sop_class or not sop_instance or top[_SOP_CLASS][1] != b"UI" or \
@@ -155,40 +178,15 @@ def _fast(raw, ps, allow_burned_in, retain_dates, retain_patient, counts) -> byt
         raise _Unusual                   # the reference writes such a file without file meta
     sop_instance = _remap(ps, sop_instance)
     head = _write_meta(raw, meta, sop_class, sop_instance)
-    return b"".join([raw[:128], b"DICM", head] + body)
+    body[:0] = (raw[:128], b"DICM", head)
+    return b"".join(body)
 
 
+# top-level elements the rules need once the pass is over (the patient, burned-in flags, SOP
+# UIDs, the VRs of the elements that are set afterwards)
 _LOOKED_UP = frozenset((_PATIENT_NAME, _PATIENT_ID, _STUDY_UID, _BURNED_IN, _MODALITY,
-                        _SOP_CLASS, _SOP_INSTANCE) +
-                       _METHOD_TAGS)
-_LAST_LOOKED_UP = max(_LOOKED_UP)
-
-
-def _looked_up(raw: bytes, pos: int, implicit: bool) -> dict:
-    """{tag: (tag, vr, start, value start, value end)} of the top-level elements the rules
-    need before the pass (the patient, burned-in flags, SOP UIDs); stops past the last one."""
-    top = {}
-    while pos < len(raw):
-        if implicit:
-            group, element, length = _ITEM.unpack_from(raw, pos)
-            vr, vstart = _implicit_vr(group << 16 | element), pos + 8
-        else:
-            group, element, vr, length = _HEADER.unpack_from(raw, pos)
-            vstart = pos + 8
-            if vr in _LONG_VRS:
-                length = _LONG_LENGTH.unpack_from(raw, vstart)[0]
-                vstart += 4
-        tag = group << 16 | element
-        if tag > _LAST_LOOKED_UP:
-            break
-        if length == _UNDEFINED:
-            vend = _private_in_items(raw, implicit, None, vstart, len(raw), True)
-        else:
-            vend = vstart + length
-        if tag in _LOOKED_UP:
-            top[tag] = (tag, vr, pos, vstart, vend)
-        pos = vend
-    return top
+                        _SOP_CLASS, _SOP_INSTANCE) + _METHOD_TAGS)
+_DICTIONARY_VRS = {tag: dictionary_VR(tag).encode() for tag in _OVERRIDDEN}
 
 
 def _text(raw: bytes, elem) -> str:
@@ -227,12 +225,22 @@ def _read_meta(raw: bytes) -> tuple[dict, int, bool]:
             raise _Unusual
         meta[0x20000 | element] = (vr, pos, vstart, vstart + length)
         pos = vstart + length
-    syntax = raw[meta[0x00020010][2]:meta[0x00020010][3]].rstrip(b"\0 ").decode("ascii") \
-        if 0x00020010 in meta else ""
+    syntax = meta.get(0x00020010)
+    implicit = _implicit_syntax(raw[syntax[2]:syntax[3]] if syntax else b"")
+    if implicit is None:
+        raise _Unusual
+    return meta, pos, implicit
+
+
+@functools.lru_cache(maxsize=64)
+def _implicit_syntax(value: bytes) -> bool | None:
+    """Whether the transfer syntax is implicit VR little endian; None for those this parser
+    does not read (big endian, deflated, unknown)."""
+    syntax = value.rstrip(b"\0 ").decode("ascii")
     uid = UID(syntax)
     if not syntax or not uid.is_transfer_syntax or not uid.is_little_endian or uid.is_deflated:
-        raise _Unusual
-    return meta, pos, uid.is_implicit_VR
+        return None
+    return uid.is_implicit_VR
 
 
 @functools.lru_cache(maxsize=None)
@@ -264,7 +272,45 @@ def _skip_fragments(raw: bytes, pos: int, end: int) -> int:
 
 # --- the rules ----------------------------------------------------------------------------
 
-_DECISIONS: dict[tuple, dict] = {}     # options -> {(tag, VR): decision}; few distinct keys
+# (options, implicit) -> {the element's first 6 (explicit: tag, VR) or 4 (implicit: tag)
+# bytes: decision}; decisions are tuples (what, count, tag, VR, header size, length reader)
+_DECISIONS: dict[tuple, dict] = {}
+_SHORT_LENGTH = struct.Struct("<6xH").unpack_from     # explicit VR, 16-bit length
+_LONG_LENGTH_AT = struct.Struct("<8xI").unpack_from   # explicit VR OB, SQ, UN...: 32-bit
+_TAG_LENGTH = struct.Struct("<4xI").unpack_from       # implicit VR, and items
+_ANY_VR = _SHORT_VRS | _LONG_VRS
+# a header no element may have (an item tag, a bad VR): tag -1 fails the order check
+_BAD = (UNUSUAL, None, -1, None, 8, _TAG_LENGTH)
+_DELIMITER = (DELIMITER, None, -1, None, 8, _TAG_LENGTH)
+
+
+def _decide_header(key: bytes, implicit: bool, options: tuple) -> tuple:
+    """The decision for one element header (see _DECISIONS): where its value starts, how its
+    length is read, and what the rules do with it."""
+    if len(key) < (4 if implicit else 6):
+        return _BAD
+    group, element = struct.unpack_from("<HH", key)
+    tag = group << 16 | element
+    if group == 0xFFFE:
+        return _DELIMITER if element == 0xE00D else _BAD
+    if implicit:
+        vr, header, length = _implicit_vr(tag), 8, _TAG_LENGTH
+    else:
+        vr = key[4:6]
+        if vr in _LONG_VRS:
+            header, length = 12, _LONG_LENGTH_AT
+        elif vr in _SHORT_VRS:
+            header, length = 8, _SHORT_LENGTH
+        else:
+            return _BAD
+    what, count = _decide(tag, vr, *options)
+    if vr == b"UN" and not implicit and not group & 1:
+        what = UNUSUAL                   # pydicom may re-read it under its dictionary VR
+    elif what == KEEP and count is not None:
+        what = KEEP_COUNTED
+    elif what == KEEP and tag in _LOOKED_UP:
+        what = LOOKED_UP
+    return what, count, tag, vr, header, length
 
 
 def _decide(tag: int, vr_bytes: bytes, retain_dates: bool,
@@ -325,61 +371,55 @@ def _date(in_dataset: bool, removed: str, retain_dates: bool) -> tuple[int, str]
     return DROP, "X"
 
 
-def _process(run: _Run, pos: int, end: int, in_item: bool, out: list,
-             inserts: list | None = None) -> int:
+_INSERT_TAGS = tuple(sorted(_OVERRIDDEN))
+_NEVER = 1 << 32
+
+
+def _process(run: _Run, pos: int, end: int, in_item: bool, out: list, top: bool = False) -> int:
     """De-identify the elements from `pos` to `end` (or to the item delimiter when `in_item`)
-    into `out` in one pass; the position after them. `inserts` (top level only): sorted
-    (tag, bytes) elements that replace or join the dataset's own."""
-    raw, counts, options, implicit = run.raw, run.counts, run.options, run.implicit
-    decisions = run.decisions
-    unpack = _ITEM.unpack_from if implicit else _HEADER.unpack_from
+    into `out` in one pass; the position after them. At the top level (`top`), the elements
+    the reference sets afterwards (pseudonyms, method record) get their places in `out`."""
+    raw, counts, implicit = run.raw, run.counts, run.implicit
+    get, key_size = run.decisions.get, run.key_size
     start = stop = last = -1             # the run of untouched elements not yet copied
-    next_insert = inserts[0][0] if inserts else 1 << 32
+    private = 0
+    inserts = list(_INSERT_TAGS) if top else []
+    next_insert = inserts[0] if top else _NEVER
     while pos < end:
-        if implicit:
-            group, element, length = unpack(raw, pos)
-            vr = None
-        else:
-            group, element, vr, length = unpack(raw, pos)
-        tag = group << 16 | element
-        if group == 0xFFFE:
-            if in_item and element == 0xE00D:
+        decision = get(raw[pos:pos + key_size]) or run.decide(raw[pos:pos + key_size])
+        what, count, tag, vr, header, length_of = decision
+        if tag <= last:                  # out of order (pydicom would sort on writing), an
+            if what == DELIMITER and in_item:    # item tag or a bad VR; or the item's end
+                pos += 8
                 break
             raise _Unusual
-        if tag <= last:
-            raise _Unusual               # out of order: pydicom would sort on writing
         last = tag
-        vstart = pos + 8
-        if implicit:
-            vr = _implicit_vr(tag)
-        elif vr in _LONG_VRS:
-            length = _LONG_LENGTH.unpack_from(raw, vstart)[0]
-            vstart += 4
-            if vr == b"UN" and not group & 1:
-                raise _Unusual           # pydicom may re-read it under its dictionary VR
-        elif vr not in _SHORT_VRS:
-            raise _Unusual
+        vstart = pos + header
+        length = length_of(raw, pos)[0]
+        vend = vstart + length
         if tag >= next_insert:
             if start >= 0:
                 out.append(raw[start:stop])
                 start = -1
-            while inserts and inserts[0][0] <= tag:
-                out.append(inserts.pop(0)[1])
-            next_insert = inserts[0][0] if inserts else 1 << 32
-        decision = decisions.get((tag, vr))
-        if decision is None:
-            decision = decisions[tag, vr] = _decide(tag, vr, *options)
-        what, count = decision
+            while inserts and inserts[0] <= tag:
+                run.insert_at.append((len(out), inserts.pop(0)))
+                out.append(None)
+            next_insert = inserts[0] if inserts else _NEVER
+        if vend <= end:                  # defined length (undefined is 0xFFFFFFFF)
+            if not what:                 # KEEP, the common case first
+                if start < 0:
+                    start = pos
+                stop = pos = vend
+                continue
+            if what == PRIVATE:          # removed whole
+                private += 1
+                if start >= 0:
+                    out.append(raw[start:stop])
+                    start = -1
+                pos = vend
+                continue
         if count is not None:
             counts[count] = counts.get(count, 0) + 1
-        vend = vstart + length
-        if what == KEEP and length != _UNDEFINED:        # the common case first
-            if vend > end:
-                raise _Unusual
-            if start < 0:
-                start = pos
-            stop = pos = vend
-            continue
         if what == RECURSE:
             if length != _UNDEFINED and vend > end:
                 raise _Unusual
@@ -388,23 +428,27 @@ def _process(run: _Run, pos: int, end: int, in_item: bool, out: list,
                 start = -1
             target = out if tag not in _OVERRIDDEN else []    # counted, then replaced
             target.append(_element(tag, b"SQ", b"", implicit, _UNDEFINED))
-            pos = _process_items(run, vstart, end if length == _UNDEFINED else vend,
-                                 length == _UNDEFINED, target)
+            begin, pos = pos, _process_items(run, vstart, end if length == _UNDEFINED else vend,
+                                             length == _UNDEFINED, target)
             target.append(_SEQUENCE_END)
+            if top and tag in _LOOKED_UP:
+                run.top[tag] = (tag, vr, begin, vstart, pos)
             continue
         if length == _UNDEFINED:
             if tag == _PIXELS and not implicit:
                 vend = _skip_fragments(raw, vstart, end)
-            elif vr == b"SQ" or (implicit and group & 1):
-                vend = _private_in_items(raw, implicit, counts if what in (DROP, EMPTY) else None,
-                                         vstart, end, True)
+            elif vr == b"SQ" or (implicit and tag & 0x10000):
+                vend = _walk_items(run, counts if what in (DROP, EMPTY) else None, vstart, end,
+                                   True)
             else:
                 raise _Unusual
         elif vend > end:
             raise _Unusual               # truncated: the reference path names the element
         elif vr == b"SQ" and what in (DROP, EMPTY):   # the reference removes private ones first
-            _private_in_items(raw, implicit, counts, vstart, vend, False)
-        if what == KEEP:
+            _walk_items(run, counts, vstart, vend, False)
+        if top and tag in _LOOKED_UP:
+            run.top[tag] = (tag, vr, pos, vstart, vend)
+        if what == KEEP or what == KEEP_COUNTED or what == LOOKED_UP:
             if start < 0:
                 start = pos
             stop = pos = vend
@@ -412,29 +456,32 @@ def _process(run: _Run, pos: int, end: int, in_item: bool, out: list,
         if start >= 0:
             out.append(raw[start:stop])
             start = -1
-        pos = vend
         target = out if tag not in _OVERRIDDEN else []
-        if what == PRIVATE or what == REPLACED:
+        if what == PRIVATE or what == REPLACED or what == DROP:
             pass                         # removed whole, or an overridden tag (re-inserted)
-        elif what in (DROP, EMPTY):
-            if what == EMPTY:
-                target.append(_element(tag, vr, b"", implicit))
+        elif what == EMPTY:
+            target.append(_element(tag, vr, b"", implicit))
         elif what == UIDS:
             target.append(_uids(run, tag, vr, raw[vstart:vend], counts))
-        elif what == SHIFT:
-            target.append(_shifted(run, tag, vr, raw[vstart:vend]))
+        elif what == SHIFT:              # the offset is the patient's: known at the end
+            run.dates.append((target, len(target), tag, vr, raw[vstart:vend]))
+            target.append(None)
         elif what == DUMMY:
             target.append(_element(tag, vr, _dummy(vr), implicit))
         else:
             raise _Unusual
+        pos = vend
     else:
         if in_item:
             raise _Unusual               # no item delimiter
     if start >= 0:
         out.append(raw[start:stop])
-    while inserts:
-        out.append(inserts.pop(0)[1])
-    return pos + 8 if in_item and pos < end else pos
+    for tag in inserts:
+        run.insert_at.append((len(out), tag))
+        out.append(None)
+    if private:
+        counts["private"] = counts.get("private", 0) + private
+    return pos
 
 
 def _process_items(run: _Run, pos: int, end: int, undefined: bool, out: list) -> int:
@@ -462,64 +509,74 @@ def _process_items(run: _Run, pos: int, end: int, undefined: bool, out: list) ->
     return pos
 
 
-def _private_in_items(raw: bytes, implicit: bool, counts: dict | None, pos: int, end: int,
-                      undefined: bool) -> int:
+def _walk_items(run: _Run, counts: dict | None, pos: int, end: int, undefined: bool) -> int:
     """Walk the items of a sequence that is skipped, removed or emptied: count the private
     elements in it into `counts` if given (the reference removes those first and counts them),
-    and return the sequence's end."""
-    while pos < end:
-        group, element, length = _ITEM.unpack_from(raw, pos)
-        if group != 0xFFFE:
-            raise _Unusual
-        pos += 8
-        if element == 0xE0DD and undefined:
-            return pos
-        if element != 0xE000:
-            raise _Unusual
-        item_end = end if length == _UNDEFINED else pos + length
-        if item_end > end:
-            raise _Unusual
-        pos = _private_in_item(raw, implicit, counts, pos, item_end, length == _UNDEFINED)
-    if undefined or pos != end:
-        raise _Unusual
-    return pos
-
-
-def _private_in_item(raw: bytes, implicit: bool, counts: dict | None, pos: int, end: int,
-                     undefined: bool) -> int:
-    while pos < end:
-        if implicit:
-            group, element, length = _ITEM.unpack_from(raw, pos)
-            vr = _implicit_vr(group << 16 | element)
+    and return the sequence's end. One loop with a stack of the enclosing items and sequences
+    (a call per item would cost more than the walk): the same checks as `_process_items`."""
+    raw, implicit = run.raw, run.implicit
+    get, key_size = run.decisions.get, run.key_size
+    counting = counts is not None
+    private = 0
+    stack = []                           # enclosing (in_item, end, undefined, counting)
+    in_item = False                      # in an item (elements), else in a sequence (items)
+    while True:
+        if in_item:
+            if pos >= end:
+                if undefined:
+                    raise _Unusual       # no item delimiter
+                in_item, end, undefined, counting = stack.pop()
+                continue
+            what, _, tag, vr, header, length_of = \
+                get(raw[pos:pos + key_size]) or run.decide(raw[pos:pos + key_size])
+            if tag < 0:                  # an item tag or a bad VR
+                if undefined and what == DELIMITER:
+                    pos += 8
+                    in_item, end, undefined, counting = stack.pop()
+                    continue
+                raise _Unusual
+            vstart = pos + header
+            length = length_of(raw, pos)[0]
+            is_private = tag & 0x10000
+            if is_private and counting:
+                private += 1
+            if length == _UNDEFINED:
+                if vr != b"SQ" and not (implicit and is_private):
+                    raise _Unusual
+                stack.append((True, end, undefined, counting))
+                in_item, pos, undefined, counting = False, vstart, True, counting and not is_private
+            else:
+                vend = vstart + length
+                if vend > end:
+                    raise _Unusual
+                if vr == b"SQ" and not is_private:
+                    stack.append((True, end, undefined, counting))
+                    in_item, pos, end, undefined = False, vstart, vend, False
+                else:
+                    pos = vend
         else:
-            group, element, vr, length = _HEADER.unpack_from(raw, pos)
-        if group == 0xFFFE:
-            if undefined and element == 0xE00D:
-                return pos + 8
-            raise _Unusual
-        vstart = pos + 8
-        if not implicit:
-            if vr in _LONG_VRS:
-                length = _LONG_LENGTH.unpack_from(raw, vstart)[0]
-                vstart += 4
-            elif vr not in _SHORT_VRS:
-                raise _Unusual
-        private = group & 1
-        if private and counts is not None:
-            counts["private"] = counts.get("private", 0) + 1
-        if length == _UNDEFINED:
-            if vr != b"SQ" and not (implicit and private):
-                raise _Unusual
-            pos = _private_in_items(raw, implicit, None if private else counts, vstart, end, True)
-        else:
-            pos = vstart + length
-            if pos > end:
-                raise _Unusual
-            if vr == b"SQ" and not private:
-                _private_in_items(raw, implicit, counts, vstart, pos, False)
-    if undefined:
-        raise _Unusual
-    return pos
+            if pos >= end:
+                if undefined or pos != end:
+                    raise _Unusual
+            else:
+                group, element, length = _ITEM.unpack_from(raw, pos)
+                if group != 0xFFFE:
+                    raise _Unusual
+                pos += 8
+                if element == 0xE000:
+                    item_end = end if length == _UNDEFINED else pos + length
+                    if item_end > end:
+                        raise _Unusual
+                    stack.append((False, end, undefined, counting))
+                    in_item, end, undefined = True, item_end, length == _UNDEFINED
+                    continue
+                if element != 0xE0DD or not undefined:
+                    raise _Unusual
+            if not stack:                # the sequence's end
+                if private:
+                    counts["private"] = counts.get("private", 0) + private
+                return pos
+            in_item, end, undefined, counting = stack.pop()
 
 
 def _uids(run: _Run, tag: int, vr: bytes, value: bytes, counts: dict) -> bytes:
@@ -536,14 +593,14 @@ def _remap(ps: Pseudonymizer, text: str) -> str:
     return "\\".join(v if v in UID_dictionary else uid(v) for v in text.split("\\"))
 
 
-def _shifted(run: _Run, tag: int, vr: bytes, value: bytes) -> bytes:
+def _shifted(shift, tag: int, vr: bytes, value: bytes, implicit: bool) -> bytes:
     """`dicom._shift_or_remove` with dates kept: every date moved by the patient's offset."""
     values = value.decode("latin-1").rstrip(" \0").split("\\")
-    shifted = [ref._shift_one(v, vr.decode(), run.shift) for v in values if v]
+    shifted = [ref._shift_one(v, vr.decode(), shift) for v in values if v]
     if not shifted:
-        return _element(tag, vr, value, run.implicit)
+        return _element(tag, vr, value, implicit)
     new = "\\".join(s for s in shifted if s).encode("latin-1")
-    return _element(tag, vr, _pad(new, b" "), run.implicit)
+    return _element(tag, vr, _pad(new, b" "), implicit)
 
 
 _NUMBERS = {"US": "<H", "SS": "<h", "UL": "<I", "SL": "<i", "FL": "<f", "FD": "<d", "UV": "<Q",
@@ -588,12 +645,18 @@ def _text_element(tag: int, vr: str, value: str, implicit: bool = False) -> byte
 # --- what the reference path sets after the rules -------------------------------------------
 
 def _inserts(ps: Pseudonymizer, patient: str, retain_dates: bool, retain_patient: bool,
-             top: dict, implicit: bool) -> list:
-    """`ds.PatientName/PatientID = ...` and `dicom._record_method`, as sorted encoded elements."""
-    for tag in _OVERRIDDEN:          # pydicom keeps an existing element's VR on assignment
-        if tag in top and top[tag][1].decode() != dictionary_VR(tag):
-            raise _Unusual
-    method = "\\".join(["megamed deid PS3.15 E.1 basic profile", f"key id {ps.key_id}"])
+             implicit: bool) -> dict:
+    """`ds.PatientName/PatientID = ...` and `dicom._record_method`: {tag: encoded element}."""
+    return {_PATIENT_NAME: _text_element(_PATIENT_NAME, "PN", ps.patient_name(patient), implicit),
+            _PATIENT_ID: _text_element(_PATIENT_ID, "LO", ps.patient_id(patient), implicit),
+            **_method_record(ps.key_id, retain_dates, retain_patient, implicit)}
+
+
+@functools.lru_cache(maxsize=64)
+def _method_record(key_id: str, retain_dates: bool, retain_patient: bool,
+                   implicit: bool) -> dict:
+    """`dicom._record_method`, encoded: the same for every file under one key and options."""
+    method = "\\".join(["megamed deid PS3.15 E.1 basic profile", f"key id {key_id}"])
     options = ["basic"] + (["dates"] if retain_dates else []) + \
         (["patient"] if retain_patient else [])
     def text(tag, vr, value):
@@ -602,14 +665,10 @@ def _inserts(ps: Pseudonymizer, patient: str, retain_dates: bool, retain_patient
              text(0x00080102, "SH", "DCM") + text(0x00080104, "LO", ref._CODES[o][1]) +
              _ITEM_END for o in options]
     sequence = _element(0x00120064, b"SQ", b"".join(codes) + _SEQUENCE_END, implicit, _UNDEFINED)
-    return [
-        (_PATIENT_NAME, text(_PATIENT_NAME, "PN", ps.patient_name(patient))),
-        (_PATIENT_ID, text(_PATIENT_ID, "LO", ps.patient_id(patient))),
-        (0x00120062, text(0x00120062, "CS", "YES")),
-        (0x00120063, text(0x00120063, "LO", method)),
-        (0x00120064, sequence),
-        (0x00280303, text(0x00280303, "CS", "MODIFIED" if retain_dates else "REMOVED")),
-    ]
+    return {0x00120062: text(0x00120062, "CS", "YES"),
+            0x00120063: text(0x00120063, "LO", method),
+            0x00120064: sequence,
+            0x00280303: text(0x00280303, "CS", "MODIFIED" if retain_dates else "REMOVED")}
 
 
 _META_DROPPED = (0x00020000, 0x00020016, 0x00020100, 0x00020102)
