@@ -133,17 +133,28 @@ class _Run:
     def __init__(self, raw, ps, options, implicit, counts):
         self.raw, self.ps, self.options, self.implicit, self.counts = \
             raw, ps, options, implicit, counts
-        self.key_size = 4 if implicit else 6    # tag (implicit), or tag and VR: the cache key
         self.decisions = _DECISIONS.setdefault((options, implicit), {})
-        if len(self.decisions) >= 1 << 16:  # bounded: private tags vary without end
-            self.decisions.clear()
+        self.rules = _RULES.setdefault(options, {})
+        self.walks = _WALKS.setdefault(implicit, {})
+        for table in (self.decisions, self.rules, self.walks):
+            if len(table) >= 1 << 16:   # bounded: private tags and lengths vary without end
+                table.clear()
         self.top: dict = {}       # {tag: (tag, vr, start, value start, end)}, see _LOOKED_UP
         self.dates: list = []     # (output list, index, tag, vr, value): shifted at the end
         self.insert_at: list = []  # (index in the top-level output, tag of the insert)
 
     def decide(self, key: bytes) -> tuple:
-        decision = self.decisions[key] = _decide_header(key, self.implicit, self.options)
+        decision = self.decisions[key] = _decide_header(key, self.implicit, self.options,
+                                                        self.rules)
         return decision
+
+    def walk(self, key: bytes) -> tuple:
+        """(0: skip `size` bytes, 1: the same for a private element, 2: look closer) for the
+        header `key` in a sequence that is only walked (`_walk_items`)."""
+        _, _, tag, vr, _, _, size = self.decisions.get(key) or self.decide(key)
+        kind = 2 if not size or tag < 0 or vr == b"SQ" else 1 if tag & 0x10000 else 0
+        self.walks[key] = kind, size
+        return kind, size
 
 
 def _fast(raw, ps, allow_burned_in, retain_dates, retain_patient, counts) -> bytes:
@@ -154,7 +165,7 @@ def _fast(raw, ps, allow_burned_in, retain_dates, retain_patient, counts) -> byt
         raise _Unusual                   # pydicom would read it as explicit VR after all
     run = _Run(raw, ps, (retain_dates, retain_patient), implicit, counts)
     body: list = []
-    if _process(run, pos, len(raw), False, body, True) != len(raw):
+    if _process(run, pos, len(raw), body) != len(raw):
         raise _Unusual
     top = run.top
     if not allow_burned_in and _burned_in_risk(raw, top):
@@ -272,37 +283,52 @@ def _skip_fragments(raw: bytes, pos: int, end: int) -> int:
 
 # --- the rules ----------------------------------------------------------------------------
 
-# (options, implicit) -> {the element's first 6 (explicit: tag, VR) or 4 (implicit: tag)
-# bytes: decision}; decisions are tuples (what, count, tag, VR, header size, length reader)
+# (options, implicit) -> {the element's first 8 bytes (tag, VR and 16-bit length; implicit:
+# tag and length): decision}; decisions are tuples (what, count, tag, VR, header size, length
+# reader, element size: 0 where the length is not in those 8 bytes or undefined). Files of one
+# scanner repeat their headers, so nearly every element is one dict lookup.
 _DECISIONS: dict[tuple, dict] = {}
+_RULES: dict[tuple, dict] = {}         # options -> {(tag, VR): (what, count)}
+_WALKS: dict[bool, dict] = {}          # implicit -> {first 8 bytes: Run.walk's answer}
 _SHORT_LENGTH = struct.Struct("<6xH").unpack_from     # explicit VR, 16-bit length
 _LONG_LENGTH_AT = struct.Struct("<8xI").unpack_from   # explicit VR OB, SQ, UN...: 32-bit
 _TAG_LENGTH = struct.Struct("<4xI").unpack_from       # implicit VR, and items
+_KEY = struct.Struct("<HH")
 _ANY_VR = _SHORT_VRS | _LONG_VRS
 # a header no element may have (an item tag, a bad VR): tag -1 fails the order check
-_BAD = (UNUSUAL, None, -1, None, 8, _TAG_LENGTH)
-_DELIMITER = (DELIMITER, None, -1, None, 8, _TAG_LENGTH)
+_BAD = (UNUSUAL, None, -1, None, 8, _TAG_LENGTH, 0)
+_DELIMITER = (DELIMITER, None, -1, None, 8, _TAG_LENGTH, 0)
 
 
-def _decide_header(key: bytes, implicit: bool, options: tuple) -> tuple:
+def _decide_header(key: bytes, implicit: bool, options: tuple, rules: dict) -> tuple:
     """The decision for one element header (see _DECISIONS): where its value starts, how its
     length is read, and what the rules do with it."""
-    if len(key) < (4 if implicit else 6):
+    if len(key) < 8:
         return _BAD
-    group, element = struct.unpack_from("<HH", key)
+    group, element = _KEY.unpack_from(key)
     tag = group << 16 | element
     if group == 0xFFFE:
         return _DELIMITER if element == 0xE00D else _BAD
     if implicit:
-        vr, header, length = _implicit_vr(tag), 8, _TAG_LENGTH
+        vr, header, length_of = _implicit_vr(tag), 8, _TAG_LENGTH
+        length = _TAG_LENGTH(key)[0]
+        size = 8 + length if length != _UNDEFINED else 0
     else:
         vr = key[4:6]
         if vr in _LONG_VRS:
-            header, length = 12, _LONG_LENGTH_AT
+            header, length_of, size = 12, _LONG_LENGTH_AT, 0
         elif vr in _SHORT_VRS:
-            header, length = 8, _SHORT_LENGTH
+            header, length_of = 8, _SHORT_LENGTH
+            size = 8 + _SHORT_LENGTH(key)[0]
         else:
             return _BAD
+    rule = rules.get((tag, vr))
+    if rule is None:
+        rule = rules[tag, vr] = _rule(tag, vr, group, implicit, options)
+    return rule + (tag, vr, header, length_of, size)
+
+
+def _rule(tag: int, vr: bytes, group: int, implicit: bool, options: tuple) -> tuple:
     what, count = _decide(tag, vr, *options)
     if vr == b"UN" and not implicit and not group & 1:
         what = UNUSUAL                   # pydicom may re-read it under its dictionary VR
@@ -310,7 +336,7 @@ def _decide_header(key: bytes, implicit: bool, options: tuple) -> tuple:
         what = KEEP_COUNTED
     elif what == KEEP and tag in _LOOKED_UP:
         what = LOOKED_UP
-    return what, count, tag, vr, header, length
+    return what, count
 
 
 def _decide(tag: int, vr_bytes: bytes, retain_dates: bool,
@@ -375,138 +401,194 @@ _INSERT_TAGS = tuple(sorted(_OVERRIDDEN))
 _NEVER = 1 << 32
 
 
-def _process(run: _Run, pos: int, end: int, in_item: bool, out: list, top: bool = False) -> int:
-    """De-identify the elements from `pos` to `end` (or to the item delimiter when `in_item`)
-    into `out` in one pass; the position after them. At the top level (`top`), the elements
-    the reference sets afterwards (pseudonyms, method record) get their places in `out`."""
+def _process(run: _Run, pos: int, end: int, out: list) -> int:
+    """De-identify the dataset's elements from `pos` to `end` into `out` in one pass; the
+    position after them. The sequences that are kept are entered in the same loop (a stack
+    of the enclosing levels: a call per item would cost more than its elements) and written
+    with undefined lengths. The elements the reference sets afterwards (pseudonyms, method
+    record) get their places in the top level of `out`, filled in by `_fast`."""
     raw, counts, implicit = run.raw, run.counts, run.implicit
-    get, key_size = run.decisions.get, run.key_size
+    get = run.decisions.get
     start = stop = last = -1             # the run of untouched elements not yet copied
     private = 0
-    inserts = list(_INSERT_TAGS) if top else []
-    next_insert = inserts[0] if top else _NEVER
-    while pos < end:
-        decision = get(raw[pos:pos + key_size]) or run.decide(raw[pos:pos + key_size])
-        what, count, tag, vr, header, length_of = decision
-        if tag <= last:                  # out of order (pydicom would sort on writing), an
-            if what == DELIMITER and in_item:    # item tag or a bad VR; or the item's end
-                pos += 8
+    inserts = list(_INSERT_TAGS)
+    next_insert = inserts[0]
+    in_item = False                      # the level is an item of undefined length
+    stack: list = []                     # the enclosing levels of the sequence entered
+    seq_end = seq_undefined = None       # the sequence whose items are being read
+    while True:
+        entered = False                  # a sequence was entered, rather than an item ended
+        while pos < end:
+            key = raw[pos:pos + 8]
+            what, count, tag, vr, header, length_of, size = get(key) or run.decide(key)
+            if tag <= last:              # out of order (pydicom would sort on writing), an
+                if what == DELIMITER and in_item:    # item tag or a bad VR; or the item's end
+                    break
+                raise _Unusual
+            last = tag
+            vend = pos + (size or header + length_of(raw, pos)[0])
+            if tag >= next_insert:
+                if start >= 0:
+                    out.append(raw[start:stop])
+                    start = -1
+                while inserts and inserts[0] <= tag:
+                    run.insert_at.append((len(out), inserts.pop(0)))
+                    out.append(None)
+                next_insert = inserts[0] if inserts else _NEVER
+            if vend <= end:              # defined length (undefined is 0xFFFFFFFF)
+                if not what:             # KEEP, the common case first
+                    if start < 0:
+                        start = pos
+                    stop = pos = vend
+                    continue
+                if what == PRIVATE:      # removed whole
+                    private += 1
+                    if start >= 0:
+                        out.append(raw[start:stop])
+                        start = -1
+                    pos = vend
+                    continue
+            vstart = pos + header
+            length = vend - vstart
+            if count is not None:
+                counts[count] = counts.get(count, 0) + 1
+            if what == RECURSE:          # enter the sequence: its items come next
+                if length != _UNDEFINED and vend > end:
+                    raise _Unusual
+                stack.append((out, end, in_item, last, next_insert, seq_end, seq_undefined,
+                              tag, vr, pos, vstart))
+                seq_undefined = length == _UNDEFINED
+                seq_end = end if seq_undefined else vend
+                sequence = _sequence_header(tag, implicit)
+                if tag in _OVERRIDDEN or raw[pos:vstart] != sequence:
+                    if start >= 0:
+                        out.append(raw[start:stop])
+                        start = -1
+                    if tag in _OVERRIDDEN:
+                        out = []         # counted, then replaced
+                    out.append(sequence)
+                elif start < 0:          # written as it came: the run goes on
+                    start = pos
+                pos = stop = vstart
+                entered = True
                 break
-            raise _Unusual
-        last = tag
-        vstart = pos + header
-        length = length_of(raw, pos)[0]
-        vend = vstart + length
-        if tag >= next_insert:
-            if start >= 0:
+            if start >= 0 and what != KEEP and what != KEEP_COUNTED and what != LOOKED_UP:
                 out.append(raw[start:stop])
                 start = -1
-            while inserts and inserts[0] <= tag:
-                run.insert_at.append((len(out), inserts.pop(0)))
-                out.append(None)
-            next_insert = inserts[0] if inserts else _NEVER
-        if vend <= end:                  # defined length (undefined is 0xFFFFFFFF)
-            if not what:                 # KEEP, the common case first
+            target = out if tag not in _OVERRIDDEN else []   # counted, then replaced
+            if length == _UNDEFINED:
+                if tag == _PIXELS and not implicit:
+                    vend = _skip_fragments(raw, vstart, end)
+                elif vr == b"SQ" or (implicit and tag & 0x10000):
+                    vend = _walk_items(run, counts if what in (DROP, EMPTY) else None, vstart,
+                                       end, True)
+                else:
+                    raise _Unusual
+            elif vend > end:
+                raise _Unusual           # truncated: the reference path names the element
+            elif vr == b"SQ" and what in (DROP, EMPTY):  # the reference removes private ones
+                _walk_items(run, counts, vstart, vend, False)   # first, and counts them
+            if not stack and tag in _LOOKED_UP:
+                run.top[tag] = (tag, vr, pos, vstart, vend)
+            if what == KEEP or what == KEEP_COUNTED or what == LOOKED_UP:
                 if start < 0:
                     start = pos
                 stop = pos = vend
                 continue
-            if what == PRIVATE:          # removed whole
-                private += 1
+            if what == PRIVATE or what == REPLACED or what == DROP:
+                pass                     # removed whole, or an overridden tag (re-inserted)
+            elif what == EMPTY:
+                target.append(_element(tag, vr, b"", implicit))
+            elif what == UIDS:
+                target.append(_uids(run, tag, vr, raw[vstart:vend], counts))
+            elif what == SHIFT:          # the offset is the patient's: known at the end
+                run.dates.append((target, len(target), tag, vr, raw[vstart:vend]))
+                target.append(None)
+            elif what == DUMMY:
+                target.append(_element(tag, vr, _dummy(vr), implicit))
+            else:
+                raise _Unusual
+            pos = vend
+        else:
+            if in_item:
+                raise _Unusual           # no item delimiter
+            if not stack:                # the dataset's end
+                if start >= 0:
+                    out.append(raw[start:stop])
+                for tag in inserts:
+                    run.insert_at.append((len(out), tag))
+                    out.append(None)
+                if private:
+                    counts["private"] = counts.get("private", 0) + private
+                return pos
+            if pos != end:
+                raise _Unusual           # past the end of an item of defined length
+        # Items and sequences are written with undefined lengths; those that came so are
+        # copied with the run of untouched bytes around them.
+        if not entered:                  # an item ended: at its delimiter, or its length
+            if in_item and raw[pos:pos + 8] == _ITEM_END:
+                if start < 0:
+                    start = pos
+                pos = stop = pos + 8
+            else:
                 if start >= 0:
                     out.append(raw[start:stop])
                     start = -1
-                pos = vend
-                continue
-        if count is not None:
-            counts[count] = counts.get(count, 0) + 1
-        if what == RECURSE:
-            if length != _UNDEFINED and vend > end:
+                out.append(_ITEM_END)
+                pos += 8 if in_item else 0
+        # the sequence's next item, or its end
+        if pos < seq_end:
+            group, element, length = _ITEM.unpack_from(raw, pos)
+            if group != 0xFFFE:
                 raise _Unusual
+            if element == 0xE000:
+                in_item = length == _UNDEFINED
+                end = seq_end if in_item else pos + 8 + length
+                if end > seq_end:
+                    raise _Unusual
+                last, next_insert = -1, _NEVER
+                if in_item:              # as it is written
+                    if start < 0:
+                        start = pos
+                    pos = stop = pos + 8
+                else:
+                    if start >= 0:
+                        out.append(raw[start:stop])
+                        start = -1
+                    out.append(_ITEM_START)
+                    pos += 8
+                continue
+            if element != 0xE0DD or not seq_undefined:
+                raise _Unusual
+            if raw[pos:pos + 8] == _SEQUENCE_END:
+                if start < 0:
+                    start = pos
+                pos = stop = pos + 8
+            else:
+                pos += 8
+                if start >= 0:
+                    out.append(raw[start:stop])
+                    start = -1
+                out.append(_SEQUENCE_END)
+        elif seq_undefined or pos != seq_end:
+            raise _Unusual
+        else:
             if start >= 0:
                 out.append(raw[start:stop])
                 start = -1
-            target = out if tag not in _OVERRIDDEN else []    # counted, then replaced
-            target.append(_element(tag, b"SQ", b"", implicit, _UNDEFINED))
-            begin, pos = pos, _process_items(run, vstart, end if length == _UNDEFINED else vend,
-                                             length == _UNDEFINED, target)
-            target.append(_SEQUENCE_END)
-            if top and tag in _LOOKED_UP:
-                run.top[tag] = (tag, vr, begin, vstart, pos)
-            continue
-        if length == _UNDEFINED:
-            if tag == _PIXELS and not implicit:
-                vend = _skip_fragments(raw, vstart, end)
-            elif vr == b"SQ" or (implicit and tag & 0x10000):
-                vend = _walk_items(run, counts if what in (DROP, EMPTY) else None, vstart, end,
-                                   True)
-            else:
-                raise _Unusual
-        elif vend > end:
-            raise _Unusual               # truncated: the reference path names the element
-        elif vr == b"SQ" and what in (DROP, EMPTY):   # the reference removes private ones first
-            _walk_items(run, counts, vstart, vend, False)
-        if top and tag in _LOOKED_UP:
-            run.top[tag] = (tag, vr, pos, vstart, vend)
-        if what == KEEP or what == KEEP_COUNTED or what == LOOKED_UP:
-            if start < 0:
-                start = pos
-            stop = pos = vend
-            continue
-        if start >= 0:
-            out.append(raw[start:stop])
+            out.append(_SEQUENCE_END)
+        parent = out                     # back to the level that holds the sequence
+        (out, end, in_item, last, next_insert, seq_end, seq_undefined, tag, vr, begin,
+         vstart) = stack.pop()
+        if out is not parent:            # an overridden sequence went to a discarded list
             start = -1
-        target = out if tag not in _OVERRIDDEN else []
-        if what == PRIVATE or what == REPLACED or what == DROP:
-            pass                         # removed whole, or an overridden tag (re-inserted)
-        elif what == EMPTY:
-            target.append(_element(tag, vr, b"", implicit))
-        elif what == UIDS:
-            target.append(_uids(run, tag, vr, raw[vstart:vend], counts))
-        elif what == SHIFT:              # the offset is the patient's: known at the end
-            run.dates.append((target, len(target), tag, vr, raw[vstart:vend]))
-            target.append(None)
-        elif what == DUMMY:
-            target.append(_element(tag, vr, _dummy(vr), implicit))
-        else:
-            raise _Unusual
-        pos = vend
-    else:
-        if in_item:
-            raise _Unusual               # no item delimiter
-    if start >= 0:
-        out.append(raw[start:stop])
-    for tag in inserts:
-        run.insert_at.append((len(out), tag))
-        out.append(None)
-    if private:
-        counts["private"] = counts.get("private", 0) + private
-    return pos
+        if not stack and tag in _LOOKED_UP:
+            run.top[tag] = (tag, vr, begin, vstart, pos)
 
 
-def _process_items(run: _Run, pos: int, end: int, undefined: bool, out: list) -> int:
-    """The items of a sequence, each de-identified, written with undefined lengths."""
-    while pos < end:
-        group, element, length = _ITEM.unpack_from(run.raw, pos)
-        if group != 0xFFFE:
-            raise _Unusual
-        if element == 0xE0DD and undefined:
-            return pos + 8
-        if element != 0xE000:
-            raise _Unusual
-        out.append(_ITEM_START)
-        if length == _UNDEFINED:
-            pos = _process(run, pos + 8, end, True, out)
-        else:
-            if pos + 8 + length > end:
-                raise _Unusual
-            if _process(run, pos + 8, pos + 8 + length, False, out) != pos + 8 + length:
-                raise _Unusual
-            pos += 8 + length
-        out.append(_ITEM_END)
-    if undefined or pos != end:
-        raise _Unusual
-    return pos
+@functools.lru_cache(maxsize=4096)
+def _sequence_header(tag: int, implicit: bool) -> bytes:
+    return _element(tag, b"SQ", b"", implicit, _UNDEFINED)
 
 
 def _walk_items(run: _Run, counts: dict | None, pos: int, end: int, undefined: bool) -> int:
@@ -515,20 +597,29 @@ def _walk_items(run: _Run, counts: dict | None, pos: int, end: int, undefined: b
     and return the sequence's end. One loop with a stack of the enclosing items and sequences
     (a call per item would cost more than the walk): the same checks as `_process_items`."""
     raw, implicit = run.raw, run.implicit
-    get, key_size = run.decisions.get, run.key_size
+    get, walks = run.decisions.get, run.walks.get
     counting = counts is not None
     private = 0
     stack = []                           # enclosing (in_item, end, undefined, counting)
     in_item = False                      # in an item (elements), else in a sequence (items)
     while True:
         if in_item:
-            if pos >= end:
-                if undefined:
-                    raise _Unusual       # no item delimiter
+            while pos < end:             # elements skipped whole: one dict lookup each
+                kind, size = walks(raw[pos:pos + 8]) or run.walk(raw[pos:pos + 8])
+                if kind == 0:
+                    pos += size
+                elif kind == 1:
+                    private += counting
+                    pos += size
+                else:
+                    break
+            else:
+                if pos > end or undefined:
+                    raise _Unusual       # past the item's end, or no item delimiter
                 in_item, end, undefined, counting = stack.pop()
                 continue
-            what, _, tag, vr, header, length_of = \
-                get(raw[pos:pos + key_size]) or run.decide(raw[pos:pos + key_size])
+            what, _, tag, vr, header, length_of, _ = \
+                get(raw[pos:pos + 8]) or run.decide(raw[pos:pos + 8])
             if tag < 0:                  # an item tag or a bad VR
                 if undefined and what == DELIMITER:
                     pos += 8
