@@ -45,15 +45,19 @@ def outputs(checkout: str) -> dict:
     print(f"fast path from {sys.modules['megamed.data.deid.dicom_fast'].__file__}",
           file=sys.stderr)
     ps = Pseudonymizer(KEY)
+    files = shipped_files()
     result = {}
-    for path in shipped_files():
+    # twice, the second time backwards: what the caches hold from other files (and options)
+    # must not change an output
+    for path in files + files[::-1]:
         raw = open(path, "rb").read()
         name = "/".join(Path(path).parts[-3:])
         for i, options in enumerate(OPTIONS):
             counts: dict = {}
             out = fast_deidentify(raw, ps, counts=counts, **options)
-            result[f"{name} #{i}"] = ["declined" if out is None else
-                                      hashlib.sha256(out).hexdigest(), counts]
+            got = ["declined" if out is None else hashlib.sha256(out).hexdigest(), counts]
+            if result.setdefault(f"{name} #{i}", got) != got:
+                result[f"{name} #{i}"] = ["depends on the files before it", counts]
     return result
 
 

@@ -55,8 +55,9 @@ _OVERRIDDEN = frozenset((_PATIENT_NAME, _PATIENT_ID) + _METHOD_TAGS)
 # rules, then replaced by what the reference sets afterwards (pseudonyms, method record);
 # KEEP_COUNTED: kept and counted (Retain Patient Characteristics); LOOKED_UP: kept, and read
 # once the pass is over (Modality, Burned In Annotation); DELIMITER: an item's end
+# FIXED: replaced by the same bytes in every file (removed: none; emptied; a dummy value)
 (KEEP, DROP, PRIVATE, UIDS, SHIFT, EMPTY, DUMMY, RECURSE, UNUSUAL, REPLACED, KEEP_COUNTED,
- LOOKED_UP, DELIMITER) = range(13)
+ LOOKED_UP, DELIMITER, FIXED) = range(14)
 
 
 class _Unusual(Exception):
@@ -134,7 +135,7 @@ class _Run:
         self.raw, self.ps, self.options, self.implicit, self.counts = \
             raw, ps, options, implicit, counts
         self.decisions = _DECISIONS.setdefault((options, implicit), {})
-        self.rules = _RULES.setdefault(options, {})
+        self.rules = _RULES.setdefault((options, implicit), {})
         self.walks = _WALKS.setdefault(implicit, {})
         for table in (self.decisions, self.rules, self.walks):
             if len(table) >= 1 << 16:   # bounded: private tags and lengths vary without end
@@ -151,7 +152,7 @@ class _Run:
     def walk(self, key: bytes) -> tuple:
         """(0: skip `size` bytes, 1: the same for a private element, 2: look closer) for the
         header `key` in a sequence that is only walked (`_walk_items`)."""
-        _, _, tag, vr, _, _, size = self.decisions.get(key) or self.decide(key)
+        _, _, _, tag, vr, _, _, size = self.decisions.get(key) or self.decide(key)
         kind = 2 if not size or tag < 0 or vr == b"SQ" else 1 if tag & 0x10000 else 0
         self.walks[key] = kind, size
         return kind, size
@@ -288,7 +289,7 @@ def _skip_fragments(raw: bytes, pos: int, end: int) -> int:
 # reader, element size: 0 where the length is not in those 8 bytes or undefined). Files of one
 # scanner repeat their headers, so nearly every element is one dict lookup.
 _DECISIONS: dict[tuple, dict] = {}
-_RULES: dict[tuple, dict] = {}         # options -> {(tag, VR): (what, count)}
+_RULES: dict[tuple, dict] = {}         # (options, implicit) -> {(tag, VR): _rule(...)}
 _WALKS: dict[bool, dict] = {}          # implicit -> {first 8 bytes: Run.walk's answer}
 _SHORT_LENGTH = struct.Struct("<6xH").unpack_from     # explicit VR, 16-bit length
 _LONG_LENGTH_AT = struct.Struct("<8xI").unpack_from   # explicit VR OB, SQ, UN...: 32-bit
@@ -296,8 +297,8 @@ _TAG_LENGTH = struct.Struct("<4xI").unpack_from       # implicit VR, and items
 _KEY = struct.Struct("<HH")
 _ANY_VR = _SHORT_VRS | _LONG_VRS
 # a header no element may have (an item tag, a bad VR): tag -1 fails the order check
-_BAD = (UNUSUAL, None, -1, None, 8, _TAG_LENGTH, 0)
-_DELIMITER = (DELIMITER, None, -1, None, 8, _TAG_LENGTH, 0)
+_BAD = (UNUSUAL, None, None, -1, None, 8, _TAG_LENGTH, 0)
+_DELIMITER = (DELIMITER, None, None, -1, None, 8, _TAG_LENGTH, 0)
 
 
 def _decide_header(key: bytes, implicit: bool, options: tuple, rules: dict) -> tuple:
@@ -329,6 +330,7 @@ def _decide_header(key: bytes, implicit: bool, options: tuple, rules: dict) -> t
 
 
 def _rule(tag: int, vr: bytes, group: int, implicit: bool, options: tuple) -> tuple:
+    """(what, count, the FIXED bytes) for an element with this tag and VR."""
     what, count = _decide(tag, vr, *options)
     if vr == b"UN" and not implicit and not group & 1:
         what = UNUSUAL                   # pydicom may re-read it under its dictionary VR
@@ -336,7 +338,10 @@ def _rule(tag: int, vr: bytes, group: int, implicit: bool, options: tuple) -> tu
         what = KEEP_COUNTED
     elif what == KEEP and tag in _LOOKED_UP:
         what = LOOKED_UP
-    return what, count
+    elif what in (DROP, EMPTY, DUMMY) and vr != b"SQ" and tag not in _LOOKED_UP:
+        value = b"" if what == EMPTY else _dummy(vr)
+        return FIXED, count, b"" if what == DROP else _element(tag, vr, value, implicit)
+    return what, count, None
 
 
 def _decide(tag: int, vr_bytes: bytes, retain_dates: bool,
@@ -420,7 +425,7 @@ def _process(run: _Run, pos: int, end: int, out: list) -> int:
         entered = False                  # a sequence was entered, rather than an item ended
         while pos < end:
             key = raw[pos:pos + 8]
-            what, count, tag, vr, header, length_of, size = get(key) or run.decide(key)
+            what, count, fixed, tag, vr, header, length_of, size = get(key) or run.decide(key)
             if tag <= last:              # out of order (pydicom would sort on writing), an
                 if what == DELIMITER and in_item:    # item tag or a bad VR; or the item's end
                     break
@@ -446,6 +451,16 @@ def _process(run: _Run, pos: int, end: int, out: list) -> int:
                     if start >= 0:
                         out.append(raw[start:stop])
                         start = -1
+                    pos = vend
+                    continue
+                if what == FIXED:
+                    if count is not None:        # (group lengths are not counted)
+                        counts[count] = counts.get(count, 0) + 1
+                    if start >= 0:
+                        out.append(raw[start:stop])
+                        start = -1
+                    if fixed:
+                        out.append(fixed)
                     pos = vend
                     continue
             vstart = pos + header
@@ -513,8 +528,8 @@ def _process(run: _Run, pos: int, end: int, out: list) -> int:
             if in_item:
                 raise _Unusual           # no item delimiter
             if not stack:                # the dataset's end
-                if start >= 0:
-                    out.append(raw[start:stop])
+                if start >= 0:           # (pixel data, mostly: not copied before the join)
+                    out.append(memoryview(raw)[start:stop])
                 for tag in inserts:
                     run.insert_at.append((len(out), tag))
                     out.append(None)
@@ -618,7 +633,7 @@ def _walk_items(run: _Run, counts: dict | None, pos: int, end: int, undefined: b
                     raise _Unusual       # past the item's end, or no item delimiter
                 in_item, end, undefined, counting = stack.pop()
                 continue
-            what, _, tag, vr, header, length_of, _ = \
+            what, _, _, tag, vr, header, length_of, _ = \
                 get(raw[pos:pos + 8]) or run.decide(raw[pos:pos + 8])
             if tag < 0:                  # an item tag or a bad VR
                 if undefined and what == DELIMITER:
