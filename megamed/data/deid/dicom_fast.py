@@ -176,13 +176,13 @@ def _fast(raw, ps, allow_burned_in, retain_dates, retain_patient, counts) -> byt
             raise _Unusual
     patient = _text(raw, top.get(_PATIENT_ID)).strip() or \
         _text(raw, top.get(_PATIENT_NAME)).strip() or _text(raw, top.get(_STUDY_UID))
-    if run.dates:
-        shift = ref.dt.timedelta(days=ps.date_shift_days(patient))
-        for target, index, tag, vr, value in run.dates:
-            target[index] = _shifted(shift, tag, vr, value, implicit)
-    inserts = _inserts(ps, patient, retain_dates, retain_patient, implicit)
-    for index, tag in run.insert_at:
-        body[index] = inserts[tag]
+    name, patient_id, shift = _patient(ps, patient, implicit)
+    for target, index, tag, vr, value in run.dates:
+        target[index] = _shifted(shift, tag, vr, value, implicit)
+    method = _method_record(ps.key_id, retain_dates, retain_patient, implicit)
+    for index, tag in run.insert_at:     # `ds.PatientName/PatientID = ...`, `_record_method`
+        body[index] = name if tag == _PATIENT_NAME else patient_id if tag == _PATIENT_ID \
+            else method[tag]
     # the file meta takes the dataset's SOP UIDs: the class as it is, the instance remapped
     sop_class, sop_instance = _text(raw, top.get(_SOP_CLASS)), _text(raw, top.get(_SOP_INSTANCE))
     if not sop_class or not sop_instance or top[_SOP_CLASS][1] != b"UI" or \
@@ -336,6 +336,8 @@ def _rule(tag: int, vr: bytes, group: int, implicit: bool, options: tuple) -> tu
         what = UNUSUAL                   # pydicom may re-read it under its dictionary VR
     elif what == KEEP and count is not None:
         what = KEEP_COUNTED
+    elif what == UIDS and tag in ref._KEEP_UIDS:   # written as they came
+        what = LOOKED_UP if tag in _LOOKED_UP else KEEP
     elif what == KEEP and tag in _LOOKED_UP:
         what = LOOKED_UP
     elif what in (DROP, EMPTY, DUMMY) and vr != b"SQ" and tag not in _LOOKED_UP:
@@ -696,6 +698,8 @@ def _uids(run: _Run, tag: int, vr: bytes, value: bytes, counts: dict) -> bytes:
 
 def _remap(ps: Pseudonymizer, text: str) -> str:
     uid = ps.uid
+    if "\\" not in text:
+        return text if text in UID_dictionary else uid(text)
     return "\\".join(v if v in UID_dictionary else uid(v) for v in text.split("\\"))
 
 
@@ -750,12 +754,13 @@ def _text_element(tag: int, vr: str, value: str, implicit: bool = False) -> byte
 
 # --- what the reference path sets after the rules -------------------------------------------
 
-def _inserts(ps: Pseudonymizer, patient: str, retain_dates: bool, retain_patient: bool,
-             implicit: bool) -> dict:
-    """`ds.PatientName/PatientID = ...` and `dicom._record_method`: {tag: encoded element}."""
-    return {_PATIENT_NAME: _text_element(_PATIENT_NAME, "PN", ps.patient_name(patient), implicit),
-            _PATIENT_ID: _text_element(_PATIENT_ID, "LO", ps.patient_id(patient), implicit),
-            **_method_record(ps.key_id, retain_dates, retain_patient, implicit)}
+@functools.lru_cache(maxsize=1024)
+def _patient(ps: Pseudonymizer, patient: str, implicit: bool) -> tuple:
+    """The PatientName and PatientID elements of the patient's pseudonym, and the patient's
+    date offset: the same in every file of the patient (a series has hundreds)."""
+    return (_text_element(_PATIENT_NAME, "PN", ps.patient_name(patient), implicit),
+            _text_element(_PATIENT_ID, "LO", ps.patient_id(patient), implicit),
+            ref.dt.timedelta(days=ps.date_shift_days(patient)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -787,12 +792,17 @@ def _write_meta(raw: bytes, meta: dict, sop_class: str, sop_instance: str) -> by
         new[0x00020001] = _element(0x00020001, b"OB", b"\x00\x01")
     new[0x00020002] = _text_element(0x00020002, _meta_vr(meta, 0x00020002), sop_class)
     new[0x00020003] = _text_element(0x00020003, _meta_vr(meta, 0x00020003), sop_instance)
-    new[0x00020012] = _text_element(0x00020012, _meta_vr(meta, 0x00020012),
-                                    PYDICOM_IMPLEMENTATION_UID)
-    new[0x00020013] = _text_element(0x00020013, _meta_vr(meta, 0x00020013),
-                                    "PYDICOM " + pydicom.__version__)
-    body = b"".join(new[tag] for tag in sorted(new))
+    new[0x00020012] = _writer_element(0x00020012, _meta_vr(meta, 0x00020012))
+    new[0x00020013] = _writer_element(0x00020013, _meta_vr(meta, 0x00020013))
+    body = b"".join([new[tag] for tag in sorted(new)])
     return _element(0x00020000, b"UL", struct.pack("<I", len(body))) + body
+
+
+@functools.lru_cache(maxsize=16)
+def _writer_element(tag: int, vr: str) -> bytes:
+    """ImplementationClassUID or ImplementationVersionName: pydicom's."""
+    return _text_element(tag, vr, PYDICOM_IMPLEMENTATION_UID if tag == 0x00020012 else
+                         "PYDICOM " + pydicom.__version__)
 
 
 def _meta_vr(meta: dict, tag: int) -> str:
