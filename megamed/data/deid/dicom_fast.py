@@ -150,10 +150,20 @@ class _Run:
         return decision
 
     def walk(self, key: bytes) -> tuple:
-        """(0: skip `size` bytes, 1: the same for a private element, 2: look closer) for the
-        header `key` in a sequence that is only walked (`_walk_items`)."""
-        _, _, _, tag, vr, _, _, size = self.decisions.get(key) or self.decide(key)
-        kind = 2 if not size or tag < 0 or vr == b"SQ" else 1 if tag & 0x10000 else 0
+        """(kind, size) of the header `key` in a sequence that is only walked (`_walk_items`):
+        an element of `size` bytes (_SKIP, _SKIP_PRIVATE), an item of undefined length
+        (_ITEM_UNDEFINED) or of `size` bytes with its header (_ITEM_DEFINED), an item's or the
+        sequence's delimiter, or another element (_LOOK: a sequence, a long VR)."""
+        group, element, length = _ITEM.unpack_from(key) if len(key) == 8 else (0, 0, 0)
+        size = 0
+        if group == 0xFFFE:
+            kind = _ITEM_KINDS.get(element, _LOOK)
+            if kind == _ITEM_UNDEFINED and length != _UNDEFINED:
+                kind, size = _ITEM_DEFINED, 8 + length
+        else:
+            _, _, _, tag, vr, _, _, size = self.decisions.get(key) or self.decide(key)
+            kind = _LOOK if not size or tag < 0 or vr == b"SQ" else \
+                _SKIP_PRIVATE if tag & 0x10000 else _SKIP
         self.walks[key] = kind, size
         return kind, size
 
@@ -404,6 +414,10 @@ def _date(in_dataset: bool, removed: str, retain_dates: bool) -> tuple[int, str]
     return DROP, "X"
 
 
+# what `_walk_items` sees (`_Run.walk`)
+_SKIP, _SKIP_PRIVATE, _LOOK, _ITEM_UNDEFINED, _ITEM_DEFINED, _ITEM_DELIMITER, \
+    _SEQUENCE_DELIMITER = range(7)
+_ITEM_KINDS = {0xE000: _ITEM_UNDEFINED, 0xE00D: _ITEM_DELIMITER, 0xE0DD: _SEQUENCE_DELIMITER}
 _INSERT_TAGS = tuple(sorted(_OVERRIDDEN))
 _NEVER = 1 << 32
 
@@ -612,20 +626,22 @@ def _walk_items(run: _Run, counts: dict | None, pos: int, end: int, undefined: b
     """Walk the items of a sequence that is skipped, removed or emptied: count the private
     elements in it into `counts` if given (the reference removes those first and counts them),
     and return the sequence's end. One loop with a stack of the enclosing items and sequences
-    (a call per item would cost more than the walk): the same checks as `_process_items`."""
+    (a call per item would cost more than the walk), every header one dict lookup (the
+    elements of a removed waveform annotation are most of a DICOM ECG): the same checks as
+    `_process`."""
     raw, implicit = run.raw, run.implicit
     get, walks = run.decisions.get, run.walks.get
     counting = counts is not None
     private = 0
-    stack = []                           # enclosing (in_item, end, undefined, counting)
-    in_item = False                      # in an item (elements), else in a sequence (items)
+    stack = []         # (end, undefined, counting) of the enclosing sequences and items
+    in_item = False    # in an item (elements), else in a sequence (items); they alternate
     while True:
         if in_item:
-            while pos < end:             # elements skipped whole: one dict lookup each
+            while pos < end:             # elements skipped whole
                 kind, size = walks(raw[pos:pos + 8]) or run.walk(raw[pos:pos + 8])
-                if kind == 0:
+                if kind == _SKIP:
                     pos += size
-                elif kind == 1:
+                elif kind == _SKIP_PRIVATE:
                     private += counting
                     pos += size
                 else:
@@ -633,16 +649,20 @@ def _walk_items(run: _Run, counts: dict | None, pos: int, end: int, undefined: b
             else:
                 if pos > end or undefined:
                     raise _Unusual       # past the item's end, or no item delimiter
-                in_item, end, undefined, counting = stack.pop()
+                end, undefined, counting = stack.pop()
+                in_item = False
                 continue
-            what, _, _, tag, vr, header, length_of, _ = \
+            if kind == _ITEM_DELIMITER and undefined:
+                pos += 8
+                end, undefined, counting = stack.pop()
+                in_item = False
+                continue
+            if kind != _LOOK:
+                raise _Unusual           # an item tag among the elements
+            _, _, _, tag, vr, header, length_of, _ = \
                 get(raw[pos:pos + 8]) or run.decide(raw[pos:pos + 8])
-            if tag < 0:                  # an item tag or a bad VR
-                if undefined and what == DELIMITER:
-                    pos += 8
-                    in_item, end, undefined, counting = stack.pop()
-                    continue
-                raise _Unusual
+            if tag < 0:
+                raise _Unusual           # a bad VR
             vstart = pos + header
             length = length_of(raw, pos)[0]
             is_private = tag & 0x10000
@@ -651,40 +671,38 @@ def _walk_items(run: _Run, counts: dict | None, pos: int, end: int, undefined: b
             if length == _UNDEFINED:
                 if vr != b"SQ" and not (implicit and is_private):
                     raise _Unusual
-                stack.append((True, end, undefined, counting))
+                stack.append((end, undefined, counting))
                 in_item, pos, undefined, counting = False, vstart, True, counting and not is_private
             else:
                 vend = vstart + length
                 if vend > end:
                     raise _Unusual
                 if vr == b"SQ" and not is_private:
-                    stack.append((True, end, undefined, counting))
+                    stack.append((end, undefined, counting))
                     in_item, pos, end, undefined = False, vstart, vend, False
                 else:
                     pos = vend
-        else:
-            if pos >= end:
-                if undefined or pos != end:
+            continue
+        if pos < end:
+            kind, size = walks(raw[pos:pos + 8]) or run.walk(raw[pos:pos + 8])
+            if kind == _ITEM_UNDEFINED or kind == _ITEM_DEFINED:
+                item_end = end if kind == _ITEM_UNDEFINED else pos + size
+                if item_end > end:
                     raise _Unusual
-            else:
-                group, element, length = _ITEM.unpack_from(raw, pos)
-                if group != 0xFFFE:
-                    raise _Unusual
-                pos += 8
-                if element == 0xE000:
-                    item_end = end if length == _UNDEFINED else pos + length
-                    if item_end > end:
-                        raise _Unusual
-                    stack.append((False, end, undefined, counting))
-                    in_item, end, undefined = True, item_end, length == _UNDEFINED
-                    continue
-                if element != 0xE0DD or not undefined:
-                    raise _Unusual
-            if not stack:                # the sequence's end
-                if private:
-                    counts["private"] = counts.get("private", 0) + private
-                return pos
-            in_item, end, undefined, counting = stack.pop()
+                stack.append((end, undefined, counting))
+                in_item, pos, end, undefined = True, pos + 8, item_end, kind == _ITEM_UNDEFINED
+                continue
+            if kind != _SEQUENCE_DELIMITER or not undefined:
+                raise _Unusual
+            pos += 8
+        elif undefined or pos != end:
+            raise _Unusual
+        if not stack:                    # the sequence's end
+            if private:
+                counts["private"] = counts.get("private", 0) + private
+            return pos
+        end, undefined, counting = stack.pop()
+        in_item = True
 
 
 def _uids(run: _Run, tag: int, vr: bytes, value: bytes, counts: dict) -> bytes:
