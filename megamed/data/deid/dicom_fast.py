@@ -483,6 +483,8 @@ def _process(run: _Run, pos: int, end: int, out: list) -> int:
             length = vend - vstart
             if count is not None:
                 counts[count] = counts.get(count, 0) + 1
+            # the reference sets these top-level elements after the rules (not those in items)
+            replaced = not stack and tag in _OVERRIDDEN
             if what == RECURSE:          # enter the sequence: its items come next
                 if length != _UNDEFINED and vend > end:
                     raise _Unusual
@@ -491,11 +493,11 @@ def _process(run: _Run, pos: int, end: int, out: list) -> int:
                 seq_undefined = length == _UNDEFINED
                 seq_end = end if seq_undefined else vend
                 sequence = _sequence_header(tag, implicit)
-                if tag in _OVERRIDDEN or raw[pos:vstart] != sequence:
+                if replaced or raw[pos:vstart] != sequence:
                     if start >= 0:
                         out.append(raw[start:stop])
                         start = -1
-                    if tag in _OVERRIDDEN:
+                    if replaced:
                         out = []         # counted, then replaced
                     out.append(sequence)
                 elif start < 0:          # written as it came: the run goes on
@@ -503,10 +505,12 @@ def _process(run: _Run, pos: int, end: int, out: list) -> int:
                 pos = stop = vstart
                 entered = True
                 break
+            if what == REPLACED and not replaced:
+                what = KEEP
             if start >= 0 and what != KEEP and what != KEEP_COUNTED and what != LOOKED_UP:
                 out.append(raw[start:stop])
                 start = -1
-            target = out if tag not in _OVERRIDDEN else []   # counted, then replaced
+            target = [] if replaced else out     # counted, then replaced
             if length == _UNDEFINED:
                 if tag == _PIXELS and not implicit:
                     vend = _skip_fragments(raw, vstart, end)
@@ -527,7 +531,7 @@ def _process(run: _Run, pos: int, end: int, out: list) -> int:
                 stop = pos = vend
                 continue
             if what == PRIVATE or what == REPLACED or what == DROP:
-                pass                     # removed whole, or an overridden tag (re-inserted)
+                pass                     # removed whole, or replaced (re-inserted)
             elif what == EMPTY:
                 target.append(_element(tag, vr, b"", implicit))
             elif what == UIDS:
