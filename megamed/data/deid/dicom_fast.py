@@ -134,12 +134,12 @@ class _Run:
     def __init__(self, raw, ps, options, implicit, counts):
         self.raw, self.ps, self.options, self.implicit, self.counts = \
             raw, ps, options, implicit, counts
-        self.decisions = _DECISIONS.setdefault((options, implicit), {})
-        self.rules = _RULES.setdefault((options, implicit), {})
-        self.walks = _WALKS.setdefault(implicit, {})
-        for table in (self.decisions, self.rules, self.walks):
-            if len(table) >= 1 << 16:   # bounded: private tags and lengths vary without end
-                table.clear()
+        tables = _TABLES.get((options, implicit))
+        if tables is None or max(map(len, tables)) >= 1 << 16:
+            # bounded: private tags and lengths vary without end
+            tables = _TABLES[options, implicit] = ({}, {}, _WALKS.setdefault(implicit, {}))
+            tables[2].clear()
+        self.decisions, self.rules, self.walks = tables
         self.top: dict = {}       # {tag: (tag, vr, start, value start, end)}, see _LOOKED_UP
         self.dates: list = []     # (output list, index, tag, vr, value): shifted at the end
         self.insert_at: list = []  # (index in the top-level output, tag of the insert)
@@ -294,13 +294,14 @@ def _skip_fragments(raw: bytes, pos: int, end: int) -> int:
 
 # --- the rules ----------------------------------------------------------------------------
 
-# (options, implicit) -> {the element's first 8 bytes (tag, VR and 16-bit length; implicit:
-# tag and length): decision}; decisions are tuples (what, count, tag, VR, header size, length
-# reader, element size: 0 where the length is not in those 8 bytes or undefined). Files of one
-# scanner repeat their headers, so nearly every element is one dict lookup.
-_DECISIONS: dict[tuple, dict] = {}
-_RULES: dict[tuple, dict] = {}         # (options, implicit) -> {(tag, VR): _rule(...)}
-_WALKS: dict[bool, dict] = {}          # implicit -> {first 8 bytes: Run.walk's answer}
+# (options, implicit) -> (decisions, rules, walks). decisions: {an element's first 8 bytes
+# (tag, VR and 16-bit length; implicit VR: tag and length): (what, count, the FIXED bytes or
+# the header of a RECURSE sequence, tag, VR, header size, length reader, element size: 0
+# where the length is not in those 8 bytes or is undefined)}; rules: {(tag, VR): _rule(...)};
+# walks (the same for all options): {first 8 bytes: _Run.walk(...)}. Files of one scanner
+# repeat their headers, so nearly every element is one dict lookup.
+_TABLES: dict[tuple, tuple] = {}
+_WALKS: dict[bool, dict] = {}
 _SHORT_LENGTH = struct.Struct("<6xH").unpack_from     # explicit VR, 16-bit length
 _LONG_LENGTH_AT = struct.Struct("<8xI").unpack_from   # explicit VR OB, SQ, UN...: 32-bit
 _TAG_LENGTH = struct.Struct("<4xI").unpack_from       # implicit VR, and items
@@ -312,7 +313,7 @@ _DELIMITER = (DELIMITER, None, None, -1, None, 8, _TAG_LENGTH, 0)
 
 
 def _decide_header(key: bytes, implicit: bool, options: tuple, rules: dict) -> tuple:
-    """The decision for one element header (see _DECISIONS): where its value starts, how its
+    """The decision for one element header (see _TABLES): where its value starts, how its
     length is read, and what the rules do with it."""
     if len(key) < 8:
         return _BAD
@@ -353,6 +354,8 @@ def _rule(tag: int, vr: bytes, group: int, implicit: bool, options: tuple) -> tu
     elif what in (DROP, EMPTY, DUMMY) and vr != b"SQ" and tag not in _LOOKED_UP:
         value = b"" if what == EMPTY else _dummy(vr)
         return FIXED, count, b"" if what == DROP else _element(tag, vr, value, implicit)
+    elif what == RECURSE:                # the header it is written with
+        return what, count, _element(tag, b"SQ", b"", implicit, _UNDEFINED)
     return what, count, None
 
 
@@ -492,14 +495,13 @@ def _process(run: _Run, pos: int, end: int, out: list) -> int:
                               tag, vr, pos, vstart))
                 seq_undefined = length == _UNDEFINED
                 seq_end = end if seq_undefined else vend
-                sequence = _sequence_header(tag, implicit)
-                if replaced or raw[pos:vstart] != sequence:
+                if replaced or raw[pos:vstart] != fixed:
                     if start >= 0:
                         out.append(raw[start:stop])
                         start = -1
                     if replaced:
                         out = []         # counted, then replaced
-                    out.append(sequence)
+                    out.append(fixed)
                 elif start < 0:          # written as it came: the run goes on
                     start = pos
                 pos = stop = vstart
@@ -619,11 +621,6 @@ def _process(run: _Run, pos: int, end: int, out: list) -> int:
             start = -1
         if not stack and tag in _LOOKED_UP:
             run.top[tag] = (tag, vr, begin, vstart, pos)
-
-
-@functools.lru_cache(maxsize=4096)
-def _sequence_header(tag: int, implicit: bool) -> bytes:
-    return _element(tag, b"SQ", b"", implicit, _UNDEFINED)
 
 
 def _walk_items(run: _Run, counts: dict | None, pos: int, end: int, undefined: bool) -> int:
