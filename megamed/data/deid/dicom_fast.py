@@ -2,10 +2,14 @@
 
 The reference path (pydicom.dcmread, `dicom.deidentify_dicom`, `save_as`) builds a Python
 object per element and re-encodes every value it touched; that caps it near 300 files/s per
-core. Here the file is walked once (after a look at the top-level elements that say who the
-patient is), each element's action comes from a per-(tag, VR) decision cached across files
-(the same Annex E rules as `_apply`, read off the same tables), runs of untouched elements are
-copied as one byte slice, and only the changed values are encoded. Sequences that are
+core. Here the file is walked once, in one loop (kept sequences are entered with a stack, not
+a call per item). Each element costs one dict lookup keyed by its first 8 header bytes (tag,
+VR, 16-bit length): the decision holds the action (the same Annex E rules as `_apply`, read
+off the same tables), the element's size and, for removed, emptied or dummy elements, the
+bytes that replace it. Runs of untouched elements, items and sequences that came with
+undefined lengths included, are copied as one byte slice; only changed values are encoded.
+What depends on the patient (PatientID comes after the study dates) is filled into its place
+once the pass is over: shifted dates, the pseudonyms, the method record. Sequences that are
 rewritten get undefined lengths, as pydicom writes them; removed ones are only walked to count
 the private elements inside (the reference counts them).
 
