@@ -572,10 +572,7 @@ def _process(run: _Run, pos: int, end: int, out: list) -> int:
                     start = pos
                 pos = stop = pos + 8
             else:
-                if start >= 0:
-                    out.append(raw[start:stop])
-                    start = -1
-                out.append(_ITEM_END)
+                start = _write(out, raw, start, stop, _ITEM_END)
                 pos += 8 if in_item else 0
         # the sequence's next item, or its end
         if pos < seq_end:
@@ -593,10 +590,7 @@ def _process(run: _Run, pos: int, end: int, out: list) -> int:
                         start = pos
                     pos = stop = pos + 8
                 else:
-                    if start >= 0:
-                        out.append(raw[start:stop])
-                        start = -1
-                    out.append(_ITEM_START)
+                    start = _write(out, raw, start, stop, _ITEM_START)
                     pos += 8
                 continue
             if element != 0xE0DD or not seq_undefined:
@@ -607,17 +601,11 @@ def _process(run: _Run, pos: int, end: int, out: list) -> int:
                 pos = stop = pos + 8
             else:
                 pos += 8
-                if start >= 0:
-                    out.append(raw[start:stop])
-                    start = -1
-                out.append(_SEQUENCE_END)
+                start = _write(out, raw, start, stop, _SEQUENCE_END)
         elif seq_undefined or pos != seq_end:
             raise _Unusual
         else:
-            if start >= 0:
-                out.append(raw[start:stop])
-                start = -1
-            out.append(_SEQUENCE_END)
+            start = _write(out, raw, start, stop, _SEQUENCE_END)
         parent = out                     # back to the level that holds the sequence
         (out, end, in_item, last, next_insert, seq_end, seq_undefined, tag, vr, begin,
          vstart) = stack.pop()
@@ -625,6 +613,15 @@ def _process(run: _Run, pos: int, end: int, out: list) -> int:
             start = -1
         if not stack and tag in _LOOKED_UP:
             run.top[tag] = (tag, vr, begin, vstart, pos)
+
+
+def _write(out: list, raw: bytes, start: int, stop: int, header: bytes) -> int:
+    """Copy the run of untouched bytes (if any) and write an item or sequence `header` that
+    did not come as it is written: the run's new start (none)."""
+    if start >= 0:
+        out.append(raw[start:stop])
+    out.append(header)
+    return -1
 
 
 def _walk_items(run: _Run, counts: dict | None, pos: int, end: int, undefined: bool) -> int:
