@@ -29,6 +29,7 @@ import functools
 import io
 import os
 import struct
+import weakref
 
 import pydicom
 from pydicom.datadict import dictionary_VR
@@ -774,13 +775,26 @@ def _text_element(tag: int, vr: str, value: str, implicit: bool = False) -> byte
 
 # --- what the reference path sets after the rules -------------------------------------------
 
-@functools.lru_cache(maxsize=1024)
+# Pseudonymizer -> {(patient, implicit): _patient(...)}; weak, so no Pseudonymizer (and its
+# UID cache) outlives its user here
+_PATIENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _patient(ps: Pseudonymizer, patient: str, implicit: bool) -> tuple:
     """The PatientName and PatientID elements of the patient's pseudonym, and the patient's
     date offset: the same in every file of the patient (a series has hundreds)."""
-    return (_text_element(_PATIENT_NAME, "PN", ps.patient_name(patient), implicit),
+    cache = _PATIENTS.get(ps)
+    if cache is None:
+        cache = _PATIENTS[ps] = {}
+    found = cache.get((patient, implicit))
+    if found is None:
+        if len(cache) >= 1024:
+            cache.clear()
+        found = cache[patient, implicit] = (
+            _text_element(_PATIENT_NAME, "PN", ps.patient_name(patient), implicit),
             _text_element(_PATIENT_ID, "LO", ps.patient_id(patient), implicit),
             ref.dt.timedelta(days=ps.date_shift_days(patient)))
+    return found
 
 
 @functools.lru_cache(maxsize=64)
