@@ -76,6 +76,8 @@ def _series_file(i: int, syntax) -> bytes:
     ref.ReferencedSOPClassUID = ds.SOPClassUID
     ref.ReferencedSOPInstanceUID = ds.SOPInstanceUID
     ref.add_new(0x00091010, "LO", "private secret Jane Doe")
+    # set again by the reference at the top level only: in an item, the profile's action
+    ref.PatientName, ref.PatientID, ref.PatientIdentityRemoved = "Doe^Jane^Q", "PAT-000123", "NO"
     inner = Dataset()
     inner.PersonName = "Kildare^James"
     inner.InstanceCreationDate = "20190107"

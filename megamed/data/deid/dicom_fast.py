@@ -2,10 +2,14 @@
 
 The reference path (pydicom.dcmread, `dicom.deidentify_dicom`, `save_as`) builds a Python
 object per element and re-encodes every value it touched; that caps it near 300 files/s per
-core. Here the file is walked once (after a look at the top-level elements that say who the
-patient is), each element's action comes from a per-(tag, VR) decision cached across files
-(the same Annex E rules as `_apply`, read off the same tables), runs of untouched elements are
-copied as one byte slice, and only the changed values are encoded. Sequences that are
+core. Here the file is walked once, in one loop (kept sequences are entered with a stack, not
+a call per item). Each element costs one dict lookup keyed by its first 8 header bytes (tag,
+VR, 16-bit length): the decision holds the action (the same Annex E rules as `_apply`, read
+off the same tables), the element's size and, for removed, emptied or dummy elements, the
+bytes that replace it. Runs of untouched elements, items and sequences that came with
+undefined lengths included, are copied as one byte slice; only changed values are encoded.
+What depends on the patient (PatientID comes after the study dates) is filled into its place
+once the pass is over: shifted dates, the pseudonyms, the method record. Sequences that are
 rewritten get undefined lengths, as pydicom writes them; removed ones are only walked to count
 the private elements inside (the reference counts them).
 
@@ -25,6 +29,7 @@ import functools
 import io
 import os
 import struct
+import weakref
 
 import pydicom
 from pydicom.datadict import dictionary_VR
@@ -52,8 +57,12 @@ _METHOD_TAGS = (0x00120062, 0x00120063, 0x00120064, 0x00280303)
 _OVERRIDDEN = frozenset((_PATIENT_NAME, _PATIENT_ID) + _METHOD_TAGS)
 
 # what to do with one element (decided once per tag, VR and options); REPLACED: kept by the
-# rules, then replaced by what the reference sets afterwards (pseudonyms, method record)
-KEEP, DROP, PRIVATE, UIDS, SHIFT, EMPTY, DUMMY, RECURSE, UNUSUAL, REPLACED = range(10)
+# rules, then replaced by what the reference sets afterwards (pseudonyms, method record);
+# KEEP_COUNTED: kept and counted (Retain Patient Characteristics); LOOKED_UP: kept, and read
+# once the pass is over (Modality, Burned In Annotation); DELIMITER: an item's end
+# FIXED: replaced by the same bytes in every file (removed: none; emptied; a dummy value)
+(KEEP, DROP, PRIVATE, UIDS, SHIFT, EMPTY, DUMMY, RECURSE, UNUSUAL, REPLACED, KEEP_COUNTED,
+ LOOKED_UP, DELIMITER, FIXED) = range(14)
 
 
 class _Unusual(Exception):
@@ -102,6 +111,7 @@ def _reference(raw: bytes, ps: Pseudonymizer, name: str, counts, options) -> byt
     return ref.write_dicom(ds, name)
 
 
+
 def fast_deidentify(raw: bytes, ps: Pseudonymizer, *, allow_burned_in: bool = False,
                     retain_dates: bool = True, clean_descriptors: bool = False,
                     retain_patient_characteristics: bool = False,
@@ -111,7 +121,8 @@ def fast_deidentify(raw: bytes, ps: Pseudonymizer, *, allow_burned_in: bool = Fa
         return None
     local: dict = {}
     try:
-        out = _fast(raw, ps, allow_burned_in, retain_dates, retain_patient_characteristics, local)
+        out = _fast(bytes(raw), ps, allow_burned_in, retain_dates,
+                    retain_patient_characteristics, local)
     except (_Unusual, struct.error, UnicodeDecodeError, ValueError):
         return None
     if counts is not None:              # counted only when the fast path finished
@@ -121,33 +132,72 @@ def fast_deidentify(raw: bytes, ps: Pseudonymizer, *, allow_burned_in: bool = Fa
 
 
 class _Run:
-    def __init__(self, raw, ps, shift, retain_dates, retain_patient, counts, implicit):
-        self.raw, self.ps, self.shift, self.counts = raw, ps, shift, counts
-        self.implicit = implicit
-        self.options = (retain_dates, retain_patient)
-        # decisions by (tag, VR) for these options: a dict lookup per element
-        self.decisions = _DECISIONS.setdefault(self.options, {})
-        if len(self.decisions) >= 1 << 16:  # bounded: private tags vary without end
-            self.decisions.clear()
+    """One file's pass: its bytes, the cached decisions for its header form and options, and
+    what waits for the patient, who is known only when the pass is over (PatientID comes after
+    the study dates): the dates to shift and the places of the pseudonyms and method record."""
+
+    def __init__(self, raw, ps, options, implicit, counts):
+        self.raw, self.ps, self.options, self.implicit, self.counts = \
+            raw, ps, options, implicit, counts
+        tables = _TABLES.get((options, implicit))
+        if tables is None or max(map(len, tables)) >= 1 << 16:
+            # bounded: private tags and lengths vary without end
+            tables = _TABLES[options, implicit] = ({}, {}, _WALKS.setdefault(implicit, {}))
+            tables[2].clear()
+        self.decisions, self.rules, self.walks = tables
+        self.top: dict = {}       # {tag: (tag, vr, start, value start, end)}, see _LOOKED_UP
+        self.dates: list = []     # (output list, index, tag, vr, value): shifted at the end
+        self.insert_at: list = []  # (index in the top-level output, tag of the insert)
+
+    def decide(self, key: bytes) -> tuple:
+        decision = self.decisions[key] = _decide_header(key, self.implicit, self.options,
+                                                        self.rules)
+        return decision
+
+    def walk(self, key: bytes) -> tuple:
+        """(kind, size) of the header `key` in a sequence that is only walked (`_walk_items`):
+        an element of `size` bytes (_SKIP, _SKIP_PRIVATE), an item of undefined length
+        (_ITEM_UNDEFINED) or of `size` bytes with its header (_ITEM_DEFINED), an item's or the
+        sequence's delimiter, or another element (_LOOK: a sequence, a long VR)."""
+        group, element, length = _ITEM.unpack_from(key) if len(key) == 8 else (0, 0, 0)
+        size = 0
+        if group == 0xFFFE:
+            kind = _ITEM_KINDS.get(element, _LOOK)
+            if kind == _ITEM_UNDEFINED and length != _UNDEFINED:
+                kind, size = _ITEM_DEFINED, 8 + length
+        else:
+            _, _, _, tag, vr, _, _, size = self.decisions.get(key) or self.decide(key)
+            kind = _LOOK if not size or tag < 0 or vr == b"SQ" else \
+                _SKIP_PRIVATE if tag & 0x10000 else _SKIP
+        self.walks[key] = kind, size
+        return kind, size
 
 
 def _fast(raw, ps, allow_burned_in, retain_dates, retain_patient, counts) -> bytes:
     if len(raw) < 132 or raw[128:132] != b"DICM":
         raise _Unusual
     meta, pos, implicit = _read_meta(raw)
-    if implicit and raw[pos + 4:pos + 6] in _SHORT_VRS | _LONG_VRS:
+    if implicit and raw[pos + 4:pos + 6] in _ANY_VR:
         raise _Unusual                   # pydicom would read it as explicit VR after all
-    top = _looked_up(raw, pos, implicit)
+    run = _Run(raw, ps, (retain_dates, retain_patient), implicit, counts)
+    body: list = []
+    if _process(run, pos, len(raw), body) != len(raw):
+        raise _Unusual
+    top = run.top
     if not allow_burned_in and _burned_in_risk(raw, top):
         raise _Unusual                   # the reference path raises the DeidError
+    for tag in _OVERRIDDEN:              # pydicom keeps an existing element's VR on assignment
+        if tag in top and top[tag][1] != _DICTIONARY_VRS[tag]:
+            raise _Unusual
     patient = _text(raw, top.get(_PATIENT_ID)).strip() or \
         _text(raw, top.get(_PATIENT_NAME)).strip() or _text(raw, top.get(_STUDY_UID))
-    run = _Run(raw, ps, ref.dt.timedelta(days=ps.date_shift_days(patient)), retain_dates,
-               retain_patient, counts, implicit)
-    inserts = _inserts(ps, patient, retain_dates, retain_patient, top, implicit)
-    body: list = []
-    if _process(run, pos, len(raw), False, body, inserts) != len(raw):
-        raise _Unusual
+    name, patient_id, shift = _patient(ps, patient, implicit)
+    for target, index, tag, vr, value in run.dates:
+        target[index] = _shifted(shift, tag, vr, value, implicit)
+    method = _method_record(ps.key_id, retain_dates, retain_patient, implicit)
+    for index, tag in run.insert_at:     # `ds.PatientName/PatientID = ...`, `_record_method`
+        body[index] = name if tag == _PATIENT_NAME else patient_id if tag == _PATIENT_ID \
+            else method[tag]
     # the file meta takes the dataset's SOP UIDs: the class as it is, the instance remapped
     sop_class, sop_instance = _text(raw, top.get(_SOP_CLASS)), _text(raw, top.get(_SOP_INSTANCE))
     if not sop_class or not sop_instance or top[_SOP_CLASS][1] != b"UI" or \
@@ -155,40 +205,15 @@ def _fast(raw, ps, allow_burned_in, retain_dates, retain_patient, counts) -> byt
         raise _Unusual                   # the reference writes such a file without file meta
     sop_instance = _remap(ps, sop_instance)
     head = _write_meta(raw, meta, sop_class, sop_instance)
-    return b"".join([raw[:128], b"DICM", head] + body)
+    body[:0] = (raw[:128], b"DICM", head)
+    return b"".join(body)
 
 
+# top-level elements the rules need once the pass is over (the patient, burned-in flags, SOP
+# UIDs, the VRs of the elements that are set afterwards)
 _LOOKED_UP = frozenset((_PATIENT_NAME, _PATIENT_ID, _STUDY_UID, _BURNED_IN, _MODALITY,
-                        _SOP_CLASS, _SOP_INSTANCE) +
-                       _METHOD_TAGS)
-_LAST_LOOKED_UP = max(_LOOKED_UP)
-
-
-def _looked_up(raw: bytes, pos: int, implicit: bool) -> dict:
-    """{tag: (tag, vr, start, value start, value end)} of the top-level elements the rules
-    need before the pass (the patient, burned-in flags, SOP UIDs); stops past the last one."""
-    top = {}
-    while pos < len(raw):
-        if implicit:
-            group, element, length = _ITEM.unpack_from(raw, pos)
-            vr, vstart = _implicit_vr(group << 16 | element), pos + 8
-        else:
-            group, element, vr, length = _HEADER.unpack_from(raw, pos)
-            vstart = pos + 8
-            if vr in _LONG_VRS:
-                length = _LONG_LENGTH.unpack_from(raw, vstart)[0]
-                vstart += 4
-        tag = group << 16 | element
-        if tag > _LAST_LOOKED_UP:
-            break
-        if length == _UNDEFINED:
-            vend = _private_in_items(raw, implicit, None, vstart, len(raw), True)
-        else:
-            vend = vstart + length
-        if tag in _LOOKED_UP:
-            top[tag] = (tag, vr, pos, vstart, vend)
-        pos = vend
-    return top
+                        _SOP_CLASS, _SOP_INSTANCE) + _METHOD_TAGS)
+_DICTIONARY_VRS = {tag: dictionary_VR(tag).encode() for tag in _OVERRIDDEN}
 
 
 def _text(raw: bytes, elem) -> str:
@@ -227,12 +252,22 @@ def _read_meta(raw: bytes) -> tuple[dict, int, bool]:
             raise _Unusual
         meta[0x20000 | element] = (vr, pos, vstart, vstart + length)
         pos = vstart + length
-    syntax = raw[meta[0x00020010][2]:meta[0x00020010][3]].rstrip(b"\0 ").decode("ascii") \
-        if 0x00020010 in meta else ""
+    syntax = meta.get(0x00020010)
+    implicit = _implicit_syntax(raw[syntax[2]:syntax[3]] if syntax else b"")
+    if implicit is None:
+        raise _Unusual
+    return meta, pos, implicit
+
+
+@functools.lru_cache(maxsize=64)
+def _implicit_syntax(value: bytes) -> bool | None:
+    """Whether the transfer syntax is implicit VR little endian; None for those this parser
+    does not read (big endian, deflated, unknown)."""
+    syntax = value.rstrip(b"\0 ").decode("ascii")
     uid = UID(syntax)
     if not syntax or not uid.is_transfer_syntax or not uid.is_little_endian or uid.is_deflated:
-        raise _Unusual
-    return meta, pos, uid.is_implicit_VR
+        return None
+    return uid.is_implicit_VR
 
 
 @functools.lru_cache(maxsize=None)
@@ -264,7 +299,69 @@ def _skip_fragments(raw: bytes, pos: int, end: int) -> int:
 
 # --- the rules ----------------------------------------------------------------------------
 
-_DECISIONS: dict[tuple, dict] = {}     # options -> {(tag, VR): decision}; few distinct keys
+# (options, implicit) -> (decisions, rules, walks). decisions: {an element's first 8 bytes
+# (tag, VR and 16-bit length; implicit VR: tag and length): (what, count, the FIXED bytes or
+# the header of a RECURSE sequence, tag, VR, header size, length reader, element size: 0
+# where the length is not in those 8 bytes or is undefined)}; rules: {(tag, VR): _rule(...)};
+# walks (the same for all options): {first 8 bytes: _Run.walk(...)}. Files of one scanner
+# repeat their headers, so nearly every element is one dict lookup.
+_TABLES: dict[tuple, tuple] = {}
+_WALKS: dict[bool, dict] = {}
+_SHORT_LENGTH = struct.Struct("<6xH").unpack_from     # explicit VR, 16-bit length
+_LONG_LENGTH_AT = struct.Struct("<8xI").unpack_from   # explicit VR OB, SQ, UN...: 32-bit
+_TAG_LENGTH = struct.Struct("<4xI").unpack_from       # implicit VR, and items
+_KEY = struct.Struct("<HH")
+_ANY_VR = _SHORT_VRS | _LONG_VRS
+# a header no element may have (an item tag, a bad VR): tag -1 fails the order check
+_BAD = (UNUSUAL, None, None, -1, None, 8, _TAG_LENGTH, 0)
+_DELIMITER = (DELIMITER, None, None, -1, None, 8, _TAG_LENGTH, 0)
+
+
+def _decide_header(key: bytes, implicit: bool, options: tuple, rules: dict) -> tuple:
+    """The decision for one element header (see _TABLES): where its value starts, how its
+    length is read, and what the rules do with it."""
+    if len(key) < 8:
+        return _BAD
+    group, element = _KEY.unpack_from(key)
+    tag = group << 16 | element
+    if group == 0xFFFE:
+        return _DELIMITER if element == 0xE00D else _BAD
+    if implicit:
+        vr, header, length_of = _implicit_vr(tag), 8, _TAG_LENGTH
+        length = _TAG_LENGTH(key)[0]
+        size = 8 + length if length != _UNDEFINED else 0
+    else:
+        vr = key[4:6]
+        if vr in _LONG_VRS:
+            header, length_of, size = 12, _LONG_LENGTH_AT, 0
+        elif vr in _SHORT_VRS:
+            header, length_of = 8, _SHORT_LENGTH
+            size = 8 + _SHORT_LENGTH(key)[0]
+        else:
+            return _BAD
+    rule = rules.get((tag, vr))
+    if rule is None:
+        rule = rules[tag, vr] = _rule(tag, vr, group, implicit, options)
+    return rule + (tag, vr, header, length_of, size)
+
+
+def _rule(tag: int, vr: bytes, group: int, implicit: bool, options: tuple) -> tuple:
+    """(what, count, the FIXED bytes) for an element with this tag and VR."""
+    what, count = _decide(tag, vr, *options)
+    if vr == b"UN" and not implicit and not group & 1:
+        what = UNUSUAL                   # pydicom may re-read it under its dictionary VR
+    elif what == KEEP and count is not None:
+        what = KEEP_COUNTED
+    elif what == UIDS and tag in ref._KEEP_UIDS:   # written as they came
+        what = LOOKED_UP if tag in _LOOKED_UP else KEEP
+    elif what == KEEP and tag in _LOOKED_UP:
+        what = LOOKED_UP
+    elif what in (DROP, EMPTY, DUMMY) and vr != b"SQ" and tag not in _LOOKED_UP:
+        value = b"" if what == EMPTY else _dummy(vr)
+        return FIXED, count, b"" if what == DROP else _element(tag, vr, value, implicit)
+    elif what == RECURSE:                # the header it is written with
+        return what, count, _element(tag, b"SQ", b"", implicit, _UNDEFINED)
+    return what, count, None
 
 
 def _decide(tag: int, vr_bytes: bytes, retain_dates: bool,
@@ -325,201 +422,290 @@ def _date(in_dataset: bool, removed: str, retain_dates: bool) -> tuple[int, str]
     return DROP, "X"
 
 
-def _process(run: _Run, pos: int, end: int, in_item: bool, out: list,
-             inserts: list | None = None) -> int:
-    """De-identify the elements from `pos` to `end` (or to the item delimiter when `in_item`)
-    into `out` in one pass; the position after them. `inserts` (top level only): sorted
-    (tag, bytes) elements that replace or join the dataset's own."""
-    raw, counts, options, implicit = run.raw, run.counts, run.options, run.implicit
-    decisions = run.decisions
-    unpack = _ITEM.unpack_from if implicit else _HEADER.unpack_from
+# what `_walk_items` sees (`_Run.walk`)
+_SKIP, _SKIP_PRIVATE, _LOOK, _ITEM_UNDEFINED, _ITEM_DEFINED, _ITEM_DELIMITER, \
+    _SEQUENCE_DELIMITER = range(7)
+_ITEM_KINDS = {0xE000: _ITEM_UNDEFINED, 0xE00D: _ITEM_DELIMITER, 0xE0DD: _SEQUENCE_DELIMITER}
+_INSERT_TAGS = tuple(sorted(_OVERRIDDEN))
+_NEVER = 1 << 32
+
+
+def _process(run: _Run, pos: int, end: int, out: list) -> int:
+    """De-identify the dataset's elements from `pos` to `end` into `out` in one pass; the
+    position after them. The sequences that are kept are entered in the same loop (a stack
+    of the enclosing levels: a call per item would cost more than its elements) and written
+    with undefined lengths. The elements the reference sets afterwards (pseudonyms, method
+    record) get their places in the top level of `out`, filled in by `_fast`."""
+    raw, counts, implicit = run.raw, run.counts, run.implicit
+    get = run.decisions.get
     start = stop = last = -1             # the run of untouched elements not yet copied
-    next_insert = inserts[0][0] if inserts else 1 << 32
-    while pos < end:
-        if implicit:
-            group, element, length = unpack(raw, pos)
-            vr = None
-        else:
-            group, element, vr, length = unpack(raw, pos)
-        tag = group << 16 | element
-        if group == 0xFFFE:
-            if in_item and element == 0xE00D:
+    private = 0
+    inserts = list(_INSERT_TAGS)
+    next_insert = inserts[0]
+    in_item = False                      # the level is an item of undefined length
+    stack: list = []                     # the enclosing levels of the sequence entered
+    seq_end = seq_undefined = None       # the sequence whose items are being read
+    while True:
+        entered = False                  # a sequence was entered, rather than an item ended
+        while pos < end:
+            key = raw[pos:pos + 8]
+            what, count, fixed, tag, vr, header, length_of, size = get(key) or run.decide(key)
+            if tag <= last:              # out of order (pydicom would sort on writing), an
+                if what == DELIMITER and in_item:    # item tag or a bad VR; or the item's end
+                    break
+                raise _Unusual
+            last = tag
+            vend = pos + (size or header + length_of(raw, pos)[0])
+            if tag >= next_insert:
+                if start >= 0:
+                    out.append(raw[start:stop])
+                    start = -1
+                while inserts and inserts[0] <= tag:
+                    run.insert_at.append((len(out), inserts.pop(0)))
+                    out.append(None)
+                next_insert = inserts[0] if inserts else _NEVER
+            if vend <= end:              # defined length (undefined is 0xFFFFFFFF)
+                if not what:             # KEEP, the common case first
+                    if start < 0:
+                        start = pos
+                    stop = pos = vend
+                    continue
+                if what == PRIVATE:      # removed whole
+                    private += 1
+                    if start >= 0:
+                        out.append(raw[start:stop])
+                        start = -1
+                    pos = vend
+                    continue
+                if what == FIXED:
+                    if count is not None:        # (group lengths are not counted)
+                        counts[count] = counts.get(count, 0) + 1
+                    if start >= 0:
+                        out.append(raw[start:stop])
+                        start = -1
+                    if fixed:
+                        out.append(fixed)
+                    pos = vend
+                    continue
+            vstart = pos + header
+            length = vend - vstart
+            if count is not None:
+                counts[count] = counts.get(count, 0) + 1
+            # the reference sets these top-level elements after the rules (not those in items)
+            replaced = not stack and tag in _OVERRIDDEN
+            if what == RECURSE:          # enter the sequence: its items come next
+                if length != _UNDEFINED and vend > end:
+                    raise _Unusual
+                stack.append((out, end, in_item, last, next_insert, seq_end, seq_undefined,
+                              tag, vr, pos, vstart))
+                seq_undefined = length == _UNDEFINED
+                seq_end = end if seq_undefined else vend
+                if replaced or raw[pos:vstart] != fixed:
+                    if start >= 0:
+                        out.append(raw[start:stop])
+                        start = -1
+                    if replaced:
+                        out = []         # counted, then replaced
+                    out.append(fixed)
+                elif start < 0:          # written as it came: the run goes on
+                    start = pos
+                pos = stop = vstart
+                entered = True
                 break
-            raise _Unusual
-        if tag <= last:
-            raise _Unusual               # out of order: pydicom would sort on writing
-        last = tag
-        vstart = pos + 8
-        if implicit:
-            vr = _implicit_vr(tag)
-        elif vr in _LONG_VRS:
-            length = _LONG_LENGTH.unpack_from(raw, vstart)[0]
-            vstart += 4
-            if vr == b"UN" and not group & 1:
-                raise _Unusual           # pydicom may re-read it under its dictionary VR
-        elif vr not in _SHORT_VRS:
-            raise _Unusual
-        if tag >= next_insert:
-            if start >= 0:
+            if what == REPLACED and not replaced:
+                what = KEEP
+            if start >= 0 and what != KEEP and what != KEEP_COUNTED and what != LOOKED_UP:
                 out.append(raw[start:stop])
                 start = -1
-            while inserts and inserts[0][0] <= tag:
-                out.append(inserts.pop(0)[1])
-            next_insert = inserts[0][0] if inserts else 1 << 32
-        decision = decisions.get((tag, vr))
-        if decision is None:
-            decision = decisions[tag, vr] = _decide(tag, vr, *options)
-        what, count = decision
-        if count is not None:
-            counts[count] = counts.get(count, 0) + 1
-        vend = vstart + length
-        if what == KEEP and length != _UNDEFINED:        # the common case first
-            if vend > end:
-                raise _Unusual
-            if start < 0:
-                start = pos
-            stop = pos = vend
-            continue
-        if what == RECURSE:
-            if length != _UNDEFINED and vend > end:
-                raise _Unusual
-            if start >= 0:
-                out.append(raw[start:stop])
-                start = -1
-            target = out if tag not in _OVERRIDDEN else []    # counted, then replaced
-            target.append(_element(tag, b"SQ", b"", implicit, _UNDEFINED))
-            pos = _process_items(run, vstart, end if length == _UNDEFINED else vend,
-                                 length == _UNDEFINED, target)
-            target.append(_SEQUENCE_END)
-            continue
-        if length == _UNDEFINED:
-            if tag == _PIXELS and not implicit:
-                vend = _skip_fragments(raw, vstart, end)
-            elif vr == b"SQ" or (implicit and group & 1):
-                vend = _private_in_items(raw, implicit, counts if what in (DROP, EMPTY) else None,
-                                         vstart, end, True)
+            target = [] if replaced else out     # counted, then replaced
+            if length == _UNDEFINED:
+                if tag == _PIXELS and not implicit:
+                    vend = _skip_fragments(raw, vstart, end)
+                elif vr == b"SQ" or (implicit and tag & 0x10000):
+                    vend = _walk_items(run, counts if what in (DROP, EMPTY) else None, vstart,
+                                       end, True)
+                else:
+                    raise _Unusual
+            elif vend > end:
+                raise _Unusual           # truncated: the reference path names the element
+            elif vr == b"SQ" and what in (DROP, EMPTY):  # the reference removes private ones
+                _walk_items(run, counts, vstart, vend, False)   # first, and counts them
+            if not stack and tag in _LOOKED_UP:
+                run.top[tag] = (tag, vr, pos, vstart, vend)
+            if what == KEEP or what == KEEP_COUNTED or what == LOOKED_UP:
+                if start < 0:
+                    start = pos
+                stop = pos = vend
+                continue
+            if what == PRIVATE or what == REPLACED or what == DROP:
+                pass                     # removed whole, or replaced (re-inserted)
+            elif what == EMPTY:
+                target.append(_element(tag, vr, b"", implicit))
+            elif what == UIDS:
+                target.append(_uids(run, tag, vr, raw[vstart:vend], counts))
+            elif what == SHIFT:          # the offset is the patient's: known at the end
+                run.dates.append((target, len(target), tag, vr, raw[vstart:vend]))
+                target.append(None)
+            elif what == DUMMY:
+                target.append(_element(tag, vr, _dummy(vr), implicit))
             else:
                 raise _Unusual
-        elif vend > end:
-            raise _Unusual               # truncated: the reference path names the element
-        elif vr == b"SQ" and what in (DROP, EMPTY):   # the reference removes private ones first
-            _private_in_items(raw, implicit, counts, vstart, vend, False)
-        if what == KEEP:
-            if start < 0:
-                start = pos
-            stop = pos = vend
-            continue
-        if start >= 0:
-            out.append(raw[start:stop])
-            start = -1
-        pos = vend
-        target = out if tag not in _OVERRIDDEN else []
-        if what == PRIVATE or what == REPLACED:
-            pass                         # removed whole, or an overridden tag (re-inserted)
-        elif what in (DROP, EMPTY):
-            if what == EMPTY:
-                target.append(_element(tag, vr, b"", implicit))
-        elif what == UIDS:
-            target.append(_uids(run, tag, vr, raw[vstart:vend], counts))
-        elif what == SHIFT:
-            target.append(_shifted(run, tag, vr, raw[vstart:vend]))
-        elif what == DUMMY:
-            target.append(_element(tag, vr, _dummy(vr), implicit))
+            pos = vend
         else:
+            if in_item:
+                raise _Unusual           # no item delimiter
+            if not stack:                # the dataset's end
+                if start >= 0:           # (pixel data, mostly: not copied before the join)
+                    out.append(memoryview(raw)[start:stop])
+                for tag in inserts:
+                    run.insert_at.append((len(out), tag))
+                    out.append(None)
+                if private:
+                    counts["private"] = counts.get("private", 0) + private
+                return pos
+            if pos != end:
+                raise _Unusual           # past the end of an item of defined length
+        # Items and sequences are written with undefined lengths; those that came so are
+        # copied with the run of untouched bytes around them.
+        if not entered:                  # an item ended: at its delimiter, or its length
+            if in_item and raw[pos:pos + 8] == _ITEM_END:
+                if start < 0:
+                    start = pos
+                pos = stop = pos + 8
+            else:
+                start = _write(out, raw, start, stop, _ITEM_END)
+                pos += 8 if in_item else 0
+        # the sequence's next item, or its end
+        if pos < seq_end:
+            group, element, length = _ITEM.unpack_from(raw, pos)
+            if group != 0xFFFE:
+                raise _Unusual
+            if element == 0xE000:
+                in_item = length == _UNDEFINED
+                end = seq_end if in_item else pos + 8 + length
+                if end > seq_end:
+                    raise _Unusual
+                last, next_insert = -1, _NEVER
+                if in_item:              # as it is written
+                    if start < 0:
+                        start = pos
+                    pos = stop = pos + 8
+                else:
+                    start = _write(out, raw, start, stop, _ITEM_START)
+                    pos += 8
+                continue
+            if element != 0xE0DD or not seq_undefined:
+                raise _Unusual
+            if raw[pos:pos + 8] == _SEQUENCE_END:
+                if start < 0:
+                    start = pos
+                pos = stop = pos + 8
+            else:
+                pos += 8
+                start = _write(out, raw, start, stop, _SEQUENCE_END)
+        elif seq_undefined or pos != seq_end:
             raise _Unusual
-    else:
-        if in_item:
-            raise _Unusual               # no item delimiter
+        else:
+            start = _write(out, raw, start, stop, _SEQUENCE_END)
+        parent = out                     # back to the level that holds the sequence
+        (out, end, in_item, last, next_insert, seq_end, seq_undefined, tag, vr, begin,
+         vstart) = stack.pop()
+        if out is not parent:            # an overridden sequence went to a discarded list
+            start = -1
+        if not stack and tag in _LOOKED_UP:
+            run.top[tag] = (tag, vr, begin, vstart, pos)
+
+
+def _write(out: list, raw: bytes, start: int, stop: int, header: bytes) -> int:
+    """Copy the run of untouched bytes (if any) and write an item or sequence `header` that
+    did not come as it is written: the run's new start (none)."""
     if start >= 0:
         out.append(raw[start:stop])
-    while inserts:
-        out.append(inserts.pop(0)[1])
-    return pos + 8 if in_item and pos < end else pos
+    out.append(header)
+    return -1
 
 
-def _process_items(run: _Run, pos: int, end: int, undefined: bool, out: list) -> int:
-    """The items of a sequence, each de-identified, written with undefined lengths."""
-    while pos < end:
-        group, element, length = _ITEM.unpack_from(run.raw, pos)
-        if group != 0xFFFE:
-            raise _Unusual
-        if element == 0xE0DD and undefined:
-            return pos + 8
-        if element != 0xE000:
-            raise _Unusual
-        out.append(_ITEM_START)
-        if length == _UNDEFINED:
-            pos = _process(run, pos + 8, end, True, out)
-        else:
-            if pos + 8 + length > end:
-                raise _Unusual
-            if _process(run, pos + 8, pos + 8 + length, False, out) != pos + 8 + length:
-                raise _Unusual
-            pos += 8 + length
-        out.append(_ITEM_END)
-    if undefined or pos != end:
-        raise _Unusual
-    return pos
-
-
-def _private_in_items(raw: bytes, implicit: bool, counts: dict | None, pos: int, end: int,
-                      undefined: bool) -> int:
+def _walk_items(run: _Run, counts: dict | None, pos: int, end: int, undefined: bool) -> int:
     """Walk the items of a sequence that is skipped, removed or emptied: count the private
     elements in it into `counts` if given (the reference removes those first and counts them),
-    and return the sequence's end."""
-    while pos < end:
-        group, element, length = _ITEM.unpack_from(raw, pos)
-        if group != 0xFFFE:
+    and return the sequence's end. One loop with a stack of the enclosing items and sequences
+    (a call per item would cost more than the walk), every header one dict lookup (the
+    elements of a removed waveform annotation are most of a DICOM ECG): the same checks as
+    `_process`."""
+    raw, implicit = run.raw, run.implicit
+    get, walks = run.decisions.get, run.walks.get
+    counting = counts is not None
+    private = 0
+    stack = []         # (end, undefined, counting) of the enclosing sequences and items
+    in_item = False    # in an item (elements), else in a sequence (items); they alternate
+    while True:
+        if in_item:
+            while pos < end:             # elements skipped whole
+                kind, size = walks(raw[pos:pos + 8]) or run.walk(raw[pos:pos + 8])
+                if kind == _SKIP:
+                    pos += size
+                elif kind == _SKIP_PRIVATE:
+                    private += counting
+                    pos += size
+                else:
+                    break
+            else:
+                if pos > end or undefined:
+                    raise _Unusual       # past the item's end, or no item delimiter
+                end, undefined, counting = stack.pop()
+                in_item = False
+                continue
+            if kind == _ITEM_DELIMITER and undefined:
+                pos += 8
+                end, undefined, counting = stack.pop()
+                in_item = False
+                continue
+            if kind != _LOOK:
+                raise _Unusual           # an item tag among the elements
+            _, _, _, tag, vr, header, length_of, _ = \
+                get(raw[pos:pos + 8]) or run.decide(raw[pos:pos + 8])
+            if tag < 0:
+                raise _Unusual           # a bad VR
+            vstart = pos + header
+            length = length_of(raw, pos)[0]
+            is_private = tag & 0x10000
+            if is_private and counting:
+                private += 1
+            if length == _UNDEFINED:
+                if vr != b"SQ" and not (implicit and is_private):
+                    raise _Unusual
+                stack.append((end, undefined, counting))
+                in_item, pos, undefined, counting = False, vstart, True, counting and not is_private
+            else:
+                vend = vstart + length
+                if vend > end:
+                    raise _Unusual
+                if vr == b"SQ" and not is_private:
+                    stack.append((end, undefined, counting))
+                    in_item, pos, end, undefined = False, vstart, vend, False
+                else:
+                    pos = vend
+            continue
+        if pos < end:
+            kind, size = walks(raw[pos:pos + 8]) or run.walk(raw[pos:pos + 8])
+            if kind == _ITEM_UNDEFINED or kind == _ITEM_DEFINED:
+                item_end = end if kind == _ITEM_UNDEFINED else pos + size
+                if item_end > end:
+                    raise _Unusual
+                stack.append((end, undefined, counting))
+                in_item, pos, end, undefined = True, pos + 8, item_end, kind == _ITEM_UNDEFINED
+                continue
+            if kind != _SEQUENCE_DELIMITER or not undefined:
+                raise _Unusual
+            pos += 8
+        elif undefined or pos != end:
             raise _Unusual
-        pos += 8
-        if element == 0xE0DD and undefined:
+        if not stack:                    # the sequence's end
+            if private:
+                counts["private"] = counts.get("private", 0) + private
             return pos
-        if element != 0xE000:
-            raise _Unusual
-        item_end = end if length == _UNDEFINED else pos + length
-        if item_end > end:
-            raise _Unusual
-        pos = _private_in_item(raw, implicit, counts, pos, item_end, length == _UNDEFINED)
-    if undefined or pos != end:
-        raise _Unusual
-    return pos
-
-
-def _private_in_item(raw: bytes, implicit: bool, counts: dict | None, pos: int, end: int,
-                     undefined: bool) -> int:
-    while pos < end:
-        if implicit:
-            group, element, length = _ITEM.unpack_from(raw, pos)
-            vr = _implicit_vr(group << 16 | element)
-        else:
-            group, element, vr, length = _HEADER.unpack_from(raw, pos)
-        if group == 0xFFFE:
-            if undefined and element == 0xE00D:
-                return pos + 8
-            raise _Unusual
-        vstart = pos + 8
-        if not implicit:
-            if vr in _LONG_VRS:
-                length = _LONG_LENGTH.unpack_from(raw, vstart)[0]
-                vstart += 4
-            elif vr not in _SHORT_VRS:
-                raise _Unusual
-        private = group & 1
-        if private and counts is not None:
-            counts["private"] = counts.get("private", 0) + 1
-        if length == _UNDEFINED:
-            if vr != b"SQ" and not (implicit and private):
-                raise _Unusual
-            pos = _private_in_items(raw, implicit, None if private else counts, vstart, end, True)
-        else:
-            pos = vstart + length
-            if pos > end:
-                raise _Unusual
-            if vr == b"SQ" and not private:
-                _private_in_items(raw, implicit, counts, vstart, pos, False)
-    if undefined:
-        raise _Unusual
-    return pos
+        end, undefined, counting = stack.pop()
+        in_item = True
 
 
 def _uids(run: _Run, tag: int, vr: bytes, value: bytes, counts: dict) -> bytes:
@@ -533,17 +719,19 @@ def _uids(run: _Run, tag: int, vr: bytes, value: bytes, counts: dict) -> bytes:
 
 def _remap(ps: Pseudonymizer, text: str) -> str:
     uid = ps.uid
+    if "\\" not in text:
+        return text if text in UID_dictionary else uid(text)
     return "\\".join(v if v in UID_dictionary else uid(v) for v in text.split("\\"))
 
 
-def _shifted(run: _Run, tag: int, vr: bytes, value: bytes) -> bytes:
+def _shifted(shift, tag: int, vr: bytes, value: bytes, implicit: bool) -> bytes:
     """`dicom._shift_or_remove` with dates kept: every date moved by the patient's offset."""
     values = value.decode("latin-1").rstrip(" \0").split("\\")
-    shifted = [ref._shift_one(v, vr.decode(), run.shift) for v in values if v]
+    shifted = [ref._shift_one(v, vr.decode(), shift) for v in values if v]
     if not shifted:
-        return _element(tag, vr, value, run.implicit)
+        return _element(tag, vr, value, implicit)
     new = "\\".join(s for s in shifted if s).encode("latin-1")
-    return _element(tag, vr, _pad(new, b" "), run.implicit)
+    return _element(tag, vr, _pad(new, b" "), implicit)
 
 
 _NUMBERS = {"US": "<H", "SS": "<h", "UL": "<I", "SL": "<i", "FL": "<f", "FD": "<d", "UV": "<Q",
@@ -587,13 +775,33 @@ def _text_element(tag: int, vr: str, value: str, implicit: bool = False) -> byte
 
 # --- what the reference path sets after the rules -------------------------------------------
 
-def _inserts(ps: Pseudonymizer, patient: str, retain_dates: bool, retain_patient: bool,
-             top: dict, implicit: bool) -> list:
-    """`ds.PatientName/PatientID = ...` and `dicom._record_method`, as sorted encoded elements."""
-    for tag in _OVERRIDDEN:          # pydicom keeps an existing element's VR on assignment
-        if tag in top and top[tag][1].decode() != dictionary_VR(tag):
-            raise _Unusual
-    method = "\\".join(["megamed deid PS3.15 E.1 basic profile", f"key id {ps.key_id}"])
+# Pseudonymizer -> {(patient, implicit): _patient(...)}; weak, so no Pseudonymizer (and its
+# UID cache) outlives its user here
+_PATIENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _patient(ps: Pseudonymizer, patient: str, implicit: bool) -> tuple:
+    """The PatientName and PatientID elements of the patient's pseudonym, and the patient's
+    date offset: the same in every file of the patient (a series has hundreds)."""
+    cache = _PATIENTS.get(ps)
+    if cache is None:
+        cache = _PATIENTS[ps] = {}
+    found = cache.get((patient, implicit))
+    if found is None:
+        if len(cache) >= 1024:
+            cache.clear()
+        found = cache[patient, implicit] = (
+            _text_element(_PATIENT_NAME, "PN", ps.patient_name(patient), implicit),
+            _text_element(_PATIENT_ID, "LO", ps.patient_id(patient), implicit),
+            ref.dt.timedelta(days=ps.date_shift_days(patient)))
+    return found
+
+
+@functools.lru_cache(maxsize=64)
+def _method_record(key_id: str, retain_dates: bool, retain_patient: bool,
+                   implicit: bool) -> dict:
+    """`dicom._record_method`, encoded: the same for every file under one key and options."""
+    method = "\\".join(["megamed deid PS3.15 E.1 basic profile", f"key id {key_id}"])
     options = ["basic"] + (["dates"] if retain_dates else []) + \
         (["patient"] if retain_patient else [])
     def text(tag, vr, value):
@@ -602,14 +810,10 @@ def _inserts(ps: Pseudonymizer, patient: str, retain_dates: bool, retain_patient
              text(0x00080102, "SH", "DCM") + text(0x00080104, "LO", ref._CODES[o][1]) +
              _ITEM_END for o in options]
     sequence = _element(0x00120064, b"SQ", b"".join(codes) + _SEQUENCE_END, implicit, _UNDEFINED)
-    return [
-        (_PATIENT_NAME, text(_PATIENT_NAME, "PN", ps.patient_name(patient))),
-        (_PATIENT_ID, text(_PATIENT_ID, "LO", ps.patient_id(patient))),
-        (0x00120062, text(0x00120062, "CS", "YES")),
-        (0x00120063, text(0x00120063, "LO", method)),
-        (0x00120064, sequence),
-        (0x00280303, text(0x00280303, "CS", "MODIFIED" if retain_dates else "REMOVED")),
-    ]
+    return {0x00120062: text(0x00120062, "CS", "YES"),
+            0x00120063: text(0x00120063, "LO", method),
+            0x00120064: sequence,
+            0x00280303: text(0x00280303, "CS", "MODIFIED" if retain_dates else "REMOVED")}
 
 
 _META_DROPPED = (0x00020000, 0x00020016, 0x00020100, 0x00020102)
@@ -622,12 +826,17 @@ def _write_meta(raw: bytes, meta: dict, sop_class: str, sop_instance: str) -> by
         new[0x00020001] = _element(0x00020001, b"OB", b"\x00\x01")
     new[0x00020002] = _text_element(0x00020002, _meta_vr(meta, 0x00020002), sop_class)
     new[0x00020003] = _text_element(0x00020003, _meta_vr(meta, 0x00020003), sop_instance)
-    new[0x00020012] = _text_element(0x00020012, _meta_vr(meta, 0x00020012),
-                                    PYDICOM_IMPLEMENTATION_UID)
-    new[0x00020013] = _text_element(0x00020013, _meta_vr(meta, 0x00020013),
-                                    "PYDICOM " + pydicom.__version__)
-    body = b"".join(new[tag] for tag in sorted(new))
+    new[0x00020012] = _writer_element(0x00020012, _meta_vr(meta, 0x00020012))
+    new[0x00020013] = _writer_element(0x00020013, _meta_vr(meta, 0x00020013))
+    body = b"".join([new[tag] for tag in sorted(new)])
     return _element(0x00020000, b"UL", struct.pack("<I", len(body))) + body
+
+
+@functools.lru_cache(maxsize=16)
+def _writer_element(tag: int, vr: str) -> bytes:
+    """ImplementationClassUID or ImplementationVersionName: pydicom's."""
+    return _text_element(tag, vr, PYDICOM_IMPLEMENTATION_UID if tag == 0x00020012 else
+                         "PYDICOM " + pydicom.__version__)
 
 
 def _meta_vr(meta: dict, tag: int) -> str:
