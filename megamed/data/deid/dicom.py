@@ -10,14 +10,19 @@ in every file of a patient. Pixel data and waveform data are never touched.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import functools
 import io
+import logging
 import os
+import struct
+import warnings
 from typing import Iterable
 
 import pydicom
+import pydicom.errors
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
@@ -97,25 +102,27 @@ def deidentify_dicom(ds: Dataset, pseudonymizer: Pseudonymizer, *, allow_burned_
     """
     if not isinstance(ds, Dataset):
         raise DeidError(f"deidentify_dicom needs a pydicom Dataset, got {type(ds).__name__}")
-    check_burned_in(ds, allow_burned_in)
-    if not in_place:
-        ds = _copy(ds)
-    patient = str(ds.get("PatientID", "") or "").strip() or \
-        str(ds.get("PatientName", "") or "").strip() or str(ds.get("StudyInstanceUID", ""))
-    ctx = _Context(pseudonymizer, patient, retain_dates, clean_descriptors,
-                   retain_patient_characteristics, counts if counts is not None else {})
-    try:
-        _count(ctx, "private", _remove_private(ds))
-        _apply(ds, ctx)
-        ds.PatientName = pseudonymizer.patient_name(patient)
-        ds.PatientID = pseudonymizer.patient_id(patient)
-        _record_method(ds, ctx)
-        _update_file_meta(ds)
-    except DeidError:
-        raise
-    except Exception as e:  # a malformed element: name the file, never the value
-        raise DeidError(f"{_file_name(ds)}: cannot de-identify ({type(e).__name__} in the "
-                        "header)") from None
+    with quiet_pydicom():
+        try:
+            check_burned_in(ds, allow_burned_in)
+            if not in_place:
+                ds = _copy(ds)
+            patient = str(ds.get("PatientID", "") or "").strip() or \
+                str(ds.get("PatientName", "") or "").strip() or \
+                str(ds.get("StudyInstanceUID", ""))
+            ctx = _Context(pseudonymizer, patient, retain_dates, clean_descriptors,
+                           retain_patient_characteristics, counts if counts is not None else {})
+            _count(ctx, "private", _remove_private(ds))
+            _apply(ds, ctx)
+            ds.PatientName = pseudonymizer.patient_name(patient)
+            ds.PatientID = pseudonymizer.patient_id(patient)
+            _record_method(ds, ctx)
+            _update_file_meta(ds)
+        except DeidError:
+            raise
+        except Exception as e:  # a malformed element: name the file, never the value
+            raise DeidError(f"{_file_name(ds)}: cannot de-identify ({type(e).__name__} in the "
+                            "header)") from None
     return ds
 
 
@@ -367,8 +374,9 @@ def write_dicom(ds: Dataset, name: str) -> bytes:
     """The file bytes of a de-identified dataset, as the reference path writes them."""
     buffer = io.BytesIO()
     try:
-        # a source without SOP UIDs cannot become a conformant file; write it as it came
-        ds.save_as(buffer, enforce_file_format="SOPInstanceUID" in ds and "SOPClassUID" in ds)
+        with quiet_pydicom():
+            # a source without SOP UIDs cannot become a conformant file; write it as it came
+            ds.save_as(buffer, enforce_file_format="SOPInstanceUID" in ds and "SOPClassUID" in ds)
     except Exception as e:
         raise DeidError(f"{name}: cannot write the de-identified file ({type(e).__name__})") \
             from None
@@ -379,22 +387,88 @@ def read_dicom(src, name: str | None = None) -> Dataset:
     """pydicom's reader, plus the checks it skips: it reads a truncated file silently.
     `src` is a path or a binary file object; `name` is the file name errors carry."""
     name = name or (os.fspath(src) if isinstance(src, (str, os.PathLike)) else "<bytes>")
-    try:
-        ds = pydicom.dcmread(src)
-    except FileNotFoundError:
-        raise DeidError(f"{name}: no such file") from None
-    except Exception as e:
-        raise DeidError(f"{name}: not a readable DICOM file ({type(e).__name__})") from None
+    if isinstance(src, (str, os.PathLike)):
+        try:
+            with open(src, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            raise DeidError(f"{name}: no such file") from None
+        except OSError as e:
+            raise DeidError(f"{name}: cannot read ({e.strerror})") from None
+    else:
+        raw = src.read()
+    fp = _StrictReader(raw)
+    with quiet_pydicom() as caught:
+        try:
+            ds = pydicom.dcmread(fp)
+        except Exception as e:
+            raise DeidError(f"{name}: {_unreadable_reason(raw, e)}") from None
+    if fp.short_header or any("End of file" in str(w.message) for w in caught):
+        raise DeidError(f"{name}: truncated: the file ends inside an element or sequence")
     if not len(ds):
         raise DeidError(f"{name}: no data elements after the file meta header (truncated?)")
-    for raw in ds._dict.values():
-        length, value = getattr(raw, "length", None), getattr(raw, "value", None)
+    for raw_elem in ds._dict.values():
+        length, value = getattr(raw_elem, "length", None), getattr(raw_elem, "value", None)
         if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
-            raise DeidError(f"{name}: truncated: element {raw.tag} declares {length} bytes, "
+            raise DeidError(f"{name}: truncated: element {raw_elem.tag} declares {length} bytes, "
                             f"the file holds {len(value)}")
-    if not isinstance(src, (str, os.PathLike)):
-        ds.filename = name                 # refusals name the file, not "<in memory>"
+    if needs_pixels(0x00280010 in ds._dict, str(ds.get("SOPClassUID", ""))) and \
+            not any(t in ds._dict for t in _PIXEL_TAGS):
+        raise DeidError(f"{name}: truncated: an image (Rows or an image SOP class) without "
+                        "Pixel Data")
+    ds.filename = name                     # refusals name the file, not "<in memory>"
     return ds
+
+
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)   # pixel, float and double float pixel data
+
+
+def needs_pixels(has_rows: bool, sop_class: str) -> bool:
+    """An image instance, which a file cut between two elements before its pixels still
+    looks like; pydicom reads it without a word."""
+    return has_rows or UID_dictionary.get(sop_class.strip("\0 "), ("",))[0].endswith(
+        "Image Storage")
+
+
+class _StrictReader(io.BytesIO):
+    """Notes a read of an element header (4 or 8 bytes) that finds only part of it: pydicom
+    takes that for the end of the file and stops without a word."""
+    short_header = False
+
+    def read(self, n=-1):
+        out = super().read(n)
+        if n in (4, 8) and 0 < len(out) < n:
+            self.short_header = True
+        return out
+
+
+def _unreadable_reason(raw: bytes, error: Exception) -> str:
+    """Why pydicom could not read `raw`, in words that hold no value from the file (pydicom's
+    own messages can quote element values)."""
+    if not raw:
+        return "empty file (0 bytes)"
+    if len(raw) < 132 or raw[128:132] != b"DICM":
+        return ("not a DICOM Part 10 file: no 128-byte preamble and 'DICM' marker (a bare "
+                "dataset without file meta header is not accepted)")
+    if isinstance(error, (EOFError, struct.error)) or "No tag to read" in str(error):
+        return "truncated: the file ends inside an element"
+    if isinstance(error, pydicom.errors.InvalidDicomError):
+        return "malformed file meta header"
+    return f"corrupt: not a readable DICOM file ({type(error).__name__} while parsing)"
+
+
+@contextlib.contextmanager
+def quiet_pydicom():
+    """pydicom's warnings and log records quote element values ("Invalid value for VR DA:
+    '19510304'"): while it reads or writes patient data they are caught here, never shown."""
+    logger = logging.getLogger("pydicom")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield caught
+    finally:
+        logger.disabled = disabled
 
 
 def original_values(ds: Dataset) -> Iterable[str]:
