@@ -366,7 +366,8 @@ def _update_file_meta(ds: Dataset) -> None:
     meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = "PYDICOM " + pydicom.__version__
     for tag in list(meta.keys()):
-        if int(tag) in (0x00020016, 0x00020100, 0x00020102):  # source AE, private info
+        # source AE, private info; the group length is recomputed (the fast path's way too)
+        if int(tag) in (0x00020000, 0x00020016, 0x00020100, 0x00020102):
             del meta[tag]
 
 
@@ -401,23 +402,31 @@ def read_dicom(src, name: str | None = None) -> Dataset:
     with quiet_pydicom() as caught:
         try:
             ds = pydicom.dcmread(fp)
+            _check_complete(ds, fp, caught())
+        except DeidError as e:
+            raise DeidError(f"{name}: {e}") from None
         except Exception as e:
             raise DeidError(f"{name}: {_unreadable_reason(raw, e)}") from None
-    if fp.short_header or any("End of file" in str(w.message) for w in caught):
-        raise DeidError(f"{name}: truncated: the file ends inside an element or sequence")
+    ds.filename = name                     # refusals name the file, not "<in memory>"
+    return ds
+
+
+def _check_complete(ds: Dataset, fp: "_StrictReader", caught: list[str]) -> None:
+    """DeidError (without the file name) where pydicom read less than the whole file."""
+    if fp.short_header or any("End of file" in m for m in caught):
+        raise DeidError("truncated: the file ends inside an element or sequence")
+    if any(m.startswith("ERROR") for m in caught):   # pydicom stopped reading, kept the rest
+        raise DeidError("corrupt: pydicom stopped reading at an element it cannot parse")
     if not len(ds):
-        raise DeidError(f"{name}: no data elements after the file meta header (truncated?)")
+        raise DeidError("no data elements after the file meta header (truncated?)")
     for raw_elem in ds._dict.values():
         length, value = getattr(raw_elem, "length", None), getattr(raw_elem, "value", None)
         if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
-            raise DeidError(f"{name}: truncated: element {raw_elem.tag} declares {length} bytes, "
+            raise DeidError(f"truncated: element {raw_elem.tag} declares {length} bytes, "
                             f"the file holds {len(value)}")
     if needs_pixels(0x00280010 in ds._dict, str(ds.get("SOPClassUID", ""))) and \
             not any(t in ds._dict for t in _PIXEL_TAGS):
-        raise DeidError(f"{name}: truncated: an image (Rows or an image SOP class) without "
-                        "Pixel Data")
-    ds.filename = name                     # refusals name the file, not "<in memory>"
-    return ds
+        raise DeidError("truncated: an image (Rows or an image SOP class) without Pixel Data")
 
 
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)   # pixel, float and double float pixel data
@@ -460,15 +469,31 @@ def _unreadable_reason(raw: bytes, error: Exception) -> str:
 @contextlib.contextmanager
 def quiet_pydicom():
     """pydicom's warnings and log records quote element values ("Invalid value for VR DA:
-    '19510304'"): while it reads or writes patient data they are caught here, never shown."""
+    '19510304'"): while it reads or writes patient data they are caught here, never shown.
+    Yields a function giving their messages so far ("ERROR: ..." for logged errors)."""
     logger = logging.getLogger("pydicom")
-    disabled, logger.disabled = logger.disabled, True
+    logged: list[str] = []
+    handler = _Collect(logged)
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(handler)
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as shown:
             warnings.simplefilter("always")
-            yield caught
+            yield lambda: logged + [str(w.message) for w in shown]
     finally:
-        logger.disabled = disabled
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+class _Collect(logging.Handler):
+    """Keeps pydicom's logged errors (it logs some parse failures and reads on)."""
+
+    def __init__(self, into: list):
+        super().__init__(logging.ERROR)
+        self.into = into
+
+    def emit(self, record):
+        self.into.append(f"ERROR: {record.getMessage()}")
 
 
 def original_values(ds: Dataset) -> Iterable[str]:
