@@ -17,6 +17,7 @@ import functools
 import io
 import logging
 import os
+import re
 import struct
 import warnings
 from typing import Iterable
@@ -25,6 +26,7 @@ import pydicom
 import pydicom.errors
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.datadict import dictionary_VR
 from pydicom.uid import UID_dictionary
@@ -112,6 +114,8 @@ def deidentify_dicom(ds: Dataset, pseudonymizer: Pseudonymizer, *, allow_burned_
                 str(ds.get("StudyInstanceUID", ""))
             ctx = _Context(pseudonymizer, patient, retain_dates, clean_descriptors,
                            retain_patient_characteristics, counts if counts is not None else {})
+            if clean_descriptors:
+                ctx.identity = _identity_pattern(ds)
             _count(ctx, "private", _remove_private(ds))
             _apply(ds, ctx)
             ds.PatientName = pseudonymizer.patient_name(patient)
@@ -155,6 +159,7 @@ class _Context:
         self.clean = clean
         self.retain_patient = retain_patient
         self.counts = counts
+        self.identity = None       # the patient's own names and ids (Clean Descriptors)
 
 
 def _count(ctx: _Context, action: str, n: int = 1) -> None:
@@ -315,13 +320,23 @@ def _shift_or_remove(ds: Dataset | None, elem: DataElement, ctx: _Context, remov
 @functools.lru_cache(maxsize=4096)   # a study's few dates repeat in every file
 def _shift_one(value: str, vr: str, shift: dt.timedelta) -> str:
     """YYYYMMDD shifted; a DT keeps only its shifted date (its time of day could identify);
-    a value that is not a date becomes empty."""
-    digits = value.strip()[:8]
+    a partial date (YYYY, YYYYMM) moves from the first day of its period and keeps its
+    precision; a range ("A-B", either end may be open) moves both ends; a value that is not a
+    date becomes empty."""
+    value = value.strip()
+    if vr == "DA" and value.count("-") == 1:
+        first, last = value.split("-")
+        ends = [_shift_one(v, vr, shift) if v else "" for v in (first, last)]
+        return "-".join(ends) if all(e or not v for e, v in zip(ends, (first, last))) else ""
+    digits = value[:8]
+    full = digits
+    if len(digits) in (4, 6) and digits.isdigit() and (vr == "DT" or value == digits):
+        full = digits + "0101"[len(digits) - 4:]
     try:
-        day = dt.datetime.strptime(digits, "%Y%m%d").date()
+        day = dt.datetime.strptime(full, "%Y%m%d").date()
     except ValueError:
         return ""
-    return (day + shift).strftime("%Y%m%d")
+    return (day + shift).strftime("%Y%m%d")[:len(digits)]
 
 
 def _clean(ds: Dataset, elem: DataElement, ctx: _Context) -> None:
@@ -330,10 +345,35 @@ def _clean(ds: Dataset, elem: DataElement, ctx: _Context) -> None:
     values = elem.value if elem.VM > 1 else [elem.value]
     dates = "shift" if ctx.retain_dates else "year"
     cleaned = [deidentify_text(str(v), ctx.ps, dates=dates, patient=ctx.patient) for v in values]
+    if ctx.identity is not None:   # "DOE^JANE", "PAT-123": forms the text detector can miss
+        cleaned = [ctx.identity.sub("ANON", c) for c in cleaned]
     limit = _MAX_LEN.get(elem.VR)
     cleaned = [c[:limit] if limit else c for c in cleaned]
     elem.value = cleaned if elem.VM > 1 else cleaned[0]
     _count(ctx, "C")
+
+
+_IDENTITY_TAGS = ("PatientName", "PatientID", "OtherPatientNames", "PatientBirthName",
+                  "PatientMotherBirthName", "OtherPatientIDs", "IssuerOfPatientID")
+
+
+def _identity_pattern(ds: Dataset) -> re.Pattern | None:
+    """A pattern of the patient's name components and ids as this file holds them (also in
+    Other Patient IDs Sequence), matched as whole words, in any letter case."""
+    values = [ds.get(k) for k in _IDENTITY_TAGS]
+    for item in ds.get("OtherPatientIDsSequence", None) or ():
+        values.append(item.get("PatientID"))
+    parts = set()
+    for value in values:
+        for v in (value if isinstance(value, (list, tuple, MultiValue)) else [value]):
+            parts.update(p for p in re.split(r"[\^=,\s]+", str(v or "")) if len(p) >= 2)
+    if not parts:
+        return None
+    words = [re.escape(p) for p in sorted(parts, key=len, reverse=True)]
+    # whole words; ideographic names (no spaces between words) match anywhere
+    alternatives = "|".join(w if re.search("[\u2e80-\uffef]", w) else rf"(?<!\w){w}(?!\w)"
+                            for w in words)
+    return re.compile(alternatives, re.IGNORECASE)
 
 
 def _record_method(ds: Dataset, ctx: _Context) -> None:
