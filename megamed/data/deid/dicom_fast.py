@@ -114,8 +114,8 @@ def fast_deidentify(raw: bytes, ps: Pseudonymizer, *, allow_burned_in: bool = Fa
     local: dict = {}
     try:
         out = _fast(raw, ps, allow_burned_in, retain_dates, retain_patient_characteristics, local)
-    except (_Unusual, struct.error, UnicodeDecodeError, ValueError):
-        return None
+    except (_Unusual, struct.error, UnicodeDecodeError, ValueError, RecursionError):
+        return None                     # RecursionError: sequences nested absurdly deep
     if counts is not None:              # counted only when the fast path finished
         for k, v in local.items():
             counts[k] = counts.get(k, 0) + v
