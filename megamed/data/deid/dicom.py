@@ -501,6 +501,8 @@ def _unreadable_reason(raw: bytes, error: Exception) -> str:
                 "dataset without file meta header is not accepted)")
     if isinstance(error, (EOFError, struct.error)) or "No tag to read" in str(error):
         return "truncated: the file ends inside an element"
+    if isinstance(error, RecursionError):
+        return "corrupt: sequences nested too deep to read"
     if isinstance(error, pydicom.errors.InvalidDicomError):
         return "malformed file meta header"
     return f"corrupt: not a readable DICOM file ({type(error).__name__} while parsing)"
