@@ -47,9 +47,7 @@ _SEQUENCE_END = _ITEM.pack(0xFFFE, 0xE0DD, 0)
 # elements the reference path sets after the rules (pseudonyms, the method record)
 _PATIENT_NAME, _PATIENT_ID = 0x00100010, 0x00100020
 _STUDY_UID, _SOP_CLASS, _SOP_INSTANCE = 0x0020000D, 0x00080016, 0x00080018
-_BURNED_IN, _MODALITY, _ROWS = 0x00280301, 0x00080060, 0x00280010
-_PIXEL_TAGS = frozenset((0x7FE00008, 0x7FE00009, 0x7FE00010))   # float, double, pixel data
-_PIXEL_MARK = 0x7FE00008   # an empty insert: the first top-level tag past it tells if pixels came
+_BURNED_IN, _MODALITY = 0x00280301, 0x00080060
 _METHOD_TAGS = (0x00120062, 0x00120063, 0x00120064, 0x00280303)
 _OVERRIDDEN = frozenset((_PATIENT_NAME, _PATIENT_ID) + _METHOD_TAGS)
 
@@ -147,8 +145,6 @@ def _fast(raw, ps, allow_burned_in, retain_dates, retain_patient, counts) -> byt
     run = _Run(raw, ps, ref.dt.timedelta(days=ps.date_shift_days(patient)), retain_dates,
                retain_patient, counts, implicit)
     inserts = _inserts(ps, patient, retain_dates, retain_patient, top, implicit)
-    inserts.append((_PIXEL_MARK, b""))
-    run.pixels = False
     body: list = []
     if _process(run, pos, len(raw), False, body, inserts) != len(raw):
         raise _Unusual
@@ -157,15 +153,13 @@ def _fast(raw, ps, allow_burned_in, retain_dates, retain_patient, counts) -> byt
     if not sop_class or not sop_instance or top[_SOP_CLASS][1] != b"UI" or \
             top[_SOP_INSTANCE][1] != b"UI":
         raise _Unusual                   # the reference writes such a file without file meta
-    if ref.needs_pixels(_ROWS in top, sop_class) and not run.pixels:
-        raise _Unusual                   # cut before the pixels? the reference decides
     sop_instance = _remap(ps, sop_instance)
     head = _write_meta(raw, meta, sop_class, sop_instance)
     return b"".join([raw[:128], b"DICM", head] + body)
 
 
 _LOOKED_UP = frozenset((_PATIENT_NAME, _PATIENT_ID, _STUDY_UID, _BURNED_IN, _MODALITY,
-                        _SOP_CLASS, _SOP_INSTANCE, _ROWS) +
+                        _SOP_CLASS, _SOP_INSTANCE) +
                        _METHOD_TAGS)
 _LAST_LOOKED_UP = max(_LOOKED_UP)
 
@@ -370,8 +364,6 @@ def _process(run: _Run, pos: int, end: int, in_item: bool, out: list,
                 out.append(raw[start:stop])
                 start = -1
             while inserts and inserts[0][0] <= tag:
-                if inserts[0][0] == _PIXEL_MARK:
-                    run.pixels = tag in _PIXEL_TAGS
                 out.append(inserts.pop(0)[1])
             next_insert = inserts[0][0] if inserts else 1 << 32
         decision = decisions.get((tag, vr))
