@@ -464,19 +464,6 @@ def _check_complete(ds: Dataset, fp: "_StrictReader", caught: list[str]) -> None
         if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
             raise DeidError(f"truncated: element {raw_elem.tag} declares {length} bytes, "
                             f"the file holds {len(value)}")
-    if needs_pixels(0x00280010 in ds._dict, str(ds.get("SOPClassUID", ""))) and \
-            not any(t in ds._dict for t in _PIXEL_TAGS):
-        raise DeidError("truncated: an image (Rows or an image SOP class) without Pixel Data")
-
-
-_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)   # pixel, float and double float pixel data
-
-
-def needs_pixels(has_rows: bool, sop_class: str) -> bool:
-    """An image instance, which a file cut between two elements before its pixels still
-    looks like; pydicom reads it without a word."""
-    return has_rows or UID_dictionary.get(sop_class.strip("\0 "), ("",))[0].endswith(
-        "Image Storage")
 
 
 class _StrictReader(io.BytesIO):
