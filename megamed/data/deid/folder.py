@@ -74,7 +74,8 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, ps: Pseudo
     report = {"key_id": ps.key_id, "files": collections.Counter(), "text_categories": {},
               "dicom_actions": {}, "refused": []}
     files, links, hidden = _walk(src, dst)
-    report["files"]["skipped (hidden)"] += hidden
+    if hidden:
+        report["files"]["skipped (hidden)"] += hidden
     for rel in links:
         _refuse(report, safe_path(rel, ps), "symbolic link, not followed (copy the file in "
                 "if it belongs to the export)")
