@@ -424,20 +424,22 @@ def write_dicom(ds: Dataset, name: str) -> bytes:
     return buffer.getvalue()
 
 
+def read_file_bytes(path, name: str) -> bytes:
+    """The bytes of `path`; a DeidError naming `name` (and why) when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise DeidError(f"{name}: no such file") from None
+    except OSError as e:
+        raise DeidError(f"{name}: cannot read ({e.strerror})") from None
+
+
 def read_dicom(src, name: str | None = None) -> Dataset:
     """pydicom's reader, plus the checks it skips: it reads a truncated file silently.
     `src` is a path or a binary file object; `name` is the file name errors carry."""
     name = name or (os.fspath(src) if isinstance(src, (str, os.PathLike)) else "<bytes>")
-    if isinstance(src, (str, os.PathLike)):
-        try:
-            with open(src, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
-            raise DeidError(f"{name}: no such file") from None
-        except OSError as e:
-            raise DeidError(f"{name}: cannot read ({e.strerror})") from None
-    else:
-        raw = src.read()
+    raw = read_file_bytes(src, name) if isinstance(src, (str, os.PathLike)) else src.read()
     fp = _StrictReader(raw)
     with quiet_pydicom() as caught:
         try:

@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 
 from megamed.data.deid import lexicon
+from megamed.data.deid.dicom import read_file_bytes
 from megamed.data.deid.dicom_fast import deidentify_dicom_bytes
 from megamed.data.deid.pseudonym import DeidError, Pseudonymizer
 from megamed.data.deid.text import deidentify_text, deidentify_wfdb_header
@@ -130,7 +131,7 @@ def _one(path: Path, out: Path, name: str, kind: str, ps: Pseudonymizer, report:
         if kind == "wfdb_data":
             shutil.copyfile(path, tmp)
         else:
-            raw = _read_bytes(path, name)
+            raw = read_file_bytes(path, name)
             if kind == "dicom":
                 data = deidentify_dicom_bytes(raw, ps, name=name,
                                               counts=report["dicom_actions"], **options)
@@ -151,14 +152,6 @@ def _one(path: Path, out: Path, name: str, kind: str, ps: Pseudonymizer, report:
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def _read_bytes(path: Path, name: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise DeidError(f"{name}: cannot read ({e.strerror})") from None
 
 
 # --- text ----------------------------------------------------------------------------------
