@@ -80,13 +80,7 @@ def deidentify_dicom_file(src: str | os.PathLike, dst: str | os.PathLike | None,
     is returned. Without `dst`: the de-identified Dataset (the reference path)."""
     if dst is None:
         return ref.deidentify_dicom(ref.read_dicom(src), pseudonymizer, in_place=True, **options)
-    try:
-        with open(src, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise DeidError(f"{src}: no such file") from None
-    except OSError as e:
-        raise DeidError(f"{src}: cannot read ({e.strerror})") from None
+    raw = ref.read_file_bytes(src, os.fspath(src))
     out = deidentify_dicom_bytes(raw, pseudonymizer, name=os.fspath(src), **options)
     try:
         with open(dst, "wb") as f:
