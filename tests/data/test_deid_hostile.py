@@ -459,6 +459,8 @@ def test_folder_tool_on_a_hostile_tree(tmp_path, monkeypatch, capsys):
     assert report["files"]["refused"] == 6 and report["files"]["dicom"] == 1
     assert report["files"]["text"] == 2 and report["files"]["wfdb_header"] == 1
     assert captured.err.count("refused: ") == 6
+    for entry in report["refused"]:                  # every reason names its file
+        assert entry["reason"].startswith(entry["file"] + ": "), entry
     # the WFDB pair keeps its link under the new names; CRLF kept in the note
     (hea,) = [p for p in dst.rglob("*.hea")]
     header = hea.read_bytes().decode()

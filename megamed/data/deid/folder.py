@@ -78,7 +78,8 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, ps: Pseudo
     if hidden:
         report["files"]["skipped (hidden)"] += hidden
     for rel in links:
-        _refuse(report, safe_path(rel, ps), "symbolic link, not followed (copy the file in "
+        out_rel = safe_path(rel, ps)
+        _refuse(report, out_rel, f"{out_rel}: symbolic link, not followed (copy the file in "
                 "if it belongs to the export)")
     bar = _progress(sum(_size(src / rel) for rel in files), progress)
     taken: dict[Path, Path] = {}
