@@ -3,7 +3,6 @@ other encodings, malformed WFDB headers, folders with symbolic links and PHI in 
 Each refusal must be a DeidError naming the file and the reason and holding no original
 value; nothing may crash; the fast DICOM path and the reference path must agree (a seeded
 differential fuzz)."""
-import copy
 import io
 import json
 import logging

@@ -173,7 +173,8 @@ def decode_text(raw: bytes, name: str) -> tuple[str, str]:
                         f"(invalid byte at offset {e.start}; latin-1 / cp1252? convert it "
                         "to UTF-8 first)") from None
     if "\0" in text:
-        raise DeidError(f"{name}: binary content (NUL bytes), not text")
+        raise DeidError(f"{name}: binary content (NUL bytes; UTF-16 needs a byte order mark), "
+                        "not text")
     return text, encoding
 
 
