@@ -5,9 +5,11 @@
                          [--audit-db DB]
 
 The key comes from --key-file or $MEGAMED_DEID_KEY_FILE; there is no default. DST gets the
-same relative paths and `deid_report.json` (counts per PHI category and per DICOM action,
-refused files and why, the key id). Finished outputs are skipped when run again. Exit status:
-0 when every file was done, 1 when some were refused, 2 on a usage or key error.
+same relative paths, with the parts of file and folder names that may identify someone
+replaced by keyed tokens, and `deid_report.json` (counts per PHI category and per DICOM
+action, refused files and why, the key id). Finished outputs are skipped when run again; a
+half-written one is redone. Symbolic links are not followed; DST may lie inside SRC (it is
+left out of the input).
 """
 from __future__ import annotations
 
@@ -22,9 +24,14 @@ from megamed.audit import AuditError, record_event  # noqa: E402
 from megamed.data.deid import DeidError, Pseudonymizer, key_id, load_key  # noqa: E402
 from megamed.data.deid.folder import REPORT, deidentify_folder  # noqa: E402
 
+EXIT_STATUS = """exit status: 0 every file was de-identified (or was already done); 1 some files
+were refused (each is on stderr and in deid_report.json with the reason; the others were
+written); 2 nothing was done: no key, a bad key file, SRC not a folder, DST is SRC or holds it,
+or DST was made under another key."""
+
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXIT_STATUS)
     ap.add_argument("src", help="folder to read")
     ap.add_argument("dst", help="folder to write (created)")
     ap.add_argument("--key-file", help="secret key file (else $MEGAMED_DEID_KEY_FILE)")
@@ -36,7 +43,8 @@ def main(argv=None) -> int:
                     help="DICOM: keep sex, age, size, weight")
     ap.add_argument("--allow-burned-in", action="store_true",
                     help="DICOM: accept images that may carry burned-in text (pixels scrubbed)")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--quiet", action="store_true",
+                    help="no progress bar (by default a byte-counting bar on stderr)")
     ap.add_argument("--audit-db", help="record the run (key id, folders, counts; no PHI) in "
                     "this audit log: a SQLite path or postgresql://...")
     args = ap.parse_args(argv)

@@ -10,16 +10,23 @@ in every file of a patient. Pixel data and waveform data are never touched.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import functools
 import io
+import logging
 import os
+import re
+import struct
+import warnings
 from typing import Iterable
 
 import pydicom
+import pydicom.errors
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.datadict import dictionary_VR
 from pydicom.uid import UID_dictionary
@@ -97,25 +104,29 @@ def deidentify_dicom(ds: Dataset, pseudonymizer: Pseudonymizer, *, allow_burned_
     """
     if not isinstance(ds, Dataset):
         raise DeidError(f"deidentify_dicom needs a pydicom Dataset, got {type(ds).__name__}")
-    check_burned_in(ds, allow_burned_in)
-    if not in_place:
-        ds = _copy(ds)
-    patient = str(ds.get("PatientID", "") or "").strip() or \
-        str(ds.get("PatientName", "") or "").strip() or str(ds.get("StudyInstanceUID", ""))
-    ctx = _Context(pseudonymizer, patient, retain_dates, clean_descriptors,
-                   retain_patient_characteristics, counts if counts is not None else {})
-    try:
-        _count(ctx, "private", _remove_private(ds))
-        _apply(ds, ctx)
-        ds.PatientName = pseudonymizer.patient_name(patient)
-        ds.PatientID = pseudonymizer.patient_id(patient)
-        _record_method(ds, ctx)
-        _update_file_meta(ds)
-    except DeidError:
-        raise
-    except Exception as e:  # a malformed element: name the file, never the value
-        raise DeidError(f"{_file_name(ds)}: cannot de-identify ({type(e).__name__} in the "
-                        "header)") from None
+    with quiet_pydicom():
+        try:
+            check_burned_in(ds, allow_burned_in)
+            if not in_place:
+                ds = _copy(ds)
+            patient = str(ds.get("PatientID", "") or "").strip() or \
+                str(ds.get("PatientName", "") or "").strip() or \
+                str(ds.get("StudyInstanceUID", ""))
+            ctx = _Context(pseudonymizer, patient, retain_dates, clean_descriptors,
+                           retain_patient_characteristics, counts if counts is not None else {})
+            if clean_descriptors:
+                ctx.identity = _identity_pattern(ds)
+            _count(ctx, "private", _remove_private(ds))
+            _apply(ds, ctx)
+            ds.PatientName = pseudonymizer.patient_name(patient)
+            ds.PatientID = pseudonymizer.patient_id(patient)
+            _record_method(ds, ctx)
+            _update_file_meta(ds)
+        except DeidError:
+            raise
+        except Exception as e:  # a malformed element: name the file, never the value
+            raise DeidError(f"{_file_name(ds)}: cannot de-identify ({type(e).__name__} in the "
+                            "header)") from None
     return ds
 
 
@@ -148,6 +159,7 @@ class _Context:
         self.clean = clean
         self.retain_patient = retain_patient
         self.counts = counts
+        self.identity = None       # the patient's own names and ids (Clean Descriptors)
 
 
 def _count(ctx: _Context, action: str, n: int = 1) -> None:
@@ -308,13 +320,23 @@ def _shift_or_remove(ds: Dataset | None, elem: DataElement, ctx: _Context, remov
 @functools.lru_cache(maxsize=4096)   # a study's few dates repeat in every file
 def _shift_one(value: str, vr: str, shift: dt.timedelta) -> str:
     """YYYYMMDD shifted; a DT keeps only its shifted date (its time of day could identify);
-    a value that is not a date becomes empty."""
-    digits = value.strip()[:8]
+    a partial date (YYYY, YYYYMM) moves from the first day of its period and keeps its
+    precision; a range ("A-B", either end may be open) moves both ends; a value that is not a
+    date becomes empty."""
+    value = value.strip()
+    if vr == "DA" and value.count("-") == 1:
+        first, last = value.split("-")
+        ends = [_shift_one(v, vr, shift) if v else "" for v in (first, last)]
+        return "-".join(ends) if all(e or not v for e, v in zip(ends, (first, last))) else ""
+    digits = value[:8]
+    full = digits
+    if len(digits) in (4, 6) and digits.isdigit() and (vr == "DT" or value == digits):
+        full = digits + "0101"[len(digits) - 4:]
     try:
-        day = dt.datetime.strptime(digits, "%Y%m%d").date()
+        day = dt.datetime.strptime(full, "%Y%m%d").date()
     except ValueError:
         return ""
-    return (day + shift).strftime("%Y%m%d")
+    return (day + shift).strftime("%Y%m%d")[:len(digits)]
 
 
 def _clean(ds: Dataset, elem: DataElement, ctx: _Context) -> None:
@@ -323,10 +345,35 @@ def _clean(ds: Dataset, elem: DataElement, ctx: _Context) -> None:
     values = elem.value if elem.VM > 1 else [elem.value]
     dates = "shift" if ctx.retain_dates else "year"
     cleaned = [deidentify_text(str(v), ctx.ps, dates=dates, patient=ctx.patient) for v in values]
+    if ctx.identity is not None:   # "DOE^JANE", "PAT-123": forms the text detector can miss
+        cleaned = [ctx.identity.sub("ANON", c) for c in cleaned]
     limit = _MAX_LEN.get(elem.VR)
     cleaned = [c[:limit] if limit else c for c in cleaned]
     elem.value = cleaned if elem.VM > 1 else cleaned[0]
     _count(ctx, "C")
+
+
+_IDENTITY_TAGS = ("PatientName", "PatientID", "OtherPatientNames", "PatientBirthName",
+                  "PatientMotherBirthName", "OtherPatientIDs", "IssuerOfPatientID")
+
+
+def _identity_pattern(ds: Dataset) -> re.Pattern | None:
+    """A pattern of the patient's name components and ids as this file holds them (also in
+    Other Patient IDs Sequence), matched as whole words, in any letter case."""
+    values = [ds.get(k) for k in _IDENTITY_TAGS]
+    for item in ds.get("OtherPatientIDsSequence", None) or ():
+        values.append(item.get("PatientID"))
+    parts = set()
+    for value in values:
+        for v in (value if isinstance(value, (list, tuple, MultiValue)) else [value]):
+            parts.update(p for p in re.split(r"[\^=,\s]+", str(v or "")) if len(p) >= 2)
+    if not parts:
+        return None
+    words = [re.escape(p) for p in sorted(parts, key=len, reverse=True)]
+    # whole words; ideographic names (no spaces between words) match anywhere
+    alternatives = "|".join(w if re.search("[\u2e80-\uffef]", w) else rf"(?<!\w){w}(?!\w)"
+                            for w in words)
+    return re.compile(alternatives, re.IGNORECASE)
 
 
 def _record_method(ds: Dataset, ctx: _Context) -> None:
@@ -359,7 +406,8 @@ def _update_file_meta(ds: Dataset) -> None:
     meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = "PYDICOM " + pydicom.__version__
     for tag in list(meta.keys()):
-        if int(tag) in (0x00020016, 0x00020100, 0x00020102):  # source AE, private info
+        # source AE, private info; the group length is recomputed (the fast path's way too)
+        if int(tag) in (0x00020000, 0x00020016, 0x00020100, 0x00020102):
             del meta[tag]
 
 
@@ -367,34 +415,116 @@ def write_dicom(ds: Dataset, name: str) -> bytes:
     """The file bytes of a de-identified dataset, as the reference path writes them."""
     buffer = io.BytesIO()
     try:
-        # a source without SOP UIDs cannot become a conformant file; write it as it came
-        ds.save_as(buffer, enforce_file_format="SOPInstanceUID" in ds and "SOPClassUID" in ds)
+        with quiet_pydicom():
+            # a source without SOP UIDs cannot become a conformant file; write it as it came
+            ds.save_as(buffer, enforce_file_format="SOPInstanceUID" in ds and "SOPClassUID" in ds)
     except Exception as e:
         raise DeidError(f"{name}: cannot write the de-identified file ({type(e).__name__})") \
             from None
     return buffer.getvalue()
 
 
+def read_file_bytes(path, name: str) -> bytes:
+    """The bytes of `path`; a DeidError naming `name` (and why) when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise DeidError(f"{name}: no such file") from None
+    except OSError as e:
+        raise DeidError(f"{name}: cannot read ({e.strerror})") from None
+
+
 def read_dicom(src, name: str | None = None) -> Dataset:
     """pydicom's reader, plus the checks it skips: it reads a truncated file silently.
     `src` is a path or a binary file object; `name` is the file name errors carry."""
     name = name or (os.fspath(src) if isinstance(src, (str, os.PathLike)) else "<bytes>")
-    try:
-        ds = pydicom.dcmread(src)
-    except FileNotFoundError:
-        raise DeidError(f"{name}: no such file") from None
-    except Exception as e:
-        raise DeidError(f"{name}: not a readable DICOM file ({type(e).__name__})") from None
-    if not len(ds):
-        raise DeidError(f"{name}: no data elements after the file meta header (truncated?)")
-    for raw in ds._dict.values():
-        length, value = getattr(raw, "length", None), getattr(raw, "value", None)
-        if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
-            raise DeidError(f"{name}: truncated: element {raw.tag} declares {length} bytes, "
-                            f"the file holds {len(value)}")
-    if not isinstance(src, (str, os.PathLike)):
-        ds.filename = name                 # refusals name the file, not "<in memory>"
+    raw = read_file_bytes(src, name) if isinstance(src, (str, os.PathLike)) else src.read()
+    fp = _StrictReader(raw)
+    with quiet_pydicom() as caught:
+        try:
+            ds = pydicom.dcmread(fp)
+            _check_complete(ds, fp, caught())
+        except DeidError as e:
+            raise DeidError(f"{name}: {e}") from None
+        except Exception as e:
+            raise DeidError(f"{name}: {_unreadable_reason(raw, e)}") from None
+    ds.filename = name                     # refusals name the file, not "<in memory>"
     return ds
+
+
+def _check_complete(ds: Dataset, fp: "_StrictReader", caught: list[str]) -> None:
+    """DeidError (without the file name) where pydicom read less than the whole file."""
+    if fp.short_header or any("End of file" in m for m in caught):
+        raise DeidError("truncated: the file ends inside an element or sequence")
+    if any(m.startswith("ERROR") for m in caught):   # pydicom stopped reading, kept the rest
+        raise DeidError("corrupt: pydicom stopped reading at an element it cannot parse")
+    if not len(ds):
+        raise DeidError("no data elements after the file meta header (truncated?)")
+    for raw_elem in ds._dict.values():
+        length, value = getattr(raw_elem, "length", None), getattr(raw_elem, "value", None)
+        if isinstance(value, bytes) and length not in (None, 0xFFFFFFFF) and len(value) < length:
+            raise DeidError(f"truncated: element {raw_elem.tag} declares {length} bytes, "
+                            f"the file holds {len(value)}")
+
+
+class _StrictReader(io.BytesIO):
+    """Notes a read of an element header (4 or 8 bytes) that finds only part of it: pydicom
+    takes that for the end of the file and stops without a word."""
+    short_header = False
+
+    def read(self, n=-1):
+        out = super().read(n)
+        if n in (4, 8) and 0 < len(out) < n:
+            self.short_header = True
+        return out
+
+
+def _unreadable_reason(raw: bytes, error: Exception) -> str:
+    """Why pydicom could not read `raw`, in words that hold no value from the file (pydicom's
+    own messages can quote element values)."""
+    if not raw:
+        return "empty file (0 bytes)"
+    if len(raw) < 132 or raw[128:132] != b"DICM":
+        return ("not a DICOM Part 10 file: no 128-byte preamble and 'DICM' marker (a bare "
+                "dataset without file meta header is not accepted)")
+    if isinstance(error, (EOFError, struct.error)) or "No tag to read" in str(error):
+        return "truncated: the file ends inside an element"
+    if isinstance(error, RecursionError):
+        return "corrupt: sequences nested too deep to read"
+    if isinstance(error, pydicom.errors.InvalidDicomError):
+        return "malformed file meta header"
+    return f"corrupt: not a readable DICOM file ({type(error).__name__} while parsing)"
+
+
+@contextlib.contextmanager
+def quiet_pydicom():
+    """pydicom's warnings and log records quote element values ("Invalid value for VR DA:
+    '19510304'"): while it reads or writes patient data they are caught here, never shown.
+    Yields a function giving their messages so far ("ERROR: ..." for logged errors)."""
+    logger = logging.getLogger("pydicom")
+    logged: list[str] = []
+    handler = _Collect(logged)
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as shown:
+            warnings.simplefilter("always")
+            yield lambda: logged + [str(w.message) for w in shown]
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+class _Collect(logging.Handler):
+    """Keeps pydicom's logged errors (it logs some parse failures and reads on)."""
+
+    def __init__(self, into: list):
+        super().__init__(logging.ERROR)
+        self.into = into
+
+    def emit(self, record):
+        self.into.append(f"ERROR: {record.getMessage()}")
 
 
 def original_values(ds: Dataset) -> Iterable[str]:

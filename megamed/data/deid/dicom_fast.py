@@ -89,13 +89,7 @@ def deidentify_dicom_file(src: str | os.PathLike, dst: str | os.PathLike | None,
     is returned. Without `dst`: the de-identified Dataset (the reference path)."""
     if dst is None:
         return ref.deidentify_dicom(ref.read_dicom(src), pseudonymizer, in_place=True, **options)
-    try:
-        with open(src, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise DeidError(f"{src}: no such file") from None
-    except OSError as e:
-        raise DeidError(f"{src}: cannot read ({e.strerror})") from None
+    raw = ref.read_file_bytes(src, os.fspath(src))
     out = deidentify_dicom_bytes(raw, pseudonymizer, name=os.fspath(src), **options)
     try:
         with open(dst, "wb") as f:
@@ -123,8 +117,8 @@ def fast_deidentify(raw: bytes, ps: Pseudonymizer, *, allow_burned_in: bool = Fa
     try:
         out = _fast(bytes(raw), ps, allow_burned_in, retain_dates,
                     retain_patient_characteristics, local)
-    except (_Unusual, struct.error, UnicodeDecodeError, ValueError):
-        return None
+    except (_Unusual, struct.error, UnicodeDecodeError, ValueError, RecursionError):
+        return None                     # RecursionError: sequences nested absurdly deep
     if counts is not None:              # counted only when the fast path finished
         for k, v in local.items():
             counts[k] = counts.get(k, 0) + v

@@ -81,16 +81,49 @@ def _tag(value: str, category: str) -> str:
 _WFDB_COMMENT = re.compile(r"^(\s*#)(.*)$")
 
 
-def deidentify_wfdb_header(text: str, pseudonymizer: Pseudonymizer, **options) -> str:
+def deidentify_wfdb_header(text: str, pseudonymizer: Pseudonymizer, *, name: str = "<header>",
+                           rename=None, counts: dict | None = None, **options) -> str:
     """A WFDB `.hea` header with its comment lines (`# ...`) de-identified.
 
-    Record/signal lines carry no free text and stay byte for byte; comment lines (age, sex,
-    diagnoses, sometimes names and dates) go through `deidentify_text`. The record name on the
-    first line is kept: it is the file name the shard writer pairs with the `.dat`.
+    Comment lines (age, sex, diagnoses, sometimes names and dates) go through
+    `deidentify_text`; the base date on the record line is removed (counted as DATE); the
+    other record and signal fields carry no free text and stay byte for byte, except the
+    record and signal file names when `rename` (a function of a name) changes them.
+    A header without a record line, with a bad signal count or fewer signal (segment) lines
+    than declared is a DeidError naming `name`.
     """
     lines = text.split("\n")
+    body = []                           # indices of the record line and its signal lines
     for i, line in enumerate(lines):
         m = _WFDB_COMMENT.match(line)
         if m:
-            lines[i] = m.group(1) + deidentify_text(m.group(2), pseudonymizer, **options)
+            lines[i] = m.group(1) + deidentify_text(m.group(2), pseudonymizer, counts=counts,
+                                                    **options)
+        elif line.strip():
+            body.append(i)
+    if not body:
+        raise DeidError(f"{name}: malformed WFDB header: no record line")
+    fields = lines[body[0]].split()
+    record, _, segments = fields[0].partition("/")
+    wanted = segments if segments else (fields[1] if len(fields) > 1 else "")
+    if not wanted.isdigit():
+        raise DeidError(f"{name}: malformed WFDB header: the record line has no signal "
+                        "(or segment) count")
+    if len(body) - 1 < int(wanted):
+        raise DeidError(f"{name}: malformed WFDB header: {wanted} signal lines declared, "
+                        f"{len(body) - 1} found")
+    if len(fields) > 5 and counts is not None:      # base date: identifies the day
+        counts["DATE"] = counts.get("DATE", 0) + 1
+    if len(fields) > 5 or rename is not None:
+        fields[0] = (rename(record) if rename else record) + ("/" + segments if segments else "")
+        lines[body[0]] = _same_end(lines[body[0]], " ".join(fields[:5]))
+    for i in body[1:1 + int(wanted)] if rename is not None else ():
+        parts = lines[i].split(None, 1)
+        if parts[0] not in ("~", "-"):   # no file / standard input
+            lines[i] = _same_end(lines[i], " ".join([rename(parts[0])] + parts[1:]))
     return "\n".join(lines)
+
+
+def _same_end(old: str, new: str) -> str:
+    """`new` with the line end ("\r" of a CRLF file) that `old` had."""
+    return new + "\r" if old.endswith("\r") and not new.endswith("\r") else new
