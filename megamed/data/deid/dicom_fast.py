@@ -65,6 +65,11 @@ _OVERRIDDEN = frozenset((_PATIENT_NAME, _PATIENT_ID) + _METHOD_TAGS)
  LOOKED_UP, DELIMITER, FIXED) = range(14)
 
 
+# Sequences nested deeper than this go to the reference path, which refuses what pydicom's
+# recursive reader cannot parse: both paths then agree on absurd files.
+_MAX_DEPTH = 128
+
+
 class _Unusual(Exception):
     """Input this parser does not handle: the caller takes the reference path."""
 
@@ -488,7 +493,7 @@ def _process(run: _Run, pos: int, end: int, out: list) -> int:
             # the reference sets these top-level elements after the rules (not those in items)
             replaced = not stack and tag in _OVERRIDDEN
             if what == RECURSE:          # enter the sequence: its items come next
-                if length != _UNDEFINED and vend > end:
+                if length != _UNDEFINED and vend > end or len(stack) > _MAX_DEPTH:
                     raise _Unusual
                 stack.append((out, end, in_item, last, next_insert, seq_end, seq_undefined,
                               tag, vr, pos, vstart))
@@ -684,7 +689,7 @@ def _walk_items(run: _Run, counts: dict | None, pos: int, end: int, undefined: b
             kind, size = walks(raw[pos:pos + 8]) or run.walk(raw[pos:pos + 8])
             if kind == _ITEM_UNDEFINED or kind == _ITEM_DEFINED:
                 item_end = end if kind == _ITEM_UNDEFINED else pos + size
-                if item_end > end:
+                if item_end > end or len(stack) > 2 * _MAX_DEPTH:
                     raise _Unusual
                 stack.append((end, undefined, counting))
                 in_item, pos, end, undefined = True, pos + 8, item_end, kind == _ITEM_UNDEFINED
