@@ -25,6 +25,8 @@ from megamed.data.deid import lexicon
 # Letters in any script ("José Núñez"); apostrophes and hyphens inside a name.
 _TOKEN = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 _TOKEN_SPLIT = re.compile("(" + _TOKEN.pattern + ")")      # gap, token, gap, ..., gap
+# the same on ASCII text, 3x faster (no Unicode category lookups; ’ is not ASCII)
+_TOKEN_SPLIT_ASCII = re.compile(r"([A-Za-z]+(?:['-][A-Za-z]+)*)")
 _DOSE_AFTER = re.compile(r"\s*\d+(?:\.\d+)?\s*(?:mg|mcg|g|ml|units?|meq|mmol|%|tabs?|puffs?)\b",
                          re.I)
 
@@ -35,6 +37,9 @@ _SENTENCE_BREAK = re.compile(r"[.!?:;\n•*>|(\[\"]|\d|^\s*-|\s\s")
 _DIGIT_BEFORE = re.compile(r"\d\s*$")
 _AND_BEFORE = re.compile(r"\b(?:and|or|&)\s+$")
 _INITIAL_GAP = re.compile(r"[ .]{0,2}")
+# text[end:end + 3].lstrip(" ,") starts with a digit (on the gap after the token: the text
+# after a gap shorter than that is the next token's letters)
+_DIGIT_FOLLOWS = re.compile(r"[ ,]{0,2}\d")
 
 
 class _Word:
@@ -43,7 +48,7 @@ class _Word:
     The fields after `length` are the per-token tests of the rules, precomputed."""
     __slots__ = ("text", "lower", "cap", "word", "first", "surname_rank", "possessive", "length",
                  "kind", "function", "abbreviation", "initial", "lower_name", "label_end",
-                 "may_veto", "title_rule", "relation_rule", "dictionary_rule", "joins_name",
+                 "may_veto", "veto_head", "title_rule", "relation_rule", "dictionary_rule", "joins_name",
                  "and_rule")
 
     def __init__(self, text, lower, cap, word, first, surname_rank, possessive, length):
@@ -58,6 +63,8 @@ class _Word:
         self.label_end = (lower.rsplit("-", 1)[-1] if "-" in lower else lower) in _LABEL_LAST_WORDS
         # which tokens each pass can act on at all (the rest it skips without a look)
         self.may_veto = cap or not word or first or bool(surname_rank)
+        self.veto_head = lower in lexicon.EPONYM_HEADS or lower in lexicon.EPONYM_VETO_HEADS or \
+            lower in lexicon.FACILITY_HEADS           # a veto rule looks at the token before it
         self.title_rule = lower in lexicon.TITLES or text in _ROLE_BEFORE or \
             (text[0].isupper() and (text.isupper() or text in _MIXED_CREDENTIALS)) or \
             lower in ("md", "rn", "np")
@@ -89,7 +96,7 @@ def _uncased_regions(text: str) -> list[tuple[int, int]]:
 def _tokens(text: str) -> _Doc:
     """One split of the text into gaps and tokens (C speed), token texts looked up in the
     _Word cache, positions from the running sum of the part lengths."""
-    parts = _TOKEN_SPLIT.split(text)
+    parts = (_TOKEN_SPLIT_ASCII if text.isascii() else _TOKEN_SPLIT).split(text)
     raw = parts[1::2]
     toks = list(map(_TOKEN_INFO.get, raw))
     if None in toks:
@@ -178,7 +185,15 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     # only tokens that could be a name get the (slower) veto rules: a lower-case English word
     # in no name list is never a name
     veto = [True] * n
-    for i in _indices(d.toks, "may_veto"):
+    toks, gap = d.toks, d.gap
+    for i in _indices(toks, "may_veto"):
+        kind = toks[i].kind
+        if kind == _ALWAYS:
+            continue
+        if kind == _NO_VERDICT and not (i + 1 < n and toks[i + 1].veto_head) and \
+                not _DIGIT_FOLLOWS.match(gap[i + 1]):
+            veto[i] = False                 # what _vetoed says, without the call
+            continue
         veto[i] = _vetoed(d, i)
     name = [False] * n
     _titles_and_credentials(d, veto, name)
