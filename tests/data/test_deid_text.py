@@ -226,7 +226,9 @@ def test_anchored_scans_equal_finditer():
              "ext. 1234", "Ext 55", "x4455", "192.168.0.12", "10.1.2.3.4", "age 93", "aged ",
              "at age ninety-three", "a hundred and two", "turned 101", "93 yo", "99-year-old",
              "lives in Springfield", "Moved from Lake Mary", "travelled to Boston", "address: ",
-             "Patient address 12 Oak St", "residing at 4 Elm", "9", "1", "0", " ", "-", "/"]
+             "Patient address 12 Oak St", "residing at 4 Elm", "9", "1", "0", " ", "-", "/",
+             "123-45-6789", "02139-1234", "3/4/51", "2019-03-04", "03/2019", "5th of March",
+             "12 Main Street", "1999-12", "4.5.2019"]
     for _ in range(600):
         text = "".join(rng.choice(parts) for _ in range(rng.randint(0, 30)))
         low = text.lower()
@@ -238,8 +240,7 @@ def test_anchored_scans_equal_finditer():
         assert got == [m.span() for m in P._LOCAL_PHONE.finditer(text)], text
         # (pattern, anchor, how far before its anchor a match may start, anchor on lower case)
         for rx, anchor, back, lower in (
-                (P._DATE_MONTH_FIRST, P._MONTH_START, 0, True),
-                (P._DATE_RES[4], P._MONTH_START, 3, True), (P._DATE_RES[5], P._MONTH_START, 3, True),
+                (P._DATE_MONTH_FIRST, P._MONTH_WORD, 0, True),
                 (P._MONTH_ALONE, P._MONTH_CAPITAL, 0, False),
                 (P._PHONE, P._PHONE_CORE, P._PHONE_BACK, False),
                 (P._EXTENSION, P._EXTENSION_WORD, 0, True), (P._IP, P._IP_HINT, 2, False),
@@ -249,3 +250,7 @@ def test_anchored_scans_equal_finditer():
             got = [m.span() for m in P._anchored(rx, text, P._regex_anchor(anchor, low if lower
                                                                            else text), back)]
             assert got == [m.span() for m in rx.finditer(text)], (rx.pattern[:30], text)
+        # the one scan at the starts of digit runs (patterns.run_matches), pattern by pattern
+        runs = P.run_matches(text)
+        for name, rx in P._RUN_PATTERNS.items():
+            assert runs[name] == [m.span() for m in rx.finditer(text)], (name, text)

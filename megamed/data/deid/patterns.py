@@ -6,6 +6,7 @@ found by their label ("MRN", "member id", "serial no."), whatever the id looks l
 """
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Iterator
 
@@ -70,7 +71,9 @@ _AGE_RES = [
                rf"({_AGE_NUM}|{_AGE_WORD})(?![\w.])", re.I),
 ]
 
-_AGE_START = re.compile(r"9\d|1[01]\d|ninety|one hundred|a hundred|hundred")   # on lower case
+# where _AGE_RES[0] matches start (on lower case): its number is whole, then a space, "-" or "y"
+_AGE_START = re.compile(r"(?<![\w.])(?:9\d(?![\d.])|1[01]\d(?![\d.])|ninety|one hundred|a hundred|"
+                        r"hundred)")
 _AGE_CUE = re.compile(r"age|turned")
 _EXTENSION_WORD = re.compile(r"ext|pager|beeper|x")      # where _EXTENSION matches start
 _PHONE = re.compile(r"(?<![\w.+-])(?:(?:\+?\d{1,3}|00\d{1,2})[-.\s]?)?(?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])"
@@ -286,6 +289,15 @@ def _literal_anchor(low: str, word: str):
     return lambda i: low.find(word, i)
 
 
+def _listed_anchor(positions: list[int]):
+    """The first of the sorted `positions` at or after i (-1: none): one scan for the anchors
+    that several patterns share."""
+    def find(i: int) -> int:
+        k = bisect.bisect_left(positions, i)
+        return positions[k] if k < len(positions) else -1
+    return find
+
+
 def _regex_anchor(rx: re.Pattern, text: str):
     def find(i: int) -> int:
         m = rx.search(text, i)
@@ -294,26 +306,25 @@ def _regex_anchor(rx: re.Pattern, text: str):
 
 
 _PHONE7 = re.compile(r"\d{3}[-.]\d{4}")               # the number _LOCAL_PHONE ends with
-_PHONE_CORE = re.compile(r"\d{3}[-.\s]?\d{4}")          # every _PHONE match holds one ...
-_PHONE_BACK = len("+123-(456) ")                      # ... this far from its start at most
+# every _PHONE match holds its area code and number, this far from its start at most
+_PHONE_CORE = re.compile(r"(?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])\d{3}[-.\s]?\d{4}")
+_PHONE_BACK = len("+123-")
 _VIN_HINT = re.compile(r"[A-HJ-NPR-Z0-9]{17}")          # necessary for _VIN
 _LOCAL_PHONE_BACK = len("reached at") + 4             # longest cue word, then \W{0,4}
 _MAY_BACK = len("through") + 1                        # longest preposition, then [ -]
 # necessary for an IPv4 address: "d.d.d" (a C-speed digit scan; most notes have many dots),
 # from the last digit of the first number: at most 2 characters after the match's start
 _IP_HINT = re.compile(r"\d\.\d{1,3}\.\d")
-# every month name (and so every match of the month-first patterns) starts with one of these
-_MONTH_START = re.compile(r"jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec")
-_DATE_MONTH_FIRST = _DATE_RES[6]
-# date patterns whose every match holds a month name this many characters after its start at
-# most ("12-Mar", "03 MAR 19", "March 3rd"): searched near the month names
-_MONTH_WITHIN = {_DATE_RES[4]: 3, _DATE_RES[5]: 3, _DATE_MONTH_FIRST: 0}
+# every match of the month-first patterns holds a month name that is a whole word of the
+# lower-cased text: never inside a word ("summary", "decreased"), never before a letter
+_MONTH_WORD = re.compile(rf"(?<![a-z]){_MONTH}(?![a-z])")
+_DATE_MONTH_FIRST = _DATE_RES[6]        # searched near the month names
 _IPV6_HINT = re.compile(r":[0-9a-f]{1,4}:[0-9a-f]{1,4}:", re.I)      # necessary for _IPV6
 # necessary for _ORDINAL_DAY ("on the 5th"): a digit and its ordinal suffix
 _ORDINAL_HINT = re.compile(r"\d(?i:st|nd|rd|th)")
 _ORDINAL_THE = re.compile(r"the\s+\d")                  # also necessary (on lower case)
-# _MONTH_ALONE is case-sensitive: each match starts with one of these
-_MONTH_CAPITAL = re.compile(r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Oct|Nov|Dec")
+# _MONTH_ALONE is case-sensitive: each match starts with one of these words
+_MONTH_CAPITAL = re.compile(r"\b(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\b")
 # each match of _CITY_CONTEXT / _ADDRESS_LABEL holds one of these (ASCII text, lower-cased)
 _CITY_CUES = ("liv", "resid", "stay", "moved", "native of", "relocated", "born in", "grew up in",
               "city:", "town:", "home in", "from the town of", "visiting from", "travel",
@@ -328,20 +339,76 @@ def _cued(rx: re.Pattern, text: str, low: str | None, cue: re.Pattern, back: int
     return rx.finditer(text) if low is None else _anchored(rx, text, _regex_anchor(cue, low), back)
 
 
+# --- one scan for the patterns that start at a run of digits ----------------------------------
+# Each of these patterns matches only where a run of digits starts (its first character is a
+# digit that its look-behind forbids after another digit). One pass visits those starts and
+# tries every pattern there inside a look-ahead (wrapped in a one-digit look-behind, so the
+# pattern itself is used as written); re.finditer's matches of a pattern are then its matches
+# at those starts, each taken when it begins at or after the end of the one before.
+# A pattern added here must keep that property (tests/data/test_deid_text.py checks the scan
+# against finditer). Group A needs [/.-] right after the run, group B does not allow it, so
+# the other group is not tried.
+_RUN_A = {"date0": _DATE_RES[0], "date1": _DATE_RES[1], "date2": _DATE_RES[2],
+          "date3": _DATE_RES[3], "date4": _DATE_RES[4], "month_day": _MONTH_DAY, "ssn": _SSN,
+          "zip": _ZIP_BARE}
+_RUN_B = {"date7": _DATE_RES[7], "street": _STREET}
+_RUN_ANY = {"date5": _DATE_RES[5]}
+_RUN_PATTERNS = {**_RUN_A, **_RUN_B, **_RUN_ANY}
+
+
+def _at_run_start(name: str, rx: re.Pattern) -> str:
+    inner = f"(?i:{rx.pattern})" if rx.flags & re.I else rx.pattern
+    return f"(?:(?<=(?=(?P<{name}>{inner}))\\d))?"
+
+
+def _run_scanner() -> re.Pattern:
+    none_matched = "(?!)"                  # a start where no pattern matched is not reported
+    for name in reversed(_RUN_PATTERNS):
+        none_matched = f"(?({name})|{none_matched})"
+    return re.compile(r"\d(?<!\d\d)(?:(?=\d*[/.-])" +
+                      "".join(_at_run_start(n, rx) for n, rx in _RUN_A.items()) + "|" +
+                      "".join(_at_run_start(n, rx) for n, rx in _RUN_B.items()) + ")" +
+                      "".join(_at_run_start(n, rx) for n, rx in _RUN_ANY.items()) + none_matched)
+
+
+_RUN_SCANNER = _run_scanner()
+_RUN_GROUPS = [(name, _RUN_SCANNER.groupindex[name]) for name in _RUN_PATTERNS]
+
+
+def run_matches(text: str) -> dict[str, list[tuple[int, int]]]:
+    """pattern name -> the spans re.finditer gives for it, for every pattern in _RUN_PATTERNS."""
+    out = {name: [] for name in _RUN_PATTERNS}
+    last = dict.fromkeys(_RUN_PATTERNS, 0)       # where the pattern's previous match ended
+    for m in _RUN_SCANNER.finditer(text):
+        regs = m.regs
+        for name, k in _RUN_GROUPS:
+            s, e = regs[k]
+            if s >= last[name]:                  # (-1: no match here)
+                out[name].append((s, e))
+                last[name] = e
+    return out
+
+
 def _lower_ascii(text: str) -> str | None:
     """text.lower() where it keeps every index and re's case folding is plain ASCII; else None."""
     return text.lower() if text.isascii() else None
 
 
-def dates(text: str) -> Iterator[Span]:
+def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
     low = _lower_ascii(text)
-    for rx in _DATE_RES:
-        back = _MONTH_WITHIN.get(rx)
-        found = rx.finditer(text) if back is None or low is None else \
-            _anchored(rx, text, _regex_anchor(_MONTH_START, low), back)
-        for m in found:
-            if _plausible_date(m.group(0)):
-                yield m.start(), m.end(), "DATE"
+    runs = runs or run_matches(text)
+    for i, rx in enumerate(_DATE_RES):
+        if rx is not _DATE_MONTH_FIRST:
+            found = runs[f"date{i}"]
+        elif low is None:
+            found = [m.span() for m in rx.finditer(text)]
+        else:
+            months = [m.start() for m in _MONTH_WORD.finditer(low)]
+            found = [m.span() for m in _anchored(rx, text, _listed_anchor(months), 0)] \
+                if months else ()
+        for s, e in found:
+            if _plausible_date(text[s:e]):
+                yield s, e, "DATE"
     for m in _anchored(_MONTH_ALONE, text, _regex_anchor(_MONTH_CAPITAL, text), 0):
         yield m.start(), m.end(), "DATE"
     ordinal = _ORDINAL_HINT.search(text) and (low is None or _ORDINAL_THE.search(low))
@@ -352,7 +419,8 @@ def dates(text: str) -> Iterator[Span]:
             _anchored(_MAY_ALONE, text, _literal_anchor(low, "may"), _MAY_BACK)
         for m in found:
             yield m.start(1), m.end(1), "DATE"
-    for m in _MONTH_DAY.finditer(text):
+    for s, _ in runs["month_day"]:
+        m = _MONTH_DAY.match(text, s)
         month, day = int(m.group(1)), int(m.group(2))
         if not (1 <= month <= 12 and 1 <= day <= 31):
             continue
@@ -406,7 +474,7 @@ def ages(text: str) -> Iterator[Span]:
             yield m.start(1), m.end(1), "AGE"
 
 
-def contacts(text: str) -> Iterator[Span]:
+def contacts(text: str, runs: dict | None = None) -> Iterator[Span]:
     # each pattern runs only where its indispensable character occurs (a C-speed `in`)
     if "@" in text:
         for m in _EMAIL.finditer(text):
@@ -428,8 +496,8 @@ def contacts(text: str) -> Iterator[Span]:
     for m in _cued(_EXTENSION, text, _lower_ascii(text), _EXTENSION_WORD, 0):
         yield m.start(1), m.end(1), "PHONE"
     if "-" in text:
-        for m in _SSN.finditer(text):
-            yield m.start(), m.end(), "SSN"
+        for s, e in (runs or run_matches(text))["ssn"]:
+            yield s, e, "SSN"
 
 
 def identifiers(text: str) -> Iterator[Span]:
@@ -469,15 +537,13 @@ def identifiers(text: str) -> Iterator[Span]:
         yield m.start(), m.end(), "OTHER_ID"
 
 
-def addresses(text: str) -> Iterator[Span]:
+def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
+    runs = runs or run_matches(text)
     street_ends = set()
-    for m in _STREET.finditer(text):
-        end = m.end()
-        tail = _CITY_TAIL.match(text, end)
-        if tail:
-            end = tail.end()
-        street_ends.add(m.end())
-        yield m.start(), end, "ADDRESS"
+    for start, street_end in runs["street"]:
+        tail = _CITY_TAIL.match(text, street_end)
+        street_ends.add(street_end)
+        yield start, tail.end() if tail else street_end, "ADDRESS"
     lowered = _lower_ascii(text)
     cued = lowered is None or any(c in lowered for c in _ADDRESS_CUES)
     for m in _cued(_ADDRESS_LABEL, text, lowered, _ADDRESS_CUE, len("patient ")) if cued else ():
@@ -499,8 +565,8 @@ def addresses(text: str) -> Iterator[Span]:
     for m in _ZIP_LABEL.finditer(text) if lowered is None or "zip" in lowered or \
             "postal" in lowered else ():
         yield m.start(1), m.end(1), "ZIP"
-    for m in _ZIP_BARE.finditer(text):
-        yield m.start(), m.end(), "ZIP"
+    for s, e in runs["zip"]:
+        yield s, e, "ZIP"
     cued = lowered is None or any(c in lowered for c in _CITY_CUES)
     for m in _cued(_CITY_CONTEXT, text, lowered, _CITY_CUE, 0) if cued else ():
         place = m.group(1).rstrip()
@@ -536,7 +602,11 @@ def _city_state(text: str, state, street_ends) -> Iterator[Span]:
 
 
 def find_structured(text: str) -> list[Span]:
+    runs = run_matches(text)             # shared by dates, contacts and addresses
     spans: list[Span] = []
-    for detector in (dates, ages, contacts, identifiers, addresses):
-        spans.extend(detector(text))
+    spans.extend(dates(text, runs))
+    spans.extend(ages(text))
+    spans.extend(contacts(text, runs))
+    spans.extend(identifiers(text))
+    spans.extend(addresses(text, runs))
     return spans
