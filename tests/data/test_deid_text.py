@@ -228,8 +228,11 @@ def test_anchored_scans_equal_finditer():
              "lives in Springfield", "Moved from Lake Mary", "travelled to Boston", "address: ",
              "Patient address 12 Oak St", "residing at 4 Elm", "9", "1", "0", " ", "-", "/",
              "123-45-6789", "02139-1234", "3/4/51", "2019-03-04", "03/2019", "5th of March",
-             "12 Main Street", "1999-12", "4.5.2019"]
-    for _ in range(600):
+             "12 Main Street", "1999-12", "4.5.2019", "AB1234567", "1HGCM82633A004352",
+             "MRN 12345678", "AB-12345", "12345-ABC-99", "X9Y-77-Z8", "JH4KA7561PC008269",
+             "Medical record number: ", "SSN ", "member id is ", "Serial no. ", "Acct #",
+             "license plate ", "DEA ", "policy number of ", "ID", "S/N:"]
+    for trial in range(600):
         text = "".join(rng.choice(parts) for _ in range(rng.randint(0, 30)))
         low = text.lower()
         got = [m.span() for m in P._anchored(P._MAY_ALONE, text, P._literal_anchor(low, "may"),
@@ -251,6 +254,12 @@ def test_anchored_scans_equal_finditer():
                                                                            else text), back)]
             assert got == [m.span() for m in rx.finditer(text)], (rx.pattern[:30], text)
         # the one scan at the starts of digit runs (patterns.run_matches), pattern by pattern
-        runs = P.run_matches(text)
-        for name, rx in P._RUN_PATTERNS.items():
-            assert runs[name] == [m.span() for m in rx.finditer(text)], (name, text)
+        for end in range(len(text) + 1) if trial < 150 else ():   # labels grouped by letter
+            a = P._ID_LABEL_BEFORE.search(text, max(0, end - 48), end)
+            b = P._ID_LABEL_FAST.search(text, max(0, end - 48), end)
+            assert (a and (a.span(), a.lastgroup)) == \
+                (b and (b.span(), b.lastgroup.rsplit("_", 1)[0])), (end, text)
+        runs, words = P.run_matches(text), P.word_matches(text)
+        for name, rx in {**P._RUN_PATTERNS, **P._WORD_PATTERNS}.items():
+            assert sorted(runs.get(name, []) + words.get(name, [])) == \
+                [m.span() for m in rx.finditer(text)], (name, text)

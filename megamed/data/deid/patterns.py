@@ -71,9 +71,7 @@ _AGE_RES = [
                rf"({_AGE_NUM}|{_AGE_WORD})(?![\w.])", re.I),
 ]
 
-# where _AGE_RES[0] matches start (on lower case): its number is whole, then a space, "-" or "y"
-_AGE_START = re.compile(r"(?<![\w.])(?:9\d(?![\d.])|1[01]\d(?![\d.])|ninety|one hundred|a hundred|"
-                        r"hundred)")
+_AGE_START = re.compile(r"9\d|1[01]\d|ninety|one hundred|a hundred|hundred")   # on lower case
 _AGE_CUE = re.compile(r"age|turned")
 _EXTENSION_WORD = re.compile(r"ext|pager|beeper|x")      # where _EXTENSION matches start
 _PHONE = re.compile(r"(?<![\w.+-])(?:(?:\+?\d{1,3}|00\d{1,2})[-.\s]?)?(?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])"
@@ -130,6 +128,44 @@ _ID_LABEL_BEFORE = re.compile(
 _ID_CATEGORIES = [cat for cat, _ in _ID_LABELS]
 
 
+def _top_level(alternation: str) -> list[str]:
+    """The alternatives of a pattern at nesting depth 0 ("a|b(?:c|d)" -> ["a", "b(?:c|d)"])."""
+    out, depth, cur, i = [], 0, "", 0
+    while i < len(alternation):
+        c = alternation[i]
+        if c == "\\":
+            cur += alternation[i:i + 2]
+            i += 2
+            continue
+        depth += (c == "(") - (c == ")")
+        if c == "|" and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += c
+        i += 1
+    return out + [cur]
+
+
+def _labels_by_first_letter() -> re.Pattern:
+    """_ID_LABEL_BEFORE with its label alternatives grouped by their first letter: at each
+    position re tries the few labels that start with that letter, not all 150 (the same
+    matches: alternatives with different first letters never both match at one position, and
+    each group keeps the labels' order). The group that matched is named CATEGORY_k."""
+    buckets: dict[str, list[str]] = {}
+    for cat, labels in _ID_LABELS:
+        for k, label in enumerate(_top_level(labels)):
+            if not label[:1].isalpha() or label[1:2] in "?*+{":
+                raise ValueError(f"label {label!r}: a label must start with a plain letter")
+            buckets.setdefault(label[0].lower(), []).append(f"(?P<{cat}_{k}>{label[1:]})")
+    alternation = "|".join(f"{first}(?:{'|'.join(alts)})" for first, alts in buckets.items())
+    return re.compile(r"\b(?:" + alternation + r")(?=[\s:#=.]|$)[\s:#=.-]{0,5}(?:is\s+|of\s+)?$",
+                      re.I)
+
+
+_ID_LABEL_FAST = _labels_by_first_letter()
+
+
 def _label_ends() -> frozenset[str]:
     """The last run of letters of every label _ID_LABELS spells (its language is finite:
     literals, classes, alternations and `?`), lower-cased: "medical record no." -> "no"."""
@@ -180,6 +216,7 @@ def _may_follow_label(text: str, start: int) -> bool:
 
 
 # Unlabelled identifiers: long digit runs or letter+digit codes that no unit or word explains.
+# A match starts after none of [\w.,/-] and holds only [A-Z0-9-]: no two overlap.
 # (the first character is matched before the look-behind: re then skips to candidates at C speed)
 _BARE_ID = re.compile(r"[A-Z\d](?<![\w.,/-].)(?:(?<=[A-Z])[A-Z]{0,3}-?\d{5,}|(?<=\d)\d{6,}|"
                       r"(?<=\d)\d+[A-Z]{1,3}\d{3,}|(?<=[A-Z0-9])[A-Z0-9]+-[A-Z0-9]{2,}-[A-Z0-9]{2,})"
@@ -309,22 +346,22 @@ _PHONE7 = re.compile(r"\d{3}[-.]\d{4}")               # the number _LOCAL_PHONE 
 # every _PHONE match holds its area code and number, this far from its start at most
 _PHONE_CORE = re.compile(r"(?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])\d{3}[-.\s]?\d{4}")
 _PHONE_BACK = len("+123-")
-_VIN_HINT = re.compile(r"[A-HJ-NPR-Z0-9]{17}")          # necessary for _VIN
 _LOCAL_PHONE_BACK = len("reached at") + 4             # longest cue word, then \W{0,4}
 _MAY_BACK = len("through") + 1                        # longest preposition, then [ -]
 # necessary for an IPv4 address: "d.d.d" (a C-speed digit scan; most notes have many dots),
 # from the last digit of the first number: at most 2 characters after the match's start
 _IP_HINT = re.compile(r"\d\.\d{1,3}\.\d")
-# every match of the month-first patterns holds a month name that is a whole word of the
-# lower-cased text: never inside a word ("summary", "decreased"), never before a letter
-_MONTH_WORD = re.compile(rf"(?<![a-z]){_MONTH}(?![a-z])")
+# every match of the month-first pattern starts with one of these (on lower case), at a word's
+# start: "summary" and "decreased" are dropped in Python (a look-behind here would make re try
+# every position instead of jumping to the letters)
+_MONTH_WORD = re.compile(r"jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec")
 _DATE_MONTH_FIRST = _DATE_RES[6]        # searched near the month names
 _IPV6_HINT = re.compile(r":[0-9a-f]{1,4}:[0-9a-f]{1,4}:", re.I)      # necessary for _IPV6
 # necessary for _ORDINAL_DAY ("on the 5th"): a digit and its ordinal suffix
 _ORDINAL_HINT = re.compile(r"\d(?i:st|nd|rd|th)")
 _ORDINAL_THE = re.compile(r"the\s+\d")                  # also necessary (on lower case)
 # _MONTH_ALONE is case-sensitive: each match starts with one of these words
-_MONTH_CAPITAL = re.compile(r"\b(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\b")
+_MONTH_CAPITAL = re.compile(r"(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\b")
 # each match of _CITY_CONTEXT / _ADDRESS_LABEL holds one of these (ASCII text, lower-cased)
 _CITY_CUES = ("liv", "resid", "stay", "moved", "native of", "relocated", "born in", "grew up in",
               "city:", "town:", "home in", "from the town of", "visiting from", "travel",
@@ -339,54 +376,69 @@ def _cued(rx: re.Pattern, text: str, low: str | None, cue: re.Pattern, back: int
     return rx.finditer(text) if low is None else _anchored(rx, text, _regex_anchor(cue, low), back)
 
 
-# --- one scan for the patterns that start at a run of digits ----------------------------------
-# Each of these patterns matches only where a run of digits starts (its first character is a
-# digit that its look-behind forbids after another digit). One pass visits those starts and
-# tries every pattern there inside a look-ahead (wrapped in a one-digit look-behind, so the
-# pattern itself is used as written); re.finditer's matches of a pattern are then its matches
-# at those starts, each taken when it begins at or after the end of the one before.
-# A pattern added here must keep that property (tests/data/test_deid_text.py checks the scan
-# against finditer). Group A needs [/.-] right after the run, group B does not allow it, so
-# the other group is not tried.
+# --- one scan for the patterns that start at a run of digits / at a capitalised word --------
+# Each pattern of _RUN_PATTERNS matches only where a run of digits starts (its first character
+# is a digit that its look-behind forbids after another digit); each of _WORD_PATTERNS only at
+# a capital letter that starts a word. One pass visits those starts and tries every pattern
+# there inside a look-ahead (wrapped in a one-character look-behind, so the pattern itself is
+# used as written); re.finditer's matches of a pattern are then its matches at those starts,
+# each taken when it begins at or after the end of the one before.
+# A pattern added here must keep that property (tests/data/test_deid_text.py checks the scans
+# against finditer). In the digit scan, group A needs [/.-] right after the run, group B does
+# not allow it, so the other group is not tried.
 _RUN_A = {"date0": _DATE_RES[0], "date1": _DATE_RES[1], "date2": _DATE_RES[2],
           "date3": _DATE_RES[3], "date4": _DATE_RES[4], "month_day": _MONTH_DAY, "ssn": _SSN,
           "zip": _ZIP_BARE}
 _RUN_B = {"date7": _DATE_RES[7], "street": _STREET}
-_RUN_ANY = {"date5": _DATE_RES[5]}
+_RUN_ANY = {"date5": _DATE_RES[5], "bare_id": _BARE_ID, "vin": _VIN}
 _RUN_PATTERNS = {**_RUN_A, **_RUN_B, **_RUN_ANY}
+_WORD_PATTERNS = {"dea": _DEA, "bare_id": _BARE_ID, "vin": _VIN}
 
 
-def _at_run_start(name: str, rx: re.Pattern) -> str:
-    inner = f"(?i:{rx.pattern})" if rx.flags & re.I else rx.pattern
-    return f"(?:(?<=(?=(?P<{name}>{inner}))\\d))?"
+def _tried_here(patterns: dict, first: str) -> str:
+    """Each pattern as an optional look-ahead from the character `first` just matched."""
+    return "".join(f"(?:(?<=(?=(?P<{name}>{f'(?i:{rx.pattern})' if rx.flags & re.I else rx.pattern}"
+                   f"))(?:{first})))?" for name, rx in patterns.items())
 
 
-def _run_scanner() -> re.Pattern:
-    none_matched = "(?!)"                  # a start where no pattern matched is not reported
-    for name in reversed(_RUN_PATTERNS):
-        none_matched = f"(?({name})|{none_matched})"
-    return re.compile(r"\d(?<!\d\d)(?:(?=\d*[/.-])" +
-                      "".join(_at_run_start(n, rx) for n, rx in _RUN_A.items()) + "|" +
-                      "".join(_at_run_start(n, rx) for n, rx in _RUN_B.items()) + ")" +
-                      "".join(_at_run_start(n, rx) for n, rx in _RUN_ANY.items()) + none_matched)
+def _none_matched(patterns: dict) -> str:
+    """Fails where no pattern matched: such starts are not reported."""
+    out = "(?!)"
+    for name in reversed(patterns):
+        out = f"(?({name})|{out})"
+    return out
 
 
-_RUN_SCANNER = _run_scanner()
-_RUN_GROUPS = [(name, _RUN_SCANNER.groupindex[name]) for name in _RUN_PATTERNS]
+_RUN_SCANNER = re.compile(r"\d(?<!\d\d)(?:(?=\d*[/.-])" + _tried_here(_RUN_A, r"\d") + "|" +
+                          _tried_here(_RUN_B, r"\d") + ")" + _tried_here(_RUN_ANY, r"\d") +
+                          _none_matched(_RUN_PATTERNS))
+_WORD_SCANNER = re.compile(r"[A-Z](?<!\w[A-Z])" + _tried_here(_WORD_PATTERNS, "[A-Z]") +
+                           _none_matched(_WORD_PATTERNS))
 
 
-def run_matches(text: str) -> dict[str, list[tuple[int, int]]]:
-    """pattern name -> the spans re.finditer gives for it, for every pattern in _RUN_PATTERNS."""
-    out = {name: [] for name in _RUN_PATTERNS}
-    last = dict.fromkeys(_RUN_PATTERNS, 0)       # where the pattern's previous match ended
-    for m in _RUN_SCANNER.finditer(text):
+def _scan(scanner: re.Pattern, text: str) -> dict[str, list[tuple[int, int]]]:
+    groups = scanner.groupindex.items()          # (the inner groups of the patterns are unnamed)
+    out = {name: [] for name in scanner.groupindex}
+    last = dict.fromkeys(scanner.groupindex, 0)  # where the pattern's previous match ended
+    for m in scanner.finditer(text):
         regs = m.regs
-        for name, k in _RUN_GROUPS:
+        for name, k in groups:
             s, e = regs[k]
             if s >= last[name]:                  # (-1: no match here)
                 out[name].append((s, e))
                 last[name] = e
     return out
+
+
+def run_matches(text: str) -> dict[str, list[tuple[int, int]]]:
+    """pattern name -> the spans re.finditer gives for it, for every pattern in _RUN_PATTERNS
+    (of those that also start at words, the part that starts at digits)."""
+    return _scan(_RUN_SCANNER, text)
+
+
+def word_matches(text: str) -> dict[str, list[tuple[int, int]]]:
+    """The same for _WORD_PATTERNS (the part that starts at capitals)."""
+    return _scan(_WORD_SCANNER, text)
 
 
 def _lower_ascii(text: str) -> str | None:
@@ -403,7 +455,8 @@ def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
         elif low is None:
             found = [m.span() for m in rx.finditer(text)]
         else:
-            months = [m.start() for m in _MONTH_WORD.finditer(low)]
+            months = [a for a in (m.start() for m in _MONTH_WORD.finditer(low))
+                      if not (a and low[a - 1].isalpha())]
             found = [m.span() for m in _anchored(rx, text, _listed_anchor(months), 0)] \
                 if months else ()
         for s, e in found:
@@ -500,7 +553,7 @@ def contacts(text: str, runs: dict | None = None) -> Iterator[Span]:
             yield s, e, "SSN"
 
 
-def identifiers(text: str) -> Iterator[Span]:
+def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
     pos = 0
     while True:
         digit = _ID_CANDIDATE.search(text, pos)
@@ -518,23 +571,23 @@ def identifiers(text: str) -> Iterator[Span]:
             continue
         if not _may_follow_label(text, start):
             continue
-        label = _ID_LABEL_BEFORE.search(text, max(0, start - 48), start)
+        label = _ID_LABEL_FAST.search(text, max(0, start - 48), start)
         if label is None:
             continue
-        cat = next(c for c in _ID_CATEGORIES if label.group(c) is not None)
+        cat = label.lastgroup.rsplit("_", 1)[0]
         value = m.group(1)
         if cat == "OTHER_ID" and _SHORT_NUMBER.fullmatch(value):
             continue
         yield start, start + len(value), cat
-    for m in _DEA.finditer(text):
-        yield m.start(), m.end(), "LICENSE"
-    for m in _VIN.finditer(text) if _VIN_HINT.search(text) else ():
-        yield m.start(), m.end(), "VEHICLE"
-    for m in _BARE_ID.finditer(text):
-        after = text[m.end():m.end() + 8]
-        if _UNIT_AFTER.match(after):
+    runs, words = runs or run_matches(text), word_matches(text)
+    for s, e in words["dea"]:
+        yield s, e, "LICENSE"
+    for s, e in runs["vin"] + words["vin"]:             # (never overlapping: \b at both ends)
+        yield s, e, "VEHICLE"
+    for s, e in runs["bare_id"] + words["bare_id"]:     # (never overlapping: see _BARE_ID)
+        if _UNIT_AFTER.match(text[e:e + 8]):
             continue
-        yield m.start(), m.end(), "OTHER_ID"
+        yield s, e, "OTHER_ID"
 
 
 def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
@@ -602,11 +655,11 @@ def _city_state(text: str, state, street_ends) -> Iterator[Span]:
 
 
 def find_structured(text: str) -> list[Span]:
-    runs = run_matches(text)             # shared by dates, contacts and addresses
+    runs = run_matches(text)             # shared by dates, contacts, identifiers, addresses
     spans: list[Span] = []
     spans.extend(dates(text, runs))
     spans.extend(ages(text))
     spans.extend(contacts(text, runs))
-    spans.extend(identifiers(text))
+    spans.extend(identifiers(text, runs))
     spans.extend(addresses(text, runs))
     return spans
