@@ -263,3 +263,25 @@ def test_anchored_scans_equal_finditer():
         for name, rx in {**P._RUN_PATTERNS, **P._WORD_PATTERNS}.items():
             assert sorted(runs.get(name, []) + words.get(name, [])) == \
                 [m.span() for m in rx.finditer(text)], (name, text)
+
+
+def test_find_phi_time_grows_linearly_with_text_length(corpus):
+    """Ten times the text must not take a hundred times the time (a scan per match of every
+    earlier match, a window that grows with the text): 10x the text gets 30x the CPU time at
+    most, a margin that a shared machine's noise does not reach and quadratic work does."""
+    import time
+    notes = "\n\n".join(doc["text"] for doc in corpus)
+    while len(notes) < 100_000:
+        notes += "\n\n" + notes
+    small, big = notes[:10_000], notes[:100_000]
+
+    def cpu(text: str) -> float:
+        best = float("inf")
+        for _ in range(2):
+            t0 = time.process_time()
+            find_phi(text)
+            best = min(best, time.process_time() - t0)
+        return best
+
+    find_phi(small)                       # word lists loaded, token caches warm
+    assert cpu(big) < 30 * cpu(small)

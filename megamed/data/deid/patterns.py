@@ -640,7 +640,7 @@ def _city_state(text: str, state, street_ends) -> Iterator[Span]:
         return
     # "Jane Roe, MD" / "Kim, PA": a 2-letter state needs its ZIP or a street before it
     if len(m.group(2)) == 2 and not m.group(3) and \
-            not any(0 <= m.start() - e <= 6 for e in street_ends):
+            not any(m.start() - k in street_ends for k in range(7)):     # (a set: no scan)
         return
     words = city.split()
     # drop leading words that are ordinary words ("Patient lives Boston, MA")
