@@ -18,7 +18,7 @@ import bisect
 import re
 import unicodedata
 from itertools import accumulate, compress
-from operator import add, attrgetter
+from operator import attrgetter
 
 from megamed.data.deid import lexicon
 
@@ -90,7 +90,7 @@ _SHOUTED_LINE = re.compile(r"^[^a-z\n]*[A-Z]{2}[^a-z\n]*$", re.M)
 def _uncased_regions(text: str) -> list[tuple[int, int]]:
     """Lines written all in capitals: there a capital letter says nothing about a name."""
     return [m.span() for m in _SHOUTED_LINE.finditer(text)
-            if sum(c.isalpha() for c in m.group(0)) >= 24]
+            if sum(map(str.isalpha, m.group(0))) >= 24]
 
 
 def _tokens(text: str) -> _Doc:
@@ -107,8 +107,9 @@ def _tokens(text: str) -> _Doc:
     d.end = bounds[1::2]
     fix = []
     if "'" in text or "’" in text:                      # "Smith's": the token ends before 's
-        d.end = end = list(map(add, d.start, map(attrgetter("length"), toks)))
-        fix = [i for i, (a, b) in enumerate(zip(end, bounds[1::2])) if a != b]
+        fix = list(compress(range(len(toks)), map(attrgetter("possessive"), toks)))
+        for k in fix:
+            d.end[k] = d.start[k] + toks[k].length
     shouted = _uncased_regions(text) if text.isupper() or "\n" in text else []
     for a, b in shouted:
         for k in range(bisect.bisect_left(d.start, a), bisect.bisect_left(d.start, b)):
