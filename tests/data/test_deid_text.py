@@ -226,8 +226,15 @@ def test_anchored_scans_equal_finditer():
              "ext. 1234", "Ext 55", "x4455", "192.168.0.12", "10.1.2.3.4", "age 93", "aged ",
              "at age ninety-three", "a hundred and two", "turned 101", "93 yo", "99-year-old",
              "lives in Springfield", "Moved from Lake Mary", "travelled to Boston", "address: ",
-             "Patient address 12 Oak St", "residing at 4 Elm", "9", "1", "0", " ", "-", "/"]
-    for _ in range(600):
+             "Patient address 12 Oak St", "residing at 4 Elm", "9", "1", "0", " ", "-", "/",
+             "123-45-6789", "02139-1234", "3/4/51", "2019-03-04", "03/2019", "5th of March",
+             "12 Main Street", "1999-12", "4.5.2019", "AB1234567", "1HGCM82633A004352",
+             "MRN 12345678", "AB-12345", "12345-ABC-99", "X9Y-77-Z8", "JH4KA7561PC008269",
+             "Medical record number: ", "SSN ", "member id is ", "Serial no. ", "Acct #",
+             "license plate ", "DEA ", "policy number of ", "ID", "S/N:", "march fourth",
+             "september the twenty-first, nineteen fifty", "Mar-22-2019", "sept-3-19", "S19-004417",
+             "since january", "Smith, 97,", "A19-031"]
+    for trial in range(600):
         text = "".join(rng.choice(parts) for _ in range(rng.randint(0, 30)))
         low = text.lower()
         got = [m.span() for m in P._anchored(P._MAY_ALONE, text, P._literal_anchor(low, "may"),
@@ -238,9 +245,13 @@ def test_anchored_scans_equal_finditer():
         assert got == [m.span() for m in P._LOCAL_PHONE.finditer(text)], text
         # (pattern, anchor, how far before its anchor a match may start, anchor on lower case)
         for rx, anchor, back, lower in (
-                (P._DATE_MONTH_FIRST, P._MONTH_START, 0, True),
-                (P._DATE_RES[4], P._MONTH_START, 3, True), (P._DATE_RES[5], P._MONTH_START, 3, True),
+                (P._DATE_MONTH_FIRST, P._MONTH_WORD, 0, True),
                 (P._MONTH_ALONE, P._MONTH_CAPITAL, 0, False),
+                (P._DATE_RES[8], *P._DATE_ANCHOR[P._DATE_RES[8]], True),
+                (P._DATE_RES[9], *P._DATE_ANCHOR[P._DATE_RES[9]], True),
+                (P._ACCESSION, P._ACCESSION_DIGITS, 3, False),
+                (P._LOWER_MONTH, P._LOWER_MONTH_NAME, P._MAY_BACK, False),
+                (P._AGE_AFTER_NAME, P._AGE_AFTER_COMMA, 40, False),
                 (P._PHONE, P._PHONE_CORE, P._PHONE_BACK, False),
                 (P._EXTENSION, P._EXTENSION_WORD, 0, True), (P._IP, P._IP_HINT, 2, False),
                 (P._AGE_RES[0], P._AGE_START, 0, True), (P._AGE_RES[1], P._AGE_CUE, 3, True),
@@ -249,3 +260,46 @@ def test_anchored_scans_equal_finditer():
             got = [m.span() for m in P._anchored(rx, text, P._regex_anchor(anchor, low if lower
                                                                            else text), back)]
             assert got == [m.span() for m in rx.finditer(text)], (rx.pattern[:30], text)
+        # the one scan at the starts of digit runs (patterns.run_matches), pattern by pattern
+        for end in range(len(text) + 1) if trial < 150 else ():   # labels grouped by letter
+            a = P._ID_LABEL_BEFORE.search(text, max(0, end - 48), end)
+            b = P._ID_LABEL_FAST.search(text, max(0, end - 48), end)
+            assert (a and (a.span(), a.lastgroup)) == \
+                (b and (b.span(), b.lastgroup.rsplit("_", 1)[0])), (end, text)
+        runs, words = P.run_matches(text), P.word_matches(text)
+        for name, rx in {**P._RUN_PATTERNS, **P._WORD_PATTERNS}.items():
+            assert sorted(runs.get(name, []) + words.get(name, [])) == \
+                [m.span() for m in rx.finditer(text)], (name, text)
+
+
+def test_find_phi_time_grows_linearly_with_text_length(corpus):
+    """Ten times the text must not take a hundred times the time (a scan per match of every
+    earlier match, a window that grows with the text): 10x the text gets 30x the CPU time at
+    most, a margin that a shared machine's noise does not reach and quadratic work does."""
+    import time
+    notes = "\n\n".join(doc["text"] for doc in corpus)
+    while len(notes) < 100_000:
+        notes += "\n\n" + notes
+    small, big = notes[:10_000], notes[:100_000]
+
+    def cpu(text: str) -> float:
+        best = float("inf")
+        for _ in range(2):
+            t0 = time.process_time()
+            find_phi(text)
+            best = min(best, time.process_time() - t0)
+        return best
+
+    find_phi(small)                       # word lists loaded, token caches warm
+    assert cpu(big) < 30 * cpu(small)
+
+
+def test_a_facility_word_three_tokens_on_vetoes_a_surname():
+    """find_names skips the veto rules for a token with no verdict of its own unless the next
+    token is a veto head; a facility word 2-3 tokens on vetoes too (_facility_follows), so
+    those tokens must not take the shortcut (names._far_veto)."""
+    for text in ("Seen at Kowalski Valley Clinic today.",
+                 "Transferred to Okafor Family Medicine Center.",
+                 "Seen at Nguyen Pediatric Assisted Living."):
+        assert find_phi(text) == [], text
+    assert [c for *_, c in find_phi("Mr. Kowalski was seen today.")] == ["NAME"]

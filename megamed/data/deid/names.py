@@ -17,12 +17,16 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
-from dataclasses import dataclass
+from itertools import accumulate, compress
+from operator import attrgetter
 
 from megamed.data.deid import lexicon
 
 # Letters in any script ("José Núñez"); apostrophes and hyphens inside a name.
 _TOKEN = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+_TOKEN_SPLIT = re.compile("(" + _TOKEN.pattern + ")")      # gap, token, gap, ..., gap
+# the same on ASCII text, 3x faster (no Unicode category lookups; ’ is not ASCII)
+_TOKEN_SPLIT_ASCII = re.compile(r"([A-Za-z]+(?:['-][A-Za-z]+)*)")
 _DOSE_AFTER = re.compile(r"\s*\d+(?:\.\d+)?\s*(?:mg|mcg|g|ml|units?|meq|mmol|%|tabs?|puffs?)\b",
                          re.I)
 
@@ -32,18 +36,53 @@ _DIGIT_BEFORE = re.compile(r"\d\s*$")
 _DIGIT_AFTER = re.compile(r"\W{0,3}\d")
 _AND_BEFORE = re.compile(r"\b(?:and|or|&)\s+$")
 _INITIAL_GAP = re.compile(r"[ .]{0,2}")
+# text[end:end + 3].lstrip(" ,") starts with a digit (on the gap after the token: the text
+# after a gap shorter than that is the next token's letters)
+_DIGIT_FOLLOWS = re.compile(r"[ ,]{0,2}\d")
 
-@dataclass(slots=True)
-class _Tok:
-    start: int
-    end: int
-    text: str
-    lower: str
-    cap: bool
-    word: bool
-    first: bool
-    surname_rank: int
-    possessive: bool
+
+class _Word:
+    """What the lexicon says about one token's text: a function of the text alone, so built once
+    per distinct text and shared by its every occurrence (positions live in _Doc).
+    The fields after `length` are the per-token tests of the rules, precomputed."""
+    __slots__ = ("text", "lower", "cap", "word", "first", "surname_rank", "possessive", "length",
+                 "kind", "function", "abbreviation", "initial", "lower_name", "label_end",
+                 "may_veto", "veto_head", "facility_head", "title_rule", "relation_rule", "dictionary_rule", "joins_name",
+                 "and_rule")
+
+    def __init__(self, text, lower, cap, word, first, surname_rank, possessive, length):
+        self.text, self.lower, self.cap, self.word = text, lower, cap, word
+        self.first, self.surname_rank, self.possessive, self.length = \
+            first, surname_rank, possessive, length
+        self.kind = _lower_kind(lower)
+        self.function = _function(self)
+        self.abbreviation = _abbreviation(self)
+        self.initial = _is_initial(self)
+        self.lower_name = _lower_name(self)
+        self.label_end = (lower.rsplit("-", 1)[-1] if "-" in lower else lower) in _LABEL_LAST_WORDS
+        # which tokens each pass can act on at all (the rest it skips without a look)
+        self.may_veto = cap or not word or first or bool(surname_rank)
+        self.facility_head = lower in lexicon.FACILITY_HEADS
+        # a veto rule looks at the token before it (a facility word: the 3 before, _far_veto)
+        self.veto_head = lower in lexicon.EPONYM_HEADS or lower in lexicon.EPONYM_VETO_HEADS or \
+            self.facility_head
+        self.title_rule = lower in lexicon.TITLES or text in _ROLE_BEFORE or \
+            (text[0].isupper() and (text.isupper() or text in _MIXED_CREDENTIALS)) or \
+            lower in ("md", "rn", "np")
+        named = first or surname_rank or not word
+        self.relation_rule = cap and named and not self.function and not self.abbreviation
+        self.dictionary_rule = not self.function and len(text) >= 2 and \
+            (first or surname_rank > 0) and \
+            not (cap and (self.abbreviation or (text.isupper() and len(text) <= 4)))
+        self.joins_name = cap and not word and not self.function and not self.abbreviation
+        self.and_rule = cap and named and not self.abbreviation
+
+
+class _Doc:
+    """The tokens of one text: toks[i] (a shared _Word), its span start[i]:end[i], and
+    gap[k], the text between token k-1 and token k (gap[0] before the first, gap[n] after
+    the last)."""
+    __slots__ = ("text", "toks", "start", "end", "gap")
 
 
 _SHOUTED_LINE = re.compile(r"^[^a-z\n]*[A-Z]{2}[^a-z\n]*$", re.M)
@@ -52,47 +91,58 @@ _SHOUTED_LINE = re.compile(r"^[^a-z\n]*[A-Z]{2}[^a-z\n]*$", re.M)
 def _uncased_regions(text: str) -> list[tuple[int, int]]:
     """Lines written all in capitals: there a capital letter says nothing about a name."""
     return [m.span() for m in _SHOUTED_LINE.finditer(text)
-            if sum(c.isalpha() for c in m.group(0)) >= 24]
+            if sum(map(str.isalpha, m.group(0))) >= 24]
 
 
-def _tokens(text: str) -> list[_Tok]:
-    words, first, ranks = lexicon.english_words(), lexicon.first_names(), lexicon.surname_rank()
-    out = []
-    append = out.append
+def _tokens(text: str) -> _Doc:
+    """One split of the text into gaps and tokens (C speed), token texts looked up in the
+    _Word cache, positions from the running sum of the part lengths."""
+    parts = (_TOKEN_SPLIT_ASCII if text.isascii() else _TOKEN_SPLIT).split(text)
+    raw = parts[1::2]
+    toks = list(map(_TOKEN_INFO.get, raw))
+    if None in toks:
+        toks = [w or _token_info(t) for w, t in zip(toks, raw)]
+    bounds = list(accumulate(map(len, parts)))
+    d = _Doc()
+    d.text, d.toks, d.start, d.gap = text, toks, bounds[0:-1:2], parts[0::2]
+    d.end = bounds[1::2]
+    fix = []
+    if "'" in text or "’" in text:                      # "Smith's": the token ends before 's
+        fix = list(compress(range(len(toks)), map(attrgetter("possessive"), toks)))
+        for k in fix:
+            d.end[k] = d.start[k] + toks[k].length
     shouted = _uncased_regions(text) if text.isupper() or "\n" in text else []
-    if not shouted:                          # the common case, kept lean: one cached tuple a token
-        cache = _TOKEN_INFO
-        for m in _TOKEN.finditer(text):
-            t = m.group()
-            info = cache.get(t) or _token_info(t)
-            s = m.start()
-            append(_Tok(s, s + info[0], *info[1]))
-        return out
-    region = 0                               # tokens come in order: the first region not passed
-    for m in _TOKEN.finditer(text):
-        t = m.group(0)
-        s, e = m.span()
-        while region < len(shouted) and shouted[region][1] <= s:
-            region += 1
-        if region < len(shouted) and shouted[region][0] <= s and len(t) > 1:
-            low = t.lower()                    # read an all-capitals line as lower case
-            parts = low.split("-")
-            named = len(parts) == 1 or any((p in first or p in ranks) and p not in words
-                                           for p in parts)
-            append(_Tok(s, e, t, low, False, low in words,
-                        named and any(p in first for p in parts),
-                        min((ranks[p] for p in parts if p in ranks), default=0) if named else 0,
-                        False))
-            continue
-        info = _TOKEN_INFO.get(t) or _token_info(t)
-        append(_Tok(s, s + info[0], *info[1]))
-    return out
+    for a, b in shouted:
+        for k in range(bisect.bisect_left(d.start, a), bisect.bisect_left(d.start, b)):
+            if len(raw[k]) > 1:
+                toks[k] = _shouted_word(raw[k])
+                d.end[k] = d.start[k] + len(raw[k])
+                fix.append(k)
+    for k in fix:
+        d.gap[k + 1] = text[d.end[k]:d.start[k + 1] if k + 1 < len(toks) else len(text)]
+    return d
 
 
-def _token_info(t: str) -> tuple:
-    """What the lexicon says about one token (a function of its text alone, so memoised):
-    (its length without a possessive 's, (that text, lower-case form, capitalised, English word,
-    first name, surname rank, possessive)): the _Tok fields after start and end."""
+def _shouted_word(t: str) -> _Word:
+    """A token on an all-capitals line, read as lower case."""
+    w = _SHOUTED_INFO.get(t)
+    if w is None:
+        words, first, ranks = lexicon.english_words(), lexicon.first_names(), lexicon.surname_rank()
+        low = t.lower()
+        parts = low.split("-")
+        named = len(parts) == 1 or any((p in first or p in ranks) and p not in words
+                                       for p in parts)
+        w = _Word(t, low, False, low in words, named and any(p in first for p in parts),
+                  min((ranks[p] for p in parts if p in ranks), default=0) if named else 0,
+                  False, len(t))
+        if len(_SHOUTED_INFO) >= 1 << 17:
+            _SHOUTED_INFO.clear()
+        _SHOUTED_INFO[t] = w
+    return w
+
+
+def _token_info(t: str) -> _Word:
+    """What the lexicon says about one token (a function of its text alone, so memoised)."""
     words, first, ranks = lexicon.english_words(), lexicon.first_names(), lexicon.surname_rank()
     original, e = t, len(t)
     possessive = False
@@ -114,41 +164,58 @@ def _token_info(t: str) -> tuple:
         if any((p in first or p in ranks) and p not in words for p in parts):
             is_first = any(p in first for p in parts)
             rank = min((ranks[p] for p in parts if p in ranks), default=0)
-    info = (e, (original[:e], low, t[0].isupper(), low in words, is_first, rank, possessive))
+    info = _Word(original[:e], low, t[0].isupper(), low in words, is_first, rank, possessive, e)
     if len(_TOKEN_INFO) >= 1 << 17:     # bounded: a corpus of odd tokens must not grow it forever
         _TOKEN_INFO.clear()
     _TOKEN_INFO[original] = info
     return info
 
 
-_TOKEN_INFO: dict[str, tuple] = {}
+_TOKEN_INFO: dict[str, _Word] = {}
+_SHOUTED_INFO: dict[str, _Word] = {}
+
+
+def _indices(toks: list[_Word], flag: str, first: int = 0):
+    """The indices i >= first whose token has `flag` (at C speed)."""
+    return compress(range(first, len(toks)), map(attrgetter(flag), toks[first:]))
 
 
 def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int, int, str]]:
     """Spans (start, end, 'NAME'): adjacent name tokens and their initials merged."""
-    toks = _tokens(text)
-    n = len(toks)
+    d = _tokens(text)
+    n = len(d.toks)
     if not n:
         return []
     # only tokens that could be a name get the (slower) veto rules: a lower-case English word
     # in no name list is never a name
-    veto = [_vetoed(text, toks, i) if (t.cap or not t.word or t.first or t.surname_rank)
-            else True for i, t in enumerate(toks)]
+    veto = [True] * n
+    toks, gap = d.toks, d.gap
+    far = _far_veto(toks)
+    for i in _indices(toks, "may_veto"):
+        kind = toks[i].kind
+        if kind == _ALWAYS:
+            continue
+        if kind == _NO_VERDICT and not (i + 1 < n and toks[i + 1].veto_head) and \
+                not _DIGIT_FOLLOWS.match(gap[i + 1]) and i not in far:
+            veto[i] = False                 # what _vetoed says, without the call
+            continue
+        veto[i] = _vetoed(d, i)
     name = [False] * n
-    _titles_and_credentials(text, toks, veto, name)
-    _labels(text, toks, veto, name)
-    _dictionary(text, toks, veto, name)
-    _propagate(text, toks, veto, name)
-    return _merge(text, toks, name, blocked)
+    _titles_and_credentials(d, veto, name)
+    _labels(d, veto, name)
+    _dictionary(d, veto, name)
+    _propagate(d, veto, name)
+    return _merge(d, name, blocked)
 
 
-def _gap(text: str, a: _Tok, b: _Tok) -> str:
-    return text[a.end:b.start]
+def _far_veto(toks: list[_Word]) -> set[int]:
+    """The tokens 2 or 3 before a facility word: _facility_follows may veto them, so they do
+    not take find_names' no-verdict shortcut (the token just before has veto_head)."""
+    return {k - back for k in _indices(toks, "facility_head", 1) for back in (2, 3)}
 
 
-def _sentence_start(text: str, toks: list[_Tok], i: int) -> bool:
-    before = text[toks[i - 1].end:toks[i].start] if i else text[:toks[i].start]
-    return i == 0 or bool(_SENTENCE_BREAK.search(before))
+def _sentence_start(d: _Doc, i: int) -> bool:
+    return i == 0 or bool(_SENTENCE_BREAK.search(d.gap[i]))
 
 
 _SCORE_AFTER = re.compile(r"^\s*(?:\d|class\b|grade\b|stage\b|score\b)", re.I)
@@ -181,9 +248,10 @@ def _lower_kind(low: str) -> int:
     return kind
 
 
-def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
+def _vetoed(d: _Doc, i: int) -> bool:
+    text, toks, gap, t_end = d.text, d.toks, d.gap, d.end[i]
     t = toks[i]
-    kind = _lower_kind(t.lower)
+    kind = t.kind
     if kind == _ALWAYS:
         return True
     nxt = toks[i + 1].lower if i + 1 < len(toks) else ""
@@ -192,53 +260,53 @@ def _vetoed(text: str, toks: list[_Tok], i: int) -> bool:
         following = toks[i + 1] if i + 1 < len(toks) else None
         preceding = toks[i - 1] if i else None
         if t.first and preceding is not None and preceding.lower in lexicon.RELATIVES and \
-                _gap(text, preceding, t) == " " and not _DIGIT_AFTER.match(text, t.end):
+                gap[i] == " " and not _DIGIT_AFTER.match(text, t_end):
             return False                 # "daughter june", "wife April": a relative's name
         return not (t.first and t.cap and (
-            (following is not None and following.cap and _gap(text, t, following) == " " and
+            (following is not None and following.cap and gap[i + 1] == " " and
              (not following.word or following.surname_rank)) or
             (preceding is not None and preceding.cap and preceding.first and
-             not preceding.word and _gap(text, preceding, t) == " ")))
-    adjacent = i + 1 < len(toks) and toks[i + 1].start - t.end <= 3
+             not preceding.word and gap[i] == " ")))
+    adjacent = i + 1 < len(toks) and d.start[i + 1] - t_end <= 3
     if kind == _EPONYM_COMPOUND:
         # "Wolff-Parkinson-White", "Guillain-Barre"; but "Gwendolyn Ostrowski-Bell" is a person:
         # a given name just before and no eponym head just after
-        return not (_after_given_name(text, toks, i) and
+        return not (_after_given_name(d, i) and
                     not (adjacent and nxt in lexicon.EPONYM_HEADS))
     if kind == _EPONYM:
         # Parkinson's, Guillain-Barre, Bell palsy, Gleason 3+4, Killip class II
-        if (t.possessive and not _after_given_name(text, toks, i)) or \
+        if (t.possessive and not _after_given_name(d, i)) or \
                 (adjacent and nxt in lexicon.EPONYM_HEADS) or \
-                _SCORE_AFTER.match(text[t.end:t.end + 8]):
+                _SCORE_AFTER.match(text[t_end:t_end + 8]):
             return True
     if t.cap and adjacent and nxt in lexicon.EPONYM_VETO_HEADS:
         return True
-    if t.cap and _facility_follows(text, toks, i):
+    if t.cap and _facility_follows(d, i):
         return True                    # "Brigham Clinic", "Mercy Hospital"
     # a state before its ZIP code, a drug before its dose: only when a digit follows closely
-    follow = text[t.end:t.end + 3].lstrip(" ,")
+    follow = text[t_end:t_end + 3].lstrip(" ,")
     if not follow or not follow[0].isdigit():
         return False
     if t.lower in lexicon.HOSPITAL_PLACES:
         return True                                    # "Ward 5", "Bed 12": a place, not Mr Ward
-    return bool(_ZIP_AFTER.match(text, t.end) or _DOSE_AFTER.match(text, t.end))
+    return bool(_ZIP_AFTER.match(text, t_end) or _DOSE_AFTER.match(text, t_end))
 
 
-def _after_given_name(text: str, toks, i: int) -> bool:
+def _after_given_name(d: _Doc, i: int) -> bool:
     """A capitalised given name that is no English word comes just before token i
     ("Marcus Bell's", "Gwendolyn Ostrowski-Bell"): the eponym is a family name here."""
-    prev = toks[i - 1] if i else None
-    return prev is not None and prev.cap and prev.first and not prev.word and \
-        _gap(text, prev, toks[i]) == " "
+    prev = d.toks[i - 1] if i else None
+    return prev is not None and prev.cap and prev.first and not prev.word and d.gap[i] == " "
 
 
-def _facility_follows(text: str, toks, i: int) -> bool:
+def _facility_follows(d: _Doc, i: int) -> bool:
     """A facility word ends the run of capitalised words (at most 3) that token i starts
     ("Harbor Light shelter", "Willow Creek Assisted Living")."""
+    toks = d.toks
     for k in range(i + 1, min(i + 4, len(toks))):
-        if _gap(text, toks[k - 1], toks[k]) != " ":
+        if d.gap[k] != " ":
             return False
-        if toks[k].lower in lexicon.FACILITY_HEADS:
+        if toks[k].facility_head:
             return True                               # (the word itself may be lower case)
         if not toks[k].cap:
             return False
@@ -257,57 +325,58 @@ def standalone_eponyms() -> frozenset[str]:
     return _STANDALONE
 
 
-def _abbreviation(t: _Tok) -> bool:
+def _abbreviation(t: _Word) -> bool:
     return t.text.isupper() and len(t.text) <= 4 and not (t.first or 0 < t.surname_rank <= 5000)
 
 
-def _lower_name(t: _Tok) -> bool:
+def _lower_name(t: _Word) -> bool:
     """A lower-case token that reads as a name in dictation ("daughter mary", "pt john")."""
     return (t.first and t.lower not in lexicon.LOWER_AMBIGUOUS_FIRST) or \
         (t.surname_rank > 0 and not t.word)
 
 
-def _is_initial(t: _Tok) -> bool:
+def _is_initial(t: _Word) -> bool:
     return len(t.text) == 1 and t.text.isupper()
 
 
-def _function(t: _Tok) -> bool:
+def _function(t: _Word) -> bool:
     """A function word, unless capitalised and a census name ("Name: Will Young")."""
     return t.lower in lexicon.FUNCTION_WORDS and (t.lower in lexicon.PRONOUNS or not (t.cap and (
         t.first or t.surname_rank)))
 
 
-def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int = 4,
+def _take_forward(d: _Doc, veto, name, i: int, strict: bool, limit: int = 4,
                   first_ok: bool = False, comma_first: bool = False) -> None:
     """Mark up to `limit` name-like tokens from i on (initials and particles in between).
     first_ok: the caller has vouched for token i; comma_first: "SMITH, JOHN" continues."""
+    toks = d.toks
     taken = 0
     vouched = False
     j = i
     while j < len(toks) and taken < limit:
         t = toks[j]
         if j > i:
-            gap = _gap(text, toks[j - 1], t)
+            gap = d.gap[j]
             if gap.strip(" .,") or "\n" in gap or "  " in gap or "\t" in gap:
                 break
-            if "." in gap and not _is_initial(toks[j - 1]):
+            if "." in gap and not toks[j - 1].initial:
                 break                       # "husband Bao. Strength 5/5"
-        if _is_initial(t) or (t.lower in lexicon.PARTICLES and taken):
+        if t.initial or (t.lower in lexicon.PARTICLES and taken):
             name[j] = True
             j += 1
             continue
         after_title = not strict and t.cap and taken == 0   # "Dr. May", "Dr. Foley"
-        if (veto[j] and not after_title) or _function(t) or \
+        if (veto[j] and not after_title) or t.function or \
                 t.lower in lexicon.MEDICAL_WORDS or t.lower in lexicon.TITLES:
             break       # a title is not the name ("officer Ofc. Brennan", "thorne nurse pract.")
         if (taken == 0 and first_ok) or vouched:
             ok = True
             vouched = False
         elif t.cap:
-            ok = not _abbreviation(t) and (not strict or taken == 0 or t.first or
+            ok = not t.abbreviation and (not strict or taken == 0 or t.first or
                                            t.surname_rank > 0 or not t.word)
         else:
-            ok = (_lower_name(t) or (not strict and taken == 0) or
+            ok = (t.lower_name or (not strict and taken == 0) or
                   (taken > 0 and 0 < t.surname_rank <= 10000) or   # "dean long", "yuki strand"
                   (not t.word and len(t.text) >= 3 and (not strict or taken and toks[j - 1].first)))
             # ("mister jerome achterberg", "patient winston achebe")
@@ -315,32 +384,33 @@ def _take_forward(text: str, toks, veto, name, i: int, strict: bool, limit: int 
             break
         name[j] = True
         taken += 1
-        if j + 1 < len(toks) and "," in _gap(text, t, toks[j + 1]):
+        if j + 1 < len(toks) and "," in d.gap[j + 1]:
             nxt = toks[j + 1]
             if not (comma_first and taken == 1 and (nxt.cap or nxt.text.isupper()) and
                     (nxt.first or (not nxt.word and len(nxt.text) > 1)) and
-                    _gap(text, t, nxt).strip() == ","):
+                    d.gap[j + 1].strip() == ","):
                 break
             vouched = True                  # the given name after "LAST," is vouched for
         j += 1
-    while j > i and name[j - 1] and _is_initial(toks[j - 1]) and taken == 0:
+    while j > i and name[j - 1] and toks[j - 1].initial and taken == 0:
         j -= 1
         name[j] = False                     # a lone initial after a label is not a name
 
 
-def _take_backward(text: str, toks, veto, name, i: int) -> None:
+def _take_backward(d: _Doc, veto, name, i: int) -> None:
+    toks = d.toks
     j, taken = i, 0
     while j >= 0 and taken < 4:
         t = toks[j]
         if j < i:
-            gap = _gap(text, t, toks[j + 1])
-            if gap.strip(" .,") or "\n" in gap or ("." in gap and not _is_initial(t)):
+            gap = d.gap[j + 1]
+            if gap.strip(" .,") or "\n" in gap or ("." in gap and not t.initial):
                 break
-        if _is_initial(t) or (t.lower in lexicon.PARTICLES and taken):
+        if t.initial or (t.lower in lexicon.PARTICLES and taken):
             name[j] = True
             j -= 1
             continue
-        if veto[j] or not t.cap or _function(t) or _abbreviation(t):
+        if veto[j] or not t.cap or t.function or t.abbreviation:
             break
         if t.word and not (t.first or t.surname_rank):
             break
@@ -354,36 +424,35 @@ _CREDENTIAL = re.compile(r"(?:M\.D\.|D\.O\.|Ph\.D\.|R\.N\.|N\.P\.|P\.A\.|PA-C|FN
                          r"PhD|DDS|DMD|LPN|CNM|CRNA|MSW|LCSW|PharmD|RPh|MBBS|FACC|FACS|FACP|DNP|"
                          r"APRN|FNP|CNA|BSN|MSN|DPT|RRT|md|rn|np)(?![\w-])")
 _MIXED_CREDENTIALS = frozenset(["PhD", "PharmD", "RPh", "Ph"])
-_TITLE_OR_CREDENTIAL = lexicon.TITLES | {"md", "rn", "np"}
 _ROLE_BEFORE = frozenset(["RN", "NP", "PA", "MD", "LPN", "CNA", "RT", "PT"])
 
 
-def _titles_and_credentials(text, toks, veto, name) -> None:
-    for i, t in enumerate(toks):
-        if t.lower not in _TITLE_OR_CREDENTIAL and not t.text[0].isupper():
-            continue                     # every rule below needs one or the other
+def _titles_and_credentials(d: _Doc, veto, name) -> None:
+    text, toks, gap, start = d.text, d.toks, d.gap, d.start
+    for i in _indices(toks, "title_rule"):       # every rule below needs a title / credential
+        t = toks[i]
         nxt = toks[i + 1] if i + 1 < len(toks) else None
         if t.lower in lexicon.TITLES and nxt is not None and \
-                not (t.text.islower() and _DIGIT_BEFORE.search(text[max(0, t.start - 3):t.start])):
-            gap = _gap(text, t, nxt)                     # (not "402 ms. Will follow up")
-            if gap.strip() in ("", ".") and "\n" not in gap:
+                not (t.text.islower() and _DIGIT_BEFORE.search(text[max(0, start[i] - 3):start[i]])):
+            g = gap[i + 1]                               # (not "402 ms. Will follow up")
+            if g.strip() in ("", ".") and "\n" not in g:
                 if t.lower in ("sister", "nurse", "doctor", "professor") and not nxt.cap:
                     continue
-                _take_forward(text, toks, veto, name, i + 1, strict=False)
+                _take_forward(d, veto, name, i + 1, strict=False)
                 continue
         if t.text in _ROLE_BEFORE and nxt is not None and nxt.cap and not nxt.word and \
-                _gap(text, t, nxt) == " ":
-            _take_forward(text, toks, veto, name, i + 1, strict=True)   # "RN Walker"
+                gap[i + 1] == " ":
+            _take_forward(d, veto, name, i + 1, strict=True)   # "RN Walker"
         elif t.text in _ROLE_BEFORE and nxt is not None and nxt.cap and \
-                (nxt.first or nxt.surname_rank) and _gap(text, t, nxt) == " ":
-            _take_forward(text, toks, veto, name, i + 1, strict=True)
+                (nxt.first or nxt.surname_rank) and gap[i + 1] == " ":
+            _take_forward(d, veto, name, i + 1, strict=True)
         if i and (t.text[0].isupper() and (t.text.isupper() or t.text in _MIXED_CREDENTIALS)
-                  or t.lower in ("md", "rn", "np")) and _CREDENTIAL.match(text, t.start):
-            gap = _gap(text, toks[i - 1], t)
-            if t.text in ("PT", "OT", "PA", "RT", "DO", "NP") and "," not in gap:
+                  or t.lower in ("md", "rn", "np")) and _CREDENTIAL.match(text, start[i]):
+            g = gap[i]
+            if t.text in ("PT", "OT", "PA", "RT", "DO", "NP") and "," not in g:
                 continue
-            if gap.strip() in ("", ",", ".") and "\n" not in gap:
-                _take_backward(text, toks, veto, name, i - 1)
+            if g.strip() in ("", ",", ".") and "\n" not in g:
+                _take_backward(d, veto, name, i - 1)
 
 
 _RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?(?:son|daughter|wife|"
@@ -392,68 +461,67 @@ _RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?(?:
                              re.I)
 
 
-def _labels(text, toks, veto, name) -> None:
-    for i, t in enumerate(toks):
-        if t.cap and not veto[i] and (t.first or t.surname_rank or not t.word) and \
-                not _function(t) and not _abbreviation(t) and \
-                _RELATION_AFTER.match(text[t.end:t.end + 30]):
-            _take_backward(text, toks, veto, name, i)          # "Padraig Miller, son"
+def _labels(d: _Doc, veto, name) -> None:
+    text, toks, end = d.text, d.toks, d.end
+    for i in _indices(toks, "relation_rule"):
+        if not veto[i] and _RELATION_AFTER.match(text[end[i]:end[i] + 30]):
+            _take_backward(d, veto, name, i)          # "Padraig Miller, son"
 
     # a label phrase can end only with one of its last words: the rest skip _label_before
-    ends = [(t.lower.rsplit("-", 1)[-1] if "-" in t.lower else t.lower) in _LABEL_LAST_WORDS
-            for t in toks]
-    for i, t in enumerate(toks):
-        if i == 0 or not ends[i - 1] or name[i] or veto[i]:
+    for i in compress(range(1, len(toks)), map(attrgetter("label_end"), toks)):
+        if name[i] or veto[i]:
             continue
-        label = _label_before(text, toks, i)
+        label = _label_before(d, i)
         if label is None:
             continue
+        t = toks[i]
         generic = label in ("from", "to", "by", "with", "per", "re") and not (
-            label in ("from", "to") and _header_label(text, toks[i - 1], t))  # "From: Okonkwo, C."
-        if veto[i] or _function(t):
+            label in ("from", "to") and _header_label(d, i))      # "From: Okonkwo, C."
+        if veto[i] or t.function:
             continue
-        if _is_initial(t) and text[t.end:t.end + 1] == ".":
-            _take_forward(text, toks, veto, name, i, strict=True)     # "PHYSICIAN: J. Miller"
+        if t.initial and text[end[i]:end[i] + 1] == ".":
+            _take_forward(d, veto, name, i, strict=True)     # "PHYSICIAN: J. Miller"
             continue
-        if t.cap and (_abbreviation(t) or (t.text.isupper() and len(t.text) <= 5 and
-                                           not (t.first or t.surname_rank) and
-                                           text[t.end:t.end + 1] != ",")):
+        if t.cap and (t.abbreviation or (t.text.isupper() and len(t.text) <= 5 and
+                                         not (t.first or t.surname_rank) and
+                                         text[end[i]:end[i] + 1] != ",")):
             continue            # "regarding DMARD therapy": an acronym ("MBEKI, TENZIN" is a name)
         if generic:
             ok = t.cap and (t.first or t.surname_rank) and not t.word
         elif label in lexicon.OBJECT_VERBS:
             ok = (t.first or not t.word or 0 < t.surname_rank <= _RARE_SURNAME) if t.cap \
-                else _lower_name(t)
+                else t.lower_name
         elif t.cap:     # an English word must be a name or a common surname ("Attn: Utilization")
             ok = t.first or not t.word or 0 < t.surname_rank <= _RARE_SURNAME or \
-                (label in lexicon.RELATIVES and _surname_follows(text, toks, i))
+                (label in lexicon.RELATIVES and _surname_follows(d, i))
         elif label in lexicon.VOUCHING_LABELS or label in lexicon.RELATIVES:
             ok = t.first or (not t.word and len(t.text) >= 3)        # "daughter summer"
         elif label in ("patient", "pt", "name", "patient name", "pt name"):
             nxt = toks[i + 1] if i + 1 < len(toks) else None
-            ok = _lower_name(t) or ((0 < t.surname_rank <= 20000 or not t.word) and
-                                    nxt is not None and _gap(text, t, nxt) == ", " and
-                                    (nxt.first or not nxt.word))           # WRIGHT, SANDY
+            ok = t.lower_name or ((0 < t.surname_rank <= 20000 or not t.word) and
+                                  nxt is not None and d.gap[i + 1] == ", " and
+                                  (nxt.first or not nxt.word))           # WRIGHT, SANDY
         else:
-            ok = _lower_name(t)
+            ok = t.lower_name
         if ok:
-            _take_forward(text, toks, veto, name, i, strict=True, first_ok=True,
+            _take_forward(d, veto, name, i, strict=True, first_ok=True,
                           comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
 
 
-def _surname_follows(text: str, toks, i: int) -> bool:
+def _surname_follows(d: _Doc, i: int) -> bool:
     """A capitalised word in no word list follows token i: "granddaughter Temperance
     Goodenough" is a given name that is also a word, then the family name."""
-    nxt = toks[i + 1] if i + 1 < len(toks) else None
-    return nxt is not None and nxt.cap and not nxt.word and not _abbreviation(nxt) and \
-        _gap(text, toks[i], nxt) == " "
+    nxt = d.toks[i + 1] if i + 1 < len(d.toks) else None
+    return nxt is not None and nxt.cap and not nxt.word and not nxt.abbreviation and \
+        d.gap[i + 1] == " "
 
 
-def _header_label(text: str, label: _Tok, t: _Tok) -> bool:
-    """The label starts its line and a colon follows it: a header field (From:, To:, Cc:)."""
-    line_start = text.rfind("\n", 0, label.start) + 1
-    return not text[line_start:label.start].strip() and \
-        text[label.end:t.start].lstrip().startswith(":")
+def _header_label(d: _Doc, i: int) -> bool:
+    """Token i-1, the label, starts its line and a colon follows it: a header field (From:,
+    To:, Cc:)."""
+    label_start = d.start[i - 1]
+    line_start = d.text.rfind("\n", 0, label_start) + 1
+    return not d.text[line_start:label_start].strip() and d.gap[i].lstrip().startswith(":")
 
 
 _RARE_SURNAME = 20000     # census rank past which an English word is read as the word
@@ -462,32 +530,33 @@ _LABEL_SET = frozenset(w.replace("-", " ") for w in lexicon.LABEL_WORDS)
 _LABEL_LAST_WORDS = frozenset(w.split(" ")[-1] for w in _LABEL_SET)
 
 
-def _label_before(text: str, toks, i: int) -> str | None:
+def _label_before(d: _Doc, i: int) -> str | None:
     """The longest label phrase (1-3 words) ending right before token i, or None."""
-    gap = text[toks[i - 1].end:toks[i].start]
-    if not _LABEL_GAP.fullmatch(gap):
+    if not _LABEL_GAP.fullmatch(d.gap[i]):
         return None
     best = None
     words = []
     for k in range(i - 1, max(-1, i - 4), -1):
-        if k < i - 1 and not text[toks[k].end:toks[k + 1].start].isspace():
+        if k < i - 1 and not d.gap[k + 1].isspace():
             break
-        words.insert(0, toks[k].lower.replace("-", " "))
+        words.insert(0, d.toks[k].lower.replace("-", " "))
         phrase = " ".join(words)
         if phrase in _LABEL_SET:
             best = phrase
     return best
 
 
-def _dictionary(text, toks, veto, name) -> None:
+def _dictionary(d: _Doc, veto, name) -> None:
+    text, toks, gap, end = d.text, d.toks, d.gap, d.end
     n = len(toks)
-    for i, t in enumerate(toks):
-        if veto[i] or name[i] or _function(t) or len(t.text) < 2:
+    # (a function word, a single letter, a word in no name list, short capitals: "PEG", "AMY"
+    # need context, not just a list: not a dictionary_rule token)
+    for i in _indices(toks, "dictionary_rule"):
+        if veto[i] or name[i]:
             continue
+        t = toks[i]
         in_list = t.first or t.surname_rank > 0
-        nxt = toks[i + 1] if i + 1 < n and _gap(text, t, toks[i + 1]) in (" ", ", ") else None
-        if t.cap and (_abbreviation(t) or (t.text.isupper() and len(t.text) <= 4)):
-            continue            # "PEG", "AMY": short capitals need context, not just a list
+        nxt = toks[i + 1] if i + 1 < n and gap[i + 1] in (" ", ", ") else None
         if t.cap:
             prev = toks[i - 1] if i else None
             if t.lower in lexicon.PEOPLES:
@@ -495,12 +564,12 @@ def _dictionary(text, toks, veto, name) -> None:
             elif in_list and not t.word:
                 name[i] = True
             elif in_list and not (t.word and t.text.isupper()) and \
-                    not _sentence_start(text, toks, i) and prev is not None and \
+                    not _sentence_start(d, i) and prev is not None and \
                     (not prev.cap or name[i - 1] or (not prev.word and not veto[i - 1])) and \
-                    text[t.end:t.end + 1] != ":" and t.lower not in lexicon.FUNCTION_WORDS:
+                    text[end[i]:end[i] + 1] != ":" and t.lower not in lexicon.FUNCTION_WORDS:
                 name[i] = True            # a capital inside a lower-case sentence
             if t.first and nxt is not None and nxt.cap and not veto[i + 1] and \
-                    not _function(nxt) and not _abbreviation(nxt) and \
+                    not nxt.function and not nxt.abbreviation and \
                     (not nxt.word or nxt.surname_rank):
                 name[i] = name[i + 1] = True  # "Maria Ketterman", "Frank Brown", "Will Nguyen"
         else:
@@ -511,53 +580,49 @@ def _dictionary(text, toks, veto, name) -> None:
                     not nxt.cap and not veto[i + 1] and nxt.lower not in lexicon.FUNCTION_WORDS and \
                     0 < nxt.surname_rank <= 20000:
                 name[i] = name[i + 1] = True  # "john smith" in dictation
-        if t.cap and t.first and _sentence_start(text, toks, i) and \
-                _REPORTING_VERB.match(text, t.end):
+        if t.cap and t.first and _sentence_start(d, i) and \
+                _REPORTING_VERB.match(text, end[i]):
             name[i] = True                # "Dawn reports chest pain"
     # "Hill, Dylan": a census surname before ", <given name>"
     for i, t in enumerate(toks[:-1]):
-        nxt = toks[i + 1]
-        if not name[i] and not veto[i] and t.cap and t.surname_rank and name[i + 1] and \
-                nxt.first and _gap(text, t, nxt) == ", ":
+        if t.cap and t.surname_rank and not name[i] and not veto[i] and name[i + 1] and \
+                toks[i + 1].first and gap[i + 1] == ", ":
             name[i] = True
     # a name next to a capitalised unknown word takes it along ("Ketterman, Maria")
-    for i, t in enumerate(toks):
-        if not name[i]:
-            continue
+    for i in compress(range(n), name):           # (reads `name` as it grows)
         for j in (i - 1, i + 1):
-            if 0 <= j < n and not name[j] and not veto[j] and toks[j].cap and \
-                    not toks[j].word and not _function(toks[j]) and \
-                    not _abbreviation(toks[j]):
-                a, b = (toks[j], t) if j < i else (t, toks[j])
-                if _gap(text, a, b) in (" ", ", "):
-                    name[j] = True
+            if 0 <= j < n and not name[j] and not veto[j] and toks[j].joins_name and \
+                    gap[max(i, j)] in (" ", ", "):
+                name[j] = True
 
 
-def _propagate(text, toks, veto, name) -> None:
+def _propagate(d: _Doc, veto, name) -> None:
     """Other mentions of a name found with evidence; a sentence-initial word is left alone
     ("Rose to 38.9" in the note of a patient called Rose)."""
-    found = {t.lower for t, is_name in zip(toks, name) if is_name and len(t.text) > 1}
-    for i, t in enumerate(toks):
-        if name[i] or veto[i] or t.lower not in found or not (t.cap or not t.word):
+    text, toks, start, end = d.text, d.toks, d.start, d.end
+    found = {toks[i].lower for i in compress(range(len(toks)), name) if len(toks[i].text) > 1}
+    for i in [i for i, t in enumerate(toks) if t.lower in found] if found else ():
+        t = toks[i]
+        if name[i] or veto[i] or not (t.cap or not t.word):
             continue
-        if t.word and _sentence_start(text, toks, i) and not (
+        if t.word and _sentence_start(d, i) and not (
                 (i + 1 < len(toks) and name[i + 1]) or t.possessive or
-                _PERSON_VERB.match(text[t.end:t.end + 20])):
+                _PERSON_VERB.match(text[end[i]:end[i] + 20])):
             continue
         name[i] = True
     # "Mbeki (pharmacy) and Frost": a census name joined to a name by "and" / "or" / "&"
-    for i, t in enumerate(toks):
-        if not name[i] and not veto[i] and t.cap and (t.first or t.surname_rank or not t.word) and \
-                not _abbreviation(t) and _AND_BEFORE.search(text[t.start - 6:t.start]):
-            window = text[max(0, t.start - 30):t.start]
-            if any(name[j] and toks[j].end > t.start - 30 for j in range(max(0, i - 6), i)) and \
+    for i in _indices(toks, "and_rule"):
+        s = start[i]
+        if not name[i] and not veto[i] and _AND_BEFORE.search(text[s - 6:s]):
+            window = text[max(0, s - 30):s]
+            if any(name[j] and end[j] > s - 30 for j in range(max(0, i - 6), i)) and \
                     "\n" not in window:
                 name[i] = True
     # 'Marcus "Mookie" Tillery': a quoted capitalised word between two names is a nickname
+    gap = d.gap
     for i in range(1, len(toks) - 1):
         if not name[i] and name[i - 1] and name[i + 1] and toks[i].cap and \
-                _gap(text, toks[i - 1], toks[i]) in _NICKNAME_OPEN and \
-                _gap(text, toks[i], toks[i + 1]) in _NICKNAME_CLOSE:
+                gap[i] in _NICKNAME_OPEN and gap[i + 1] in _NICKNAME_CLOSE:
             name[i] = True
 
 
@@ -600,18 +665,17 @@ def _with_title_and_credential(text: str, s: int, e: int) -> list[int]:
     return [s, e]
 
 
-def _merge(text, toks, name, blocked) -> list[tuple[int, int, str]]:
+def _merge(d: _Doc, name, blocked) -> list[tuple[int, int, str]]:
+    text, toks, start, end = d.text, d.toks, d.start, d.end
     spans: list[list[int]] = []
     prev = None
-    for t, is_name in zip(toks, name):
-        if not is_name:
-            continue
-        gap = text[spans[-1][1]:t.start] if spans else ""
-        if spans and _INITIAL_GAP.fullmatch(gap) and ("." not in gap or _is_initial(prev)):
-            spans[-1][1] = t.end
+    for i in compress(range(len(toks)), name):
+        gap = text[spans[-1][1]:start[i]] if spans else ""
+        if spans and _INITIAL_GAP.fullmatch(gap) and ("." not in gap or prev.initial):
+            spans[-1][1] = end[i]
         else:
-            spans.append([t.start, t.end])
-        prev = t
+            spans.append([start[i], end[i]])
+        prev = toks[i]
     spans = [_with_title_and_credential(text, s, e) for s, e in spans]
     blocked = sorted(blocked)
     starts = [b[0] for b in blocked]

@@ -6,6 +6,7 @@ found by their label ("MRN", "member id", "serial no."), whatever the id looks l
 """
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Iterator
 
@@ -168,6 +169,44 @@ _ID_CATEGORIES = [cat for cat, _ in _ID_LABELS]
 _NUMBER_SIGN_BEFORE = re.compile(r"[A-Za-z][ \t]?#[ \t]?:?[ \t]*$")
 
 
+def _top_level(alternation: str) -> list[str]:
+    """The alternatives of a pattern at nesting depth 0 ("a|b(?:c|d)" -> ["a", "b(?:c|d)"])."""
+    out, depth, cur, i = [], 0, "", 0
+    while i < len(alternation):
+        c = alternation[i]
+        if c == "\\":
+            cur += alternation[i:i + 2]
+            i += 2
+            continue
+        depth += (c == "(") - (c == ")")
+        if c == "|" and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += c
+        i += 1
+    return out + [cur]
+
+
+def _labels_by_first_letter() -> re.Pattern:
+    """_ID_LABEL_BEFORE with its label alternatives grouped by their first letter: at each
+    position re tries the few labels that start with that letter, not all 150 (the same
+    matches: alternatives with different first letters never both match at one position, and
+    each group keeps the labels' order). The group that matched is named CATEGORY_k."""
+    buckets: dict[str, list[str]] = {}
+    for cat, labels in _ID_LABELS:
+        for k, label in enumerate(_top_level(labels)):
+            if not label[:1].isalpha() or label[1:2] in "?*+{":
+                raise ValueError(f"label {label!r}: a label must start with a plain letter")
+            buckets.setdefault(label[0].lower(), []).append(f"(?P<{cat}_{k}>{label[1:]})")
+    alternation = "|".join(f"{first}(?:{'|'.join(alts)})" for first, alts in buckets.items())
+    return re.compile(r"\b(?:" + alternation + r")(?=[\s:#=.]|$)[\s:#=.-]{0,5}(?:is\s+|of\s+)?$",
+                      re.I)
+
+
+_ID_LABEL_FAST = _labels_by_first_letter()
+
+
 def _label_ends() -> frozenset[str]:
     """The last run of letters of every label _ID_LABELS spells (its language is finite:
     literals, classes, alternations and `?`), lower-cased: "medical record no." -> "no"."""
@@ -218,6 +257,7 @@ def _may_follow_label(text: str, start: int) -> bool:
 
 
 # Unlabelled identifiers: long digit runs or letter+digit codes that no unit or word explains.
+# A match starts after none of [\w.,/-] and holds only [A-Z0-9-]: no two overlap.
 # (the first character is matched before the look-behind: re then skips to candidates at C speed)
 _BARE_ID = re.compile(r"[A-Z\d](?<![\w.,/-].)(?:(?<=[A-Z])[A-Z]{0,3}-?\d{5,}|(?<=\d)\d{6,}|"
                       r"(?<=\d)\d+[A-Z]{1,3}\d{3,}|(?<=[A-Z0-9])[A-Z0-9]+-[A-Z0-9]{2,}-[A-Z0-9]{2,})"
@@ -340,6 +380,15 @@ def _literal_anchor(low: str, word: str):
     return lambda i: low.find(word, i)
 
 
+def _listed_anchor(positions: list[int]):
+    """The first of the sorted `positions` at or after i (-1: none): one scan for the anchors
+    that several patterns share."""
+    def find(i: int) -> int:
+        k = bisect.bisect_left(positions, i)
+        return positions[k] if k < len(positions) else -1
+    return find
+
+
 def _regex_anchor(rx: re.Pattern, text: str):
     def find(i: int) -> int:
         m = rx.search(text, i)
@@ -348,30 +397,29 @@ def _regex_anchor(rx: re.Pattern, text: str):
 
 
 _PHONE7 = re.compile(r"\d{3}[-.]\d{4}")               # the number _LOCAL_PHONE ends with
-_PHONE_CORE = re.compile(r"\d{3}[-.\s]?\d{4}")          # every _PHONE match holds one ...
-_PHONE_BACK = len("+123-(456) ")                      # ... this far from its start at most
-_VIN_HINT = re.compile(r"[A-HJ-NPR-Z0-9]{17}")          # necessary for _VIN
+# every _PHONE match holds its area code and number, this far from its start at most
+_PHONE_CORE = re.compile(r"(?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])\d{3}[-.\s]?\d{4}")
+_PHONE_BACK = len("+123-")
 _LOCAL_PHONE_BACK = len("reached at") + 4             # longest cue word, then \W{0,4}
 _MAY_BACK = len("through") + 1                        # longest preposition, then [ -]
 # necessary for an IPv4 address: "d.d.d" (a C-speed digit scan; most notes have many dots),
 # from the last digit of the first number: at most 2 characters after the match's start
 _IP_HINT = re.compile(r"\d\.\d{1,3}\.\d")
-# every month name (and so every match of the month-first patterns) starts with one of these
-_MONTH_START = re.compile(r"jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec")
-_DATE_MONTH_FIRST = _DATE_RES[6]
-# date patterns whose every match holds a month name this many characters after its start at
-# most ("12-Mar", "03 MAR 19", "March 3rd"): searched near the month names
-_MONTH_WITHIN = {_DATE_RES[4]: 3, _DATE_RES[5]: 3, _DATE_MONTH_FIRST: 0, _DATE_RES[8]: 0,
-                 _DATE_RES[9]: len("september-")}
-# rarer anchors than a month's first 3 letters: a full month name ("march fourth"), "-22-2"
-_DATE_ANCHOR = {_DATE_RES[8]: re.compile(_LOWER_MONTH_NAME.pattern + "|may"),
-                _DATE_RES[9]: re.compile(r"-\d{1,2}-\d")}
+# every match of the month-first pattern starts with one of these (on lower case), at a word's
+# start: "summary" and "decreased" are dropped in Python (a look-behind here would make re try
+# every position instead of jumping to the letters)
+_MONTH_WORD = re.compile(r"jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec")
+_DATE_MONTH_FIRST = _DATE_RES[6]        # searched near the month names
+# the other date patterns that start at letters, searched near a rarer anchor: a full month name
+# ("march fourth"), "-22-2" (Mar-22-2019), each at most this many characters after the start
+_DATE_ANCHOR = {_DATE_RES[8]: (re.compile(_LOWER_MONTH_NAME.pattern + "|may"), 0),
+                _DATE_RES[9]: (re.compile(r"-\d{1,2}-\d"), len("september-"))}
 _IPV6_HINT = re.compile(r":[0-9a-f]{1,4}:[0-9a-f]{1,4}:", re.I)      # necessary for _IPV6
 # necessary for _ORDINAL_DAY ("on the 5th"): a digit and its ordinal suffix
 _ORDINAL_HINT = re.compile(r"\d(?i:st|nd|rd|th)")
 _ORDINAL_THE = re.compile(r"the\s+\d")                  # also necessary (on lower case)
-# _MONTH_ALONE is case-sensitive: each match starts with one of these
-_MONTH_CAPITAL = re.compile(r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Oct|Nov|Dec")
+# _MONTH_ALONE is case-sensitive: each match starts with one of these words
+_MONTH_CAPITAL = re.compile(r"(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\b")
 # each match of _CITY_CONTEXT / _ADDRESS_LABEL holds one of these (ASCII text, lower-cased)
 _CITY_CUES = ("liv", "resid", "stay", "moved", "native of", "relocated", "born in", "grew up in",
               "city:", "town:", "home in", "from the town of", "visiting from", "travel",
@@ -386,20 +434,95 @@ def _cued(rx: re.Pattern, text: str, low: str | None, cue: re.Pattern, back: int
     return rx.finditer(text) if low is None else _anchored(rx, text, _regex_anchor(cue, low), back)
 
 
+# --- one scan for the patterns that start at a run of digits / at a capitalised word --------
+# Each pattern of _RUN_PATTERNS matches only where a run of digits starts (its first character
+# is a digit that its look-behind forbids after another digit); each of _WORD_PATTERNS only at
+# a capital letter that starts a word. One pass visits those starts and tries every pattern
+# there inside a look-ahead (wrapped in a one-character look-behind, so the pattern itself is
+# used as written); re.finditer's matches of a pattern are then its matches at those starts,
+# each taken when it begins at or after the end of the one before.
+# A pattern added here must keep that property (tests/data/test_deid_text.py checks the scans
+# against finditer). In the digit scan, group A needs [/.-] right after the run, group B does
+# not allow it, so the other group is not tried.
+_RUN_A = {"date0": _DATE_RES[0], "date1": _DATE_RES[1], "date2": _DATE_RES[2],
+          "date3": _DATE_RES[3], "date4": _DATE_RES[4], "month_day": _MONTH_DAY, "ssn": _SSN,
+          "zip": _ZIP_BARE}
+_RUN_B = {"date7": _DATE_RES[7], "street": _STREET}
+_RUN_ANY = {"date5": _DATE_RES[5], "bare_id": _BARE_ID, "vin": _VIN}
+_RUN_PATTERNS = {**_RUN_A, **_RUN_B, **_RUN_ANY}
+_WORD_PATTERNS = {"dea": _DEA, "bare_id": _BARE_ID, "vin": _VIN}
+
+
+def _tried_here(patterns: dict, first: str) -> str:
+    """Each pattern as an optional look-ahead from the character `first` just matched."""
+    return "".join(f"(?:(?<=(?=(?P<{name}>{f'(?i:{rx.pattern})' if rx.flags & re.I else rx.pattern}"
+                   f"))(?:{first})))?" for name, rx in patterns.items())
+
+
+def _none_matched(patterns: dict) -> str:
+    """Fails where no pattern matched: such starts are not reported."""
+    out = "(?!)"
+    for name in reversed(patterns):
+        out = f"(?({name})|{out})"
+    return out
+
+
+_RUN_SCANNER = re.compile(r"\d(?<!\d\d)(?:(?=\d*[/.-])" + _tried_here(_RUN_A, r"\d") + "|" +
+                          _tried_here(_RUN_B, r"\d") + ")" + _tried_here(_RUN_ANY, r"\d") +
+                          _none_matched(_RUN_PATTERNS))
+_WORD_SCANNER = re.compile(r"[A-Z](?<!\w[A-Z])" + _tried_here(_WORD_PATTERNS, "[A-Z]") +
+                           _none_matched(_WORD_PATTERNS))
+
+
+def _scan(scanner: re.Pattern, text: str) -> dict[str, list[tuple[int, int]]]:
+    groups = scanner.groupindex.items()          # (the inner groups of the patterns are unnamed)
+    out = {name: [] for name in scanner.groupindex}
+    last = dict.fromkeys(scanner.groupindex, 0)  # where the pattern's previous match ended
+    for m in scanner.finditer(text):
+        regs = m.regs
+        for name, k in groups:
+            s, e = regs[k]
+            if s >= last[name]:                  # (-1: no match here)
+                out[name].append((s, e))
+                last[name] = e
+    return out
+
+
+def run_matches(text: str) -> dict[str, list[tuple[int, int]]]:
+    """pattern name -> the spans re.finditer gives for it, for every pattern in _RUN_PATTERNS
+    (of those that also start at words, the part that starts at digits)."""
+    return _scan(_RUN_SCANNER, text)
+
+
+def word_matches(text: str) -> dict[str, list[tuple[int, int]]]:
+    """The same for _WORD_PATTERNS (the part that starts at capitals)."""
+    return _scan(_WORD_SCANNER, text)
+
+
 def _lower_ascii(text: str) -> str | None:
     """text.lower() where it keeps every index and re's case folding is plain ASCII; else None."""
     return text.lower() if text.isascii() else None
 
 
-def dates(text: str) -> Iterator[Span]:
+def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
     low = _lower_ascii(text)
-    for rx in _DATE_RES:
-        back = _MONTH_WITHIN.get(rx)
-        found = rx.finditer(text) if back is None or low is None else \
-            _anchored(rx, text, _regex_anchor(_DATE_ANCHOR.get(rx, _MONTH_START), low), back)
-        for m in found:
-            if _plausible_date(m.group(0)):
-                yield m.start(), m.end(), "DATE"
+    runs = runs or run_matches(text)
+    for i, rx in enumerate(_DATE_RES):
+        if f"date{i}" in runs:
+            found = runs[f"date{i}"]
+        elif low is None:
+            found = [m.span() for m in rx.finditer(text)]
+        elif rx is _DATE_MONTH_FIRST:
+            months = [a for a in (m.start() for m in _MONTH_WORD.finditer(low))
+                      if not (a and low[a - 1].isalpha())]
+            found = [m.span() for m in _anchored(rx, text, _listed_anchor(months), 0)] \
+                if months else ()
+        else:
+            anchor, back = _DATE_ANCHOR[rx]
+            found = [m.span() for m in _anchored(rx, text, _regex_anchor(anchor, low), back)]
+        for s, e in found:
+            if _plausible_date(text[s:e]):
+                yield s, e, "DATE"
     for m in _anchored(_MONTH_ALONE, text, _regex_anchor(_MONTH_CAPITAL, text), 0):
         yield m.start(), m.end(), "DATE"
     holiday = low is None or any(w in low for w in _HOLIDAY_WORDS)
@@ -415,7 +538,8 @@ def dates(text: str) -> Iterator[Span]:
             _anchored(_MAY_ALONE, text, _literal_anchor(low, "may"), _MAY_BACK)
         for m in found:
             yield m.start(1), m.end(1), "DATE"
-    for m in _MONTH_DAY.finditer(text):
+    for s, _ in runs["month_day"]:
+        m = _MONTH_DAY.match(text, s)
         month, day = int(m.group(1)), int(m.group(2))
         if not (1 <= month <= 12 and 1 <= day <= 31):
             continue
@@ -474,7 +598,7 @@ def ages(text: str) -> Iterator[Span]:
             yield m.start(1), m.end(1), "AGE"
 
 
-def contacts(text: str) -> Iterator[Span]:
+def contacts(text: str, runs: dict | None = None) -> Iterator[Span]:
     # each pattern runs only where its indispensable character occurs (a C-speed `in`)
     if "@" in text:
         for m in _EMAIL.finditer(text):
@@ -500,11 +624,11 @@ def contacts(text: str) -> Iterator[Span]:
     for m in _cued(_EXTENSION, text, _lower_ascii(text), _EXTENSION_WORD, 0):
         yield m.start(1), m.end(1), "PHONE"
     if "-" in text:
-        for m in _SSN.finditer(text):
-            yield m.start(), m.end(), "SSN"
+        for s, e in (runs or run_matches(text))["ssn"]:
+            yield s, e, "SSN"
 
 
-def identifiers(text: str) -> Iterator[Span]:
+def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
     pos = 0
     while True:
         digit = _ID_CANDIDATE.search(text, pos)
@@ -520,10 +644,10 @@ def identifiers(text: str) -> Iterator[Span]:
         pos = max(m.end() if m else digit.end(), digit.end())
         if m is None:
             continue
-        label = _ID_LABEL_BEFORE.search(text, max(0, start - 48), start) \
+        label = _ID_LABEL_FAST.search(text, max(0, start - 48), start) \
             if _may_follow_label(text, start) else None
         if label is not None:
-            cat = next(c for c in _ID_CATEGORIES if label.group(c) is not None)
+            cat = label.lastgroup.rsplit("_", 1)[0]
         elif "#" in text[max(0, start - 8):start] and \
                 _NUMBER_SIGN_BEFORE.search(text, max(0, start - 8), start):
             cat = "OTHER_ID"         # "EEG #: E19-0211": whatever a "#" numbers is an identifier
@@ -537,26 +661,24 @@ def identifiers(text: str) -> Iterator[Span]:
         yield start, start + len(value), cat
     for m in _anchored(_ACCESSION, text, _regex_anchor(_ACCESSION_DIGITS, text), 3):
         yield m.start(), m.end(), "OTHER_ID"
-    for m in _DEA.finditer(text):
-        yield m.start(), m.end(), "LICENSE"
-    for m in _VIN.finditer(text) if _VIN_HINT.search(text) else ():
-        yield m.start(), m.end(), "VEHICLE"
-    for m in _BARE_ID.finditer(text):
-        after = text[m.end():m.end() + 8]
-        if _UNIT_AFTER.match(after):
+    runs, words = runs or run_matches(text), word_matches(text)
+    for s, e in words["dea"]:
+        yield s, e, "LICENSE"
+    for s, e in runs["vin"] + words["vin"]:             # (never overlapping: \b at both ends)
+        yield s, e, "VEHICLE"
+    for s, e in runs["bare_id"] + words["bare_id"]:     # (never overlapping: see _BARE_ID)
+        if _UNIT_AFTER.match(text[e:e + 8]):
             continue
-        yield m.start(), m.end(), "OTHER_ID"
+        yield s, e, "OTHER_ID"
 
 
-def addresses(text: str) -> Iterator[Span]:
+def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
+    runs = runs or run_matches(text)
     street_ends = set()
-    for m in _STREET.finditer(text):
-        end = m.end()
-        tail = _CITY_TAIL.match(text, end)
-        if tail:
-            end = tail.end()
-        street_ends.add(m.end())
-        yield m.start(), end, "ADDRESS"
+    for start, street_end in runs["street"]:
+        tail = _CITY_TAIL.match(text, street_end)
+        street_ends.add(street_end)
+        yield start, tail.end() if tail else street_end, "ADDRESS"
     lowered = _lower_ascii(text)
     cued = lowered is None or any(c in lowered for c in _ADDRESS_CUES)
     for m in _cued(_ADDRESS_LABEL, text, lowered, _ADDRESS_CUE, len("patient ")) if cued else ():
@@ -578,8 +700,8 @@ def addresses(text: str) -> Iterator[Span]:
     for m in _ZIP_LABEL.finditer(text) if lowered is None or "zip" in lowered or \
             "postal" in lowered else ():
         yield m.start(1), m.end(1), "ZIP"
-    for m in _ZIP_BARE.finditer(text):
-        yield m.start(), m.end(), "ZIP"
+    for s, e in runs["zip"]:
+        yield s, e, "ZIP"
     cued = lowered is None or any(c in lowered for c in _CITY_CUES)
     for m in _cued(_CITY_CONTEXT, text, lowered, _CITY_CUE, 0) if cued else ():
         place = m.group(1).rstrip()
@@ -616,7 +738,7 @@ def _city_state(text: str, state, street_ends) -> Iterator[Span]:
         return
     # "Jane Roe, MD" / "Kim, PA": a 2-letter state needs its ZIP or a street before it
     if len(m.group(2)) == 2 and not m.group(3) and \
-            not any(0 <= m.start() - e <= 6 for e in street_ends):
+            not any(m.start() - k in street_ends for k in range(7)):     # (a set: no scan)
         return
     words = city.split()
     # drop leading words that are ordinary words ("Patient lives Boston, MA"), not where the
@@ -672,7 +794,12 @@ def hl7_fields(text: str) -> Iterator[Span]:
 
 
 def find_structured(text: str) -> list[Span]:
+    runs = run_matches(text)             # shared by dates, contacts, identifiers, addresses
     spans: list[Span] = []
-    for detector in (dates, ages, contacts, identifiers, addresses, hl7_fields):
-        spans.extend(detector(text))
+    spans.extend(dates(text, runs))
+    spans.extend(ages(text))
+    spans.extend(contacts(text, runs))
+    spans.extend(identifiers(text, runs))
+    spans.extend(addresses(text, runs))
+    spans.extend(hl7_fields(text))
     return spans
