@@ -48,10 +48,12 @@ _DATE_RES.append(re.compile(
     r"(?<![\w])(?:january|february|march|april|may|june|july|august|september|october|november|"
     rf"december)\s+(?:the\s+)?{_ORDINAL_WORD}\b(?:,?\s+(?:(?:19|20)\d\d\b|"
     rf"(?:nineteen|two thousand|twenty)\b(?:[ -]{_NUMBER_WORD}\b){{0,3}}))?", re.I))
-# one of these (lower case) is in every _HOLIDAY match: a C-speed test before the regex
+# one of these (lower case) is in every _HOLIDAY match: a C-speed test before the regex (the
+# longer forms: "mother", "july", "memorial" alone are in a fifth of the notes)
 _HOLIDAY_WORDS = ("christmas", "xmas", "navidad", "thanksgiving", "easter", "new year", "halloween",
-                  "valentine", "independence", "july", "labor", "labour", "memorial", "mother",
-                  "father", "hanuk", "chanuk", "passover", "yom kippur", "rosh hashanah", "diwali")
+                  "valentine", "independence day", "of july", "labor day", "labour day",
+                  "memorial day", "s day", "hanuk", "chanuk", "passover", "yom kippur",
+                  "rosh hashanah", "diwali")
 # month-day-year with hyphens: Mar-22-2019
 _DATE_RES.append(re.compile(rf"(?<![\w]){_MONTH}-\d{{1,2}}-(?:\d{{4}}|\d{{2}})(?![\d-])", re.I))
 # Holidays name a day: "since Christmas", "over Thanksgiving", "desde Navidad".
@@ -105,7 +107,8 @@ _AGE_RES = [
 
 # "Ernestine Pickering, 97, from ...": an age in commas after a capitalised word
 _AGE_AFTER_NAME = re.compile(rf"[A-Z][a-z'-]+,\s({_AGE_NUM})(?=[,;)])")
-_AGE_AFTER_COMMA = re.compile(rf"[a-z'-],\s{_AGE_NUM}[,;)]")     # where _AGE_AFTER_NAME ends
+# where _AGE_AFTER_NAME's comma is (a literal first character: re jumps to the commas)
+_AGE_AFTER_COMMA = re.compile(rf",\s{_AGE_NUM}[,;)]")
 _FAHRENHEIT = re.compile(r"\s?°?F\b")
 _TEMPERATURE_BEFORE = re.compile(r"(?i:fever|temp|febrile|tmax|t max|degrees)|\d\s?°?C\s*\($")
 _AGE_START = re.compile(r"9\d|1[01]\d|ninety|one hundred|a hundred|hundred")   # on lower case
@@ -264,7 +267,6 @@ _BARE_ID = re.compile(r"[A-Z\d](?<![\w.,/-].)(?:(?<=[A-Z])[A-Z]{0,3}-?\d{5,}|(?<
                       r"(?![\w/])")
 # letters, a 2-digit year, a serial: pathology / autopsy / study accessions (S19-004417, A19-031)
 _ACCESSION = re.compile(r"\b[A-Z]{1,3}\d{2}-\d{3,}\b")
-_ACCESSION_DIGITS = re.compile(r"(?<=[A-Z])\d\d-\d{3}")     # in every match, <= 3 after its start
 _DEA = re.compile(r"[A-Z](?<!\w[A-Z])[A-Z]\d{7}\b")
 _VIN = re.compile(r"\b(?=[A-HJ-NPR-Z0-9]{0,16}\d)(?=[A-HJ-NPR-Z0-9]{0,16}[A-Z])[A-HJ-NPR-Z0-9]{17}\b")
 
@@ -450,7 +452,7 @@ _RUN_A = {"date0": _DATE_RES[0], "date1": _DATE_RES[1], "date2": _DATE_RES[2],
 _RUN_B = {"date7": _DATE_RES[7], "street": _STREET}
 _RUN_ANY = {"date5": _DATE_RES[5], "bare_id": _BARE_ID, "vin": _VIN}
 _RUN_PATTERNS = {**_RUN_A, **_RUN_B, **_RUN_ANY}
-_WORD_PATTERNS = {"dea": _DEA, "bare_id": _BARE_ID, "vin": _VIN}
+_WORD_PATTERNS = {"dea": _DEA, "bare_id": _BARE_ID, "vin": _VIN, "accession": _ACCESSION}
 
 
 def _tried_here(patterns: dict, first: str) -> str:
@@ -589,7 +591,7 @@ def ages(text: str) -> Iterator[Span]:
     else:               # each match starts at its number / its cue word ("at age": 3 before)
         found = [_anchored(_AGE_RES[0], text, _regex_anchor(_AGE_START, low), 0),
                  _anchored(_AGE_RES[1], text, _regex_anchor(_AGE_CUE, low), 3)]
-    found.append(_anchored(_AGE_AFTER_NAME, text, _regex_anchor(_AGE_AFTER_COMMA, text), 40))
+    found.append(_anchored(_AGE_AFTER_NAME, text, _regex_anchor(_AGE_AFTER_COMMA, text), 41))
     for matches in found:
         for m in matches:
             if _FAHRENHEIT.match(text, m.end(1)) and \
@@ -659,9 +661,9 @@ def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
         if _YEAR.fullmatch(value):
             continue                 # "Vehicle: 2014 Subaru": a year alone is no identifier
         yield start, start + len(value), cat
-    for m in _anchored(_ACCESSION, text, _regex_anchor(_ACCESSION_DIGITS, text), 3):
-        yield m.start(), m.end(), "OTHER_ID"
     runs, words = runs or run_matches(text), word_matches(text)
+    for s, e in words["accession"]:
+        yield s, e, "OTHER_ID"
     for s, e in words["dea"]:
         yield s, e, "LICENSE"
     for s, e in runs["vin"] + words["vin"]:             # (never overlapping: \b at both ends)
