@@ -250,9 +250,9 @@ def test_anchored_scans_equal_finditer():
         for rx, anchor, back, lower in (
                 (P._DATE_MONTH_FIRST, P._MONTH_WORD, 0, True),
                 (P._MONTH_ALONE, P._MONTH_CAPITAL, 0, False),
-                (P._DATE_RES[8], *P._DATE_ANCHOR[P._DATE_RES[8]], True),
-                (P._DATE_RES[9], *P._DATE_ANCHOR[P._DATE_RES[9]], True),
+                (P._DATE_RES[8], P._MONTH_WORD, 0, True), (P._DATE_RES[9], P._MONTH_WORD, 0, True),
                 (P._LOWER_MONTH, P._LOWER_MONTH_NAME, P._MAY_BACK, False),
+                (P._LOWER_MONTH, P._MONTH_WORD, P._MAY_BACK, True),
                 (P._AGE_AFTER_NAME, P._AGE_AFTER_COMMA, 41, False),
                 (P._PHONE, P._PHONE_CORE, P._PHONE_BACK, False),
                 (P._EXTENSION, P._EXTENSION_WORD, 0, True), (P._IP, P._IP_HINT, 2, False),

@@ -407,15 +407,12 @@ _MAY_BACK = len("through") + 1                        # longest preposition, the
 # necessary for an IPv4 address: "d.d.d" (a C-speed digit scan; most notes have many dots),
 # from the last digit of the first number: at most 2 characters after the match's start
 _IP_HINT = re.compile(r"\d\.\d{1,3}\.\d")
-# every match of the month-first pattern starts with one of these (on lower case), at a word's
-# start: "summary" and "decreased" are dropped in Python (a look-behind here would make re try
-# every position instead of jumping to the letters)
+# every match of the month-first patterns (the date patterns that run_matches does not scan:
+# "March 3rd", "march fourth", "Mar-22-2019") starts with one of these (on lower case), at a
+# word's start: "summary" and "decreased" are dropped in Python (a look-behind here would make
+# re try every position instead of jumping to the letters)
 _MONTH_WORD = re.compile(r"jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec")
 _DATE_MONTH_FIRST = _DATE_RES[6]        # searched near the month names
-# the other date patterns that start at letters, searched near a rarer anchor: a full month name
-# ("march fourth"), "-22-2" (Mar-22-2019), each at most this many characters after the start
-_DATE_ANCHOR = {_DATE_RES[8]: (re.compile(_LOWER_MONTH_NAME.pattern + "|may"), 0),
-                _DATE_RES[9]: (re.compile(r"-\d{1,2}-\d"), len("september-"))}
 _IPV6_HINT = re.compile(r":[0-9a-f]{1,4}:[0-9a-f]{1,4}:", re.I)      # necessary for _IPV6
 # necessary for _ORDINAL_DAY ("on the 5th"): a digit and its ordinal suffix
 _ORDINAL_HINT = re.compile(r"\d(?i:st|nd|rd|th)")
@@ -509,19 +506,18 @@ def _lower_ascii(text: str) -> str | None:
 def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
     low = _lower_ascii(text)
     runs = runs or run_matches(text)
+    months = None
     for i, rx in enumerate(_DATE_RES):
         if f"date{i}" in runs:
             found = runs[f"date{i}"]
         elif low is None:
             found = [m.span() for m in rx.finditer(text)]
-        elif rx is _DATE_MONTH_FIRST:
-            months = [a for a in (m.start() for m in _MONTH_WORD.finditer(low))
-                      if not (a and low[a - 1].isalpha())]
+        else:
+            if months is None:
+                months = [a for a in (m.start() for m in _MONTH_WORD.finditer(low))
+                          if not (a and low[a - 1].isalpha())]
             found = [m.span() for m in _anchored(rx, text, _listed_anchor(months), 0)] \
                 if months else ()
-        else:
-            anchor, back = _DATE_ANCHOR[rx]
-            found = [m.span() for m in _anchored(rx, text, _regex_anchor(anchor, low), back)]
         for s, e in found:
             if _plausible_date(text[s:e]):
                 yield s, e, "DATE"
@@ -530,7 +526,9 @@ def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
     holiday = low is None or any(w in low for w in _HOLIDAY_WORDS)
     for m in _HOLIDAY.finditer(text) if holiday else ():
         yield m.start(), m.end(), "DATE"
-    for m in _anchored(_LOWER_MONTH, text, _regex_anchor(_LOWER_MONTH_NAME, text), _MAY_BACK):
+    # (its month name starts a word: among the month-first anchors, where there are)
+    anchor = _regex_anchor(_LOWER_MONTH_NAME, text) if months is None else _listed_anchor(months)
+    for m in _anchored(_LOWER_MONTH, text, anchor, _MAY_BACK):
         yield m.start(1), m.end(1), "DATE"
     ordinal = _ORDINAL_HINT.search(text) and (low is None or _ORDINAL_THE.search(low))
     for m in _ORDINAL_DAY.finditer(text) if ordinal else ():
