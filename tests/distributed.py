@@ -3,6 +3,13 @@
 `run_distributed(fn, world_size, *args)` spawns `world_size` processes, initialises a gloo
 process group in each, calls `fn(*args)` and returns the per-rank results in rank order.
 A child's exception is re-raised here with its rank and traceback.
+
+The processes are forked from a fork server that imported torch and the trainer once
+(multiprocessing's "forkserver" start method): every call still gets fresh processes, as
+with "spawn" (nothing a test patches in one child reaches another, nor the server, which
+only forks), without paying the imports per process, seconds each on a loaded 2-core
+machine. A child gets this process's environment as it is at the call (a fork server's
+children would otherwise get the one it started with).
 """
 from __future__ import annotations
 
@@ -24,7 +31,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank, world_size, port, out_dir, fn, args):
+# Imported once in the fork server; each child is a fork of it. Only imports: the server
+# must run no torch operation (a forked OpenMP pool would hang the children).
+PRELOAD = ["torch", "torch.distributed", "megamed.training.trainer"]
+
+
+def _context():
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def _worker(rank, world_size, port, out_dir, fn, args, environ):
+    os.environ.clear()
+    os.environ.update(environ)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     # One thread per process: the tests run several processes on a 2-core machine.
@@ -52,9 +72,11 @@ class ChildError(RuntimeError):
 
 def run_distributed(fn, world_size: int, *args) -> list:
     with tempfile.TemporaryDirectory() as out_dir:
-        ctx = mp.get_context("spawn")
+        ctx = _context()
         port = free_port()
-        procs = [ctx.Process(target=_worker, args=(r, world_size, port, out_dir, fn, args))
+        environ = dict(os.environ)
+        procs = [ctx.Process(target=_worker,
+                             args=(r, world_size, port, out_dir, fn, args, environ))
                  for r in range(world_size)]
         for p in procs:
             p.start()
