@@ -8,8 +8,9 @@ The processes are forked from a fork server that imported torch and the trainer 
 (multiprocessing's "forkserver" start method): every call still gets fresh processes, as
 with "spawn" (nothing a test patches in one child reaches another, nor the server, which
 only forks), without paying the imports per process, seconds each on a loaded 2-core
-machine. A child gets this process's environment as it is at the call (a fork server's
-children would otherwise get the one it started with).
+machine. A child gets this process's environment and its stdout and stderr as they are
+at the call (a fork server's children would otherwise get those it started with: pytest's
+capture of the first test that used it).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from multiprocessing import reduction
 
 
 def free_port() -> int:
@@ -42,9 +44,20 @@ def _context():
     return ctx
 
 
-def _worker(rank, world_size, port, out_dir, fn, args, environ):
+class _Stdio:
+    """This process's stdout and stderr, pickled as descriptors the child inherits."""
+
+    def __reduce__(self):
+        return tuple, ([reduction.DupFd(1), reduction.DupFd(2)],)
+
+
+def _worker(rank, world_size, port, out_dir, fn, args, environ, stdio):
     os.environ.clear()
     os.environ.update(environ)
+    for target, inherited in zip((1, 2), stdio):
+        fd = inherited.detach()
+        os.dup2(fd, target)
+        os.close(fd)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     # One thread per process: the tests run several processes on a 2-core machine.
@@ -76,7 +89,7 @@ def run_distributed(fn, world_size: int, *args) -> list:
         port = free_port()
         environ = dict(os.environ)
         procs = [ctx.Process(target=_worker,
-                             args=(r, world_size, port, out_dir, fn, args, environ))
+                             args=(r, world_size, port, out_dir, fn, args, environ, _Stdio()))
                  for r in range(world_size)]
         for p in procs:
             p.start()
