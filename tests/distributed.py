@@ -67,6 +67,10 @@ def _worker(rank, world_size, port, out_dir, fn, args, environ, stdio):
     try:
         dist.init_process_group("gloo", rank=rank, world_size=world_size,
                                 timeout=datetime.timedelta(seconds=120))
+        # Every rank has connected to every other before any may finish and close its
+        # sockets: a rank that returns at once would otherwise break a slower rank's
+        # connection set-up ("Connection closed by peer" in connectFullMesh).
+        dist.barrier()
         result = fn(*args)
         with open(path, "wb") as f:
             pickle.dump(("ok", result), f)
