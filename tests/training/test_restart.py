@@ -5,7 +5,6 @@ uninterrupted run is the same entry point with the same flags in 2 processes for
 run_distributed: torchrun's agent and worker start-ups (a torch import each) are paid
 only where the restart is what is tested."""
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -14,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import entry_point
 from distributed import run_distributed
 
 HERE = Path(__file__).resolve().parent
@@ -29,18 +29,10 @@ def _losses(metrics: Path) -> dict:
     return losses
 
 
-def _main(argv):
-    spec = importlib.util.spec_from_file_location("pretrain_32b",
-                                                  HERE.parents[1] / "examples" / "pretrain_32b.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(argv)
-
-
 def _uninterrupted(tmp_path: Path, capfd) -> tuple[dict, str]:
     metrics = tmp_path / "reference.jsonl"
-    assert run_distributed(_main, 2, [*FLAGS, "--save", str(tmp_path / "reference"),
-                                      "--metrics-jsonl", str(metrics)]) == [0, 0]
+    flags = [*FLAGS, "--save", str(tmp_path / "reference"), "--metrics-jsonl", str(metrics)]
+    assert run_distributed(entry_point.main, 2, flags) == [0, 0]
     out, err = capfd.readouterr()
     return _losses(metrics), out + err
 
