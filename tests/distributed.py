@@ -36,6 +36,7 @@ def free_port() -> int:
 # Imported once in the fork server; each child is a fork of it. Only imports: the server
 # must run no torch operation (a forked OpenMP pool would hang the children).
 PRELOAD = ["torch", "torch.distributed", "megamed.training.trainer"]
+TIMEOUT = datetime.timedelta(seconds=120)
 
 
 def _context():
@@ -65,13 +66,16 @@ def _worker(rank, world_size, port, out_dir, fn, args, environ, stdio):
     torch.set_num_threads(1)
     path = Path(out_dir) / f"rank{rank}.pkl"
     try:
-        dist.init_process_group("gloo", rank=rank, world_size=world_size,
-                                timeout=datetime.timedelta(seconds=120))
-        # Every rank has connected to every other before any may finish and close its
-        # sockets: a rank that returns at once would otherwise break a slower rank's
-        # connection set-up ("Connection closed by peer" in connectFullMesh).
+        store = dist.TCPStore("127.0.0.1", port, world_size, is_master=False, timeout=TIMEOUT)
+        dist.init_process_group("gloo", store=store, rank=rank, world_size=world_size,
+                                timeout=TIMEOUT)
+        # Before and after `fn`: no rank closes its sockets while another still sets up its
+        # connections to it (of the world or of a group `fn` made last), which fails the
+        # slower rank with "Connection closed by peer" in connectFullMesh.
         dist.barrier()
         result = fn(*args)
+        if dist.is_initialized():  # the entry point destroys its process group itself
+            dist.barrier()
         with open(path, "wb") as f:
             pickle.dump(("ok", result), f)
     except BaseException:
@@ -88,9 +92,13 @@ class ChildError(RuntimeError):
 
 
 def run_distributed(fn, world_size: int, *args) -> list:
+    # The rendezvous store lives here, on a port the kernel picks as it binds: no other
+    # test or test suite on the machine can take the port between choice and use.
+    store = dist.TCPStore("127.0.0.1", 0, world_size, is_master=True, timeout=TIMEOUT,
+                          wait_for_workers=False)
     with tempfile.TemporaryDirectory() as out_dir:
         ctx = _context()
-        port = free_port()
+        port = store.port
         environ = dict(os.environ)
         procs = [ctx.Process(target=_worker,
                              args=(r, world_size, port, out_dir, fn, args, environ, _Stdio()))

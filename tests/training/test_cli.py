@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import entry_point
-from distributed import run_distributed
+from distributed import free_port, run_distributed
 
 FIELDS = {"step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "mfu"}
 
@@ -25,6 +25,7 @@ def _records(out):
 def _torchrun(nproc, tmp_path, *flags):
     out = tmp_path / f"metrics{nproc}.jsonl"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--master-port", str(free_port()),  # not 29500: other launches may be running
            str(entry_point.ENTRY), *_flags(out, *flags)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
