@@ -1,6 +1,6 @@
 """Runs a function in N gloo processes on free localhost ports.
 
-`run_distributed(fn, world_size, *args)` spawns `world_size` processes, initialises a gloo
+`run_distributed(fn, world_size, *args)` starts `world_size` processes, initialises a gloo
 process group in each, calls `fn(*args)` and returns the per-rank results in rank order.
 A child's exception is re-raised here with its rank and traceback.
 
