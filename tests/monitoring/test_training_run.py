@@ -3,7 +3,6 @@ while it trains and parsed with prometheus_client's parser, the values agree wit
 run's own metrics JSONL, the audit log holds the run's records, tampering with one row is
 detected, and the database password appears nowhere (logs, metrics, audit, checkpoints).
 Once with 2 gloo processes and PostgreSQL, once in-process with SQLite and TensorBoard."""
-import importlib.util
 import json
 import os
 import socket
@@ -15,19 +14,11 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import entry_point
 from distributed import free_port, run_distributed
 from megamed.audit import AuditLog, verify
 
-ROOT = Path(__file__).resolve().parents[2]
 STEPS = 5
-
-
-def _main(argv):
-    spec = importlib.util.spec_from_file_location("pretrain_32b",
-                                                  ROOT / "examples" / "pretrain_32b.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(argv)
 
 
 def _port_pair() -> int:
@@ -116,7 +107,8 @@ def test_two_ranks_scraped_and_audited_in_postgres(tmp_path, postgres_url, capfd
     scraper = Scraper(urls)
     scraper.start()
     try:
-        codes = run_distributed(_main, 2, _flags(tmp_path, port, postgres_url) + ["--tp", "2"])
+        codes = run_distributed(entry_point.main, 2,
+                                _flags(tmp_path, port, postgres_url) + ["--tp", "2"])
     finally:
         scraper.done.set()
         scraper.join()
@@ -145,7 +137,8 @@ def test_one_process_scraped_audited_in_sqlite_with_tensorboard(tmp_path, capfd)
     environ = dict(os.environ)
     scraper.start()
     try:
-        code = _main(_flags(tmp_path, port, db) + ["--tensorboard", str(tmp_path / "tb")])
+        code = entry_point.main(_flags(tmp_path, port, db)
+                                + ["--tensorboard", str(tmp_path / "tb")])
     finally:
         scraper.done.set()
         scraper.join()

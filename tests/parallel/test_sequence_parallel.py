@@ -51,10 +51,12 @@ def layer_config(tp, precision="fp32", backend="torch", recompute="none"):
 
 def saved_bytes_per_layer(tp, precision="fp32", backend="torch", recompute="none"):
     """Bytes one block saves for backward (rank 0) and the input gradient [b, s, h]
-    gathered over TP."""
+    gathered over TP; (None, None) on the ranks of the other TP groups."""
     cfg = layer_config(tp, precision, backend, recompute)
     m, dtype = cfg.model, {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
     state = ParallelState.create(tp, 1)
+    if state.dp_rank != 0:  # another TP group would repeat the same work; rank 0 reports
+        return None, None
     block = Block(m, state.tp_group, True, None, dtype=dtype,
                   recompute_core=Recomputation(None) if recompute == "selective" else None)
     initialize_parameters(block, 7)

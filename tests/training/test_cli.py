@@ -1,28 +1,41 @@
 """The entry point as users run it: torchrun, flags, the metrics JSONL contract, and the
-same losses from 2 processes at TP=2 as from 1 process."""
+same losses from 2 processes at TP=2 as from 1 process (the entry point in a process
+forked by run_distributed: one torchrun launch is what the test needs)."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+import entry_point
+from distributed import free_port, run_distributed
+
 FIELDS = {"step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "mfu"}
+
+
+def _flags(out, *flags):
+    return ["--profile", "tiny", "--steps", "3", "--seed", "7", "--metrics-jsonl", str(out),
+            *flags]
+
+
+def _records(out):
+    return [json.loads(line) for line in out.read_text().splitlines()]
 
 
 def _torchrun(nproc, tmp_path, *flags):
     out = tmp_path / f"metrics{nproc}.jsonl"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-           str(ROOT / "examples" / "pretrain_32b.py"), "--profile", "tiny", "--steps", "3",
-           "--seed", "7", "--metrics-jsonl", str(out), *flags]
+           "--master-port", str(free_port()),  # not 29500: other launches may be running
+           str(entry_point.ENTRY), *_flags(out, *flags)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return [json.loads(line) for line in out.read_text().splitlines()], done.stdout
+    return _records(out), done.stdout
 
 
 def test_torchrun_tp2_matches_one_process(tmp_path):
-    one, _ = _torchrun(1, tmp_path, "--tp", "1")
+    out = tmp_path / "metrics1.jsonl"
+    assert run_distributed(entry_point.main, 1, _flags(out, "--tp", "1")) == [0]
+    one = _records(out)
     two, stdout = _torchrun(2, tmp_path, "--tp", "2")
     assert "328,768 parameters" in stdout and "TP 2 x PP 1 x DP 1" in stdout
     assert [r["step"] for r in two] == [1, 2, 3]
@@ -34,21 +47,12 @@ def test_torchrun_tp2_matches_one_process(tmp_path):
 
 
 def test_bad_layout_is_a_clear_error(tmp_path):
-    cmd = [sys.executable, str(ROOT / "examples" / "pretrain_32b.py"), "--profile", "tiny",
+    cmd = [sys.executable, str(entry_point.ENTRY), "--profile", "tiny",
            "--global-batch", "1024", "--micro-batch", "4", "--grad-accum-steps", "32"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "global batch 1024 != micro batch x accumulation steps x DP = 4 x 32 x 1 = 128" \
         in done.stderr
-
-
-def _entry_point():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("pretrain_32b",
-                                                  ROOT / "examples" / "pretrain_32b.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 @pytest.mark.parametrize("flags, world, message", [
@@ -65,6 +69,6 @@ def test_user_errors_are_one_line_and_exit_2(flags, world, message, capsys, monk
     exit status 2, no traceback."""
     monkeypatch.setenv("WORLD_SIZE", str(world))
     monkeypatch.setenv("RANK", "0")
-    assert _entry_point()(["--profile", "tiny", *flags]) == 2
+    assert entry_point.main(["--profile", "tiny", *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err

@@ -34,8 +34,9 @@ class Launch:
         env.pop(INJECT_ENV, None)
         if inject:
             env[INJECT_ENV] = inject
-        launcher = (["-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
-                    if nproc else [])
+        # A free rendezvous port, not torchrun's fixed 29500: other launches may be running.
+        launcher = (["-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+                     "--master-port", str(free_port())] if nproc else [])
         self.proc = subprocess.Popen(
             [sys.executable, *launcher, str(ENTRY), "--profile", "tiny", "--seed", "5",
              "--log-interval", "1", *args],

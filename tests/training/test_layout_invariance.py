@@ -1,6 +1,7 @@
 """Layout invariance, the project's core property: the same seed, data and global batch on
 any TP x PP x DP layout reproduce the single-process loss curve (fp32, relative 1e-4 per
-step; gradient norms to 1e-3)."""
+step; gradient norms to 1e-3). The references run in one process launch, the layouts of
+4 processes in one 4-process launch."""
 import pytest
 
 from curves import assert_same_curve
@@ -9,6 +10,10 @@ from megamed.config import load_config
 from megamed.training.trainer import pretrain
 
 STEPS = 8
+TIED = {"tie_embeddings": True}
+# The layouts of 4 processes, run one after another in one launch (each `pretrain` builds
+# its own mesh from the same 4 ranks): name -> (tp, pp, virtual stages).
+WORLD_4 = {"tp2_dp2": (2, 1, 1), "pp2_dp2": (1, 2, 1), "interleaved_pp4": (1, 4, 2)}
 
 
 def run(world, tp=1, pp=1, vp=1, model=None):
@@ -23,10 +28,27 @@ def _losses(tp, pp, vp, model):
     return [(r["loss"], r["grad_norm"]) for r in records]
 
 
-@pytest.fixture(scope="module")
-def reference():
-    return run(1, 1)
+def _references():
+    return {"untied": _losses(1, 1, 1, {}), "tied": _losses(1, 1, 1, TIED)}
 
+
+def _world_4():
+    return {name: _losses(*layout, {}) for name, layout in WORLD_4.items()}
+
+
+@pytest.fixture(scope="module")
+def references():
+    return run_distributed(_references, 1)[0]
+
+
+@pytest.fixture(scope="module")
+def reference(references):
+    return references["untied"]
+
+
+@pytest.fixture(scope="module")
+def world_4():
+    return run_distributed(_world_4, 4)[0]
 
 
 def test_single_process_loss_falls(reference):
@@ -34,22 +56,21 @@ def test_single_process_loss_falls(reference):
     assert losses[-1] < losses[0] - 0.3, losses
 
 
-def test_tp2_dp2_reproduces_single_process(reference):
-    assert_same_curve(run(4, 2), reference, STEPS)
+def test_tp2_dp2_reproduces_single_process(reference, world_4):
+    assert_same_curve(world_4["tp2_dp2"], reference, STEPS)
 
 
-def test_pp2_dp2_reproduces_single_process(reference):
-    assert_same_curve(run(4, pp=2), reference, STEPS)
+def test_pp2_dp2_reproduces_single_process(reference, world_4):
+    assert_same_curve(world_4["pp2_dp2"], reference, STEPS)
 
 
 def test_tp2_pp2_dp2_reproduces_single_process(reference):
     assert_same_curve(run(8, tp=2, pp=2), reference, STEPS)
 
 
-def test_interleaved_pp4_reproduces_single_process(reference):
-    assert_same_curve(run(4, pp=4, vp=2), reference, STEPS)
+def test_interleaved_pp4_reproduces_single_process(reference, world_4):
+    assert_same_curve(world_4["interleaved_pp4"], reference, STEPS)
 
 
-def test_pp2_with_tied_embeddings_reproduces_single_process():
-    tied = {"tie_embeddings": True}
-    assert_same_curve(run(2, pp=2, model=tied), run(1, model=tied), STEPS)
+def test_pp2_with_tied_embeddings_reproduces_single_process(references):
+    assert_same_curve(run(2, pp=2, model=TIED), references["tied"], STEPS)

@@ -40,10 +40,6 @@ def _records(cfg, metrics_jsonl=None):
     return pretrain(cfg, metrics_jsonl=metrics_jsonl)
 
 
-def run(world, **overrides):
-    return run_distributed(_records, world, tiny(**overrides))[0]
-
-
 # -- val_loss is the cross-entropy of the model over the held-out samples ---------------------
 
 def _val_and_reference(cfg, rows):
@@ -114,14 +110,26 @@ def test_val_loss_in_the_metrics_jsonl_on_evaluation_steps_only(single):
     assert lines[1]["val_ppl"] == pytest.approx(math.exp(lines[1]["val_loss"]), rel=1e-12)
 
 
-def test_tp2_pp2_with_virtual_stages_gives_the_single_process_val_loss(single):
-    _assert_same_val(run(4, parallel={"tp": 2, "pp": 2, "virtual_stages": 2}, train=EVAL),
-                     single[0])
+# Both 4-process layouts, one after another in one launch.
+WORLD_4 = {"tp2_pp2_vp2": {"tp": 2, "pp": 2, "virtual_stages": 2},
+           "tp2_dp2_sp_zero3": {"tp": 2, "sequence_parallel": True, "zero_stage": 3}}
 
 
-def test_tp2_dp2_sequence_parallel_zero3_gives_the_single_process_val_loss(single):
-    parallel = {"tp": 2, "sequence_parallel": True, "zero_stage": 3}
-    _assert_same_val(run(4, parallel=parallel, train=EVAL), single[0])
+def _world_4():
+    return {name: _records(tiny(parallel, EVAL)) for name, parallel in WORLD_4.items()}
+
+
+@pytest.fixture(scope="module")
+def world_4():
+    return run_distributed(_world_4, 4)[0]
+
+
+def test_tp2_pp2_with_virtual_stages_gives_the_single_process_val_loss(single, world_4):
+    _assert_same_val(world_4["tp2_pp2_vp2"], single[0])
+
+
+def test_tp2_dp2_sequence_parallel_zero3_gives_the_single_process_val_loss(single, world_4):
+    _assert_same_val(world_4["tp2_dp2_sp_zero3"], single[0])
 
 
 # -- validation leaves training alone ------------------------------------------------------------
