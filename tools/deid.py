@@ -43,6 +43,11 @@ def main(argv=None) -> int:
                     help="DICOM: keep sex, age, size, weight")
     ap.add_argument("--allow-burned-in", action="store_true",
                     help="DICOM: accept images that may carry burned-in text (pixels scrubbed)")
+    ap.add_argument("--pseudonymize-file-names", action="store_true",
+                    help="replace each part of a file or folder name that may identify someone "
+                         "(a first name, a common surname, a non-English word, 5+ digits) by a "
+                         "keyed token; by default outputs keep their relative paths and the "
+                         "report counts such names (names_that_may_identify)")
     ap.add_argument("--quiet", action="store_true",
                     help="no progress bar (by default a byte-counting bar on stderr)")
     ap.add_argument("--audit-db", help="record the run (key id, folders, counts; no PHI) in "
@@ -53,6 +58,7 @@ def main(argv=None) -> int:
         ps = Pseudonymizer(key)
         report = deidentify_folder(
             args.src, args.dst, ps, progress=not args.quiet,
+            rename_files=args.pseudonymize_file_names,
             retain_dates=not args.no_date_shift, clean_descriptors=args.clean_descriptors,
             retain_patient_characteristics=args.retain_patient_characteristics,
             allow_burned_in=args.allow_burned_in)
@@ -67,6 +73,10 @@ def main(argv=None) -> int:
                      sort_keys=True))
     for refused in report["refused"]:
         print(f"refused: {refused['reason']}", file=sys.stderr)
+    if report["names_that_may_identify"]:
+        print(f"deid: {report['names_that_may_identify']} file or folder names kept as they were "
+              "may carry PHI (a name, a long number); --pseudonymize-file-names replaces them",
+              file=sys.stderr)
     print(f"report: {Path(args.dst) / REPORT}")
     return 1 if report["refused"] else 0
 

@@ -10,6 +10,7 @@ import os
 import random
 import struct
 import warnings
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -444,7 +445,7 @@ def test_folder_tool_on_a_hostile_tree(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MEGAMED_DEID_KEY_FILE", raising=False)
     src, key = _tree(tmp_path)
     dst = src / "deid"                        # the output inside the input
-    args = [str(src), str(dst), "--quiet", "--key-file", str(key)]
+    args = [str(src), str(dst), "--quiet", "--key-file", str(key), "--pseudonymize-file-names"]
     assert deid_tool.main(args) == 1
     captured = capsys.readouterr()
     report = json.loads((dst / folder.REPORT).read_text())
@@ -478,6 +479,37 @@ def test_folder_tool_on_a_hostile_tree(tmp_path, monkeypatch, capsys):
     report = json.loads((dst / folder.REPORT).read_text())
     assert report["files"]["skipped (already done)"] == 4      # all but the half-written one
     assert note.read_bytes().count(b"\r\n") == 3 and not list(dst.rglob("*.partial"))
+
+
+def _regular_files(root) -> set:
+    """Relative paths of the regular files under root (symbolic links not followed)."""
+    out = set()
+    for folder_path, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(folder_path, f)
+            if not os.path.islink(p):
+                out.add(os.path.relpath(p, root))
+    return out
+
+
+def test_folder_tool_keeps_names_by_default_and_counts_those_that_may_identify(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MEGAMED_DEID_KEY_FILE", raising=False)
+    src, key = _tree(tmp_path)
+    (src / "rtplan.dcm").write_bytes(_planted())
+    dst = tmp_path / "out"
+    assert deid_tool.main([str(src), str(dst), "--quiet", "--key-file", str(key)]) == 1
+    err = capsys.readouterr().err
+    report = json.loads((dst / folder.REPORT).read_text())
+    inputs = _regular_files(src)
+    refused = {r["file"] for r in report["refused"]}
+    written = _regular_files(dst) - {folder.REPORT}
+    assert written == inputs - refused            # every output at its input's relative path
+    assert "rtplan.dcm" in written and "Smith_John_19510304/ct/Smith_John_19510304.dcm" in written
+    may_identify = [p for p in inputs
+                    if str(folder.safe_path(Path(p), Pseudonymizer(KEY))) != p]
+    assert report["names_that_may_identify"] == len(may_identify) >= 9
+    assert "--pseudonymize-file-names" in err
 
 
 def test_folder_tool_usage_errors_exit_2_in_one_line(tmp_path, monkeypatch, capsys):

@@ -1,14 +1,17 @@
 """De-identify a folder of clinical text, DICOM and WFDB files into another folder.
 
 Each output is written to a temporary name (`NAME.partial`) and renamed when complete, so an
-output that exists is finished: a re-run skips it and redoes a half-written one. File and
-folder names can carry PHI ("Smith_John_19510304.dcm"): every part of a name that may
-(a first name, a common surname, a word that is not English, a run of 5 or more digits) is
-replaced by a keyed token, the same in every run under the key (`safe_name`), so WFDB pairs
-and study folders stay together; `.hea` headers name their record and signal files by the new
-names. The report (`deid_report.json` in the output folder) holds counts only (files, PHI
-categories, DICOM actions), the refused files (by their output names) with the reason, and
-the key id; never a value from a file. An output folder made under another key is refused
+output that exists is finished: a re-run skips it and redoes a half-written one. Outputs keep
+their relative paths by default. File and folder names can carry PHI
+("Smith_John_19510304.dcm"): with `rename_files=True` (`--pseudonymize-file-names`) every part
+of a name that may (a first name, a common surname, a word that is not English, a run of 5 or
+more digits) is replaced by a keyed token, the same in every run under the key (`safe_name`),
+so WFDB pairs and study folders stay together and `.hea` headers name their record and signal
+files by the new names; without it the report counts the names that may
+(`names_that_may_identify`) and the tool says so. The heuristic also renames harmless names
+(`rtplan.dcm`), which is why it is not the default. The report (`deid_report.json` in the
+output folder) holds counts only (files, PHI categories, DICOM actions), the refused files (by
+their output names) with the reason, and the key id; never a value from a file. An output folder made under another key is refused
 rather than mixed. Symbolic links are not followed (reported as refused); an output folder
 inside the input folder is left out of the input.
 """
@@ -60,9 +63,10 @@ def kind_of(path: Path) -> str | None:
 
 
 def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, ps: Pseudonymizer, *,
-                      progress: bool = True, **dicom_options) -> dict:
-    """De-identify every file under `src` into the same relative path (names made safe by
-    `safe_name`) under `dst`."""
+                      progress: bool = True, rename_files: bool = False,
+                      **dicom_options) -> dict:
+    """De-identify every file under `src` into the same relative path under `dst` (with
+    `rename_files`, names made safe by `safe_name`)."""
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise DeidError(f"{src}: not a folder")
@@ -73,19 +77,23 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, ps: Pseudo
         raise DeidError(f"{dst}: made with key {previous.get('key_id')}, this key is "
                         f"{ps.key_id}; use a fresh output folder")
     report = {"key_id": ps.key_id, "files": collections.Counter(), "text_categories": {},
-              "dicom_actions": {}, "refused": []}
+              "dicom_actions": {}, "refused": [], "names_that_may_identify": 0}
     files, links, hidden = _walk(src, dst)
+    name = (lambda rel: safe_path(rel, ps)) if rename_files else (lambda rel: rel)
+    if not rename_files:
+        report["names_that_may_identify"] = sum(safe_path(rel, ps) != rel for rel in files)
     if hidden:
         report["files"]["skipped (hidden)"] += hidden
     for rel in links:
-        out_rel = safe_path(rel, ps)
+        out_rel = name(rel)
         _refuse(report, out_rel, f"{out_rel}: symbolic link, not followed (copy the file in "
                 "if it belongs to the export)")
     bar = _progress(sum(_size(src / rel) for rel in files), progress)
     taken: dict[Path, Path] = {}
     try:
         for rel in files:
-            _do_file(src, dst, rel, ps, report, dicom_options, taken, bar)
+            _do_file(src, dst, rel, name(rel), ps, report, dicom_options, taken, bar,
+                     rename_files)
     finally:                 # an interrupted run still leaves the counts of what it did
         bar.close()
         _merge_previous(report, previous)
@@ -94,8 +102,8 @@ def deidentify_folder(src: str | os.PathLike, dst: str | os.PathLike, ps: Pseudo
     return report
 
 
-def _do_file(src, dst, rel, ps, report, options, taken, bar) -> None:
-    path, out_rel = src / rel, safe_path(rel, ps)
+def _do_file(src, dst, rel, out_rel, ps, report, options, taken, bar, rename_files) -> None:
+    path = src / rel
     out = dst / out_rel
     try:
         if taken.setdefault(out_rel, rel) != rel:
@@ -109,7 +117,7 @@ def _do_file(src, dst, rel, ps, report, options, taken, bar) -> None:
             raise DeidError(f"{out_rel}: unknown file type (not text, DICOM or WFDB); "
                             "not copied")
         out.parent.mkdir(parents=True, exist_ok=True)
-        _one(path, out, str(out_rel), kind, ps, report, options, bar)
+        _one(path, out, str(out_rel), kind, ps, report, options, bar, rename_files)
         report["files"][kind] += 1
     except DeidError as e:
         _refuse(report, out_rel, str(e))
@@ -126,7 +134,7 @@ def _refuse(report: dict, out_rel, reason: str) -> None:
 
 
 def _one(path: Path, out: Path, name: str, kind: str, ps: Pseudonymizer, report: dict,
-         options, bar) -> None:
+         options, bar, rename_files: bool) -> None:
     tmp = out.with_name(out.name + PARTIAL)
     try:
         if kind == "wfdb_data":
@@ -140,7 +148,8 @@ def _one(path: Path, out: Path, name: str, kind: str, ps: Pseudonymizer, report:
                 text, encoding = decode_text(raw, name)
                 if kind == "wfdb_header":
                     clean = deidentify_wfdb_header(
-                        text, ps, name=name, rename=lambda n: safe_name(n, ps),
+                        text, ps, name=name,
+                        rename=(lambda n: safe_name(n, ps)) if rename_files else None,
                         counts=report["text_categories"])
                 else:
                     clean = deidentify_long_text(text, ps, report["text_categories"], bar)
