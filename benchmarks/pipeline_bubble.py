@@ -61,9 +61,10 @@ def theory(P: int, V: int, M: int) -> float:
     return (P - 1) / (V * M + P - 1)
 
 
-def measure(P: int, V: int, M: int, forward_s: float, repeats: int) -> float:
-    """Median over repeats of the idle fraction averaged over stages (every rank returns
-    the same value)."""
+def measure(P: int, V: int, M: int, forward_s: float, repeats: int,
+            statistic=statistics.median) -> float:
+    """`statistic` (median by default) over repeats of the idle fraction averaged over stages
+    (every rank returns the same value)."""
     rank = dist.get_rank()
     fractions = []
     for _ in range(repeats):
@@ -77,20 +78,20 @@ def measure(P: int, V: int, M: int, forward_s: float, repeats: int) -> float:
         idle = torch.tensor([1 - run.busy / wall.item()])
         dist.all_reduce(idle)
         fractions.append(idle.item() / P)
-    return statistics.median(fractions)
+    return statistic(fractions)
 
 
-def _worker(rank, P, port, configs, forward_s, repeats, queue):
+def _worker(rank, P, port, configs, forward_s, repeats, statistic, queue):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=P)
-    results = [(V, M, measure(P, V, M, forward_s, repeats)) for V, M in configs]
+    results = [(V, M, measure(P, V, M, forward_s, repeats, statistic)) for V, M in configs]
     if rank == 0:
         queue.put(results)
     dist.destroy_process_group()
 
 
 def run_pipeline(P: int, configs: list[tuple[int, int]], forward_s: float,
-                 repeats: int) -> list[tuple[int, int, float]]:
+                 repeats: int, statistic=statistics.median) -> list[tuple[int, int, float]]:
     """Spawns P gloo processes and measures every (V, M) in `configs`."""
     import socket
     with socket.socket() as s:
@@ -98,7 +99,8 @@ def run_pipeline(P: int, configs: list[tuple[int, int]], forward_s: float,
         port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(r, P, port, configs, forward_s, repeats, queue))
+    procs = [ctx.Process(target=_worker,
+                         args=(r, P, port, configs, forward_s, repeats, statistic, queue))
              for r in range(P)]
     for p in procs:
         p.start()
