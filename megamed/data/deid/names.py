@@ -37,7 +37,7 @@ _DIGIT_AFTER = re.compile(r"\W{0,3}\d")
 _AND_BEFORE = re.compile(r"\b(?:and|or|&)\s+$")
 _INITIAL_GAP = re.compile(r"[ .]{0,2}")
 # text[end:end + 3].lstrip(" ,") starts with a digit (on the gap after the token: the text
-# after a gap shorter than that is the next token's letters)
+# after a gap shorter than that is the next token's letters; the usual gap, " ", never matches)
 _DIGIT_FOLLOWS = re.compile(r"[ ,]{0,2}\d")
 
 
@@ -196,7 +196,7 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
         if kind == _ALWAYS:
             continue
         if kind == _NO_VERDICT and not (i + 1 < n and toks[i + 1].veto_head) and \
-                not _DIGIT_FOLLOWS.match(gap[i + 1]) and i not in far:
+                (gap[i + 1] == " " or not _DIGIT_FOLLOWS.match(gap[i + 1])) and i not in far:
             veto[i] = False                 # what _vetoed says, without the call
             continue
         veto[i] = _vetoed(d, i)

@@ -74,6 +74,7 @@ _LOWER_MONTH = re.compile(r"\b(?:in|since|early|late|mid|last|next|of|until|by|f
                           r"august|september|october|november|december)\b")
 _LOWER_MONTH_NAME = re.compile(r"january|february|march|april|june|july|august|september|"
                                r"october|november|december")     # where _LOWER_MONTH can end
+_LOWER_MONTH_NAMES = tuple(_LOWER_MONTH_NAME.pattern.split("|"))   # (for str.startswith)
 # m/d without a year: only where it is not a ratio, a vital sign or a score.
 _MONTH_DAY = re.compile(r"(\d(?<![\w/.-]\d)\d?)/(\d{1,2})(?![\w/]|\.\d)")
 _NOT_DATE_BEFORE = re.compile(r"(?:bp|b/p|pressure|pain|strength|power|murmur|grade|score|"
@@ -245,11 +246,17 @@ def _label_ends() -> frozenset[str]:
 _LABEL_ENDS = _label_ends() | {"is", "of"}      # "id is 123", "number of ..." go to the regex
 
 
+_SEPARATORS = ":#=.-" + "".join(c for c in map(chr, range(0x110000)) if c.isspace())
+
+
 def _may_follow_label(text: str, start: int) -> bool:
     """Necessary for _ID_LABEL_BEFORE to match before `start`, at C speed: the letters before
     the separators are the end of some label. (The label starts at a word boundary and holds
     no digit, so its last letter run is the whole last letter run of the text.)"""
-    i = start
+    # (the separators stripped at C speed in a window; the characters loop where they fill it)
+    base = max(0, start - 16)
+    window = text[base:start].rstrip(_SEPARATORS)
+    i = base + len(window) if window or not base else start
     while i > 0 and (text[i - 1] in ":#=.-" or text[i - 1].isspace()):
         i -= 1
     j = i
@@ -325,7 +332,6 @@ _PO_BOX = re.compile(r"\b(?:p\.?\s?o\.?\s?box|post office box)\s*#?\s*\d+", re.I
 _CITY_STATE = re.compile(
     rf"((?:[A-Z][a-zA-Z'.-]+\s){{0,2}}[A-Z][a-zA-Z'.-]+),?\s+({_STATE})\b\.?"
     rf"(?:,?\s+(\d{{5}}(?:-\d{{4}})?)(?![\d-]))?")      # (a ZIP is 5 or 5+4 digits, not 7)
-_CAPITALISED = re.compile(r"[A-Z](?<!\w[A-Z])[A-Za-z]+\b")
 _PLACE_ENDINGS = ("burgh", "borough", "boro", "bury", "ville", "ton", "town", "fort", "mouth",
                   "side", "land", "field", "port", "view", "chester", "haven", "shire", "berg",
                   "burg", "stad", "furt", "wood", "dale", "ford", "ham", "mont")
@@ -335,6 +341,13 @@ _STATE_WORDS = frozenset(_STATE_NAMES.split("|"))
 _STATE_FIRST_WORDS = frozenset(n.split()[0] for n in _STATE_NAMES.split("|") if " " in n)
 # the words that may start a "City, State" (the 2-letter codes are upper case already)
 _STATE_TRIGGERS = _STATE_WORDS | _STATE_SET | _STATE_FIRST_WORDS
+# _CAPITALISED, only at the words that addresses() acts on: those that end with a place ending
+# or are a state trigger (each test on the letters after the capital, so re skips the rest of
+# the capitalised words at C speed; addresses() still tests each word as before)
+_PLACE_OR_STATE = re.compile(
+    r"[A-Z](?<!\w[A-Z])(?:(?=[A-Za-z]*(?:" + "|".join(_PLACE_ENDINGS) + r")\b)|"
+    r"(?<=(?=(?:" + "|".join(sorted(w for w in _STATE_TRIGGERS if w.isalpha())) + r")\b)[A-Z]))"
+    r"[A-Za-z]+\b")
 _ZIP_LABEL = re.compile(r"\b(?:zip(?: ?code)?|postal code)\s*:?\s*(\d{5}(?:-\d{4})?)\b", re.I)
 _ZIP_BARE = re.compile(r"\d(?<![\w-]\d)\d{4}-\d{4}(?![\w-])")
 _CITY_CONTEXT = re.compile(
@@ -469,7 +482,10 @@ def _none_matched(patterns: dict) -> str:
 _RUN_SCANNER = re.compile(r"\d(?<!\d\d)(?:(?=\d*[/.-])" + _tried_here(_RUN_A, r"\d") + "|" +
                           _tried_here(_RUN_B, r"\d") + ")" + _tried_here(_RUN_ANY, r"\d") +
                           _none_matched(_RUN_PATTERNS))
-_WORD_SCANNER = re.compile(r"[A-Z](?<!\w[A-Z])" + _tried_here(_WORD_PATTERNS, "[A-Z]") +
+# (every _WORD_PATTERNS match holds a digit or a hyphen in the [A-Z0-9] run it starts with: the
+# look-ahead drops the other capitals, "Patient", "The", before the patterns are tried)
+_WORD_SCANNER = re.compile(r"[A-Z](?<!\w[A-Z])(?=[A-Z0-9]*[\d-])" +
+                           _tried_here(_WORD_PATTERNS, "[A-Z]") +
                            _none_matched(_WORD_PATTERNS))
 
 
@@ -526,8 +542,10 @@ def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
     holiday = low is None or any(w in low for w in _HOLIDAY_WORDS)
     for m in _HOLIDAY.finditer(text) if holiday else ():
         yield m.start(), m.end(), "DATE"
-    # (its month name starts a word: among the month-first anchors, where there are)
-    anchor = _regex_anchor(_LOWER_MONTH_NAME, text) if months is None else _listed_anchor(months)
+    # (its month name starts a word: among the month-first anchors, where there are, those
+    # where the text spells a lower-case month in full: "mar" of "marked" is no anchor)
+    anchor = _regex_anchor(_LOWER_MONTH_NAME, text) if months is None else \
+        _listed_anchor([a for a in months if text.startswith(_LOWER_MONTH_NAMES, a)])
     for m in _anchored(_LOWER_MONTH, text, anchor, _MAY_BACK):
         yield m.start(1), m.end(1), "DATE"
     ordinal = _ORDINAL_HINT.search(text) and (low is None or _ORDINAL_THE.search(low))
@@ -687,7 +705,7 @@ def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
         value = value[:cut.start()] if cut else value
         if any(c.isdigit() for c in value) or "," in value:
             yield m.start(1), m.start(1) + len(value.rstrip(" .,;")), "ADDRESS"
-    for m in _CAPITALISED.finditer(text):
+    for m in _PLACE_OR_STATE.finditer(text):
         word = m.group(0)
         if word.endswith(_PLACE_ENDINGS) and len(word) > 5:
             low = word.lower()
