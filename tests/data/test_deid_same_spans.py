@@ -20,7 +20,7 @@ def test_a_changed_detector_is_reported_and_an_unchanged_one_is_not(tmp_path):
     # the copy loses every span's last character in texts that mention "Dr."
     text_py.write_text(source.replace(
         "    return _resolve(",
-        "    return [(s, e - ('Dr.' in text), c) for s, e, c in _resolve(") .replace(
+        "    return [(s, e - ('Dr.' in text), c) for s, e, c in _resolve(").replace(
         "names.find_names(text, blocked))", "names.find_names(text, blocked))]"))
     texts = same.base_inputs()[:40]
     texts += same.mutations(texts, 20)
