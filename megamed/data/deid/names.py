@@ -584,9 +584,10 @@ def _dictionary(d: _Doc, veto, name) -> None:
                 _REPORTING_VERB.match(text, end[i]):
             name[i] = True                # "Dawn reports chest pain"
     # "Hill, Dylan": a census surname before ", <given name>"
-    for i, t in enumerate(toks[:-1]):
+    for i in compress(range(n - 1), map(", ".__eq__, gap[1:n])):    # (gap[i + 1] == ", ")
+        t = toks[i]
         if t.cap and t.surname_rank and not name[i] and not veto[i] and name[i + 1] and \
-                toks[i + 1].first and gap[i + 1] == ", ":
+                toks[i + 1].first:
             name[i] = True
     # a name next to a capitalised unknown word takes it along ("Ketterman, Maria")
     for i in compress(range(n), name):           # (reads `name` as it grows)
@@ -620,9 +621,10 @@ def _propagate(d: _Doc, veto, name) -> None:
                 name[i] = True
     # 'Marcus "Mookie" Tillery': a quoted capitalised word between two names is a nickname
     gap = d.gap
-    for i in range(1, len(toks) - 1):
+    n = len(toks)
+    for i in compress(range(1, n - 1), map(_NICKNAME_OPEN.__contains__, gap[1:n - 1])):
         if not name[i] and name[i - 1] and name[i + 1] and toks[i].cap and \
-                gap[i] in _NICKNAME_OPEN and gap[i + 1] in _NICKNAME_CLOSE:
+                gap[i + 1] in _NICKNAME_CLOSE:      # (name read as it grows, as before)
             name[i] = True
 
 

@@ -463,6 +463,10 @@ _RUN_B = {"date7": _DATE_RES[7], "street": _STREET}
 _RUN_ANY = {"date5": _DATE_RES[5], "bare_id": _BARE_ID, "vin": _VIN}
 _RUN_PATTERNS = {**_RUN_A, **_RUN_B, **_RUN_ANY}
 _WORD_PATTERNS = {"dea": _DEA, "bare_id": _BARE_ID, "vin": _VIN, "accession": _ACCESSION}
+# Every _WORD_PATTERNS match also holds a digit or a hyphen in the run of [A-Z0-9] its capital
+# starts: the word scan tries the patterns only there ("Patient", "The" are skipped at C speed).
+# A word pattern without that property needs this look-ahead widened.
+_WORD_GATE = r"(?=[A-Z0-9]*[\d-])"
 
 
 def _tried_here(patterns: dict, first: str) -> str:
@@ -482,9 +486,7 @@ def _none_matched(patterns: dict) -> str:
 _RUN_SCANNER = re.compile(r"\d(?<!\d\d)(?:(?=\d*[/.-])" + _tried_here(_RUN_A, r"\d") + "|" +
                           _tried_here(_RUN_B, r"\d") + ")" + _tried_here(_RUN_ANY, r"\d") +
                           _none_matched(_RUN_PATTERNS))
-# (every _WORD_PATTERNS match holds a digit or a hyphen in the [A-Z0-9] run it starts with: the
-# look-ahead drops the other capitals, "Patient", "The", before the patterns are tried)
-_WORD_SCANNER = re.compile(r"[A-Z](?<!\w[A-Z])(?=[A-Z0-9]*[\d-])" +
+_WORD_SCANNER = re.compile(r"[A-Z](?<!\w[A-Z])" + _WORD_GATE +
                            _tried_here(_WORD_PATTERNS, "[A-Z]") +
                            _none_matched(_WORD_PATTERNS))
 
