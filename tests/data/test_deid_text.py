@@ -222,7 +222,8 @@ def test_anchored_scans_equal_finditer():
              "555-1234", "5551-2345", " x ", "number 123.4567", "pager", "\n", ".", "at", "12", "March 3rd, 2019",
              "Jan. 5th", "Sept", "Dec", "decreased", "MAR 19", "of 2019", "marked", ", ",
              "12-Mar", "03MAR2019", "3 mar 19", "+1 (555) 123-4567", "(555)", "1-800-555-0199",
-             "ext. 1234", "Ext 55", "x4455", "192.168.0.12", "10.1.2.3.4", "age 93", "aged ",
+             "ext. 1234", "Ext 55", "x4455", "extension #  321", "next 555", "Pgr# 4567", "BEEPER 12",
+             "box 9", "workK 555-1234", "ph:555.1234", "(555) 867-5309", "555-867-5309", "192.168.0.12", "10.1.2.3.4", "age 93", "aged ",
              "at age ninety-three", "a hundred and two", "turned 101", "93 yo", "99-year-old",
              "lives in Springfield", "Moved from Lake Mary", "travelled to Boston", "address: ",
              "Patient address 12 Oak St", "residing at 4 Elm", "9", "1", "0", " ", "-", "/",
@@ -240,9 +241,10 @@ def test_anchored_scans_equal_finditer():
         got = [m.span() for m in P._anchored(P._MAY_ALONE, text, P._literal_anchor(low, "may"),
                                              P._MAY_BACK)]
         assert got == [m.span() for m in P._MAY_ALONE.finditer(text)], text
-        got = [m.span() for m in P._anchored(P._LOCAL_PHONE, text,
-                                             P._regex_anchor(P._PHONE7, text), P._LOCAL_PHONE_BACK)]
-        assert got == [m.span() for m in P._LOCAL_PHONE.finditer(text)], text
+        for anchor in (P._regex_anchor(P._PHONE7, text), P._phone7_after_letter(text)):
+            got = [m.span() for m in P._anchored(P._LOCAL_PHONE, text, anchor,
+                                                 P._LOCAL_PHONE_BACK)]
+            assert got == [m.span() for m in P._LOCAL_PHONE.finditer(text)], text
         # the holiday gate: one of its words is in every match
         assert not P._HOLIDAY.search(text) or any(w in low for w in P._HOLIDAY_WORDS), text
         # (pattern, anchor, how far before its anchor a match may start, anchor on lower case)

@@ -114,7 +114,10 @@ _FAHRENHEIT = re.compile(r"\s?°?F\b")
 _TEMPERATURE_BEFORE = re.compile(r"(?i:fever|temp|febrile|tmax|t max|degrees)|\d\s?°?C\s*\($")
 _AGE_START = re.compile(r"9\d|1[01]\d|ninety|one hundred|a hundred|hundred")   # on lower case
 _AGE_CUE = re.compile(r"age|turned")
-_EXTENSION_WORD = re.compile(r"ext|pager|pgr|beeper|x")      # where _EXTENSION matches start
+# where _EXTENSION matches start (on lower case): a cue word at a word's start, then the number
+# (each look-behind after the first letter: re still jumps to those letters at C speed)
+_EXTENSION_WORD = re.compile(r"(?:e(?<!\we)xt(?:ension|\.)?|p(?<!\wp)(?:ager|gr)|b(?<!\wb)eeper|"
+                             r"x(?<!\wx))\s?#?\s?\d")
 _PHONE = re.compile(r"(?<![\w.+-])(?:(?:\+?\d{1,3}|00\d{1,2})[-.\s]?)?(?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])"
                     r"\d{3}[-.\s]?\d{4}(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?(?![\w-])", re.I)
 # International numbers: "+" and a country code, then groups of digits (8 to 15 in all).
@@ -416,6 +419,22 @@ _PHONE7 = re.compile(r"\d{3}[-.]\d{4}")               # the number _LOCAL_PHONE 
 _PHONE_CORE = re.compile(r"(?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])\d{3}[-.\s]?\d{4}")
 _PHONE_BACK = len("+123-")
 _LOCAL_PHONE_BACK = len("reached at") + 4             # longest cue word, then \W{0,4}
+_LETTER = re.compile(r"[^\W\d_]")         # (letters and a few numeric signs: any isalpha char)
+
+
+def _phone7_after_letter(text: str):
+    """The _PHONE7 anchors of _LOCAL_PHONE with a letter in the 5 characters before: its cue
+    word ends there ("call 555-1234"); the 7 last digits of "555-867-5309" are no anchor."""
+    def find(i: int) -> int:
+        while True:
+            m = _PHONE7.search(text, i)
+            if m is None:
+                return -1
+            a = m.start()
+            if _LETTER.search(text, a - 5 if a > 5 else 0, a):
+                return a
+            i = a + 1
+    return find
 _MAY_BACK = len("through") + 1                        # longest preposition, then [ -]
 # necessary for an IPv4 address: "d.d.d" (a C-speed digit scan; most notes have many dots),
 # from the last digit of the first number: at most 2 characters after the match's start
@@ -639,7 +658,7 @@ def contacts(text: str, runs: dict | None = None) -> Iterator[Span]:
         if 8 <= sum(c.isdigit() for c in m.group(0)) <= 15:
             before = text[max(0, m.start() - 14):m.start()]
             yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
-    for m in _anchored(_LOCAL_PHONE, text, _regex_anchor(_PHONE7, text), _LOCAL_PHONE_BACK):
+    for m in _anchored(_LOCAL_PHONE, text, _phone7_after_letter(text), _LOCAL_PHONE_BACK):
         yield m.start(1), m.end(1), "PHONE"
     for m in _cued(_EXTENSION, text, _lower_ascii(text), _EXTENSION_WORD, 0):
         yield m.start(1), m.end(1), "PHONE"
