@@ -288,16 +288,13 @@ def test_anchored_scans_equal_finditer():
 
 
 def _may_follow_label_loop(text: str, start: int) -> bool:
-    """patterns._may_follow_label as first written: character by character."""
+    """patterns._may_follow_label's definition, on the reversed text: the letters before the
+    separators (":#=.-" and white space) are non-ASCII or the end of some label."""
+    from itertools import dropwhile, takewhile
     from megamed.data.deid import patterns as P
-    i = start
-    while i > 0 and (text[i - 1] in ":#=.-" or text[i - 1].isspace()):
-        i -= 1
-    j = i
-    while j > 0 and text[j - 1].isalpha():
-        j -= 1
-    word = text[j:i]
-    return not word.isascii() or word.lower() in P._LABEL_ENDS
+    rest = dropwhile(lambda c: c in ":#=.-" or c.isspace(), reversed(text[:start]))
+    word = "".join(takewhile(str.isalpha, rest))
+    return not word.isascii() or word[::-1].lower() in P._LABEL_ENDS
 
 
 def test_find_phi_time_grows_linearly_with_text_length(corpus):
