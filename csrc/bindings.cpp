@@ -10,6 +10,7 @@
 #include "attributes.h"
 #include "batch_decode.h"
 #include "dicom_parse.h"
+#include "deid_scan.h"
 #include "dicom_values.h"
 #include "encapsulation.h"
 #include "pixel_decode.h"
@@ -216,6 +217,15 @@ Data). memory_limit: the most bytes the decode may allocate (inflated dataset, h
 scratch, the array); 0 means AUTO_MEMORY_FACTOR x the image the header describes +
 AUTO_MEMORY_FLOOR. Raises FormatError (a ValueError) naming the reason for malformed input,
 for a limit passed and for an allocation the machine refuses.)doc");
+  m.def("deid_id_scanner",
+        [](const std::unordered_set<std::string>& label_ends) {
+          return py::cpp_function([label_ends](const std::string& text) {
+            return deid_id_values(text, label_ends);
+          });
+        },
+        py::arg("label_ends"),
+        R"doc(A function text -> [(start, end), ...]: the candidate identifier values of
+megamed.data.deid.patterns._id_values for ASCII `text`, given patterns._LABEL_ENDS.)doc");
   m.def("decode_batch", &decode_batch_into, py::arg("sources"), py::arg("out"), py::arg("item_bytes"),
         py::arg("item_size"), py::arg("is_signed"), py::arg("threads") = 1,
         py::arg("slopes") = py::none(), py::arg("intercepts") = py::none(),

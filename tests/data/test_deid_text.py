@@ -328,3 +328,22 @@ def test_a_facility_word_three_tokens_on_vetoes_a_surname():
                  "Seen at Nguyen Pediatric Assisted Living."):
         assert find_phi(text) == [], text
     assert [c for *_, c in find_phi("Mr. Kowalski was seen today.")] == ["NAME"]
+
+
+def test_native_identifier_scan_equals_the_python_one(corpus):
+    """csrc/deid_scan.cpp (patterns._NATIVE_ID_VALUES) gives patterns._id_values' values on
+    ASCII text: the corpus and random text built from the characters the loop treats apart."""
+    import random
+    from megamed.data.deid import patterns as P
+    if P._NATIVE_ID_VALUES is None:
+        pytest.skip("megamed._dicom was built without deid_id_scanner")
+    rng = random.Random(3)
+    parts = ["MRN", "mrn:", "Acct #", " #", "#:", "ID", "id is ", "no.", "Serial No. ", "S/N ",
+             "1234567", "12", "123", "2019", "A1B2-C3", "19-9", "E19-0211", "ab", "Z", "-", ".",
+             "/", ":", "=", " ", "\t", "\n", "\x1c", "\x0b", "_", ",", "x" * 30, "9" * 30,
+             "A-" * 15, "12./-" * 6, "MR #", "policy number of ", "dea ", "é"]
+    texts = [doc["text"] for doc in corpus]
+    texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    for text in texts:
+        if text.isascii():
+            assert P._NATIVE_ID_VALUES(text) == list(P._id_values(text)), text

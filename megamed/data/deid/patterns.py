@@ -10,7 +10,7 @@ import bisect
 import re
 from typing import Iterator
 
-from megamed.data.deid import lexicon
+from megamed.data.deid import lexicon, native
 
 Span = tuple[int, int, str]
 
@@ -667,7 +667,9 @@ def contacts(text: str, runs: dict | None = None) -> Iterator[Span]:
             yield s, e, "SSN"
 
 
-def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
+def _id_values(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of the identifier values (_ID_AT, from each digit's alphanumeric run) that a
+    label or a "#" may precede: the values identifiers() then looks at."""
     pos = 0
     while True:
         digit = _ID_CANDIDATE.search(text, pos)
@@ -681,8 +683,18 @@ def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
             start += 1
         m = _ID_AT.match(text, start)
         pos = max(m.end() if m else digit.end(), digit.end())
-        if m is None:
-            continue
+        if m is not None and (_may_follow_label(text, start) or
+                              "#" in text[max(0, start - 8):start]):
+            yield start, m.end()
+
+
+# csrc/deid_scan.cpp transcribes _id_values for ASCII text (None: extension not built)
+_NATIVE_ID_VALUES = native.id_scanner(_LABEL_ENDS)
+
+
+def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
+    native_ok = _NATIVE_ID_VALUES is not None and text.isascii()
+    for start, end in _NATIVE_ID_VALUES(text) if native_ok else _id_values(text):
         label = _ID_LABEL_FAST.search(text, max(0, start - 48), start) \
             if _may_follow_label(text, start) else None
         if label is not None:
@@ -692,7 +704,7 @@ def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
             cat = "OTHER_ID"         # "EEG #: E19-0211": whatever a "#" numbers is an identifier
         else:
             continue
-        value = m.group(1)
+        value = text[start:end]
         if cat == "OTHER_ID" and _SHORT_NUMBER.fullmatch(value):
             continue
         if _YEAR.fullmatch(value):
