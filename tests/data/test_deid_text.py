@@ -273,15 +273,7 @@ def test_anchored_scans_equal_finditer():
         for name, rx in {**P._RUN_PATTERNS, **P._WORD_PATTERNS}.items():
             assert sorted(runs.get(name, []) + words.get(name, [])) == \
                 [m.span() for m in rx.finditer(text)], (name, text)
-        # addresses() takes the capitalised words that end like a place or name a state from
-        # one prefiltered scan: the same words as all capitalised words, tested one by one
-        text += rng.choice(["", " Springfield, IL", " Danielburgh", " New Hampshire", " MA2",
-                            " Bellton_", " Virginia Beach", " WAshington", " Xton", " Newé",
-                            " MRN" + " :\t \u00a0" * 6 + "4417", "é-  \n\n  : 12"])
-        every = [m for m in re.finditer(r"[A-Z](?<!\w[A-Z])[A-Za-z]+\b", text)
-                 if m.group(0).endswith(P._PLACE_ENDINGS) or m.group(0) in P._STATE_TRIGGERS]
-        assert [m.span() for m in P._PLACE_OR_STATE.finditer(text)] == \
-            [m.span() for m in every], text
+        text += rng.choice(["", " MRN" + " :\t \u00a0" * 6 + "4417", "é-  \n\n  : 12"])
         # _may_follow_label's window shortcut says what the character loop says
         for start in range(len(text) + 1) if trial < 150 else ():
             assert P._may_follow_label(text, start) == _may_follow_label_loop(text, start)

@@ -335,6 +335,7 @@ _PO_BOX = re.compile(r"\b(?:p\.?\s?o\.?\s?box|post office box)\s*#?\s*\d+", re.I
 _CITY_STATE = re.compile(
     rf"((?:[A-Z][a-zA-Z'.-]+\s){{0,2}}[A-Z][a-zA-Z'.-]+),?\s+({_STATE})\b\.?"
     rf"(?:,?\s+(\d{{5}}(?:-\d{{4}})?)(?![\d-]))?")      # (a ZIP is 5 or 5+4 digits, not 7)
+_CAPITALISED = re.compile(r"[A-Z](?<!\w[A-Z])[A-Za-z]+\b")
 _PLACE_ENDINGS = ("burgh", "borough", "boro", "bury", "ville", "ton", "town", "fort", "mouth",
                   "side", "land", "field", "port", "view", "chester", "haven", "shire", "berg",
                   "burg", "stad", "furt", "wood", "dale", "ford", "ham", "mont")
@@ -344,13 +345,6 @@ _STATE_WORDS = frozenset(_STATE_NAMES.split("|"))
 _STATE_FIRST_WORDS = frozenset(n.split()[0] for n in _STATE_NAMES.split("|") if " " in n)
 # the words that may start a "City, State" (the 2-letter codes are upper case already)
 _STATE_TRIGGERS = _STATE_WORDS | _STATE_SET | _STATE_FIRST_WORDS
-# _CAPITALISED, only at the words that addresses() acts on: those that end with a place ending
-# or are a state trigger (each test on the letters after the capital, so re skips the rest of
-# the capitalised words at C speed; addresses() still tests each word as before)
-_PLACE_OR_STATE = re.compile(
-    r"[A-Z](?<!\w[A-Z])(?:(?=[A-Za-z]*(?:" + "|".join(_PLACE_ENDINGS) + r")\b)|"
-    r"(?<=(?=(?:" + "|".join(sorted(w for w in _STATE_TRIGGERS if w.isalpha())) + r")\b)[A-Z]))"
-    r"[A-Za-z]+\b")
 _ZIP_LABEL = re.compile(r"\b(?:zip(?: ?code)?|postal code)\s*:?\s*(\d{5}(?:-\d{4})?)\b", re.I)
 _ZIP_BARE = re.compile(r"\d(?<![\w-]\d)\d{4}-\d{4}(?![\w-])")
 _CITY_CONTEXT = re.compile(
@@ -738,7 +732,7 @@ def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
         value = value[:cut.start()] if cut else value
         if any(c.isdigit() for c in value) or "," in value:
             yield m.start(1), m.start(1) + len(value.rstrip(" .,;")), "ADDRESS"
-    for m in _PLACE_OR_STATE.finditer(text):
+    for m in _CAPITALISED.finditer(text):
         word = m.group(0)
         if word.endswith(_PLACE_ENDINGS) and len(word) > 5:
             low = word.lower()
