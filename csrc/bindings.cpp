@@ -226,6 +226,18 @@ for a limit passed and for an allocation the machine refuses.)doc");
         py::arg("label_ends"),
         R"doc(A function text -> [(start, end), ...]: the candidate identifier values of
 megamed.data.deid.patterns._id_values for ASCII `text`, given patterns._LABEL_ENDS.)doc");
+  m.def("deid_place_word_scanner",
+        [](const std::vector<std::string>& endings, const std::unordered_set<std::string>& triggers) {
+          return py::cpp_function([endings, triggers](const std::string& text) {
+            return deid_place_words(text, endings, triggers);
+          });
+        },
+        py::arg("endings"), py::arg("triggers"),
+        R"doc(A function text -> [start, ...]: the capitalised words of ASCII `text` that
+megamed.data.deid.patterns.addresses() acts on (see patterns._place_words).)doc");
+  m.def("deid_month_starts", &deid_month_starts, py::arg("low"),
+        R"doc(The starts of patterns._MONTH_WORD's matches in lower-case ASCII `low` that start
+a word (see patterns._month_starts).)doc");
   m.def("decode_batch", &decode_batch_into, py::arg("sources"), py::arg("out"), py::arg("item_bytes"),
         py::arg("item_size"), py::arg("is_signed"), py::arg("threads") = 1,
         py::arg("slopes") = py::none(), py::arg("intercepts") = py::none(),

@@ -79,4 +79,41 @@ std::vector<std::pair<long, long>> deid_id_values(const std::string& t,
   return out;
 }
 
+std::vector<long> deid_place_words(const std::string& t, const std::vector<std::string>& endings,
+                                   const std::unordered_set<std::string>& triggers) {
+  // _CAPITALISED = [A-Z](?<!\w[A-Z])[A-Za-z]+\b: a capital after no word character, the
+  // letters after it, then no word character (else no match: backing up ends inside the word)
+  std::vector<long> out;
+  const long n = static_cast<long>(t.size());
+  auto is_word = [](char c) { return is_alnum(c) || c == '_'; };
+  for (long p = 0; p < n; ++p) {
+    if (!(t[p] >= 'A' && t[p] <= 'Z') || (p > 0 && is_word(t[p - 1]))) continue;
+    long q = p + 1;
+    while (q < n && is_alpha(t[q])) ++q;
+    if (q - p >= 2 && (q == n || !is_word(t[q]))) {
+      const std::string word = t.substr(p, q - p);
+      bool take = triggers.count(word) > 0;
+      for (size_t k = 0; !take && word.size() > 5 && k < endings.size(); ++k)
+        take = word.size() >= endings[k].size() &&
+               word.compare(word.size() - endings[k].size(), endings[k].size(), endings[k]) == 0;
+      if (take) out.push_back(p);
+    }
+    p = q - 1;  // (a capital inside the word follows a letter: no match starts there)
+  }
+  return out;
+}
+
+std::vector<long> deid_month_starts(const std::string& low) {
+  static const char* const kMonths[] = {"jan", "feb", "mar", "apr", "may", "jun",
+                                        "jul", "aug", "sep", "oct", "nov", "dec"};
+  std::vector<long> out;
+  const long n = static_cast<long>(low.size());
+  for (long a = 0; a + 3 <= n; ++a) {
+    if (a > 0 && is_alpha(low[a - 1])) continue;
+    for (const char* m : kMonths)
+      if (low[a] == m[0] && low[a + 1] == m[1] && low[a + 2] == m[2]) { out.push_back(a); break; }
+  }
+  return out;
+}
+
 }  // namespace megamed

@@ -13,4 +13,12 @@ namespace megamed {
 std::vector<std::pair<long, long>> deid_id_values(const std::string& text,
                                                   const std::unordered_set<std::string>& label_ends);
 
+// The starts of the words patterns._CAPITALISED finds in ASCII `text` that addresses() acts on:
+// longer than 5 letters and ending with one of `endings`, or one of `triggers`.
+std::vector<long> deid_place_words(const std::string& text, const std::vector<std::string>& endings,
+                                   const std::unordered_set<std::string>& triggers);
+
+// The starts of patterns._MONTH_WORD's matches in `low` (lower-case ASCII) at a word's start.
+std::vector<long> deid_month_starts(const std::string& low);
+
 }  // namespace megamed

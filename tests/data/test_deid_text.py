@@ -339,3 +339,23 @@ def test_native_identifier_scan_equals_the_python_one(corpus):
     for text in texts:
         if text.isascii():
             assert P._NATIVE_ID_VALUES(text) == list(P._id_values(text)), text
+
+
+def test_native_word_scans_equal_the_python_ones(corpus):
+    """csrc/deid_scan.cpp's capitalised place/state words and month anchors are those of
+    patterns._place_word_starts and patterns._month_starts_python on ASCII text."""
+    import random
+    from megamed.data.deid import patterns as P
+    if P._NATIVE_PLACE_WORDS is None or P._month_starts is P._month_starts_python:
+        pytest.skip("megamed._dicom was built without the deid word scanners")
+    rng = random.Random(5)
+    parts = ["Springfield", "Bellton", "Xton", "Danielburgh", "MA", "Ma", "New", "York", "Rhode",
+             "Island", "Virginia", "WAshington", "Boston1", "Hamton_", "_Ridgeview", "Oakwood",
+             "jan", "Mar", "decreased", "summary", "marked", "May", "sept", "oct.", "novel",
+             "1jun", "_feb", "a", "A", " ", "\n", ",", "-", ".", "'", "0", "_", "\x1c", "É"]
+    texts = [doc["text"] for doc in corpus]
+    texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
+    for text in (t for t in texts if t.isascii()):
+        assert P._NATIVE_PLACE_WORDS(text) == P._place_word_starts(text), text
+        low = text.lower()
+        assert P._month_starts(low) == P._month_starts_python(low), text

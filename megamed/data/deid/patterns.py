@@ -545,8 +545,7 @@ def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
             found = [m.span() for m in rx.finditer(text)]
         else:
             if months is None:
-                months = [a for a in (m.start() for m in _MONTH_WORD.finditer(low))
-                          if not (a and low[a - 1].isalpha())]
+                months = _month_starts(low)
             found = [m.span() for m in _anchored(rx, text, _listed_anchor(months), 0)] \
                 if months else ()
         for s, e in found:
@@ -589,6 +588,17 @@ def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
 # _NOT_DATE_BEFORE is literal words (each ending in a word character), \W{0,3}, then the end:
 # for ASCII text, a suffix test after the trailing non-word characters says the same.
 _NOT_DATE_WORDS = tuple(_NOT_DATE_BEFORE.pattern[3:_NOT_DATE_BEFORE.pattern.index(")")].split("|"))
+
+
+def _month_starts_python(low: str) -> list[int]:
+    """The _MONTH_WORD matches in `low` (lower-case ASCII) that start a word: the anchors of
+    the month-first patterns."""
+    return [a for a in (m.start() for m in _MONTH_WORD.finditer(low))
+            if not (a and low[a - 1].isalpha())]
+
+
+# csrc's deid_month_starts where the extension is built
+_month_starts = native.month_starts() or _month_starts_python
 
 
 def _not_date_before(before: str) -> bool:
@@ -732,7 +742,7 @@ def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
         value = value[:cut.start()] if cut else value
         if any(c.isdigit() for c in value) or "," in value:
             yield m.start(1), m.start(1) + len(value.rstrip(" .,;")), "ADDRESS"
-    for m in _CAPITALISED.finditer(text):
+    for m in _place_words(text):
         word = m.group(0)
         if word.endswith(_PLACE_ENDINGS) and len(word) > 5:
             low = word.lower()
@@ -758,6 +768,25 @@ def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
         yield m.start(group), m.end(group), "ADDRESS"
     for m in _PO_BOX.finditer(text) if lowered is None or "box" in lowered else ():
         yield m.start(), m.end(), "ADDRESS"
+
+
+def _place_word_starts(text: str) -> list[int]:
+    """Where the _CAPITALISED words that addresses() acts on start: a place ending and more
+    than 5 letters, or a state trigger (the Python original of csrc's deid_place_words)."""
+    return [m.start() for m in _CAPITALISED.finditer(text)
+            if m.group(0).endswith(_PLACE_ENDINGS) and len(m.group(0)) > 5 or
+            m.group(0) in _STATE_TRIGGERS]
+
+
+_NATIVE_PLACE_WORDS = native.place_word_scanner(_PLACE_ENDINGS, _STATE_TRIGGERS)
+
+
+def _place_words(text: str):
+    """_CAPITALISED's matches, or, for ASCII text where the extension is built, those of them
+    that addresses() acts on (found in C++: re visits every capital, Python every word)."""
+    if _NATIVE_PLACE_WORDS is None or not text.isascii():
+        return _CAPITALISED.finditer(text)
+    return [_CAPITALISED.match(text, s) for s in _NATIVE_PLACE_WORDS(text)]
 
 
 # up to three capitalised words right after a place-like word, on the same line
