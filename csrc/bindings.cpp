@@ -238,6 +238,9 @@ megamed.data.deid.patterns.addresses() acts on (see patterns._place_words).)doc"
   m.def("deid_month_starts", &deid_month_starts, py::arg("low"),
         R"doc(The starts of patterns._MONTH_WORD's matches in lower-case ASCII `low` that start
 a word (see patterns._month_starts).)doc");
+  m.def("deid_anchor_starts", &deid_anchor_starts, py::arg("kind"), py::arg("text"),
+        R"doc(Every position where the anchor pattern `kind` of megamed.data.deid.patterns matches
+in ASCII `text` (see patterns._NATIVE_ANCHORS); an unknown kind gives [].)doc");
   m.def("decode_batch", &decode_batch_into, py::arg("sources"), py::arg("out"), py::arg("item_bytes"),
         py::arg("item_size"), py::arg("is_signed"), py::arg("threads") = 1,
         py::arg("slopes") = py::none(), py::arg("intercepts") = py::none(),

@@ -4,6 +4,8 @@
 // Python it stands for; tests/data/test_deid_text.py compares both on random text.
 #include "deid_scan.h"
 
+#include <cstring>
+
 namespace megamed {
 namespace {
 
@@ -113,6 +115,88 @@ std::vector<long> deid_month_starts(const std::string& low) {
     for (const char* m : kMonths)
       if (low[a] == m[0] && low[a + 1] == m[1] && low[a + 2] == m[2]) { out.push_back(a); break; }
   }
+  return out;
+}
+
+namespace {
+
+bool digits_at(const std::string& t, long p, long k) {
+  if (p + k > static_cast<long>(t.size())) return false;
+  for (long i = 0; i < k; ++i) if (!is_digit(t[p + i])) return false;
+  return true;
+}
+bool at(const std::string& t, long p, char c) { return p < static_cast<long>(t.size()) && t[p] == c; }
+bool literal_at(const std::string& t, long p, const char* s) {
+  for (long i = 0; s[i] != '\0'; ++i)
+    if (p + i >= static_cast<long>(t.size()) || t[p + i] != s[i]) return false;
+  return true;
+}
+// [-.\s]
+bool phone_sep(char c) { return c == '-' || c == '.' || is_space(c); }
+
+// (?:\(\d{3}\)[-.\s]?|\d{3}[-.\s/])\d{3}[-.\s]?\d{4} (an optional separator that is
+// there is taken: skipping it leaves a non-digit where a digit must be)
+bool phone_core(const std::string& t, long p) {
+  const long n = static_cast<long>(t.size());
+  long q;
+  if (at(t, p, '(') && digits_at(t, p + 1, 3) && at(t, p + 4, ')')) {
+    q = p + 5;
+    if (q < n && phone_sep(t[q])) ++q;
+  } else if (digits_at(t, p, 3) && p + 3 < n && (phone_sep(t[p + 3]) || t[p + 3] == '/')) {
+    q = p + 4;
+  } else {
+    return false;
+  }
+  if (!digits_at(t, q, 3)) return false;
+  q += 3;
+  if (q < n && phone_sep(t[q])) ++q;
+  return digits_at(t, q, 4);
+}
+
+// \d\.\d{1,3}\.\d
+bool ip_hint(const std::string& t, long p) {
+  if (!digits_at(t, p, 1) || !at(t, p + 1, '.')) return false;
+  long k = 0;
+  while (k < 3 && digits_at(t, p + 2 + k, 1)) ++k;
+  return k >= 1 && at(t, p + 2 + k, '.') && digits_at(t, p + 3 + k, 1);
+}
+
+// (?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\b
+bool month_capital(const std::string& t, long p) {
+  static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "Jun", "Jul",
+                                        "Aug", "Sep", "Oct", "Nov", "Dec"};
+  if (std::strchr("JFMASOND", t[p]) == nullptr) return false;    // (a month's first letter)
+  bool month = false;
+  for (const char* m : kMonths) month = month || literal_at(t, p, m);
+  if (!month) return false;
+  long q = p + 3;
+  while (q < static_cast<long>(t.size()) && t[q] >= 'a' && t[q] <= 'z') ++q;
+  return q == static_cast<long>(t.size()) || !(is_alnum(t[q]) || t[q] == '_');
+}
+
+// 9\d|1[01]\d|ninety|one hundred|a hundred|hundred
+bool age_start(const std::string& t, long p) {
+  return (at(t, p, '9') && digits_at(t, p + 1, 1)) ||
+         (at(t, p, '1') && (at(t, p + 1, '0') || at(t, p + 1, '1')) && digits_at(t, p + 2, 1)) ||
+         literal_at(t, p, "ninety") || literal_at(t, p, "one hundred") ||
+         literal_at(t, p, "a hundred") || literal_at(t, p, "hundred");
+}
+
+// age|turned
+bool age_cue(const std::string& t, long p) { return literal_at(t, p, "age") || literal_at(t, p, "turned"); }
+
+}  // namespace
+
+std::vector<long> deid_anchor_starts(const std::string& kind, const std::string& t) {
+  bool (*test)(const std::string&, long) = nullptr;
+  if (kind == "phone_core") test = phone_core;
+  else if (kind == "ip_hint") test = ip_hint;
+  else if (kind == "month_capital") test = month_capital;
+  else if (kind == "age_start") test = age_start;
+  else if (kind == "age_cue") test = age_cue;
+  std::vector<long> out;
+  for (long p = 0; test != nullptr && p < static_cast<long>(t.size()); ++p)
+    if (test(t, p)) out.push_back(p);
   return out;
 }
 

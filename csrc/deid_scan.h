@@ -21,4 +21,9 @@ std::vector<long> deid_place_words(const std::string& text, const std::vector<st
 // The starts of patterns._MONTH_WORD's matches in `low` (lower-case ASCII) at a word's start.
 std::vector<long> deid_month_starts(const std::string& low);
 
+// Every position where the anchor pattern `kind` of patterns.py matches in ASCII `text`:
+// "phone_core" (_PHONE_CORE), "ip_hint" (_IP_HINT), "month_capital" (_MONTH_CAPITAL), and on
+// lower-case text "age_start" (_AGE_START), "age_cue" (_AGE_CUE). Unknown kind: empty.
+std::vector<long> deid_anchor_starts(const std::string& kind, const std::string& text);
+
 }  // namespace megamed

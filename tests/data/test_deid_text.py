@@ -359,3 +359,24 @@ def test_native_word_scans_equal_the_python_ones(corpus):
         assert P._NATIVE_PLACE_WORDS(text) == P._place_word_starts(text), text
         low = text.lower()
         assert P._month_starts(low) == P._month_starts_python(low), text
+
+
+def test_native_anchors_are_every_position_of_their_patterns(corpus):
+    """csrc/deid_scan.cpp's anchor lists (patterns._NATIVE_ANCHORS) hold every position where
+    their pattern matches, as _regex_anchor finds them, on ASCII text."""
+    import random
+    from megamed.data.deid import patterns as P
+    if P._native_anchor_starts is None:
+        pytest.skip("megamed._dicom was built without deid_anchor_starts")
+    rng = random.Random(7)
+    parts = ["(555)", " 867-5309", "555/123 4567", "555.1234", "5551234", "(55) ", "123-", "\x1c",
+             "10.1.2.3", "1.22.333.4", "1.2345.6", "9.", ".", "Jan", "January", "Janx1", "Sept",
+             "Dec_", "MAR", "age", "aged 93", "turned", "ninety", "one hundred", "a hundred",
+             "hundred", "99", "101", "120", "9", "1", "0", " ", "\n", "-", "/", "\t", "(", ")", "a"]
+    texts = [doc["text"] for doc in corpus]
+    texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
+    for text in (t for t in texts if t.isascii()):
+        for rx, kind in P._NATIVE_ANCHORS.items():
+            on = text.lower() if kind.startswith("age") else text
+            assert P._native_anchor_starts(kind, on) == \
+                [p for p in range(len(on) + 1) if rx.match(on, p)], (kind, on)

@@ -31,3 +31,10 @@ def month_starts():
     """A function low -> [start, ...] that does what patterns._month_starts does for
     lower-case ASCII text, or None."""
     return getattr(_dicom, "deid_month_starts", None)
+
+
+def anchor_starts():
+    """A function (kind, text) -> [position, ...]: where the anchor pattern `kind` of
+    patterns._NATIVE_ANCHORS matches in ASCII text (all positions, as _regex_anchor finds
+    them), or None."""
+    return getattr(_dicom, "deid_anchor_starts", None)

@@ -455,6 +455,21 @@ _CITY_CUE = re.compile("|".join(re.escape(c) for c in _CITY_CUES))
 _ADDRESS_CUE = re.compile("|".join(re.escape(c) for c in _ADDRESS_CUES))
 
 
+# anchor patterns that csrc/deid_scan.cpp transcribes (every position where each matches)
+_NATIVE_ANCHORS = {_PHONE_CORE: "phone_core", _IP_HINT: "ip_hint",
+                   _MONTH_CAPITAL: "month_capital", _AGE_START: "age_start", _AGE_CUE: "age_cue"}
+_native_anchor_starts = native.anchor_starts()
+
+
+def _anchor(rx: re.Pattern, text: str):
+    """_regex_anchor(rx, text); for ASCII text and a pattern of _NATIVE_ANCHORS, from the
+    list of its positions that C++ finds in one pass (where the extension is built)."""
+    kind = _NATIVE_ANCHORS.get(rx)
+    if kind is None or _native_anchor_starts is None or not text.isascii():
+        return _regex_anchor(rx, text)
+    return _listed_anchor(_native_anchor_starts(kind, text))
+
+
 def _cued(rx: re.Pattern, text: str, low: str | None, cue: re.Pattern, back: int):
     return rx.finditer(text) if low is None else _anchored(rx, text, _regex_anchor(cue, low), back)
 
@@ -551,7 +566,7 @@ def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
         for s, e in found:
             if _plausible_date(text[s:e]):
                 yield s, e, "DATE"
-    for m in _anchored(_MONTH_ALONE, text, _regex_anchor(_MONTH_CAPITAL, text), 0):
+    for m in _anchored(_MONTH_ALONE, text, _anchor(_MONTH_CAPITAL, text), 0):
         yield m.start(), m.end(), "DATE"
     holiday = low is None or any(w in low for w in _HOLIDAY_WORDS)
     for m in _HOLIDAY.finditer(text) if holiday else ():
@@ -630,8 +645,8 @@ def ages(text: str) -> Iterator[Span]:
     if low is None:
         found = [_AGE_RES[0].finditer(text), _AGE_RES[1].finditer(text)]
     else:               # each match starts at its number / its cue word ("at age": 3 before)
-        found = [_anchored(_AGE_RES[0], text, _regex_anchor(_AGE_START, low), 0),
-                 _anchored(_AGE_RES[1], text, _regex_anchor(_AGE_CUE, low), 3)]
+        found = [_anchored(_AGE_RES[0], text, _anchor(_AGE_START, low), 0),
+                 _anchored(_AGE_RES[1], text, _anchor(_AGE_CUE, low), 3)]
     found.append(_anchored(_AGE_AFTER_NAME, text, _regex_anchor(_AGE_AFTER_COMMA, text), 41))
     for matches in found:
         for m in matches:
@@ -650,12 +665,12 @@ def contacts(text: str, runs: dict | None = None) -> Iterator[Span]:
         for m in _URL.finditer(text):
             yield m.start(), m.end(), "URL"
     if text.count(".") >= 3 and _IP_HINT.search(text):
-        for m in _anchored(_IP, text, _regex_anchor(_IP_HINT, text), 2):
+        for m in _anchored(_IP, text, _anchor(_IP_HINT, text), 2):
             yield m.start(), m.end(), "IP"
     if text.count(":") >= 7 and _IPV6_HINT.search(text):
         for m in _IPV6.finditer(text):
             yield m.start(), m.end(), "IP"
-    for m in _anchored(_PHONE, text, _regex_anchor(_PHONE_CORE, text), _PHONE_BACK):
+    for m in _anchored(_PHONE, text, _anchor(_PHONE_CORE, text), _PHONE_BACK):
         before = text[max(0, m.start() - 14):m.start()]
         yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
     for m in _INTL_PHONE.finditer(text) if "+" in text else ():
