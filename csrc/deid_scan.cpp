@@ -187,6 +187,50 @@ bool age_cue(const std::string& t, long p) { return literal_at(t, p, "age") || l
 
 }  // namespace
 
+std::vector<std::string> deid_split_tokens(const std::string& t) {
+  // ([A-Za-z]+(?:['-][A-Za-z]+)*): letters, and more letters after each ' or - between them
+  std::vector<std::string> parts;
+  const long n = static_cast<long>(t.size());
+  long gap = 0, i = 0;
+  while (i < n) {
+    if (!is_alpha(t[i])) { ++i; continue; }
+    long j = i;
+    while (j < n && is_alpha(t[j])) ++j;
+    while (j + 1 < n && (t[j] == '\'' || t[j] == '-') && is_alpha(t[j + 1])) {
+      ++j;
+      while (j < n && is_alpha(t[j])) ++j;
+    }
+    parts.push_back(t.substr(gap, i - gap));
+    parts.push_back(t.substr(i, j - i));
+    gap = i = j;
+  }
+  parts.push_back(t.substr(gap));
+  return parts;
+}
+
+std::vector<std::pair<long, long>> deid_uncased_regions(const std::string& t) {
+  // _SHOUTED_LINE = ^[^a-z\n]*[A-Z]{2}[^a-z\n]*$ (re.M): a whole line without [a-z], with
+  // two capitals in a row; kept with 24 letters or more (all capitals there)
+  std::vector<std::pair<long, long>> out;
+  const long n = static_cast<long>(t.size());
+  for (long p = 0; p <= n;) {
+    long q = p;
+    bool lower = false, pair = false;
+    long capitals = 0;
+    for (; q < n && t[q] != '\n'; ++q) {
+      const char c = t[q];
+      lower = lower || (c >= 'a' && c <= 'z');
+      if (c >= 'A' && c <= 'Z') {
+        ++capitals;
+        pair = pair || (q > p && t[q - 1] >= 'A' && t[q - 1] <= 'Z');
+      }
+    }
+    if (!lower && pair && capitals >= 24) out.emplace_back(p, q);
+    p = q + 1;
+  }
+  return out;
+}
+
 std::vector<long> deid_anchor_starts(const std::string& kind, const std::string& t) {
   bool (*test)(const std::string&, long) = nullptr;
   if (kind == "phone_core") test = phone_core;

@@ -26,4 +26,11 @@ std::vector<long> deid_month_starts(const std::string& low);
 // lower-case text "age_start" (_AGE_START), "age_cue" (_AGE_CUE). Unknown kind: empty.
 std::vector<long> deid_anchor_starts(const std::string& kind, const std::string& text);
 
+// names._TOKEN_SPLIT_ASCII.split(text) for ASCII text: gap, token, gap, ..., gap.
+std::vector<std::string> deid_split_tokens(const std::string& text);
+
+// names._uncased_regions(text) for ASCII text: the lines with no lower-case letter, two
+// capitals in a row and at least 24 letters, as (start, end) without the newline.
+std::vector<std::pair<long, long>> deid_uncased_regions(const std::string& text);
+
 }  // namespace megamed

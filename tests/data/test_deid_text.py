@@ -380,3 +380,21 @@ def test_native_anchors_are_every_position_of_their_patterns(corpus):
             on = text.lower() if kind.startswith("age") else text
             assert P._native_anchor_starts(kind, on) == \
                 [p for p in range(len(on) + 1) if rx.match(on, p)], (kind, on)
+
+
+def test_native_token_split_and_shouted_lines_equal_the_python_ones(corpus):
+    """csrc/deid_scan.cpp's token split and all-capitals lines (names._split_ascii,
+    names._native_uncased) are those of the regexes they stand for, on ASCII text."""
+    import random
+    from megamed.data.deid import names as N
+    if N._native_uncased is None or N._split_ascii == N._TOKEN_SPLIT_ASCII.split:
+        pytest.skip("megamed._dicom was built without the deid token scanners")
+    rng = random.Random(9)
+    parts = ["O'Brien", "Smith's", "x--y", "'a", "a'", "-b", "co-pay", "A", "BP", "HELLO WORLD",
+             "SHOUTED LINE WITH MANY CAPITALS", "Mixed", "lower", "\n", "\r\n", " ", "12", "_",
+             "\x1c", ":", "MD", "I", "é", ""]
+    texts = [doc["text"] for doc in corpus] + [doc["text"].upper() for doc in corpus]
+    texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    for text in (t for t in texts if t.isascii()):
+        assert N._split_ascii(text) == N._TOKEN_SPLIT_ASCII.split(text), text
+        assert N._native_uncased(text) == N._uncased_regions_python(text), text

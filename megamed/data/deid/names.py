@@ -20,7 +20,7 @@ import unicodedata
 from itertools import accumulate, compress
 from operator import attrgetter
 
-from megamed.data.deid import lexicon
+from megamed.data.deid import lexicon, native
 
 # Letters in any script ("José Núñez"); apostrophes and hyphens inside a name.
 _TOKEN = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
@@ -88,16 +88,27 @@ class _Doc:
 _SHOUTED_LINE = re.compile(r"^[^a-z\n]*[A-Z]{2}[^a-z\n]*$", re.M)
 
 
-def _uncased_regions(text: str) -> list[tuple[int, int]]:
+def _uncased_regions_python(text: str) -> list[tuple[int, int]]:
     """Lines written all in capitals: there a capital letter says nothing about a name."""
     return [m.span() for m in _SHOUTED_LINE.finditer(text)
             if sum(map(str.isalpha, m.group(0))) >= 24]
 
 
+# csrc/deid_scan.cpp's transcriptions for ASCII text, where the extension is built
+_native_uncased = native.function("deid_uncased_regions")
+_split_ascii = native.function("deid_split_tokens") or _TOKEN_SPLIT_ASCII.split
+
+
+def _uncased_regions(text: str) -> list[tuple[int, int]]:
+    if _native_uncased is not None and text.isascii():
+        return _native_uncased(text)
+    return _uncased_regions_python(text)
+
+
 def _tokens(text: str) -> _Doc:
     """One split of the text into gaps and tokens (C speed), token texts looked up in the
     _Word cache, positions from the running sum of the part lengths."""
-    parts = (_TOKEN_SPLIT_ASCII if text.isascii() else _TOKEN_SPLIT).split(text)
+    parts = _split_ascii(text) if text.isascii() else _TOKEN_SPLIT.split(text)
     raw = parts[1::2]
     toks = list(map(_TOKEN_INFO.get, raw))
     if None in toks:

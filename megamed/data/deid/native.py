@@ -27,14 +27,6 @@ def place_word_scanner(endings: tuple[str, ...], triggers: frozenset[str]):
     return make(list(endings), set(triggers)) if make is not None else None
 
 
-def month_starts():
-    """A function low -> [start, ...] that does what patterns._month_starts does for
-    lower-case ASCII text, or None."""
-    return getattr(_dicom, "deid_month_starts", None)
-
-
-def anchor_starts():
-    """A function (kind, text) -> [position, ...]: where the anchor pattern `kind` of
-    patterns._NATIVE_ANCHORS matches in ASCII text (all positions, as _regex_anchor finds
-    them), or None."""
-    return getattr(_dicom, "deid_anchor_starts", None)
+def function(name: str):
+    """The extension's function `name` (csrc/deid_scan.cpp, see its doc), or None."""
+    return getattr(_dicom, name, None)

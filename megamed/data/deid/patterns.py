@@ -458,7 +458,7 @@ _ADDRESS_CUE = re.compile("|".join(re.escape(c) for c in _ADDRESS_CUES))
 # anchor patterns that csrc/deid_scan.cpp transcribes (every position where each matches)
 _NATIVE_ANCHORS = {_PHONE_CORE: "phone_core", _IP_HINT: "ip_hint",
                    _MONTH_CAPITAL: "month_capital", _AGE_START: "age_start", _AGE_CUE: "age_cue"}
-_native_anchor_starts = native.anchor_starts()
+_native_anchor_starts = native.function("deid_anchor_starts")
 
 
 def _anchor(rx: re.Pattern, text: str):
@@ -613,7 +613,7 @@ def _month_starts_python(low: str) -> list[int]:
 
 
 # csrc's deid_month_starts where the extension is built
-_month_starts = native.month_starts() or _month_starts_python
+_month_starts = native.function("deid_month_starts") or _month_starts_python
 
 
 def _not_date_before(before: str) -> bool:
