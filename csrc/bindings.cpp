@@ -245,6 +245,9 @@ in ASCII `text` (see patterns._NATIVE_ANCHORS); an unknown kind gives [].)doc");
         R"doc(megamed.data.deid.names._TOKEN_SPLIT_ASCII.split(text) for ASCII `text`.)doc");
   m.def("deid_uncased_regions", &deid_uncased_regions, py::arg("text"),
         R"doc(megamed.data.deid.names._uncased_regions(text) for ASCII `text`.)doc");
+  m.def("deid_run_starts", &deid_run_starts, py::arg("text"),
+        R"doc(The digit-run starts of ASCII `text` where megamed.data.deid.patterns.run_matches
+tries its scanner (some pattern may match there; none matches at the others).)doc");
   m.def("decode_batch", &decode_batch_into, py::arg("sources"), py::arg("out"), py::arg("item_bytes"),
         py::arg("item_size"), py::arg("is_signed"), py::arg("threads") = 1,
         py::arg("slopes") = py::none(), py::arg("intercepts") = py::none(),

@@ -231,6 +231,79 @@ std::vector<std::pair<long, long>> deid_uncased_regions(const std::string& t) {
   return out;
 }
 
+namespace {
+
+bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
+bool is_lower(char c) { return c >= 'a' && c <= 'z'; }
+char lower(char c) { return is_upper(c) ? static_cast<char>(c - 'A' + 'a') : c; }
+
+// a month name starts at p (_MONTH: each form starts with its 3-letter abbreviation), any case
+bool month_at(const std::string& t, long p) {
+  static const char* const kMonths[] = {"jan", "feb", "mar", "apr", "may", "jun",
+                                        "jul", "aug", "sep", "oct", "nov", "dec"};
+  if (p + 3 > static_cast<long>(t.size())) return false;
+  for (const char* m : kMonths)
+    if (lower(t[p]) == m[0] && lower(t[p + 1]) == m[1] && lower(t[p + 2]) == m[2]) return true;
+  return false;
+}
+
+// _STREET's lower-case branch from p: (?:[a-z][a-z'-]*[ ]){1,3} then a spelled-out street type
+bool lower_street_at(const std::string& t, long p) {
+  static const char* const kTypes[] = {"street", "avenue", "road", "drive", "lane", "boulevard",
+                                       "court", "place", "circle", "parkway", "highway", "terrace"};
+  const long n = static_cast<long>(t.size());
+  for (int word = 0; word < 3; ++word) {
+    if (p >= n || !is_lower(t[p])) return false;
+    while (p < n && (is_lower(t[p]) || t[p] == '\'' || t[p] == '-')) ++p;
+    if (p >= n || t[p] != ' ') return false;
+    ++p;
+    for (const char* type : kTypes) if (literal_at(t, p, type)) return true;
+  }
+  return false;
+}
+
+// necessary for a match of some _RUN_PATTERNS pattern at the run of r digits starting at p
+bool run_may_match(const std::string& t, long p, long r) {
+  const long n = static_cast<long>(t.size()), q = p + r;
+  if (r >= 7) return true;                       // bare_id \d{6,} after the first, vin
+  if (q >= n) return false;
+  const char c = t[q];
+  if (c == '/' || c == '.' || c == '-')          // group A (dates, month_day, ssn, zip), date4,
+    return q + 1 < n && (is_digit(t[q + 1]) || (c == '-' && is_alnum(t[q + 1])));  // bare_id
+  if (is_upper(c)) return true;                  // bare_id, vin, street [A-Z]?, date5, date7
+  if (is_lower(c)) return r <= 2;                // date7's ordinal, date5's month
+  if (!is_space(c)) return false;
+  if (r <= 2) {                                  // date7 (\s+ (of\s+)? month), date5 (" " month)
+    long k = q;
+    while (k < n && is_space(t[k])) ++k;
+    if (month_at(t, k) || (literal_at(t, k, "of") || literal_at(t, k, "OF") ||
+                           literal_at(t, k, "Of") || literal_at(t, k, "oF")))
+      return true;
+  }
+  if (r <= 6 && c == ' ') {                      // street: [ ]{1,2}, then a capital or a digit
+    long k = q + 1;                              // (a direction, a name, "1st"), or lower case
+    if (k < n && t[k] == ' ') ++k;
+    if (k < n && (is_upper(t[k]) || is_digit(t[k]))) return true;
+    return lower_street_at(t, k);
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<long> deid_run_starts(const std::string& t) {
+  std::vector<long> out;
+  const long n = static_cast<long>(t.size());
+  for (long p = 0; p < n;) {
+    if (!is_digit(t[p])) { ++p; continue; }
+    long q = p;
+    while (q < n && is_digit(t[q])) ++q;
+    if (run_may_match(t, p, q - p)) out.push_back(p);
+    p = q;
+  }
+  return out;
+}
+
 std::vector<long> deid_anchor_starts(const std::string& kind, const std::string& t) {
   bool (*test)(const std::string&, long) = nullptr;
   if (kind == "phone_core") test = phone_core;

@@ -33,4 +33,9 @@ std::vector<std::string> deid_split_tokens(const std::string& text);
 // capitals in a row and at least 24 letters, as (start, end) without the newline.
 std::vector<std::pair<long, long>> deid_uncased_regions(const std::string& text);
 
+// The starts of the digit runs of ASCII `text` where some pattern of patterns._RUN_PATTERNS
+// may match (a necessary condition of each, from the characters after the run): where
+// patterns.run_matches tries its scanner. The others are skipped, and no pattern matches there.
+std::vector<long> deid_run_starts(const std::string& text);
+
 }  // namespace megamed

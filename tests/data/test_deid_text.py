@@ -398,3 +398,22 @@ def test_native_token_split_and_shouted_lines_equal_the_python_ones(corpus):
     for text in (t for t in texts if t.isascii()):
         assert N._split_ascii(text) == N._TOKEN_SPLIT_ASCII.split(text), text
         assert N._native_uncased(text) == N._uncased_regions_python(text), text
+
+
+def test_native_run_starts_miss_no_match_of_the_digit_scan(corpus):
+    """run_matches tries its scanner only at csrc's deid_run_starts: the same spans as the scan
+    of every digit run, on the corpus and on random text around digit runs."""
+    import random
+    from megamed.data.deid import patterns as P
+    if P._native_run_starts is None:
+        pytest.skip("megamed._dicom was built without deid_run_starts")
+    rng = random.Random(11)
+    parts = ["1", "12", "123", "1234", "12345", "123456", "1234567", "12345678901234567", "0",
+             "/", ".", "-", " ", "  ", "   ", "\t", "\n", ",", ":", "%", "'", "st", "nd", "th",
+             "Rd", "B", "N", "W. ", "North ", "Main ", "main ", "elm ", "street", "Street", "St",
+             "avenue", "of ", "OF ", "Mar", "march", "JAN", "Sept", "may", "mg", "bpm", "days",
+             "Oak Lane", "AB", "X", "A-", "19", "20", "2019", "(", "#", "_", "é", "e"]
+    texts = [doc["text"] for doc in corpus]
+    texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 40))) for _ in range(4000)]
+    for text in (t for t in texts if t.isascii()):
+        assert P.run_matches(text) == P._scan(P._RUN_SCANNER, text), text

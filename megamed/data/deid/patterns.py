@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from functools import partial
 from typing import Iterator
 
 from megamed.data.deid import lexicon, native
@@ -519,11 +520,15 @@ _WORD_SCANNER = re.compile(r"[A-Z](?<!\w[A-Z])" + _WORD_GATE +
                            _none_matched(_WORD_PATTERNS))
 
 
-def _scan(scanner: re.Pattern, text: str) -> dict[str, list[tuple[int, int]]]:
+def _scan(scanner: re.Pattern, text: str, starts=None) -> dict[str, list[tuple[int, int]]]:
+    """The spans of each pattern of the scanner; `starts`: the only positions where the
+    scanner can match, if known (it is tried only there)."""
     groups = scanner.groupindex.items()          # (the inner groups of the patterns are unnamed)
     out = {name: [] for name in scanner.groupindex}
     last = dict.fromkeys(scanner.groupindex, 0)  # where the pattern's previous match ended
-    for m in scanner.finditer(text):
+    matches = scanner.finditer(text) if starts is None else \
+        filter(None, map(partial(scanner.match, text), starts))
+    for m in matches:
         regs = m.regs
         for name, k in groups:
             s, e = regs[k]
@@ -536,7 +541,14 @@ def _scan(scanner: re.Pattern, text: str) -> dict[str, list[tuple[int, int]]]:
 def run_matches(text: str) -> dict[str, list[tuple[int, int]]]:
     """pattern name -> the spans re.finditer gives for it, for every pattern in _RUN_PATTERNS
     (of those that also start at words, the part that starts at digits)."""
-    return _scan(_RUN_SCANNER, text)
+    native_ok = _native_run_starts is not None and text.isascii()
+    return _scan(_RUN_SCANNER, text, _native_run_starts(text) if native_ok else None)
+
+
+# csrc's deid_run_starts: the digit runs where some _RUN_PATTERNS pattern may match, from a
+# necessary condition of each pattern on what follows the run. A pattern added to _RUN_PATTERNS
+# needs its condition there too (tests/data/test_deid_text.py compares with the full scan).
+_native_run_starts = native.function("deid_run_starts")
 
 
 def word_matches(text: str) -> dict[str, list[tuple[int, int]]]:
