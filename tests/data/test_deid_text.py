@@ -417,3 +417,13 @@ def test_native_run_starts_miss_no_match_of_the_digit_scan(corpus):
     texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 40))) for _ in range(4000)]
     for text in (t for t in texts if t.isascii()):
         assert P.run_matches(text) == P._scan(P._RUN_SCANNER, text), text
+
+
+def test_native_transcriptions_are_current():
+    """Each C++ piece runs only while the Python it transcribes is unchanged (native.py); a rule
+    change there makes it fall back to its Python original. This test says so: update
+    csrc/deid_scan.cpp to the change (the native_* tests compare), then native.TRANSCRIBED."""
+    from megamed.data.deid import names, native, patterns  # noqa: F401  (fills CURRENT)
+    stale = {k: v for k, v in native.CURRENT.items() if native.TRANSCRIBED.get(k) != v}
+    assert not stale, f"the Python of these C++ pieces changed (now running in Python): {stale}"
+    assert set(native.CURRENT) == set(native.TRANSCRIBED)

@@ -95,8 +95,10 @@ def _uncased_regions_python(text: str) -> list[tuple[int, int]]:
 
 
 # csrc/deid_scan.cpp's transcriptions for ASCII text, where the extension is built
-_native_uncased = native.function("deid_uncased_regions")
-_split_ascii = native.function("deid_split_tokens") or _TOKEN_SPLIT_ASCII.split
+_native_uncased = native.function("deid_uncased_regions", "uncased_regions", _SHOUTED_LINE,
+                                  _uncased_regions_python)
+_split_ascii = native.function("deid_split_tokens", "split_tokens", _TOKEN_SPLIT_ASCII) or \
+    _TOKEN_SPLIT_ASCII.split
 
 
 def _uncased_regions(text: str) -> list[tuple[int, int]]:

@@ -457,9 +457,11 @@ _ADDRESS_CUE = re.compile("|".join(re.escape(c) for c in _ADDRESS_CUES))
 
 
 # anchor patterns that csrc/deid_scan.cpp transcribes (every position where each matches)
-_NATIVE_ANCHORS = {_PHONE_CORE: "phone_core", _IP_HINT: "ip_hint",
-                   _MONTH_CAPITAL: "month_capital", _AGE_START: "age_start", _AGE_CUE: "age_cue"}
-_native_anchor_starts = native.function("deid_anchor_starts")
+_native_anchor_starts = getattr(native._dicom, "deid_anchor_starts", None)
+_NATIVE_ANCHORS = {rx: kind for rx, kind in ((_PHONE_CORE, "phone_core"), (_IP_HINT, "ip_hint"),
+                                              (_MONTH_CAPITAL, "month_capital"),
+                                              (_AGE_START, "age_start"), (_AGE_CUE, "age_cue"))
+                   if native.function("deid_anchor_starts", "anchor_" + kind, rx)}
 
 
 def _anchor(rx: re.Pattern, text: str):
@@ -548,7 +550,9 @@ def run_matches(text: str) -> dict[str, list[tuple[int, int]]]:
 # csrc's deid_run_starts: the digit runs where some _RUN_PATTERNS pattern may match, from a
 # necessary condition of each pattern on what follows the run. A pattern added to _RUN_PATTERNS
 # needs its condition there too (tests/data/test_deid_text.py compares with the full scan).
-_native_run_starts = native.function("deid_run_starts")
+_native_run_starts = native.function(
+    "deid_run_starts", "run_starts", _RUN_SCANNER,
+    *(f"{name}={rx.pattern}\0{int(rx.flags)}" for name, rx in _RUN_PATTERNS.items()))
 
 
 def word_matches(text: str) -> dict[str, list[tuple[int, int]]]:
@@ -625,7 +629,8 @@ def _month_starts_python(low: str) -> list[int]:
 
 
 # csrc's deid_month_starts where the extension is built
-_month_starts = native.function("deid_month_starts") or _month_starts_python
+_month_starts = native.function("deid_month_starts", "month_starts", _MONTH_WORD,
+                                _month_starts_python) or _month_starts_python
 
 
 def _not_date_before(before: str) -> bool:
@@ -720,7 +725,8 @@ def _id_values(text: str) -> Iterator[tuple[int, int]]:
 
 
 # csrc/deid_scan.cpp transcribes _id_values for ASCII text (None: extension not built)
-_NATIVE_ID_VALUES = native.id_scanner(_LABEL_ENDS)
+_NATIVE_ID_VALUES = native.id_scanner(_LABEL_ENDS, _ID_CANDIDATE, _ID_AT, _id_values,
+                                      _may_follow_label)
 
 
 def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
@@ -805,7 +811,8 @@ def _place_word_starts(text: str) -> list[int]:
             m.group(0) in _STATE_TRIGGERS]
 
 
-_NATIVE_PLACE_WORDS = native.place_word_scanner(_PLACE_ENDINGS, _STATE_TRIGGERS)
+_NATIVE_PLACE_WORDS = native.place_word_scanner(_PLACE_ENDINGS, _STATE_TRIGGERS, _CAPITALISED,
+                                                 _place_word_starts)
 
 
 def _place_words(text: str):
