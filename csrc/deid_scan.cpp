@@ -12,6 +12,9 @@ namespace {
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 bool is_alnum(char c) { return is_digit(c) || is_alpha(c); }
+bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
+bool is_lower(char c) { return c >= 'a' && c <= 'z'; }
+char lower(char c) { return is_upper(c) ? static_cast<char>(c - 'A' + 'a') : c; }
 // str.isspace() on ASCII: also the separators 0x1c-0x1f
 bool is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f); }
 // [A-Z0-9-] under re.I
@@ -185,6 +188,25 @@ bool age_start(const std::string& t, long p) {
 // age|turned
 bool age_cue(const std::string& t, long p) { return literal_at(t, p, "age") || literal_at(t, p, "turned"); }
 
+// \d(?i:st|nd|rd|th)
+bool ordinal_hint(const std::string& t, long p) {
+  if (!digits_at(t, p, 1) || p + 2 >= static_cast<long>(t.size())) return false;
+  const char a = lower(t[p + 1]), b = lower(t[p + 2]);
+  return (a == 's' && b == 't') || (a == 'n' && b == 'd') || (a == 'r' && b == 'd') ||
+         (a == 't' && b == 'h');
+}
+
+// [A-Z](?<!\w[A-Z])(?=[A-Z0-9]*[\d-]): patterns._WORD_START, where the word scan is tried
+bool word_gate(const std::string& t, long p) {
+  const long n = static_cast<long>(t.size());
+  if (!(t[p] >= 'A' && t[p] <= 'Z') || (p > 0 && (is_alnum(t[p - 1]) || t[p - 1] == '_')))
+    return false;
+  long q = p + 1;
+  for (; q < n && ((t[q] >= 'A' && t[q] <= 'Z') || is_digit(t[q])); ++q)
+    if (is_digit(t[q])) return true;
+  return q < n && t[q] == '-';
+}
+
 }  // namespace
 
 std::vector<std::string> deid_split_tokens(const std::string& t) {
@@ -233,9 +255,6 @@ std::vector<std::pair<long, long>> deid_uncased_regions(const std::string& t) {
 
 namespace {
 
-bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
-bool is_lower(char c) { return c >= 'a' && c <= 'z'; }
-char lower(char c) { return is_upper(c) ? static_cast<char>(c - 'A' + 'a') : c; }
 
 // a month name starts at p (_MONTH: each form starts with its 3-letter abbreviation), any case
 bool month_at(const std::string& t, long p) {
@@ -311,6 +330,8 @@ std::vector<long> deid_anchor_starts(const std::string& kind, const std::string&
   else if (kind == "month_capital") test = month_capital;
   else if (kind == "age_start") test = age_start;
   else if (kind == "age_cue") test = age_cue;
+  else if (kind == "ordinal_hint") test = ordinal_hint;
+  else if (kind == "word_gate") test = word_gate;
   std::vector<long> out;
   for (long p = 0; test != nullptr && p < static_cast<long>(t.size()); ++p)
     if (test(t, p)) out.push_back(p);

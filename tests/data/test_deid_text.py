@@ -372,7 +372,8 @@ def test_native_anchors_are_every_position_of_their_patterns(corpus):
     parts = ["(555)", " 867-5309", "555/123 4567", "555.1234", "5551234", "(55) ", "123-", "\x1c",
              "10.1.2.3", "1.22.333.4", "1.2345.6", "9.", ".", "Jan", "January", "Janx1", "Sept",
              "Dec_", "MAR", "age", "aged 93", "turned", "ninety", "one hundred", "a hundred",
-             "hundred", "99", "101", "120", "9", "1", "0", " ", "\n", "-", "/", "\t", "(", ")", "a"]
+             "hundred", "99", "101", "120", "9", "1", "0", " ", "\n", "-", "/", "\t", "(", ")", "a",
+             "5th", "2ND", "3rD", "1s", "AB12", "MRN-", "X", "Q_", "Zz9", "_A1"]
     texts = [doc["text"] for doc in corpus]
     texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
     for text in (t for t in texts if t.isascii()):

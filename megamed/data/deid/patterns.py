@@ -460,17 +460,24 @@ _ADDRESS_CUE = re.compile("|".join(re.escape(c) for c in _ADDRESS_CUES))
 _native_anchor_starts = getattr(native._dicom, "deid_anchor_starts", None)
 _NATIVE_ANCHORS = {rx: kind for rx, kind in ((_PHONE_CORE, "phone_core"), (_IP_HINT, "ip_hint"),
                                               (_MONTH_CAPITAL, "month_capital"),
-                                              (_AGE_START, "age_start"), (_AGE_CUE, "age_cue"))
+                                              (_AGE_START, "age_start"), (_AGE_CUE, "age_cue"),
+                                              (_ORDINAL_HINT, "ordinal_hint"))
                    if native.function("deid_anchor_starts", "anchor_" + kind, rx)}
+
+
+def _positions(rx: re.Pattern, text: str) -> list[int] | None:
+    """Every position where rx matches, from C++, where rx is a native anchor and text ASCII."""
+    kind = _NATIVE_ANCHORS.get(rx)
+    if kind is None or not text.isascii():
+        return None
+    return _native_anchor_starts(kind, text)
 
 
 def _anchor(rx: re.Pattern, text: str):
     """_regex_anchor(rx, text); for ASCII text and a pattern of _NATIVE_ANCHORS, from the
     list of its positions that C++ finds in one pass (where the extension is built)."""
-    kind = _NATIVE_ANCHORS.get(rx)
-    if kind is None or _native_anchor_starts is None or not text.isascii():
-        return _regex_anchor(rx, text)
-    return _listed_anchor(_native_anchor_starts(kind, text))
+    positions = _positions(rx, text)
+    return _regex_anchor(rx, text) if positions is None else _listed_anchor(positions)
 
 
 def _cued(rx: re.Pattern, text: str, low: str | None, cue: re.Pattern, back: int):
@@ -517,9 +524,12 @@ def _none_matched(patterns: dict) -> str:
 _RUN_SCANNER = re.compile(r"\d(?<!\d\d)(?:(?=\d*[/.-])" + _tried_here(_RUN_A, r"\d") + "|" +
                           _tried_here(_RUN_B, r"\d") + ")" + _tried_here(_RUN_ANY, r"\d") +
                           _none_matched(_RUN_PATTERNS))
-_WORD_SCANNER = re.compile(r"[A-Z](?<!\w[A-Z])" + _WORD_GATE +
+_WORD_START = re.compile(r"[A-Z](?<!\w[A-Z])" + _WORD_GATE)   # where the word scan is tried
+_WORD_SCANNER = re.compile(_WORD_START.pattern +
                            _tried_here(_WORD_PATTERNS, "[A-Z]") +
                            _none_matched(_WORD_PATTERNS))
+if native.function("deid_anchor_starts", "anchor_word_gate", _WORD_START):
+    _NATIVE_ANCHORS[_WORD_START] = "word_gate"
 
 
 def _scan(scanner: re.Pattern, text: str, starts=None) -> dict[str, list[tuple[int, int]]]:
@@ -557,7 +567,7 @@ _native_run_starts = native.function(
 
 def word_matches(text: str) -> dict[str, list[tuple[int, int]]]:
     """The same for _WORD_PATTERNS (the part that starts at capitals)."""
-    return _scan(_WORD_SCANNER, text)
+    return _scan(_WORD_SCANNER, text, _positions(_WORD_START, text))
 
 
 def _lower_ascii(text: str) -> str | None:
@@ -593,7 +603,9 @@ def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
         _listed_anchor([a for a in months if text.startswith(_LOWER_MONTH_NAMES, a)])
     for m in _anchored(_LOWER_MONTH, text, anchor, _MAY_BACK):
         yield m.start(1), m.end(1), "DATE"
-    ordinal = _ORDINAL_HINT.search(text) and (low is None or _ORDINAL_THE.search(low))
+    hints = _positions(_ORDINAL_HINT, text)
+    ordinal = (_ORDINAL_HINT.search(text) if hints is None else hints) and \
+        (low is None or _ORDINAL_THE.search(low))
     for m in _ORDINAL_DAY.finditer(text) if ordinal else ():
         yield m.start(1), m.end(1), "DATE"
     if "may" in text or "May" in text or "MAY" in text:
