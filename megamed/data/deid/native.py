@@ -57,7 +57,10 @@ def fingerprint(*parts) -> str:
 
 
 def _current(piece: str, stands_for: tuple) -> bool:
-    CURRENT[piece] = fingerprint(*stands_for)
+    try:
+        CURRENT[piece] = fingerprint(*stands_for)
+    except (OSError, TypeError):      # no source to read (a frozen build): the Python runs
+        CURRENT[piece] = "unreadable"
     return CURRENT[piece] == TRANSCRIBED.get(piece)
 
 
