@@ -196,6 +196,37 @@ bool ordinal_hint(const std::string& t, long p) {
          (a == 't' && b == 'h');
 }
 
+// \d{3}[-.]\d{4} with a letter in the 5 characters before (patterns._phone7_after_letter)
+bool phone7_letter(const std::string& t, long p) {
+  if (!(digits_at(t, p, 3) && (at(t, p + 3, '-') || at(t, p + 3, '.')) && digits_at(t, p + 4, 4)))
+    return false;
+  for (long k = p > 5 ? p - 5 : 0; k < p; ++k) if (is_alpha(t[k])) return true;
+  return false;
+}
+
+// \s?#?\s?\d from q (an optional character that is there is taken: skipping it leaves it
+// where the next item, or the digit, cannot take it, or the second \s? takes it alike)
+bool extension_tail(const std::string& t, long q) {
+  const long n = static_cast<long>(t.size());
+  if (q < n && is_space(t[q])) ++q;
+  if (q < n && t[q] == '#') ++q;
+  if (q < n && is_space(t[q])) ++q;
+  return digits_at(t, q, 1);
+}
+
+// (?:e(?<!\we)xt(?:ension|\.)?|p(?<!\wp)(?:ager|gr)|b(?<!\wb)eeper|x(?<!\wx))\s?#?\s?\d
+// (patterns._EXTENSION_WORD, on lower-case text)
+bool extension_cue(const std::string& t, long p) {
+  if (p > 0 && (is_alnum(t[p - 1]) || t[p - 1] == '_')) return false;
+  if (literal_at(t, p, "ext"))
+    return (literal_at(t, p + 3, "ension") && extension_tail(t, p + 9)) ||
+           (at(t, p + 3, '.') && extension_tail(t, p + 4)) || extension_tail(t, p + 3);
+  if (literal_at(t, p, "pager")) return extension_tail(t, p + 5);
+  if (literal_at(t, p, "pgr")) return extension_tail(t, p + 3);
+  if (literal_at(t, p, "beeper")) return extension_tail(t, p + 6);
+  return at(t, p, 'x') && extension_tail(t, p + 1);
+}
+
 // [A-Z](?<!\w[A-Z])(?=[A-Z0-9]*[\d-]): patterns._WORD_START, where the word scan is tried
 bool word_gate(const std::string& t, long p) {
   const long n = static_cast<long>(t.size());
@@ -332,6 +363,8 @@ std::vector<long> deid_anchor_starts(const std::string& kind, const std::string&
   else if (kind == "age_cue") test = age_cue;
   else if (kind == "ordinal_hint") test = ordinal_hint;
   else if (kind == "word_gate") test = word_gate;
+  else if (kind == "phone7_letter") test = phone7_letter;
+  else if (kind == "extension_cue") test = extension_cue;
   std::vector<long> out;
   for (long p = 0; test != nullptr && p < static_cast<long>(t.size()); ++p)
     if (test(t, p)) out.push_back(p);

@@ -373,7 +373,8 @@ def test_native_anchors_are_every_position_of_their_patterns(corpus):
              "10.1.2.3", "1.22.333.4", "1.2345.6", "9.", ".", "Jan", "January", "Janx1", "Sept",
              "Dec_", "MAR", "age", "aged 93", "turned", "ninety", "one hundred", "a hundred",
              "hundred", "99", "101", "120", "9", "1", "0", " ", "\n", "-", "/", "\t", "(", ")", "a",
-             "5th", "2ND", "3rD", "1s", "AB12", "MRN-", "X", "Q_", "Zz9", "_A1"]
+             "5th", "2ND", "3rD", "1s", "AB12", "MRN-", "X", "Q_", "Zz9", "_A1", "ext. 12", "x4",
+             "extension #  3", "pgr 1", "pgr1", "ext7", "beeper#2", "pager", "next 5", "_x1", "call ", "ph:"]
     texts = [doc["text"] for doc in corpus]
     texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
     for text in (t for t in texts if t.isascii()):
@@ -381,6 +382,10 @@ def test_native_anchors_are_every_position_of_their_patterns(corpus):
             on = text.lower() if kind.startswith("age") else text
             assert P._native_anchor_starts(kind, on) == \
                 [p for p in range(len(on) + 1) if rx.match(on, p)], (kind, on)
+        find, phone7 = P._phone7_after_letter(text), []           # (not a pattern: a filter)
+        while (a := find(phone7[-1] + 1 if phone7 else 0)) >= 0:
+            phone7.append(a)
+        assert P._native_anchor_starts("phone7_letter", text) == phone7, text
 
 
 def test_native_token_split_and_shouted_lines_equal_the_python_ones(corpus):

@@ -27,9 +27,11 @@ if os.environ.get("MEGAMED_DEID_NATIVE") == "0":
 TRANSCRIBED = {
     "anchor_age_cue": "26b330235d9f03d9",
     "anchor_age_start": "86fd7181059dff28",
+    "anchor_extension_cue": "476357386f93795a",
     "anchor_ip_hint": "ad3d5b27f425ca6e",
     "anchor_month_capital": "ea9d946c35b353b7",
     "anchor_ordinal_hint": "eccac4a391ec4618",
+    "anchor_phone7_letter": "91ee20ba94d5442b",
     "anchor_phone_core": "fc67f93bdc2babca",
     "anchor_word_gate": "3a46d622aa2c33c0",
     "id_values": "1d6c8a19ce520447",

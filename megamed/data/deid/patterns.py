@@ -461,8 +461,14 @@ _native_anchor_starts = getattr(native._dicom, "deid_anchor_starts", None)
 _NATIVE_ANCHORS = {rx: kind for rx, kind in ((_PHONE_CORE, "phone_core"), (_IP_HINT, "ip_hint"),
                                               (_MONTH_CAPITAL, "month_capital"),
                                               (_AGE_START, "age_start"), (_AGE_CUE, "age_cue"),
-                                              (_ORDINAL_HINT, "ordinal_hint"))
+                                              (_ORDINAL_HINT, "ordinal_hint"),
+                                              (_EXTENSION_WORD, "extension_cue"))
                    if native.function("deid_anchor_starts", "anchor_" + kind, rx)}
+
+
+# (phone7_letter: _phone7_after_letter's positions)
+_native_phone7 = native.function("deid_anchor_starts", "anchor_phone7_letter", _PHONE7, _LETTER,
+                                 _phone7_after_letter)
 
 
 def _positions(rx: re.Pattern, text: str) -> list[int] | None:
@@ -481,7 +487,7 @@ def _anchor(rx: re.Pattern, text: str):
 
 
 def _cued(rx: re.Pattern, text: str, low: str | None, cue: re.Pattern, back: int):
-    return rx.finditer(text) if low is None else _anchored(rx, text, _regex_anchor(cue, low), back)
+    return rx.finditer(text) if low is None else _anchored(rx, text, _anchor(cue, low), back)
 
 
 # --- one scan for the patterns that start at a run of digits / at a capitalised word --------
@@ -706,7 +712,9 @@ def contacts(text: str, runs: dict | None = None) -> Iterator[Span]:
         if 8 <= sum(c.isdigit() for c in m.group(0)) <= 15:
             before = text[max(0, m.start() - 14):m.start()]
             yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
-    for m in _anchored(_LOCAL_PHONE, text, _phone7_after_letter(text), _LOCAL_PHONE_BACK):
+    phone7 = _listed_anchor(_native_anchor_starts("phone7_letter", text)) \
+        if _native_phone7 and text.isascii() else _phone7_after_letter(text)
+    for m in _anchored(_LOCAL_PHONE, text, phone7, _LOCAL_PHONE_BACK):
         yield m.start(1), m.end(1), "PHONE"
     for m in _cued(_EXTENSION, text, _lower_ascii(text), _EXTENSION_WORD, 0):
         yield m.start(1), m.end(1), "PHONE"
