@@ -10,7 +10,7 @@ import bisect
 import re
 from typing import Iterator
 
-from megamed.data.deid import lexicon
+from megamed.data.deid import lexicon, more_patterns
 
 Span = tuple[int, int, str]
 
@@ -146,7 +146,7 @@ _ID_LABELS = [
     ("DEVICE", r"serial(?: number| no\.?| #)?|s/n|sn|device(?: id| number| serial)|udi|"
                r"implant(?: id| serial)|model(?:/serial)?(?: number| no\.?| #)|lot(?: number| no\.?| #)?|"
                r"pacemaker serial|imei|mac address"),
-    ("MRN", r"mrn|mr ?#|mr no\.?|mr number|med(?:ical)? rec(?:ord)?(?: number| no\.?| #)?|"
+    ("MRN", r"m ?rn|mr ?#|mr no\.?|mr number|med(?:ical)? rec(?:ord)?(?: number| no\.?| #)?|"
             r"record(?: number| no\.?| #)|chart(?: number| no\.?| #)|hospital(?: number| no\.?| #)|"
             r"unit(?: number| no\.?)|patient(?: id| number| no\.?| #)|pt(?: id| #)|pid|emr(?: id| #)?"),
     ("ACCOUNT", r"account(?: number| no\.?| #)?|acct\.?(?: number| no\.?| #)?|billing(?: number| id| #)?|"
@@ -170,6 +170,11 @@ _ID_LABEL_BEFORE = re.compile(
     r")(?=[\s:#=.]|$)[\s:#=.-]{0,5}(?:is\s+|of\s+)?$", re.I)
 _ID_CATEGORIES = [cat for cat, _ in _ID_LABELS]
 _NUMBER_SIGN_BEFORE = re.compile(r"[A-Za-z][ \t]?#[ \t]?:?[ \t]*$")
+# what these number is a protocol, a code or a place, not a person's record ("IRB #2024-0871")
+_NOT_AN_ID_SIGN = re.compile(r"\b(?i:irb|protocol|nct|version|amendment|cpt|icd|room|bed|page|"
+                             r"step|cycle|dose|lot)[ \t]?#[ \t]?:?[ \t]*$")
+# a payer's or system's code between a label and the number ("member # UHC 9910 4421 07")
+_PAYER_CODE = re.compile(r"\b[A-Z]{2,6}[ -]$")
 
 
 def _top_level(alternation: str) -> list[str]:
@@ -343,7 +348,8 @@ _CITY_CONTEXT = re.compile(
     r"relocated (?:from|to)|born in|grew up in|city:|town:|home in|from the town of|visiting from|"
     r"travel(?:l?ed)? to|trip to|vacation in|works in)\s+((?:[A-Z][a-z'-]+(?:[ \t](?=[A-Z]))?){1,3})")
 # "seen on the 5th": an ordinal day on its own, not "5th rib" / "5th percentile"
-_ORDINAL_DAY = re.compile(r"\b(?:on|since|until|by|before|after)\s+the\s+([12]?\d(?:st|nd|rd|th)|3[01](?:st|th))"
+_ORDINAL_DAY = re.compile(r"\b(?:on|since|until|by|before|after|from|through|thru|till|"
+                          r"(?:mon|tues?|wednes|thurs?|fri|satur|sun)(?:day)?|wed|thu)\s+the\s+([12]?\d(?:st|nd|rd|th)|3[01](?:st|th))"
                           r"\b(?!\s+(?:percentile|rib|ribs|finger|toe|digit|grade|metatarsal|"
                           r"metacarpal|decade|intercostal|ics|cranial|nerve|vertebra|day|week|"
                           r"month|year|time|dose|cycle|of\s+(?:the|a)\b))", re.I)
@@ -550,6 +556,8 @@ def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
         scale = _SCALES.get(day)         # "pain 6/10 ... relief to 2/10", "strength 4/5"
         if scale and month <= day and scale.search(text, max(0, m.start() - 80), m.start()):
             continue
+        if month <= day and more_patterns.after_test_name(text, m.start()):
+            continue                            # "Kapandji 9/10", "GAD-7 5/21": a score
         yield m.start(), m.end(), "DATE"
 
 
@@ -646,10 +654,15 @@ def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
             continue
         label = _ID_LABEL_FAST.search(text, max(0, start - 48), start) \
             if _may_follow_label(text, start) else None
+        if label is None and text[start - 2:start - 1].isupper():   # "member # UHC 9910 4421"
+            code = _PAYER_CODE.search(text, max(0, start - 8), start)
+            if code and _may_follow_label(text, code.start()):
+                label = _ID_LABEL_FAST.search(text, max(0, code.start() - 48), code.start())
         if label is not None:
             cat = label.lastgroup.rsplit("_", 1)[0]
         elif "#" in text[max(0, start - 8):start] and \
-                _NUMBER_SIGN_BEFORE.search(text, max(0, start - 8), start):
+                _NUMBER_SIGN_BEFORE.search(text, max(0, start - 8), start) and \
+                not _NOT_AN_ID_SIGN.search(text, max(0, start - 16), start):
             cat = "OTHER_ID"         # "EEG #: E19-0211": whatever a "#" numbers is an identifier
         else:
             continue
@@ -692,7 +705,8 @@ def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
         if word.endswith(_PLACE_ENDINGS) and len(word) > 5:
             low = word.lower()
             if low not in lexicon.english_words() and low not in lexicon.first_names() and \
-                    low not in lexicon.EPONYMS and not _facility_after(text, m.end()):
+                    low not in lexicon.EPONYMS and not _facility_after(text, m.end()) and \
+                    not more_patterns.names_a_test(text, m.end()):
                 prefix = _PLACE_PREFIX.search(text, max(0, m.start() - 7), m.start())
                 yield (prefix.start() if prefix else m.start()), m.end(), "ADDRESS"
         if word in _STATE_TRIGGERS:
@@ -802,4 +816,5 @@ def find_structured(text: str) -> list[Span]:
     spans.extend(identifiers(text, runs))
     spans.extend(addresses(text, runs))
     spans.extend(hl7_fields(text))
+    spans.extend(more_patterns.find(text, spans))       # other countries' formats, OCR, ...
     return spans

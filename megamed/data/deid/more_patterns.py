@@ -1,0 +1,340 @@
+"""Detectors for PHI formats the core patterns (patterns.py) were not written for: dates, phone
+numbers and postcodes of other countries, OCR'd digits, spelled-out house numbers and ages,
+counties, GS1 device identifiers, identifiers written in spaced groups.
+
+Every detector runs only where it can fire: a pattern starts at a digit (re skips to digits at C
+speed), or runs behind a literal that each of its matches holds (a C-speed `in` / `find`).
+`find(text, spans)` takes the core detectors' spans and returns the spans to add.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from megamed.data.deid import lexicon
+
+Span = tuple[int, int, str]
+
+# --- dates in Spanish, French, German, Italian, Portuguese ----------------------------------
+_FOREIGN_MONTH = (r"(?:enero|febrero|marzo|abril|mayo|junio|julio|agosto|sep?tiembre|octubre|"
+                  r"noviembre|diciembre|janvier|f[ée]vrier|mars|avril|mai|juin|juillet|ao[uû]t|"
+                  r"septembre|octobre|novembre|d[ée]cembre|januar|j[äa]nner|februar|m[äa]rz|"
+                  r"maerz|april|juni|juli|august|september|oktober|dezember|gennaio|febbraio|"
+                  r"aprile|maggio|giugno|luglio|settembre|ottobre|dicembre|janeiro|fevereiro|"
+                  r"mar[çc]o|maio|junho|julho|setembro|outubro|dezembro)")
+_YEAR = r"(?:1[89]\d\d|20\d\d)(?!\d)"
+# "15 de marzo de 2025", "3 mars 2024", "5. Mai 2023", "1er avril", "12 di maggio"
+_DAY_FOREIGN_MONTH = re.compile(
+    rf"\d(?<![\w/.-]\d)\d?(?:er|º|°|\.)?\s?(?:de\s+|di\s+|del\s+)?{_FOREIGN_MONTH}\b"
+    rf"(?:,?\s+(?:de\s+|del\s+)?{_YEAR})?", re.I)
+# a month alone after a preposition: "en enero", "depuis mars", "a finales de mayo", "seit März"
+# (Romance languages write months in lower case; German capitalises them, after its own words)
+_FOREIGN_MONTH_ALONE = re.compile(
+    rf"\b(?:(?:en|desde|hasta|para|de|del|depuis|jusqu'en|début|fin|em|di|da|dal|al|entre)\s+"
+    rf"(?-i:((?=[a-zäéû])(?i:{_FOREIGN_MONTH})))|(?:im|seit|bis|ab|anfang|ende|mitte)\s+"
+    rf"(?-i:((?=[A-ZÄ])(?i:januar|jänner|februar|märz|maerz|april|mai|juni|juli|august|september|"
+    rf"oktober|november|dezember))))\b(?:\s+(?:de\s+)?{_YEAR})?", re.I)
+# words that a note in these languages holds (a C-speed gate: English notes are not scanned)
+_FOREIGN_HINTS = (" de ", " di ", " und ", " der ")
+
+
+def foreign_dates(text: str) -> Iterator[Span]:
+    if text.isascii() and not any(h in text for h in _FOREIGN_HINTS):
+        return                          # (an English note: no scan)
+    for m in _DAY_FOREIGN_MONTH.finditer(text):
+        yield m.start(), m.end(), "DATE"
+    for m in _FOREIGN_MONTH_ALONE.finditer(text):
+        g = 1 if m.group(1) else 2
+        yield m.start(g), m.end(), "DATE"
+
+
+# --- date ranges: "10/1-10/2", "3/4–3/9", "Mar 3-5": the second end of a found date ---------
+_RANGE_TAIL = re.compile(r"[ ]?[-–—][ ]?\d{1,2}(?:/\d{1,2}(?:/(?:\d{4}|\d{2}))?)?(?![\w/%]|[.:]\d)")
+
+
+def date_ranges(text: str, spans: list[Span]) -> Iterator[Span]:
+    for s, e, c in spans:
+        if c == "DATE" and text[e - 1:e].isdigit() and text[e:e + 1] in " -–—":
+            m = _RANGE_TAIL.match(text, e)
+            if m:
+                yield e, m.end(), "DATE"
+
+
+# --- OCR'd digits: "O3/I2/2025", "5O8 555 O199", "88O2I7" -----------------------------------
+# a letter that OCR reads for a digit, inside a run of digits and separators: each OCR'd value
+# below holds one but the rarest ("5O8"), and "SpO2", "O2 sat" do not (a scan from the letters,
+# rarer than digits)
+_OCR_HINT = re.compile(r"[OIl]\d[\d/.-]")
+_OCR_DIGIT = "0-9OIl"
+_OCR_DATE = re.compile(rf"(?<![\w/])[{_OCR_DIGIT}]{{1,2}}([/-])[{_OCR_DIGIT}]{{1,2}}\1"
+                       rf"(?:[{_OCR_DIGIT}]{{4}}|[{_OCR_DIGIT}]{{2}})(?![\w/])")
+_OCR_PHONE = re.compile(rf"(?<![\w])\(?[{_OCR_DIGIT}]{{3}}\)?[-. ]?[{_OCR_DIGIT}]{{3}}[-. ]"
+                        rf"[{_OCR_DIGIT}]{{4}}(?![\w])")
+_OCR_TABLE = str.maketrans("OIl", "011")
+
+
+def ocr_digits(text: str) -> Iterator[Span]:
+    """Dates and phone numbers whose digits OCR partly read as O / I / l: the shape of one, most
+    of its characters digits, and a plausible value once the letters are read back."""
+    if not _OCR_HINT.search(text):
+        return
+    for rx, cat in ((_OCR_DATE, "DATE"), (_OCR_PHONE, "PHONE")):
+        for m in rx.finditer(text):
+            value = m.group(0)
+            digits = sum(c.isdigit() for c in value)
+            letters = sum(c in "OIl" for c in value)
+            if not letters or digits < 2 * letters:
+                continue
+            if cat == "DATE":
+                a, b, _ = (int(x) for x in re.split(r"[/-]", value.translate(_OCR_TABLE)))
+                if not ((1 <= a <= 12 and 1 <= b <= 31) or (1 <= b <= 12 and 1 <= a <= 31)):
+                    continue
+            yield m.start(), m.end(), cat
+
+
+# --- phone numbers outside North America ---------------------------------------------------
+# A national number starts with its trunk 0 ("0161 496 0000", "(07) 3870 5521", "020 7946 0958",
+# "01 23 45 67 89", "0412 345 678"): groups of 2-6 digits, 9 to 11 digits in all.
+_TRUNK_PHONE = re.compile(r"0(?<![\w.,/:+-]0)\d{1,4}\)?(?:[ .-]\d{2,6}){1,4}(?![\w/]|[.,:-]\d)")
+_SEPARATORS = re.compile(r"[ .-]")
+_FAX_BEFORE = re.compile(r"fax\W{0,12}$|\bf\W{1,3}$", re.I)
+
+
+def trunk_phones(text: str) -> Iterator[Span]:
+    for m in _TRUNK_PHONE.finditer(text):
+        value = m.group(0)
+        if ")" in value and text[m.start() - 1:m.start()] != "(":
+            continue                                # "07) ...": only after its "("
+        digits = sum(c.isdigit() for c in value)
+        if not 9 <= digits <= 11:
+            continue
+        if len(set(_SEPARATORS.findall(value.replace(") ", ")")))) > 1:
+            continue            # "04.03.2019 02:14": a date and a time, not one number
+        before = text[max(0, m.start() - 14):m.start()]
+        yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
+
+
+# --- postcodes: UK "SW1A 2AA", "LS6 2QT", Canada "K1A 0B1" -----------------------------------
+_POSTCODE = re.compile(r"[A-Z](?<![\w-][A-Z])(?:[A-Z]?\d[A-Z\d]?[ ]?\d[ABD-HJLNP-UW-Z]{2}|"
+                       r"\d[A-Z][ ]?\d[A-Z]\d)(?![\w-])")
+
+
+def postcodes(text: str) -> Iterator[Span]:
+    for m in _POSTCODE.finditer(text):
+        value = m.group(0)
+        if " " not in value and not value[-3:-2].isdigit():
+            continue
+        if " " not in value and len(value) < 6:
+            continue                        # "T2N0" / "C5": staging, levels, not a postcode
+        yield m.start(), m.end(), "ZIP"
+
+
+# --- places ---------------------------------------------------------------------------------
+# "Maricopa County", "St. Tammany Parish", "Fairfax County": a county is smaller than a state
+_COUNTY = re.compile(r"(?:(?:St\.?|Saint|San|Santa|Los|Las|El|La|De|Le|New|East|West|North|"
+                     r"South|Prince|King|Queen)[ ])?[A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+)?[ ]$")
+_COUNTY_WORD = re.compile(r"\b(?:County|Parish|Borough)\b")
+_FACILITY_AFTER = re.compile(r"[ ]+(?:[A-Z][A-Za-z]+[ ]+){0,2}([A-Z][A-Za-z]+)")
+_NOT_COUNTY_WORDS = frozenset("the a an our this that same his her their".split())
+
+
+def counties(text: str) -> Iterator[Span]:
+    if "County" not in text and "Parish" not in text and "Borough" not in text:
+        return
+    for word in _COUNTY_WORD.finditer(text):
+        m = _COUNTY.search(text, max(0, word.start() - 40), word.start())
+        if m is None:
+            continue
+        words = m.group(0).split()
+        while len(words) > 1 and (words[0].lower() in _NOT_COUNTY_WORDS or
+                                  words[0].lower() in lexicon.english_words()):
+            words = words[1:]                 # "Court Maricopa County": keep the county
+        after = _FACILITY_AFTER.match(text, word.end())
+        if after and after.group(1).lower() in lexicon.FACILITY_HEADS:
+            continue                          # "Cook County Hospital": a facility's name
+        yield word.start() - 1 - len(" ".join(words)), word.end(), "ADDRESS"
+
+
+# "Duluth, MN" anywhere: a capitalised word that is no English word, a comma, a state code that
+# is not also a credential, a unit or an abbreviation in notes (MD, PA, OR, CT, IN, ...).
+_PLAIN_STATES = frozenset("AK AZ AR CA FL IL IA KS KY MI MN MT NV NH NJ NM NY NC ND OH RI SD TN "
+                          "TX UT VT WA WV WI WY".split())
+_COMMA_STATE = re.compile(r",[ ]([A-Z]{2})(?![\w-]|\.\w)")
+_CITY_BEFORE = re.compile(r"[A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+){0,2}$")
+
+
+def city_comma_state(text: str) -> Iterator[Span]:
+    for state in _COMMA_STATE.finditer(text):
+        if state.group(1) not in _PLAIN_STATES:
+            continue
+        m = _CITY_BEFORE.search(text, max(0, state.start() - 40), state.start())
+        if m is None:
+            continue
+        words = m.group(0).split()
+        while words and words[0].lower() in lexicon.english_words():
+            words = words[1:]
+        if not words or words[-1].lower() in lexicon.english_words():
+            continue
+        yield state.start() - len(" ".join(words)), state.end(), "ADDRESS"
+
+
+# "eighteen elm street": a house number in words (dictation)
+_NUMBER_WORDS = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
+                 r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|"
+                 r"fifty|sixty|seventy|eighty|ninety|hundred|thousand)")
+_STREET_WORDS = ("street", "avenue", "road", "drive", "lane", "boulevard", "court", "place",
+                 "terrace", "circle", "parkway", "way")
+_WORD_STREET_TYPE = re.compile(rf"\b(?:{'|'.join(_STREET_WORDS)})\b", re.I)
+_WORD_HOUSE_NUMBER = re.compile(rf"\b{_NUMBER_WORDS}(?:[ -](?:and[ ])?{_NUMBER_WORDS})*[ ]"
+                                rf"(?:[A-Za-z][a-z'-]+[ ]){{1,2}}$", re.I)
+_NOT_STREET_NAME = frozenset("lane way block blocks story stories floor bedroom car cars time "
+                             "times mile miles minutes blocks of the a".split())
+
+
+def word_house_numbers(text: str, low: str) -> Iterator[Span]:
+    if len(low) != len(text):
+        found = [m.span() for m in _WORD_STREET_TYPE.finditer(text)]
+    else:                               # the street words' places, by C-speed finds
+        found = []
+        for word in _STREET_WORDS:
+            i = low.find(word)
+            while i >= 0:
+                e = i + len(word)
+                if (not i or not low[i - 1].isalnum()) and not low[e:e + 1].isalnum():
+                    found.append((i, e))
+                i = low.find(word, e)
+    for start, end in found:
+        head = _WORD_HOUSE_NUMBER.search(text, max(0, start - 60), start)
+        if head is None:
+            continue
+        names = head.group(0).split()[-2:]
+        if any(n.lower() in _NOT_STREET_NAME for n in names):
+            continue
+        yield head.start(), end, "ADDRESS"
+
+
+# --- ages over 89 with weaker cues -----------------------------------------------------------
+# "he is ninety four", "died at 102", "lived to 97", "turns 90 next week", "now 93": the cue
+# before the age (the number is the anchor: a fast scan for 9x / 1xx and the two words)
+_AGE_CUES = tuple(f"{who}{verb}" for who in ("he", "she", "who", "patient", "pt")
+                  for verb in ("'s", " is", " was")) + (
+    "died at", "passed at", "passed away at", "death at", "lived to", "living to", "turns",
+    "turning", "is now", "was now", "at the age of", "at age")
+# (its first character before the look-behind: re then jumps to the 1s and 9s at C speed)
+_AGE_NUMBER = re.compile(r"[19](?<![\w.][19])(?:(?<=9)\d|(?<=1)[01]\d)(?![\w%/-]|[.,:]\d)")
+_AGE_WORDS = re.compile(r"\b(?:ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|"
+                        r"(?:one |a )?hundred(?:(?: and)?[- ](?:one|two|three|four|five|six|"
+                        r"seven|eight|nine|ten|eleven|twelve))?)\b", re.I)
+_NOT_AN_AGE_AFTER = re.compile(r"[ ]*(?:%|percent|bpm|beats|mm|kg|lbs?|pounds|mg|over|/)", re.I)
+# "Dorothy (94)", "his mother, 96, lives": a person's word, then the age alone in brackets/commas
+_AGE_BRACKET = re.compile(r"(?:\(|,[ ])(9\d|1[01]\d)(?:\)|,)")
+_WORD_BEFORE = re.compile(r"([A-Za-z][a-z'-]+)[ ]?$")
+_RELATIVES = frozenset("""mother father wife husband sister brother aunt uncle grandmother
+grandfather grandma grandpa mom dad son daughter spouse partner widow widower neighbor neighbour
+friend cousin niece nephew""".split())
+
+
+def weak_cue_ages(text: str, low: str) -> Iterator[Span]:
+    found = list(_AGE_NUMBER.finditer(text))
+    if "ninety" in low or "hundred" in low:
+        found += _AGE_WORDS.finditer(text)
+    for m in found:
+        before = text[max(0, m.start() - 24):m.start()].rstrip(" ").lower()
+        if before.endswith(_AGE_CUES) and not _NOT_AN_AGE_AFTER.match(text, m.end()) and \
+                any(before.endswith(c) and not before[-len(c) - 1:-len(c)].isalpha()
+                    for c in _AGE_CUES):                # ("the is" is no "he is")
+            yield m.start(), m.end(), "AGE"
+    if "(9" in text or "(1" in text or ", 9" in text or ", 1" in text:
+        for m in _AGE_BRACKET.finditer(text):
+            before = _WORD_BEFORE.search(text, max(0, m.start() - 30), m.start())
+            if before is None:
+                continue
+            word = before.group(1)
+            low_word = word.lower()
+            if low_word in _RELATIVES or (word[0].isupper() and (
+                    low_word in lexicon.first_names() or low_word in lexicon.surname_rank())
+                    and low_word not in lexicon.english_words()):
+                yield m.start(1), m.end(1), "AGE"
+
+
+# --- GS1 UDIs: "(01)00884521123456(17)250101(10)A12B" -----------------------------------------
+_GS1_UDI = re.compile(r"\(01\)\d{14}(?:\(\d{2,4}\)[A-Za-z0-9./-]{1,20})*")
+
+
+def gs1_udis(text: str) -> Iterator[Span]:
+    if "(01)" in text:
+        for m in _GS1_UDI.finditer(text):
+            yield m.start(), m.end(), "DEVICE"
+
+
+# --- identifiers in spaced groups: "Medicare: 2953 51730 1", "member # 9910 4421 07" ----------
+_ID_CATEGORIES = ("MRN", "ACCOUNT", "HEALTH_PLAN", "LICENSE", "DEVICE", "OTHER_ID", "SSN")
+_GROUPS_AFTER = re.compile(r"(?:[ ]\d{1,6}){1,4}(?=[ ]*(?:$|[\n,;)]|\.(?!\d)|[ ]{2}|[ ]+[a-z]))",
+                           re.M)
+_NOT_AN_ID_AFTER = re.compile(r"[ ]*(?:y|yo|y/o|yr|yrs|years?|mg|mcg|ml|units?|kg|lbs?|cm|mm|%)\b",
+                              re.I)
+
+
+def id_groups(text: str, spans: list[Span]) -> Iterator[Span]:
+    for s, e, c in spans:
+        if c in _ID_CATEGORIES and text[s:e].isdigit() and text[e:e + 1] == " " and \
+                text[e + 1:e + 2].isdigit():
+            m = _GROUPS_AFTER.match(text, e)
+            if m and not _NOT_AN_ID_AFTER.match(text, m.end()) and \
+                    sum(ch.isdigit() for ch in text[s:m.end()]) <= 20:
+                yield e, m.end(), c
+
+
+def find(text: str, spans: list[Span]) -> list[Span]:
+    """Spans to add to the core detectors' `spans`."""
+    out: list[Span] = []
+    for detector in (foreign_dates, ocr_digits, trunk_phones, postcodes, counties,
+                     city_comma_state, one_word_streets, gs1_udis):
+        out.extend(detector(text))
+    low = text.lower()
+    out.extend(word_house_numbers(text, low))
+    out.extend(weak_cue_ages(text, low))
+    out.extend(date_ranges(text, spans + out))
+    out.extend(id_groups(text, spans))
+    return out
+
+
+# --- scores, not dates or places -------------------------------------------------------------
+# "Kapandji 9/10", "REALM-SF 7/7", "PHQ-9 4/27", "MoCA 26/30": a fraction right after a test's
+# name is its score. A test's name here: a capitalised word that is no English word (an eponym),
+# a mixed-case acronym, or an acronym with a hyphenated suffix. Plain acronyms ("CT 3/4",
+# "EGD 5/3") and English words ("Seen 3/4", "Echo 6/12") still date what follows.
+_TEST_NAME_BEFORE = re.compile(r"(?<![\w-])([A-Z][a-z]+[A-Z][A-Za-z]*|[A-Z]{2,}-[A-Z0-9]{1,4}|"
+                               r"[A-Z][a-z]{3,})[ ]$")
+_DATED_THINGS = frozenset("holter doppler echo labs seen admitted discharged dated visit".split())
+
+
+def after_test_name(text: str, start: int) -> bool:
+    m = _TEST_NAME_BEFORE.search(text, max(0, start - 24), start)
+    if m is None:
+        return False
+    word = m.group(1)
+    if word[1:].islower():          # a capitalised word: an eponym, not an English word
+        low = word.lower()
+        return low not in lexicon.english_words() and low not in _DATED_THINGS and \
+            low not in lexicon.MONTHS and low not in lexicon.WEEKDAYS
+    return True
+
+
+# "Manchester score", "Geneva criteria": a town's name that names a test
+_TEST_WORD_AFTER = re.compile(r"[ ]+(?:score|scale|criteria|classification|grade|grading|triage|"
+                              r"staging|index|questionnaire|rule|model|protocol|tool)\b", re.I)
+
+
+def names_a_test(text: str, end: int) -> bool:
+    return _TEST_WORD_AFTER.match(text, end) is not None
+
+
+# "12 Kingsway", "4 Broadway", "7 Northgate": a street whose type is inside its one word
+_NUMBERED_WAY = re.compile(r"\d(?<![\w/.,-]\d)\d{0,4}[ ][A-Z][a-z]+(?:way|gate)\b(?![ ]+[A-Z])")
+
+
+def one_word_streets(text: str) -> Iterator[Span]:
+    if "way" in text or "gate" in text:
+        for m in _NUMBERED_WAY.finditer(text):
+            yield m.start(), m.end(), "ADDRESS"

@@ -1,0 +1,77 @@
+"""The detector on formats of other countries and other writers (megamed/data/deid/more_patterns.py
+and the rules it feeds in patterns.py): each case is a sentence with the PHI strings that must be
+found (every token of each overlapped by a span) and the strings that must stay untouched."""
+import re
+
+import pytest
+
+from megamed.data.deid import find_phi
+
+# (text, PHI that must be found, text that must not be flagged)
+CASES = [
+    # dates in other languages, day first
+    ("Consulta del 7 de octubre de 2023 con la doctora.", ["7 de octubre de 2023"], ["doctora"]),
+    ("Control previsto para el 22 de junio.", ["22 de junio"], []),
+    ("Hospitalisé le 14 juillet 2022 pour une pneumopathie.", ["14 juillet 2022"], []),
+    ("Aufnahme am 19. Oktober 2021 wegen Dyspnoe und Fieber.", ["19. Oktober 2021"], ["Dyspnoe"]),
+    ("Sua madre è morta in 3 maggio di quest'anno.", ["3 maggio"], []),
+    ("La paciente empeoró desde noviembre de 2022.", ["noviembre de 2022"], []),
+    ("Schmerzen seit Februar, und keine Besserung.", ["Februar"], []),
+    # weekday or preposition then an ordinal day
+    ("Family will visit Saturday the 23rd to discuss hospice.", ["23rd"], ["Saturday"]),
+    ("Sutures stay in from the 2nd until the 9th.", ["2nd", "9th"], []),
+    # ranges of month/day
+    ("Telemetry 11/28-11/30: no events.", ["11/28-11/30"], []),
+    ("Inpatient 6/2 – 6/5, then rehab.", ["6/2 – 6/5"], []),
+    # OCR'd digits in dates and phones
+    ("Rcvd O9/l4/2024 from outside lab; callback 6I7 555 O142.", ["O9/l4/2024", "6I7 555 O142"],
+     []),
+    # phone numbers outside North America
+    ("Surgery line 0117 496 0723, mobile 07700 900461.", ["0117 496 0723", "07700 900461"], []),
+    ("Contact GP on (02) 9876 5432 after hours.", ["(02) 9876 5432"], []),
+    ("Cabinet: 04 72 11 69 30.", ["04 72 11 69 30"], []),
+    ("Seen 04.03.2019 02:14 in resus.", ["04.03.2019"], ["02:14"]),
+    # postcodes
+    ("Flat 2, 17 Rowan Close, Bristol BS8 4QT", ["BS8 4QT"], []),
+    ("Moved to Halifax NS B3H 2Y9 last spring.", ["B3H 2Y9"], []),
+    ("Staging T3 N1 M0, grade 2.", [], ["T3 N1 M0"]),
+    # counties, parishes, a city and a state code anywhere
+    ("Transferred from Jefferson Parish jail infirmary.", ["Jefferson Parish"], []),
+    ("Referred by the Sheriff of Bexar County office.", ["Bexar County"], []),
+    ("Outside films from Kings County Hospital Center.", [], ["Kings County"]),
+    ("Records faxed from Ridgeway Clinic, Bozeman, MT on request.", ["Bozeman, MT"], []),
+    ("Discussed with cardiology, MD aware; BP soft, OK to walk.", [], ["cardiology, MD", "soft, OK"]),
+    # house numbers in words, one-word streets
+    ("she lives at forty two birch lane with her son", ["forty two birch lane"], []),
+    ("Home: 31 Eastgate, Norwich", ["31 Eastgate"], []),
+    # ages over 89 with weak cues
+    ("Her aunt Henrietta (97) still drives.", ["97"], []),
+    ("his grandfather died at 101 in his sleep", ["101"], []),
+    ("turns ninety six next month per daughter", ["ninety six"], []),
+    ("she is ninety one and fiercely independent", ["ninety one"], []),
+    ("Sat 94% on RA, HR 96, she is 94 % saturating", [], ["94%", "96"]),
+    # identifiers in spaced groups and behind a payer's code
+    ("Subscriber no. BCBS 4471 2290 83 on file.", ["4471 2290 83"], []),
+    ("Medicaid: 5520 84119 6\nAllergies: none", ["5520 84119 6"], ["Allergies"]),
+    ("Chart M RN: 55O2I8", ["55O2I8"], []),
+    # GS1 device identifiers
+    ("Stent UDI (01)05415067012345(17)261130(10)LT7731 implanted.",
+     ["(01)05415067012345(17)261130(10)LT7731"], []),
+    # scores, protocol numbers and tests that are not PHI
+    ("Beighton 6/9, Tinel 2/4 at the wrist.", [], ["6/9", "2/4"]),
+    ("Health literacy (BRIEF-SF 4/4), GAD-7 5/21.", [], ["4/4", "5/21"]),
+    ("Consent under IRB #2023-1142 per protocol.", [], ["2023-1142"]),
+    ("Revised Geneva score 4; Whitfield criteria not met.", [], ["Geneva", "Whitfield"]),
+]
+
+
+@pytest.mark.parametrize("text,phi,clean", CASES, ids=[c[0][:40] for c in CASES])
+def test_found_and_left_alone(text, phi, clean):
+    """Scored as the issue scores: a token is found when a span overlaps it."""
+    spans = find_phi(text)
+    for value, wanted in [(v, True) for v in phi] + [(v, False) for v in clean]:
+        start = text.index(value)
+        for tok in re.finditer(r"\w+", value):
+            s, e = start + tok.start(), start + tok.end()
+            hit = any(a < e and s < b for a, b, _ in spans)
+            assert hit == wanted, (value, tok.group(0), [(text[a:b], c) for a, b, c in spans])
