@@ -54,11 +54,18 @@ CASES = [
     ("Subscriber no. BCBS 4471 2290 83 on file.", ["4471 2290 83"], []),
     ("Medicaid: 5520 84119 6\nAllergies: none", ["5520 84119 6"], ["Allergies"]),
     ("Chart M RN: 55O2I8", ["55O2I8"], []),
+    ("Policy no.: AETNA 310 552 908", ["AETNA 310 552 908"], []),
+    ("Case ref: CPS-11-204-7781 opened.", ["CPS-11-204-7781"], []),
+    # extensions, floors, the town after a street
+    ("Page the charge nurse, ext 3-4410, after rounds.", ["3-4410"], []),
+    ("Lives at 61 Orchard Rd, 3rd floor, with her cat.", ["61 Orchard Rd, 3rd floor"], []),
+    ("Her flat is on Mercer Lane, Cedar Falls.", ["Mercer Lane, Cedar Falls"], []),
     # GS1 device identifiers
     ("Stent UDI (01)05415067012345(17)261130(10)LT7731 implanted.",
      ["(01)05415067012345(17)261130(10)LT7731"], []),
     # scores, protocol numbers and tests that are not PHI
     ("Beighton 6/9, Tinel 2/4 at the wrist.", [], ["6/9", "2/4"]),
+    ("Worst itch NRS 8/10 at night, nausea 3/10.", [], ["8/10", "3/10"]),
     ("Health literacy (BRIEF-SF 4/4), GAD-7 5/21.", [], ["4/4", "5/21"]),
     ("Consent under IRB #2023-1142 per protocol.", [], ["2023-1142"]),
     ("Revised Geneva score 4; Whitfield criteria not met.", [], ["Geneva", "Whitfield"]),

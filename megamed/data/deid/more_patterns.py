@@ -269,6 +269,7 @@ def gs1_udis(text: str) -> Iterator[Span]:
 
 # --- identifiers in spaced groups: "Medicare: 2953 51730 1", "member # 9910 4421 07" ----------
 _ID_CATEGORIES = ("MRN", "ACCOUNT", "HEALTH_PLAN", "LICENSE", "DEVICE", "OTHER_ID", "SSN")
+_CODE_AND_NUMBER = re.compile(r"(?:[A-Z]{2,6}[ -])?\d+")
 _GROUPS_AFTER = re.compile(r"(?:[ ]\d{1,6}){1,4}(?=[ ]*(?:$|[\n,;)]|\.(?!\d)|[ ]{2}|[ ]+[a-z]))",
                            re.M)
 _NOT_AN_ID_AFTER = re.compile(r"[ ]*(?:y|yo|y/o|yr|yrs|years?|mg|mcg|ml|units?|kg|lbs?|cm|mm|%)\b",
@@ -277,11 +278,51 @@ _NOT_AN_ID_AFTER = re.compile(r"[ ]*(?:y|yo|y/o|yr|yrs|years?|mg|mcg|ml|units?|k
 
 def id_groups(text: str, spans: list[Span]) -> Iterator[Span]:
     for s, e, c in spans:
-        if c in _ID_CATEGORIES and text[s:e].isdigit() and text[e:e + 1] == " " and \
-                text[e + 1:e + 2].isdigit():
+        if c in _ID_CATEGORIES and text[e:e + 1] == " " and text[e + 1:e + 2].isdigit() and \
+                _CODE_AND_NUMBER.fullmatch(text, s, e):
             m = _GROUPS_AFTER.match(text, e)
             if m and not _NOT_AN_ID_AFTER.match(text, m.end()) and \
                     sum(ch.isdigit() for ch in text[s:m.end()]) <= 20:
+                yield e, m.end(), c
+
+
+# "ext 4-7781": an extension with its exchange digit
+_HYPHEN_EXTENSION = re.compile(r"\b(?:ext|extension|x)\.?[ ]?#?[ ]?(\d{1,2}-\d{3,5})(?![\w-])",
+                               re.I)
+
+
+def hyphen_extensions(text: str) -> Iterator[Span]:
+    if "-" in text:
+        for m in _HYPHEN_EXTENSION.finditer(text):
+            yield m.start(1), m.end(1), "PHONE"
+
+
+# What goes on after a found address or identifier:
+# "88 Prospect Hill Rd, 2nd floor", "Greenway Terrace, Shaker Heights." (the town, the sentence
+# ending after it), "EPS-03-118-9932" (more hyphenated groups).
+_FLOOR_AFTER = re.compile(r",?[ ](?:\d{1,2}(?:st|nd|rd|th)|ground|first|second|third|top|upper|"
+                          r"lower|basement)[ ](?:floor|fl\b\.?)", re.I)
+_TOWN_AFTER = re.compile(r",[ ]((?:[A-Z][a-z'-]+[ ]?){1,3})(?=[.;]\s|[.;]?$|\n)", re.M)
+_STREET_END = re.compile(rf"(?i:{'|'.join(_STREET_WORDS)}|st|ave|rd|dr|ln|blvd|ct|pl|ter|"
+                         r"terr|cir|pkwy|hwy|way|floor|fl)\.?$")
+_ID_TAIL = re.compile(r"(?:-[A-Za-z0-9]+)+(?![\w/])")
+
+
+def tails(text: str, spans: list[Span]) -> Iterator[Span]:
+    for s, e, c in spans:
+        nxt = text[e:e + 1]
+        if c == "ADDRESS" and nxt in ", ":
+            m = _FLOOR_AFTER.match(text, e)
+            if m:
+                yield e, m.end(), c
+                e = m.end()
+            if _STREET_END.search(text, max(s, e - 9), e):
+                m = _TOWN_AFTER.match(text, e)
+                if m and m.group(1).split()[0].lower() not in lexicon.FACILITY_HEADS:
+                    yield e, m.end(1), c
+        elif c in _ID_CATEGORIES and nxt == "-" and text[e - 1:e].isalnum():
+            m = _ID_TAIL.match(text, e)
+            if m:
                 yield e, m.end(), c
 
 
@@ -289,13 +330,14 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     """Spans to add to the core detectors' `spans`."""
     out: list[Span] = []
     for detector in (foreign_dates, ocr_digits, trunk_phones, postcodes, counties,
-                     city_comma_state, one_word_streets, gs1_udis):
+                     city_comma_state, one_word_streets, gs1_udis, hyphen_extensions):
         out.extend(detector(text))
     low = text.lower()
     out.extend(word_house_numbers(text, low))
     out.extend(weak_cue_ages(text, low))
     out.extend(date_ranges(text, spans + out))
     out.extend(id_groups(text, spans))
+    out.extend(tails(text, spans + out))
     return out
 
 

@@ -89,7 +89,8 @@ _NOT_DATE_AFTER = re.compile(r"^\s*(?:mm|cm|m|mmhg|mg|ml|kg|g|units?|tabs?|table
 # a weekday written with a capital ("sat 92%" is a saturation)
 _WEEKDAY_BEFORE = re.compile(r"\b(?:Mon|Tues?|Wed|Thu|Thurs?|Fri|Sat|Sun|MON|TUES?|WED|THU|"
                              r"THURS?|FRI|SAT|SUN)(?:[a-z]*day|[A-Z]*DAY)?\.?,?\s{1,2}$")
-_SCALES = {10: re.compile(r"pain|scale|score|rated|/10", re.I),
+_SCALES = {10: re.compile(r"pain|scale|score|rated|/10|nrs|vas|itch|prurit|nausea|dyspn|"
+                          r"anxiety|fatigue|severity|intensity", re.I),
            5: re.compile(r"strength|motor|power|/5", re.I),
            6: re.compile(r"murmur|/6", re.I), 4: re.compile(r"pulses?|reflex|/4", re.I)}
 _AGE_WORDS = ("ninety", "one hundred", "a hundred", "hundred")
@@ -654,10 +655,12 @@ def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
             continue
         label = _ID_LABEL_FAST.search(text, max(0, start - 48), start) \
             if _may_follow_label(text, start) else None
+        first = start
         if label is None and text[start - 2:start - 1].isupper():   # "member # UHC 9910 4421"
             code = _PAYER_CODE.search(text, max(0, start - 8), start)
             if code and _may_follow_label(text, code.start()):
                 label = _ID_LABEL_FAST.search(text, max(0, code.start() - 48), code.start())
+                first = code.start()        # (the code is part of the identifier)
         if label is not None:
             cat = label.lastgroup.rsplit("_", 1)[0]
         elif "#" in text[max(0, start - 8):start] and \
@@ -671,7 +674,7 @@ def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
             continue
         if _YEAR.fullmatch(value):
             continue                 # "Vehicle: 2014 Subaru": a year alone is no identifier
-        yield start, start + len(value), cat
+        yield first, start + len(value), cat
     runs, words = runs or run_matches(text), word_matches(text)
     for s, e in words["accession"]:
         yield s, e, "OTHER_ID"
