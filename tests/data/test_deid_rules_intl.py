@@ -58,8 +58,8 @@ CASES = [
     ("Case ref: CPS-11-204-7781 opened.", ["CPS-11-204-7781"], []),
     # extensions, floors, the town after a street
     ("Page the charge nurse, ext 3-4410, after rounds.", ["3-4410"], []),
-    ("Lives at 61 Orchard Rd, 3rd floor, with her cat.", ["61 Orchard Rd, 3rd floor"], []),
-    ("Her flat is on Mercer Lane, Cedar Falls.", ["Mercer Lane, Cedar Falls"], []),
+    ("Home visit done at 61 Orchard Rd, 3rd floor, with her cat.", ["61 Orchard Rd, 3rd floor"], []),
+    ("Her flat is on Mercer Lane, Maple Heights.", ["Mercer Lane, Maple Heights"], []),
     # GS1 device identifiers
     ("Stent UDI (01)05415067012345(17)261130(10)LT7731 implanted.",
      ["(01)05415067012345(17)261130(10)LT7731"], []),

@@ -300,8 +300,8 @@ def hyphen_extensions(text: str) -> Iterator[Span]:
 # What goes on after a found address or identifier:
 # "88 Prospect Hill Rd, 2nd floor", "Greenway Terrace, Shaker Heights." (the town, the sentence
 # ending after it), "EPS-03-118-9932" (more hyphenated groups).
-_FLOOR_AFTER = re.compile(r",?[ ](?:\d{1,2}(?:st|nd|rd|th)|ground|first|second|third|top|upper|"
-                          r"lower|basement)[ ](?:floor|fl\b\.?)", re.I)
+_FLOOR_AFTER = re.compile(r",?[ ]((?:\d{1,2}(?:st|nd|rd|th)|ground|first|second|third|top|upper|"
+                          r"lower|basement)[ ](?:floor|fl\b\.?))", re.I)
 _TOWN_AFTER = re.compile(r",[ ]((?:[A-Z][a-z'-]+[ ]?){1,3})(?=[.;]\s|[.;]?$|\n)", re.M)
 _STREET_END = re.compile(rf"(?i:{'|'.join(_STREET_WORDS)}|st|ave|rd|dr|ln|blvd|ct|pl|ter|"
                          r"terr|cir|pkwy|hwy|way|floor|fl)\.?$")
@@ -314,12 +314,12 @@ def tails(text: str, spans: list[Span]) -> Iterator[Span]:
         if c == "ADDRESS" and nxt in ", ":
             m = _FLOOR_AFTER.match(text, e)
             if m:
-                yield e, m.end(), c
+                yield m.start(1), m.end(), c       # (the comma between stays as it is)
                 e = m.end()
             if _STREET_END.search(text, max(s, e - 9), e):
                 m = _TOWN_AFTER.match(text, e)
                 if m and m.group(1).split()[0].lower() not in lexicon.FACILITY_HEADS:
-                    yield e, m.end(1), c
+                    yield m.start(1), m.end(1), c
         elif c in _ID_CATEGORIES and nxt == "-" and text[e - 1:e].isalnum():
             m = _ID_TAIL.match(text, e)
             if m:
