@@ -31,10 +31,21 @@ CASES = [
     ("Contact GP on (02) 9876 5432 after hours.", ["(02) 9876 5432"], []),
     ("Cabinet: 04 72 11 69 30.", ["04 72 11 69 30"], []),
     ("Seen 04.03.2019 02:14 in resus.", ["04.03.2019"], ["02:14"]),
+    ("Daughter abroad: 0033 1 42 68 53 00, or call 555 0193 here.",
+     ["0033 1 42 68 53 00", "555 0193"], []),
     # postcodes
     ("Flat 2, 17 Rowan Close, Bristol BS8 4QT", ["BS8 4QT"], []),
     ("Moved to Halifax NS B3H 2Y9 last spring.", ["B3H 2Y9"], []),
     ("Staging T3 N1 M0, grade 2.", [], ["T3 N1 M0"]),
+    ("Postal: 8 Kent Street, Bundaberg QLD 4670", ["Bundaberg", "4670"], []),
+    ("Moved to Kelowna BC V1Y 6H2 in 2019.", ["Kelowna", "V1Y 6H2"], []),
+    # addresses written street first, or number then a lower-case street type (Europe)
+    ("Wohnhaft Lindenweg 7, 80331 München.", ["Lindenweg 7", "80331", "München"], []),
+    ("Domicilio: Avenida de la Constitución 48, 41001 Sevilla", ["Avenida de la Constitución 48",
+                                                              "41001", "Sevilla"], []),
+    ("Adresse: 9 boulevard Haussmann, 75009 Paris", ["9 boulevard Haussmann", "75009", "Paris"],
+     []),
+    ("Unit 12, 40 Harbour Road, then the ferry.", ["Unit 12", "40 Harbour Road"], []),
     # counties, parishes, a city and a state code anywhere
     ("Transferred from Jefferson Parish jail infirmary.", ["Jefferson Parish"], []),
     ("Referred by the Sheriff of Bexar County office.", ["Bexar County"], []),
@@ -49,11 +60,16 @@ CASES = [
     ("his grandfather died at 101 in his sleep", ["101"], []),
     ("turns ninety six next month per daughter", ["ninety six"], []),
     ("she is ninety one and fiercely independent", ["ninety one"], []),
+    ("Her mother lived to be 104; his father is 95 and well.", ["104", "95"], []),
     ("Sat 94% on RA, HR 96, she is 94 % saturating", [], ["94%", "96"]),
     # identifiers in spaced groups and behind a payer's code
     ("Subscriber no. BCBS 4471 2290 83 on file.", ["4471 2290 83"], []),
     ("Medicaid: 5520 84119 6\nAllergies: none", ["5520 84119 6"], ["Allergies"]),
     ("Chart M RN: 55O2I8", ["55O2I8"], []),
+    ("Medicaid no. 7720 11094 3; NHS number 401 023 2137", ["7720 11094 3", "401 023 2137"], []),
+    ("IHI 8003 6081 2345 6671 and OHIP 2231-774-119-KT", ["8003 6081 2345 6671", "2231-774-119-KT"],
+     []),
+    ("Generator model ADDR01 replaced.", [], ["ADDR01 replaced"]),
     ("Policy no.: AETNA 310 552 908", ["AETNA 310 552 908"], []),
     ("Case ref: CPS-11-204-7781 opened.", ["CPS-11-204-7781"], []),
     # extensions, floors, the town after a street

@@ -52,12 +52,11 @@ def foreign_dates(text: str) -> Iterator[Span]:
 _RANGE_TAIL = re.compile(r"[ ]?[-–—][ ]?\d{1,2}(?:/\d{1,2}(?:/(?:\d{4}|\d{2}))?)?(?![\w/%]|[.:]\d)")
 
 
-def date_ranges(text: str, spans: list[Span]) -> Iterator[Span]:
-    for s, e, c in spans:
-        if c == "DATE" and text[e - 1:e].isdigit() and text[e:e + 1] in " -–—":
-            m = _RANGE_TAIL.match(text, e)
-            if m:
-                yield e, m.end(), "DATE"
+def date_range(text: str, s: int, e: int) -> Iterator[Span]:
+    if text[e - 1:e].isdigit():
+        m = _RANGE_TAIL.match(text, e)
+        if m:
+            yield s, m.end(), "DATE"          # (overlapping: merged into one span)
 
 
 # --- OCR'd digits: "O3/I2/2025", "5O8 555 O199", "88O2I7" -----------------------------------
@@ -94,20 +93,21 @@ def ocr_digits(text: str) -> Iterator[Span]:
 
 # --- phone numbers outside North America ---------------------------------------------------
 # A national number starts with its trunk 0 ("0161 496 0000", "(07) 3870 5521", "020 7946 0958",
-# "01 23 45 67 89", "0412 345 678"): groups of 2-6 digits, 9 to 11 digits in all.
-_TRUNK_PHONE = re.compile(r"0(?<![\w.,/:+-]0)\d{1,4}\)?(?:[ .-]\d{2,6}){1,4}(?![\w/]|[.,:-]\d)")
+# "01 23 45 67 89", "0412 345 678"): groups of digits, 9 to 11 in all; after 00 (an
+# international prefix, "0033 1 42 68 53 00") up to 15.
+_TRUNK_PHONE = r"(?<=0)\d{1,4}\)?(?:[ .-]\d{1,8}){1,5}(?![\w/]|[.,:-]\d)"     # (after its 0)
 _SEPARATORS = re.compile(r"[ .-]")
 _FAX_BEFORE = re.compile(r"fax\W{0,12}$|\bf\W{1,3}$", re.I)
 
 
-def trunk_phones(text: str) -> Iterator[Span]:
-    for m in _TRUNK_PHONE.finditer(text):
+def trunk_phones(text: str, found: list[re.Match]) -> Iterator[Span]:
+    for m in found:
         value = m.group(0)
         if ")" in value and text[m.start() - 1:m.start()] != "(":
             continue                                # "07) ...": only after its "("
         digits = sum(c.isdigit() for c in value)
-        if not 9 <= digits <= 11:
-            continue
+        if not (9 <= digits <= 11 or value.startswith("00") and digits <= 15):
+            continue                                # ("0049 30 12345678": 00, a country code)
         if len(set(_SEPARATORS.findall(value.replace(") ", ")")))) > 1:
             continue            # "04.03.2019 02:14": a date and a time, not one number
         before = text[max(0, m.start() - 14):m.start()]
@@ -130,6 +130,62 @@ def postcodes(text: str) -> Iterator[Span]:
 
 
 # --- places ---------------------------------------------------------------------------------
+# Europe writes the street first, then the number, then the postcode and the town:
+# "Hauptstraße 12, 10115 Berlin", "Calle Mayor 15, 3º B, 28013 Madrid", "Via Roma 4",
+# and France the number first: "14 rue de la Paix, 75002 Paris".
+_STREET_FIRST = re.compile(
+    r"(?:[A-ZÄÖÜ][a-zäöüß-]+(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|laan|"
+    r"straat|gracht|vej|gade|gatan|vägen)|(?:Calle|Avenida|Avda\.|Av\.|Rua|Via|Viale|Piazza|"
+    r"Plaza|Paseo|Carrer|Travessa|Largo|Corso|Rambla|Camino|Carretera)(?:[ ](?:de|del|de la|"
+    r"de los|de las|di|da|do|dos|della|dei)?[ ]?[A-ZÁÉÍÓÚ][\w'.-]+){1,3})[ ]\d{1,4}[a-zA-Z]?\b"
+    r"(?:,?[ ](?:\d{1,2}[ºª°]?[ ]?[A-Z]?|[A-Z])\b)?(?:,[ ](\d{4,5})[ ]([A-ZÄÖÜÁÉ][\wäöüéè'-]+))?")
+_NUMBER_FIRST_FR = re.compile(r"\d(?<![\w.,/-]\d)\d{0,3}(?:[ ]?bis|[ ]?ter)?,?[ ](?:rue|avenue|"
+                              r"boulevard|bd|place|chemin|allée|impasse|quai|cours|route)[ ]"
+                              r"(?:(?:de|du|des|de la|de l'|d')[ ]?)?[A-ZÉ][\w'-]+(?:[ ][A-Z][\w'-]+)?"
+                              r"(?:,[ ](\d{5})[ ]([A-ZÉ][\w'-]+))?")
+# (the ASCII-spelled forms of the commonest: German streets, with a "ß" or an umlaut, make the
+# text non-ASCII)
+_STREET_FIRST_HINTS = ("strasse", "Str. ", "Calle ", "Avenida ", "Rua ", "Via ", "Piazza ",
+                       "Plaza ", "Paseo ", "Carrer ", " rue ", " avenue ", " boulevard ",
+                       "straat ")
+
+
+def european_addresses(text: str) -> Iterator[Span]:
+    if text.isascii() and not any(h in text for h in _STREET_FIRST_HINTS):
+        return
+    for rx in (_STREET_FIRST, _NUMBER_FIRST_FR):
+        for m in rx.finditer(text):
+            end = m.start(1) - 2 if m.group(1) else m.end()
+            yield m.start(), end, "ADDRESS"
+            if m.group(1):
+                yield m.start(1), m.end(1), "ZIP"
+                yield m.start(2), m.end(2), "ADDRESS"
+
+
+# the town before a UK / Canadian / Australian postcode: "Leeds LS6 2QT", "Ottawa ON K1A 0B1",
+# "Toowoomba QLD 4350"
+_AU_STATE_POSTCODE = re.compile(r"[ ](?:QLD|NSW|VIC|SA|WA|TAS|NT|ACT)[ ](\d{4})(?!\w)")
+_TOWN_BEFORE = re.compile(r"([A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+){0,2}),?[ ](?:(?:ON|QC|BC|AB|MB|SK|"
+                          r"NS|NB|NL|PE|YT|NT|NU|QLD|NSW|VIC|SA|WA|TAS|ACT)[ ])?$")
+
+
+def towns_before_postcodes(text: str, codes: list[Span]) -> Iterator[Span]:
+    found = [(s, e) for s, e, _ in codes]
+    if " QLD " in text or " NSW " in text or " VIC " in text or " SA " in text or \
+            " WA " in text or " TAS " in text or " NT " in text or " ACT " in text:
+        for m in _AU_STATE_POSTCODE.finditer(text):
+            yield m.start(1), m.end(1), "ZIP"
+            found.append((m.start() + 1, m.end(1)))
+    for start, _ in found:
+        m = _TOWN_BEFORE.search(text, max(0, start - 40), start)
+        if m is None:
+            continue
+        words = m.group(1).split()
+        while words and words[0].lower() in lexicon.english_words() and len(words) > 1:
+            words = words[1:]
+        if words[-1].lower() not in lexicon.FACILITY_HEADS:
+            yield m.end(1) - len(" ".join(words)), m.end(1), "ADDRESS"
+
 # "Maricopa County", "St. Tammany Parish", "Fairfax County": a county is smaller than a state
 _COUNTY = re.compile(r"(?:(?:St\.?|Saint|San|Santa|Los|Las|El|La|De|Le|New|East|West|North|"
                      r"South|Prince|King|Queen)[ ])?[A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+)?[ ]$")
@@ -182,8 +238,7 @@ def city_comma_state(text: str) -> Iterator[Span]:
 _NUMBER_WORDS = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
                  r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|"
                  r"fifty|sixty|seventy|eighty|ninety|hundred|thousand)")
-_STREET_WORDS = ("street", "avenue", "road", "drive", "lane", "boulevard", "court", "place",
-                 "terrace", "circle", "parkway", "way")
+_STREET_WORDS = ("street", "avenue", "road", "drive", "lane", "boulevard", "court")
 _WORD_STREET_TYPE = re.compile(rf"\b(?:{'|'.join(_STREET_WORDS)})\b", re.I)
 _WORD_HOUSE_NUMBER = re.compile(rf"\b{_NUMBER_WORDS}(?:[ -](?:and[ ])?{_NUMBER_WORDS})*[ ]"
                                 rf"(?:[A-Za-z][a-z'-]+[ ]){{1,2}}$", re.I)
@@ -219,23 +274,26 @@ def word_house_numbers(text: str, low: str) -> Iterator[Span]:
 _AGE_CUES = tuple(f"{who}{verb}" for who in ("he", "she", "who", "patient", "pt")
                   for verb in ("'s", " is", " was")) + (
     "died at", "passed at", "passed away at", "death at", "lived to", "living to", "turns",
-    "turning", "is now", "was now", "at the age of", "at age")
+    "turning", "is now", "was now", "at the age of", "at age", "lived to be", "live to be",
+    "lives to be") + tuple(f"{rel}{verb}" for rel in ("mother", "father", "wife", "husband",
+                                                      "sister", "brother", "aunt", "uncle",
+                                                      "grandmother", "grandfather", "mom", "dad")
+                           for verb in (" is", " was", "'s", " is now"))
 # (its first character before the look-behind: re then jumps to the 1s and 9s at C speed)
-_AGE_NUMBER = re.compile(r"[19](?<![\w.][19])(?:(?<=9)\d|(?<=1)[01]\d)(?![\w%/-]|[.,:]\d)")
+_AGE_NUMBER = r"(?:(?<=9)\d|(?<=1)[01]\d)(?![\w%/-]|[.,:]\d)"     # (after its first digit)
 _AGE_WORDS = re.compile(r"\b(?:ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|"
                         r"(?:one |a )?hundred(?:(?: and)?[- ](?:one|two|three|four|five|six|"
                         r"seven|eight|nine|ten|eleven|twelve))?)\b", re.I)
 _NOT_AN_AGE_AFTER = re.compile(r"[ ]*(?:%|percent|bpm|beats|mm|kg|lbs?|pounds|mg|over|/)", re.I)
 # "Dorothy (94)", "his mother, 96, lives": a person's word, then the age alone in brackets/commas
-_AGE_BRACKET = re.compile(r"(?:\(|,[ ])(9\d|1[01]\d)(?:\)|,)")
 _WORD_BEFORE = re.compile(r"([A-Za-z][a-z'-]+)[ ]?$")
 _RELATIVES = frozenset("""mother father wife husband sister brother aunt uncle grandmother
 grandfather grandma grandpa mom dad son daughter spouse partner widow widower neighbor neighbour
 friend cousin niece nephew""".split())
 
 
-def weak_cue_ages(text: str, low: str) -> Iterator[Span]:
-    found = list(_AGE_NUMBER.finditer(text))
+def weak_cue_ages(text: str, low: str, numbers: list[re.Match]) -> Iterator[Span]:
+    found = list(numbers)
     if "ninety" in low or "hundred" in low:
         found += _AGE_WORDS.finditer(text)
     for m in found:
@@ -244,17 +302,20 @@ def weak_cue_ages(text: str, low: str) -> Iterator[Span]:
                 any(before.endswith(c) and not before[-len(c) - 1:-len(c)].isalpha()
                     for c in _AGE_CUES):                # ("the is" is no "he is")
             yield m.start(), m.end(), "AGE"
-    if "(9" in text or "(1" in text or ", 9" in text or ", 1" in text:
-        for m in _AGE_BRACKET.finditer(text):
-            before = _WORD_BEFORE.search(text, max(0, m.start() - 30), m.start())
-            if before is None:
-                continue
-            word = before.group(1)
-            low_word = word.lower()
-            if low_word in _RELATIVES or (word[0].isupper() and (
-                    low_word in lexicon.first_names() or low_word in lexicon.surname_rank())
-                    and low_word not in lexicon.english_words()):
-                yield m.start(1), m.end(1), "AGE"
+    for m in numbers:
+        s, e = m.span()
+        opening = "(" if text[s - 1:s] == "(" else "," if text[s - 2:s] == ", " else None
+        if opening is None or text[e:e + 1] != (")" if opening == "(" else ","):
+            continue
+        before = _WORD_BEFORE.search(text, max(0, s - 30), s - len(opening))
+        if before is None:
+            continue
+        word = before.group(1)
+        low_word = word.lower()
+        if low_word in _RELATIVES or (word[0].isupper() and (
+                low_word in lexicon.first_names() or low_word in lexicon.surname_rank())
+                and low_word not in lexicon.english_words()):
+            yield s, e, "AGE"
 
 
 # --- GS1 UDIs: "(01)00884521123456(17)250101(10)A12B" -----------------------------------------
@@ -276,14 +337,25 @@ _NOT_AN_ID_AFTER = re.compile(r"[ ]*(?:y|yo|y/o|yr|yrs|years?|mg|mcg|ml|units?|k
                               re.I)
 
 
-def id_groups(text: str, spans: list[Span]) -> Iterator[Span]:
-    for s, e, c in spans:
-        if c in _ID_CATEGORIES and text[e:e + 1] == " " and text[e + 1:e + 2].isdigit() and \
-                _CODE_AND_NUMBER.fullmatch(text, s, e):
-            m = _GROUPS_AFTER.match(text, e)
-            if m and not _NOT_AN_ID_AFTER.match(text, m.end()) and \
-                    sum(ch.isdigit() for ch in text[s:m.end()]) <= 20:
-                yield e, m.end(), c
+def id_groups(text: str, s: int, e: int, c: str) -> Iterator[Span]:
+    if text[e + 1:e + 2].isdigit() and _CODE_AND_NUMBER.fullmatch(text, s, e):
+        m = _GROUPS_AFTER.match(text, e)
+        if m and not _NOT_AN_ID_AFTER.match(text, m.end()) and \
+                sum(ch.isdigit() for ch in text[s:m.end()]) <= 20:
+            yield s, m.end(), c
+
+
+# "call 555 0147", "ph 3870 5521": a local number with a space needs a word that says so
+_SPACED_LOCAL = r"\d{2,3}[ ]\d{4}(?![\w/]|[.,:-]\d)"           # (after its first digit)
+_PHONE_CUE_BEFORE = re.compile(r"\b(?:call|phone|ph|tel|telephone|cell|mobile|mob|home|work|"
+                               r"pager|contact|number|no|reached at|reach at)\b\.?:?\W{0,3}$",
+                               re.I)
+
+
+def spaced_local_phones(text: str, found: list[re.Match]) -> Iterator[Span]:
+    for m in found:
+        if _PHONE_CUE_BEFORE.search(text, max(0, m.start() - 16), m.start()):
+            yield m.start(), m.end(), "PHONE"
 
 
 # "ext 4-7781": an extension with its exchange digit
@@ -291,10 +363,22 @@ _HYPHEN_EXTENSION = re.compile(r"\b(?:ext|extension|x)\.?[ ]?#?[ ]?(\d{1,2}-\d{3
                                re.I)
 
 
-def hyphen_extensions(text: str) -> Iterator[Span]:
-    if "-" in text:
-        for m in _HYPHEN_EXTENSION.finditer(text):
-            yield m.start(1), m.end(1), "PHONE"
+def hyphen_extensions(text: str, low: str) -> Iterator[Span]:
+    if len(low) != len(text):
+        found = _HYPHEN_EXTENSION.finditer(text)
+    else:                           # each match starts at an "ext" or an "x": C-speed finds
+        found = (m for i in _starts(low, "ext") + _starts(low, "x ") + _starts(low, "x#")
+                 for m in [_HYPHEN_EXTENSION.match(text, i)] if m)
+    for m in found:
+        yield m.start(1), m.end(1), "PHONE"
+
+
+def _starts(low: str, word: str) -> list[int]:
+    out, i = [], low.find(word)
+    while i >= 0:
+        out.append(i)
+        i = low.find(word, i + 1)
+    return out
 
 
 # What goes on after a found address or identifier:
@@ -303,42 +387,43 @@ def hyphen_extensions(text: str) -> Iterator[Span]:
 _FLOOR_AFTER = re.compile(r",?[ ]((?:\d{1,2}(?:st|nd|rd|th)|ground|first|second|third|top|upper|"
                           r"lower|basement)[ ](?:floor|fl\b\.?))", re.I)
 _TOWN_AFTER = re.compile(r",[ ]((?:[A-Z][a-z'-]+[ ]?){1,3})(?=[.;]\s|[.;]?$|\n)", re.M)
-_STREET_END = re.compile(rf"(?i:{'|'.join(_STREET_WORDS)}|st|ave|rd|dr|ln|blvd|ct|pl|ter|"
+_STREET_END = re.compile(rf"(?i:{'|'.join(_STREET_WORDS)}|place|terrace|circle|parkway|way|"
+                         r"st|ave|rd|dr|ln|blvd|ct|pl|ter|"
                          r"terr|cir|pkwy|hwy|way|floor|fl)\.?$")
 _ID_TAIL = re.compile(r"(?:-[A-Za-z0-9]+)+(?![\w/])")
 
 
+def address_tail(text: str, s: int, e: int) -> Iterator[Span]:
+    m = _FLOOR_AFTER.match(text, e)
+    if m:
+        yield m.start(1), m.end(), "ADDRESS"        # (the comma between stays as it is)
+        e = m.end()
+    if _STREET_END.search(text, max(s, e - 9), e):
+        m = _TOWN_AFTER.match(text, e)
+        if m and m.group(1).split()[0].lower() not in lexicon.FACILITY_HEADS:
+            yield m.start(1), m.end(1), "ADDRESS"
+
+
 def tails(text: str, spans: list[Span]) -> Iterator[Span]:
+    """What goes on after each found span (one pass; most spans end before other text)."""
     for s, e, c in spans:
         nxt = text[e:e + 1]
-        if c == "ADDRESS" and nxt in ", ":
-            m = _FLOOR_AFTER.match(text, e)
-            if m:
-                yield m.start(1), m.end(), c       # (the comma between stays as it is)
-                e = m.end()
-            if _STREET_END.search(text, max(s, e - 9), e):
-                m = _TOWN_AFTER.match(text, e)
-                if m and m.group(1).split()[0].lower() not in lexicon.FACILITY_HEADS:
-                    yield m.start(1), m.end(1), c
-        elif c in _ID_CATEGORIES and nxt == "-" and text[e - 1:e].isalnum():
-            m = _ID_TAIL.match(text, e)
-            if m:
-                yield e, m.end(), c
+        if nxt not in _TAIL_STARTS:
+            continue
+        if c == "DATE":
+            yield from date_range(text, s, e)
+        elif c == "ADDRESS" and nxt in ", ":
+            yield from address_tail(text, s, e)
+        elif c in _ID_CATEGORIES:
+            if nxt == " ":
+                yield from id_groups(text, s, e, c)
+            elif nxt == "-" and text[e - 1:e].isalnum():
+                m = _ID_TAIL.match(text, e)
+                if m:
+                    yield s, m.end(), c
 
 
-def find(text: str, spans: list[Span]) -> list[Span]:
-    """Spans to add to the core detectors' `spans`."""
-    out: list[Span] = []
-    for detector in (foreign_dates, ocr_digits, trunk_phones, postcodes, counties,
-                     city_comma_state, one_word_streets, gs1_udis, hyphen_extensions):
-        out.extend(detector(text))
-    low = text.lower()
-    out.extend(word_house_numbers(text, low))
-    out.extend(weak_cue_ages(text, low))
-    out.extend(date_ranges(text, spans + out))
-    out.extend(id_groups(text, spans))
-    out.extend(tails(text, spans + out))
-    return out
+_TAIL_STARTS = frozenset(" ,-–—")
 
 
 # --- scores, not dates or places -------------------------------------------------------------
@@ -373,10 +458,62 @@ def names_a_test(text: str, end: int) -> bool:
 
 
 # "12 Kingsway", "4 Broadway", "7 Northgate": a street whose type is inside its one word
-_NUMBERED_WAY = re.compile(r"\d(?<![\w/.,-]\d)\d{0,4}[ ][A-Z][a-z]+(?:way|gate)\b(?![ ]+[A-Z])")
+_NUMBERED_WAY = r"\d{0,4}[ ][A-Z][a-z]+(?:way|gate)\b(?![ ]+[A-Z])"   # (after its first digit)
 
 
-def one_word_streets(text: str) -> Iterator[Span]:
-    if "way" in text or "gate" in text:
-        for m in _NUMBERED_WAY.finditer(text):
+# "Flat 4, 22 Acacia Avenue", "Apt 3B, 1457 W. Foster Ave": a unit written before its street
+_UNIT_WORDS = ("Flat", "FLAT", "Apt", "APT", "Apartment", "Unit", "UNIT", "Suite", "Ste")
+_UNIT_FIRST = re.compile(r"\b(?:Flat|FLAT|Apt|APT|Apartment|Unit|UNIT|Suite|Ste)\.?[ ]#?"
+                         r"\d{1,5}[A-Z]?(?=,?[ ]\d{1,5}[ ][A-Z])")
+
+
+def one_word_streets(text: str, found: list[re.Match]) -> Iterator[Span]:
+    for m in found:
+        yield m.start(), m.end(), "ADDRESS"
+
+
+def units_before_streets(text: str) -> Iterator[Span]:
+    # each match starts at one of the words: matched there only (C-speed finds, no scan)
+    starts = sorted({i for w in _UNIT_WORDS for i in _starts(text, w)})
+    end = 0
+    for i in starts:
+        m = _UNIT_FIRST.match(text, i) if i >= end else None
+        if m:
+            end = m.end()
             yield m.start(), m.end(), "ADDRESS"
+
+
+# One scan from the starts of digit runs for the patterns above that start there: re jumps to
+# the digits at C speed (the first digit is matched before the look-behind), then tries each
+# pattern; a match is returned as from its first digit, under its pattern's name.
+_DIGIT_START = re.compile(rf"\d(?<![\w.,/:+-]\d)(?:(?P<trunk>{_TRUNK_PHONE})|"
+                          rf"(?P<local>{_SPACED_LOCAL})|(?P<way>{_NUMBERED_WAY})|"
+                          rf"(?P<age>{_AGE_NUMBER}))")
+
+
+def digit_starts(text: str) -> dict[str, list[re.Match]]:
+    out: dict[str, list[re.Match]] = {"trunk": [], "local": [], "way": [], "age": []}
+    for m in _DIGIT_START.finditer(text):
+        out[m.lastgroup].append(m)
+    return out
+
+
+def find(text: str, spans: list[Span]) -> list[Span]:
+    """Spans to add to the core detectors' `spans`."""
+    out: list[Span] = []
+    for detector in (foreign_dates, ocr_digits, counties, city_comma_state, gs1_udis,
+                     european_addresses, units_before_streets):
+        out.extend(detector(text))
+    digits = digit_starts(text)
+    out.extend(trunk_phones(text, digits["trunk"]))
+    out.extend(spaced_local_phones(text, digits["local"]))
+    out.extend(one_word_streets(text, digits["way"]))
+    codes = list(postcodes(text))
+    out.extend(codes)
+    out.extend(towns_before_postcodes(text, codes))
+    low = text.lower()
+    out.extend(hyphen_extensions(text, low))
+    out.extend(word_house_numbers(text, low))
+    out.extend(weak_cue_ages(text, low, digits["age"]))
+    out.extend(tails(text, spans + out))
+    return out

@@ -138,8 +138,9 @@ _ID_LABELS = [
                 r"vehicle(?: identification)?(?: number| no\.?| id| #)?|tag number"),
     ("HEALTH_PLAN", r"member(?: id| number| no\.?| #)?|policy(?: number| no\.?| id| #)?|"
                     r"insurance(?: id| number| no\.?| #)|health ?plan(?: id| number| no\.?| #)?|"
-                    r"plan id|subscriber(?: id| number| no\.?| #)?|medicaid(?: id| number| #)?|"
-                    r"medicare(?: id| number| #)?|beneficiary(?: id| number| #)?|group(?: number| no\.?| #)|"
+                    r"plan id|subscriber(?: id| number| no\.?| #)?|medicaid(?: id| number| no\.?| #)?|"
+                    r"medicare(?: id| number| no\.?| #)?|health card(?: number| no\.?| #)?|ohip|ihi|"
+                    r"nhs(?: number| no\.?| #)|chi(?: number| no\.?)|beneficiary(?: id| number| #)?|group(?: number| no\.?| #)|"
                     r"hicn|mbi|insurance"),
     ("LICENSE", r"driver'?s? licen[cs]e(?: number| no\.?| #)?|licen[cs]e(?: number| no\.?| #)?|"
                 r"lic\.?(?: no\.?| #)?|dea(?: number| no\.?| #)?|npi(?: number| no\.?| #)?|"
@@ -149,8 +150,9 @@ _ID_LABELS = [
                r"pacemaker serial|imei|mac address"),
     ("MRN", r"m ?rn|mr ?#|mr no\.?|mr number|med(?:ical)? rec(?:ord)?(?: number| no\.?| #)?|"
             r"record(?: number| no\.?| #)|chart(?: number| no\.?| #)|hospital(?: number| no\.?| #)|"
+            r"ur(?: number| no\.?| #)?|"
             r"unit(?: number| no\.?)|patient(?: id| number| no\.?| #)|pt(?: id| #)|pid|emr(?: id| #)?"),
-    ("ACCOUNT", r"account(?: number| no\.?| #)?|acct\.?(?: number| no\.?| #)?|billing(?: number| id| #)?|"
+    ("ACCOUNT", r"csn|account(?: number| no\.?| #)?|acct\.?(?: number| no\.?| #)?|billing(?: number| id| #)?|"
                 r"fin|har|encounter(?: number| no\.?| id| #)|visit(?: number| no\.?| id| #)|"
                 r"invoice(?: number| no\.?| #)?|claim(?: number| no\.?| #)?"),
     ("OTHER_ID", r"accession(?: number| no\.?| #)?|acc ?#|specimen(?: number| no\.?| id| #)?|"
@@ -312,7 +314,7 @@ _STREET = re.compile(
 _CITY_TAIL = re.compile(rf"(?:,?[ \t]+(?:[A-Z][A-Za-z'.-]+[ \t]?){{1,3}},?[ \t]+(?:[A-Z]{{2}}\b\.?|{_STATE_NAMES})"
                         r"(?:[ \t]+\d{5}(?:-\d{4})?)?)")
 # "Address: ..." / "lives at ...": the rest of the line is the address.
-_ADDRESS_LABEL = re.compile(r"\b(?:(?:home |mailing |street |patient |pt )?address|addr|"
+_ADDRESS_LABEL = re.compile(r"\b(?:(?:home |mailing |street |patient |pt )?address|addr\b\.?|"
                             r"lives at|residing at|resides at)\s*[:#-]?[ \t]*([^\n]{6,100})", re.I)
 # Place names with the suffixes of US towns (Danielburgh, Andersonfort, Bellton, Lake Mary).
 _PLACE_SUFFIX = re.compile(r"\b(?:(?:Lake|Port|East|West|North|South|New|Fort|Mount|Saint|St\.?) )?"
