@@ -115,18 +115,19 @@ def trunk_phones(text: str, found: list[re.Match]) -> Iterator[Span]:
 
 
 # --- postcodes: UK "SW1A 2AA", "LS6 2QT", Canada "K1A 0B1" -----------------------------------
-_POSTCODE = re.compile(r"[A-Z](?<![\w-][A-Z])(?:[A-Z]?\d[A-Z\d]?[ ]?\d[ABD-HJLNP-UW-Z]{2}|"
-                       r"\d[A-Z][ ]?\d[A-Z]\d)(?![\w-])")
+# Found from the inward code (a digit-start match: "2QT", "0B1"), then the outward code before
+# it ("LS6 ", "K1A "); "T3 N1" (staging) has no inward code.
+_INWARD = r"[ABD-HJLNP-UW-Z]{2}(?![\w-])|[A-Z]\d(?![\w-])"          # (after its first digit)
+_OUTWARD_BEFORE = re.compile(r"(?<![\w-])(?:[A-Z]{1,2}\d[A-Z\d]?|[A-Z]\d[A-Z])[ ]$")
+# Australia: a state, then 4 digits ("Toowoomba QLD 4350")
+_AU_POSTCODE = r"(?<=(?:QLD|NSW|VIC|[ ]SA|[ ]WA|TAS|[ ]NT|ACT)[ ]\d)\d{3}(?!\w)"
 
 
-def postcodes(text: str) -> Iterator[Span]:
-    for m in _POSTCODE.finditer(text):
-        value = m.group(0)
-        if " " not in value and not value[-3:-2].isdigit():
-            continue
-        if " " not in value and len(value) < 6:
-            continue                        # "T2N0" / "C5": staging, levels, not a postcode
-        yield m.start(), m.end(), "ZIP"
+def postcodes(text: str, inward: list[re.Match]) -> Iterator[Span]:
+    for m in inward:
+        before = _OUTWARD_BEFORE.search(text, max(0, m.start() - 5), m.start())
+        if before:
+            yield before.start(), m.end(), "ZIP"
 
 
 # --- places ---------------------------------------------------------------------------------
@@ -164,19 +165,16 @@ def european_addresses(text: str) -> Iterator[Span]:
 
 # the town before a UK / Canadian / Australian postcode: "Leeds LS6 2QT", "Ottawa ON K1A 0B1",
 # "Toowoomba QLD 4350"
-_AU_STATE_POSTCODE = re.compile(r"[ ](?:QLD|NSW|VIC|SA|WA|TAS|NT|ACT)[ ](\d{4})(?!\w)")
 _TOWN_BEFORE = re.compile(r"([A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+){0,2}),?[ ](?:(?:ON|QC|BC|AB|MB|SK|"
                           r"NS|NB|NL|PE|YT|NT|NU|QLD|NSW|VIC|SA|WA|TAS|ACT)[ ])?$")
 
 
-def towns_before_postcodes(text: str, codes: list[Span]) -> Iterator[Span]:
-    found = [(s, e) for s, e, _ in codes]
-    if " QLD " in text or " NSW " in text or " VIC " in text or " SA " in text or \
-            " WA " in text or " TAS " in text or " NT " in text or " ACT " in text:
-        for m in _AU_STATE_POSTCODE.finditer(text):
-            yield m.start(1), m.end(1), "ZIP"
-            found.append((m.start() + 1, m.end(1)))
-    for start, _ in found:
+def towns_before_postcodes(text: str, codes: list[Span], au: list[re.Match]) -> Iterator[Span]:
+    found = [s for s, e, _ in codes]
+    for m in au:
+        yield m.start(), m.end(), "ZIP"
+        found.append(m.start())             # (_TOWN_BEFORE takes the state along)
+    for start in found:
         m = _TOWN_BEFORE.search(text, max(0, start - 40), start)
         if m is None:
             continue
@@ -359,16 +357,15 @@ def spaced_local_phones(text: str, found: list[re.Match]) -> Iterator[Span]:
 
 
 # "ext 4-7781": an extension with its exchange digit
-_HYPHEN_EXTENSION = re.compile(r"\b(?:ext|extension|x)\.?[ ]?#?[ ]?(\d{1,2}-\d{3,5})(?![\w-])",
+_HYPHEN_EXTENSION = re.compile(r"\b(?:ext|extension)\.?[ ]?#?[ ]?(\d{1,2}-\d{3,5})(?![\w-])",
                                re.I)
 
 
 def hyphen_extensions(text: str, low: str) -> Iterator[Span]:
     if len(low) != len(text):
         found = _HYPHEN_EXTENSION.finditer(text)
-    else:                           # each match starts at an "ext" or an "x": C-speed finds
-        found = (m for i in _starts(low, "ext") + _starts(low, "x ") + _starts(low, "x#")
-                 for m in [_HYPHEN_EXTENSION.match(text, i)] if m)
+    else:                           # each match starts at an "ext": C-speed finds
+        found = (m for i in _starts(low, "ext") for m in [_HYPHEN_EXTENSION.match(text, i)] if m)
     for m in found:
         yield m.start(1), m.end(1), "PHONE"
 
@@ -407,17 +404,20 @@ def address_tail(text: str, s: int, e: int) -> Iterator[Span]:
 def tails(text: str, spans: list[Span]) -> Iterator[Span]:
     """What goes on after each found span (one pass; most spans end before other text)."""
     for s, e, c in spans:
-        nxt = text[e:e + 1]
-        if nxt not in _TAIL_STARTS:
-            continue
+        if c == "ADDRESS" and text[s - 1:s] == " " and text[s:s + 1].isdigit():
+            yield from unit_before(text, s)
+        nxt = text[e:e + 2]
+        if nxt[:1] not in _TAIL_STARTS or nxt == " " + nxt[1:] and nxt[1:].isalpha() and \
+                c != "ADDRESS":
+            continue                # (most spans: a word follows)
         if c == "DATE":
             yield from date_range(text, s, e)
-        elif c == "ADDRESS" and nxt in ", ":
+        elif c == "ADDRESS" and nxt[:1] in ", ":
             yield from address_tail(text, s, e)
         elif c in _ID_CATEGORIES:
-            if nxt == " ":
+            if nxt[:1] == " ":
                 yield from id_groups(text, s, e, c)
-            elif nxt == "-" and text[e - 1:e].isalnum():
+            elif nxt[:1] == "-" and text[e - 1:e].isalnum():
                 m = _ID_TAIL.match(text, e)
                 if m:
                     yield s, m.end(), c
@@ -462,9 +462,8 @@ _NUMBERED_WAY = r"\d{0,4}[ ][A-Z][a-z]+(?:way|gate)\b(?![ ]+[A-Z])"   # (after i
 
 
 # "Flat 4, 22 Acacia Avenue", "Apt 3B, 1457 W. Foster Ave": a unit written before its street
-_UNIT_WORDS = ("Flat", "FLAT", "Apt", "APT", "Apartment", "Unit", "UNIT", "Suite", "Ste")
-_UNIT_FIRST = re.compile(r"\b(?:Flat|FLAT|Apt|APT|Apartment|Unit|UNIT|Suite|Ste)\.?[ ]#?"
-                         r"\d{1,5}[A-Z]?(?=,?[ ]\d{1,5}[ ][A-Z])")
+_UNIT_BEFORE = re.compile(r"\b(?:Flat|FLAT|Apt|APT|Apartment|Unit|UNIT|Suite|Ste)\.?[ ]#?"
+                          r"(\d{1,5}[A-Z]?),?[ ]$")
 
 
 def one_word_streets(text: str, found: list[re.Match]) -> Iterator[Span]:
@@ -472,15 +471,10 @@ def one_word_streets(text: str, found: list[re.Match]) -> Iterator[Span]:
         yield m.start(), m.end(), "ADDRESS"
 
 
-def units_before_streets(text: str) -> Iterator[Span]:
-    # each match starts at one of the words: matched there only (C-speed finds, no scan)
-    starts = sorted({i for w in _UNIT_WORDS for i in _starts(text, w)})
-    end = 0
-    for i in starts:
-        m = _UNIT_FIRST.match(text, i) if i >= end else None
-        if m:
-            end = m.end()
-            yield m.start(), m.end(), "ADDRESS"
+def unit_before(text: str, s: int) -> Iterator[Span]:
+    m = _UNIT_BEFORE.search(text, max(0, s - 20), s)
+    if m:
+        yield m.start(), m.end(1), "ADDRESS"
 
 
 # One scan from the starts of digit runs for the patterns above that start there: re jumps to
@@ -488,11 +482,11 @@ def units_before_streets(text: str) -> Iterator[Span]:
 # pattern; a match is returned as from its first digit, under its pattern's name.
 _DIGIT_START = re.compile(rf"\d(?<![\w.,/:+-]\d)(?:(?P<trunk>{_TRUNK_PHONE})|"
                           rf"(?P<local>{_SPACED_LOCAL})|(?P<way>{_NUMBERED_WAY})|"
-                          rf"(?P<age>{_AGE_NUMBER}))")
+                          rf"(?P<age>{_AGE_NUMBER})|(?P<inward>{_INWARD})|(?P<au>{_AU_POSTCODE}))")
 
 
 def digit_starts(text: str) -> dict[str, list[re.Match]]:
-    out: dict[str, list[re.Match]] = {"trunk": [], "local": [], "way": [], "age": []}
+    out: dict[str, list[re.Match]] = {name: [] for name in _DIGIT_START.groupindex}
     for m in _DIGIT_START.finditer(text):
         out[m.lastgroup].append(m)
     return out
@@ -502,15 +496,15 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     """Spans to add to the core detectors' `spans`."""
     out: list[Span] = []
     for detector in (foreign_dates, ocr_digits, counties, city_comma_state, gs1_udis,
-                     european_addresses, units_before_streets):
+                     european_addresses):
         out.extend(detector(text))
     digits = digit_starts(text)
     out.extend(trunk_phones(text, digits["trunk"]))
     out.extend(spaced_local_phones(text, digits["local"]))
     out.extend(one_word_streets(text, digits["way"]))
-    codes = list(postcodes(text))
+    codes = list(postcodes(text, digits["inward"]))
     out.extend(codes)
-    out.extend(towns_before_postcodes(text, codes))
+    out.extend(towns_before_postcodes(text, codes, digits["au"]))
     low = text.lower()
     out.extend(hyphen_extensions(text, low))
     out.extend(word_house_numbers(text, low))
