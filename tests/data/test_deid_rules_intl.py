@@ -23,6 +23,7 @@ CASES = [
     # ranges of month/day
     ("Telemetry 11/28-11/30: no events.", ["11/28-11/30"], []),
     ("Inpatient 6/2 – 6/5, then rehab.", ["6/2 – 6/5"], []),
+    ("Away on leave Aug 2nd-9th, cover arranged.", ["Aug 2nd-9th"], []),
     # OCR'd digits in dates and phones
     ("Rcvd O9/l4/2024 from outside lab; callback 6I7 555 O142.", ["O9/l4/2024", "6I7 555 O142"],
      []),
@@ -50,6 +51,8 @@ CASES = [
     ("Transferred from Jefferson Parish jail infirmary.", ["Jefferson Parish"], []),
     ("Referred by the Sheriff of Bexar County office.", ["Bexar County"], []),
     ("Outside films from Kings County Hospital Center.", [], ["Kings County"]),
+    ("Her sister flew in from Eugene, OR last night.", ["Eugene, OR"], []),
+    ("Reviewed with ortho, OR booked for the morning.", [], ["ortho, OR"]),
     ("Records faxed from Ridgeway Clinic, Bozeman, MT on request.", ["Bozeman, MT"], []),
     ("Discussed with cardiology, MD aware; BP soft, OK to walk.", [], ["cardiology, MD", "soft, OK"]),
     # house numbers in words, one-word streets
@@ -61,6 +64,8 @@ CASES = [
     ("turns ninety six next month per daughter", ["ninety six"], []),
     ("she is ninety one and fiercely independent", ["ninety one"], []),
     ("Her mother lived to be 104; his father is 95 and well.", ["104", "95"], []),
+    ("Age/Sex: 92/M   Wt 61 kg. Prior visit note: Age 97y.", ["92", "97"], ["61"]),
+    ("He will be 91 in May; grandmother aged 100.", ["91", "100"], []),
     ("Sat 94% on RA, HR 96, she is 94 % saturating", [], ["94%", "96"]),
     # identifiers in spaced groups and behind a payer's code
     ("Subscriber no. BCBS 4471 2290 83 on file.", ["4471 2290 83"], []),
@@ -76,6 +81,7 @@ CASES = [
     ("Page the charge nurse, ext 3-4410, after rounds.", ["3-4410"], []),
     ("Home visit done at 61 Orchard Rd, 3rd floor, with her cat.", ["61 Orchard Rd, 3rd floor"], []),
     ("Her flat is on Mercer Lane, Maple Heights.", ["Mercer Lane, Maple Heights"], []),
+    ("Wearable monitor MAC 3C:71:BF:08:AA:19 paired.", ["3C:71:BF:08:AA:19"], []),
     # GS1 device identifiers
     ("Stent UDI (01)05415067012345(17)261130(10)LT7731 implanted.",
      ["(01)05415067012345(17)261130(10)LT7731"], []),

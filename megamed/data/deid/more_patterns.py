@@ -49,11 +49,13 @@ def foreign_dates(text: str) -> Iterator[Span]:
 
 
 # --- date ranges: "10/1-10/2", "3/4–3/9", "Mar 3-5": the second end of a found date ---------
-_RANGE_TAIL = re.compile(r"[ ]?[-–—][ ]?\d{1,2}(?:/\d{1,2}(?:/(?:\d{4}|\d{2}))?)?(?![\w/%]|[.:]\d)")
+_RANGE_TAIL = re.compile(r"[ ]?[-–—][ ]?\d{1,2}(?:/\d{1,2}(?:/(?:\d{4}|\d{2}))?|st|nd|rd|th)?"
+                         r"(?![\w/%]|[.:]\d)")
 
 
 def date_range(text: str, s: int, e: int) -> Iterator[Span]:
-    if text[e - 1:e].isdigit():
+    if text[e - 1:e].isdigit() or text[e - 3:e - 2].isdigit() and \
+            text[e - 2:e].lower() in ("st", "nd", "rd", "th"):
         m = _RANGE_TAIL.match(text, e)
         if m:
             yield s, m.end(), "DATE"          # (overlapping: merged into one span)
@@ -213,17 +215,25 @@ def counties(text: str) -> Iterator[Span]:
 # is not also a credential, a unit or an abbreviation in notes (MD, PA, OR, CT, IN, ...).
 _PLAIN_STATES = frozenset("AK AZ AR CA FL IL IA KS KY MI MN MT NV NH NJ NM NY NC ND OH RI SD TN "
                           "TX UT VT WA WV WI WY".split())
+# codes that are also words or abbreviations: after "in / from / near ... City," only
+_STATES_AFTER_A_PLACE_WORD = frozenset("OK ID ME OR IN CO DE LA MS MO AL GA MA CT HI NE SC VA "
+                                       "DC PR".split())
+_PLACE_WORD_BEFORE = re.compile(r"\b(?:in|from|near|outside|to|of|at|visiting)[ ]$", re.I)
 _COMMA_STATE = re.compile(r",[ ]([A-Z]{2})(?![\w-]|\.\w)")
 _CITY_BEFORE = re.compile(r"[A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+){0,2}$")
 
 
 def city_comma_state(text: str) -> Iterator[Span]:
     for state in _COMMA_STATE.finditer(text):
-        if state.group(1) not in _PLAIN_STATES:
+        code = state.group(1)
+        if code not in _PLAIN_STATES and code not in _STATES_AFTER_A_PLACE_WORD:
             continue
         m = _CITY_BEFORE.search(text, max(0, state.start() - 40), state.start())
         if m is None:
             continue
+        if code not in _PLAIN_STATES and not _PLACE_WORD_BEFORE.search(
+                text, max(0, m.start() - 8), m.start()):
+            continue                # "OK", "OR", "ME": only "in Tulsa, OK", "from Bend, OR"
         words = m.group(0).split()
         while words and words[0].lower() in lexicon.english_words():
             words = words[1:]
@@ -270,7 +280,7 @@ def word_house_numbers(text: str, low: str) -> Iterator[Span]:
 # "he is ninety four", "died at 102", "lived to 97", "turns 90 next week", "now 93": the cue
 # before the age (the number is the anchor: a fast scan for 9x / 1xx and the two words)
 _AGE_CUES = tuple(f"{who}{verb}" for who in ("he", "she", "who", "patient", "pt")
-                  for verb in ("'s", " is", " was")) + (
+                  for verb in ("'s", " is", " was", " will be")) + ("age", "aged", "age of",
     "died at", "passed at", "passed away at", "death at", "lived to", "living to", "turns",
     "turning", "is now", "was now", "at the age of", "at age", "lived to be", "live to be",
     "lives to be") + tuple(f"{rel}{verb}" for rel in ("mother", "father", "wife", "husband",
@@ -278,7 +288,8 @@ _AGE_CUES = tuple(f"{who}{verb}" for who in ("he", "she", "who", "patient", "pt"
                                                       "grandmother", "grandfather", "mom", "dad")
                            for verb in (" is", " was", "'s", " is now"))
 # (its first character before the look-behind: re then jumps to the 1s and 9s at C speed)
-_AGE_NUMBER = r"(?:(?<=9)\d|(?<=1)[01]\d)(?![\w%/-]|[.,:]\d)"     # (after its first digit)
+# (after its first digit; "96y" and "93/F" are ages whatever comes before)
+_AGE_NUMBER = r"(?:(?<=9)\d|(?<=1)[01]\d)(?:(?![\w%/-]|[.,:]\d)|(?=y\b|/[MF]\b))"
 _AGE_WORDS = re.compile(r"\b(?:ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|"
                         r"(?:one |a )?hundred(?:(?: and)?[- ](?:one|two|three|four|five|six|"
                         r"seven|eight|nine|ten|eleven|twelve))?)\b", re.I)
@@ -295,6 +306,9 @@ def weak_cue_ages(text: str, low: str, numbers: list[re.Match]) -> Iterator[Span
     if "ninety" in low or "hundred" in low:
         found += _AGE_WORDS.finditer(text)
     for m in found:
+        if text[m.end():m.end() + 1] in ("y", "/"):
+            yield m.start(), m.end(), "AGE"
+            continue
         before = text[max(0, m.start() - 24):m.start()].rstrip(" ").lower()
         if before.endswith(_AGE_CUES) and not _NOT_AN_AGE_AFTER.match(text, m.end()) and \
                 any(before.endswith(c) and not before[-len(c) - 1:-len(c)].isalpha()
@@ -492,11 +506,21 @@ def digit_starts(text: str) -> dict[str, list[re.Match]]:
     return out
 
 
+# a device's MAC address: "00:1B:44:11:3A:B7"
+_MAC = re.compile(r"(?<![\w:])[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}(?![\w:])")
+
+
+def mac_addresses(text: str) -> Iterator[Span]:
+    if text.count(":") >= 5 or text.count("-") >= 5:
+        for m in _MAC.finditer(text):
+            yield m.start(), m.end(), "DEVICE"
+
+
 def find(text: str, spans: list[Span]) -> list[Span]:
     """Spans to add to the core detectors' `spans`."""
     out: list[Span] = []
     for detector in (foreign_dates, ocr_digits, counties, city_comma_state, gs1_udis,
-                     european_addresses):
+                     european_addresses, mac_addresses):
         out.extend(detector(text))
     digits = digit_starts(text)
     out.extend(trunk_phones(text, digits["trunk"]))
