@@ -27,6 +27,7 @@ CASES = [
     # OCR'd digits in dates and phones
     ("Rcvd O9/l4/2024 from outside lab; callback 6I7 555 O142.", ["O9/l4/2024", "6I7 555 O142"],
      []),
+    ("Scanned DOB: l1/O7/l942, rcvd 1O/O2/2O24.", ["l1/O7/l942", "1O/O2/2O24"], []),
     # phone numbers outside North America
     ("Surgery line 0117 496 0723, mobile 07700 900461.", ["0117 496 0723", "07700 900461"], []),
     ("Contact GP on (02) 9876 5432 after hours.", ["(02) 9876 5432"], []),

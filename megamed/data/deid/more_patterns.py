@@ -84,7 +84,7 @@ def ocr_digits(text: str) -> Iterator[Span]:
             value = m.group(0)
             digits = sum(c.isdigit() for c in value)
             letters = sum(c in "OIl" for c in value)
-            if not letters or digits < 2 * letters:
+            if not letters or digits < max(3, letters):   # (mostly digits, as OCR reads)
                 continue
             if cat == "DATE":
                 a, b, _ = (int(x) for x in re.split(r"[/-]", value.translate(_OCR_TABLE)))
