@@ -16,8 +16,8 @@ CASES = [
     ("Aufnahme am 19. Oktober 2021 wegen Dyspnoe und Fieber.", ["19. Oktober 2021"], ["Dyspnoe"]),
     ("Sua madre è morta in 3 maggio di quest'anno.", ["3 maggio"], []),
     ("La paciente empeoró desde noviembre de 2022.", ["noviembre de 2022"], []),
-    ("Letter from Hamburg clinic dated 12 Okt. 2021 enclosed.", ["12 Okt. 2021"], []),
-    ("Outside report (3 déc. 2023) reviewed in clinic.", ["3 déc. 2023"], []),
+    ("Arztbrief vom 12 Okt. 2021 und Befund.", ["12 Okt. 2021"], []),
+    ("Compte rendu du 3 déc. 2023 reçu.", ["3 déc. 2023"], []),
     ("Schmerzen seit Februar, und keine Besserung.", ["Februar"], []),
     # weekday or preposition then an ordinal day
     ("Family will visit Saturday the 23rd to discuss hospice.", ["23rd"], ["Saturday"]),
