@@ -78,6 +78,9 @@ CASES = [
     ("IHI 8003 6081 2345 6671 and OHIP 2231-774-119-KT", ["8003 6081 2345 6671", "2231-774-119-KT"],
      []),
     ("Generator model ADDR01 replaced.", [], ["ADDR01 replaced"]),
+    ("SIN no. 046 454 286; NI number: QQ 12 34 56 C; NHI: ZAC5361; URN 1234567",
+     ["046 454 286", "QQ 12 34 56 C", "ZAC5361", "1234567"], []),
+    ("PHN 9876 543 210, Aadhaar 4321 8765 2109", ["9876 543 210", "4321 8765 2109"], []),
     ("Policy no.: AETNA 310 552 908", ["AETNA 310 552 908"], []),
     ("Case ref: CPS-11-204-7781 opened.", ["CPS-11-204-7781"], []),
     # extensions, floors, the town after a street

@@ -510,6 +510,16 @@ def digit_starts(text: str) -> dict[str, list[re.Match]]:
     return out
 
 
+# a UK National Insurance number: "QQ 12 34 56 C" (its own shape: the label needs no digit run)
+_NI_NUMBER = re.compile(r"\b[A-Z]{2}[ ]?\d{2}[ ]?\d{2}[ ]?\d{2}[ ]?[A-D]\b")
+
+
+def ni_numbers(text: str) -> Iterator[Span]:
+    if "NI" in text or "nsurance" in text:
+        for m in _NI_NUMBER.finditer(text):
+            yield m.start(), m.end(), "SSN"
+
+
 # a device's MAC address: "00:1B:44:11:3A:B7"
 _MAC = re.compile(r"(?<![\w:])[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}(?![\w:])")
 
@@ -524,7 +534,7 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     """Spans to add to the core detectors' `spans`."""
     out: list[Span] = []
     for detector in (foreign_dates, ocr_digits, counties, city_comma_state, gs1_udis,
-                     european_addresses, mac_addresses):
+                     european_addresses, mac_addresses, ni_numbers):
         out.extend(detector(text))
     digits = digit_starts(text)
     out.extend(trunk_phones(text, digits["trunk"]))

@@ -133,14 +133,16 @@ _SSN = re.compile(r"\d(?<![\d-]\d)\d\d-\d{2}-\d{4}(?![\d-])")
 
 # Identifiers found by their label. Longer labels first so "license plate" beats "license".
 _ID_LABELS = [
-    ("SSN", r"ssn|social security(?: number| no\.?| #)?|soc\.? sec\.?"),
+    ("SSN", r"ssn|social security(?: number| no\.?| #)?|soc\.? sec\.?|"
+            r"social insurance(?: number| no\.?| #)?|sin(?: number| no\.?| #)|"
+            r"national insurance(?: number| no\.?| #)?|ni(?: number| no\.?)"),
     ("VEHICLE", r"license plate|licen[cs]e plate|plate(?: number| no\.?| #)?|vin|"
                 r"vehicle(?: identification)?(?: number| no\.?| id| #)?|tag number"),
     ("HEALTH_PLAN", r"member(?: id| number| no\.?| #)?|policy(?: number| no\.?| id| #)?|"
                     r"insurance(?: id| number| no\.?| #)|health ?plan(?: id| number| no\.?| #)?|"
                     r"plan id|subscriber(?: id| number| no\.?| #)?|medicaid(?: id| number| no\.?| #)?|"
                     r"medicare(?: id| number| no\.?| #)?|health card(?: number| no\.?| #)?|ohip|ihi|"
-                    r"nhs(?: number| no\.?| #)|chi(?: number| no\.?)|beneficiary(?: id| number| #)?|group(?: number| no\.?| #)|"
+                    r"nhs(?: number| no\.?| #)|chi(?: number| no\.?)|phn|ramq|aadhaar|beneficiary(?: id| number| #)?|group(?: number| no\.?| #)|"
                     r"hicn|mbi|insurance"),
     ("LICENSE", r"driver'?s? licen[cs]e(?: number| no\.?| #)?|licen[cs]e(?: number| no\.?| #)?|"
                 r"lic\.?(?: no\.?| #)?|dea(?: number| no\.?| #)?|npi(?: number| no\.?| #)?|"
@@ -150,7 +152,7 @@ _ID_LABELS = [
                r"pacemaker serial|imei|mac address"),
     ("MRN", r"m ?rn|mr ?#|mr no\.?|mr number|med(?:ical)? rec(?:ord)?(?: number| no\.?| #)?|"
             r"record(?: number| no\.?| #)|chart(?: number| no\.?| #)|hospital(?: number| no\.?| #)|"
-            r"ur(?: number| no\.?| #)?|"
+            r"ur(?: number| no\.?| #)?|urn|nhi(?: number| no\.?)?|unit record(?: number| no\.?)?|"
             r"unit(?: number| no\.?)|patient(?: id| number| no\.?| #)|pt(?: id| #)|pid|emr(?: id| #)?"),
     ("ACCOUNT", r"csn|account(?: number| no\.?| #)?|acct\.?(?: number| no\.?| #)?|billing(?: number| id| #)?|"
                 r"fin|har|encounter(?: number| no\.?| id| #)|visit(?: number| no\.?| id| #)|"
