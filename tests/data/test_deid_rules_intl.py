@@ -70,6 +70,16 @@ CASES = [
     ("Age/Sex: 92/M   Wt 61 kg. Prior visit note: Age 97y.", ["92", "97"], ["61"]),
     ("He will be 91 in May; grandmother aged 100.", ["91", "100"], []),
     ("Sat 94% on RA, HR 96, she is 94 % saturating", [], ["94%", "96"]),
+    ("she is a 93 y female", ["93"], ["female"]),
+    ("DOB on file (96 y), lives alone", ["96"], []),
+    # dictation: numbers digit by digit, days in words
+    ("son's cell is four one three five five five zero one nine two", ["four one three five five "
+                                                                      "five zero one nine two"], []),
+    ("chart number eight eight two zero four one on the sticker", ["eight eight two zero four one"],
+     []),
+    ("she fell on the nineteenth and again on the second of june", ["nineteenth",
+                                                                    "second of june"], []),
+    ("her room is on the second floor; first dose on the third day", [], ["second", "third"]),
     # identifiers in spaced groups and behind a payer's code
     ("Subscriber no. BCBS 4471 2290 83 on file.", ["4471 2290 83"], []),
     ("Medicaid: 5520 84119 6\nAllergies: none", ["5520 84119 6"], ["Allergies"]),

@@ -293,7 +293,7 @@ _AGE_CUES = tuple(f"{who}{verb}" for who in ("he", "she", "who", "patient", "pt"
                            for verb in (" is", " was", "'s", " is now"))
 # (its first character before the look-behind: re then jumps to the 1s and 9s at C speed)
 # (after its first digit; "96y" and "93/F" are ages whatever comes before)
-_AGE_NUMBER = r"(?:(?<=9)\d|(?<=1)[01]\d)(?:(?![\w%/-]|[.,:]\d)|(?=y\b|/[MF]\b))"
+_AGE_NUMBER = r"(?:(?<=9)\d|(?<=1)[01]\d)(?:(?![\w%/-]|[.,:]\d)|(?=[ ]?y\b|/[MF]\b))"
 _AGE_WORDS = re.compile(r"\b(?:ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|"
                         r"(?:one |a )?hundred(?:(?: and)?[- ](?:one|two|three|four|five|six|"
                         r"seven|eight|nine|ten|eleven|twelve))?)\b", re.I)
@@ -310,7 +310,8 @@ def weak_cue_ages(text: str, low: str, numbers: list[re.Match]) -> Iterator[Span
     if "ninety" in low or "hundred" in low:
         found += _AGE_WORDS.finditer(text)
     for m in found:
-        if text[m.end():m.end() + 1] in ("y", "/"):
+        if text[m.end():m.end() + 1] in ("y", "/") or text[m.end():m.end() + 2] == " y" and \
+                not text[m.end() + 2:m.end() + 3].isalnum():
             yield m.start(), m.end(), "AGE"
             continue
         before = text[max(0, m.start() - 24):m.start()].rstrip(" ").lower()
@@ -520,6 +521,45 @@ def ni_numbers(text: str) -> Iterator[Span]:
             yield m.start(), m.end(), "SSN"
 
 
+# Dictation spells numbers digit by digit: "call six one seven five five five zero one four two",
+# "mrn one two three four five six": five digit words in a row are a number that identifies.
+_DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+_SPOKEN_NUMBER = re.compile(rf"\b{_DIGIT_WORD}(?:[ ,-]{{1,2}}{_DIGIT_WORD}\b){{4,}}")
+_SPOKEN_HINTS = (" one ", " two ", " five ", " zero ", " oh ", " nine ", " six ")
+_SPOKEN_CUE = re.compile(r"(?:phone|call|cell|number|fax|pager|reach|at)\W{0,12}$")
+
+
+def spoken_numbers(text: str, low: str) -> Iterator[Span]:
+    if len(low) != len(text) or not any(h in low for h in _SPOKEN_HINTS):
+        return
+    for m in _SPOKEN_NUMBER.finditer(low):
+        cue = _SPOKEN_CUE.search(low, max(0, m.start() - 24), m.start())
+        yield m.start(), m.end(), "PHONE" if cue else "OTHER_ID"
+
+
+# "follow up on the twenty first", "seen on the third of march": a day in words
+_ORDINAL_WORDS = (r"(?:(?:twenty|thirty)[- ])?(?:first|second|third|fourth|fifth|sixth|seventh|"
+                  r"eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|"
+                  r"sixteenth|seventeenth|eighteenth|nineteenth|twentieth|thirtieth)")
+_MONTH_NAME = (r"(?:january|february|march|april|may|june|july|august|september|october|"
+               r"november|december)")
+# (a literal start: re finds "on the " at C speed)
+_SPOKEN_DAY = [re.compile(rf"{prep} the ({_ORDINAL_WORDS}( of {_MONTH_NAME})?)\b")
+               for prep in ("on", "since")]
+# without its month the day ends a clause: "on the second floor" is no date
+_DAY_END = re.compile(r"[ ]*(?:[.,;\n]|$|[ ](?:at|in|for|with|and|to|when)\b)")
+
+
+def spoken_days(text: str, low: str) -> Iterator[Span]:
+    if len(low) != len(text):
+        return
+    for rx in _SPOKEN_DAY:
+        for m in rx.finditer(low):
+            if (m.start() == 0 or not low[m.start() - 1].isalpha()) and \
+                    (m.group(2) or _DAY_END.match(low, m.end())):
+                yield m.start(1), m.end(1), "DATE"
+
+
 # a device's MAC address: "00:1B:44:11:3A:B7"
 _MAC = re.compile(r"(?<![\w:])[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}(?![\w:])")
 
@@ -547,5 +587,7 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(hyphen_extensions(text, low))
     out.extend(word_house_numbers(text, low))
     out.extend(weak_cue_ages(text, low, digits["age"]))
+    out.extend(spoken_numbers(text, low))
+    out.extend(spoken_days(text, low))
     out.extend(tails(text, spans + out))
     return out
