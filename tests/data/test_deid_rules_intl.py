@@ -54,6 +54,7 @@ CASES = [
     ("Transferred from Jefferson Parish jail infirmary.", ["Jefferson Parish"], []),
     ("Referred by the Sheriff of Bexar County office.", ["Bexar County"], []),
     ("Outside films from Kings County Hospital Center.", [], ["Kings County"]),
+    ("Petition filed in the County of Santa Cruz last week.", ["County of Santa Cruz"], []),
     ("Her sister flew in from Eugene, OR last night.", ["Eugene, OR"], []),
     ("Reviewed with ortho, OR booked for the morning.", [], ["ortho, OR"]),
     ("Records faxed from Ridgeway Clinic, Bozeman, MT on request.", ["Bozeman, MT"], []),

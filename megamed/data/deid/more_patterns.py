@@ -194,6 +194,7 @@ def towns_before_postcodes(text: str, codes: list[Span], au: list[re.Match]) -> 
 _COUNTY = re.compile(r"(?:(?:St\.?|Saint|San|Santa|Los|Las|El|La|De|Le|New|East|West|North|"
                      r"South|Prince|King|Queen)[ ])?[A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+)?[ ]$")
 _COUNTY_WORD = re.compile(r"\b(?:County|Parish|Borough)\b")
+_OF_PLACE = re.compile(r"[ ]of[ ][A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+)?")
 _FACILITY_AFTER = re.compile(r"[ ]+(?:[A-Z][A-Za-z]+[ ]+){0,2}([A-Z][A-Za-z]+)")
 _NOT_COUNTY_WORDS = frozenset("the a an our this that same his her their".split())
 
@@ -202,6 +203,10 @@ def counties(text: str) -> Iterator[Span]:
     if "County" not in text and "Parish" not in text and "Borough" not in text:
         return
     for word in _COUNTY_WORD.finditer(text):
+        of = _OF_PLACE.match(text, word.end())
+        if of:                                # "County of Santa Clara"
+            yield word.start(), of.end(), "ADDRESS"
+            continue
         m = _COUNTY.search(text, max(0, word.start() - 40), word.start())
         if m is None:
             continue
