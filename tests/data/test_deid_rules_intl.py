@@ -99,6 +99,11 @@ CASES = [
     ("Home visit done at 61 Orchard Rd, 3rd floor, with her cat.", ["61 Orchard Rd, 3rd floor"], []),
     ("Her flat is on Mercer Lane, Maple Heights.", ["Mercer Lane, Maple Heights"], []),
     ("Wearable monitor MAC 3C:71:BF:08:AA:19 paired.", ["3C:71:BF:08:AA:19"], []),
+    ("Results on mychart.lakeside-health.org/visit/88 tomorrow.", ["mychart.lakeside-health.org/visit/88"],
+     []),
+    ("write to her: rosa dot linares at outlook dot com", ["rosa dot linares at outlook dot com"],
+     []),
+    ("Dose 2.5 mg. Continue; see report.pdf", [], ["2.5 mg", "report.pdf"]),
     # GS1 device identifiers
     ("Stent UDI (01)05415067012345(17)261130(10)LT7731 implanted.",
      ["(01)05415067012345(17)261130(10)LT7731"], []),

@@ -565,6 +565,27 @@ def spoken_days(text: str, low: str) -> Iterator[Span]:
                 yield m.start(1), m.end(1), "DATE"
 
 
+# web addresses without "http" or "www": "mychart.lakeside-health.org/visit/88", and addresses
+# spelled out against scrapers: "j dot smith at gmail dot com"
+_TLD = r"(?:com|org|net|edu|gov|io|health|us|uk|ca|au|nz|ie|de|fr|es|it|info|biz)"
+_BARE_DOMAIN = re.compile(rf"(?<![\w.@/-])[a-z0-9][\w-]*(?:\.[\w-]+)*\.{_TLD}\b(?:/[^\s<>\"')\]]*)?",
+                          re.I)
+# (the commonest endings, each a C-speed `in`: the others are found beside them)
+_DOMAIN_HINTS = (".com", ".org", ".net", ".edu", ".gov", ".uk", ".ca")
+_SPELLED_EMAIL = re.compile(rf"\b[\w.]+(?:[ ](?:dot|\.)[ ][\w]+)*[ ](?:at|\(at\)|\[at\])[ ][\w-]+"
+                            rf"(?:[ ](?:dot|\(dot\)|\[dot\])[ ][\w-]+)+\b", re.I)
+
+
+def web_addresses(text: str, low: str) -> Iterator[Span]:
+    if any(h in text for h in _DOMAIN_HINTS):
+        for m in _BARE_DOMAIN.finditer(text):
+            if "@" not in text[max(0, m.start() - 1):m.start()]:
+                yield m.start(), m.end(), "URL"
+    if " dot " in low or "(dot)" in low or "[dot]" in low:
+        for m in _SPELLED_EMAIL.finditer(text):
+            yield m.start(), m.end(), "EMAIL"
+
+
 # a device's MAC address: "00:1B:44:11:3A:B7"
 _MAC = re.compile(r"(?<![\w:])[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}(?![\w:])")
 
@@ -594,5 +615,6 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(weak_cue_ages(text, low, digits["age"]))
     out.extend(spoken_numbers(text, low))
     out.extend(spoken_days(text, low))
+    out.extend(web_addresses(text, low))
     out.extend(tails(text, spans + out))
     return out
