@@ -290,6 +290,7 @@ def word_house_numbers(text: str, low: str) -> Iterator[Span]:
 # before the age (the number is the anchor: a fast scan for 9x / 1xx and the two words)
 _AGE_CUES = tuple(f"{who}{verb}" for who in ("he", "she", "who", "patient", "pt")
                   for verb in ("'s", " is", " was", " will be")) + ("age", "aged", "age of",
+    "d.", "died", "deceased", "deceased at", "age at death", "aod", "dx at", "diagnosed at",
     "died at", "passed at", "passed away at", "death at", "lived to", "living to", "turns",
     "turning", "is now", "was now", "at the age of", "at age", "lived to be", "live to be",
     "lives to be") + tuple(f"{rel}{verb}" for rel in ("mother", "father", "wife", "husband",
@@ -302,7 +303,8 @@ _AGE_NUMBER = r"(?:(?<=9)\d|(?<=1)[01]\d)(?:(?![\w%/-]|[.,:]\d)|(?=[ ]?y\b|/[MF]
 _AGE_WORDS = re.compile(r"\b(?:ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|"
                         r"(?:one |a )?hundred(?:(?: and)?[- ](?:one|two|three|four|five|six|"
                         r"seven|eight|nine|ten|eleven|twelve))?)\b", re.I)
-_NOT_AN_AGE_AFTER = re.compile(r"[ ]*(?:%|percent|bpm|beats|mm|kg|lbs?|pounds|mg|over|/)", re.I)
+_NOT_AN_AGE_AFTER = re.compile(r"[ ]*(?:%|percent|bpm|beats|mm|kg|lbs?|pounds|mg|mcg|ml|units?|"
+                               r"tabs?|tablets?|caps?|over|/)", re.I)
 # "Dorothy (94)", "his mother, 96, lives": a person's word, then the age alone in brackets/commas
 _WORD_BEFORE = re.compile(r"([A-Za-z][a-z'-]+)[ ]?$")
 _RELATIVES = frozenset("""mother father wife husband sister brother aunt uncle grandmother
@@ -321,8 +323,9 @@ def weak_cue_ages(text: str, low: str, numbers: list[re.Match]) -> Iterator[Span
             continue
         before = text[max(0, m.start() - 24):m.start()].rstrip(" ").lower()
         if before.endswith(_AGE_CUES) and not _NOT_AN_AGE_AFTER.match(text, m.end()) and \
-                any(before.endswith(c) and not before[-len(c) - 1:-len(c)].isalpha()
-                    for c in _AGE_CUES):                # ("the is" is no "he is")
+                any(before.endswith(c) and not before[-len(c) - 1:-len(c)].isalpha() and
+                    (c != "d." or before[-3:-2] in ("", " ", "(", "\n"))
+                    for c in _AGE_CUES):     # ("the is" is no "he is", "q.d. 90" no "d. 90")
             yield m.start(), m.end(), "AGE"
     for m in numbers:
         s, e = m.span()

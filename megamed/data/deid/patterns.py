@@ -146,7 +146,9 @@ _ID_LABELS = [
                     r"hicn|mbi|insurance"),
     ("LICENSE", r"driver'?s? licen[cs]e(?: number| no\.?| #)?|licen[cs]e(?: number| no\.?| #)?|"
                 r"lic\.?(?: no\.?| #)?|dea(?: number| no\.?| #)?|npi(?: number| no\.?| #)?|"
-                r"certificate(?: number| no\.?| #)?|board certification|permit(?: number| #)?"),
+                r"certificate(?: number| no\.?| #)?|board certification|permit(?: number| #)?|"
+                r"provider(?: number| no\.?| id| #)|prescriber(?: number| no\.?| id| #)|"
+                r"registration(?: number| no\.?| #)|gmc(?: number| no\.?)?|nmc(?: pin)?|ahpra"),
     ("DEVICE", r"serial(?: number| no\.?| #)?|s/n|sn|device(?: id| number| serial)|udi|"
                r"implant(?: id| serial)|model(?:/serial)?(?: number| no\.?| #)|lot(?: number| no\.?| #)?|"
                r"pacemaker serial|imei|mac address"),
@@ -162,7 +164,13 @@ _ID_LABELS = [
                  r"sample(?: number| id| #)|study(?: number| id| #)|ticket(?: number| #)?|"
                  r"reference(?: number| no\.?| #)|ref(?: number| no\.?| #)|"
                  r"confirmation(?: number| #)?|passport(?: number| no\.?| #)?|"
-                 r"employee(?: id| number| #)|badge(?: number| #)?|id(?: number| no\.?| #)?|identifier"),
+                 r"employee(?: id| number| #)|badge(?: number| #)?|id(?: number| no\.?| #)?|identifier|"
+                 r"docket(?: number| no\.?| #)?|inmate(?: id| number| no\.?| #)?|"
+                 r"booking(?: number| no\.?| #)|warrant(?: number| no\.?| #)|"
+                 r"subject(?: id| number| no\.?| #)|participant(?: id| number| no\.?| #)|"
+                 r"screening(?: id| number| no\.?| #)|randomi[sz]ation(?: id| number| no\.?| #)|"
+                 r"enrollment(?: id| number| #)|rx(?: number| no\.?| #)|"
+                 r"prescription(?: number| no\.?| #)|kit(?: id| number| no\.?| #)"),
 ]
 _ID_VALUE = r"((?=[A-Z0-9-]{0,25}\d)[A-Z0-9][A-Z0-9./-]{2,24}[A-Z0-9]|\d{3,})"
 # One pass for every label: the named group that matched says the category.
