@@ -72,6 +72,8 @@ CASES = [
     ("Age/Sex: 92/M   Wt 61 kg. Prior visit note: Age 97y.", ["92", "97"], ["61"]),
     ("He will be 91 in May; grandmother aged 100.", ["91", "100"], []),
     ("Sat 94% on RA, HR 96, she is 94 % saturating", [], ["94%", "96"]),
+    ("O2 sat is now 92; her mother is 90 minutes away; she is 90 degrees", [], ["92", "90 minutes",
+                                                                             "90 degrees"]),
     ("she is a 93 y female", ["93"], ["female"]),
     ("DOB on file (96 y), lives alone", ["96"], []),
     # dictation: numbers digit by digit, days in words

@@ -289,10 +289,11 @@ def word_house_numbers(text: str, low: str) -> Iterator[Span]:
 # "he is ninety four", "died at 102", "lived to 97", "turns 90 next week", "now 93": the cue
 # before the age (the number is the anchor: a fast scan for 9x / 1xx and the two words)
 _AGE_CUES = tuple(f"{who}{verb}" for who in ("he", "she", "who", "patient", "pt")
-                  for verb in ("'s", " is", " was", " will be")) + ("age", "aged", "age of",
+                  for verb in ("'s", " is", " was", " will be", " is now", " was now",
+                               " turns", " turned")) + ("age", "aged", "age of",
     "d.", "died", "deceased", "deceased at", "age at death", "aod", "dx at", "diagnosed at",
     "died at", "passed at", "passed away at", "death at", "lived to", "living to", "turns",
-    "turning", "is now", "was now", "at the age of", "at age", "lived to be", "live to be",
+    "turning", "at the age of", "at age", "lived to be", "live to be",
     "lives to be") + tuple(f"{rel}{verb}" for rel in ("mother", "father", "wife", "husband",
                                                       "sister", "brother", "aunt", "uncle",
                                                       "grandmother", "grandfather", "mom", "dad")
@@ -303,8 +304,9 @@ _AGE_NUMBER = r"(?:(?<=9)\d|(?<=1)[01]\d)(?:(?![\w%/-]|[.,:]\d)|(?=[ ]?y\b|/[MF]
 _AGE_WORDS = re.compile(r"\b(?:ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|"
                         r"(?:one |a )?hundred(?:(?: and)?[- ](?:one|two|three|four|five|six|"
                         r"seven|eight|nine|ten|eleven|twelve))?)\b", re.I)
-_NOT_AN_AGE_AFTER = re.compile(r"[ ]*(?:%|percent|bpm|beats|mm|kg|lbs?|pounds|mg|mcg|ml|units?|"
-                               r"tabs?|tablets?|caps?|over|/)", re.I)
+_NOT_AN_AGE_AFTER = re.compile(r"[ ]*(?:%|°|percent|bpm|beats|mm|cm|kg|lbs?|pounds|mg|mcg|ml|units?|"
+                               r"tabs?|tablets?|caps?|over|/|degrees?|deg\b|min|minutes|hours?|"
+                               r"hrs?\b|miles|km|feet|ft\b|inches|days|weeks)", re.I)
 # "Dorothy (94)", "his mother, 96, lives": a person's word, then the age alone in brackets/commas
 _WORD_BEFORE = re.compile(r"([A-Za-z][a-z'-]+)[ ]?$")
 _RELATIVES = frozenset("""mother father wife husband sister brother aunt uncle grandmother
