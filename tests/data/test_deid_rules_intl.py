@@ -57,6 +57,9 @@ CASES = [
     ("Petition filed in the County of Santa Cruz last week.", ["County of Santa Cruz"], []),
     ("Her sister flew in from Eugene, OR last night.", ["Eugene, OR"], []),
     ("Reviewed with ortho, OR booked for the morning.", [], ["ortho, OR"]),
+    ("Hx of Troponinemia, MI in 2019; Metastatic, CA 19-9 rising", [], ["Troponinemia, MI",
+                                                                       "Metastatic, CA"]),
+    ("She moved here from Saginaw, MI in May.", ["Saginaw, MI"], []),
     ("Records faxed from Ridgeway Clinic, Bozeman, MT on request.", ["Bozeman, MT"], []),
     ("Discussed with cardiology, MD aware; BP soft, OK to walk.", [], ["cardiology, MD", "soft, OK"]),
     # house numbers in words, one-word streets

@@ -222,12 +222,15 @@ def counties(text: str) -> Iterator[Span]:
 
 # "Duluth, MN" anywhere: a capitalised word that is no English word, a comma, a state code that
 # is not also a credential, a unit or an abbreviation in notes (MD, PA, OR, CT, IN, ...).
-_PLAIN_STATES = frozenset("AK AZ AR CA FL IL IA KS KY MI MN MT NV NH NJ NM NY NC ND OH RI SD TN "
-                          "TX UT VT WA WV WI WY".split())
+_PLAIN_STATES = frozenset("AK AZ FL IL IA KS KY MN MT NH NJ NM NY OH RI TN TX UT WA WV WI "
+                          "WY".split())
 # codes that are also words or abbreviations: after "in / from / near ... City," only
+# (and MI, CA, ND, SD, NC, AR, VT, NV: myocardial infarction, cancer, not done, ...)
 _STATES_AFTER_A_PLACE_WORD = frozenset("OK ID ME OR IN CO DE LA MS MO AL GA MA CT HI NE SC VA "
-                                       "DC PR".split())
+                                       "DC PR MI CA ND SD NC AR VT NV".split())
 _PLACE_WORD_BEFORE = re.compile(r"\b(?:in|from|near|outside|to|of|at|visiting)[ ]$", re.I)
+_MEDICAL_CODES = frozenset("MI CA ND SD NC AR VT NV".split())      # ("history of X, MI")
+_MOVE_WORD_BEFORE = re.compile(r"\b(?:in|from|near|outside|to|visiting)[ ]$", re.I)
 _COMMA_STATE = re.compile(r",[ ]([A-Z]{2})(?![\w-]|\.\w)")
 _CITY_BEFORE = re.compile(r"[A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+){0,2}$")
 
@@ -240,8 +243,9 @@ def city_comma_state(text: str) -> Iterator[Span]:
         m = _CITY_BEFORE.search(text, max(0, state.start() - 40), state.start())
         if m is None:
             continue
-        if code not in _PLAIN_STATES and not _PLACE_WORD_BEFORE.search(
-                text, max(0, m.start() - 8), m.start()):
+        before = _MOVE_WORD_BEFORE if code in _MEDICAL_CODES else _PLACE_WORD_BEFORE
+        if code not in _PLAIN_STATES and not before.search(text, max(0, m.start() - 11),
+                                                            m.start()):
             continue                # "OK", "OR", "ME": only "in Tulsa, OK", "from Bend, OR"
         words = m.group(0).split()
         while words and words[0].lower() in lexicon.english_words():
