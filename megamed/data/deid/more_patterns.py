@@ -220,6 +220,25 @@ def counties(text: str) -> Iterator[Span]:
         yield word.start() - 1 - len(" ".join(words)), word.end(), "ADDRESS"
 
 
+# "the Dorchester neighborhood", "Eastwood estate", "Parkdale district": a part of a town
+_NEIGHBOURHOOD = re.compile(r"((?:[A-Z][a-z'-]+[ ]){1,2})(?:neighbou?rhood|district|suburb|estate|"
+                            r"section|borough|township|village)\b")
+_NEIGHBOURHOOD_HINTS = ("neighbo", "district", "suburb", "estate", "section of", "township",
+                        "village")
+
+
+def neighbourhoods(text: str, low: str) -> Iterator[Span]:
+    if not any(h in low for h in _NEIGHBOURHOOD_HINTS):
+        return
+    for m in _NEIGHBOURHOOD.finditer(text):
+        words = m.group(1).split()
+        while words and (words[0].lower() in lexicon.english_words() or
+                         words[0].lower() in _NOT_COUNTY_WORDS):
+            words = words[1:]
+        if words and not any(w.lower() in lexicon.FACILITY_HEADS for w in words):
+            yield m.end(1) - 1 - len(" ".join(words)), m.end(1) - 1, "ADDRESS"
+
+
 # "Duluth, MN" anywhere: a capitalised word that is no English word, a comma, a state code that
 # is not also a credential, a unit or an abbreviation in notes (MD, PA, OR, CT, IN, ...).
 _PLAIN_STATES = frozenset("AK AZ FL IL IA KS KY MN MT NH NJ NM NY OH RI TN TX UT WA WV WI "
@@ -625,5 +644,6 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(spoken_numbers(text, low))
     out.extend(spoken_days(text, low))
     out.extend(web_addresses(text, low))
+    out.extend(neighbourhoods(text, low))
     out.extend(tails(text, spans + out))
     return out
