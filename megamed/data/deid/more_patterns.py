@@ -152,9 +152,8 @@ _NUMBER_FIRST_FR = re.compile(r"\d(?<![\w.,/-]\d)\d{0,3}(?:[ ]?bis|[ ]?ter)?,?[ 
                               r"(?:,[ ](\d{5})[ ]([A-ZÉ][\w'-]+))?")
 # (the ASCII-spelled forms of the commonest: German streets, with a "ß" or an umlaut, make the
 # text non-ASCII)
-_STREET_FIRST_HINTS = ("strasse", "Str. ", "Calle ", "Avenida ", "Rua ", "Via ", "Piazza ",
-                       "Plaza ", "Paseo ", "Carrer ", " rue ", " avenue ", " boulevard ",
-                       "straat ")
+_STREET_FIRST_HINTS = ("strasse", "Calle ", "Avenida ", "Rua ", "Via ", "Piazza ", "Plaza ",
+                       " rue ", " avenue ", " boulevard ")
 
 
 def european_addresses(text: str) -> Iterator[Span]:
@@ -548,8 +547,11 @@ def digit_starts(text: str) -> dict[str, list[re.Match]]:
 _NI_NUMBER = re.compile(r"\b[A-Z]{2}[ ]?\d{2}[ ]?\d{2}[ ]?\d{2}[ ]?[A-D]\b")
 
 
+_NI_HINT = re.compile(r"NI(?:[ ]?(?:[Nn][Oo]|[Nn]umber|NUMBER)|NO\b|:)")      # (a literal start)
+
+
 def ni_numbers(text: str) -> Iterator[Span]:
-    if "NI" in text or "nsurance" in text:
+    if _NI_HINT.search(text) or "nsurance" in text:
         for m in _NI_NUMBER.finditer(text):
             yield m.start(), m.end(), "SSN"
 
@@ -605,21 +607,29 @@ _SPELLED_EMAIL = re.compile(rf"\b[\w.]+(?:[ ](?:dot|\.)[ ][\w]+)*[ ](?:at|\(at\)
 
 
 def web_addresses(text: str, low: str) -> Iterator[Span]:
-    if any(h in text for h in _DOMAIN_HINTS):
-        for m in _BARE_DOMAIN.finditer(text):
-            if "@" not in text[max(0, m.start() - 1):m.start()]:
-                yield m.start(), m.end(), "URL"
+    end = 0                             # from each ".com" (...) back to its domain's start
+    for i in sorted(i for h in _DOMAIN_HINTS for i in _starts(text, h)):
+        start = i
+        while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "._-"):
+            start -= 1
+        m = _BARE_DOMAIN.match(text, start) if start >= end and start < i else None
+        if m and m.end() > i:
+            end = m.end()
+            yield m.start(), m.end(), "URL"
     if " dot " in low or "(dot)" in low or "[dot]" in low:
         for m in _SPELLED_EMAIL.finditer(text):
             yield m.start(), m.end(), "EMAIL"
 
 
 # a device's MAC address: "00:1B:44:11:3A:B7"
-_MAC = re.compile(r"(?<![\w:])[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}(?![\w:])")
+_MAC = re.compile(r"(?<![\w:])[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}(?![\w:])")
+
+
+_MAC_HINT = re.compile(r":[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}:")     # (a literal start: a fast scan)
 
 
 def mac_addresses(text: str) -> Iterator[Span]:
-    if text.count(":") >= 5 or text.count("-") >= 5:
+    if _MAC_HINT.search(text):
         for m in _MAC.finditer(text):
             yield m.start(), m.end(), "DEVICE"
 
