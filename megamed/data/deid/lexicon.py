@@ -30,6 +30,25 @@ def english_words() -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=None)
+def world_first_names() -> frozenset[str]:
+    """Given names of many origins (Faker's person providers) that the US census lists lack;
+    a name only when capitalised (lower case, some are words in other languages)."""
+    return frozenset(_read("world_first_names.txt")) - NOT_NAMES
+
+
+@functools.lru_cache(maxsize=None)
+def world_surnames() -> frozenset[str]:
+    return frozenset(_read("world_surnames.txt")) - NOT_NAMES
+
+
+@functools.lru_cache(maxsize=None)
+def foreign_words() -> frozenset[str]:
+    """Common Spanish, Portuguese, French and Italian words (bilingual notes): "los días",
+    "casa" are words, not the census surnames Dias and Casa."""
+    return frozenset(_read("foreign_words.txt"))
+
+
+@functools.lru_cache(maxsize=None)
 def surrogate_first() -> tuple[str, ...]:
     """Given names that are not English words (a surrogate must not read as a word)."""
     words = english_words()
@@ -83,7 +102,55 @@ barthel lawton lugano rai binet sokal gottron ortolani barlow thompson hawkins n
 jobe speed yergason finkelstein allen adson kiesselbach kiesselbach's luschka magendie monro
 sylvius willis wharton stensen bartholin skene cowper douglas morison hesselbach poupart
 hoehn yahr roth deauville nottingham columbia merkel brackmann hoffmann janeway
-savary maloney penrose blakemore bovie metzenbaum babcock allis""".split())
+savary maloney penrose blakemore bovie metzenbaum babcock allis
+tyrer cuzick gail claus morse jamar kapandji lichtenstein shouldice bassini mcvay hartmann
+toupet heller kasai ladd ramstedt swenson soave duhamel puestow beger kausch mckeown
+latarjet ponseti ilizarov masquelet langenbeck hardinge charnley womac oswestry
+apley thessaly lachman finkelstein durkan froment wartenberg roos spurling lhermitte
+hallpike epley semont rinne schirmer seidel amsler ishihara snellen jaeger goldmann
+hirschberg bielschowsky maddox titmus rovsing psoas obturator lowenberg biot duroziez
+quincke traube musset dubowitz finnegan naegele
+ rockall centor mcisaac khorana nyha timi hendrich tinetti
+waterlow yesavage zung epds crafft ciwa aldrete cormack lehane detsky breslow fuhrman
+isup zubrod lansky recist mandard dworak risser lenke gustilo pauwels schatzker
+lauge salter lopresti maisonneuve tillaux chopart bohler gissane kellgren
+outerbridge tonnis paprosky kinyoun gomori grocott warthin verhoeff gieson perls alcian
+mucicarmine coombs kleihauer betke schilling widal bunnell monospot mantoux quantiferon
+broviac malecot pezzer hemovac pleurevac sengstaken dobhoff corpak yankauer 
+satinsky bookwalter weitlaner gelpi volkmann hohmann
+steinmann kirschner schanz pavlik aircast sarmiento minerva venturi ambu bipap
+rastelli jatene senning""".split())
+
+# Eponyms written alone that name a procedure, test, score or instrument far more often than a
+# person in a note ("Whipple planned", "grip (Jamar)", "repair (Lichtenstein)", "Morse 65"):
+# vetoed unless a title comes first ("Dr. Whipple"). Compiled by hand from the standard
+# procedures, instruments and scales of surgery, orthopaedics, nursing and risk assessment.
+PROCEDURE_EPONYMS = frozenset("""whipple nissen toupet lichtenstein shouldice bassini hartmann
+jamar kapandji puestow latarjet ponseti ilizarov ramstedt kasai tyrer cuzick mallampati
+cormack caprini khorana kellgren outerbridge gustilo schatzker pauwels ziehl grocott gomori
+mucicarmine kinyoun quantiferon mantoux monospot yankauer dobhoff corpak pleurevac hemovac
+broviac bookwalter weitlaner gelpi metzenbaum satinsky steinmann kirschner schanz pavlik
+aircast sarmiento venturi bipap ambu epley semont hallpike spurling lhermitte finkelstein
+phalen tinel durkan froment apley thessaly lachman yergason womac oswestry tinetti hendrich
+waterlow morse braden apgar  dubowitz finnegan naegele ranson rockall blatchford
+centor mcisaac killip nyha timi nihss barthel lawton folstein yesavage zung epds ciwa
+aldrete detsky gleason breslow fuhrman isup karnofsky zubrod lansky recist mandard dworak
+risser lenke""".split())
+
+# Companies and brands of devices, drugs, dental materials, insurers and pharmacies:
+# capitalised, often census surnames (Abbott, Stryker), not a person in a note ("(Stryker)",
+# "Medtronic Azure XT DR"). Compiled by hand from makers named on device labels and formularies.
+ORGANISATIONS = frozenset("""medtronic stryker zimmer biomet depuy synthes arthrex conmed olympus
+storz biotronik livanova dexcom insulet omnipod baxter fresenius hospira becton philips
+siemens hologic cepheid genentech novartis pfizer moderna janssen sanofi astrazeneca gilead
+amgen biogen regeneron boehringer ingelheim takeda teva mylan viatris sandoz cipla
+glaxosmithkline novo nordisk abbvie allergan alcon bausch cochlear phonak oticon resmed
+respironics invacare walgreens cvs walmart costco kroger publix safeway caremark optumrx
+optum humana aetna cigna anthem unitedhealthcare medicaid medicare tricare bluecross
+blueshield molina centene wellcare ambetter cavit ketac vitrebond dycal durelon tempbond
+septocaine buick chevrolet chevy nissan hyundai subaru mazda acura
+volkswagen audi bmw tesla jeep chrysler cadillac gmc volvo kia""".split())
+
 
 # Nouns that turn a preceding capitalised word into an eponym: "Bell's palsy", "Still disease".
 EPONYM_HEADS = frozenset("""disease diseases syndrome syndromes sign signs test tests palsy
@@ -122,7 +189,9 @@ ngt ogt picc cvc art tpn icu micu sicu ccu pacu ed er or ir ob gyn peds nicu pic
 pnd le le's rle lle rue lue rlq ruq llq luq lmp edd ga g1p0 neg pos nl abnl
 lt rt bilat hpi pmh psh fh sh ros pe a/p cc mdm dnr dni pola molst hcp poa
 qtc qrs pr st axis sinus mrn dob dos ssn acct fin npi dea mr pcp attn re cc bmi
-x-ray xray x-rays lvef rvef lvh rvh tapse bnp ntprobnp troponin trop egfr a1c hba1c bi-rads pi-rads li-rads ti-rads""".split())
+x-ray xray x-rays lvef rvef lvh rvh tapse bnp
+brady tachy pulm cardiol neph nephro heme onc endo rheum derm ortho uro gyn psych mets
+psyd edd drph abpp chpn ccrn cen ocn bcps cde cdces lmft lpc licsw otr slp rdn atc ntprobnp troponin trop egfr a1c hba1c bi-rads pi-rads li-rads ti-rads""".split())
 
 # Census entries that are almost never a name in a clinical note (abbreviations, units).
 NOT_NAMES = frozenset("""officer sergeant detective deputy trooper reverend pastor rabbi aide
@@ -171,7 +240,23 @@ care coordinator|mom|dad|translator|interpreter|from|to|by|with|per|attn|attenti
 regarding|signature|dictating on|dictated on|dictation on|call|called|notify|notified|page|
 paged|told|informed|asked|met with|visited by|family|inform|contacted|daughters|sons|sisters|
 brothers|grandsons|granddaughters|grandchildren|children|parents|nieces|nephews|cousins|
-friends|stepson|stepdaughter|stepmother|stepfather""".replace("\n", "").split("|")
+friends|stepson|stepdaughter|stepmother|stepfather|stepbrother|stepsister|half brother|half sister|great uncle|great aunt|
+grandma|grandpa|grandparents|great grandmother|great grandfather|great grandson|great granddaughter|
+mother in law|father in law|son in law|daughter in law|brother in law|sister in law|godmother|
+godfather|godson|goddaughter|twin|twin brother|twin sister|ex husband|ex wife|
+abuela|abuelo|abuelita|abuelito|mama|papa|hija|hijo|esposa|esposo|hermana|hermano|tia|tio|
+nieta|nieto|prima|primo|sobrina|sobrino|madre|padre|suegra|suegro|nonna|nonno|oma|opa|
+bubbe|zayde|babcia|dziadek|lola|lolo|nana|auntie|initials|transcribed|transcriptionist|typed|
+typist|minutes by|entered by|note by|scribe|scribed by|patient is|pt is|name is|patient name is|
+this is""".replace("\n", "").split("|")
+
+# Words that end the name of an instrument whose eponym stands two or three words before
+# ("Harris Hip Score", "Morse Fall Scale", "Glasgow Coma Scale").
+SCORE_HEADS = frozenset("score scale scales index criteria classification questionnaire inventory".split())
+
+# Words before "MR"/"MS" that make it a valve lesion ("mild MR", "severe MS"), not a title.
+SEVERITY_WORDS = frozenset("""mild moderate severe trace trivial significant no functional
+residual chronic acute ischemic rheumatic mild-moderate moderate-severe minimal""".split())
 
 EPONYM_VETO_HEADS = frozenset("disease syndrome sign palsy lymphoma sarcoma criteria".split())
 
@@ -179,7 +264,11 @@ FACILITY_HEADS = frozenset("""hospital hospitals clinic clinics center centre me
 healthcare cardiology associates institute university college school pharmacy labs laboratory
 laboratories foundation memorial infirmary hospice rehab rehabilitation nursing physicians
 group practice partners community medicine surgery pediatrics elementary academy
-assisted living shelter outreach services ministries mission ambulance""".split())
+assisted living shelter outreach services ministries mission ambulance manor lodge villa
+village terrace gardens behavioral psychiatric orthopedics oncology imaging radiology
+diagnostics dental dentistry pharmaceuticals therapeutics industries manufacturing
+fabrication steel inc llc corp corporation company church temple mosque synagogue
+residence residences apartments towers plaza""".split())
 
 # Words that name a place in a hospital when a number follows ("Ward 5", "Bay 3").
 HOSPITAL_PLACES = frozenset("ward wards bed bay room pod wing unit floor suite".split())
@@ -190,7 +279,8 @@ DEVICE_EPONYMS = frozenset("foley holter doppler hickman groshong jackson-pratt"
 
 PRONOUNS = frozenset("i me my he she him his her hers they them their we us our you your it its".split())
 
-PARTICLES = frozenset("van von de der del della da di la le st mac bin ibn al el dos das du".split())
+PARTICLES = frozenset("van von de der del della da di la le st mac bin ibn al el dos das du "
+                      "den ten ter zu af bint abu".split())
 
 # Verbs whose object is often a person: the next capitalised census name is one.
 OBJECT_VERBS = frozenset("""call called notify notified page paged told informed asked
@@ -206,4 +296,26 @@ RELATIVES = frozenset("""husband wife son daughter mother father brother sister 
 spouse grandson granddaughter grandmother grandfather niece nephew caregiver guardian boyfriend
 girlfriend aunt uncle cousin roommate neighbor mom dad daughters sons sisters brothers grandsons
 granddaughters grandchildren children parents nieces nephews cousins friends stepson stepdaughter
-stepmother stepfather""".split())
+stepmother stepfather stepbrother stepsister
+grandma grandpa grandparents godmother godfather godson goddaughter twin abuela abuelo abuelita
+abuelito mama papa hija hijo esposa esposo hermana hermano tia tio nieta nieto prima primo
+sobrina sobrino madre padre suegra suegro nonna nonno oma opa bubbe zayde babcia dziadek lola
+lolo nana auntie""".split()) | frozenset("""mother in law|father in law|son in law|
+daughter in law|brother in law|sister in law|half brother|half sister|great uncle|great aunt|
+great grandmother|great grandfather|great grandson|great granddaughter|twin brother|
+twin sister|ex husband|ex wife""".replace("\n", "").split("|"))
+
+# Labels that a person's initials follow ("Transcribed: tmw", "minutes by jrs", "initials GHB").
+INITIALS_LABELS = frozenset("""initials|transcribed|transcriptionist|typed|typist|minutes by|
+entered by|note by|scribe|scribed by|transcribed by|typed by|dictated by|signed|signed by|
+cosigned by|co-signed by|reviewed by|per|by|cc""".replace("\n", "").split("|"))
+
+# Short clinical abbreviations that no word list has and a signature label may precede
+# ("per GI", "by EMS", "per SW"): not a person's initials.
+CLINICAL_ABBREVIATIONS = frozenset("""ems sw cm slp rd dme snf ltc ltach irf aba ent pt ot rt
+gi id icu ed er ir or ob np pa md rn lpn cna pcp hcp poa msw rrt crna nsg sw pharm tpn ccm
+bmt sicu micu ccu nicu picu pacu cvicu tsicu ems fd pd ekg ecg cxr eeg emg mri mra cta ct
+us iv im po sl pr ng og pn dc nsr af ems ins pmd cpt icd drg hcfa cms ama dnr""".split())
+
+# Labels of dictation that a person's (lower-case) name follows ("patient is frank hall").
+NAME_IS_LABELS = frozenset(["patient is", "pt is", "name is", "patient name is", "this is"])

@@ -62,7 +62,7 @@ class _Word:
         self.label_end = (lower.rsplit("-", 1)[-1] if "-" in lower else lower) in _LABEL_LAST_WORDS
         # which tokens each pass can act on at all (the rest it skips without a look)
         self.may_veto = cap or not word or first or bool(surname_rank)
-        self.facility_head = lower in lexicon.FACILITY_HEADS
+        self.facility_head = lower in lexicon.FACILITY_HEADS or lower in lexicon.SCORE_HEADS
         # a veto rule looks at the token before it (a facility word: the 3 before, _far_veto)
         self.veto_head = lower in lexicon.EPONYM_HEADS or lower in lexicon.EPONYM_VETO_HEADS or \
             self.facility_head
@@ -156,6 +156,11 @@ def _token_info(t: str) -> _Word:
             possessive, t, e, low = True, t[:-2], e - 2, low[:-2]
         key = low.replace("'", "").replace("’", "")     # O'Brien -> obrien (census)
     is_first, rank = key in first, ranks.get(key, 0)
+    cap = t[0].isupper()
+    if cap and not (is_first or rank):
+        is_first, rank = _world_name(key)
+    word = low in words or (low in lexicon.foreign_words() and
+                            (not cap or not (is_first or 0 < rank <= 3000)))
     if "-" in key and not (is_first or rank) and \
             (all(p[:1].isupper() for p in t.split("-")) or    # Nakamura-Lee, Mary-Kate
              all((p in first or p in ranks) and len(p) > 2 for p in key.split("-"))):
@@ -164,11 +169,25 @@ def _token_info(t: str) -> _Word:
         if any((p in first or p in ranks) and p not in words for p in parts):
             is_first = any(p in first for p in parts)
             rank = min((ranks[p] for p in parts if p in ranks), default=0)
-    info = _Word(original[:e], low, t[0].isupper(), low in words, is_first, rank, possessive, e)
+    info = _Word(original[:e], low, cap, word, is_first, rank, possessive, e)
     if len(_TOKEN_INFO) >= 1 << 17:     # bounded: a corpus of odd tokens must not grow it forever
         _TOKEN_INFO.clear()
     _TOKEN_INFO[original] = info
     return info
+
+
+# census rank given to a surname of the world lists: rarer than any census rank, so that
+# lower-case text never takes one for a name without a cue
+_WORLD_RANK = 100000
+
+
+def _world_name(key: str) -> tuple[bool, int]:
+    """(given name?, surname rank) from the world lists for a capitalised token ("Ngozi",
+    "Wiśniewski", "Adeyemi") that the census lists lack; hyphenated parts count too."""
+    world_first, world_last = lexicon.world_first_names(), lexicon.world_surnames()
+    parts = key.split("-") if "-" in key else (key,)
+    return (any(p in world_first for p in parts),
+            _WORLD_RANK if any(p in world_last for p in parts) else 0)
 
 
 _TOKEN_INFO: dict[str, _Word] = {}
@@ -203,9 +222,44 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     name = [False] * n
     _titles_and_credentials(d, veto, name)
     _labels(d, veto, name)
+    _signature_marks(d, veto, name)
     _dictionary(d, veto, name)
     _propagate(d, veto, name)
+    _initial_before(d, name)
     return _merge(d, name, blocked)
+
+
+_SIGNATURE_MARK = re.compile(r"(?:^|\n)[ \t]*(?:--+|\u2014|\u2013|/s/)[ \t]*(?=[^\W\d_])")
+
+
+def _signature_marks(d: _Doc, veto, name) -> None:
+    """A line that starts with "--", a dash or "/s/" and then a name: a signature
+    ("-- A. Kowalczyk", "/s/ R. Patel"). Looked for only where such a mark occurs."""
+    text = d.text
+    if "--" not in text and "/s/" not in text and "\u2014" not in text and "\u2013" not in text:
+        return
+    toks = d.toks
+    for m in _SIGNATURE_MARK.finditer(text):
+        i = bisect.bisect_left(d.start, m.end())
+        if i >= len(toks) or d.start[i] != m.end():
+            continue
+        t = toks[i]
+        nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if t.initial and text[d.end[i]:d.end[i] + 1] == "." and nxt is not None and nxt.cap:
+            _take_forward(d, veto, name, i, strict=True)
+        elif t.cap and not veto[i] and not t.function and not t.abbreviation and \
+                (t.first or not t.word) and nxt is not None and nxt.cap and \
+                d.gap[i + 1] == " " and (nxt.surname_rank or not nxt.word):
+            _take_forward(d, veto, name, i, strict=True, first_ok=True)
+
+
+def _initial_before(d: _Doc, name) -> None:
+    """"A. Kowalczyk": an initial with its period just before a name found by any rule."""
+    toks, gap = d.toks, d.gap
+    for i in compress(range(1, len(toks)), name[1:]):
+        if not name[i - 1] and toks[i - 1].initial and gap[i] == ". " and \
+                not gap[i - 1][-1:].isdigit() and not gap[i - 1][-1:].isalpha():
+            name[i - 1] = True
 
 
 def _far_veto(toks: list[_Word]) -> set[int]:
@@ -236,7 +290,8 @@ def _lower_kind(low: str) -> int:
         kind = _ALWAYS
     elif low in lexicon.MONTHS or low in lexicon.WEEKDAYS:
         kind = _CALENDAR
-    elif low in standalone_eponyms() or low in lexicon.DEVICE_EPONYMS:
+    elif low in standalone_eponyms() or low in lexicon.DEVICE_EPONYMS or \
+            low in lexicon.PROCEDURE_EPONYMS or low in lexicon.ORGANISATIONS:
         kind = _ALWAYS        # (checked after the eponym rules in _vetoed: all of them veto)
     elif any(p in lexicon.EPONYMS for p in parts):
         kind = _EPONYM_COMPOUND if len(parts) > 1 else _EPONYM
@@ -259,6 +314,8 @@ def _vetoed(d: _Doc, i: int) -> bool:
         # "June Gold", "Jacqueline May, NP" are people; "June 5", "in June" are dates
         following = toks[i + 1] if i + 1 < len(toks) else None
         preceding = toks[i - 1] if i else None
+        if following is not None and following.kind == _CALENDAR and gap[i + 1] in (" ", ", "):
+            return True                  # "Thu Nov 21", "Sun, June 2"
         if t.first and preceding is not None and preceding.lower in lexicon.RELATIVES and \
                 gap[i] == " " and not _DIGIT_AFTER.match(text, t_end):
             return False                 # "daughter june", "wife April": a relative's name
@@ -283,6 +340,8 @@ def _vetoed(d: _Doc, i: int) -> bool:
         return True
     if t.cap and _facility_follows(d, i):
         return True                    # "Brigham Clinic", "Mercy Hospital"
+    if t.cap and _score_name_follows(d, i):
+        return True                    # "Harris Hip Score", "Morse Fall Scale"
     # a state before its ZIP code, a drug before its dose: only when a digit follows closely
     follow = text[t_end:t_end + 3].lstrip(" ,")
     if not follow or not follow[0].isdigit():
@@ -299,16 +358,33 @@ def _after_given_name(d: _Doc, i: int) -> bool:
     return prev is not None and prev.cap and prev.first and not prev.word and d.gap[i] == " "
 
 
+_FACILITY_GAPS = frozenset([" ", "'s ", "\u2019s "])
+
+
 def _facility_follows(d: _Doc, i: int) -> bool:
     """A facility word ends the run of capitalised words (at most 3) that token i starts
     ("Harbor Light shelter", "Willow Creek Assisted Living")."""
     toks = d.toks
     for k in range(i + 1, min(i + 4, len(toks))):
-        if d.gap[k] != " ":
+        if d.gap[k] not in _FACILITY_GAPS:
             return False
-        if toks[k].facility_head:
+        if toks[k].facility_head and toks[k].lower not in lexicon.SCORE_HEADS:
             return True                               # (the word itself may be lower case)
         if not toks[k].cap:
+            return False
+    return False
+
+
+def _score_name_follows(d: _Doc, i: int) -> bool:
+    """One or two capitalised English words, then a word that names a score or test: token i
+    is the eponym of a named instrument ("Harris Hip Score", "Glasgow Coma Scale")."""
+    toks = d.toks
+    for k in range(i + 1, min(i + 4, len(toks))):
+        if d.gap[k] != " ":
+            return False
+        if k > i + 1 and toks[k].lower in lexicon.SCORE_HEADS:
+            return True
+        if not (toks[k].cap and toks[k].word and not toks[k].first):
             return False
     return False
 
@@ -326,7 +402,18 @@ def standalone_eponyms() -> frozenset[str]:
 
 
 def _abbreviation(t: _Word) -> bool:
-    return t.text.isupper() and len(t.text) <= 4 and not (t.first or 0 < t.surname_rank <= 5000)
+    return (t.text.isupper() and len(t.text) <= 4 and not (t.first or 0 < t.surname_rank <= 5000)) \
+        or _odd_capitals(t.text)
+
+
+def _odd_capitals(text: str) -> bool:
+    """A capital after the first letter that no lower-case letter follows ("METs", "PsyD",
+    "mEq"): a unit or a credential. Names put a capital only before lower case (McDonald,
+    DeShawn, O'Brien)."""
+    if text.isupper() or text.islower() or set(filter(str.islower, text)) == {"l"}:
+        return False                    # ("DUBOlS": an OCR'd capital I)
+    return any(c.isupper() and (k + 1 == len(text) or not text[k + 1].islower())
+               for k, c in enumerate(text) if k)
 
 
 def _lower_name(t: _Word) -> bool:
@@ -357,16 +444,27 @@ def _take_forward(d: _Doc, veto, name, i: int, strict: bool, limit: int = 4,
         t = toks[j]
         if j > i:
             gap = d.gap[j]
+            if gap in _NICKNAME_QUOTES and t.cap and taken and j + 1 < len(toks) and \
+                    d.gap[j + 1] in _NICKNAME_CLOSE and not veto[j]:
+                name[j] = True              # 'Benjamin "Ben" Adeyemi': the nickname, then on
+                j += 1
+                vouched = True
+                continue
             if gap.strip(" .,") or "\n" in gap or "  " in gap or "\t" in gap:
                 break
             if "." in gap and not toks[j - 1].initial:
                 break                       # "husband Bao. Strength 5/5"
+            if not t.cap and toks[j - 1].cap and not toks[j - 1].initial and \
+                    t.lower not in lexicon.PARTICLES:
+                break                       # "Dr Szymanski pulm": a name keeps its case
+        if t.initial and d.text[d.end[j]:d.end[j] + 1].isdigit():
+            break                           # "G2P1001": not an initial
         if t.initial or (t.lower in lexicon.PARTICLES and taken):
             name[j] = True
             j += 1
             continue
         after_title = not strict and t.cap and taken == 0   # "Dr. May", "Dr. Foley"
-        if (veto[j] and not after_title) or t.function or \
+        if (veto[j] and not after_title) or t.function or t.text in _LOWER_HONORIFICS or \
                 t.lower in lexicon.MEDICAL_WORDS or t.lower in lexicon.TITLES:
             break       # a title is not the name ("officer Ofc. Brennan", "thorne nurse pract.")
         if (taken == 0 and first_ok) or vouched:
@@ -432,11 +530,14 @@ def _titles_and_credentials(d: _Doc, veto, name) -> None:
     for i in _indices(toks, "title_rule"):       # every rule below needs a title / credential
         t = toks[i]
         nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if t.text in ("MR", "MS") and i and toks[i - 1].lower in lexicon.SEVERITY_WORDS:
+            continue                                 # "mild MR. Wolff-Parkinson-White ..."
         if t.lower in lexicon.TITLES and nxt is not None and \
                 not (t.text.islower() and _DIGIT_BEFORE.search(text[max(0, start[i] - 3):start[i]])):
             g = gap[i + 1]                               # (not "402 ms. Will follow up")
             if g.strip() in ("", ".") and "\n" not in g:
-                if t.lower in ("sister", "nurse", "doctor", "professor") and not nxt.cap:
+                if t.lower in ("sister", "nurse", "doctor", "professor") and not nxt.cap and \
+                        not (t.text.islower() and nxt.lower_name and nxt.first):
                     continue
                 _take_forward(d, veto, name, i + 1, strict=False)
                 continue
@@ -449,10 +550,18 @@ def _titles_and_credentials(d: _Doc, veto, name) -> None:
         if i and (t.text[0].isupper() and (t.text.isupper() or t.text in _MIXED_CREDENTIALS)
                   or t.lower in ("md", "rn", "np")) and _CREDENTIAL.match(text, start[i]):
             g = gap[i]
-            if t.text in ("PT", "OT", "PA", "RT", "DO", "NP") and "," not in g:
+            if t.text in ("PT", "OT", "PA", "RT", "DO", "NP") and "," not in g and \
+                    not _initial_and_word_before(d, i):
                 continue
             if g.strip() in ("", ",", ".") and "\n" not in g:
                 _take_backward(d, veto, name, i - 1)
+
+
+def _initial_and_word_before(d: _Doc, i: int) -> bool:
+    """"J. Oyelaran NP": an initial and a capitalised word before the credential make it one,
+    where "NP" or "PT" alone may be the role ("called PT")."""
+    return i >= 2 and d.toks[i - 2].initial and d.gap[i - 1] == ". " and d.gap[i] == " " and \
+        d.toks[i - 1].cap and not d.toks[i - 1].abbreviation and not d.toks[i - 1].function
 
 
 _RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?(?:son|daughter|wife|"
@@ -475,6 +584,17 @@ def _labels(d: _Doc, veto, name) -> None:
         if label is None:
             continue
         t = toks[i]
+        if label in lexicon.INITIALS_LABELS and _initials(d, i, label):
+            name[i] = True                          # "Transcribed: tmw", "per MK"
+            continue
+        if label in lexicon.RELATIVES and t.text.islower() and t.first and \
+                (t.function or t.lower in lexicon.LOWER_AMBIGUOUS_FIRST) and _no_verb_follows(d, i):
+            name[i] = True                          # "his son will after a fall"
+            continue
+        if label in lexicon.NAME_IS_LABELS:
+            if _name_is(d, i):
+                _take_forward(d, veto, name, i, strict=True, first_ok=True)
+            continue
         generic = label in ("from", "to", "by", "with", "per", "re") and not (
             label in ("from", "to") and _header_label(d, i))      # "From: Okonkwo, C."
         if veto[i] or t.function:
@@ -506,6 +626,52 @@ def _labels(d: _Doc, veto, name) -> None:
         if ok:
             _take_forward(d, veto, name, i, strict=True, first_ok=True,
                           comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
+
+
+_CLOSES = re.compile(r"\s*(?:$|\n|[.,;:)]|\d)")
+_LINE_END = re.compile(r"[ \t.;]*(?:$|\n)")
+_NOT_AFTER_MODAL = frozenset("""after at in from and who is was has had with for on by of
+about""".split())
+
+
+def _initials(d: _Doc, i: int, label: str) -> bool:
+    """Token i, after a signature label, is a person's initials: 2-4 letters all in one case,
+    no word or clinical abbreviation ("tmw", "JRS"; not "per GI", "by mouth"); after the
+    common words ("per", "by", "signed") only at the end of a phrase ("per MK, ...")."""
+    t = d.toks[i]
+    if not 2 <= len(t.text) <= 4 or t.word or t.lower in lexicon.CLINICAL_ABBREVIATIONS or \
+            not (t.text.isupper() or t.text.islower()) or (t.first and t.text.islower()):
+        return False
+    if label in ("initials", "transcribed", "transcriptionist", "typed", "typist", "scribe"):
+        return True
+    if t.text.isupper():        # "per MK" ending its line; not "by IHC, reflexed to FISH"
+        return len(t.text) <= 3 and bool(_LINE_END.match(d.text, d.end[i]))
+    return bool(_CLOSES.match(d.text, d.end[i]))
+
+
+def _no_verb_follows(d: _Doc, i: int) -> bool:
+    """What follows token i cannot follow a modal verb ("son will after a fall", "daughter
+    may, who"): the token is a name, not "will"/"may"."""
+    if _CLOSES.match(d.text, d.end[i]):
+        return True
+    return i + 1 < len(d.toks) and d.toks[i + 1].lower in _NOT_AFTER_MODAL and \
+        d.gap[i + 1] == " "
+
+
+def _name_is(d: _Doc, i: int) -> bool:
+    """After "patient is" / "name is": a given name (lower case: one that is no everyday
+    word, or any given name followed by a census surname: "frank hall"), or a capitalised
+    word in no word list."""
+    t = d.toks[i]
+    if t.function:
+        return False
+    if t.cap:
+        return t.first or (not t.word and not t.abbreviation)
+    if t.lower_name:
+        return True
+    nxt = d.toks[i + 1] if i + 1 < len(d.toks) else None
+    return t.first and nxt is not None and not nxt.cap and d.gap[i + 1] == " " and \
+        not nxt.function and 0 < nxt.surname_rank <= _RARE_SURNAME
 
 
 def _surname_follows(d: _Doc, i: int) -> bool:
@@ -627,6 +793,8 @@ def _propagate(d: _Doc, veto, name) -> None:
 
 
 _NICKNAME_OPEN = frozenset([' "', " '", " \u201c", " ("])
+_LOWER_HONORIFICS = frozenset(["don", "doña", "dona", "dom"])     # "esposo don Ernesto"
+_NICKNAME_QUOTES = frozenset([' "', " '", " \u201c"])
 _NICKNAME_CLOSE = frozenset(['" ', "' ", "\u201d ", ") "])
 
 
