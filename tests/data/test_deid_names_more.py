@@ -44,6 +44,7 @@ def test_names_of_many_origins(text, names):
     ("Her half-brother Yehoshua drove her in.", ["Yehoshua"]),
     ("Lives with his son-in-law Dragomir, who manages the pill box.", ["Dragomir"]),
     ("la paciente vino con su tía Bogumila hoy", ["Bogumila"]),
+    ("Her grand-niece Bogumila visits on weekends.", ["Bogumila"]),
     ("Great-aunt Perpetua (HCP) reachable after 5 pm.", ["Perpetua"]),
 ])
 def test_kinship_words_before_a_name(text, names):
@@ -70,6 +71,9 @@ def test_a_relative_called_will_or_may():
     ("Note reviewed.\n-- M. Abernathy-Quist\n", ["M", "Abernathy-Quist"]),
     ("/s/ T. Okafor, attending", ["T", "Okafor"]),
     ("Present: J. Oyelaran NP; K. Fenwick PharmD.", ["J", "K"]),
+    ("Wound looks clean per TW will recheck Monday.", ["TW"]),
+    ("D: 05/06/2025  T: 05/07/2025\nKLM/dst", ["KLM/dst"]),
+    ("Case presented by Drs. Vasquez-Tello and Oyewumi.", ["Vasquez-Tello"]),
 ])
 def test_initials_and_signatures(text, names):
     _found(text, *names)
@@ -77,12 +81,17 @@ def test_initials_and_signatures(text, names):
 
 def test_initials_rules_leave_abbreviations():
     _kept("ER and PR positive by IHC, amplified by FISH.", "IHC", "FISH")
+    _kept("Heparin 18 IU/ml\nCase presented by Drs. Vasquez-Tello and Oyewumi.", "IU", "ml", "Drs")
     _kept("Diet advanced per GI; pain controlled by mouth.", "GI", "mouth")
 
 
 def test_quoted_nickname_inside_a_name():
     _found('Seen with Ms. Evangelina "Vangie" Ostrowska-Nnamdi today.', "Vangie",
            "Ostrowska-Nnamdi")
+
+
+def test_letters_without_decomposition_are_looked_up():
+    _found("Call back Bjørn or Łucja, the neighbours.", "Bjørn", "Łucja")
 
 
 def test_particles_survive_the_case_rule():

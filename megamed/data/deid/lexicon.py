@@ -63,7 +63,7 @@ def surrogate_last() -> tuple[str, ...]:
 
 # Titles and credentials that make the next / previous capitalised words a person's name.
 TITLES = frozenset("""dr dr. doctor mr mr. mrs mrs. ms ms. miss mx mx. prof prof. professor
-sister nurse mister missus officer ofc sgt sergeant detective deputy trooper rev
+drs drs. sister nurse mister missus officer ofc sgt sergeant detective deputy trooper rev
 reverend pastor rabbi sr sra srta señor señora""".split())
 CREDENTIALS = frozenset("""md m.d. do d.o. rn r.n. np n.p. pa pa-c phd ph.d. dds dmd lpn cnm crna
 msw lcsw pharmd rph mbbs frcp facc facs facp dnp aprn fnp fnp-c anp acnp pt dpt ot rrt rt
@@ -191,7 +191,7 @@ lt rt bilat hpi pmh psh fh sh ros pe a/p cc mdm dnr dni pola molst hcp poa
 qtc qrs pr st axis sinus mrn dob dos ssn acct fin npi dea mr pcp attn re cc bmi
 x-ray xray x-rays lvef rvef lvh rvh tapse bnp
 brady tachy pulm cardiol neph nephro heme onc endo rheum derm ortho uro gyn psych mets
-psyd edd drph abpp chpn ccrn cen ocn bcps cde cdces lmft lpc licsw otr slp rdn atc ntprobnp troponin trop egfr a1c hba1c bi-rads pi-rads li-rads ti-rads""".split())
+drs psyd edd drph abpp chpn ccrn cen ocn bcps cde cdces lmft lpc licsw otr slp rdn atc ntprobnp troponin trop egfr a1c hba1c bi-rads pi-rads li-rads ti-rads""".split())
 
 # Census entries that are almost never a name in a clinical note (abbreviations, units).
 NOT_NAMES = frozenset("""officer sergeant detective deputy trooper reverend pastor rabbi aide
@@ -241,6 +241,7 @@ regarding|signature|dictating on|dictated on|dictation on|call|called|notify|not
 paged|told|informed|asked|met with|visited by|family|inform|contacted|daughters|sons|sisters|
 brothers|grandsons|granddaughters|grandchildren|children|parents|nieces|nephews|cousins|
 friends|stepson|stepdaughter|stepmother|stepfather|stepbrother|stepsister|half brother|half sister|great uncle|great aunt|
+grand niece|grand nephew|grandniece|grandnephew|
 grandma|grandpa|grandparents|great grandmother|great grandfather|great grandson|great granddaughter|
 mother in law|father in law|son in law|daughter in law|brother in law|sister in law|godmother|
 godfather|godson|goddaughter|twin|twin brother|twin sister|ex husband|ex wife|
@@ -303,7 +304,7 @@ sobrina sobrino madre padre suegra suegro nonna nonno oma opa bubbe zayde babcia
 lolo nana auntie""".split()) | frozenset("""mother in law|father in law|son in law|
 daughter in law|brother in law|sister in law|half brother|half sister|great uncle|great aunt|
 great grandmother|great grandfather|great grandson|great granddaughter|twin brother|
-twin sister|ex husband|ex wife""".replace("\n", "").split("|"))
+twin sister|ex husband|ex wife|grand niece|grand nephew|grandniece|grandnephew""".replace("\n", "").split("|"))
 
 # Labels that a person's initials follow ("Transcribed: tmw", "minutes by jrs", "initials GHB").
 INITIALS_LABELS = frozenset("""initials|transcribed|transcriptionist|typed|typist|minutes by|
@@ -316,6 +317,9 @@ CLINICAL_ABBREVIATIONS = frozenset("""ems sw cm slp rd dme snf ltc ltach irf aba
 gi id icu ed er ir or ob np pa md rn lpn cna pcp hcp poa msw rrt crna nsg sw pharm tpn ccm
 bmt sicu micu ccu nicu picu pacu cvicu tsicu ems fd pd ekg ecg cxr eeg emg mri mra cta ct
 us iv im po sl pr ng og pn dc nsr af ems ins pmd cpt icd drg hcfa cms ama dnr""".split())
+
+# Units written after a slash ("IU/ml", "breaths/min"): not a typist's initials.
+UNITS = frozenset("ml dl min hr hrs day days wk wks mo yr kg mg mcg ul mm cm hpf lpf sec mol".split())
 
 # Labels of dictation that a person's (lower-case) name follows ("patient is frank hall").
 NAME_IS_LABELS = frozenset(["patient is", "pt is", "name is", "patient name is", "this is"])

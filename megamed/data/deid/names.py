@@ -141,6 +141,11 @@ def _shouted_word(t: str) -> _Word:
     return w
 
 
+# letters that NFKD leaves whole ("Łukasz", "Bjørn", "Sigurðardóttir")
+_UNDECOMPOSED = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ð": "d", "þ": "th", "æ": "ae",
+                               "œ": "oe", "ß": "ss", "ı": "i"})
+
+
 def _token_info(t: str) -> _Word:
     """What the lexicon says about one token (a function of its text alone, so memoised)."""
     words, first, ranks = lexicon.english_words(), lexicon.first_names(), lexicon.surname_rank()
@@ -149,7 +154,7 @@ def _token_info(t: str) -> _Word:
     low = t.lower()
     if not low.isascii():                          # josé -> jose for the census lists
         low = "".join(c for c in unicodedata.normalize("NFKD", low)
-                      if not unicodedata.combining(c))
+                      if not unicodedata.combining(c)).translate(_UNDECOMPOSED)
     key = low
     if "'" in t or "’" in t:
         if low.endswith(("'s", "’s")) and len(t) > 2:
@@ -226,6 +231,8 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     _dictionary(d, veto, name)
     _propagate(d, veto, name)
     _initial_before(d, name)
+    if "/" in text:
+        _reference_initials(d, name)
     return _merge(d, name, blocked)
 
 
@@ -251,6 +258,21 @@ def _signature_marks(d: _Doc, veto, name) -> None:
                 (t.first or not t.word) and nxt is not None and nxt.cap and \
                 d.gap[i + 1] == " " and (nxt.surname_rank or not nxt.word):
             _take_forward(d, veto, name, i, strict=True, first_ok=True)
+
+
+# Dictation reference initials at the end of a line: the author's, then the typist's ("JRS/mtw")
+_REFERENCE_INITIALS = re.compile(r"(?<![\w/])([A-Z]{2,4})/([a-z]{2,4})(?=[ \t]*(?:$|\n))", re.M)
+
+
+def _reference_initials(d: _Doc, name) -> None:
+    text = d.text
+    for m in _REFERENCE_INITIALS.finditer(text):
+        if m.group(2) in lexicon.UNITS or m.group(1).lower() in lexicon.CLINICAL_ABBREVIATIONS:
+            continue                                    # "IU/ml", "PT/inr"
+        for g in (1, 2):
+            k = bisect.bisect_left(d.start, m.start(g))
+            if k < len(d.toks) and d.start[k] == m.start(g):
+                name[k] = True
 
 
 def _initial_before(d: _Doc, name) -> None:
@@ -644,8 +666,8 @@ def _initials(d: _Doc, i: int, label: str) -> bool:
         return False
     if label in ("initials", "transcribed", "transcriptionist", "typed", "typist", "scribe"):
         return True
-    if t.text.isupper():        # "per MK" ending its line; not "by IHC, reflexed to FISH"
-        return len(t.text) <= 3 and bool(_LINE_END.match(d.text, d.end[i]))
+    if t.text.isupper():        # "per MK" (2 letters), "per JRS" ending its line; not "by IHC,"
+        return len(t.text) == 2 or (len(t.text) == 3 and bool(_LINE_END.match(d.text, d.end[i])))
     return bool(_CLOSES.match(d.text, d.end[i]))
 
 
