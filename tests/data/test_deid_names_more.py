@@ -116,6 +116,8 @@ def test_particles_survive_the_case_rule():
     ("Exercise tolerance 7 METs, PsyD evaluation pending.", ["METs", "PsyD"]),
     ("Tumor conference Thu Nov 14 at noon.", ["Thu"]),
     ("Ms. Kavya Srinivasan G3P2002 at 30w by early US.", ["G3P2002"]),
+    ("Matles test normal, Simmonds test intact.", ["Simmonds"]),
+    ("Reflexes 2+, Hoffmann negative on the left.", ["Hoffmann"]),
 ])
 def test_eponyms_brands_places_stay_words(text, words):
     _kept(text, *words)
@@ -125,3 +127,5 @@ def test_bilingual_note_keeps_spanish_words():
     _kept("Refiere dolor todos los días; vive en casa con su esposo don Ramiro.",
           "días", "casa", "don")
     _found("vive en casa con su esposo don Ramiro.", "Ramiro")
+    _kept("Su hija vino sola. Su esposo Ramiro trabaja.", "Su")
+    _found("Su hija vino sola. Su esposo Ramiro trabaja.", "Ramiro")

@@ -259,6 +259,16 @@ SCORE_HEADS = frozenset("score scale scales index criteria classification questi
 SEVERITY_WORDS = frozenset("""mild moderate severe trace trivial significant no functional
 residual chronic acute ischemic rheumatic mild-moderate moderate-severe minimal""".split())
 
+# Lower-case words after a capitalised word that make it the eponym of a test or manoeuvre
+# ("Simmonds test", "Thompson squeeze"), not a person ("Jones Procedure:" is a header).
+TEST_HEADS = frozenset("""test tests maneuver manoeuvre score scale procedure operation repair
+classification reflex view criteria sign signs squeeze""".split())
+
+# Articles, pronouns and prepositions of Spanish, Portuguese, Italian and French: words even
+# when capitalised at a sentence start ("Su esposo Julio"), though a few are census names.
+FOREIGN_FUNCTION_WORDS = frozenset("""su sus mi mis tu tus el la los las lo le les del al un
+una unos unas con sin por para que se en es ni da do na em ao os il di ed ha era hay muy""".split())
+
 EPONYM_VETO_HEADS = frozenset("disease syndrome sign palsy lymphoma sarcoma criteria".split())
 
 FACILITY_HEADS = frozenset("""hospital hospitals clinic clinics center centre medical health

@@ -164,8 +164,8 @@ def _token_info(t: str) -> _Word:
     cap = t[0].isupper()
     if cap and not (is_first or rank):
         is_first, rank = _world_name(key)
-    word = low in words or (low in lexicon.foreign_words() and
-                            (not cap or not (is_first or 0 < rank <= 3000)))
+    word = low in words or low in lexicon.FOREIGN_FUNCTION_WORDS or \
+        (low in lexicon.foreign_words() and (not cap or not (is_first or 0 < rank <= 3000)))
     if "-" in key and not (is_first or rank) and \
             (all(p[:1].isupper() for p in t.split("-")) or    # Nakamura-Lee, Mary-Kate
              all((p in first or p in ranks) and len(p) > 2 for p in key.split("-"))):
@@ -231,8 +231,7 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     _dictionary(d, veto, name)
     _propagate(d, veto, name)
     _initial_before(d, name)
-    if "/" in text:
-        _reference_initials(d, name)
+    _reference_initials(d, name)
     return _merge(d, name, blocked)
 
 
@@ -261,18 +260,18 @@ def _signature_marks(d: _Doc, veto, name) -> None:
 
 
 # Dictation reference initials at the end of a line: the author's, then the typist's ("JRS/mtw")
-_REFERENCE_INITIALS = re.compile(r"(?<![\w/])([A-Z]{2,4})/([a-z]{2,4})(?=[ \t]*(?:$|\n))", re.M)
+_REFERENCE_END = re.compile(r"[ \t]*(?:$|\n)")
 
 
 def _reference_initials(d: _Doc, name) -> None:
-    text = d.text
-    for m in _REFERENCE_INITIALS.finditer(text):
-        if m.group(2) in lexicon.UNITS or m.group(1).lower() in lexicon.CLINICAL_ABBREVIATIONS:
-            continue                                    # "IU/ml", "PT/inr"
-        for g in (1, 2):
-            k = bisect.bisect_left(d.start, m.start(g))
-            if k < len(d.toks) and d.start[k] == m.start(g):
-                name[k] = True
+    toks, text = d.toks, d.text
+    for k in compress(range(1, len(toks)), map("/".__eq__, d.gap[1:-1])):
+        a, b = toks[k - 1], toks[k]
+        if 2 <= len(a.text) <= 4 and 2 <= len(b.text) <= 4 and a.text.isupper() and \
+                b.text.islower() and b.lower not in lexicon.UNITS and \
+                a.lower not in lexicon.CLINICAL_ABBREVIATIONS and \
+                (k < 2 or not d.gap[k - 1].endswith("/")) and _REFERENCE_END.match(text, d.end[k]):
+            name[k - 1] = name[k] = True                 # (not "IU/ml", "PT/inr")
 
 
 def _initial_before(d: _Doc, name) -> None:
@@ -294,7 +293,8 @@ def _sentence_start(d: _Doc, i: int) -> bool:
     return i == 0 or bool(_SENTENCE_BREAK.search(d.gap[i]))
 
 
-_SCORE_AFTER = re.compile(r"^\s*(?:\d|class\b|grade\b|stage\b|score\b)", re.I)
+_SCORE_AFTER = re.compile(r"^\s*(?:\d|class\b|grade\b|stage\b|score\b|negative\b|positive\b|"
+                          r"neg\b|pos\b|equivocal\b)", re.I)
 _ZIP_AFTER = re.compile(r",?\s+\d{5}\b")
 
 
@@ -356,9 +356,10 @@ def _vetoed(d: _Doc, i: int) -> bool:
         # Parkinson's, Guillain-Barre, Bell palsy, Gleason 3+4, Killip class II
         if (t.possessive and not _after_given_name(d, i)) or \
                 (adjacent and nxt in lexicon.EPONYM_HEADS) or \
-                _SCORE_AFTER.match(text[t_end:t_end + 8]):
+                _SCORE_AFTER.match(text[t_end:t_end + 12]):
             return True
-    if t.cap and adjacent and nxt in lexicon.EPONYM_VETO_HEADS:
+    if t.cap and adjacent and (nxt in lexicon.EPONYM_VETO_HEADS or (
+            nxt in lexicon.TEST_HEADS and toks[i + 1].text.islower())):   # "Simmonds test"
         return True
     if t.cap and _facility_follows(d, i):
         return True                    # "Brigham Clinic", "Mercy Hospital"
