@@ -129,3 +129,10 @@ def test_bilingual_note_keeps_spanish_words():
     _found("vive en casa con su esposo don Ramiro.", "Ramiro")
     _kept("Su hija vino sola. Su esposo Ramiro trabaja.", "Su")
     _found("Su hija vino sola. Su esposo Ramiro trabaja.", "Ramiro")
+
+
+def test_role_in_parentheses_and_capitals_lines():
+    _found("Team today: Babajide (RN), Anneliese (RT).", "Babajide", "Anneliese")
+    _found("HOSPITAL COURSE SUMMARY WRITTEN FOR ADAEZE BY THE NIGHT TEAM", "ADAEZE")
+    _found("mom texted; her fiancee yesenia will pick her up.", "yesenia")
+    _kept("I, Babajide Coker, RN, witnessed the waste.", "I")

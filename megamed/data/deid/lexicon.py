@@ -307,7 +307,7 @@ RELATIVES = frozenset("""husband wife son daughter mother father brother sister 
 spouse grandson granddaughter grandmother grandfather niece nephew caregiver guardian boyfriend
 girlfriend aunt uncle cousin roommate neighbor mom dad daughters sons sisters brothers grandsons
 granddaughters grandchildren children parents nieces nephews cousins friends stepson stepdaughter
-stepmother stepfather stepbrother stepsister
+stepmother stepfather stepbrother stepsister fiance fiancee fiancé fiancée
 grandma grandpa grandparents godmother godfather godson goddaughter twin abuela abuelo abuelita
 abuelito mama papa hija hijo esposa esposo hermana hermano tia tio nieta nieto prima primo
 sobrina sobrino madre padre suegra suegro nonna nonno oma opa bubbe zayde babcia dziadek lola

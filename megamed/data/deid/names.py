@@ -132,9 +132,11 @@ def _shouted_word(t: str) -> _Word:
         parts = low.split("-")
         named = len(parts) == 1 or any((p in first or p in ranks) and p not in words
                                        for p in parts)
-        w = _Word(t, low, False, low in words, named and any(p in first for p in parts),
-                  min((ranks[p] for p in parts if p in ranks), default=0) if named else 0,
-                  False, len(t))
+        is_first = named and any(p in first for p in parts)
+        rank = min((ranks[p] for p in parts if p in ranks), default=0) if named else 0
+        if not (is_first or rank) and low not in words:      # "ADAEZE": the world lists
+            is_first, rank = _world_name(low)
+        w = _Word(t, low, False, low in words, is_first, rank, False, len(t))
         if len(_SHOUTED_INFO) >= 1 << 17:
             _SHOUTED_INFO.clear()
         _SHOUTED_INFO[t] = w
@@ -527,6 +529,8 @@ def _take_backward(d: _Doc, veto, name, i: int) -> None:
             gap = d.gap[j + 1]
             if gap.strip(" .,") or "\n" in gap or ("." in gap and not t.initial):
                 break
+            if t.initial and "," in gap:
+                break                               # "I, Chidinma Okeke, RN"
         if t.initial or (t.lower in lexicon.PARTICLES and taken):
             name[j] = True
             j -= 1
@@ -573,10 +577,11 @@ def _titles_and_credentials(d: _Doc, veto, name) -> None:
         if i and (t.text[0].isupper() and (t.text.isupper() or t.text in _MIXED_CREDENTIALS)
                   or t.lower in ("md", "rn", "np")) and _CREDENTIAL.match(text, start[i]):
             g = gap[i]
+            in_parens = g == " (" and text[d.end[i]:d.end[i] + 1] == ")"     # "Olamide (RN)"
             if t.text in ("PT", "OT", "PA", "RT", "DO", "NP") and "," not in g and \
-                    not _initial_and_word_before(d, i):
+                    not in_parens and not _initial_and_word_before(d, i):
                 continue
-            if g.strip() in ("", ",", ".") and "\n" not in g:
+            if (g.strip() in ("", ",", ".") or in_parens) and "\n" not in g:
                 _take_backward(d, veto, name, i - 1)
 
 
