@@ -267,9 +267,9 @@ _REFERENCE_END = re.compile(r"[ \t]*(?:$|\n)")
 
 def _reference_initials(d: _Doc, name) -> None:
     toks, text = d.toks, d.text
-    for k in compress(range(1, len(toks)), map("/".__eq__, d.gap[1:-1])):
+    for k in compress(range(len(toks)), map("/".__eq__, d.gap)):
         a, b = toks[k - 1], toks[k]
-        if 2 <= len(a.text) <= 4 and 2 <= len(b.text) <= 4 and a.text.isupper() and \
+        if k and 2 <= len(a.text) <= 4 and 2 <= len(b.text) <= 4 and a.text.isupper() and \
                 b.text.islower() and b.lower not in lexicon.UNITS and \
                 a.lower not in lexicon.CLINICAL_ABBREVIATIONS and \
                 (k < 2 or not d.gap[k - 1].endswith("/")) and _REFERENCE_END.match(text, d.end[k]):
@@ -279,8 +279,8 @@ def _reference_initials(d: _Doc, name) -> None:
 def _initial_before(d: _Doc, name) -> None:
     """"A. Kowalczyk": an initial with its period just before a name found by any rule."""
     toks, gap = d.toks, d.gap
-    for i in compress(range(1, len(toks)), name[1:]):
-        if not name[i - 1] and toks[i - 1].initial and gap[i] == ". " and \
+    for i in compress(range(len(toks)), name):
+        if i and not name[i - 1] and toks[i - 1].initial and gap[i] == ". " and \
                 not gap[i - 1][-1:].isdigit() and not gap[i - 1][-1:].isalpha():
             name[i - 1] = True
 
