@@ -136,3 +136,11 @@ def test_role_in_parentheses_and_capitals_lines():
     _found("HOSPITAL COURSE SUMMARY WRITTEN FOR ADAEZE BY THE NIGHT TEAM", "ADAEZE")
     _found("mom texted; her fiancee yesenia will pick her up.", "yesenia")
     _kept("I, Babajide Coker, RN, witnessed the waste.", "I")
+
+
+def test_lower_case_particles_roles_and_dotted_initials():
+    _found("reviewed with dr. de la fuente this morning.", "de", "la", "fuente")
+    _found("plan discussed; seen by resident oyelaran.", "oyelaran")
+    _found("Per B.T. the drain was removed.", "B.T")
+    _found("Consent witnessed by K.M.W. at the bedside.", "K.M.W")
+    _kept("Dr. Nakamura saw the pt; he is doing well.", "he")

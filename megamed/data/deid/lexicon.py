@@ -248,7 +248,7 @@ godfather|godson|goddaughter|twin|twin brother|twin sister|ex husband|ex wife|
 abuela|abuelo|abuelita|abuelito|mama|papa|hija|hijo|esposa|esposo|hermana|hermano|tia|tio|
 nieta|nieto|prima|primo|sobrina|sobrino|madre|padre|suegra|suegro|nonna|nonno|oma|opa|
 bubbe|zayde|babcia|dziadek|lola|lolo|nana|auntie|initials|transcribed|transcriptionist|typed|
-typist|minutes by|entered by|note by|scribe|scribed by|patient is|pt is|name is|patient name is|
+typist|minutes by|entered by|note by|scribe|scribed by|witness|witnessed by|patient is|pt is|name is|patient name is|
 this is""".replace("\n", "").split("|")
 
 # Words that end the name of an instrument whose eponym stands two or three words before
@@ -319,7 +319,7 @@ twin sister|ex husband|ex wife|grand niece|grand nephew|grandniece|grandnephew""
 # Labels that a person's initials follow ("Transcribed: tmw", "minutes by jrs", "initials GHB").
 INITIALS_LABELS = frozenset("""initials|transcribed|transcriptionist|typed|typist|minutes by|
 entered by|note by|scribe|scribed by|transcribed by|typed by|dictated by|signed|signed by|
-cosigned by|co-signed by|reviewed by|per|by|cc""".replace("\n", "").split("|"))
+cosigned by|co-signed by|reviewed by|witnessed by|per|by""".replace("\n", "").split("|"))
 
 # Short clinical abbreviations that no word list has and a signature label may precede
 # ("per GI", "by EMS", "per SW"): not a person's initials.

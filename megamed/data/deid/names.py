@@ -484,7 +484,10 @@ def _take_forward(d: _Doc, veto, name, i: int, strict: bool, limit: int = 4,
                 break                       # "Dr Szymanski pulm": a name keeps its case
         if t.initial and d.text[d.end[j]:d.end[j] + 1].isdigit():
             break                           # "G2P1001": not an initial
-        if t.initial or (t.lower in lexicon.PARTICLES and taken):
+        if t.initial or (t.lower in lexicon.PARTICLES and
+                         (taken or (j + 1 < len(toks) and d.gap[j + 1] == " " and
+                                    toks[j + 1].lower in lexicon.PARTICLES))):
+            # (first: "Dr. de la Cruz"; particles that no name follows are let go below)
             name[j] = True
             j += 1
             continue
@@ -515,7 +518,8 @@ def _take_forward(d: _Doc, veto, name, i: int, strict: bool, limit: int = 4,
                 break
             vouched = True                  # the given name after "LAST," is vouched for
         j += 1
-    while j > i and name[j - 1] and toks[j - 1].initial and taken == 0:
+    while j > i and name[j - 1] and taken == 0 and \
+            (toks[j - 1].initial or toks[j - 1].lower in lexicon.PARTICLES):
         j -= 1
         name[j] = False                     # a lone initial after a label is not a name
 
@@ -606,12 +610,20 @@ def _labels(d: _Doc, veto, name) -> None:
 
     # a label phrase can end only with one of its last words: the rest skip _label_before
     for i in compress(range(1, len(toks)), map(attrgetter("label_end"), toks)):
-        if name[i] or veto[i]:
+        if name[i] or (veto[i] and not toks[i].initial):
             continue
         label = _label_before(d, i)
         if label is None:
             continue
         t = toks[i]
+        if label in lexicon.INITIALS_LABELS and t.initial:
+            m = _DOTTED_INITIALS.match(text, d.start[i])
+            if m:                                   # "per A.K.", "by K.M.W." (K: potassium)
+                for k in range(i, bisect.bisect_left(d.start, m.end(), i)):
+                    name[k] = True
+                continue
+        if veto[i]:
+            continue
         if label in lexicon.INITIALS_LABELS and _initials(d, i, label):
             name[i] = True                          # "Transcribed: tmw", "per MK"
             continue
@@ -649,14 +661,16 @@ def _labels(d: _Doc, veto, name) -> None:
             ok = t.lower_name or ((0 < t.surname_rank <= 20000 or not t.word) and
                                   nxt is not None and d.gap[i + 1] == ", " and
                                   (nxt.first or not nxt.word))           # WRIGHT, SANDY
-        else:
-            ok = t.lower_name
+        else:           # a role ("resident priya"): also a lower-case word in no list
+            ok = t.lower_name or (not t.word and len(t.text) >= 3 and
+                                  t.lower not in lexicon.CLINICAL_ABBREVIATIONS)
         if ok:
             _take_forward(d, veto, name, i, strict=True, first_ok=True,
                           comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
 
 
 _CLOSES = re.compile(r"\s*(?:$|\n|[.,;:)]|\d)")
+_DOTTED_INITIALS = re.compile(r"(?:[A-Z]\.){2,4}(?![A-Za-z])")
 _LINE_END = re.compile(r"[ \t.;]*(?:$|\n)")
 _NOT_AFTER_MODAL = frozenset("""after at in from and who is was has had with for on by of
 about""".split())
