@@ -144,3 +144,9 @@ def test_lower_case_particles_roles_and_dotted_initials():
     _found("Per B.T. the drain was removed.", "B.T")
     _found("Consent witnessed by K.M.W. at the bedside.", "K.M.W")
     _kept("Dr. Nakamura saw the pt; he is doing well.", "he")
+
+
+def test_initial_after_a_given_name_and_greetings():
+    _found("Rosalba K. is a 44 yo here for follow-up.", "K")
+    _found("Hi Oyelaran, your results are back.", "Oyelaran")
+    _kept("Seen with Kim: A. fib rate controlled.", "A")

@@ -276,13 +276,22 @@ def _reference_initials(d: _Doc, name) -> None:
             name[k - 1] = name[k] = True                 # (not "IU/ml", "PT/inr")
 
 
+_AFTER_LETTER = frozenset(["fib", "flutter", "line", "wave", "waves"])
+
+
 def _initial_before(d: _Doc, name) -> None:
-    """"A. Kowalczyk": an initial with its period just before a name found by any rule."""
+    """"A. Kowalczyk": an initial with its period just before a name found by any rule;
+    "Marisol T.": one just after a given name (the family name's initial)."""
     toks, gap = d.toks, d.gap
-    for i in compress(range(len(toks)), name):
+    n = len(toks)
+    for i in compress(range(n), name):
         if i and not name[i - 1] and toks[i - 1].initial and gap[i] == ". " and \
                 not gap[i - 1][-1:].isdigit() and not gap[i - 1][-1:].isalpha():
             name[i - 1] = True
+        if i + 1 < n and not name[i + 1] and toks[i + 1].initial and toks[i].first and \
+                gap[i + 1] == " " and gap[i + 2][:1] == "." and toks[i + 1].text != "I" and \
+                not (i + 2 < n and toks[i + 2].lower in _AFTER_LETTER):     # "A. fib"
+            name[i + 1] = True
 
 
 def _far_veto(toks: list[_Word]) -> set[int]:
