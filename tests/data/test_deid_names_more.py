@@ -134,6 +134,7 @@ def test_bilingual_note_keeps_spanish_words():
 def test_role_in_parentheses_and_capitals_lines():
     _found("Team today: Babajide (RN), Anneliese (RT).", "Babajide", "Anneliese")
     _found("HOSPITAL COURSE SUMMARY WRITTEN FOR ADAEZE BY THE NIGHT TEAM", "ADAEZE")
+    _found("CONSULT NOTE WRITTEN FOR ADAEZE NWOKOCHA ON THE WARD", "NWOKOCHA")
     _found("mom texted; her fiancee yesenia will pick her up.", "yesenia")
     _kept("I, Babajide Coker, RN, witnessed the waste.", "I")
 

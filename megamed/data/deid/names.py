@@ -137,6 +137,10 @@ def _shouted_word(t: str) -> _Word:
         if not (is_first or rank) and low not in words:      # "ADAEZE": the world lists
             is_first, rank = _world_name(low)
         w = _Word(t, low, False, low in words, is_first, rank, False, len(t))
+        # next to a name, a word in no list joins it as a capitalised one would ("ADAEZE
+        # NWACHUKWU"; capitals say nothing on such a line)
+        w.joins_name = not w.word and not w.function and len(t) > 2 and \
+            low not in lexicon.CLINICAL_ABBREVIATIONS
         if len(_SHOUTED_INFO) >= 1 << 17:
             _SHOUTED_INFO.clear()
         _SHOUTED_INFO[t] = w
