@@ -151,3 +151,9 @@ def test_initial_after_a_given_name_and_greetings():
     _found("Rosalba K. is a 44 yo here for follow-up.", "K")
     _found("Hi Oyelaran, your results are back.", "Oyelaran")
     _kept("Seen with Kim: A. fib rate controlled.", "A")
+
+
+def test_role_labels_of_other_countries():
+    _found("Registrar Kowalewska reviewed; plan per consultant.", "Kowalewska")
+    _found("Physio Tomasz mobilised pt with frame.", "Tomasz")
+    _kept("Letter copied to the GP today.", "GP")

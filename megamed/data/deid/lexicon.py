@@ -248,7 +248,10 @@ godfather|godson|goddaughter|twin|twin brother|twin sister|ex husband|ex wife|
 abuela|abuelo|abuelita|abuelito|mama|papa|hija|hijo|esposa|esposo|hermana|hermano|tia|tio|
 nieta|nieto|prima|primo|sobrina|sobrino|madre|padre|suegra|suegro|nonna|nonno|oma|opa|
 bubbe|zayde|babcia|dziadek|lola|lolo|nana|auntie|initials|transcribed|transcriptionist|typed|
-typist|minutes by|entered by|note by|scribe|scribed by|witness|witnessed by|hi|hello|patient is|pt is|name is|patient name is|
+typist|minutes by|entered by|note by|scribe|scribed by|witness|witnessed by|hi|hello|gp|
+registrar|sho|matron|midwife|physio|physiotherapist|dietitian|dietician|keyworker|key worker|
+health visitor|author|cosigner|co-signer|responsible party|guarantor|subscriber|policy holder|
+patient is|pt is|name is|patient name is|
 this is""".replace("\n", "").split("|")
 
 # Words that end the name of an instrument whose eponym stands two or three words before
