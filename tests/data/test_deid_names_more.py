@@ -83,6 +83,7 @@ def test_initials_rules_leave_abbreviations():
     _kept("ER and PR positive by IHC, amplified by FISH.", "IHC", "FISH")
     _kept("Heparin 18 IU/ml\nCase presented by Drs. Vasquez-Tello and Oyewumi.", "IU", "ml", "Drs")
     _kept("Diet advanced per GI; pain controlled by mouth.", "GI", "mouth")
+    _kept("Antibiotics adjusted per UA and per XR.", "UA", "XR")
 
 
 def test_quoted_nickname_inside_a_name():

@@ -329,7 +329,9 @@ cosigned by|co-signed by|reviewed by|witnessed by|per|by""".replace("\n", "").sp
 CLINICAL_ABBREVIATIONS = frozenset("""ems sw cm slp rd dme snf ltc ltach irf aba ent pt ot rt
 gi id icu ed er ir or ob np pa md rn lpn cna pcp hcp poa msw rrt crna nsg sw pharm tpn ccm
 bmt sicu micu ccu nicu picu pacu cvicu tsicu ems fd pd ekg ecg cxr eeg emg mri mra cta ct
-us iv im po sl pr ng og pn dc nsr af ems ins pmd cpt icd drg hcfa cms ama dnr""".split())
+us iv im po sl pr ng og pn dc nsr af ems ins pmd cpt icd drg hcfa cms ama dnr xr ua nm bs fs
+pc ac hs kub pft egd ercp mrcp ivp dexa hida uds cbc bmp cmp lft abg vbg ns lr ivf prbc ffp
+tte tee cath lab opd ipd ot otr slp speech acog nccn aha acc ats idsa who cdc fda""".split())
 
 # Units written after a slash ("IU/ml", "breaths/min"): not a typist's initials.
 UNITS = frozenset("ml dl min hr hrs day days wk wks mo yr kg mg mcg ul mm cm hpf lpf sec mol".split())

@@ -168,8 +168,8 @@ def _token_info(t: str) -> _Word:
         key = low.replace("'", "").replace("’", "")     # O'Brien -> obrien (census)
     is_first, rank = key in first, ranks.get(key, 0)
     cap = t[0].isupper()
-    if cap and not (is_first or rank):
-        is_first, rank = _world_name(key)
+    if cap and not (is_first or rank) and not (len(t) <= 4 and t.isupper()):
+        is_first, rank = _world_name(key)        # (not "UA", "LI": short capitals are acronyms)
     word = low in words or low in lexicon.FOREIGN_FUNCTION_WORDS or \
         (low in lexicon.foreign_words() and (not cap or not (is_first or 0 < rank <= 3000)))
     if "-" in key and not (is_first or rank) and \
