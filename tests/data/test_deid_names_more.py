@@ -55,6 +55,8 @@ def test_dictation_after_patient_is_and_nurse():
     _found("ok dictating now. patient is grace wood, seventy two, here for cough.", "grace", "wood")
     _found("iv placed by nurse tammy without difficulty.", "tammy")
     _kept("patient is alert and oriented, nurse practitioner aware.", "alert", "practitioner")
+    _kept("Patient is Portuguese-speaking; patient is Jehovah's Witness.", "Portuguese-speaking",
+          "Jehovah's")
 
 
 def test_a_relative_called_will_or_may():

@@ -205,7 +205,7 @@ dose doses unit units left right mid upper lower normal""".split())
 PEOPLES = frozenset("""spanish english french german italian portuguese chinese mandarin
 cantonese japanese korean vietnamese russian arabic hindi haitian creole polish greek somali
 african american asian hispanic latino latina caucasian european muslim christian jewish
-catholic baptist methodist
+catholic baptist methodist jehovah mormon lutheran presbyterian hindu buddhist sikh
 america canada mexico brazil argentina colombia peru chile cuba haiti jamaica england britain
 scotland wales ireland france germany italy spain portugal netherlands belgium denmark norway
 sweden finland poland ukraine russia greece turkey israel egypt nigeria ghana kenya ethiopia

@@ -720,8 +720,9 @@ def _name_is(d: _Doc, i: int) -> bool:
     t = d.toks[i]
     if t.function:
         return False
-    if t.cap:
-        return t.first or (not t.word and not t.abbreviation)
+    if t.cap:       # (not "Patient is Spanish-speaking", "is Jehovah's Witness")
+        return t.first or (not t.word and not t.abbreviation and
+                           t.lower.split("-")[0] not in lexicon.PEOPLES)
     if t.lower_name:
         return True
     nxt = d.toks[i + 1] if i + 1 < len(d.toks) else None
