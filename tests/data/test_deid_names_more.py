@@ -160,3 +160,8 @@ def test_role_labels_of_other_countries():
     _found("Registrar Kowalewska reviewed; plan per consultant.", "Kowalewska")
     _found("Physio Tomasz mobilised pt with frame.", "Tomasz")
     _kept("Letter copied to the GP today.", "GP")
+
+
+def test_relation_written_after_the_name():
+    _found("Reached Tsegaye (great-uncle) by phone.", "Tsegaye")
+    _found("Visitors: Bogumil, stepfather; Xochitl, aunt.", "Bogumil", "Xochitl")

@@ -609,10 +609,12 @@ def _initial_and_word_before(d: _Doc, i: int) -> bool:
         d.toks[i - 1].cap and not d.toks[i - 1].abbreviation and not d.toks[i - 1].function
 
 
-_RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?(?:son|daughter|wife|"
+_RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?"
+                             r"(?:great-|great |step-?|half-|grand-?)?(?:son|daughter|wife|"
                              r"husband|mother|father|brother|sister|spouse|partner|friend|"
-                             r"niece|nephew|grandson|granddaughter|caregiver|guardian|neighbor)\b",
-                             re.I)
+                             r"niece|nephew|grandson|granddaughter|caregiver|guardian|neighbor|"
+                             r"neighbour|aunt|uncle|cousin|fianc[eé]e?|boyfriend|girlfriend|"
+                             r"roommate|mom|dad|parent|child|interpreter|hcp|poa)\b", re.I)
 
 
 def _labels(d: _Doc, veto, name) -> None:
