@@ -614,7 +614,7 @@ _RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?"
                              r"husband|mother|father|brother|sister|spouse|partner|friend|"
                              r"niece|nephew|grandson|granddaughter|caregiver|guardian|neighbor|"
                              r"neighbour|aunt|uncle|cousin|fianc[eé]e?|boyfriend|girlfriend|"
-                             r"roommate|mom|dad|parent|child|interpreter|hcp|poa)\b", re.I)
+                             r"roommate|mom|dad|parent|child|hcp|poa)\b", re.I)
 
 
 def _labels(d: _Doc, veto, name) -> None:
