@@ -331,7 +331,8 @@ gi id icu ed er ir or ob np pa md rn lpn cna pcp hcp poa msw rrt crna nsg sw pha
 bmt sicu micu ccu nicu picu pacu cvicu tsicu ems fd pd ekg ecg cxr eeg emg mri mra cta ct
 us iv im po sl pr ng og pn dc nsr af ems ins pmd cpt icd drg hcfa cms ama dnr xr ua nm bs fs
 pc ac hs kub pft egd ercp mrcp ivp dexa hida uds cbc bmp cmp lft abg vbg ns lr ivf prbc ffp
-tte tee cath lab opd ipd ot otr slp speech acog nccn aha acc ats idsa who cdc fda""".split())
+tte tee cath lab opd ipd ot otr slp speech acog nccn aha acc ats idsa who cdc fda ep hh ps gs
+cv cts fm em hm pmr vna hospice ptot cd ud va vamc ehr emr ob gyn""".split())
 
 # Units written after a slash ("IU/ml", "breaths/min"): not a typist's initials.
 UNITS = frozenset("ml dl min hr hrs day days wk wks mo yr kg mg mcg ul mm cm hpf lpf sec mol".split())
