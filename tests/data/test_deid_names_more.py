@@ -46,6 +46,7 @@ def test_names_of_many_origins(text, names):
     ("la paciente vino con su tía Bogumila hoy", ["Bogumila"]),
     ("Her grand-niece Bogumila visits on weekends.", ["Bogumila"]),
     ("Great-aunt Perpetua (HCP) reachable after 5 pm.", ["Perpetua"]),
+    ("her sister-in-law april picked up the scripts.", ["april"]),
 ])
 def test_kinship_words_before_a_name(text, names):
     _found(text, *names)

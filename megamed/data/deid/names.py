@@ -353,7 +353,8 @@ def _vetoed(d: _Doc, i: int) -> bool:
         preceding = toks[i - 1] if i else None
         if following is not None and following.kind == _CALENDAR and gap[i + 1] in (" ", ", "):
             return True                  # "Thu Nov 21", "Sun, June 2"
-        if t.first and preceding is not None and preceding.lower in lexicon.RELATIVES and \
+        if t.first and preceding is not None and \
+                preceding.lower.replace("-", " ") in lexicon.RELATIVES and \
                 gap[i] == " " and not _DIGIT_AFTER.match(text, t_end):
             return False                 # "daughter june", "wife April": a relative's name
         return not (t.first and t.cap and (
