@@ -47,6 +47,7 @@ def test_names_of_many_origins(text, names):
     ("Her grand-niece Bogumila visits on weekends.", ["Bogumila"]),
     ("Great-aunt Perpetua (HCP) reachable after 5 pm.", ["Perpetua"]),
     ("her sister-in-law april picked up the scripts.", ["april"]),
+    ("Came with her son (Tendai) and a neighbour.", ["Tendai"]),
 ])
 def test_kinship_words_before_a_name(text, names):
     _found(text, *names)
@@ -86,6 +87,7 @@ def test_initials_rules_leave_abbreviations():
     _kept("ER and PR positive by IHC, amplified by FISH.", "IHC", "FISH")
     _kept("Heparin 18 IU/ml\nCase presented by Drs. Vasquez-Tello and Oyewumi.", "IU", "ml", "Drs")
     _kept("Diet advanced per GI; pain controlled by mouth.", "GI", "mouth")
+    _kept("Discussed with (Tendai) the options.", "Tendai")
     _kept("Antibiotics adjusted per UA and per XR.", "UA", "XR")
 
 

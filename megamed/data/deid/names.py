@@ -629,8 +629,8 @@ def _labels(d: _Doc, veto, name) -> None:
         if name[i] or (veto[i] and not toks[i].initial):
             continue
         label = _label_before(d, i)
-        if label is None:
-            continue
+        if label is None or ("(" in d.gap[i] and label not in lexicon.RELATIVES):
+            continue                                # ("son (Tendai)", not "with (Cr 1.2)")
         t = toks[i]
         if label in lexicon.INITIALS_LABELS and t.initial:
             m = _DOTTED_INITIALS.match(text, d.start[i])
@@ -750,7 +750,7 @@ def _header_label(d: _Doc, i: int) -> bool:
 
 
 _RARE_SURNAME = 20000     # census rank past which an English word is read as the word
-_LABEL_GAP = re.compile(r"\.?[ \t]*[:,-]?\s{0,4}")
+_LABEL_GAP = re.compile(r"\.?[ \t]*[:,(-]?\s{0,4}")      # ("(": only after kin, in _labels)
 _LABEL_SET = frozenset(w.replace("-", " ") for w in lexicon.LABEL_WORDS)
 _LABEL_LAST_WORDS = frozenset(w.split(" ")[-1] for w in _LABEL_SET)
 
