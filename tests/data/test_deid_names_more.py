@@ -168,3 +168,8 @@ def test_role_labels_of_other_countries():
 def test_relation_written_after_the_name():
     _found("Reached Tsegaye (great-uncle) by phone.", "Tsegaye")
     _found("Visitors: Bogumil, stepfather; Xochitl, aunt.", "Bogumil", "Xochitl")
+
+
+def test_attendance_lists():
+    _found("Attendees: Tshabalala (SW), Dr. Lee, Nakashima-Brandt", "Tshabalala")
+    _kept("Pulses present bilaterally; rash present Today.", "Today")
