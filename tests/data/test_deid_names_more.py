@@ -173,3 +173,9 @@ def test_relation_written_after_the_name():
 def test_attendance_lists():
     _found("Attendees: Tshabalala (SW), Dr. Lee, Nakashima-Brandt", "Tshabalala")
     _kept("Pulses present bilaterally; rash present Today.", "Today")
+
+
+def test_unknown_capitalised_word_that_reports_and_closings():
+    _found("Yesterday Rumbidzai denied SI; today she reports better sleep.", "Rumbidzai")
+    _found("Thanks for seeing her.\nCheers,\nTemitope", "Temitope")
+    _kept("Xarelto held; Lasix reports of ototoxicity reviewed.", "Lasix")

@@ -250,7 +250,7 @@ nieta|nieto|prima|primo|sobrina|sobrino|madre|padre|suegra|suegro|nonna|nonno|om
 bubbe|zayde|babcia|dziadek|lola|lolo|nana|auntie|initials|transcribed|transcriptionist|typed|
 typist|minutes by|entered by|note by|scribe|scribed by|witness|witnessed by|hi|hello|gp|
 registrar|sho|matron|midwife|physio|physiotherapist|dietitian|dietician|keyworker|key worker|
-health visitor|present|attendees|attendance|participants|care team|team members|author|cosigner|co-signer|responsible party|guarantor|subscriber|policy holder|
+health visitor|cheers|warmly|cordially|yours truly|present|attendees|attendance|participants|care team|team members|author|cosigner|co-signer|responsible party|guarantor|subscriber|policy holder|
 patient is|pt is|name is|patient name is|
 this is""".replace("\n", "").split("|")
 

@@ -808,6 +808,11 @@ def _dictionary(d: _Doc, veto, name) -> None:
         if t.cap and t.first and _sentence_start(d, i) and \
                 _REPORTING_VERB.match(text, end[i]):
             name[i] = True                # "Dawn reports chest pain"
+    # a capitalised word in no list that reports or denies is a person ("Oluwaseun reports")
+    for i in _indices(toks, "joins_name"):
+        if not name[i] and not veto[i] and _not_people(toks[i]) and \
+                _REPORTING_VERB.match(text, end[i]):
+            name[i] = True
     # "Hill, Dylan": a census surname before ", <given name>"
     for i, t in enumerate(toks[:-1]):
         if t.cap and t.surname_rank and not name[i] and not veto[i] and name[i + 1] and \
@@ -819,6 +824,11 @@ def _dictionary(d: _Doc, veto, name) -> None:
             if 0 <= j < n and not name[j] and not veto[j] and toks[j].joins_name and \
                     gap[max(i, j)] in (" ", ", "):
                 name[j] = True
+
+
+def _not_people(t: _Word) -> bool:
+    """Not a language or nation ("Somali reports" is not a person) and not a stub."""
+    return t.lower not in lexicon.PEOPLES and len(t.text) > 2
 
 
 def _propagate(d: _Doc, veto, name) -> None:
