@@ -71,7 +71,7 @@ def test_a_relative_called_will_or_may():
     ("Typed: kdl 04/01/25", ["kdl"]),
     ("Rounds summary prepared by abq.", ["abq"]),
     ("Consent witnessed, initials PRW on the form.", ["PRW"]),
-    ("Discussed at huddle, plan per HJT\nNext review Friday.", ["HJT"]),
+    ("Discussed at huddle, plan signed HJT\nNext review Friday.", ["HJT"]),
     ("Note reviewed.\n-- M. Abernathy-Quist\n", ["M", "Abernathy-Quist"]),
     ("/s/ T. Okafor, attending", ["T", "Okafor"]),
     ("Present: J. Oyelaran NP; K. Fenwick PharmD.", ["J", "K"]),
@@ -89,6 +89,7 @@ def test_initials_rules_leave_abbreviations():
     _kept("Diet advanced per GI; pain controlled by mouth.", "GI", "mouth")
     _kept("Discussed with (Tendai) the options.", "Tendai")
     _kept("Antibiotics adjusted per UA and per XR.", "UA", "XR")
+    _kept("Vancomycin dosed per IBW\nGentamicin dosed by IBW\nNo IBW in the note.", "IBW")
 
 
 def test_quoted_nickname_inside_a_name():

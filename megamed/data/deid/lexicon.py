@@ -337,5 +337,12 @@ cv cts fm em hm pmr vna hospice ptot cd ud va vamc ehr emr ob gyn""".split())
 # Units written after a slash ("IU/ml", "breaths/min"): not a typist's initials.
 UNITS = frozenset("ml dl min hr hrs day days wk wks mo yr kg mg mcg ul mm cm hpf lpf sec mol".split())
 
+# Roles after which even a lower-case word in no list is a name ("resident priya").
+ROLE_LABELS = frozenset("""resident|fellow|intern|attending|attending physician|surgeon|assistant|
+anesthesiologist|technologist|tech|sonographer|consultant|covering|pharmacist|therapist|
+chaplain|social worker|case manager|care coordinator|physician|provider|registrar|sho|gp|
+midwife|physio|physiotherapist|dietitian|dietician|interpreter|translator|scribe|witness|author|
+cosigner|co-signer|pcp|primary care|referring|referring physician|referring provider""".replace("\n", "").split("|"))
+
 # Labels of dictation that a person's (lower-case) name follows ("patient is frank hall").
 NAME_IS_LABELS = frozenset(["patient is", "pt is", "name is", "patient name is", "this is"])

@@ -678,8 +678,8 @@ def _labels(d: _Doc, veto, name) -> None:
                                   nxt is not None and d.gap[i + 1] == ", " and
                                   (nxt.first or not nxt.word))           # WRIGHT, SANDY
         else:           # a role ("resident priya"): also a lower-case word in no list
-            ok = t.lower_name or (not t.word and len(t.text) >= 3 and
-                                  t.lower not in lexicon.CLINICAL_ABBREVIATIONS)
+            ok = t.lower_name or (label in lexicon.ROLE_LABELS and not t.word and
+                                  len(t.text) >= 3 and t.lower not in lexicon.CLINICAL_ABBREVIATIONS)
         if ok:
             _take_forward(d, veto, name, i, strict=True, first_ok=True,
                           comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
@@ -702,8 +702,10 @@ def _initials(d: _Doc, i: int, label: str) -> bool:
         return False
     if label in ("initials", "transcribed", "transcriptionist", "typed", "typist", "scribe"):
         return True
-    if t.text.isupper():        # "per MK" (2 letters), "per JRS" ending its line; not "by IHC,"
-        return len(t.text) == 2 or (len(t.text) == 3 and bool(_LINE_END.match(d.text, d.end[i])))
+    if t.text.isupper():        # "per MK" (2 letters), "signed JRS" ending its line; not
+        return len(t.text) == 2 or (  # "by IHC,", "memory per GPU"
+            len(t.text) == 3 and label not in ("per", "by") and
+            bool(_LINE_END.match(d.text, d.end[i])))
     return bool(_CLOSES.match(d.text, d.end[i]))
 
 
@@ -826,6 +828,11 @@ def _dictionary(d: _Doc, veto, name) -> None:
                 name[j] = True
 
 
+def _short_code(t: _Word) -> bool:
+    """2-4 letters in one case in no name list: initials or an acronym ("JRS", "tmw", "GPU")."""
+    return len(t.text) <= 4 and (t.text.isupper() or not (t.first or t.surname_rank or t.cap))
+
+
 def _not_people(t: _Word) -> bool:
     """Not a language or nation ("Somali reports" is not a person) and not a stub."""
     return t.lower not in lexicon.PEOPLES and len(t.text) > 2
@@ -835,7 +842,10 @@ def _propagate(d: _Doc, veto, name) -> None:
     """Other mentions of a name found with evidence; a sentence-initial word is left alone
     ("Rose to 38.9" in the note of a patient called Rose)."""
     text, toks, start, end = d.text, d.toks, d.start, d.end
-    found = {toks[i].lower for i in compress(range(len(toks)), name) if len(toks[i].text) > 1}
+    # (initials and short capitals found by a label stay where they are: "per GPU" must not
+    # make every GPU a name)
+    found = {toks[i].lower for i in compress(range(len(toks)), name)
+             if len(toks[i].text) > 1 and not _short_code(toks[i])}
     for i in [i for i, t in enumerate(toks) if t.lower in found] if found else ():
         t = toks[i]
         if name[i] or veto[i] or not (t.cap or not t.word):
