@@ -173,6 +173,7 @@ def test_relation_written_after_the_name():
 
 def test_attendance_lists():
     _found("Attendees: Tshabalala (SW), Dr. Lee, Nakashima-Brandt", "Tshabalala")
+    _kept("Lungs: wheeze absent. Present: Rales bilaterally.", "Rales")
     _kept("Pulses present bilaterally; rash present Today.", "Today")
 
 

@@ -190,7 +190,7 @@ pnd le le's rle lle rue lue rlq ruq llq luq lmp edd ga g1p0 neg pos nl abnl
 lt rt bilat hpi pmh psh fh sh ros pe a/p cc mdm dnr dni pola molst hcp poa
 qtc qrs pr st axis sinus mrn dob dos ssn acct fin npi dea mr pcp attn re cc bmi
 x-ray xray x-rays lvef rvef lvh rvh tapse bnp
-brady tachy pulm cardiol neph nephro heme onc endo rheum derm ortho uro gyn psych mets
+rales rhonchi crackles brady tachy pulm cardiol neph nephro heme onc endo rheum derm ortho uro gyn psych mets
 drs psyd edd drph abpp chpn ccrn cen ocn bcps cde cdces lmft lpc licsw otr slp rdn atc ntprobnp troponin trop egfr a1c hba1c bi-rads pi-rads li-rads ti-rads""".split())
 
 # Census entries that are almost never a name in a clinical note (abbreviations, units).
@@ -250,7 +250,7 @@ nieta|nieto|prima|primo|sobrina|sobrino|madre|padre|suegra|suegro|nonna|nonno|om
 bubbe|zayde|babcia|dziadek|lola|lolo|nana|auntie|initials|transcribed|transcriptionist|typed|
 typist|minutes by|entered by|note by|scribe|scribed by|witness|witnessed by|hi|hello|gp|
 registrar|sho|matron|midwife|physio|physiotherapist|dietitian|dietician|keyworker|key worker|
-health visitor|cheers|warmly|cordially|yours truly|present|attendees|attendance|participants|care team|team members|author|cosigner|co-signer|responsible party|guarantor|subscriber|policy holder|
+health visitor|cheers|warmly|cordially|yours truly|attendees|attendance|participants|care team|team members|author|cosigner|co-signer|responsible party|guarantor|subscriber|policy holder|
 patient is|pt is|name is|patient name is|
 this is""".replace("\n", "").split("|")
 
