@@ -181,3 +181,12 @@ def test_unknown_capitalised_word_that_reports_and_closings():
     _found("Yesterday Rumbidzai denied SI; today she reports better sleep.", "Rumbidzai")
     _found("Thanks for seeing her.\nCheers,\nTemitope", "Temitope")
     _kept("Xarelto held; Lasix reports of ototoxicity reviewed.", "Lasix")
+
+
+def test_title_case_offices_and_hyphenated_kin():
+    _kept("Forms sent to the Utilization Review Department for Prior Authorization today.",
+          "Prior", "Authorization")
+    _kept("Dosing plan per Pharmacotherapy Service (see note).", "Pharmacotherapy", "Service")
+    _kept("Ex-wife Rosalind Okwuosa picks up the children.", "Ex-wife")
+    _found("Ex-wife Rosalind Okwuosa picks up the children.", "Rosalind", "Okwuosa")
+    _found('Seen with his neighbour Teodoro "Teddy" Roe at the bedside.', "Roe")

@@ -240,7 +240,7 @@ care coordinator|mom|dad|translator|interpreter|from|to|by|with|per|attn|attenti
 regarding|signature|dictating on|dictated on|dictation on|call|called|notify|notified|page|
 paged|told|informed|asked|met with|visited by|family|inform|contacted|daughters|sons|sisters|
 brothers|grandsons|granddaughters|grandchildren|children|parents|nieces|nephews|cousins|
-friends|stepson|stepdaughter|stepmother|stepfather|stepbrother|stepsister|half brother|half sister|great uncle|great aunt|
+friends|stepson|stepdaughter|stepmother|stepfather|neighbour|stepbrother|stepsister|half brother|half sister|great uncle|great aunt|
 grand niece|grand nephew|grandniece|grandnephew|
 grandma|grandpa|grandparents|great grandmother|great grandfather|great grandson|great granddaughter|
 mother in law|father in law|son in law|daughter in law|brother in law|sister in law|godmother|
@@ -310,7 +310,7 @@ RELATIVES = frozenset("""husband wife son daughter mother father brother sister 
 spouse grandson granddaughter grandmother grandfather niece nephew caregiver guardian boyfriend
 girlfriend aunt uncle cousin roommate neighbor mom dad daughters sons sisters brothers grandsons
 granddaughters grandchildren children parents nieces nephews cousins friends stepson stepdaughter
-stepmother stepfather stepbrother stepsister fiance fiancee fiancé fiancée
+stepmother stepfather neighbour stepbrother stepsister fiance fiancee fiancé fiancée
 grandma grandpa grandparents godmother godfather godson goddaughter twin abuela abuelo abuelita
 abuelito mama papa hija hijo esposa esposo hermana hermano tia tio nieta nieto prima primo
 sobrina sobrino madre padre suegra suegro nonna nonno oma opa bubbe zayde babcia dziadek lola

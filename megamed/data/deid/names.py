@@ -180,6 +180,9 @@ def _token_info(t: str) -> _Word:
         if any((p in first or p in ranks) and p not in words for p in parts):
             is_first = any(p in first for p in parts)
             rank = min((ranks[p] for p in parts if p in ranks), default=0)
+    if "-" in t and cap and not word and \
+            any(p[:1].islower() and p.lower() in words for p in t.split("-")[1:]):
+        word, is_first, rank = True, False, 0    # "Ex-husband", "AM-PAC" stays no name
     info = _Word(original[:e], low, cap, word, is_first, rank, possessive, e)
     if len(_TOKEN_INFO) >= 1 << 17:     # bounded: a corpus of odd tokens must not grow it forever
         _TOKEN_INFO.clear()
@@ -194,9 +197,12 @@ _WORLD_RANK = 100000
 
 def _world_name(key: str) -> tuple[bool, int]:
     """(given name?, surname rank) from the world lists for a capitalised token ("Ngozi",
-    "Wiśniewski", "Adeyemi") that the census lists lack; hyphenated parts count too."""
+    "Wiśniewski", "Adeyemi") that the census lists lack; hyphenated parts count too, unless one
+    is an English word ("AM-PAC")."""
     world_first, world_last = lexicon.world_first_names(), lexicon.world_surnames()
     parts = key.split("-") if "-" in key else (key,)
+    if len(parts) > 1 and any(p in lexicon.english_words() for p in parts):
+        return False, 0
     return (any(p in world_first for p in parts),
             _WORLD_RANK if any(p in world_last for p in parts) else 0)
 
@@ -489,7 +495,9 @@ def _take_forward(d: _Doc, veto, name, i: int, strict: bool, limit: int = 4,
                 j += 1
                 vouched = True
                 continue
-            if gap.strip(" .,") or "\n" in gap or "  " in gap or "\t" in gap:
+            if gap in _NICKNAME_CLOSE and vouched and t.cap:
+                pass                        # the family name after the nickname
+            elif gap.strip(" .,") or "\n" in gap or "  " in gap or "\t" in gap:
                 break
             if "." in gap and not toks[j - 1].initial:
                 break                       # "husband Bao. Strength 5/5"
@@ -792,8 +800,10 @@ def _dictionary(d: _Doc, veto, name) -> None:
                 name[i] = True
             elif in_list and not (t.word and t.text.isupper()) and \
                     not _sentence_start(d, i) and prev is not None and \
-                    (not prev.cap or name[i - 1] or (not prev.word and not veto[i - 1])) and \
-                    text[end[i]:end[i] + 1] != ":" and t.lower not in lexicon.FUNCTION_WORDS:
+                    (not prev.cap or name[i - 1] or (not prev.word and not veto[i - 1] and
+                                                      (prev.first or prev.surname_rank))) and \
+                    text[end[i]:end[i] + 1] != ":" and t.lower not in lexicon.FUNCTION_WORDS and \
+                    not (t.word and _title_case_follows(d, i)):
                 name[i] = True            # a capital inside a lower-case sentence
             if t.first and nxt is not None and nxt.cap and not veto[i + 1] and \
                     not nxt.function and not nxt.abbreviation and \
@@ -836,6 +846,14 @@ def _short_code(t: _Word) -> bool:
 def _not_people(t: _Word) -> bool:
     """Not a language or nation ("Somali reports" is not a person) and not a stub."""
     return t.lower not in lexicon.PEOPLES and len(t.text) > 2
+
+
+def _title_case_follows(d: _Doc, i: int) -> bool:
+    """A capitalised English word that is no name follows token i: a heading or an office
+    ("Prior Authorization", "Anticoagulation Service"), not "Brown today"."""
+    nxt = d.toks[i + 1] if i + 1 < len(d.toks) else None
+    return nxt is not None and d.gap[i + 1] == " " and nxt.cap and nxt.word and \
+        not (nxt.first or nxt.surname_rank)
 
 
 def _propagate(d: _Doc, veto, name) -> None:
