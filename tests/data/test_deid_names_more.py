@@ -190,3 +190,16 @@ def test_title_case_offices_and_hyphenated_kin():
     _kept("Ex-wife Rosalind Okwuosa picks up the children.", "Ex-wife")
     _found("Ex-wife Rosalind Okwuosa picks up the children.", "Rosalind", "Okwuosa")
     _found('Seen with his neighbour Teodoro "Teddy" Roe at the bedside.', "Roe")
+
+
+@pytest.mark.parametrize("text,words", [
+    ("Two 15 Fr Blake drains left in the pelvis.", ["Blake"]),
+    ("Melanoma, Clark level IV, Breslow 1.2 mm.", ["Clark"]),
+    ("Bipolar hemiarthroplasty with a Thompson Austin prosthesis.", ["Thompson", "Austin"]),
+    ("Mechanical AVR (St. Jude Masters valve), INR goal 2.5-3.5.", ["Jude", "Masters"]),
+    ("Return to play per Aspetar/Melbourne ACL criteria.", ["Melbourne"]),
+    ("AM-PAC basic mobility 18; HAS-BLED 3.", ["AM-PAC", "HAS-BLED"]),
+    ("Functional scores: KOOS Sport 65, IKDC 70.", ["Sport"]),
+])
+def test_devices_instruments_and_scores_stay_words(text, words):
+    _kept(text, *words)

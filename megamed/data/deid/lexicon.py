@@ -119,7 +119,7 @@ mucicarmine coombs kleihauer betke schilling widal bunnell monospot mantoux quan
 broviac malecot pezzer hemovac pleurevac sengstaken dobhoff corpak yankauer 
 satinsky bookwalter weitlaner gelpi volkmann hohmann
 steinmann kirschner schanz pavlik aircast sarmiento minerva venturi ambu bipap
-rastelli jatene senning""".split())
+rastelli jatene senning blake lund browder sprotte tuohy""".split())
 
 # Eponyms written alone that name a procedure, test, score or instrument far more often than a
 # person in a note ("Whipple planned", "grip (Jamar)", "repair (Lichtenstein)", "Morse 65"):
@@ -135,7 +135,7 @@ phalen tinel durkan froment apley thessaly lachman yergason womac oswestry tinet
 waterlow morse braden apgar  dubowitz finnegan naegele ranson rockall blatchford
 centor mcisaac killip nyha timi nihss barthel lawton folstein yesavage zung epds ciwa
 aldrete detsky gleason breslow fuhrman isup karnofsky zubrod lansky recist mandard dworak
-risser lenke""".split())
+risser lenke sprotte tuohy""".split())
 
 # Companies and brands of devices, drugs, dental materials, insurers and pharmacies:
 # capitalised, often census surnames (Abbott, Stryker), not a person in a note ("(Stryker)",
@@ -162,7 +162,8 @@ body bodies nodule nodules infarct infarction esophagus block lesion lesions art
 disorder deformity contracture dementia chorea ataxia dystrophy anomaly malformation
 aneurysm thyroiditis encephalopathy neuroma node's murmur rhythm wave waves pattern bundle
 ring rings tear lavage splint view views protocol regimen solution lactated bag spots spot
-dilator dilators drain drains clamp clamps scissors forceps retractor""".split())
+dilator dilators drain drains clamp clamps scissors forceps retractor level prosthesis
+needle valve stent nail""".split())
 
 # Clinical words the SCOWL list lacks but the census surname list has (or might).
 MEDICAL_WORDS = frozenset("""pt pts hx sx dx tx rx fx yo y/o bp hr rr spo2 sats temp wbc rbc hgb
@@ -265,7 +266,8 @@ residual chronic acute ischemic rheumatic mild-moderate moderate-severe minimal"
 # Lower-case words after a capitalised word that make it the eponym of a test or manoeuvre
 # ("Simmonds test", "Thompson squeeze"), not a person ("Jones Procedure:" is a header).
 TEST_HEADS = frozenset("""test tests maneuver manoeuvre score scale procedure operation repair
-classification reflex view criteria sign signs squeeze""".split())
+classification reflex view criteria sign signs squeeze prosthesis needle needles valve
+catheter drain drains stent nail splint brace dynamometer formula chart""".split())
 
 # Articles, pronouns and prepositions of Spanish, Portuguese, Italian and French: words even
 # when capitalised at a sentence start ("Su esposo Julio"), though a few are census names.

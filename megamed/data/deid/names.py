@@ -62,7 +62,8 @@ class _Word:
         self.label_end = (lower.rsplit("-", 1)[-1] if "-" in lower else lower) in _LABEL_LAST_WORDS
         # which tokens each pass can act on at all (the rest it skips without a look)
         self.may_veto = cap or not word or first or bool(surname_rank)
-        self.facility_head = lower in lexicon.FACILITY_HEADS or lower in lexicon.SCORE_HEADS
+        self.facility_head = lower in lexicon.FACILITY_HEADS or lower in lexicon.SCORE_HEADS or \
+            lower in lexicon.TEST_HEADS
         # a veto rule looks at the token before it (a facility word: the 3 before, _far_veto)
         self.veto_head = lower in lexicon.EPONYM_HEADS or lower in lexicon.EPONYM_VETO_HEADS or \
             self.facility_head
@@ -180,6 +181,9 @@ def _token_info(t: str) -> _Word:
         if any((p in first or p in ranks) and p not in words for p in parts):
             is_first = any(p in first for p in parts)
             rank = min((ranks[p] for p in parts if p in ranks), default=0)
+    if "-" in t and t.isupper() and any(p in words and p not in first and p not in ranks
+                                        for p in key.split("-")):
+        is_first, rank = False, 0                # "AM-PAC", "HAS-BLED": an acronym
     if "-" in t and cap and not word and \
             any(p[:1].islower() and p.lower() in words for p in t.split("-")[1:]):
         word, is_first, rank = True, False, 0    # "Ex-husband", "AM-PAC" stays no name
@@ -316,6 +320,7 @@ def _sentence_start(d: _Doc, i: int) -> bool:
 
 _SCORE_AFTER = re.compile(r"^\s*(?:\d|class\b|grade\b|stage\b|score\b|negative\b|positive\b|"
                           r"neg\b|pos\b|equivocal\b)", re.I)
+_SIZE_BEFORE = re.compile(r"\d\s?(?:G|g|ga|Fr|fr|French|gauge)\s$")    # "25G Whitacre", "19 Fr Blake"
 _ZIP_AFTER = re.compile(r",?\s+\d{5}\b")
 
 
@@ -378,11 +383,16 @@ def _vetoed(d: _Doc, i: int) -> bool:
         # Parkinson's, Guillain-Barre, Bell palsy, Gleason 3+4, Killip class II
         if (t.possessive and not _after_given_name(d, i)) or \
                 (adjacent and nxt in lexicon.EPONYM_HEADS) or \
+                _SIZE_BEFORE.search(text, max(0, d.start[i] - 12), d.start[i]) or \
                 _SCORE_AFTER.match(text[t_end:t_end + 12]):
             return True
     if t.cap and adjacent and (nxt in lexicon.EPONYM_VETO_HEADS or (
-            nxt in lexicon.TEST_HEADS and toks[i + 1].text.islower())):   # "Simmonds test"
+            nxt in lexicon.TEST_HEADS and toks[i + 1].text.islower() and gap[i + 1] == " ")):
         return True
+    if t.cap and i + 2 < len(toks) and gap[i + 1] == " " and gap[i + 2] == " " and \
+            toks[i + 1].cap and toks[i + 2].lower in lexicon.TEST_HEADS and \
+            toks[i + 2].text.islower():
+        return True                    # "Austin Moore prosthesis", "St. Jude Regent valve"
     if t.cap and _facility_follows(d, i):
         return True                    # "Brigham Clinic", "Mercy Hospital"
     if t.cap and _score_name_follows(d, i):
@@ -413,7 +423,8 @@ def _facility_follows(d: _Doc, i: int) -> bool:
     for k in range(i + 1, min(i + 4, len(toks))):
         if d.gap[k] not in _FACILITY_GAPS:
             return False
-        if toks[k].facility_head and toks[k].lower not in lexicon.SCORE_HEADS:
+        if toks[k].facility_head and toks[k].lower not in lexicon.SCORE_HEADS and \
+                toks[k].lower not in lexicon.TEST_HEADS:
             return True                               # (the word itself may be lower case)
         if not toks[k].cap:
             return False
@@ -429,8 +440,8 @@ def _score_name_follows(d: _Doc, i: int) -> bool:
             return False
         if k > i + 1 and toks[k].lower in lexicon.SCORE_HEADS:
             return True
-        if not (toks[k].cap and toks[k].word and not toks[k].first):
-            return False
+        if not (toks[k].cap and (toks[k].word or toks[k].abbreviation) and not toks[k].first):
+            return False                # ("Melbourne ACL criteria")
     return False
 
 
@@ -801,6 +812,7 @@ def _dictionary(d: _Doc, veto, name) -> None:
             elif in_list and not (t.word and t.text.isupper()) and \
                     not _sentence_start(d, i) and prev is not None and \
                     (not prev.cap or name[i - 1] or (not prev.word and not veto[i - 1] and
+                                                      not prev.abbreviation and
                                                       (prev.first or prev.surname_rank))) and \
                     text[end[i]:end[i] + 1] != ":" and t.lower not in lexicon.FUNCTION_WORDS and \
                     not (t.word and _title_case_follows(d, i)):
