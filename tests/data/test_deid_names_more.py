@@ -203,3 +203,11 @@ def test_title_case_offices_and_hyphenated_kin():
 ])
 def test_devices_instruments_and_scores_stay_words(text, words):
     _kept(text, *words)
+
+
+def test_capital_particles_participle_by_and_closing_initials():
+    _found("Patient: VAN DER WALT, JOHANNA    DOB: 1950-01-02", "VAN", "DER", "WALT")
+    _found("Cassette 3 embedded (Sectioned by RTW)\nSee addendum.", "RTW")
+    _kept("Vancomycin dosed by IBW.", "IBW")
+    _found("Plan reviewed with the family at 14:10. GWK", "GWK")
+    _kept("Plan reviewed with the family.\nCHF", "CHF")

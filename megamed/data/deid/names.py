@@ -248,6 +248,7 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     _propagate(d, veto, name)
     _initial_before(d, name)
     _reference_initials(d, name)
+    _closing_initials(d, name)
     return _merge(d, name, blocked)
 
 
@@ -288,6 +289,16 @@ def _reference_initials(d: _Doc, name) -> None:
                 a.lower not in lexicon.CLINICAL_ABBREVIATIONS and \
                 (k < 2 or not d.gap[k - 1].endswith("/")) and _REFERENCE_END.match(text, d.end[k]):
             name[k - 1] = name[k] = True                 # (not "IU/ml", "PT/inr")
+
+
+def _closing_initials(d: _Doc, name) -> None:
+    """The note's last token, 2-4 capitals after a sentence or on its own line, is its
+    author's initials ("... at bedside 15:20. DAL")."""
+    t = d.toks[-1]
+    if 2 <= len(t.text) <= 4 and t.text.isupper() and not t.word and not t.first and \
+            t.lower not in lexicon.CLINICAL_ABBREVIATIONS and not d.gap[-1].strip() and \
+            (". " in d.gap[-2] or "\n" in d.gap[-2]) and len(d.toks) > 1:
+        name[-1] = True
 
 
 _AFTER_LETTER = frozenset(["fib", "flutter", "line", "wave", "waves"])
@@ -662,6 +673,11 @@ def _labels(d: _Doc, veto, name) -> None:
         if label in lexicon.INITIALS_LABELS and _initials(d, i, label):
             name[i] = True                          # "Transcribed: tmw", "per MK"
             continue
+        if t.lower in lexicon.PARTICLES and i + 1 < len(toks) and d.gap[i + 1] == " " and \
+                toks[i + 1].lower in lexicon.PARTICLES and label not in _GENERIC_LABELS:
+            _take_forward(d, veto, name, i, strict=True, first_ok=True,   # "DE LA CRUZ, MARIA"
+                          comma_first=label in _PATIENT_LABELS)
+            continue
         if label in lexicon.RELATIVES and t.text.islower() and t.first and \
                 (t.function or t.lower in lexicon.LOWER_AMBIGUOUS_FIRST) and _no_verb_follows(d, i):
             name[i] = True                          # "his son will after a fall"
@@ -711,6 +727,10 @@ _NOT_AFTER_MODAL = frozenset("""after at in from and who is was has had with for
 about""".split())
 
 
+_GENERIC_LABELS = frozenset(["from", "to", "by", "with", "per", "re"])
+_PATIENT_LABELS = frozenset(["patient", "pt", "name", "patient name", "pt name"])
+
+
 def _initials(d: _Doc, i: int, label: str) -> bool:
     """Token i, after a signature label, is a person's initials: 2-4 letters all in one case,
     no word or clinical abbreviation ("tmw", "JRS"; not "per GI", "by mouth"); after the
@@ -723,9 +743,15 @@ def _initials(d: _Doc, i: int, label: str) -> bool:
         return True
     if t.text.isupper():        # "per MK" (2 letters), "signed JRS" ending its line; not
         return len(t.text) == 2 or (  # "by IHC,", "memory per GPU"
-            len(t.text) == 3 and label not in ("per", "by") and
-            bool(_LINE_END.match(d.text, d.end[i])))
+            len(t.text) == 3 and (label not in ("per", "by") or _verb_by(d, i)) and
+            bool(_CLOSES.match(d.text, d.end[i])))
     return bool(_CLOSES.match(d.text, d.end[i]))
+
+
+def _verb_by(d: _Doc, i: int) -> bool:
+    """A past participle before "by" ("Grossed by KMT", "seen by"): a person acts."""
+    return i >= 2 and d.toks[i - 1].lower == "by" and d.toks[i - 2].lower.endswith("ed") and \
+        d.toks[i - 2].lower not in ("dosed", "based", "adjusted", "measured", "calculated")
 
 
 def _no_verb_follows(d: _Doc, i: int) -> bool:
