@@ -211,3 +211,7 @@ def test_capital_particles_participle_by_and_closing_initials():
     _kept("Vancomycin dosed by IBW.", "IBW")
     _found("Plan reviewed with the family at 14:10. GWK", "GWK")
     _kept("Plan reviewed with the family.\nCHF", "CHF")
+
+
+def test_no_propagation_into_an_ordinal():
+    _kept("Dustin lives off Bartlett Rd near the mill.\nBlisters on 2nd and 3rd digits.", "3rd")

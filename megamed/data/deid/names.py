@@ -904,8 +904,8 @@ def _propagate(d: _Doc, veto, name) -> None:
              if len(toks[i].text) > 1 and not _short_code(toks[i])}
     for i in [i for i, t in enumerate(toks) if t.lower in found] if found else ():
         t = toks[i]
-        if name[i] or veto[i] or not (t.cap or not t.word):
-            continue
+        if name[i] or veto[i] or not (t.cap or not t.word) or d.gap[i][-1:].isdigit():
+            continue                        # ("3rd" is no mention of a Mr. Rd)
         if t.word and _sentence_start(d, i) and not (
                 (i + 1 < len(toks) and name[i + 1]) or t.possessive or
                 _PERSON_VERB.match(text[end[i]:end[i] + 20])):
