@@ -860,8 +860,8 @@ def _dictionary(d: _Doc, veto, name) -> None:
             name[i] = True                # "Dawn reports chest pain"
     # a capitalised word in no list that reports or denies is a person ("Oluwaseun reports")
     for i in _indices(toks, "joins_name"):
-        if not name[i] and not veto[i] and _not_people(toks[i]) and \
-                _REPORTING_VERB.match(text, end[i]):
+        if i + 1 < n and toks[i + 1].lower in _REPORTING_WORDS and not name[i] and \
+                not veto[i] and gap[i + 1].isspace() and _not_people(toks[i]):
             name[i] = True
     # "Hill, Dylan": a census surname before ", <given name>"
     for i, t in enumerate(toks[:-1]):
@@ -933,9 +933,10 @@ _NICKNAME_QUOTES = frozenset([' "', " '", " \u201c"])
 _NICKNAME_CLOSE = frozenset(['" ', "' ", "\u201d ", ") "])
 
 
-_REPORTING_VERB = re.compile(r"\s+(?:reports|reported|states|stated|says|said|denies|denied|"
-                             r"complains|presents|presented|notes|endorses|describes|admits|"
-                             r"agrees|declined|lives|returns|returned|underwent)\b")
+_REPORTING_WORDS = frozenset("""reports reported states stated says said denies denied complains
+presents presented notes endorses describes admits agrees declined lives returns returned
+underwent""".split())
+_REPORTING_VERB = re.compile(r"\s+(?:" + "|".join(sorted(_REPORTING_WORDS)) + r")\b")
 _PERSON_VERB = re.compile(r"^\s+(?:is|was|has|had|reports|reported|states|stated|says|said|"
                           r"denies|denied|presents|presented|lives|lived|returns|returned|notes|"
                           r"complains|underwent|will|would|called|came|comes|feels|felt|"
