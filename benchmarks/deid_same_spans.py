@@ -78,7 +78,8 @@ def base_inputs() -> list[str]:
             texts += _jsonl_texts(str(path))
     for path in sorted(glob.glob("/work/dev2/*.txt")):
         texts += _marked_texts(path)
-    for name in ("test_deid_text.py", "test_deid_hostile.py"):
+    for name in ("test_deid_text.py", "test_deid_hostile.py", "test_deid_rules_intl.py",
+                 "test_deid_names_more.py"):
         if (ROOT / "tests/data" / name).exists():
             texts += _literals(ROOT / "tests/data" / name)
     return texts

@@ -79,7 +79,9 @@ std::vector<std::pair<long, long>> deid_id_values(const std::string& t,
     if (end < 0) continue;
     bool hash = false;  // "#" in text[max(0, start - 8):start]
     for (long k = start > 8 ? start - 8 : 0; k < start; ++k) hash = hash || t[k] == '#';
-    if (hash || may_follow_label(t, start, label_ends)) out.emplace_back(start, end);
+    // a capital just before: a payer code ("member # UHC 9910") may follow the label
+    const bool payer = start >= 2 && t[start - 2] >= 'A' && t[start - 2] <= 'Z';
+    if (hash || payer || may_follow_label(t, start, label_ends)) out.emplace_back(start, end);
   }
   return out;
 }

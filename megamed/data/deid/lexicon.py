@@ -30,6 +30,25 @@ def english_words() -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=None)
+def world_first_names() -> frozenset[str]:
+    """Given names of many origins (Faker's person providers) that the US census lists lack;
+    a name only when capitalised (lower case, some are words in other languages)."""
+    return frozenset(_read("world_first_names.txt")) - NOT_NAMES
+
+
+@functools.lru_cache(maxsize=None)
+def world_surnames() -> frozenset[str]:
+    return frozenset(_read("world_surnames.txt")) - NOT_NAMES
+
+
+@functools.lru_cache(maxsize=None)
+def foreign_words() -> frozenset[str]:
+    """Common Spanish, Portuguese, French and Italian words (bilingual notes): "los días",
+    "casa" are words, not the census surnames Dias and Casa."""
+    return frozenset(_read("foreign_words.txt"))
+
+
+@functools.lru_cache(maxsize=None)
 def surrogate_first() -> tuple[str, ...]:
     """Given names that are not English words (a surrogate must not read as a word)."""
     words = english_words()
@@ -44,7 +63,7 @@ def surrogate_last() -> tuple[str, ...]:
 
 # Titles and credentials that make the next / previous capitalised words a person's name.
 TITLES = frozenset("""dr dr. doctor mr mr. mrs mrs. ms ms. miss mx mx. prof prof. professor
-sister nurse mister missus officer ofc sgt sergeant detective deputy trooper rev
+drs drs. sister nurse mister missus officer ofc sgt sergeant detective deputy trooper rev
 reverend pastor rabbi sr sra srta señor señora""".split())
 CREDENTIALS = frozenset("""md m.d. do d.o. rn r.n. np n.p. pa pa-c phd ph.d. dds dmd lpn cnm crna
 msw lcsw pharmd rph mbbs frcp facc facs facp dnp aprn fnp fnp-c anp acnp pt dpt ot rrt rt
@@ -83,7 +102,55 @@ barthel lawton lugano rai binet sokal gottron ortolani barlow thompson hawkins n
 jobe speed yergason finkelstein allen adson kiesselbach kiesselbach's luschka magendie monro
 sylvius willis wharton stensen bartholin skene cowper douglas morison hesselbach poupart
 hoehn yahr roth deauville nottingham columbia merkel brackmann hoffmann janeway
-savary maloney penrose blakemore bovie metzenbaum babcock allis""".split())
+savary maloney penrose blakemore bovie metzenbaum babcock allis
+tyrer cuzick gail claus morse jamar kapandji lichtenstein shouldice bassini mcvay hartmann
+toupet heller kasai ladd ramstedt swenson soave duhamel puestow beger kausch mckeown
+latarjet ponseti ilizarov masquelet langenbeck hardinge charnley womac oswestry
+apley thessaly lachman finkelstein durkan froment wartenberg roos spurling lhermitte
+hallpike epley semont rinne schirmer seidel amsler ishihara snellen jaeger goldmann
+hirschberg bielschowsky maddox titmus rovsing psoas obturator lowenberg biot duroziez
+quincke traube musset dubowitz finnegan naegele
+ rockall centor mcisaac khorana nyha timi hendrich tinetti
+waterlow yesavage zung epds crafft ciwa aldrete cormack lehane detsky breslow fuhrman
+isup zubrod lansky recist mandard dworak risser lenke gustilo pauwels schatzker
+lauge salter lopresti maisonneuve tillaux chopart bohler gissane kellgren
+outerbridge tonnis paprosky kinyoun gomori grocott warthin verhoeff gieson perls alcian
+mucicarmine coombs kleihauer betke schilling widal bunnell monospot mantoux quantiferon
+broviac malecot pezzer hemovac pleurevac sengstaken dobhoff corpak yankauer 
+satinsky bookwalter weitlaner gelpi volkmann hohmann
+steinmann kirschner schanz pavlik aircast sarmiento minerva venturi ambu bipap
+rastelli jatene senning blake lund browder sprotte tuohy""".split())
+
+# Eponyms written alone that name a procedure, test, score or instrument far more often than a
+# person in a note ("Whipple planned", "grip (Jamar)", "repair (Lichtenstein)", "Morse 65"):
+# vetoed unless a title comes first ("Dr. Whipple"). Compiled by hand from the standard
+# procedures, instruments and scales of surgery, orthopaedics, nursing and risk assessment.
+PROCEDURE_EPONYMS = frozenset("""whipple nissen toupet lichtenstein shouldice bassini hartmann
+jamar kapandji puestow latarjet ponseti ilizarov ramstedt kasai tyrer cuzick mallampati
+cormack caprini khorana kellgren outerbridge gustilo schatzker pauwels ziehl grocott gomori
+mucicarmine kinyoun quantiferon mantoux monospot yankauer dobhoff corpak pleurevac hemovac
+broviac bookwalter weitlaner gelpi metzenbaum satinsky steinmann kirschner schanz pavlik
+aircast sarmiento venturi bipap ambu epley semont hallpike spurling lhermitte finkelstein
+phalen tinel durkan froment apley thessaly lachman yergason womac oswestry tinetti hendrich
+waterlow morse braden apgar  dubowitz finnegan naegele ranson rockall blatchford
+centor mcisaac killip nyha timi nihss barthel lawton folstein yesavage zung epds ciwa
+aldrete detsky gleason breslow fuhrman isup karnofsky zubrod lansky recist mandard dworak
+risser lenke sprotte tuohy""".split())
+
+# Companies and brands of devices, drugs, dental materials, insurers and pharmacies:
+# capitalised, often census surnames (Abbott, Stryker), not a person in a note ("(Stryker)",
+# "Medtronic Azure XT DR"). Compiled by hand from makers named on device labels and formularies.
+ORGANISATIONS = frozenset("""medtronic stryker zimmer biomet depuy synthes arthrex conmed olympus
+storz biotronik livanova dexcom insulet omnipod baxter fresenius hospira becton philips
+siemens hologic cepheid genentech novartis pfizer moderna janssen sanofi astrazeneca gilead
+amgen biogen regeneron boehringer ingelheim takeda teva mylan viatris sandoz cipla
+glaxosmithkline novo nordisk abbvie allergan alcon bausch cochlear phonak oticon resmed
+respironics invacare walgreens cvs walmart costco kroger publix safeway caremark optumrx
+optum humana aetna cigna anthem unitedhealthcare medicaid medicare tricare bluecross
+blueshield molina centene wellcare ambetter cavit ketac vitrebond dycal durelon tempbond
+septocaine buick chevrolet chevy nissan hyundai subaru mazda acura
+volkswagen audi bmw tesla jeep chrysler cadillac gmc volvo kia""".split())
+
 
 # Nouns that turn a preceding capitalised word into an eponym: "Bell's palsy", "Still disease".
 EPONYM_HEADS = frozenset("""disease diseases syndrome syndromes sign signs test tests palsy
@@ -95,7 +162,8 @@ body bodies nodule nodules infarct infarction esophagus block lesion lesions art
 disorder deformity contracture dementia chorea ataxia dystrophy anomaly malformation
 aneurysm thyroiditis encephalopathy neuroma node's murmur rhythm wave waves pattern bundle
 ring rings tear lavage splint view views protocol regimen solution lactated bag spots spot
-dilator dilators drain drains clamp clamps scissors forceps retractor""".split())
+dilator dilators drain drains clamp clamps scissors forceps retractor level prosthesis
+needle valve stent nail""".split())
 
 # Clinical words the SCOWL list lacks but the census surname list has (or might).
 MEDICAL_WORDS = frozenset("""pt pts hx sx dx tx rx fx yo y/o bp hr rr spo2 sats temp wbc rbc hgb
@@ -122,7 +190,9 @@ ngt ogt picc cvc art tpn icu micu sicu ccu pacu ed er or ir ob gyn peds nicu pic
 pnd le le's rle lle rue lue rlq ruq llq luq lmp edd ga g1p0 neg pos nl abnl
 lt rt bilat hpi pmh psh fh sh ros pe a/p cc mdm dnr dni pola molst hcp poa
 qtc qrs pr st axis sinus mrn dob dos ssn acct fin npi dea mr pcp attn re cc bmi
-x-ray xray x-rays lvef rvef lvh rvh tapse bnp ntprobnp troponin trop egfr a1c hba1c bi-rads pi-rads li-rads ti-rads""".split())
+x-ray xray x-rays lvef rvef lvh rvh tapse bnp
+rales rhonchi crackles brady tachy pulm cardiol neph nephro heme onc endo rheum derm ortho uro gyn psych mets
+drs psyd edd drph abpp chpn ccrn cen ocn bcps cde cdces lmft lpc licsw otr slp rdn atc ntprobnp troponin trop egfr a1c hba1c bi-rads pi-rads li-rads ti-rads""".split())
 
 # Census entries that are almost never a name in a clinical note (abbreviations, units).
 NOT_NAMES = frozenset("""officer sergeant detective deputy trooper reverend pastor rabbi aide
@@ -136,7 +206,7 @@ dose doses unit units left right mid upper lower normal""".split())
 PEOPLES = frozenset("""spanish english french german italian portuguese chinese mandarin
 cantonese japanese korean vietnamese russian arabic hindi haitian creole polish greek somali
 african american asian hispanic latino latina caucasian european muslim christian jewish
-catholic baptist methodist
+catholic baptist methodist jehovah mormon lutheran presbyterian hindu buddhist sikh
 america canada mexico brazil argentina colombia peru chile cuba haiti jamaica england britain
 scotland wales ireland france germany italy spain portugal netherlands belgium denmark norway
 sweden finland poland ukraine russia greece turkey israel egypt nigeria ghana kenya ethiopia
@@ -171,7 +241,38 @@ care coordinator|mom|dad|translator|interpreter|from|to|by|with|per|attn|attenti
 regarding|signature|dictating on|dictated on|dictation on|call|called|notify|notified|page|
 paged|told|informed|asked|met with|visited by|family|inform|contacted|daughters|sons|sisters|
 brothers|grandsons|granddaughters|grandchildren|children|parents|nieces|nephews|cousins|
-friends|stepson|stepdaughter|stepmother|stepfather""".replace("\n", "").split("|")
+friends|stepson|stepdaughter|stepmother|stepfather|neighbour|stepbrother|stepsister|half brother|half sister|great uncle|great aunt|
+grand niece|grand nephew|grandniece|grandnephew|
+grandma|grandpa|grandparents|great grandmother|great grandfather|great grandson|great granddaughter|
+mother in law|father in law|son in law|daughter in law|brother in law|sister in law|godmother|
+godfather|godson|goddaughter|twin|twin brother|twin sister|ex husband|ex wife|
+abuela|abuelo|abuelita|abuelito|mama|papa|hija|hijo|esposa|esposo|hermana|hermano|tia|tio|
+nieta|nieto|prima|primo|sobrina|sobrino|madre|padre|suegra|suegro|nonna|nonno|oma|opa|
+bubbe|zayde|babcia|dziadek|lola|lolo|nana|auntie|initials|transcribed|transcriptionist|typed|
+typist|minutes by|entered by|note by|scribe|scribed by|witness|witnessed by|hi|hello|gp|
+registrar|sho|matron|midwife|physio|physiotherapist|dietitian|dietician|keyworker|key worker|
+health visitor|cheers|warmly|cordially|yours truly|attendees|attendance|participants|care team|team members|author|cosigner|co-signer|responsible party|guarantor|subscriber|policy holder|
+patient is|pt is|name is|patient name is|
+this is""".replace("\n", "").split("|")
+
+# Words that end the name of an instrument whose eponym stands two or three words before
+# ("Harris Hip Score", "Morse Fall Scale", "Glasgow Coma Scale").
+SCORE_HEADS = frozenset("score scale scales index criteria classification questionnaire inventory".split())
+
+# Words before "MR"/"MS" that make it a valve lesion ("mild MR", "severe MS"), not a title.
+SEVERITY_WORDS = frozenset("""mild moderate severe trace trivial significant no functional
+residual chronic acute ischemic rheumatic mild-moderate moderate-severe minimal""".split())
+
+# Lower-case words after a capitalised word that make it the eponym of a test or manoeuvre
+# ("Simmonds test", "Thompson squeeze"), not a person ("Jones Procedure:" is a header).
+TEST_HEADS = frozenset("""test tests maneuver manoeuvre score scale procedure operation repair
+classification reflex view criteria sign signs squeeze prosthesis needle needles valve
+catheter drain drains stent nail splint brace dynamometer formula chart""".split())
+
+# Articles, pronouns and prepositions of Spanish, Portuguese, Italian and French: words even
+# when capitalised at a sentence start ("Su esposo Julio"), though a few are census names.
+FOREIGN_FUNCTION_WORDS = frozenset("""su sus mi mis tu tus el la los las lo le les del al un
+una unos unas con sin por para que se en es ni da do na em ao os il di ed ha era hay muy""".split())
 
 EPONYM_VETO_HEADS = frozenset("disease syndrome sign palsy lymphoma sarcoma criteria".split())
 
@@ -179,7 +280,11 @@ FACILITY_HEADS = frozenset("""hospital hospitals clinic clinics center centre me
 healthcare cardiology associates institute university college school pharmacy labs laboratory
 laboratories foundation memorial infirmary hospice rehab rehabilitation nursing physicians
 group practice partners community medicine surgery pediatrics elementary academy
-assisted living shelter outreach services ministries mission ambulance""".split())
+assisted living shelter outreach services ministries mission ambulance manor lodge villa
+village terrace gardens behavioral psychiatric orthopedics oncology imaging radiology
+diagnostics dental dentistry pharmaceuticals therapeutics industries manufacturing
+fabrication steel inc llc corp corporation company church temple mosque synagogue
+residence residences apartments towers plaza""".split())
 
 # Words that name a place in a hospital when a number follows ("Ward 5", "Bay 3").
 HOSPITAL_PLACES = frozenset("ward wards bed bay room pod wing unit floor suite".split())
@@ -190,7 +295,8 @@ DEVICE_EPONYMS = frozenset("foley holter doppler hickman groshong jackson-pratt"
 
 PRONOUNS = frozenset("i me my he she him his her hers they them their we us our you your it its".split())
 
-PARTICLES = frozenset("van von de der del della da di la le st mac bin ibn al el dos das du".split())
+PARTICLES = frozenset("van von de der del della da di la le st mac bin ibn al el dos das du "
+                      "den ten ter zu af bint abu".split())
 
 # Verbs whose object is often a person: the next capitalised census name is one.
 OBJECT_VERBS = frozenset("""call called notify notified page paged told informed asked
@@ -206,4 +312,39 @@ RELATIVES = frozenset("""husband wife son daughter mother father brother sister 
 spouse grandson granddaughter grandmother grandfather niece nephew caregiver guardian boyfriend
 girlfriend aunt uncle cousin roommate neighbor mom dad daughters sons sisters brothers grandsons
 granddaughters grandchildren children parents nieces nephews cousins friends stepson stepdaughter
-stepmother stepfather""".split())
+stepmother stepfather neighbour stepbrother stepsister fiance fiancee fiancé fiancée
+grandma grandpa grandparents godmother godfather godson goddaughter twin abuela abuelo abuelita
+abuelito mama papa hija hijo esposa esposo hermana hermano tia tio nieta nieto prima primo
+sobrina sobrino madre padre suegra suegro nonna nonno oma opa bubbe zayde babcia dziadek lola
+lolo nana auntie""".split()) | frozenset("""mother in law|father in law|son in law|
+daughter in law|brother in law|sister in law|half brother|half sister|great uncle|great aunt|
+great grandmother|great grandfather|great grandson|great granddaughter|twin brother|
+twin sister|ex husband|ex wife|grand niece|grand nephew|grandniece|grandnephew""".replace("\n", "").split("|"))
+
+# Labels that a person's initials follow ("Transcribed: tmw", "minutes by jrs", "initials GHB").
+INITIALS_LABELS = frozenset("""initials|transcribed|transcriptionist|typed|typist|minutes by|
+entered by|note by|scribe|scribed by|transcribed by|typed by|dictated by|signed|signed by|
+cosigned by|co-signed by|reviewed by|witnessed by|per|by""".replace("\n", "").split("|"))
+
+# Short clinical abbreviations that no word list has and a signature label may precede
+# ("per GI", "by EMS", "per SW"): not a person's initials.
+CLINICAL_ABBREVIATIONS = frozenset("""ems sw cm slp rd dme snf ltc ltach irf aba ent pt ot rt
+gi id icu ed er ir or ob np pa md rn lpn cna pcp hcp poa msw rrt crna nsg sw pharm tpn ccm
+bmt sicu micu ccu nicu picu pacu cvicu tsicu ems fd pd ekg ecg cxr eeg emg mri mra cta ct
+us iv im po sl pr ng og pn dc nsr af ems ins pmd cpt icd drg hcfa cms ama dnr xr ua nm bs fs
+pc ac hs kub pft egd ercp mrcp ivp dexa hida uds cbc bmp cmp lft abg vbg ns lr ivf prbc ffp
+tte tee cath lab opd ipd ot otr slp speech acog nccn aha acc ats idsa who cdc fda ep hh ps gs
+cv cts fm em hm pmr vna hospice ptot cd ud va vamc ehr emr ob gyn""".split())
+
+# Units written after a slash ("IU/ml", "breaths/min"): not a typist's initials.
+UNITS = frozenset("ml dl min hr hrs day days wk wks mo yr kg mg mcg ul mm cm hpf lpf sec mol".split())
+
+# Roles after which even a lower-case word in no list is a name ("resident priya").
+ROLE_LABELS = frozenset("""resident|fellow|intern|attending|attending physician|surgeon|assistant|
+anesthesiologist|technologist|tech|sonographer|consultant|covering|pharmacist|therapist|
+chaplain|social worker|case manager|care coordinator|physician|provider|registrar|sho|gp|
+midwife|physio|physiotherapist|dietitian|dietician|interpreter|translator|scribe|witness|author|
+cosigner|co-signer|pcp|primary care|referring|referring physician|referring provider""".replace("\n", "").split("|"))
+
+# Labels of dictation that a person's (lower-case) name follows ("patient is frank hall").
+NAME_IS_LABELS = frozenset(["patient is", "pt is", "name is", "patient name is", "this is"])

@@ -62,7 +62,8 @@ class _Word:
         self.label_end = (lower.rsplit("-", 1)[-1] if "-" in lower else lower) in _LABEL_LAST_WORDS
         # which tokens each pass can act on at all (the rest it skips without a look)
         self.may_veto = cap or not word or first or bool(surname_rank)
-        self.facility_head = lower in lexicon.FACILITY_HEADS
+        self.facility_head = lower in lexicon.FACILITY_HEADS or lower in lexicon.SCORE_HEADS or \
+            lower in lexicon.TEST_HEADS
         # a veto rule looks at the token before it (a facility word: the 3 before, _far_veto)
         self.veto_head = lower in lexicon.EPONYM_HEADS or lower in lexicon.EPONYM_VETO_HEADS or \
             self.facility_head
@@ -145,13 +146,24 @@ def _shouted_word(t: str) -> _Word:
         parts = low.split("-")
         named = len(parts) == 1 or any((p in first or p in ranks) and p not in words
                                        for p in parts)
-        w = _Word(t, low, False, low in words, named and any(p in first for p in parts),
-                  min((ranks[p] for p in parts if p in ranks), default=0) if named else 0,
-                  False, len(t))
+        is_first = named and any(p in first for p in parts)
+        rank = min((ranks[p] for p in parts if p in ranks), default=0) if named else 0
+        if not (is_first or rank) and low not in words:      # "ADAEZE": the world lists
+            is_first, rank = _world_name(low)
+        w = _Word(t, low, False, low in words, is_first, rank, False, len(t))
+        # next to a name, a word in no list joins it as a capitalised one would ("ADAEZE
+        # NWACHUKWU"; capitals say nothing on such a line)
+        w.joins_name = not w.word and not w.function and len(t) > 2 and \
+            low not in lexicon.CLINICAL_ABBREVIATIONS
         if len(_SHOUTED_INFO) >= 1 << 17:
             _SHOUTED_INFO.clear()
         _SHOUTED_INFO[t] = w
     return w
+
+
+# letters that NFKD leaves whole ("Łukasz", "Bjørn", "Sigurðardóttir")
+_UNDECOMPOSED = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ð": "d", "þ": "th", "æ": "ae",
+                               "œ": "oe", "ß": "ss", "ı": "i"})
 
 
 def _token_info(t: str) -> _Word:
@@ -162,13 +174,18 @@ def _token_info(t: str) -> _Word:
     low = t.lower()
     if not low.isascii():                          # josé -> jose for the census lists
         low = "".join(c for c in unicodedata.normalize("NFKD", low)
-                      if not unicodedata.combining(c))
+                      if not unicodedata.combining(c)).translate(_UNDECOMPOSED)
     key = low
     if "'" in t or "’" in t:
         if low.endswith(("'s", "’s")) and len(t) > 2:
             possessive, t, e, low = True, t[:-2], e - 2, low[:-2]
         key = low.replace("'", "").replace("’", "")     # O'Brien -> obrien (census)
     is_first, rank = key in first, ranks.get(key, 0)
+    cap = t[0].isupper()
+    if cap and not (is_first or rank) and not (len(t) <= 4 and t.isupper()):
+        is_first, rank = _world_name(key)        # (not "UA", "LI": short capitals are acronyms)
+    word = low in words or low in lexicon.FOREIGN_FUNCTION_WORDS or \
+        (low in lexicon.foreign_words() and (not cap or not (is_first or 0 < rank <= 3000)))
     if "-" in key and not (is_first or rank) and \
             (all(p[:1].isupper() for p in t.split("-")) or    # Nakamura-Lee, Mary-Kate
              all((p in first or p in ranks) and len(p) > 2 for p in key.split("-"))):
@@ -177,11 +194,34 @@ def _token_info(t: str) -> _Word:
         if any((p in first or p in ranks) and p not in words for p in parts):
             is_first = any(p in first for p in parts)
             rank = min((ranks[p] for p in parts if p in ranks), default=0)
-    info = _Word(original[:e], low, t[0].isupper(), low in words, is_first, rank, possessive, e)
+    if "-" in t and t.isupper() and any(p in words and p not in first and p not in ranks
+                                        for p in key.split("-")):
+        is_first, rank = False, 0                # "AM-PAC", "HAS-BLED": an acronym
+    if "-" in t and cap and not word and \
+            any(p[:1].islower() and p.lower() in words for p in t.split("-")[1:]):
+        word, is_first, rank = True, False, 0    # "Ex-husband", "AM-PAC" stays no name
+    info = _Word(original[:e], low, cap, word, is_first, rank, possessive, e)
     if len(_TOKEN_INFO) >= 1 << 17:     # bounded: a corpus of odd tokens must not grow it forever
         _TOKEN_INFO.clear()
     _TOKEN_INFO[original] = info
     return info
+
+
+# census rank given to a surname of the world lists: rarer than any census rank, so that
+# lower-case text never takes one for a name without a cue
+_WORLD_RANK = 100000
+
+
+def _world_name(key: str) -> tuple[bool, int]:
+    """(given name?, surname rank) from the world lists for a capitalised token ("Ngozi",
+    "Wiśniewski", "Adeyemi") that the census lists lack; hyphenated parts count too, unless one
+    is an English word ("AM-PAC")."""
+    world_first, world_last = lexicon.world_first_names(), lexicon.world_surnames()
+    parts = key.split("-") if "-" in key else (key,)
+    if len(parts) > 1 and any(p in lexicon.english_words() for p in parts):
+        return False, 0
+    return (any(p in world_first for p in parts),
+            _WORLD_RANK if any(p in world_last for p in parts) else 0)
 
 
 _TOKEN_INFO: dict[str, _Word] = {}
@@ -216,9 +256,80 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     name = [False] * n
     _titles_and_credentials(d, veto, name)
     _labels(d, veto, name)
+    _signature_marks(d, veto, name)
     _dictionary(d, veto, name)
     _propagate(d, veto, name)
+    _initial_before(d, name)
+    _reference_initials(d, name)
+    _closing_initials(d, name)
     return _merge(d, name, blocked)
+
+
+_SIGNATURE_MARK = re.compile(r"(?:^|\n)[ \t]*(?:--+|\u2014|\u2013|/s/)[ \t]*(?=[^\W\d_])")
+
+
+def _signature_marks(d: _Doc, veto, name) -> None:
+    """A line that starts with "--", a dash or "/s/" and then a name: a signature
+    ("-- A. Kowalczyk", "/s/ R. Patel"). Looked for only where such a mark occurs."""
+    text = d.text
+    if "--" not in text and "/s/" not in text and "\u2014" not in text and "\u2013" not in text:
+        return
+    toks = d.toks
+    for m in _SIGNATURE_MARK.finditer(text):
+        i = bisect.bisect_left(d.start, m.end())
+        if i >= len(toks) or d.start[i] != m.end():
+            continue
+        t = toks[i]
+        nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if t.initial and text[d.end[i]:d.end[i] + 1] == "." and nxt is not None and nxt.cap:
+            _take_forward(d, veto, name, i, strict=True)
+        elif t.cap and not veto[i] and not t.function and not t.abbreviation and \
+                (t.first or not t.word) and nxt is not None and nxt.cap and \
+                d.gap[i + 1] == " " and (nxt.surname_rank or not nxt.word):
+            _take_forward(d, veto, name, i, strict=True, first_ok=True)
+
+
+# Dictation reference initials at the end of a line: the author's, then the typist's ("JRS/mtw")
+_REFERENCE_END = re.compile(r"[ \t]*(?:$|\n)")
+
+
+def _reference_initials(d: _Doc, name) -> None:
+    toks, text = d.toks, d.text
+    for k in compress(range(len(toks)), map("/".__eq__, d.gap)):
+        a, b = toks[k - 1], toks[k]
+        if k and 2 <= len(a.text) <= 4 and 2 <= len(b.text) <= 4 and a.text.isupper() and \
+                b.text.islower() and b.lower not in lexicon.UNITS and \
+                a.lower not in lexicon.CLINICAL_ABBREVIATIONS and \
+                (k < 2 or not d.gap[k - 1].endswith("/")) and _REFERENCE_END.match(text, d.end[k]):
+            name[k - 1] = name[k] = True                 # (not "IU/ml", "PT/inr")
+
+
+def _closing_initials(d: _Doc, name) -> None:
+    """The note's last token, 2-4 capitals after a sentence or on its own line, is its
+    author's initials ("... at bedside 15:20. DAL")."""
+    t = d.toks[-1]
+    if 2 <= len(t.text) <= 4 and t.text.isupper() and not t.word and not t.first and \
+            t.lower not in lexicon.CLINICAL_ABBREVIATIONS and not d.gap[-1].strip() and \
+            (". " in d.gap[-2] or "\n" in d.gap[-2]) and len(d.toks) > 1:
+        name[-1] = True
+
+
+_AFTER_LETTER = frozenset(["fib", "flutter", "line", "wave", "waves"])
+
+
+def _initial_before(d: _Doc, name) -> None:
+    """"A. Kowalczyk": an initial with its period just before a name found by any rule;
+    "Marisol T.": one just after a given name (the family name's initial)."""
+    toks, gap = d.toks, d.gap
+    n = len(toks)
+    for i in compress(range(n), name):
+        if i and not name[i - 1] and toks[i - 1].initial and gap[i] == ". " and \
+                not gap[i - 1][-1:].isdigit() and not gap[i - 1][-1:].isalpha():
+            name[i - 1] = True
+        if i + 1 < n and not name[i + 1] and toks[i + 1].initial and toks[i].first and \
+                gap[i + 1] == " " and gap[i + 2][:1] == "." and toks[i + 1].text != "I" and \
+                not (i + 2 < n and toks[i + 2].lower in _AFTER_LETTER):     # "A. fib"
+            name[i + 1] = True
 
 
 def _far_veto(toks: list[_Word]) -> set[int]:
@@ -231,7 +342,9 @@ def _sentence_start(d: _Doc, i: int) -> bool:
     return i == 0 or bool(_SENTENCE_BREAK.search(d.gap[i]))
 
 
-_SCORE_AFTER = re.compile(r"^\s*(?:\d|class\b|grade\b|stage\b|score\b)", re.I)
+_SCORE_AFTER = re.compile(r"^\s*(?:\d|class\b|grade\b|stage\b|score\b|negative\b|positive\b|"
+                          r"neg\b|pos\b|equivocal\b)", re.I)
+_SIZE_BEFORE = re.compile(r"\d\s?(?:G|g|ga|Fr|fr|French|gauge)\s$")    # "25G Whitacre", "19 Fr Blake"
 _ZIP_AFTER = re.compile(r",?\s+\d{5}\b")
 
 
@@ -249,7 +362,8 @@ def _lower_kind(low: str) -> int:
         kind = _ALWAYS
     elif low in lexicon.MONTHS or low in lexicon.WEEKDAYS:
         kind = _CALENDAR
-    elif low in standalone_eponyms() or low in lexicon.DEVICE_EPONYMS:
+    elif low in standalone_eponyms() or low in lexicon.DEVICE_EPONYMS or \
+            low in lexicon.PROCEDURE_EPONYMS or low in lexicon.ORGANISATIONS:
         kind = _ALWAYS        # (checked after the eponym rules in _vetoed: all of them veto)
     elif any(p in lexicon.EPONYMS for p in parts):
         kind = _EPONYM_COMPOUND if len(parts) > 1 else _EPONYM
@@ -272,7 +386,10 @@ def _vetoed(d: _Doc, i: int) -> bool:
         # "June Gold", "Jacqueline May, NP" are people; "June 5", "in June" are dates
         following = toks[i + 1] if i + 1 < len(toks) else None
         preceding = toks[i - 1] if i else None
-        if t.first and preceding is not None and preceding.lower in lexicon.RELATIVES and \
+        if following is not None and following.kind == _CALENDAR and gap[i + 1] in (" ", ", "):
+            return True                  # "Thu Nov 21", "Sun, June 2"
+        if t.first and preceding is not None and \
+                preceding.lower.replace("-", " ") in lexicon.RELATIVES and \
                 gap[i] == " " and not _DIGIT_AFTER.match(text, t_end):
             return False                 # "daughter june", "wife April": a relative's name
         return not (t.first and t.cap and (
@@ -290,12 +407,20 @@ def _vetoed(d: _Doc, i: int) -> bool:
         # Parkinson's, Guillain-Barre, Bell palsy, Gleason 3+4, Killip class II
         if (t.possessive and not _after_given_name(d, i)) or \
                 (adjacent and nxt in lexicon.EPONYM_HEADS) or \
-                _SCORE_AFTER.match(text[t_end:t_end + 8]):
+                _SIZE_BEFORE.search(text, max(0, d.start[i] - 12), d.start[i]) or \
+                _SCORE_AFTER.match(text[t_end:t_end + 12]):
             return True
-    if t.cap and adjacent and nxt in lexicon.EPONYM_VETO_HEADS:
+    if t.cap and adjacent and (nxt in lexicon.EPONYM_VETO_HEADS or (
+            nxt in lexicon.TEST_HEADS and toks[i + 1].text.islower() and gap[i + 1] == " ")):
         return True
+    if t.cap and i + 2 < len(toks) and gap[i + 1] == " " and gap[i + 2] == " " and \
+            toks[i + 1].cap and toks[i + 2].lower in lexicon.TEST_HEADS and \
+            toks[i + 2].text.islower():
+        return True                    # "Austin Moore prosthesis", "St. Jude Regent valve"
     if t.cap and _facility_follows(d, i):
         return True                    # "Brigham Clinic", "Mercy Hospital"
+    if t.cap and _score_name_follows(d, i):
+        return True                    # "Harris Hip Score", "Morse Fall Scale"
     # a state before its ZIP code, a drug before its dose: only when a digit follows closely
     follow = text[t_end:t_end + 3].lstrip(" ,")
     if not follow or not follow[0].isdigit():
@@ -312,17 +437,35 @@ def _after_given_name(d: _Doc, i: int) -> bool:
     return prev is not None and prev.cap and prev.first and not prev.word and d.gap[i] == " "
 
 
+_FACILITY_GAPS = frozenset([" ", "'s ", "\u2019s "])
+
+
 def _facility_follows(d: _Doc, i: int) -> bool:
     """A facility word ends the run of capitalised words (at most 3) that token i starts
     ("Harbor Light shelter", "Willow Creek Assisted Living")."""
     toks = d.toks
     for k in range(i + 1, min(i + 4, len(toks))):
-        if d.gap[k] != " ":
+        if d.gap[k] not in _FACILITY_GAPS:
             return False
-        if toks[k].facility_head:
+        if toks[k].facility_head and toks[k].lower not in lexicon.SCORE_HEADS and \
+                toks[k].lower not in lexicon.TEST_HEADS:
             return True                               # (the word itself may be lower case)
         if not toks[k].cap:
             return False
+    return False
+
+
+def _score_name_follows(d: _Doc, i: int) -> bool:
+    """One or two capitalised English words, then a word that names a score or test: token i
+    is the eponym of a named instrument ("Harris Hip Score", "Glasgow Coma Scale")."""
+    toks = d.toks
+    for k in range(i + 1, min(i + 4, len(toks))):
+        if d.gap[k] != " ":
+            return False
+        if k > i + 1 and toks[k].lower in lexicon.SCORE_HEADS:
+            return True
+        if not (toks[k].cap and (toks[k].word or toks[k].abbreviation) and not toks[k].first):
+            return False                # ("Melbourne ACL criteria")
     return False
 
 
@@ -339,7 +482,18 @@ def standalone_eponyms() -> frozenset[str]:
 
 
 def _abbreviation(t: _Word) -> bool:
-    return t.text.isupper() and len(t.text) <= 4 and not (t.first or 0 < t.surname_rank <= 5000)
+    return (t.text.isupper() and len(t.text) <= 4 and not (t.first or 0 < t.surname_rank <= 5000)) \
+        or _odd_capitals(t.text)
+
+
+def _odd_capitals(text: str) -> bool:
+    """A capital after the first letter that no lower-case letter follows ("METs", "PsyD",
+    "mEq"): a unit or a credential. Names put a capital only before lower case (McDonald,
+    DeShawn, O'Brien)."""
+    if text.isupper() or text.islower() or set(filter(str.islower, text)) == {"l"}:
+        return False                    # ("DUBOlS": an OCR'd capital I)
+    return any(c.isupper() and (k + 1 == len(text) or not text[k + 1].islower())
+               for k, c in enumerate(text) if k)
 
 
 def _lower_name(t: _Word) -> bool:
@@ -370,16 +524,32 @@ def _take_forward(d: _Doc, veto, name, i: int, strict: bool, limit: int = 4,
         t = toks[j]
         if j > i:
             gap = d.gap[j]
-            if gap.strip(" .,") or "\n" in gap or "  " in gap or "\t" in gap:
+            if gap in _NICKNAME_QUOTES and t.cap and taken and j + 1 < len(toks) and \
+                    d.gap[j + 1] in _NICKNAME_CLOSE and not veto[j]:
+                name[j] = True              # 'Benjamin "Ben" Adeyemi': the nickname, then on
+                j += 1
+                vouched = True
+                continue
+            if gap in _NICKNAME_CLOSE and vouched and t.cap:
+                pass                        # the family name after the nickname
+            elif gap.strip(" .,") or "\n" in gap or "  " in gap or "\t" in gap:
                 break
             if "." in gap and not toks[j - 1].initial:
                 break                       # "husband Bao. Strength 5/5"
-        if t.initial or (t.lower in lexicon.PARTICLES and taken):
+            if not t.cap and toks[j - 1].cap and not toks[j - 1].initial and \
+                    t.lower not in lexicon.PARTICLES:
+                break                       # "Dr Szymanski pulm": a name keeps its case
+        if t.initial and d.text[d.end[j]:d.end[j] + 1].isdigit():
+            break                           # "G2P1001": not an initial
+        if t.initial or (t.lower in lexicon.PARTICLES and
+                         (taken or (j + 1 < len(toks) and d.gap[j + 1] == " " and
+                                    toks[j + 1].lower in lexicon.PARTICLES))):
+            # (first: "Dr. de la Cruz"; particles that no name follows are let go below)
             name[j] = True
             j += 1
             continue
         after_title = not strict and t.cap and taken == 0   # "Dr. May", "Dr. Foley"
-        if (veto[j] and not after_title) or t.function or \
+        if (veto[j] and not after_title) or t.function or t.text in _LOWER_HONORIFICS or \
                 t.lower in lexicon.MEDICAL_WORDS or t.lower in lexicon.TITLES:
             break       # a title is not the name ("officer Ofc. Brennan", "thorne nurse pract.")
         if (taken == 0 and first_ok) or vouched:
@@ -405,7 +575,8 @@ def _take_forward(d: _Doc, veto, name, i: int, strict: bool, limit: int = 4,
                 break
             vouched = True                  # the given name after "LAST," is vouched for
         j += 1
-    while j > i and name[j - 1] and toks[j - 1].initial and taken == 0:
+    while j > i and name[j - 1] and taken == 0 and \
+            (toks[j - 1].initial or toks[j - 1].lower in lexicon.PARTICLES):
         j -= 1
         name[j] = False                     # a lone initial after a label is not a name
 
@@ -419,6 +590,8 @@ def _take_backward(d: _Doc, veto, name, i: int) -> None:
             gap = d.gap[j + 1]
             if gap.strip(" .,") or "\n" in gap or ("." in gap and not t.initial):
                 break
+            if t.initial and "," in gap:
+                break                               # "I, Chidinma Okeke, RN"
         if t.initial or (t.lower in lexicon.PARTICLES and taken):
             name[j] = True
             j -= 1
@@ -445,11 +618,14 @@ def _titles_and_credentials(d: _Doc, veto, name) -> None:
     for i in _indices(toks, "title_rule"):       # every rule below needs a title / credential
         t = toks[i]
         nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if t.text in ("MR", "MS") and i and toks[i - 1].lower in lexicon.SEVERITY_WORDS:
+            continue                                 # "mild MR. Wolff-Parkinson-White ..."
         if t.lower in lexicon.TITLES and nxt is not None and \
                 not (t.text.islower() and _DIGIT_BEFORE.search(text[max(0, start[i] - 3):start[i]])):
             g = gap[i + 1]                               # (not "402 ms. Will follow up")
             if g.strip() in ("", ".") and "\n" not in g:
-                if t.lower in ("sister", "nurse", "doctor", "professor") and not nxt.cap:
+                if t.lower in ("sister", "nurse", "doctor", "professor") and not nxt.cap and \
+                        not (t.text.islower() and nxt.lower_name and nxt.first):
                     continue
                 _take_forward(d, veto, name, i + 1, strict=False)
                 continue
@@ -461,17 +637,28 @@ def _titles_and_credentials(d: _Doc, veto, name) -> None:
             _take_forward(d, veto, name, i + 1, strict=True)
         g = gap[i]          # (the gap's tests before the credential's regex: they are cheaper)
         if i and (t.text[0].isupper() and (t.text.isupper() or t.text in _MIXED_CREDENTIALS)
-                  or t.lower in ("md", "rn", "np")) and \
-                g.strip() in ("", ",", ".") and "\n" not in g and \
-                not (t.text in ("PT", "OT", "PA", "RT", "DO", "NP") and "," not in g) and \
-                _CREDENTIAL.match(text, start[i]):
-            _take_backward(d, veto, name, i - 1)
+                  or t.lower in ("md", "rn", "np")):
+            in_parens = g == " (" and text[d.end[i]:d.end[i] + 1] == ")"     # "Olamide (RN)"
+            if (g.strip() in ("", ",", ".") or in_parens) and "\n" not in g and \
+                    not (t.text in ("PT", "OT", "PA", "RT", "DO", "NP") and "," not in g and
+                         not in_parens and not _initial_and_word_before(d, i)) and \
+                    _CREDENTIAL.match(text, start[i]):
+                _take_backward(d, veto, name, i - 1)
 
 
-_RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?(?:son|daughter|wife|"
+def _initial_and_word_before(d: _Doc, i: int) -> bool:
+    """"J. Oyelaran NP": an initial and a capitalised word before the credential make it one,
+    where "NP" or "PT" alone may be the role ("called PT")."""
+    return i >= 2 and d.toks[i - 2].initial and d.gap[i - 1] == ". " and d.gap[i] == " " and \
+        d.toks[i - 1].cap and not d.toks[i - 1].abbreviation and not d.toks[i - 1].function
+
+
+_RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?"
+                             r"(?:great-|great |step-?|half-|grand-?)?(?:son|daughter|wife|"
                              r"husband|mother|father|brother|sister|spouse|partner|friend|"
-                             r"niece|nephew|grandson|granddaughter|caregiver|guardian|neighbor)\b",
-                             re.I)
+                             r"niece|nephew|grandson|granddaughter|caregiver|guardian|neighbor|"
+                             r"neighbour|aunt|uncle|cousin|fianc[eé]e?|boyfriend|girlfriend|"
+                             r"roommate|mom|dad|parent|child|hcp|poa)\b", re.I)
 
 
 def _labels(d: _Doc, veto, name) -> None:
@@ -485,12 +672,36 @@ def _labels(d: _Doc, veto, name) -> None:
 
     # a label phrase can end only with one of its last words: the rest skip _label_before
     for i in compress(range(1, len(toks)), map(attrgetter("label_end"), toks)):
-        if name[i] or veto[i]:
+        if name[i] or (veto[i] and not toks[i].initial):
             continue
         label = _label_before(d, i)
-        if label is None:
-            continue
+        if label is None or ("(" in d.gap[i] and label not in lexicon.RELATIVES):
+            continue                                # ("son (Tendai)", not "with (Cr 1.2)")
         t = toks[i]
+        if label in lexicon.INITIALS_LABELS and t.initial:
+            m = _DOTTED_INITIALS.match(text, d.start[i])
+            if m:                                   # "per A.K.", "by K.M.W." (K: potassium)
+                for k in range(i, bisect.bisect_left(d.start, m.end(), i)):
+                    name[k] = True
+                continue
+        if veto[i]:
+            continue
+        if label in lexicon.INITIALS_LABELS and _initials(d, i, label):
+            name[i] = True                          # "Transcribed: tmw", "per MK"
+            continue
+        if t.lower in lexicon.PARTICLES and i + 1 < len(toks) and d.gap[i + 1] == " " and \
+                toks[i + 1].lower in lexicon.PARTICLES and label not in _GENERIC_LABELS:
+            _take_forward(d, veto, name, i, strict=True, first_ok=True,   # "DE LA CRUZ, MARIA"
+                          comma_first=label in _PATIENT_LABELS)
+            continue
+        if label in lexicon.RELATIVES and t.text.islower() and t.first and \
+                (t.function or t.lower in lexicon.LOWER_AMBIGUOUS_FIRST) and _no_verb_follows(d, i):
+            name[i] = True                          # "his son will after a fall"
+            continue
+        if label in lexicon.NAME_IS_LABELS:
+            if _name_is(d, i):
+                _take_forward(d, veto, name, i, strict=True, first_ok=True)
+            continue
         generic = label in ("from", "to", "by", "with", "per", "re") and not (
             label in ("from", "to") and _header_label(d, i))      # "From: Okonkwo, C."
         if veto[i] or t.function:
@@ -517,11 +728,72 @@ def _labels(d: _Doc, veto, name) -> None:
             ok = t.lower_name or ((0 < t.surname_rank <= 20000 or not t.word) and
                                   nxt is not None and d.gap[i + 1] == ", " and
                                   (nxt.first or not nxt.word))           # WRIGHT, SANDY
-        else:
-            ok = t.lower_name
+        else:           # a role ("resident priya"): also a lower-case word in no list
+            ok = t.lower_name or (label in lexicon.ROLE_LABELS and not t.word and
+                                  len(t.text) >= 3 and t.lower not in lexicon.CLINICAL_ABBREVIATIONS)
         if ok:
             _take_forward(d, veto, name, i, strict=True, first_ok=True,
                           comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
+
+
+_CLOSES = re.compile(r"\s*(?:$|\n|[.,;:)]|\d)")
+_DOTTED_INITIALS = re.compile(r"(?:[A-Z]\.){2,4}(?![A-Za-z])")
+_LINE_END = re.compile(r"[ \t.;]*(?:$|\n)")
+_NOT_AFTER_MODAL = frozenset("""after at in from and who is was has had with for on by of
+about""".split())
+
+
+_GENERIC_LABELS = frozenset(["from", "to", "by", "with", "per", "re"])
+_PATIENT_LABELS = frozenset(["patient", "pt", "name", "patient name", "pt name"])
+
+
+def _initials(d: _Doc, i: int, label: str) -> bool:
+    """Token i, after a signature label, is a person's initials: 2-4 letters all in one case,
+    no word or clinical abbreviation ("tmw", "JRS"; not "per GI", "by mouth"); after the
+    common words ("per", "by", "signed") only at the end of a phrase ("per MK, ...")."""
+    t = d.toks[i]
+    if not 2 <= len(t.text) <= 4 or t.word or t.lower in lexicon.CLINICAL_ABBREVIATIONS or \
+            not (t.text.isupper() or t.text.islower()) or (t.first and t.text.islower()):
+        return False
+    if label in ("initials", "transcribed", "transcriptionist", "typed", "typist", "scribe"):
+        return True
+    if t.text.isupper():        # "per MK" (2 letters), "signed JRS" ending its line; not
+        return len(t.text) == 2 or (  # "by IHC,", "memory per GPU"
+            len(t.text) == 3 and (label not in ("per", "by") or _verb_by(d, i)) and
+            bool(_CLOSES.match(d.text, d.end[i])))
+    return bool(_CLOSES.match(d.text, d.end[i]))
+
+
+def _verb_by(d: _Doc, i: int) -> bool:
+    """A past participle before "by" ("Grossed by KMT", "seen by"): a person acts."""
+    return i >= 2 and d.toks[i - 1].lower == "by" and d.toks[i - 2].lower.endswith("ed") and \
+        d.toks[i - 2].lower not in ("dosed", "based", "adjusted", "measured", "calculated")
+
+
+def _no_verb_follows(d: _Doc, i: int) -> bool:
+    """What follows token i cannot follow a modal verb ("son will after a fall", "daughter
+    may, who"): the token is a name, not "will"/"may"."""
+    if _CLOSES.match(d.text, d.end[i]):
+        return True
+    return i + 1 < len(d.toks) and d.toks[i + 1].lower in _NOT_AFTER_MODAL and \
+        d.gap[i + 1] == " "
+
+
+def _name_is(d: _Doc, i: int) -> bool:
+    """After "patient is" / "name is": a given name (lower case: one that is no everyday
+    word, or any given name followed by a census surname: "frank hall"), or a capitalised
+    word in no word list."""
+    t = d.toks[i]
+    if t.function:
+        return False
+    if t.cap:       # (not "Patient is Spanish-speaking", "is Jehovah's Witness")
+        return t.first or (not t.word and not t.abbreviation and
+                           t.lower.split("-")[0] not in lexicon.PEOPLES)
+    if t.lower_name:
+        return True
+    nxt = d.toks[i + 1] if i + 1 < len(d.toks) else None
+    return t.first and nxt is not None and not nxt.cap and d.gap[i + 1] == " " and \
+        not nxt.function and 0 < nxt.surname_rank <= _RARE_SURNAME
 
 
 def _surname_follows(d: _Doc, i: int) -> bool:
@@ -541,7 +813,7 @@ def _header_label(d: _Doc, i: int) -> bool:
 
 
 _RARE_SURNAME = 20000     # census rank past which an English word is read as the word
-_LABEL_GAP = re.compile(r"\.?[ \t]*[:,-]?\s{0,4}")
+_LABEL_GAP = re.compile(r"\.?[ \t]*[:,(-]?\s{0,4}")      # ("(": only after kin, in _labels)
 _LABEL_SET = frozenset(w.replace("-", " ") for w in lexicon.LABEL_WORDS)
 _LABEL_LAST_WORDS = frozenset(w.split(" ")[-1] for w in _LABEL_SET)
 
@@ -581,8 +853,11 @@ def _dictionary(d: _Doc, veto, name) -> None:
                 name[i] = True
             elif in_list and not (t.word and t.text.isupper()) and \
                     not _sentence_start(d, i) and prev is not None and \
-                    (not prev.cap or name[i - 1] or (not prev.word and not veto[i - 1])) and \
-                    text[end[i]:end[i] + 1] != ":" and t.lower not in lexicon.FUNCTION_WORDS:
+                    (not prev.cap or name[i - 1] or (not prev.word and not veto[i - 1] and
+                                                      not prev.abbreviation and
+                                                      (prev.first or prev.surname_rank))) and \
+                    text[end[i]:end[i] + 1] != ":" and t.lower not in lexicon.FUNCTION_WORDS and \
+                    not (t.word and _title_case_follows(d, i)):
                 name[i] = True            # a capital inside a lower-case sentence
             if t.first and nxt is not None and nxt.cap and not veto[i + 1] and \
                     not nxt.function and not nxt.abbreviation and \
@@ -599,6 +874,11 @@ def _dictionary(d: _Doc, veto, name) -> None:
         if t.cap and t.first and _sentence_start(d, i) and \
                 _REPORTING_VERB.match(text, end[i]):
             name[i] = True                # "Dawn reports chest pain"
+    # a capitalised word in no list that reports or denies is a person ("Oluwaseun reports")
+    for i in _indices(toks, "joins_name"):
+        if i + 1 < n and toks[i + 1].lower in _REPORTING_WORDS and not name[i] and \
+                not veto[i] and gap[i + 1].isspace() and _not_people(toks[i]):
+            name[i] = True
     # "Hill, Dylan": a census surname before ", <given name>"
     for i in compress(range(n - 1), map(", ".__eq__, gap[1:n])):    # (gap[i + 1] == ", ")
         t = toks[i]
@@ -613,15 +893,36 @@ def _dictionary(d: _Doc, veto, name) -> None:
                 name[j] = True
 
 
+def _short_code(t: _Word) -> bool:
+    """2-4 letters in one case in no name list: initials or an acronym ("JRS", "tmw", "GPU")."""
+    return len(t.text) <= 4 and (t.text.isupper() or not (t.first or t.surname_rank or t.cap))
+
+
+def _not_people(t: _Word) -> bool:
+    """Not a language or nation ("Somali reports" is not a person) and not a stub."""
+    return t.lower not in lexicon.PEOPLES and len(t.text) > 2
+
+
+def _title_case_follows(d: _Doc, i: int) -> bool:
+    """A capitalised English word that is no name follows token i: a heading or an office
+    ("Prior Authorization", "Anticoagulation Service"), not "Brown today"."""
+    nxt = d.toks[i + 1] if i + 1 < len(d.toks) else None
+    return nxt is not None and d.gap[i + 1] == " " and nxt.cap and nxt.word and \
+        not (nxt.first or nxt.surname_rank)
+
+
 def _propagate(d: _Doc, veto, name) -> None:
     """Other mentions of a name found with evidence; a sentence-initial word is left alone
     ("Rose to 38.9" in the note of a patient called Rose)."""
     text, toks, start, end = d.text, d.toks, d.start, d.end
-    found = {toks[i].lower for i in compress(range(len(toks)), name) if len(toks[i].text) > 1}
+    # (initials and short capitals found by a label stay where they are: "per GPU" must not
+    # make every GPU a name)
+    found = {toks[i].lower for i in compress(range(len(toks)), name)
+             if len(toks[i].text) > 1 and not _short_code(toks[i])}
     for i in [i for i, t in enumerate(toks) if t.lower in found] if found else ():
         t = toks[i]
-        if name[i] or veto[i] or not (t.cap or not t.word):
-            continue
+        if name[i] or veto[i] or not (t.cap or not t.word) or d.gap[i][-1:].isdigit():
+            continue                        # ("3rd" is no mention of a Mr. Rd)
         if t.word and _sentence_start(d, i) and not (
                 (i + 1 < len(toks) and name[i + 1]) or t.possessive or
                 _PERSON_VERB.match(text[end[i]:end[i] + 20])):
@@ -645,12 +946,15 @@ def _propagate(d: _Doc, veto, name) -> None:
 
 
 _NICKNAME_OPEN = frozenset([' "', " '", " \u201c", " ("])
+_LOWER_HONORIFICS = frozenset(["don", "doña", "dona", "dom"])     # "esposo don Ernesto"
+_NICKNAME_QUOTES = frozenset([' "', " '", " \u201c"])
 _NICKNAME_CLOSE = frozenset(['" ', "' ", "\u201d ", ") "])
 
 
-_REPORTING_VERB = re.compile(r"\s+(?:reports|reported|states|stated|says|said|denies|denied|"
-                             r"complains|presents|presented|notes|endorses|describes|admits|"
-                             r"agrees|declined|lives|returns|returned|underwent)\b")
+_REPORTING_WORDS = frozenset("""reports reported states stated says said denies denied complains
+presents presented notes endorses describes admits agrees declined lives returns returned
+underwent""".split())
+_REPORTING_VERB = re.compile(r"\s+(?:" + "|".join(sorted(_REPORTING_WORDS)) + r")\b")
 _PERSON_VERB = re.compile(r"^\s+(?:is|was|has|had|reports|reported|states|stated|says|said|"
                           r"denies|denied|presents|presented|lives|lived|returns|returned|notes|"
                           r"complains|underwent|will|would|called|came|comes|feels|felt|"

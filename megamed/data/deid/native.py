@@ -34,7 +34,7 @@ TRANSCRIBED = {
     "anchor_phone7_letter": "91ee20ba94d5442b",
     "anchor_phone_core": "fc67f93bdc2babca",
     "anchor_word_gate": "3a46d622aa2c33c0",
-    "id_values": "1d6c8a19ce520447",
+    "id_values": "90a436d8f4336f85",
     "month_starts": "17d793db2e8fb5a5",
     "place_words": "e2da3a78eda79aba",
     "run_starts": "fe479e7630943f06",

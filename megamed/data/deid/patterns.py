@@ -11,7 +11,7 @@ import re
 from functools import partial
 from typing import Iterator
 
-from megamed.data.deid import lexicon, native
+from megamed.data.deid import lexicon, more_patterns, native
 
 Span = tuple[int, int, str]
 
@@ -91,7 +91,8 @@ _NOT_DATE_AFTER = re.compile(r"^\s*(?:mm|cm|m|mmhg|mg|ml|kg|g|units?|tabs?|table
 # a weekday written with a capital ("sat 92%" is a saturation)
 _WEEKDAY_BEFORE = re.compile(r"\b(?:Mon|Tues?|Wed|Thu|Thurs?|Fri|Sat|Sun|MON|TUES?|WED|THU|"
                              r"THURS?|FRI|SAT|SUN)(?:[a-z]*day|[A-Z]*DAY)?\.?,?\s{1,2}$")
-_SCALES = {10: re.compile(r"pain|scale|score|rated|/10", re.I),
+_SCALES = {10: re.compile(r"pain|scale|score|rated|/10|nrs|vas|itch|prurit|nausea|dyspn|"
+                          r"anxiety|fatigue|severity|intensity", re.I),
            5: re.compile(r"strength|motor|power|/5", re.I),
            6: re.compile(r"murmur|/6", re.I), 4: re.compile(r"pulses?|reflex|/4", re.I)}
 _AGE_WORDS = ("ninety", "one hundred", "a hundred", "hundred")
@@ -137,24 +138,30 @@ _SSN = re.compile(r"\d(?<![\d-]\d)\d\d-\d{2}-\d{4}(?![\d-])")
 
 # Identifiers found by their label. Longer labels first so "license plate" beats "license".
 _ID_LABELS = [
-    ("SSN", r"ssn|social security(?: number| no\.?| #)?|soc\.? sec\.?"),
+    ("SSN", r"ssn|social security(?: number| no\.?| #)?|soc\.? sec\.?|"
+            r"social insurance(?: number| no\.?| #)?|sin(?: number| no\.?| #)|"
+            r"national insurance(?: number| no\.?| #)?|ni(?: number| no\.?)"),
     ("VEHICLE", r"license plate|licen[cs]e plate|plate(?: number| no\.?| #)?|vin|"
                 r"vehicle(?: identification)?(?: number| no\.?| id| #)?|tag number"),
     ("HEALTH_PLAN", r"member(?: id| number| no\.?| #)?|policy(?: number| no\.?| id| #)?|"
                     r"insurance(?: id| number| no\.?| #)|health ?plan(?: id| number| no\.?| #)?|"
-                    r"plan id|subscriber(?: id| number| no\.?| #)?|medicaid(?: id| number| #)?|"
-                    r"medicare(?: id| number| #)?|beneficiary(?: id| number| #)?|group(?: number| no\.?| #)|"
+                    r"plan id|subscriber(?: id| number| no\.?| #)?|medicaid(?: id| number| no\.?| #)?|"
+                    r"medicare(?: id| number| no\.?| #)?|health card(?: number| no\.?| #)?|ohip|ihi|"
+                    r"nhs(?: number| no\.?| #)|chi(?: number| no\.?)|phn|ramq|aadhaar|beneficiary(?: id| number| #)?|group(?: number| no\.?| #)|"
                     r"hicn|mbi|insurance"),
     ("LICENSE", r"driver'?s? licen[cs]e(?: number| no\.?| #)?|licen[cs]e(?: number| no\.?| #)?|"
                 r"lic\.?(?: no\.?| #)?|dea(?: number| no\.?| #)?|npi(?: number| no\.?| #)?|"
-                r"certificate(?: number| no\.?| #)?|board certification|permit(?: number| #)?"),
+                r"certificate(?: number| no\.?| #)?|board certification|permit(?: number| #)?|"
+                r"provider(?: number| no\.?| id| #)|prescriber(?: number| no\.?| id| #)|"
+                r"registration(?: number| no\.?| #)|gmc(?: number| no\.?)?|nmc(?: pin)?|ahpra"),
     ("DEVICE", r"serial(?: number| no\.?| #)?|s/n|sn|device(?: id| number| serial)|udi|"
                r"implant(?: id| serial)|model(?:/serial)?(?: number| no\.?| #)|lot(?: number| no\.?| #)?|"
                r"pacemaker serial|imei|mac address"),
-    ("MRN", r"mrn|mr ?#|mr no\.?|mr number|med(?:ical)? rec(?:ord)?(?: number| no\.?| #)?|"
+    ("MRN", r"m ?rn|mr ?#|mr no\.?|mr number|med(?:ical)? rec(?:ord)?(?: number| no\.?| #)?|"
             r"record(?: number| no\.?| #)|chart(?: number| no\.?| #)|hospital(?: number| no\.?| #)|"
+            r"ur(?: number| no\.?| #)?|urn|nhi(?: number| no\.?)?|unit record(?: number| no\.?)?|"
             r"unit(?: number| no\.?)|patient(?: id| number| no\.?| #)|pt(?: id| #)|pid|emr(?: id| #)?"),
-    ("ACCOUNT", r"account(?: number| no\.?| #)?|acct\.?(?: number| no\.?| #)?|billing(?: number| id| #)?|"
+    ("ACCOUNT", r"csn|account(?: number| no\.?| #)?|acct\.?(?: number| no\.?| #)?|billing(?: number| id| #)?|"
                 r"fin|har|encounter(?: number| no\.?| id| #)|visit(?: number| no\.?| id| #)|"
                 r"invoice(?: number| no\.?| #)?|claim(?: number| no\.?| #)?"),
     ("OTHER_ID", r"accession(?: number| no\.?| #)?|acc ?#|specimen(?: number| no\.?| id| #)?|"
@@ -162,7 +169,13 @@ _ID_LABELS = [
                  r"sample(?: number| id| #)|study(?: number| id| #)|ticket(?: number| #)?|"
                  r"reference(?: number| no\.?| #)|ref(?: number| no\.?| #)|"
                  r"confirmation(?: number| #)?|passport(?: number| no\.?| #)?|"
-                 r"employee(?: id| number| #)|badge(?: number| #)?|id(?: number| no\.?| #)?|identifier"),
+                 r"employee(?: id| number| #)|badge(?: number| #)?|id(?: number| no\.?| #)?|identifier|"
+                 r"docket(?: number| no\.?| #)?|inmate(?: id| number| no\.?| #)?|"
+                 r"booking(?: number| no\.?| #)|warrant(?: number| no\.?| #)|"
+                 r"subject(?: id| number| no\.?| #)|participant(?: id| number| no\.?| #)|"
+                 r"screening(?: id| number| no\.?| #)|randomi[sz]ation(?: id| number| no\.?| #)|"
+                 r"enrollment(?: id| number| #)|rx(?: number| no\.?| #)|"
+                 r"prescription(?: number| no\.?| #)|kit(?: id| number| no\.?| #)"),
 ]
 _ID_VALUE = r"((?=[A-Z0-9-]{0,25}\d)[A-Z0-9][A-Z0-9./-]{2,24}[A-Z0-9]|\d{3,})"
 # One pass for every label: the named group that matched says the category.
@@ -175,6 +188,11 @@ _ID_LABEL_BEFORE = re.compile(
     r")(?=[\s:#=.]|$)[\s:#=.-]{0,5}(?:is\s+|of\s+)?$", re.I)
 _ID_CATEGORIES = [cat for cat, _ in _ID_LABELS]
 _NUMBER_SIGN_BEFORE = re.compile(r"[A-Za-z][ \t]?#[ \t]?:?[ \t]*$")
+# what these number is a protocol, a code or a place, not a person's record ("IRB #2024-0871")
+_NOT_AN_ID_SIGN = re.compile(r"\b(?i:irb|protocol|nct|version|amendment|cpt|icd|room|bed|page|"
+                             r"step|cycle|dose|lot)[ \t]?#[ \t]?:?[ \t]*$")
+# a payer's or system's code between a label and the number ("member # UHC 9910 4421 07")
+_PAYER_CODE = re.compile(r"\b[A-Z]{2,6}[ -]$")
 
 
 def _top_level(alternation: str) -> list[str]:
@@ -317,7 +335,7 @@ _STREET = re.compile(
 _CITY_TAIL = re.compile(rf"(?:,?[ \t]+(?:[A-Z][A-Za-z'.-]+[ \t]?){{1,3}},?[ \t]+(?:[A-Z]{{2}}\b\.?|{_STATE_NAMES})"
                         r"(?:[ \t]+\d{5}(?:-\d{4})?)?)")
 # "Address: ..." / "lives at ...": the rest of the line is the address.
-_ADDRESS_LABEL = re.compile(r"\b(?:(?:home |mailing |street |patient |pt )?address|addr|"
+_ADDRESS_LABEL = re.compile(r"\b(?:(?:home |mailing |street |patient |pt )?address|addr\b\.?|"
                             r"lives at|residing at|resides at)\s*[:#-]?[ \t]*([^\n]{6,100})", re.I)
 # Place names with the suffixes of US towns (Danielburgh, Andersonfort, Bellton, Lake Mary).
 _PLACE_SUFFIX = re.compile(r"\b(?:(?:Lake|Port|East|West|North|South|New|Fort|Mount|Saint|St\.?) )?"
@@ -354,7 +372,8 @@ _CITY_CONTEXT = re.compile(
     r"relocated (?:from|to)|born in|grew up in|city:|town:|home in|from the town of|visiting from|"
     r"travel(?:l?ed)? to|trip to|vacation in|works in)\s+((?:[A-Z][a-z'-]+(?:[ \t](?=[A-Z]))?){1,3})")
 # "seen on the 5th": an ordinal day on its own, not "5th rib" / "5th percentile"
-_ORDINAL_DAY = re.compile(r"\b(?:on|since|until|by|before|after)\s+the\s+([12]?\d(?:st|nd|rd|th)|3[01](?:st|th))"
+_ORDINAL_DAY = re.compile(r"\b(?:on|since|until|by|before|after|from|through|thru|till|"
+                          r"(?:mon|tues?|wednes|thurs?|fri|satur|sun)(?:day)?|wed|thu)\s+the\s+([12]?\d(?:st|nd|rd|th)|3[01](?:st|th))"
                           r"\b(?!\s+(?:percentile|rib|ribs|finger|toe|digit|grade|metatarsal|"
                           r"metacarpal|decade|intercostal|ics|cranial|nerve|vertebra|day|week|"
                           r"month|year|time|dose|cycle|of\s+(?:the|a)\b))", re.I)
@@ -631,6 +650,8 @@ def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
         scale = _SCALES.get(day)         # "pain 6/10 ... relief to 2/10", "strength 4/5"
         if scale and month <= day and scale.search(text, max(0, m.start() - 80), m.start()):
             continue
+        if month <= day and more_patterns.after_test_name(text, m.start()):
+            continue                            # "Kapandji 9/10", "GAD-7 5/21": a score
         yield m.start(), m.end(), "DATE"
 
 
@@ -725,7 +746,8 @@ def contacts(text: str, runs: dict | None = None) -> Iterator[Span]:
 
 def _id_values(text: str) -> Iterator[tuple[int, int]]:
     """(start, end) of the identifier values (_ID_AT, from each digit's alphanumeric run) that a
-    label or a "#" may precede: the values identifiers() then looks at."""
+    label, a "#" or a payer code ("UHC 9910") may precede: the values identifiers() then looks
+    at."""
     pos = 0
     while True:
         digit = _ID_CANDIDATE.search(text, pos)
@@ -740,7 +762,8 @@ def _id_values(text: str) -> Iterator[tuple[int, int]]:
         m = _ID_AT.match(text, start)
         pos = max(m.end() if m else digit.end(), digit.end())
         if m is not None and (_may_follow_label(text, start) or
-                              "#" in text[max(0, start - 8):start]):
+                              "#" in text[max(0, start - 8):start] or
+                              start >= 2 and text[start - 2].isupper()):   # a payer code
             yield start, m.end()
 
 
@@ -754,10 +777,17 @@ def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
     for start, end in _NATIVE_ID_VALUES(text) if native_ok else _id_values(text):
         label = _ID_LABEL_FAST.search(text, max(0, start - 48), start) \
             if _may_follow_label(text, start) else None
+        first = start
+        if label is None and text[start - 2:start - 1].isupper():   # "member # UHC 9910 4421"
+            code = _PAYER_CODE.search(text, max(0, start - 8), start)
+            if code and _may_follow_label(text, code.start()):
+                label = _ID_LABEL_FAST.search(text, max(0, code.start() - 48), code.start())
+                first = code.start()        # (the code is part of the identifier)
         if label is not None:
             cat = label.lastgroup.rsplit("_", 1)[0]
         elif "#" in text[max(0, start - 8):start] and \
-                _NUMBER_SIGN_BEFORE.search(text, max(0, start - 8), start):
+                _NUMBER_SIGN_BEFORE.search(text, max(0, start - 8), start) and \
+                not _NOT_AN_ID_SIGN.search(text, max(0, start - 16), start):
             cat = "OTHER_ID"         # "EEG #: E19-0211": whatever a "#" numbers is an identifier
         else:
             continue
@@ -766,7 +796,7 @@ def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
             continue
         if _YEAR.fullmatch(value):
             continue                 # "Vehicle: 2014 Subaru": a year alone is no identifier
-        yield start, start + len(value), cat
+        yield first, start + len(value), cat
     runs, words = runs or run_matches(text), word_matches(text)
     for s, e in words["accession"]:
         yield s, e, "OTHER_ID"
@@ -800,7 +830,8 @@ def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
         if word.endswith(_PLACE_ENDINGS) and len(word) > 5:
             low = word.lower()
             if low not in lexicon.english_words() and low not in lexicon.first_names() and \
-                    low not in lexicon.EPONYMS and not _facility_after(text, m.end()):
+                    low not in lexicon.EPONYMS and not _facility_after(text, m.end()) and \
+                    not more_patterns.names_a_test(text, m.end()):
                 prefix = _PLACE_PREFIX.search(text, max(0, m.start() - 7), m.start())
                 yield (prefix.start() if prefix else m.start()), m.end(), "ADDRESS"
         if word in _STATE_TRIGGERS:
@@ -930,4 +961,5 @@ def find_structured(text: str) -> list[Span]:
     spans.extend(identifiers(text, runs))
     spans.extend(addresses(text, runs))
     spans.extend(hl7_fields(text))
+    spans.extend(more_patterns.find(text, spans))       # other countries' formats, OCR, ...
     return spans

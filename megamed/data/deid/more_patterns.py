@@ -1,0 +1,659 @@
+"""Detectors for PHI formats the core patterns (patterns.py) were not written for: dates, phone
+numbers and postcodes of other countries, OCR'd digits, spelled-out house numbers and ages,
+counties, GS1 device identifiers, identifiers written in spaced groups.
+
+Every detector runs only where it can fire: a pattern starts at a digit (re skips to digits at C
+speed), or runs behind a literal that each of its matches holds (a C-speed `in` / `find`).
+`find(text, spans)` takes the core detectors' spans and returns the spans to add.
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from megamed.data.deid import lexicon
+
+Span = tuple[int, int, str]
+
+# --- dates in Spanish, French, German, Italian, Portuguese ----------------------------------
+_FOREIGN_MONTH = (r"(?:enero|febrero|marzo|abril|mayo|junio|julio|agosto|sep?tiembre|octubre|"
+                  r"noviembre|diciembre|janvier|f[ée]vrier|mars|avril|mai|juin|juillet|ao[uû]t|"
+                  r"septembre|octobre|novembre|d[ée]cembre|januar|j[äa]nner|februar|m[äa]rz|"
+                  r"maerz|april|juni|juli|august|september|oktober|dezember|gennaio|febbraio|"
+                  r"aprile|maggio|giugno|luglio|settembre|ottobre|dicembre|janeiro|fevereiro|"
+                  r"mar[çc]o|maio|junho|julho|setembro|outubro|dezembro)")
+_YEAR = r"(?:1[89]\d\d|20\d\d)(?!\d)"
+_FOREIGN_ABBREVIATION = (r"(?:ene|abr|ago|dic|janv|f[ée]vr|avr|juil|d[ée]c|okt|dez|m[äa]r|mrz|gen|"
+                         r"mag|giu|lug|ott|set|out|fev)")
+# "15 de marzo de 2025", "3 mars 2024", "5. Mai 2023", "1er avril", "12 di maggio", "12 Okt.
+# 2021" (an abbreviation only with its year). (Tried for every run of digits in the one digit
+# scan below, its 70 names cost 10 % of find_phi: it runs behind the language gate instead.)
+_DAY_FOREIGN_MONTH = re.compile(
+    rf"\d(?<![\w/.-]\d)\d?(?:er|º|°|\.)?[ ]?(?:de[ ]+|di[ ]+|del[ ]+)?(?:{_FOREIGN_MONTH}\b"
+    rf"(?:,?[ ]+(?:de[ ]+|del[ ]+)?{_YEAR})?|{_FOREIGN_ABBREVIATION}\.?[ ]+{_YEAR})", re.I)
+# a month alone after a preposition: "en enero", "depuis mars", "a finales de mayo", "seit März"
+# (Romance languages write months in lower case; German capitalises them, after its own words)
+_FOREIGN_MONTH_ALONE = re.compile(
+    rf"\b(?:(?:en|desde|hasta|para|de|del|depuis|jusqu'en|début|fin|em|di|da|dal|al|entre)\s+"
+    rf"(?-i:((?=[a-zäéû])(?i:{_FOREIGN_MONTH})))|(?:im|seit|bis|ab|anfang|ende|mitte)\s+"
+    rf"(?-i:((?=[A-ZÄ])(?i:januar|jänner|februar|märz|maerz|april|mai|juni|juli|august|september|"
+    rf"oktober|november|dezember))))\b(?:\s+(?:de\s+)?{_YEAR})?", re.I)
+# words that a note in these languages holds (a C-speed gate: English notes are not scanned)
+_FOREIGN_HINTS = (" de ", " di ", " und ", " der ")
+
+
+def foreign_dates(text: str) -> Iterator[Span]:
+    if text.isascii() and not any(h in text for h in _FOREIGN_HINTS):
+        return                          # (an English note: no scan)
+    for m in _DAY_FOREIGN_MONTH.finditer(text):
+        yield m.start(), m.end(), "DATE"
+    for m in _FOREIGN_MONTH_ALONE.finditer(text):
+        g = 1 if m.group(1) else 2
+        yield m.start(g), m.end(), "DATE"
+
+
+# --- date ranges: "10/1-10/2", "3/4–3/9", "Mar 3-5": the second end of a found date ---------
+_RANGE_TAIL = re.compile(r"[ ]?[-–—][ ]?\d{1,2}(?:/\d{1,2}(?:/(?:\d{4}|\d{2}))?|st|nd|rd|th)?"
+                         r"(?![\w/%]|[.:]\d)")
+
+
+def date_range(text: str, s: int, e: int) -> Iterator[Span]:
+    if text[e - 1:e].isdigit() or text[e - 3:e - 2].isdigit() and \
+            text[e - 2:e].lower() in ("st", "nd", "rd", "th"):
+        m = _RANGE_TAIL.match(text, e)
+        if m:
+            yield s, m.end(), "DATE"          # (overlapping: merged into one span)
+
+
+# --- OCR'd digits: "O3/I2/2025", "5O8 555 O199", "88O2I7" -----------------------------------
+# a letter that OCR reads for a digit, inside a run of digits and separators: each OCR'd value
+# below holds one but the rarest ("5O8"), and "SpO2", "O2 sat" do not (a scan from the letters,
+# rarer than digits)
+_OCR_HINT = re.compile(r"[OIl]\d[\d/.-]")
+_OCR_DIGIT = "0-9OIl"
+_OCR_DATE = re.compile(rf"(?<![\w/])[{_OCR_DIGIT}]{{1,2}}([/-])[{_OCR_DIGIT}]{{1,2}}\1"
+                       rf"(?:[{_OCR_DIGIT}]{{4}}|[{_OCR_DIGIT}]{{2}})(?![\w/])")
+_OCR_PHONE = re.compile(rf"(?<![\w])\(?[{_OCR_DIGIT}]{{3}}\)?[-. ]?[{_OCR_DIGIT}]{{3}}[-. ]"
+                        rf"[{_OCR_DIGIT}]{{4}}(?![\w])")
+_OCR_TABLE = str.maketrans("OIl", "011")
+
+
+def ocr_digits(text: str) -> Iterator[Span]:
+    """Dates and phone numbers whose digits OCR partly read as O / I / l: the shape of one, most
+    of its characters digits, and a plausible value once the letters are read back."""
+    if not _OCR_HINT.search(text):
+        return
+    for rx, cat in ((_OCR_DATE, "DATE"), (_OCR_PHONE, "PHONE")):
+        for m in rx.finditer(text):
+            value = m.group(0)
+            digits = sum(c.isdigit() for c in value)
+            letters = sum(c in "OIl" for c in value)
+            if not letters or digits < max(3, letters):   # (mostly digits, as OCR reads)
+                continue
+            if cat == "DATE":
+                a, b, _ = (int(x) for x in re.split(r"[/-]", value.translate(_OCR_TABLE)))
+                if not ((1 <= a <= 12 and 1 <= b <= 31) or (1 <= b <= 12 and 1 <= a <= 31)):
+                    continue
+            yield m.start(), m.end(), cat
+
+
+# --- phone numbers outside North America ---------------------------------------------------
+# A national number starts with its trunk 0 ("0161 496 0000", "(07) 3870 5521", "020 7946 0958",
+# "01 23 45 67 89", "0412 345 678"): groups of digits, 9 to 11 in all; after 00 (an
+# international prefix, "0033 1 42 68 53 00") up to 15.
+_TRUNK_PHONE = r"(?<=0)\d{1,4}\)?(?:[ .-]\d{1,8}){1,5}(?![\w/]|[.,:-]\d)"     # (after its 0)
+_SEPARATORS = re.compile(r"[ .-]")
+_FAX_BEFORE = re.compile(r"fax\W{0,12}$|\bf\W{1,3}$", re.I)
+
+
+def trunk_phones(text: str, found: list[re.Match]) -> Iterator[Span]:
+    for m in found:
+        value = m.group(0)
+        if ")" in value and text[m.start() - 1:m.start()] != "(":
+            continue                                # "07) ...": only after its "("
+        digits = sum(c.isdigit() for c in value)
+        if not (9 <= digits <= 11 or value.startswith("00") and digits <= 15):
+            continue                                # ("0049 30 12345678": 00, a country code)
+        if len(set(_SEPARATORS.findall(value.replace(") ", ")")))) > 1:
+            continue            # "04.03.2019 02:14": a date and a time, not one number
+        before = text[max(0, m.start() - 14):m.start()]
+        yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
+
+
+# --- postcodes: UK "SW1A 2AA", "LS6 2QT", Canada "K1A 0B1" -----------------------------------
+# Found from the inward code (a digit-start match: "2QT", "0B1"), then the outward code before
+# it ("LS6 ", "K1A "); "T3 N1" (staging) has no inward code.
+_INWARD = r"[ABD-HJLNP-UW-Z]{2}(?![\w-])|[A-Z]\d(?![\w-])"          # (after its first digit)
+_OUTWARD_BEFORE = re.compile(r"(?<![\w-])(?:[A-Z]{1,2}\d[A-Z\d]?|[A-Z]\d[A-Z])[ ]$")
+# Australia: a state, then 4 digits ("Toowoomba QLD 4350")
+_AU_POSTCODE = r"(?<=(?:QLD|NSW|VIC|[ ]SA|[ ]WA|TAS|[ ]NT|ACT)[ ]\d)\d{3}(?!\w)"
+
+
+def postcodes(text: str, inward: list[re.Match]) -> Iterator[Span]:
+    for m in inward:
+        before = _OUTWARD_BEFORE.search(text, max(0, m.start() - 5), m.start())
+        if before:
+            yield before.start(), m.end(), "ZIP"
+
+
+# --- places ---------------------------------------------------------------------------------
+# Europe writes the street first, then the number, then the postcode and the town:
+# "Hauptstraße 12, 10115 Berlin", "Calle Mayor 15, 3º B, 28013 Madrid", "Via Roma 4",
+# and France the number first: "14 rue de la Paix, 75002 Paris".
+_STREET_FIRST = re.compile(
+    r"(?:[A-ZÄÖÜ][a-zäöüß-]+(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|laan|"
+    r"straat|gracht|vej|gade|gatan|vägen)|(?:Calle|Avenida|Avda\.|Av\.|Rua|Via|Viale|Piazza|"
+    r"Plaza|Paseo|Carrer|Travessa|Largo|Corso|Rambla|Camino|Carretera)(?:[ ](?:de|del|de la|"
+    r"de los|de las|di|da|do|dos|della|dei)?[ ]?[A-ZÁÉÍÓÚ][\w'.-]+){1,3})[ ]\d{1,4}[a-zA-Z]?\b"
+    r"(?:,?[ ](?:\d{1,2}[ºª°]?[ ]?[A-Z]?|[A-Z])\b)?(?:,[ ](\d{4,5})[ ]([A-ZÄÖÜÁÉ][\wäöüéè'-]+))?")
+_NUMBER_FIRST_FR = re.compile(r"\d(?<![\w.,/-]\d)\d{0,3}(?:[ ]?bis|[ ]?ter)?,?[ ](?:rue|avenue|"
+                              r"boulevard|bd|place|chemin|allée|impasse|quai|cours|route)[ ]"
+                              r"(?:(?:de|du|des|de la|de l'|d')[ ]?)?[A-ZÉ][\w'-]+(?:[ ][A-Z][\w'-]+)?"
+                              r"(?:,[ ](\d{5})[ ]([A-ZÉ][\w'-]+))?")
+# (the ASCII-spelled forms of the commonest: German streets, with a "ß" or an umlaut, make the
+# text non-ASCII)
+_STREET_FIRST_HINTS = ("strasse", "Calle ", "Avenida ", "Rua ", "Via ", "Piazza ", "Plaza ",
+                       " rue ", " avenue ", " boulevard ")
+
+
+def european_addresses(text: str) -> Iterator[Span]:
+    if text.isascii() and not any(h in text for h in _STREET_FIRST_HINTS):
+        return
+    for rx in (_STREET_FIRST, _NUMBER_FIRST_FR):
+        for m in rx.finditer(text):
+            end = m.start(1) - 2 if m.group(1) else m.end()
+            yield m.start(), end, "ADDRESS"
+            if m.group(1):
+                yield m.start(1), m.end(1), "ZIP"
+                yield m.start(2), m.end(2), "ADDRESS"
+
+
+# the town before a UK / Canadian / Australian postcode: "Leeds LS6 2QT", "Ottawa ON K1A 0B1",
+# "Toowoomba QLD 4350"
+_TOWN_BEFORE = re.compile(r"([A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+){0,2}),?[ ](?:(?:ON|QC|BC|AB|MB|SK|"
+                          r"NS|NB|NL|PE|YT|NT|NU|QLD|NSW|VIC|SA|WA|TAS|ACT)[ ])?$")
+
+
+def towns_before_postcodes(text: str, codes: list[Span], au: list[re.Match]) -> Iterator[Span]:
+    found = [s for s, e, _ in codes]
+    for m in au:
+        yield m.start(), m.end(), "ZIP"
+        found.append(m.start())             # (_TOWN_BEFORE takes the state along)
+    for start in found:
+        m = _TOWN_BEFORE.search(text, max(0, start - 40), start)
+        if m is None:
+            continue
+        words = m.group(1).split()
+        while words and words[0].lower() in lexicon.english_words() and len(words) > 1:
+            words = words[1:]
+        if words[-1].lower() not in lexicon.FACILITY_HEADS:
+            yield m.end(1) - len(" ".join(words)), m.end(1), "ADDRESS"
+
+# "Maricopa County", "St. Tammany Parish", "Fairfax County": a county is smaller than a state
+_COUNTY = re.compile(r"(?:(?:St\.?|Saint|San|Santa|Los|Las|El|La|De|Le|New|East|West|North|"
+                     r"South|Prince|King|Queen)[ ])?[A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+)?[ ]$")
+_COUNTY_WORD = re.compile(r"\b(?:County|Parish|Borough)\b")
+_OF_PLACE = re.compile(r"[ ]of[ ][A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+)?")
+_FACILITY_AFTER = re.compile(r"[ ]+(?:[A-Z][A-Za-z]+[ ]+){0,2}([A-Z][A-Za-z]+)")
+_NOT_COUNTY_WORDS = frozenset("the a an our this that same his her their".split())
+
+
+def counties(text: str) -> Iterator[Span]:
+    if "County" not in text and "Parish" not in text and "Borough" not in text:
+        return
+    for word in _COUNTY_WORD.finditer(text):
+        of = _OF_PLACE.match(text, word.end())
+        if of:                                # "County of Santa Clara"
+            yield word.start(), of.end(), "ADDRESS"
+            continue
+        m = _COUNTY.search(text, max(0, word.start() - 40), word.start())
+        if m is None:
+            continue
+        words = m.group(0).split()
+        while len(words) > 1 and (words[0].lower() in _NOT_COUNTY_WORDS or
+                                  words[0].lower() in lexicon.english_words()):
+            words = words[1:]                 # "Court Maricopa County": keep the county
+        after = _FACILITY_AFTER.match(text, word.end())
+        if after and after.group(1).lower() in lexicon.FACILITY_HEADS:
+            continue                          # "Cook County Hospital": a facility's name
+        yield word.start() - 1 - len(" ".join(words)), word.end(), "ADDRESS"
+
+
+# "the Dorchester neighborhood", "Eastwood estate", "Parkdale district": a part of a town
+_NEIGHBOURHOOD = re.compile(r"((?:[A-Z][a-z'-]+[ ]){1,2})(?:neighbou?rhood|district|suburb|estate|"
+                            r"section|borough|township|village)\b")
+_NEIGHBOURHOOD_HINTS = ("neighbo", "district", "suburb", "estate", "section of", "township",
+                        "village")
+
+
+def neighbourhoods(text: str, low: str) -> Iterator[Span]:
+    if not any(h in low for h in _NEIGHBOURHOOD_HINTS):
+        return
+    for m in _NEIGHBOURHOOD.finditer(text):
+        words = m.group(1).split()
+        while words and (words[0].lower() in lexicon.english_words() or
+                         words[0].lower() in _NOT_COUNTY_WORDS):
+            words = words[1:]
+        if words and not any(w.lower() in lexicon.FACILITY_HEADS for w in words):
+            yield m.end(1) - 1 - len(" ".join(words)), m.end(1) - 1, "ADDRESS"
+
+
+# "Duluth, MN" anywhere: a capitalised word that is no English word, a comma, a state code that
+# is not also a credential, a unit or an abbreviation in notes (MD, PA, OR, CT, IN, ...).
+_PLAIN_STATES = frozenset("AK AZ FL IL IA KS KY MN MT NH NJ NM NY OH RI TN TX UT WA WV WI "
+                          "WY".split())
+# codes that are also words or abbreviations: after "in / from / near ... City," only
+# (and MI, CA, ND, SD, NC, AR, VT, NV: myocardial infarction, cancer, not done, ...)
+_STATES_AFTER_A_PLACE_WORD = frozenset("OK ID ME OR IN CO DE LA MS MO AL GA MA CT HI NE SC VA "
+                                       "DC PR MI CA ND SD NC AR VT NV".split())
+_PLACE_WORD_BEFORE = re.compile(r"\b(?:in|from|near|outside|to|of|at|visiting)[ ]$", re.I)
+_MEDICAL_CODES = frozenset("MI CA ND SD NC AR VT NV".split())      # ("history of X, MI")
+_MOVE_WORD_BEFORE = re.compile(r"\b(?:in|from|near|outside|to|visiting)[ ]$", re.I)
+_COMMA_STATE = re.compile(r",[ ]([A-Z]{2})(?![\w-]|\.\w)")
+_CITY_BEFORE = re.compile(r"[A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+){0,2}$")
+
+
+def city_comma_state(text: str) -> Iterator[Span]:
+    for state in _COMMA_STATE.finditer(text):
+        code = state.group(1)
+        if code not in _PLAIN_STATES and code not in _STATES_AFTER_A_PLACE_WORD:
+            continue
+        m = _CITY_BEFORE.search(text, max(0, state.start() - 40), state.start())
+        if m is None:
+            continue
+        before = _MOVE_WORD_BEFORE if code in _MEDICAL_CODES else _PLACE_WORD_BEFORE
+        if code not in _PLAIN_STATES and not before.search(text, max(0, m.start() - 11),
+                                                            m.start()):
+            continue                # "OK", "OR", "ME": only "in Tulsa, OK", "from Bend, OR"
+        words = m.group(0).split()
+        while words and words[0].lower() in lexicon.english_words():
+            words = words[1:]
+        if not words or words[-1].lower() in lexicon.english_words():
+            continue
+        yield state.start() - len(" ".join(words)), state.end(), "ADDRESS"
+
+
+# "eighteen elm street": a house number in words (dictation)
+_NUMBER_WORDS = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
+                 r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|"
+                 r"fifty|sixty|seventy|eighty|ninety|hundred|thousand)")
+_STREET_WORDS = ("street", "avenue", "road", "drive", "lane", "boulevard", "court")
+_WORD_STREET_TYPE = re.compile(rf"\b(?:{'|'.join(_STREET_WORDS)})\b", re.I)
+_WORD_HOUSE_NUMBER = re.compile(rf"\b{_NUMBER_WORDS}(?:[ -](?:and[ ])?{_NUMBER_WORDS})*[ ]"
+                                rf"(?:[A-Za-z][a-z'-]+[ ]){{1,2}}$", re.I)
+_NOT_STREET_NAME = frozenset("lane way block blocks story stories floor bedroom car cars time "
+                             "times mile miles minutes blocks of the a".split())
+
+
+def word_house_numbers(text: str, low: str) -> Iterator[Span]:
+    if len(low) != len(text):
+        found = [m.span() for m in _WORD_STREET_TYPE.finditer(text)]
+    else:                               # the street words' places, by C-speed finds
+        found = []
+        for word in _STREET_WORDS:
+            i = low.find(word)
+            while i >= 0:
+                e = i + len(word)
+                if (not i or not low[i - 1].isalnum()) and not low[e:e + 1].isalnum():
+                    found.append((i, e))
+                i = low.find(word, e)
+    for start, end in found:
+        head = _WORD_HOUSE_NUMBER.search(text, max(0, start - 60), start)
+        if head is None:
+            continue
+        names = head.group(0).split()[-2:]
+        if any(n.lower() in _NOT_STREET_NAME for n in names):
+            continue
+        yield head.start(), end, "ADDRESS"
+
+
+# --- ages over 89 with weaker cues -----------------------------------------------------------
+# "he is ninety four", "died at 102", "lived to 97", "turns 90 next week", "now 93": the cue
+# before the age (the number is the anchor: a fast scan for 9x / 1xx and the two words)
+_AGE_CUES = tuple(f"{who}{verb}" for who in ("he", "she", "who", "patient", "pt")
+                  for verb in ("'s", " is", " was", " will be", " is now", " was now",
+                               " turns", " turned")) + ("age", "aged", "age of",
+    "d.", "died", "deceased", "deceased at", "age at death", "aod", "dx at", "diagnosed at",
+    "died at", "passed at", "passed away at", "death at", "lived to", "living to", "turns",
+    "turning", "at the age of", "at age", "lived to be", "live to be",
+    "lives to be") + tuple(f"{rel}{verb}" for rel in ("mother", "father", "wife", "husband",
+                                                      "sister", "brother", "aunt", "uncle",
+                                                      "grandmother", "grandfather", "mom", "dad")
+                           for verb in (" is", " was", "'s", " is now"))
+# (its first character before the look-behind: re then jumps to the 1s and 9s at C speed)
+# (after its first digit; "96y" and "93/F" are ages whatever comes before)
+_AGE_NUMBER = r"(?:(?<=9)\d|(?<=1)[01]\d)(?:(?![\w%/-]|[.,:]\d)|(?=[ ]?y\b|/[MF]\b))"
+_AGE_WORDS = re.compile(r"\b(?:ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|"
+                        r"(?:one |a )?hundred(?:(?: and)?[- ](?:one|two|three|four|five|six|"
+                        r"seven|eight|nine|ten|eleven|twelve))?)\b", re.I)
+_NOT_AN_AGE_AFTER = re.compile(r"[ ]*(?:%|°|percent|bpm|beats|mm|cm|kg|lbs?|pounds|mg|mcg|ml|units?|"
+                               r"tabs?|tablets?|caps?|over|/|degrees?|deg\b|min|minutes|hours?|"
+                               r"hrs?\b|miles|km|feet|ft\b|inches|days|weeks)", re.I)
+# "Dorothy (94)", "his mother, 96, lives": a person's word, then the age alone in brackets/commas
+_WORD_BEFORE = re.compile(r"([A-Za-z][a-z'-]+)[ ]?$")
+_RELATIVES = frozenset("""mother father wife husband sister brother aunt uncle grandmother
+grandfather grandma grandpa mom dad son daughter spouse partner widow widower neighbor neighbour
+friend cousin niece nephew""".split())
+
+
+def weak_cue_ages(text: str, low: str, numbers: list[re.Match]) -> Iterator[Span]:
+    found = list(numbers)
+    if "ninety" in low or "hundred" in low:
+        found += _AGE_WORDS.finditer(text)
+    for m in found:
+        if text[m.end():m.end() + 1] in ("y", "/") or text[m.end():m.end() + 2] == " y" and \
+                not text[m.end() + 2:m.end() + 3].isalnum():
+            yield m.start(), m.end(), "AGE"
+            continue
+        before = text[max(0, m.start() - 24):m.start()].rstrip(" ").lower()
+        if before.endswith(_AGE_CUES) and not _NOT_AN_AGE_AFTER.match(text, m.end()) and \
+                any(before.endswith(c) and not before[-len(c) - 1:-len(c)].isalpha() and
+                    (c != "d." or before[-3:-2] in ("", " ", "(", "\n"))
+                    for c in _AGE_CUES):     # ("the is" is no "he is", "q.d. 90" no "d. 90")
+            yield m.start(), m.end(), "AGE"
+    for m in numbers:
+        s, e = m.span()
+        opening = "(" if text[s - 1:s] == "(" else "," if text[s - 2:s] == ", " else None
+        if opening is None or text[e:e + 1] != (")" if opening == "(" else ","):
+            continue
+        before = _WORD_BEFORE.search(text, max(0, s - 30), s - len(opening))
+        if before is None:
+            continue
+        word = before.group(1)
+        low_word = word.lower()
+        if low_word in _RELATIVES or (word[0].isupper() and (
+                low_word in lexicon.first_names() or low_word in lexicon.surname_rank())
+                and low_word not in lexicon.english_words()):
+            yield s, e, "AGE"
+
+
+# --- GS1 UDIs: "(01)00884521123456(17)250101(10)A12B" -----------------------------------------
+_GS1_UDI = re.compile(r"\(01\)\d{14}(?:\(\d{2,4}\)[A-Za-z0-9./-]{1,20})*")
+
+
+def gs1_udis(text: str) -> Iterator[Span]:
+    if "(01)" in text:
+        for m in _GS1_UDI.finditer(text):
+            yield m.start(), m.end(), "DEVICE"
+
+
+# --- identifiers in spaced groups: "Medicare: 2953 51730 1", "member # 9910 4421 07" ----------
+_ID_CATEGORIES = ("MRN", "ACCOUNT", "HEALTH_PLAN", "LICENSE", "DEVICE", "OTHER_ID", "SSN")
+_CODE_AND_NUMBER = re.compile(r"(?:[A-Z]{2,6}[ -])?\d+")
+_GROUPS_AFTER = re.compile(r"(?:[ ]\d{1,6}){1,4}(?=[ ]*(?:$|[\n,;)]|\.(?!\d)|[ ]{2}|[ ]+[a-z]))",
+                           re.M)
+_NOT_AN_ID_AFTER = re.compile(r"[ ]*(?:y|yo|y/o|yr|yrs|years?|mg|mcg|ml|units?|kg|lbs?|cm|mm|%)\b",
+                              re.I)
+
+
+def id_groups(text: str, s: int, e: int, c: str) -> Iterator[Span]:
+    if text[e + 1:e + 2].isdigit() and _CODE_AND_NUMBER.fullmatch(text, s, e):
+        m = _GROUPS_AFTER.match(text, e)
+        if m and not _NOT_AN_ID_AFTER.match(text, m.end()) and \
+                sum(ch.isdigit() for ch in text[s:m.end()]) <= 20:
+            yield s, m.end(), c
+
+
+# "call 555 0147", "ph 3870 5521": a local number with a space needs a word that says so
+_SPACED_LOCAL = r"\d{2,3}[ ]\d{4}(?![\w/]|[.,:-]\d)"           # (after its first digit)
+_PHONE_CUE_BEFORE = re.compile(r"\b(?:call|phone|ph|tel|telephone|cell|mobile|mob|home|work|"
+                               r"pager|contact|number|no|reached at|reach at)\b\.?:?\W{0,3}$",
+                               re.I)
+
+
+def spaced_local_phones(text: str, found: list[re.Match]) -> Iterator[Span]:
+    for m in found:
+        if _PHONE_CUE_BEFORE.search(text, max(0, m.start() - 16), m.start()):
+            yield m.start(), m.end(), "PHONE"
+
+
+# "ext 4-7781": an extension with its exchange digit
+_HYPHEN_EXTENSION = re.compile(r"\b(?:ext|extension)\.?[ ]?#?[ ]?(\d{1,2}-\d{3,5})(?![\w-])",
+                               re.I)
+
+
+def hyphen_extensions(text: str, low: str) -> Iterator[Span]:
+    if len(low) != len(text):
+        found = _HYPHEN_EXTENSION.finditer(text)
+    else:                           # each match starts at an "ext": C-speed finds
+        found = (m for i in _starts(low, "ext") for m in [_HYPHEN_EXTENSION.match(text, i)] if m)
+    for m in found:
+        yield m.start(1), m.end(1), "PHONE"
+
+
+def _starts(low: str, word: str) -> list[int]:
+    out, i = [], low.find(word)
+    while i >= 0:
+        out.append(i)
+        i = low.find(word, i + 1)
+    return out
+
+
+# What goes on after a found address or identifier:
+# "88 Prospect Hill Rd, 2nd floor", "Greenway Terrace, Shaker Heights." (the town, the sentence
+# ending after it), "EPS-03-118-9932" (more hyphenated groups).
+_FLOOR_AFTER = re.compile(r",?[ ]((?:\d{1,2}(?:st|nd|rd|th)|ground|first|second|third|top|upper|"
+                          r"lower|basement)[ ](?:floor|fl\b\.?))", re.I)
+_TOWN_AFTER = re.compile(r",[ ]((?:[A-Z][a-z'-]+[ ]?){1,3})(?=[.;]\s|[.;]?$|\n)", re.M)
+_STREET_END = re.compile(rf"(?i:{'|'.join(_STREET_WORDS)}|place|terrace|circle|parkway|way|"
+                         r"st|ave|rd|dr|ln|blvd|ct|pl|ter|"
+                         r"terr|cir|pkwy|hwy|way|floor|fl)\.?$")
+_ID_TAIL = re.compile(r"(?:-[A-Za-z0-9]+)+(?![\w/])")
+
+
+def address_tail(text: str, s: int, e: int) -> Iterator[Span]:
+    m = _FLOOR_AFTER.match(text, e)
+    if m:
+        yield m.start(1), m.end(), "ADDRESS"        # (the comma between stays as it is)
+        e = m.end()
+    if _STREET_END.search(text, max(s, e - 9), e):
+        m = _TOWN_AFTER.match(text, e)
+        if m and m.group(1).split()[0].lower() not in lexicon.FACILITY_HEADS:
+            yield m.start(1), m.end(1), "ADDRESS"
+
+
+def tails(text: str, spans: list[Span]) -> Iterator[Span]:
+    """What goes on after each found span (one pass; most spans end before other text)."""
+    for s, e, c in spans:
+        if c == "ADDRESS" and text[s - 1:s] == " " and text[s:s + 1].isdigit():
+            yield from unit_before(text, s)
+        nxt = text[e:e + 2]
+        if nxt[:1] not in _TAIL_STARTS or nxt == " " + nxt[1:] and nxt[1:].isalpha() and \
+                c != "ADDRESS":
+            continue                # (most spans: a word follows)
+        if c == "DATE":
+            yield from date_range(text, s, e)
+        elif c == "ADDRESS" and nxt[:1] in ", ":
+            yield from address_tail(text, s, e)
+        elif c in _ID_CATEGORIES:
+            if nxt[:1] == " ":
+                yield from id_groups(text, s, e, c)
+            elif nxt[:1] == "-" and text[e - 1:e].isalnum():
+                m = _ID_TAIL.match(text, e)
+                if m:
+                    yield s, m.end(), c
+
+
+_TAIL_STARTS = frozenset(" ,-–—")
+
+
+# --- scores, not dates or places -------------------------------------------------------------
+# "Kapandji 9/10", "REALM-SF 7/7", "PHQ-9 4/27", "MoCA 26/30": a fraction right after a test's
+# name is its score. A test's name here: a capitalised word that is no English word (an eponym),
+# a mixed-case acronym, or an acronym with a hyphenated suffix. Plain acronyms ("CT 3/4",
+# "EGD 5/3") and English words ("Seen 3/4", "Echo 6/12") still date what follows.
+_TEST_NAME_BEFORE = re.compile(r"(?<![\w-])([A-Z][a-z]+[A-Z][A-Za-z]*|[A-Z]{2,}-[A-Z0-9]{1,4}|"
+                               r"[A-Z][a-z]{3,})[ ]$")
+_DATED_THINGS = frozenset("holter doppler echo labs seen admitted discharged dated visit".split())
+
+
+def after_test_name(text: str, start: int) -> bool:
+    m = _TEST_NAME_BEFORE.search(text, max(0, start - 24), start)
+    if m is None:
+        return False
+    word = m.group(1)
+    if word[1:].islower():          # a capitalised word: an eponym, not an English word
+        low = word.lower()
+        return low not in lexicon.english_words() and low not in _DATED_THINGS and \
+            low not in lexicon.MONTHS and low not in lexicon.WEEKDAYS
+    return True
+
+
+# "Manchester score", "Geneva criteria": a town's name that names a test
+_TEST_WORD_AFTER = re.compile(r"[ ]+(?:score|scale|criteria|classification|grade|grading|triage|"
+                              r"staging|index|questionnaire|rule|model|protocol|tool)\b", re.I)
+
+
+def names_a_test(text: str, end: int) -> bool:
+    return _TEST_WORD_AFTER.match(text, end) is not None
+
+
+# "12 Kingsway", "4 Broadway", "7 Northgate": a street whose type is inside its one word
+_NUMBERED_WAY = r"\d{0,4}[ ][A-Z][a-z]+(?:way|gate)\b(?![ ]+[A-Z])"   # (after its first digit)
+
+
+# "Flat 4, 22 Acacia Avenue", "Apt 3B, 1457 W. Foster Ave": a unit written before its street
+_UNIT_BEFORE = re.compile(r"\b(?:Flat|FLAT|Apt|APT|Apartment|Unit|UNIT|Suite|Ste)\.?[ ]#?"
+                          r"(\d{1,5}[A-Z]?),?[ ]$")
+
+
+def one_word_streets(text: str, found: list[re.Match]) -> Iterator[Span]:
+    for m in found:
+        yield m.start(), m.end(), "ADDRESS"
+
+
+def unit_before(text: str, s: int) -> Iterator[Span]:
+    m = _UNIT_BEFORE.search(text, max(0, s - 20), s)
+    if m:
+        yield m.start(), m.end(1), "ADDRESS"
+
+
+# One scan from the starts of digit runs for the patterns above that start there: re jumps to
+# the digits at C speed (the first digit is matched before the look-behind), then tries each
+# pattern; a match is returned as from its first digit, under its pattern's name.
+_DIGIT_START = re.compile(rf"\d(?<![\w.,/:+-]\d)(?:(?P<trunk>{_TRUNK_PHONE})|"
+                          rf"(?P<local>{_SPACED_LOCAL})|(?P<way>{_NUMBERED_WAY})|"
+                          rf"(?P<age>{_AGE_NUMBER})|(?P<inward>{_INWARD})|(?P<au>{_AU_POSTCODE}))")
+
+
+def digit_starts(text: str) -> dict[str, list[re.Match]]:
+    out: dict[str, list[re.Match]] = {name: [] for name in _DIGIT_START.groupindex}
+    for m in _DIGIT_START.finditer(text):
+        out[m.lastgroup].append(m)
+    return out
+
+
+# a UK National Insurance number: "QQ 12 34 56 C" (its own shape: the label needs no digit run)
+_NI_NUMBER = re.compile(r"\b[A-Z]{2}[ ]?\d{2}[ ]?\d{2}[ ]?\d{2}[ ]?[A-D]\b")
+
+
+_NI_HINT = re.compile(r"NI(?:[ ]?(?:[Nn][Oo]|[Nn]umber|NUMBER)|NO\b|:)")      # (a literal start)
+
+
+def ni_numbers(text: str) -> Iterator[Span]:
+    if _NI_HINT.search(text) or "nsurance" in text:
+        for m in _NI_NUMBER.finditer(text):
+            yield m.start(), m.end(), "SSN"
+
+
+# Dictation spells numbers digit by digit: "call six one seven five five five zero one four two",
+# "mrn one two three four five six": five digit words in a row are a number that identifies.
+_DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
+_SPOKEN_NUMBER = re.compile(rf"\b{_DIGIT_WORD}(?:[ ,-]{{1,2}}{_DIGIT_WORD}\b){{4,}}")
+_SPOKEN_HINTS = (" one ", " two ", " five ", " zero ", " oh ", " nine ", " six ")
+_SPOKEN_CUE = re.compile(r"(?:phone|call|cell|number|fax|pager|reach|at)\W{0,12}$")
+
+
+def spoken_numbers(text: str, low: str) -> Iterator[Span]:
+    if len(low) != len(text) or not any(h in low for h in _SPOKEN_HINTS):
+        return
+    for m in _SPOKEN_NUMBER.finditer(low):
+        cue = _SPOKEN_CUE.search(low, max(0, m.start() - 24), m.start())
+        yield m.start(), m.end(), "PHONE" if cue else "OTHER_ID"
+
+
+# "follow up on the twenty first", "seen on the third of march": a day in words
+_ORDINAL_WORDS = (r"(?:(?:twenty|thirty)[- ])?(?:first|second|third|fourth|fifth|sixth|seventh|"
+                  r"eighth|ninth|tenth|eleventh|twelfth|thirteenth|fourteenth|fifteenth|"
+                  r"sixteenth|seventeenth|eighteenth|nineteenth|twentieth|thirtieth)")
+_MONTH_NAME = (r"(?:january|february|march|april|may|june|july|august|september|october|"
+               r"november|december)")
+# (a literal start: re finds "on the " at C speed)
+_SPOKEN_DAY = [re.compile(rf"{prep} the ({_ORDINAL_WORDS}( of {_MONTH_NAME})?)\b")
+               for prep in ("on", "since")]
+# without its month the day ends a clause: "on the second floor" is no date
+_DAY_END = re.compile(r"[ ]*(?:[.,;\n]|$|[ ](?:at|in|for|with|and|to|when)\b)")
+
+
+def spoken_days(text: str, low: str) -> Iterator[Span]:
+    if len(low) != len(text):
+        return
+    for rx in _SPOKEN_DAY:
+        for m in rx.finditer(low):
+            if (m.start() == 0 or not low[m.start() - 1].isalpha()) and \
+                    (m.group(2) or _DAY_END.match(low, m.end())):
+                yield m.start(1), m.end(1), "DATE"
+
+
+# web addresses without "http" or "www": "mychart.lakeside-health.org/visit/88", and addresses
+# spelled out against scrapers: "j dot smith at gmail dot com"
+_TLD = r"(?:com|org|net|edu|gov|io|health|us|uk|ca|au|nz|ie|de|fr|es|it|info|biz)"
+_BARE_DOMAIN = re.compile(rf"(?<![\w.@/-])[a-z0-9][\w-]*(?:\.[\w-]+)*\.{_TLD}\b(?:/[^\s<>\"')\]]*)?",
+                          re.I)
+# (the commonest endings, each a C-speed `in`: the others are found beside them)
+_DOMAIN_HINTS = (".com", ".org", ".net", ".edu", ".gov", ".uk", ".ca")
+_SPELLED_EMAIL = re.compile(rf"\b[\w.]+(?:[ ](?:dot|\.)[ ][\w]+)*[ ](?:at|\(at\)|\[at\])[ ][\w-]+"
+                            rf"(?:[ ](?:dot|\(dot\)|\[dot\])[ ][\w-]+)+\b", re.I)
+
+
+def web_addresses(text: str, low: str) -> Iterator[Span]:
+    end = 0                             # from each ".com" (...) back to its domain's start
+    for i in sorted(i for h in _DOMAIN_HINTS for i in _starts(text, h)):
+        start = i
+        while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "._-"):
+            start -= 1
+        m = _BARE_DOMAIN.match(text, start) if start >= end and start < i else None
+        if m and m.end() > i:
+            end = m.end()
+            yield m.start(), m.end(), "URL"
+    if " dot " in low or "(dot)" in low or "[dot]" in low:
+        for m in _SPELLED_EMAIL.finditer(text):
+            yield m.start(), m.end(), "EMAIL"
+
+
+# a device's MAC address: "00:1B:44:11:3A:B7"
+_MAC = re.compile(r"(?<![\w:])[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}(?![\w:])")
+
+
+_MAC_HINT = re.compile(r":[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}:")     # (a literal start: a fast scan)
+
+
+def mac_addresses(text: str) -> Iterator[Span]:
+    if _MAC_HINT.search(text):
+        for m in _MAC.finditer(text):
+            yield m.start(), m.end(), "DEVICE"
+
+
+def find(text: str, spans: list[Span]) -> list[Span]:
+    """Spans to add to the core detectors' `spans`."""
+    out: list[Span] = []
+    for detector in (foreign_dates, ocr_digits, counties, city_comma_state, gs1_udis,
+                     european_addresses, mac_addresses, ni_numbers):
+        out.extend(detector(text))
+    digits = digit_starts(text)
+    out.extend(trunk_phones(text, digits["trunk"]))
+    out.extend(spaced_local_phones(text, digits["local"]))
+    out.extend(one_word_streets(text, digits["way"]))
+    codes = list(postcodes(text, digits["inward"]))
+    out.extend(codes)
+    out.extend(towns_before_postcodes(text, codes, digits["au"]))
+    low = text.lower()
+    out.extend(hyphen_extensions(text, low))
+    out.extend(word_house_numbers(text, low))
+    out.extend(weak_cue_ages(text, low, digits["age"]))
+    out.extend(spoken_numbers(text, low))
+    out.extend(spoken_days(text, low))
+    out.extend(web_addresses(text, low))
+    out.extend(neighbourhoods(text, low))
+    out.extend(tails(text, spans + out))
+    return out
