@@ -333,7 +333,7 @@ def test_native_identifier_scan_equals_the_python_one(corpus):
     parts = ["MRN", "mrn:", "Acct #", " #", "#:", "ID", "id is ", "no.", "Serial No. ", "S/N ",
              "1234567", "12", "123", "2019", "A1B2-C3", "19-9", "E19-0211", "ab", "Z", "-", ".",
              "/", ":", "=", " ", "\t", "\n", "\x1c", "\x0b", "_", ",", "x" * 30, "9" * 30,
-             "A-" * 15, "12./-" * 6, "MR #", "policy number of ", "dea ", "é"]
+             "A-" * 15, "12./-" * 6, "MR #", "policy number of ", "dea ", "é", "UHC ", "BCBS-"]
     texts = [doc["text"] for doc in corpus]
     texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
     for text in texts:
