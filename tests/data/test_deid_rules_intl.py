@@ -74,6 +74,11 @@ CASES = [
     ("turns ninety six next month per daughter", ["ninety six"], []),
     ("she is ninety one and fiercely independent", ["ninety one"], []),
     ("Her mother lived to be 104; his father is 95 and well.", ["104", "95"], []),
+    ("Uncle Avram, alive, 96, and aunt alive at ninety-two.", ["96", "ninety-two"], []),
+    ("Series UID 1.2.840.113704.1.111.2604.1726 reviewed; CPSO 71234; UHID: 20250088; "
+     "vent asset VX-0091", ["1.2.840.113704.1.111.2604.1726", "71234", "20250088", "VX-0091"],
+     []),
+    ("Va a Oaxaca cada noviembre a la casa de su hija.", ["noviembre"], []),
     ("Pedigree: II-2 (d. 93, stroke); I-1 died 101; aunt q.d. 90 tabs", ["93", "101"], ["90"]),
     ("Age/Sex: 92/M   Wt 61 kg. Prior visit note: Age 97y.", ["92", "97"], ["61"]),
     ("He will be 91 in May; grandmother aged 100.", ["91", "100"], []),

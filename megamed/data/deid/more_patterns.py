@@ -34,7 +34,7 @@ _DAY_FOREIGN_MONTH = re.compile(
 # a month alone after a preposition: "en enero", "depuis mars", "a finales de mayo", "seit März"
 # (Romance languages write months in lower case; German capitalises them, after its own words)
 _FOREIGN_MONTH_ALONE = re.compile(
-    rf"\b(?:(?:en|desde|hasta|para|de|del|depuis|jusqu'en|début|fin|em|di|da|dal|al|entre)\s+"
+    rf"\b(?:(?:en|cada|desde|hasta|para|de|del|depuis|jusqu'en|début|fin|em|di|da|dal|al|entre)\s+"
     rf"(?-i:((?=[a-zäéû])(?i:{_FOREIGN_MONTH})))|(?:im|seit|bis|ab|anfang|ende|mitte)\s+"
     rf"(?-i:((?=[A-ZÄ])(?i:januar|jänner|februar|märz|maerz|april|mai|juni|juli|august|september|"
     rf"oktober|november|dezember))))\b(?:\s+(?:de\s+)?{_YEAR})?", re.I)
@@ -313,7 +313,7 @@ def word_house_numbers(text: str, low: str) -> Iterator[Span]:
 _AGE_CUES = tuple(f"{who}{verb}" for who in ("he", "she", "who", "patient", "pt")
                   for verb in ("'s", " is", " was", " will be", " is now", " was now",
                                " turns", " turned")) + ("age", "aged", "age of",
-    "d.", "died", "deceased", "deceased at", "age at death", "aod", "dx at", "diagnosed at",
+    "d.", "died", "deceased", "deceased at", "alive at", "alive,", "living at", "age at death", "aod", "dx at", "diagnosed at",
     "died at", "passed at", "passed away at", "death at", "lived to", "living to", "turns",
     "turning", "at the age of", "at age", "lived to be", "live to be",
     "lives to be") + tuple(f"{rel}{verb}" for rel in ("mother", "father", "wife", "husband",
@@ -621,6 +621,16 @@ def web_addresses(text: str, low: str) -> Iterator[Span]:
             yield m.start(), m.end(), "EMAIL"
 
 
+# a DICOM UID quoted in a report ("1.2.840.113619.2.55.3.604688119.971"): it names a study
+_UID = re.compile(r"(?<![\w.])[12]\.\d+(?:\.\d+){5,}(?![\w.]|\.\d)")
+
+
+def dicom_uids(text: str) -> Iterator[Span]:
+    if "1.2." in text or "2.25." in text or "1.3." in text:
+        for m in _UID.finditer(text):
+            yield m.start(), m.end(), "OTHER_ID"
+
+
 # a device's MAC address: "00:1B:44:11:3A:B7"
 _MAC = re.compile(r"(?<![\w:])[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}(?![\w:])")
 
@@ -638,7 +648,7 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     """Spans to add to the core detectors' `spans`."""
     out: list[Span] = []
     for detector in (foreign_dates, ocr_digits, counties, city_comma_state, gs1_udis,
-                     european_addresses, mac_addresses, ni_numbers):
+                     european_addresses, mac_addresses, ni_numbers, dicom_uids):
         out.extend(detector(text))
     digits = digit_starts(text)
     out.extend(trunk_phones(text, digits["trunk"]))

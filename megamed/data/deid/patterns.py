@@ -153,13 +153,14 @@ _ID_LABELS = [
                 r"lic\.?(?: no\.?| #)?|dea(?: number| no\.?| #)?|npi(?: number| no\.?| #)?|"
                 r"certificate(?: number| no\.?| #)?|board certification|permit(?: number| #)?|"
                 r"provider(?: number| no\.?| id| #)|prescriber(?: number| no\.?| id| #)|"
-                r"registration(?: number| no\.?| #)|gmc(?: number| no\.?)?|nmc(?: pin)?|ahpra"),
+                r"registration(?: number| no\.?| #)|gmc(?: number| no\.?)?|nmc(?: pin)?|ahpra|"
+                r"cpso(?: number| no\.?| #)?|reg\.? no\.?"),
     ("DEVICE", r"serial(?: number| no\.?| #)?|s/n|sn|device(?: id| number| serial)|udi|"
                r"implant(?: id| serial)|model(?:/serial)?(?: number| no\.?| #)|lot(?: number| no\.?| #)?|"
-               r"pacemaker serial|imei|mac address"),
+               r"pacemaker serial|imei|mac address|asset(?: tag| number| no\.?| #)?"),
     ("MRN", r"m ?rn|mr ?#|mr no\.?|mr number|med(?:ical)? rec(?:ord)?(?: number| no\.?| #)?|"
             r"record(?: number| no\.?| #)|chart(?: number| no\.?| #)|hospital(?: number| no\.?| #)|"
-            r"ur(?: number| no\.?| #)?|urn|nhi(?: number| no\.?)?|unit record(?: number| no\.?)?|"
+            r"ur(?: number| no\.?| #)?|urn|uhid|nhi(?: number| no\.?)?|unit record(?: number| no\.?)?|"
             r"unit(?: number| no\.?)|patient(?: id| number| no\.?| #)|pt(?: id| #)|pid|emr(?: id| #)?"),
     ("ACCOUNT", r"csn|account(?: number| no\.?| #)?|acct\.?(?: number| no\.?| #)?|billing(?: number| id| #)?|"
                 r"fin|har|encounter(?: number| no\.?| id| #)|visit(?: number| no\.?| id| #)|"
