@@ -5,8 +5,8 @@ speed-up or a rule port): the same spans in the same order, or a list of the dif
 
 Both checkouts run in their own subprocess (each imports its own megamed) over one input set:
 the generated corpus (megamed.data.deid.corpus, seeds 1..5), tests/data/deid_heldout.jsonl,
-benchmarks/data/deid_blind.jsonl and /work/dev2 (*.jsonl, and *.txt with "### " document
-headers and [[CATEGORY:value]] marks, read without the marks) where present, every string
+the hand-written sets benchmarks/data/deid_*.jsonl (and their marked-up sources deid_*.txt
+with "### " document headers and [[CATEGORY:value]] marks, read with and without the marks), every string
 literal of the text tests (tests/data/test_deid_text.py, test_deid_hostile.py), and
 --mutations random mutations of those (lines shuffled, case changed, characters inserted or
 deleted, digits replaced, documents cut or joined; a fixed seed). Prints the number of inputs
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import glob
 import json
 import os
 import random
@@ -72,12 +71,11 @@ def base_inputs() -> list[str]:
     sys.path.insert(0, str(ROOT))
     from megamed.data.deid.corpus import generate
     texts = [d["text"] for seed in range(1, 6) for d in generate(350, seed=seed)]
-    for path in [ROOT / "tests/data/deid_heldout.jsonl", ROOT / "benchmarks/data/deid_blind.jsonl",
-                 *sorted(glob.glob("/work/dev2/*.jsonl"))]:
-        if os.path.exists(path):
-            texts += _jsonl_texts(str(path))
-    for path in sorted(glob.glob("/work/dev2/*.txt")):
-        texts += _marked_texts(path)
+    for path in [ROOT / "tests/data/deid_heldout.jsonl",
+                 *sorted((ROOT / "benchmarks/data").glob("deid_*.jsonl"))]:
+        texts += _jsonl_texts(str(path))
+    for path in sorted((ROOT / "benchmarks/data").glob("deid_*.txt")):
+        texts += _marked_texts(str(path))
     for name in ("test_deid_text.py", "test_deid_hostile.py", "test_deid_rules_intl.py",
                  "test_deid_names_more.py"):
         if (ROOT / "tests/data" / name).exists():
