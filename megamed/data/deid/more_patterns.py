@@ -103,7 +103,8 @@ def ocr_digits(text: str) -> Iterator[Span]:
 # international prefix, "0033 1 42 68 53 00") up to 15.
 _TRUNK_PHONE = r"(?<=0)\d{1,4}\)?(?:[ .-]\d{1,8}){1,5}(?![\w/]|[.,:-]\d)"     # (after its 0)
 _SEPARATORS = re.compile(r"[ .-]")
-_FAX_BEFORE = re.compile(r"fax\W{0,12}$|\bf\W{1,3}$", re.I)
+# Shared with patterns.py (which imports this module, so the pattern lives here).
+FAX_BEFORE = re.compile(r"fax\W{0,12}$|\bf\W{1,3}$", re.I)
 
 
 def trunk_phones(text: str, found: list[re.Match]) -> Iterator[Span]:
@@ -117,7 +118,7 @@ def trunk_phones(text: str, found: list[re.Match]) -> Iterator[Span]:
         if len(set(_SEPARATORS.findall(value.replace(") ", ")")))) > 1:
             continue            # "04.03.2019 02:14": a date and a time, not one number
         before = text[max(0, m.start() - 14):m.start()]
-        yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
+        yield m.start(), m.end(), "FAX" if FAX_BEFORE.search(before) else "PHONE"
 
 
 # --- postcodes: UK "SW1A 2AA", "LS6 2QT", Canada "K1A 0B1" -----------------------------------

@@ -128,7 +128,7 @@ _INTL_PHONE = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,6}(?![\w
 _LOCAL_PHONE = re.compile(r"\b(?:call|phone|ph|tel|telephone|cell|mobile|home|work|pager|beeper|"
                           r"contact|number|reached at|at)\b\W{0,4}(\d{3}[-.]\d{4})(?![\d-])", re.I)
 _EXTENSION = re.compile(r"\b(?:ext\.?|extension|pager|pgr|beeper|x)\s?#?\s?(\d{3,6})\b", re.I)
-_FAX_BEFORE = re.compile(r"fax\W{0,12}$|\bf\W{1,3}$", re.I)
+_FAX_BEFORE = more_patterns.FAX_BEFORE       # "fax:" or "f:" right before a number
 _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"')\]]+", re.I)
 _IP = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)"
