@@ -245,6 +245,17 @@ in ASCII `text` (see patterns._NATIVE_ANCHORS); an unknown kind gives [].)doc");
         R"doc(megamed.data.deid.names._TOKEN_SPLIT_ASCII.split(text) for ASCII `text`.)doc");
   m.def("deid_uncased_regions", &deid_uncased_regions, py::arg("text"),
         R"doc(megamed.data.deid.names._uncased_regions(text) for ASCII `text`.)doc");
+  m.def("deid_literal_gates",
+        [](const std::vector<std::tuple<std::string, bool, int>>& literals, int gates) {
+          auto scanner = std::make_shared<LiteralGates>(literals, gates);
+          return py::cpp_function([scanner](const std::string& text) {
+            return py::bytes(scanner->scan(text));
+          });
+        },
+        py::arg("literals"), py::arg("gates"),
+        R"doc(A function text -> bytes, one byte per gate (1: on): gate g is on where one of its
+literals (literal, folded, g) occurs in ASCII `text`, a folded one in text.lower() (see
+megamed.data.deid.gates).)doc");
   m.def("deid_run_starts", &deid_run_starts, py::arg("text"),
         R"doc(The digit-run starts of ASCII `text` where megamed.data.deid.patterns.run_matches
 tries its scanner (some pattern may match there; none matches at the others).)doc");

@@ -374,3 +374,55 @@ std::vector<long> deid_anchor_starts(const std::string& kind, const std::string&
 }
 
 }  // namespace megamed
+
+namespace megamed {
+
+LiteralGates::LiteralGates(const std::vector<std::tuple<std::string, bool, int>>& literals,
+                           int gates)
+    : always_(gates, 0), gates_(gates) {
+  for (const auto& [text, folded, gate] : literals) {
+    if (gate < 0 || gate >= gates) continue;
+    if (text.empty()) { always_[gate] = 1; continue; }   // "" in text: always
+    const int k = static_cast<int>(literals_.size());
+    literals_.push_back({text, folded, gate});
+    Index& index = folded ? folded_ : exact_;
+    if (text.size() == 1) {
+      index.single[static_cast<unsigned char>(text[0])].push_back(k);
+    } else {
+      const unsigned key = pair_key(text[0], text[1]);
+      index.seen[key] = true;
+      index.by_pair[key].push_back(k);
+    }
+  }
+}
+
+unsigned LiteralGates::pair_key(char a, char b) {
+  return static_cast<unsigned>(static_cast<unsigned char>(a)) << 8 |
+         static_cast<unsigned char>(b);
+}
+
+// the literals of `index` that start at p in `t` (its first two characters matched by key)
+void LiteralGates::find_at(const Index& index, const std::string& t, size_t p,
+                           std::string& on) const {
+  for (int k : index.single[static_cast<unsigned char>(t[p])]) on[literals_[k].gate] = 1;
+  if (p + 1 >= t.size()) return;
+  const unsigned key = pair_key(t[p], t[p + 1]);
+  if (!index.seen[key]) return;
+  for (int k : index.by_pair.at(key)) {
+    const Literal& lit = literals_[k];
+    if (!on[lit.gate] && t.compare(p, lit.text.size(), lit.text) == 0) on[lit.gate] = 1;
+  }
+}
+
+std::string LiteralGates::scan(const std::string& t) const {
+  std::string on(always_.begin(), always_.end());
+  std::string low(t);                                     // text.lower() of ASCII text
+  for (char& c : low) c = lower(c);
+  for (size_t p = 0; p < t.size(); ++p) {
+    find_at(exact_, t, p, on);
+    find_at(folded_, low, p, on);
+  }
+  return on;
+}
+
+}  // namespace megamed

@@ -1,7 +1,10 @@
 // The candidate identifier values of megamed/data/deid/patterns.py (_id_values), for ASCII text.
 #pragma once
 
+#include <bitset>
 #include <string>
+#include <unordered_map>
+#include <tuple>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -37,5 +40,34 @@ std::vector<std::pair<long, long>> deid_uncased_regions(const std::string& text)
 // may match (a necessary condition of each, from the characters after the run): where
 // patterns.run_matches tries its scanner. The others are skipped, and no pattern matches there.
 std::vector<long> deid_run_starts(const std::string& text);
+
+}  // namespace megamed
+
+namespace megamed {
+
+// One pass for the literal gates of megamed/data/deid/gates.py: `literals` holds
+// (literal, folded, gate); gate g is on where one of its literals occurs in ASCII `text` (a
+// folded literal, lower case, against the text read in lower case: `literal in text.lower()`).
+class LiteralGates {
+ public:
+  LiteralGates(const std::vector<std::tuple<std::string, bool, int>>& literals, int gates);
+  // one byte per gate: 1 on, 0 off
+  std::string scan(const std::string& text) const;
+
+ private:
+  struct Literal { std::string text; bool folded; int gate; };
+  // the literals by their first two characters (a bit per pair first: most pairs start none)
+  struct Index {
+    std::bitset<65536> seen;
+    std::unordered_map<unsigned, std::vector<int>> by_pair;
+    std::vector<int> single[256];                  // one-character literals
+  };
+  static unsigned pair_key(char a, char b);
+  void find_at(const Index& index, const std::string& t, size_t p, std::string& on) const;
+  std::vector<Literal> literals_;
+  Index exact_, folded_;
+  std::vector<char> always_;         // gates with an empty literal (always on)
+  int gates_;
+};
 
 }  // namespace megamed

@@ -425,6 +425,31 @@ def test_native_run_starts_miss_no_match_of_the_digit_scan(corpus):
         assert P.run_matches(text) == P._scan(P._RUN_SCANNER, text), text
 
 
+def test_native_literal_gates_equal_their_python_originals(corpus):
+    """The one C++ pass of gates.py answers every registered gate as its Python original does
+    (any literal in the text, or in text.lower()), on ASCII text; and each gate answers the
+    same through the pass as without it, also where texts alternate (the per-text memo)."""
+    import random
+    from megamed.data.deid import gates as G, names, patterns  # noqa: F401  (register gates)
+    if G._native_gates is None:
+        pytest.skip("megamed._dicom was built without deid_literal_gates")
+    rng = random.Random(13)
+    words = sorted({w for g in G._GATES for w in g.words})
+    parts = words + [w.upper() for w in words] + [w[:-1] for w in words] + \
+        ["a", "Z", " ", "\n", "-", ".", "0", "(", "é"]
+    texts = [doc["text"] for doc in corpus] + ["", "--", " on", "On ", "MAY", "zIp"]
+    texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 12))) for _ in range(3000)]
+    table = G._native_gates([("x", False, 0), ("", True, 1), ("AB", True, 2), ("ab", True, 2),
+                             ("é", False, 3)], 4)
+    assert table("xAb") == bytes([1, 1, 1, 0]) and table("") == bytes([0, 1, 0, 0])
+    for text in texts:
+        for gate in G._GATES:
+            want = G._any_literal(text, gate.words, gate.lower)
+            assert gate(text) == want, (gate.words, text)
+            if text.isascii():
+                assert G._scan(text)[1][gate.index] == want, (gate.words, text)
+
+
 def test_native_transcriptions_are_current():
     """Each C++ piece runs only while the Python it transcribes is unchanged (native.py); a rule
     change there makes it fall back to its Python original. This test says so: update

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from megamed.data.deid import lexicon
+from megamed.data.deid import gates, lexicon
 
 Span = tuple[int, int, str]
 
@@ -40,10 +40,11 @@ _FOREIGN_MONTH_ALONE = re.compile(
     rf"oktober|november|dezember))))\b(?:\s+(?:de\s+)?{_YEAR})?", re.I)
 # words that a note in these languages holds (a C-speed gate: English notes are not scanned)
 _FOREIGN_HINTS = (" de ", " di ", " und ", " der ")
+_FOREIGN_GATE = gates.literals(*_FOREIGN_HINTS)
 
 
 def foreign_dates(text: str) -> Iterator[Span]:
-    if text.isascii() and not any(h in text for h in _FOREIGN_HINTS):
+    if text.isascii() and not _FOREIGN_GATE(text):
         return                          # (an English note: no scan)
     for m in _DAY_FOREIGN_MONTH.finditer(text):
         yield m.start(), m.end(), "DATE"
@@ -155,10 +156,11 @@ _NUMBER_FIRST_FR = re.compile(r"\d(?<![\w.,/-]\d)\d{0,3}(?:[ ]?bis|[ ]?ter)?,?[ 
 # text non-ASCII)
 _STREET_FIRST_HINTS = ("strasse", "Calle ", "Avenida ", "Rua ", "Via ", "Piazza ", "Plaza ",
                        " rue ", " avenue ", " boulevard ")
+_STREET_FIRST_GATE = gates.literals(*_STREET_FIRST_HINTS)
 
 
 def european_addresses(text: str) -> Iterator[Span]:
-    if text.isascii() and not any(h in text for h in _STREET_FIRST_HINTS):
+    if text.isascii() and not _STREET_FIRST_GATE(text):
         return
     for rx in (_STREET_FIRST, _NUMBER_FIRST_FR):
         for m in rx.finditer(text):
@@ -194,13 +196,14 @@ def towns_before_postcodes(text: str, codes: list[Span], au: list[re.Match]) -> 
 _COUNTY = re.compile(r"(?:(?:St\.?|Saint|San|Santa|Los|Las|El|La|De|Le|New|East|West|North|"
                      r"South|Prince|King|Queen)[ ])?[A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+)?[ ]$")
 _COUNTY_WORD = re.compile(r"\b(?:County|Parish|Borough)\b")
+_COUNTY_GATE = gates.literals("County", "Parish", "Borough")
 _OF_PLACE = re.compile(r"[ ]of[ ][A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+)?")
 _FACILITY_AFTER = re.compile(r"[ ]+(?:[A-Z][A-Za-z]+[ ]+){0,2}([A-Z][A-Za-z]+)")
 _NOT_COUNTY_WORDS = frozenset("the a an our this that same his her their".split())
 
 
 def counties(text: str) -> Iterator[Span]:
-    if "County" not in text and "Parish" not in text and "Borough" not in text:
+    if not _COUNTY_GATE(text):
         return
     for word in _COUNTY_WORD.finditer(text):
         of = _OF_PLACE.match(text, word.end())
@@ -225,10 +228,11 @@ _NEIGHBOURHOOD = re.compile(r"((?:[A-Z][a-z'-]+[ ]){1,2})(?:neighbou?rhood|distr
                             r"section|borough|township|village)\b")
 _NEIGHBOURHOOD_HINTS = ("neighbo", "district", "suburb", "estate", "section of", "township",
                         "village")
+_NEIGHBOURHOOD_GATE = gates.literals(*_NEIGHBOURHOOD_HINTS, lower=True)
 
 
 def neighbourhoods(text: str, low: str) -> Iterator[Span]:
-    if not any(h in low for h in _NEIGHBOURHOOD_HINTS):
+    if not _NEIGHBOURHOOD_GATE(text):
         return
     for m in _NEIGHBOURHOOD.finditer(text):
         words = m.group(1).split()
@@ -327,6 +331,7 @@ _AGE_NUMBER = r"(?:(?<=9)\d|(?<=1)[01]\d)(?:(?![\w%/-]|[.,:]\d)|(?=[ ]?y\b|/[MF]
 _AGE_WORDS = re.compile(r"\b(?:ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|"
                         r"(?:one |a )?hundred(?:(?: and)?[- ](?:one|two|three|four|five|six|"
                         r"seven|eight|nine|ten|eleven|twelve))?)\b", re.I)
+_AGE_WORDS_GATE = gates.literals("ninety", "hundred", lower=True)
 _NOT_AN_AGE_AFTER = re.compile(r"[ ]*(?:%|°|percent|bpm|beats|mm|cm|kg|lbs?|pounds|mg|mcg|ml|units?|"
                                r"tabs?|tablets?|caps?|over|/|degrees?|deg\b|min|minutes|hours?|"
                                r"hrs?\b|miles|km|feet|ft\b|inches|days|weeks)", re.I)
@@ -339,7 +344,7 @@ friend cousin niece nephew""".split())
 
 def weak_cue_ages(text: str, low: str, numbers: list[re.Match]) -> Iterator[Span]:
     found = list(numbers)
-    if "ninety" in low or "hundred" in low:
+    if _AGE_WORDS_GATE(text):
         found += _AGE_WORDS.finditer(text)
     for m in found:
         if text[m.end():m.end() + 1] in ("y", "/") or text[m.end():m.end() + 2] == " y" and \
@@ -370,10 +375,11 @@ def weak_cue_ages(text: str, low: str, numbers: list[re.Match]) -> Iterator[Span
 
 # --- GS1 UDIs: "(01)00884521123456(17)250101(10)A12B" -----------------------------------------
 _GS1_UDI = re.compile(r"\(01\)\d{14}(?:\(\d{2,4}\)[A-Za-z0-9./-]{1,20})*")
+_GS1_GATE = gates.literals("(01)")
 
 
 def gs1_udis(text: str) -> Iterator[Span]:
-    if "(01)" in text:
+    if _GS1_GATE(text):
         for m in _GS1_UDI.finditer(text):
             yield m.start(), m.end(), "DEVICE"
 
@@ -549,10 +555,11 @@ _NI_NUMBER = re.compile(r"\b[A-Z]{2}[ ]?\d{2}[ ]?\d{2}[ ]?\d{2}[ ]?[A-D]\b")
 
 
 _NI_HINT = re.compile(r"NI(?:[ ]?(?:[Nn][Oo]|[Nn]umber|NUMBER)|NO\b|:)")      # (a literal start)
+_NSURANCE_GATE = gates.literals("nsurance")
 
 
 def ni_numbers(text: str) -> Iterator[Span]:
-    if _NI_HINT.search(text) or "nsurance" in text:
+    if _NSURANCE_GATE(text) or _NI_HINT.search(text):
         for m in _NI_NUMBER.finditer(text):
             yield m.start(), m.end(), "SSN"
 
@@ -562,11 +569,12 @@ def ni_numbers(text: str) -> Iterator[Span]:
 _DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)"
 _SPOKEN_NUMBER = re.compile(rf"\b{_DIGIT_WORD}(?:[ ,-]{{1,2}}{_DIGIT_WORD}\b){{4,}}")
 _SPOKEN_HINTS = (" one ", " two ", " five ", " zero ", " oh ", " nine ", " six ")
+_SPOKEN_GATE = gates.literals(*_SPOKEN_HINTS, lower=True)
 _SPOKEN_CUE = re.compile(r"(?:phone|call|cell|number|fax|pager|reach|at)\W{0,12}$")
 
 
 def spoken_numbers(text: str, low: str) -> Iterator[Span]:
-    if len(low) != len(text) or not any(h in low for h in _SPOKEN_HINTS):
+    if len(low) != len(text) or not _SPOKEN_GATE(text):
         return
     for m in _SPOKEN_NUMBER.finditer(low):
         cue = _SPOKEN_CUE.search(low, max(0, m.start() - 24), m.start())
@@ -603,13 +611,16 @@ _BARE_DOMAIN = re.compile(rf"(?<![\w.@/-])[a-z0-9][\w-]*(?:\.[\w-]+)*\.{_TLD}\b(
                           re.I)
 # (the commonest endings, each a C-speed `in`: the others are found beside them)
 _DOMAIN_HINTS = (".com", ".org", ".net", ".edu", ".gov", ".uk", ".ca")
+_DOMAIN_GATE = gates.literals(*_DOMAIN_HINTS)
+_DOT_GATE = gates.literals(" dot ", "(dot)", "[dot]", lower=True)
 _SPELLED_EMAIL = re.compile(rf"\b[\w.]+(?:[ ](?:dot|\.)[ ][\w]+)*[ ](?:at|\(at\)|\[at\])[ ][\w-]+"
                             rf"(?:[ ](?:dot|\(dot\)|\[dot\])[ ][\w-]+)+\b", re.I)
 
 
 def web_addresses(text: str, low: str) -> Iterator[Span]:
     end = 0                             # from each ".com" (...) back to its domain's start
-    for i in sorted(i for h in _DOMAIN_HINTS for i in _starts(text, h)):
+    for i in sorted(i for h in _DOMAIN_HINTS for i in _starts(text, h)) if _DOMAIN_GATE(text) \
+            else ():
         start = i
         while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "._-"):
             start -= 1
@@ -617,17 +628,18 @@ def web_addresses(text: str, low: str) -> Iterator[Span]:
         if m and m.end() > i:
             end = m.end()
             yield m.start(), m.end(), "URL"
-    if " dot " in low or "(dot)" in low or "[dot]" in low:
+    if _DOT_GATE(text):
         for m in _SPELLED_EMAIL.finditer(text):
             yield m.start(), m.end(), "EMAIL"
 
 
 # a DICOM UID quoted in a report ("1.2.840.113619.2.55.3.604688119.971"): it names a study
 _UID = re.compile(r"(?<![\w.])[12]\.\d+(?:\.\d+){5,}(?![\w.]|\.\d)")
+_UID_GATE = gates.literals("1.2.", "2.25.", "1.3.")
 
 
 def dicom_uids(text: str) -> Iterator[Span]:
-    if "1.2." in text or "2.25." in text or "1.3." in text:
+    if _UID_GATE(text):
         for m in _UID.finditer(text):
             yield m.start(), m.end(), "OTHER_ID"
 

@@ -20,7 +20,7 @@ import unicodedata
 from itertools import accumulate, compress
 from operator import attrgetter
 
-from megamed.data.deid import lexicon, native
+from megamed.data.deid import gates, lexicon, native
 
 # Letters in any script ("José Núñez"); apostrophes and hyphens inside a name.
 _TOKEN = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
@@ -266,13 +266,14 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
 
 
 _SIGNATURE_MARK = re.compile(r"(?:^|\n)[ \t]*(?:--+|\u2014|\u2013|/s/)[ \t]*(?=[^\W\d_])")
+_SIGNATURE_GATE = gates.literals("--", "/s/", "\u2014", "\u2013")
 
 
 def _signature_marks(d: _Doc, veto, name) -> None:
     """A line that starts with "--", a dash or "/s/" and then a name: a signature
     ("-- A. Kowalczyk", "/s/ R. Patel"). Looked for only where such a mark occurs."""
     text = d.text
-    if "--" not in text and "/s/" not in text and "\u2014" not in text and "\u2013" not in text:
+    if not _SIGNATURE_GATE(text):
         return
     toks = d.toks
     for m in _SIGNATURE_MARK.finditer(text):

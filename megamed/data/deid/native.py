@@ -35,6 +35,7 @@ TRANSCRIBED = {
     "anchor_phone_core": "fc67f93bdc2babca",
     "anchor_word_gate": "3a46d622aa2c33c0",
     "id_values": "90a436d8f4336f85",
+    "literal_gates": "e6ceb90e3b670ab4",
     "month_starts": "17d793db2e8fb5a5",
     "place_words": "e2da3a78eda79aba",
     "run_starts": "fe479e7630943f06",

@@ -11,7 +11,7 @@ import re
 from functools import partial
 from typing import Iterator
 
-from megamed.data.deid import lexicon, more_patterns, native
+from megamed.data.deid import gates, lexicon, more_patterns, native
 
 Span = tuple[int, int, str]
 
@@ -392,6 +392,13 @@ _ADDRESS_END = re.compile(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b|"
 # match must hold an "anchor" (a literal, a digit run) within `back` characters of its start,
 # only the starts near an anchor are tried: the same matches, in the same order, as finditer.
 def _anchored(rx: re.Pattern, text: str, find_anchor, back: int) -> Iterator[re.Match]:
+    positions = getattr(find_anchor, "positions", None)
+    if positions is not None:                   # a list: walked without a call per anchor
+        return _anchored_listed(rx, text, positions, back)
+    return _anchored_found(rx, text, find_anchor, back)
+
+
+def _anchored_found(rx: re.Pattern, text: str, find_anchor, back: int) -> Iterator[re.Match]:
     pos = tried = 0             # matches start at >= pos; starts below `tried` failed
     a = find_anchor(0)
     while a >= 0:
@@ -409,6 +416,30 @@ def _anchored(rx: re.Pattern, text: str, find_anchor, back: int) -> Iterator[re.
             a = find_anchor(a + 1)
 
 
+def _anchored_listed(rx: re.Pattern, text: str, positions: list[int],
+                     back: int) -> Iterator[re.Match]:
+    """_anchored_found for the sorted anchors `positions` (the same steps, on the list)."""
+    pos = tried = k = 0
+    n = len(positions)
+    match = rx.match
+    while k < n:
+        a = positions[k]
+        if a < pos:                 # (after a match: the first anchor at or after its end)
+            k += 1
+            continue
+        m = None
+        for s in range(max(pos, tried, a - back), a + 1):
+            m = match(text, s)
+            if m:
+                break
+        if m:
+            yield m
+            pos = tried = m.end()
+        else:
+            tried = a + 1
+            k += 1
+
+
 def _literal_anchor(low: str, word: str):
     return lambda i: low.find(word, i)
 
@@ -419,6 +450,7 @@ def _listed_anchor(positions: list[int]):
     def find(i: int) -> int:
         k = bisect.bisect_left(positions, i)
         return positions[k] if k < len(positions) else -1
+    find.positions = positions          # (_anchored walks the list itself)
     return find
 
 
@@ -474,6 +506,15 @@ _ADDRESS_CUES = ("addr", "lives at", "residing at", "resides at")
 # the same cues as one search: each match of the pattern starts at its cue (or `back` before)
 _CITY_CUE = re.compile("|".join(re.escape(c) for c in _CITY_CUES))
 _ADDRESS_CUE = re.compile("|".join(re.escape(c) for c in _ADDRESS_CUES))
+# the literals that the detectors above test before they scan (see gates.py: one pass for all)
+_CITY_GATE = gates.literals(*_CITY_CUES, lower=True)
+_ADDRESS_GATE = gates.literals(*_ADDRESS_CUES, lower=True)
+_ZIP_GATE = gates.literals("zip", "postal", lower=True)
+_BOX_GATE = gates.literals("box", lower=True)
+_ON_GATE = gates.literals(" on ")
+_HOLIDAY_GATE = gates.literals(*_HOLIDAY_WORDS, lower=True)
+_MAY_GATE = gates.literals("may", "May", "MAY")
+_URL_GATE = gates.literals("://", "www.", "WWW.")
 
 
 # anchor patterns that csrc/deid_scan.cpp transcribes (every position where each matches)
@@ -561,19 +602,28 @@ if native.function("deid_anchor_starts", "anchor_word_gate", _WORD_START):
 def _scan(scanner: re.Pattern, text: str, starts=None) -> dict[str, list[tuple[int, int]]]:
     """The spans of each pattern of the scanner; `starts`: the only positions where the
     scanner can match, if known (it is tried only there)."""
-    groups = scanner.groupindex.items()          # (the inner groups of the patterns are unnamed)
-    out = {name: [] for name in scanner.groupindex}
-    last = dict.fromkeys(scanner.groupindex, 0)  # where the pattern's previous match ended
+    groups = _SCAN_GROUPS.get(scanner) or _scan_groups(scanner)
+    out = {name: [] for name, _ in groups}
+    last = dict.fromkeys(out, 0)                 # where the pattern's previous match ended
     matches = scanner.finditer(text) if starts is None else \
         filter(None, map(partial(scanner.match, text), starts))
     for m in matches:
         regs = m.regs
-        for name, k in groups:
-            s, e = regs[k]
-            if s >= last[name]:                  # (-1: no match here)
+        # (the patterns that matched here: a comprehension, most of them did not)
+        for name, (s, e) in [(name, regs[k]) for name, k in groups if regs[k][0] >= 0]:
+            if s >= last[name]:
                 out[name].append((s, e))
                 last[name] = e
     return out
+
+
+_SCAN_GROUPS: dict[re.Pattern, tuple] = {}
+
+
+def _scan_groups(scanner: re.Pattern) -> tuple:
+    """(name, group number) of each pattern of the scanner (the inner groups are unnamed)."""
+    _SCAN_GROUPS[scanner] = tuple(scanner.groupindex.items())
+    return _SCAN_GROUPS[scanner]
 
 
 def run_matches(text: str) -> dict[str, list[tuple[int, int]]]:
@@ -620,7 +670,7 @@ def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
                 yield s, e, "DATE"
     for m in _anchored(_MONTH_ALONE, text, _anchor(_MONTH_CAPITAL, text), 0):
         yield m.start(), m.end(), "DATE"
-    holiday = low is None or any(w in low for w in _HOLIDAY_WORDS)
+    holiday = low is None or _HOLIDAY_GATE(text)
     for m in _HOLIDAY.finditer(text) if holiday else ():
         yield m.start(), m.end(), "DATE"
     # (its month name starts a word: among the month-first anchors, where there are, those
@@ -634,7 +684,7 @@ def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
         (low is None or _ORDINAL_THE.search(low))
     for m in _ORDINAL_DAY.finditer(text) if ordinal else ():
         yield m.start(1), m.end(1), "DATE"
-    if "may" in text or "May" in text or "MAY" in text:
+    if _MAY_GATE(text):
         found = _MAY_ALONE.finditer(text) if low is None else \
             _anchored(_MAY_ALONE, text, _literal_anchor(low, "may"), _MAY_BACK)
         for m in found:
@@ -687,6 +737,8 @@ def _not_date_before(before: str) -> bool:
 
 
 def _plausible_date(s: str) -> bool:
+    if s.isascii() and s.strip("0123456789/.-"):
+        return True                     # (a letter or a space: no numeric date to check)
     nums = [int(x) for x in _DIGIT_RUN.findall(s)]
     if len(nums) >= 3 and all(c.isdigit() or c in "/.-" for c in s):
         a, b, c = nums[:3]
@@ -718,7 +770,7 @@ def contacts(text: str, runs: dict | None = None) -> Iterator[Span]:
     if "@" in text:
         for m in _EMAIL.finditer(text):
             yield m.start(), m.end(), "EMAIL"
-    if "://" in text or "www." in text or "WWW." in text:
+    if _URL_GATE(text):
         for m in _URL.finditer(text):
             yield m.start(), m.end(), "URL"
     if text.count(".") >= 3 and _IP_HINT.search(text):
@@ -819,7 +871,7 @@ def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
         street_ends.add(street_end)
         yield start, tail.end() if tail else street_end, "ADDRESS"
     lowered = _lower_ascii(text)
-    cued = lowered is None or any(c in lowered for c in _ADDRESS_CUES)
+    cued = lowered is None or _ADDRESS_GATE(text)
     for m in _cued(_ADDRESS_LABEL, text, lowered, _ADDRESS_CUE, len("patient ")) if cued else ():
         value = m.group(1)
         cut = _ADDRESS_END.search(value)
@@ -837,21 +889,20 @@ def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
                 yield (prefix.start() if prefix else m.start()), m.end(), "ADDRESS"
         if word in _STATE_TRIGGERS:
             yield from _city_state(text, m, street_ends)
-    for m in _ZIP_LABEL.finditer(text) if lowered is None or "zip" in lowered or \
-            "postal" in lowered else ():
+    for m in _ZIP_LABEL.finditer(text) if lowered is None or _ZIP_GATE(text) else ():
         yield m.start(1), m.end(1), "ZIP"
     for s, e in runs["zip"]:
         yield s, e, "ZIP"
-    cued = lowered is None or any(c in lowered for c in _CITY_CUES)
+    cued = lowered is None or _CITY_GATE(text)
     for m in _cued(_CITY_CONTEXT, text, lowered, _CITY_CUE, 0) if cued else ():
         place = m.group(1).rstrip()
         yield m.start(1), m.start(1) + len(place), "ADDRESS"
     found = _STREET_ON.finditer(text) if lowered is None else \
         _anchored(_STREET_ON, text, lambda i: lowered.find(" on ", i) + 1 or -1, len("apartment "))
-    for m in found if " on " in text else ():
+    for m in found if _ON_GATE(text) else ():
         group = 1 if m.group(1) else 2
         yield m.start(group), m.end(group), "ADDRESS"
-    for m in _PO_BOX.finditer(text) if lowered is None or "box" in lowered else ():
+    for m in _PO_BOX.finditer(text) if lowered is None or _BOX_GATE(text) else ():
         yield m.start(), m.end(), "ADDRESS"
 
 
