@@ -256,9 +256,10 @@ in ASCII `text` (see patterns._NATIVE_ANCHORS); an unknown kind gives [].)doc");
         R"doc(A function text -> bytes, one byte per gate (1: on): gate g is on where one of its
 literals (literal, folded, g) occurs in ASCII `text`, a folded one in text.lower() (see
 megamed.data.deid.gates).)doc");
-  m.def("deid_run_starts", &deid_run_starts, py::arg("text"),
-        R"doc(The digit-run starts of ASCII `text` where megamed.data.deid.patterns.run_matches
-tries its scanner (some pattern may match there; none matches at the others).)doc");
+  m.def("deid_run_masks", &deid_run_masks, py::arg("text"),
+        R"doc((start, mask) of the digit runs of ASCII `text` where some pattern of
+megamed.data.deid.patterns._RUN_PATTERNS may match; bit k of mask: the k-th of
+patterns._RUN_BITS may (none matches where its bit is clear).)doc");
   m.def("decode_batch", &decode_batch_into, py::arg("sources"), py::arg("out"), py::arg("item_bytes"),
         py::arg("item_size"), py::arg("is_signed"), py::arg("threads") = 1,
         py::arg("slopes") = py::none(), py::arg("intercepts") = py::none(),

@@ -314,43 +314,64 @@ bool lower_street_at(const std::string& t, long p) {
   return false;
 }
 
-// necessary for a match of some _RUN_PATTERNS pattern at the run of r digits starting at p
-bool run_may_match(const std::string& t, long p, long r) {
-  const long n = static_cast<long>(t.size()), q = p + r;
-  if (r >= 7) return true;                       // bare_id \d{6,} after the first, vin
+// month name (any case) at k, after the spaces from k: date7's "\s+(?:of\s+)?" month
+bool spaced_month_or_of(const std::string& t, long k) {
+  const long n = static_cast<long>(t.size());
+  while (k < n && is_space(t[k])) ++k;
+  return month_at(t, k) || (k + 1 < n && lower(t[k]) == 'o' && lower(t[k + 1]) == 'f');
+}
+
+// _STREET after its digits: [A-Z]?[ ]{1,2} then a capital or a digit (a direction, a name,
+// "1st"), or lower-case words and a spelled-out street type
+bool street_may_follow(const std::string& t, long q) {
+  const long n = static_cast<long>(t.size());
   if (q >= n) return false;
-  const char c = t[q];
-  if (c == '/' || c == '.' || c == '-')          // group A (dates, month_day, ssn, zip), date4,
-    return q + 1 < n && (is_digit(t[q + 1]) || (c == '-' && is_alnum(t[q + 1])));  // bare_id
-  if (is_upper(c)) return true;                  // bare_id, vin, street [A-Z]?, date5, date7
-  if (is_lower(c)) return r <= 2;                // date7's ordinal, date5's month
-  if (!is_space(c)) return false;
-  if (r <= 2) {                                  // date7 (\s+ (of\s+)? month), date5 (" " month)
-    long k = q;
-    while (k < n && is_space(t[k])) ++k;
-    if (month_at(t, k) || (literal_at(t, k, "of") || literal_at(t, k, "OF") ||
-                           literal_at(t, k, "Of") || literal_at(t, k, "oF")))
-      return true;
-  }
-  if (r <= 6 && c == ' ') {                      // street: [ ]{1,2}, then a capital or a digit
-    long k = q + 1;                              // (a direction, a name, "1st"), or lower case
-    if (k < n && t[k] == ' ') ++k;
-    if (k < n && (is_upper(t[k]) || is_digit(t[k]))) return true;
-    return lower_street_at(t, k);
-  }
-  return false;
+  if (is_upper(t[q])) return true;
+  if (t[q] != ' ') return false;
+  long k = q + 1;
+  if (k < n && t[k] == ' ') ++k;
+  if (k < n && (is_upper(t[k]) || is_digit(t[k]))) return true;
+  return lower_street_at(t, k);
+}
+
+// The _RUN_PATTERNS patterns (bits in patterns._RUN_BITS order) that may match at the run of
+// r digits starting at p: a necessary condition of each on what follows the run.
+int run_mask(const std::string& t, long p, long r) {
+  const long n = static_cast<long>(t.size()), q = p + r;
+  const char c = q < n ? t[q] : '\0';
+  const char c1 = q + 1 < n ? t[q + 1] : '\0';
+  const bool sep = c == '/' || c == '.' || c == '-', digit_next = is_digit(c1);
+  int mask = 0;
+  if (r <= 2 && sep && digit_next) mask |= 1 << 0;                          // date0
+  if (r == 4 && sep && digit_next) mask |= 1 << 1;                          // date1
+  if (r <= 2 && (c == '/' || c == '-') && digit_next) mask |= 1 << 2;       // date2
+  if (r == 4 && c == '-' && digit_next) mask |= 1 << 3;                     // date3
+  if (r <= 2 && c == '-' && month_at(t, q + 1)) mask |= 1 << 4;             // date4
+  if (r <= 2 && c == '/' && digit_next) mask |= 1 << 5;                     // month_day
+  if (r == 3 && c == '-' && digit_next) mask |= 1 << 6;                     // ssn
+  if (r == 5 && c == '-' && digit_next) mask |= 1 << 7;                     // zip
+  if (r <= 2 && ((q < n && std::strchr("sSnNrRtT", c) != nullptr) ||       // date7: ordinal,
+                 (q < n && is_space(c) && spaced_month_or_of(t, q))))       // or \s+ (of) month
+    mask |= 1 << 8;
+  if (r <= 6 && street_may_follow(t, q)) mask |= 1 << 9;                   // street
+  if (r <= 2 && (month_at(t, q) || ((c == '-' || c == ' ') && month_at(t, q + 1))))
+    mask |= 1 << 10;                                                        // date5
+  if (r >= 7 || is_upper(c) || c == '-') mask |= 1 << 11;                  // bare_id
+  if (r <= 16 && is_upper(c)) mask |= 1 << 12;                             // vin
+  return mask;
 }
 
 }  // namespace
 
-std::vector<long> deid_run_starts(const std::string& t) {
-  std::vector<long> out;
+std::vector<std::pair<long, int>> deid_run_masks(const std::string& t) {
+  std::vector<std::pair<long, int>> out;
   const long n = static_cast<long>(t.size());
   for (long p = 0; p < n;) {
     if (!is_digit(t[p])) { ++p; continue; }
     long q = p;
     while (q < n && is_digit(t[q])) ++q;
-    if (run_may_match(t, p, q - p)) out.push_back(p);
+    const int mask = run_mask(t, p, q - p);
+    if (mask) out.emplace_back(p, mask);
     p = q;
   }
   return out;

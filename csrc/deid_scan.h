@@ -36,10 +36,11 @@ std::vector<std::string> deid_split_tokens(const std::string& text);
 // capitals in a row and at least 24 letters, as (start, end) without the newline.
 std::vector<std::pair<long, long>> deid_uncased_regions(const std::string& text);
 
-// The starts of the digit runs of ASCII `text` where some pattern of patterns._RUN_PATTERNS
-// may match (a necessary condition of each, from the characters after the run): where
-// patterns.run_matches tries its scanner. The others are skipped, and no pattern matches there.
-std::vector<long> deid_run_starts(const std::string& text);
+// (start, mask) of the digit runs of ASCII `text` where some pattern of patterns._RUN_PATTERNS
+// may match: bit k of mask (patterns._RUN_BITS order) set where the k-th may (a necessary
+// condition of each, from the characters after the run). run_matches tries each pattern only
+// where its bit is set; no pattern matches where its bit is clear.
+std::vector<std::pair<long, int>> deid_run_masks(const std::string& text);
 
 }  // namespace megamed
 

@@ -406,23 +406,31 @@ def test_native_token_split_and_shouted_lines_equal_the_python_ones(corpus):
         assert N._native_uncased(text) == N._uncased_regions_python(text), text
 
 
-def test_native_run_starts_miss_no_match_of_the_digit_scan(corpus):
-    """run_matches tries its scanner only at csrc's deid_run_starts: the same spans as the scan
-    of every digit run, on the corpus and on random text around digit runs."""
+def test_native_run_masks_miss_no_match_of_the_digit_scan(corpus):
+    """run_matches tries each pattern only where csrc's deid_run_masks sets its bit: the same
+    spans as the scan of every digit run, and no pattern matches at a run where its bit is
+    clear, on the corpus and on random text around digit runs."""
     import random
     from megamed.data.deid import patterns as P
-    if P._native_run_starts is None:
-        pytest.skip("megamed._dicom was built without deid_run_starts")
+    if P._native_run_masks is None:
+        pytest.skip("megamed._dicom was built without deid_run_masks")
+    assert sorted(P._RUN_BITS) == sorted(P._RUN_PATTERNS)
     rng = random.Random(11)
     parts = ["1", "12", "123", "1234", "12345", "123456", "1234567", "12345678901234567", "0",
              "/", ".", "-", " ", "  ", "   ", "\t", "\n", ",", ":", "%", "'", "st", "nd", "th",
              "Rd", "B", "N", "W. ", "North ", "Main ", "main ", "elm ", "street", "Street", "St",
              "avenue", "of ", "OF ", "Mar", "march", "JAN", "Sept", "may", "mg", "bpm", "days",
-             "Oak Lane", "AB", "X", "A-", "19", "20", "2019", "(", "#", "_", "é", "e"]
+             "Oak Lane", "AB", "X", "A-", "19", "20", "2019", "(", "#", "_", "é", "e", "-jan",
+             " Sep", "Of ", "ST", "rd ", "1HGCM82633A004352", "ABC", "\x1c", "-Mar-", "1st "]
     texts = [doc["text"] for doc in corpus]
     texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 40))) for _ in range(4000)]
     for text in (t for t in texts if t.isascii()):
         assert P.run_matches(text) == P._scan(P._RUN_SCANNER, text), text
+        masks = dict(P._native_run_masks(text))
+        for a in (m.start() for m in re.finditer(r"(?<!\d)\d", text)):
+            for k, name in enumerate(P._RUN_BITS):
+                if P._RUN_PATTERNS[name].match(text, a):
+                    assert masks.get(a, 0) >> k & 1, (name, a, text)
 
 
 def test_native_literal_gates_equal_their_python_originals(corpus):

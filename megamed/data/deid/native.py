@@ -38,7 +38,7 @@ TRANSCRIBED = {
     "literal_gates": "e6ceb90e3b670ab4",
     "month_starts": "17d793db2e8fb5a5",
     "place_words": "e2da3a78eda79aba",
-    "run_starts": "fe479e7630943f06",
+    "run_masks": "f7e30051f2082fba",
     "split_tokens": "d1305b313ca25f93",
     "uncased_regions": "569d612d86e0908d",
 }

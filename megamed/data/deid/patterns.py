@@ -629,15 +629,45 @@ def _scan_groups(scanner: re.Pattern) -> tuple:
 def run_matches(text: str) -> dict[str, list[tuple[int, int]]]:
     """pattern name -> the spans re.finditer gives for it, for every pattern in _RUN_PATTERNS
     (of those that also start at words, the part that starts at digits)."""
-    native_ok = _native_run_starts is not None and text.isascii()
-    return _scan(_RUN_SCANNER, text, _native_run_starts(text) if native_ok else None)
+    if _native_run_masks is not None and text.isascii():
+        return _masked_run_matches(text, _native_run_masks(text))
+    return _scan(_RUN_SCANNER, text)
 
 
-# csrc's deid_run_starts: the digit runs where some _RUN_PATTERNS pattern may match, from a
-# necessary condition of each pattern on what follows the run. A pattern added to _RUN_PATTERNS
-# needs its condition there too (tests/data/test_deid_text.py compares with the full scan).
-_native_run_starts = native.function(
-    "deid_run_starts", "run_starts", _RUN_SCANNER,
+# csrc's deid_run_masks: the digit runs where some _RUN_PATTERNS pattern may match, and which
+# (bit k: _RUN_BITS[k]), from a necessary condition of each pattern on what follows the run. A
+# pattern added to _RUN_PATTERNS needs its bit and condition there too (until then the scan
+# runs: the fingerprint covers the patterns; tests/data/test_deid_text.py compares both).
+_RUN_BITS = ("date0", "date1", "date2", "date3", "date4", "month_day", "ssn", "zip", "date7",
+             "street", "date5", "bare_id", "vin")
+
+
+def _masked_run_matches(text: str, masks: list[tuple[int, int]]) -> dict:
+    """_scan(_RUN_SCANNER, text)'s result, each pattern tried alone at the runs where its bit is
+    set (the scanner tries every pattern at a run: those with a clear bit fail there)."""
+    out = {name: [] for name in _RUN_SCANNER.groupindex}
+    last = dict.fromkeys(out, 0)
+    for a, mask in masks:
+        for name, match in _MASK_PATTERNS.get(mask) or _mask_patterns(mask):
+            m = match(text, a)
+            if m is not None and a >= last[name]:
+                out[name].append(m.span())
+                last[name] = m.end()
+    return out
+
+
+_MASK_PATTERNS: dict[int, tuple] = {}
+
+
+def _mask_patterns(mask: int) -> tuple:
+    """(name, pattern.match) of the patterns whose bits `mask` sets."""
+    _MASK_PATTERNS[mask] = tuple((name, _RUN_PATTERNS[name].match)
+                                 for k, name in enumerate(_RUN_BITS) if mask >> k & 1)
+    return _MASK_PATTERNS[mask]
+
+
+_native_run_masks = native.function(
+    "deid_run_masks", "run_masks", _RUN_SCANNER, _RUN_BITS, _masked_run_matches,
     *(f"{name}={rx.pattern}\0{int(rx.flags)}" for name, rx in _RUN_PATTERNS.items()))
 
 
