@@ -187,6 +187,15 @@ bool age_start(const std::string& t, long p) {
          literal_at(t, p, "a hundred") || literal_at(t, p, "hundred");
 }
 
+// \d(?<![\w.,/:+-]\d): the first digit of a run that no word character, ".", ",", "/", ":",
+// "+" or "-" precedes (more_patterns._DIGIT_AT, where each _DIGIT_START match starts)
+bool digit_start(const std::string& t, long p) {
+  if (!is_digit(t[p])) return false;
+  if (p == 0) return true;
+  const char c = t[p - 1];
+  return !(is_alnum(c) || c == '_' || std::strchr(".,/:+-", c) != nullptr);
+}
+
 // age|turned
 bool age_cue(const std::string& t, long p) { return literal_at(t, p, "age") || literal_at(t, p, "turned"); }
 
@@ -377,21 +386,32 @@ std::vector<std::pair<long, int>> deid_run_masks(const std::string& t) {
   return out;
 }
 
-std::vector<long> deid_anchor_starts(const std::string& kind, const std::string& t) {
-  bool (*test)(const std::string&, long) = nullptr;
-  if (kind == "phone_core") test = phone_core;
-  else if (kind == "ip_hint") test = ip_hint;
-  else if (kind == "month_capital") test = month_capital;
-  else if (kind == "age_start") test = age_start;
-  else if (kind == "age_cue") test = age_cue;
-  else if (kind == "ordinal_hint") test = ordinal_hint;
-  else if (kind == "word_gate") test = word_gate;
-  else if (kind == "phone7_letter") test = phone7_letter;
-  else if (kind == "extension_cue") test = extension_cue;
+namespace {
+
+// every position where Test holds (Test inlined: no call per position)
+template <bool (*Test)(const std::string&, long)>
+std::vector<long> positions_where(const std::string& t) {
   std::vector<long> out;
-  for (long p = 0; test != nullptr && p < static_cast<long>(t.size()); ++p)
-    if (test(t, p)) out.push_back(p);
+  const long n = static_cast<long>(t.size());
+  for (long p = 0; p < n; ++p)
+    if (Test(t, p)) out.push_back(p);
   return out;
+}
+
+}  // namespace
+
+std::vector<long> deid_anchor_starts(const std::string& kind, const std::string& t) {
+  if (kind == "phone_core") return positions_where<phone_core>(t);
+  if (kind == "ip_hint") return positions_where<ip_hint>(t);
+  if (kind == "month_capital") return positions_where<month_capital>(t);
+  if (kind == "age_start") return positions_where<age_start>(t);
+  if (kind == "age_cue") return positions_where<age_cue>(t);
+  if (kind == "ordinal_hint") return positions_where<ordinal_hint>(t);
+  if (kind == "word_gate") return positions_where<word_gate>(t);
+  if (kind == "phone7_letter") return positions_where<phone7_letter>(t);
+  if (kind == "extension_cue") return positions_where<extension_cue>(t);
+  if (kind == "digit_start") return positions_where<digit_start>(t);
+  return {};
 }
 
 }  // namespace megamed

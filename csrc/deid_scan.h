@@ -26,7 +26,8 @@ std::vector<long> deid_month_starts(const std::string& low);
 
 // Every position where the anchor pattern `kind` of patterns.py matches in ASCII `text`:
 // "phone_core" (_PHONE_CORE), "ip_hint" (_IP_HINT), "month_capital" (_MONTH_CAPITAL), and on
-// lower-case text "age_start" (_AGE_START), "age_cue" (_AGE_CUE). Unknown kind: empty.
+// lower-case text "age_start" (_AGE_START), "age_cue" (_AGE_CUE); "digit_start"
+// (more_patterns._DIGIT_AT). Unknown kind: empty.
 std::vector<long> deid_anchor_starts(const std::string& kind, const std::string& text);
 
 // names._TOKEN_SPLIT_ASCII.split(text) for ASCII text: gap, token, gap, ..., gap.

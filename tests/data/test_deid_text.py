@@ -365,7 +365,7 @@ def test_native_anchors_are_every_position_of_their_patterns(corpus):
     """csrc/deid_scan.cpp's anchor lists (patterns._NATIVE_ANCHORS) hold every position where
     their pattern matches, as _regex_anchor finds them, on ASCII text."""
     import random
-    from megamed.data.deid import patterns as P
+    from megamed.data.deid import more_patterns as M, patterns as P
     if P._native_anchor_starts is None:
         pytest.skip("megamed._dicom was built without deid_anchor_starts")
     rng = random.Random(7)
@@ -374,7 +374,9 @@ def test_native_anchors_are_every_position_of_their_patterns(corpus):
              "Dec_", "MAR", "age", "aged 93", "turned", "ninety", "one hundred", "a hundred",
              "hundred", "99", "101", "120", "9", "1", "0", " ", "\n", "-", "/", "\t", "(", ")", "a",
              "5th", "2ND", "3rD", "1s", "AB12", "MRN-", "X", "Q_", "Zz9", "_A1", "ext. 12", "x4",
-             "extension #  3", "pgr 1", "pgr1", "ext7", "beeper#2", "pager", "next 5", "_x1", "call ", "ph:"]
+             "extension #  3", "pgr 1", "pgr1", "ext7", "beeper#2", "pager", "next 5", "_x1", "call ", "ph:",
+             "0161 496 0000", "96y", "93/F", "QLD 4", "350", "2QT", "+4", ":5", "12 Kingsway",
+             "555 0147", "1O2"]
     texts = [doc["text"] for doc in corpus]
     texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
     for text in (t for t in texts if t.isascii()):
@@ -382,10 +384,23 @@ def test_native_anchors_are_every_position_of_their_patterns(corpus):
             on = text.lower() if kind.startswith("age") else text
             assert P._native_anchor_starts(kind, on) == \
                 [p for p in range(len(on) + 1) if rx.match(on, p)], (kind, on)
+        if M._native_digit_at is not None:                         # (more_patterns' anchor)
+            assert M._native_digit_at("digit_start", text) == \
+                [p for p in range(len(text) + 1) if M._DIGIT_AT.match(text, p)], text
+            assert {k: [m.span() for m in v] for k, v in M.digit_starts(text).items()} == \
+                _finditer_digit_starts(M, text), text
         find, phone7 = P._phone7_after_letter(text), []           # (not a pattern: a filter)
         while (a := find(phone7[-1] + 1 if phone7 else 0)) >= 0:
             phone7.append(a)
         assert P._native_anchor_starts("phone7_letter", text) == phone7, text
+
+
+def _finditer_digit_starts(M, text: str) -> dict:
+    """more_patterns.digit_starts as finditer gives it: (name, span) lists."""
+    out = {name: [] for name in M._DIGIT_START.groupindex}
+    for m in M._DIGIT_START.finditer(text):
+        out[m.lastgroup].append(m.span())
+    return out
 
 
 def test_native_token_split_and_shouted_lines_equal_the_python_ones(corpus):

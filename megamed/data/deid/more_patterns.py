@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from megamed.data.deid import gates, lexicon
+from megamed.data.deid import gates, lexicon, native
 
 Span = tuple[int, int, str]
 
@@ -543,11 +543,32 @@ _DIGIT_START = re.compile(rf"\d(?<![\w.,/:+-]\d)(?:(?P<trunk>{_TRUNK_PHONE})|"
                           rf"(?P<age>{_AGE_NUMBER})|(?P<inward>{_INWARD})|(?P<au>{_AU_POSTCODE}))")
 
 
+# where every _DIGIT_START match starts (its opening, as written there): in C++ for ASCII text
+# (csrc's deid_anchor_starts "digit_start"), where re tries the alternatives; a change to the
+# opening of _DIGIT_START (not to its alternatives) makes the scan run in Python again
+_DIGIT_AT = re.compile(r"\d(?<![\w.,/:+-]\d)")
+_native_digit_at = native.function("deid_anchor_starts", "anchor_digit_start", _DIGIT_AT) \
+    if _DIGIT_START.pattern.startswith(_DIGIT_AT.pattern + "(?:") else None
+
+
 def digit_starts(text: str) -> dict[str, list[re.Match]]:
     out: dict[str, list[re.Match]] = {name: [] for name in _DIGIT_START.groupindex}
-    for m in _DIGIT_START.finditer(text):
+    found = _DIGIT_START.finditer(text) if _native_digit_at is None or not text.isascii() else \
+        _matches_at(_DIGIT_START, text, _native_digit_at("digit_start", text))
+    for m in found:
         out[m.lastgroup].append(m)
     return out
+
+
+def _matches_at(rx: re.Pattern, text: str, starts: list[int]) -> Iterator[re.Match]:
+    """rx.finditer(text) where every match starts at one of the sorted `starts`."""
+    pos = 0
+    for a in starts:
+        if a >= pos:
+            m = rx.match(text, a)
+            if m:
+                yield m
+                pos = m.end()
 
 
 # a UK National Insurance number: "QQ 12 34 56 C" (its own shape: the label needs no digit run)

@@ -920,7 +920,8 @@ def _propagate(d: _Doc, veto, name) -> None:
     # make every GPU a name)
     found = {toks[i].lower for i in compress(range(len(toks)), name)
              if len(toks[i].text) > 1 and not _short_code(toks[i])}
-    for i in [i for i, t in enumerate(toks) if t.lower in found] if found else ():
+    lows = map(attrgetter("lower"), toks)
+    for i in list(compress(range(len(toks)), map(found.__contains__, lows))) if found else ():
         t = toks[i]
         if name[i] or veto[i] or not (t.cap or not t.word) or d.gap[i][-1:].isdigit():
             continue                        # ("3rd" is no mention of a Mr. Rd)
@@ -975,14 +976,19 @@ TITLE_CREDENTIAL = re.compile(r"((?:(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|DR|MR|MRS|MS|dr
                               r"(.+?)(" + _CREDENTIAL_AFTER.pattern + r")?", re.S)
 
 
+_TITLE_GAP_END = (" ", "\n")
+_CREDENTIAL_GAP_START = (",", " ")
+
+
 def _with_title_and_credential(text: str, s: int, e: int) -> list[int]:
     """Widen a name span over the title before it and the credentials after it: gold
     annotations differ on whether "Dr." / ", MD" belong to the name, and a span that covers
     them is never wrong about the name itself. Replacement keeps them verbatim."""
-    m = _TITLE_BEFORE.search(text, max(0, s - 6), s)
+    # (each pattern needs the character next to the name: a space, or "$"'s newline / a comma)
+    m = _TITLE_BEFORE.search(text, max(0, s - 6), s) if text[s - 1:s] in _TITLE_GAP_END else None
     if m:
         s = m.start()
-    m = _CREDENTIAL_AFTER.match(text, e)
+    m = _CREDENTIAL_AFTER.match(text, e) if text[e:e + 1] in _CREDENTIAL_GAP_START else None
     if m:
         e = m.end()
     return [s, e]
