@@ -420,20 +420,20 @@ namespace megamed {
 
 LiteralGates::LiteralGates(const std::vector<std::tuple<std::string, bool, int>>& literals,
                            int gates)
-    : always_(gates, 0), gates_(gates) {
+    : always_(gates, 0), gates_(gates), table_(kTable) {
   for (const auto& [text, folded, gate] : literals) {
     if (gate < 0 || gate >= gates) continue;
     if (text.empty()) { always_[gate] = 1; continue; }   // "" in text: always
     const int k = static_cast<int>(literals_.size());
     literals_.push_back({text, folded, gate});
-    Index& index = folded ? folded_ : exact_;
     if (text.size() == 1) {
-      index.single[static_cast<unsigned char>(text[0])].push_back(k);
-    } else {
-      const unsigned key = pair_key(text[0], text[1]);
-      index.seen[key] = true;
-      index.by_pair[key].push_back(k);
+      singles_.push_back(k);
+      continue;
     }
+    // (a folded literal is keyed by its own characters: the text's are lowered to look it up)
+    const unsigned key = pair_key(text[0], text[1]);
+    seen_[key] = true;
+    table_[slot(key)].push_back(k);
   }
 }
 
@@ -442,26 +442,36 @@ unsigned LiteralGates::pair_key(char a, char b) {
          static_cast<unsigned char>(b);
 }
 
-// the literals of `index` that start at p in `t` (its first two characters matched by key)
-void LiteralGates::find_at(const Index& index, const std::string& t, size_t p,
-                           std::string& on) const {
-  for (int k : index.single[static_cast<unsigned char>(t[p])]) on[literals_[k].gate] = 1;
-  if (p + 1 >= t.size()) return;
-  const unsigned key = pair_key(t[p], t[p + 1]);
-  if (!index.seen[key]) return;
-  for (int k : index.by_pair.at(key)) {
-    const Literal& lit = literals_[k];
-    if (!on[lit.gate] && t.compare(p, lit.text.size(), lit.text) == 0) on[lit.gate] = 1;
-  }
+unsigned LiteralGates::slot(unsigned key) { return (key * 2654435761u >> 16) % kTable; }
+
+bool LiteralGates::matches_at(const Literal& lit, const std::string& t, size_t p) {
+  if (lit.text.size() > t.size() - p) return false;
+  if (!lit.folded) return t.compare(p, lit.text.size(), lit.text) == 0;
+  for (size_t j = 0; j < lit.text.size(); ++j)
+    if (lower(t[p + j]) != lit.text[j]) return false;
+  return true;
 }
 
 std::string LiteralGates::scan(const std::string& t) const {
   std::string on(always_.begin(), always_.end());
-  std::string low(t);                                     // text.lower() of ASCII text
-  for (char& c : low) c = lower(c);
-  for (size_t p = 0; p < t.size(); ++p) {
-    find_at(exact_, t, p, on);
-    find_at(folded_, low, p, on);
+  for (int k : singles_)                                  // (one character: rare)
+    for (size_t p = 0; p < t.size() && !on[literals_[k].gate]; ++p)
+      if (matches_at(literals_[k], t, p)) on[literals_[k].gate] = 1;
+  for (size_t p = 0; p + 1 < t.size(); ++p) {
+    const unsigned exact = pair_key(t[p], t[p + 1]);
+    const unsigned folded = pair_key(lower(t[p]), lower(t[p + 1]));
+    // a literal starts here only if its first two characters are the text's (exact) or the
+    // lowered text's (folded): looked up by those two keys, each literal under its own
+    for (unsigned key : {exact, folded}) {
+      if (!seen_[key]) continue;
+      for (int k : table_[slot(key)]) {
+        const Literal& lit = literals_[k];
+        const unsigned own = lit.folded ? folded : exact;
+        if (!on[lit.gate] && pair_key(lit.text[0], lit.text[1]) == own && matches_at(lit, t, p))
+          on[lit.gate] = 1;
+      }
+      if (folded == exact) break;
+    }
   }
   return on;
 }

@@ -58,18 +58,18 @@ class LiteralGates {
 
  private:
   struct Literal { std::string text; bool folded; int gate; };
-  // the literals by their first two characters (a bit per pair first: most pairs start none)
-  struct Index {
-    std::bitset<65536> seen;
-    std::unordered_map<unsigned, std::vector<int>> by_pair;
-    std::vector<int> single[256];                  // one-character literals
-  };
+  static constexpr unsigned kTable = 1024;
   static unsigned pair_key(char a, char b);
-  void find_at(const Index& index, const std::string& t, size_t p, std::string& on) const;
+  static unsigned slot(unsigned key);
+  static bool matches_at(const Literal& lit, const std::string& t, size_t p);
   std::vector<Literal> literals_;
-  Index exact_, folded_;
-  std::vector<char> always_;         // gates with an empty literal (always on)
+  std::vector<int> singles_;                  // one-character literals
+  // the others by their first two characters: a bit per pair (most pairs start none), then
+  // a small hash table of literal indices
+  std::bitset<65536> seen_;
+  std::vector<char> always_;                  // gates with an empty literal (always on)
   int gates_;
+  std::vector<std::vector<int>> table_;
 };
 
 }  // namespace megamed

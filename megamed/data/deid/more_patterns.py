@@ -71,6 +71,7 @@ def date_range(text: str, s: int, e: int) -> Iterator[Span]:
 # below holds one but the rarest ("5O8"), and "SpO2", "O2 sat" do not (a scan from the letters,
 # rarer than digits)
 _OCR_HINT = re.compile(r"[OIl]\d[\d/.-]")
+_OCR_GATE = gates.literals(*(c + d for c in "OIl" for d in "0123456789"))     # (its start)
 _OCR_DIGIT = "0-9OIl"
 _OCR_DATE = re.compile(rf"(?<![\w/])[{_OCR_DIGIT}]{{1,2}}([/-])[{_OCR_DIGIT}]{{1,2}}\1"
                        rf"(?:[{_OCR_DIGIT}]{{4}}|[{_OCR_DIGIT}]{{2}})(?![\w/])")
@@ -82,7 +83,7 @@ _OCR_TABLE = str.maketrans("OIl", "011")
 def ocr_digits(text: str) -> Iterator[Span]:
     """Dates and phone numbers whose digits OCR partly read as O / I / l: the shape of one, most
     of its characters digits, and a plausible value once the letters are read back."""
-    if not _OCR_HINT.search(text):
+    if not (_OCR_GATE(text) and _OCR_HINT.search(text)):
         return
     for rx, cat in ((_OCR_DATE, "DATE"), (_OCR_PHONE, "PHONE")):
         for m in rx.finditer(text):
@@ -284,6 +285,7 @@ _NUMBER_WORDS = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|tw
                  r"fifty|sixty|seventy|eighty|ninety|hundred|thousand)")
 _STREET_WORDS = ("street", "avenue", "road", "drive", "lane", "boulevard", "court")
 _WORD_STREET_TYPE = re.compile(rf"\b(?:{'|'.join(_STREET_WORDS)})\b", re.I)
+_STREET_WORD_GATE = gates.literals(*_STREET_WORDS, lower=True)
 _WORD_HOUSE_NUMBER = re.compile(rf"\b{_NUMBER_WORDS}(?:[ -](?:and[ ])?{_NUMBER_WORDS})*[ ]"
                                 rf"(?:[A-Za-z][a-z'-]+[ ]){{1,2}}$", re.I)
 _NOT_STREET_NAME = frozenset("lane way block blocks story stories floor bedroom car cars time "
@@ -293,6 +295,8 @@ _NOT_STREET_NAME = frozenset("lane way block blocks story stories floor bedroom 
 def word_house_numbers(text: str, low: str) -> Iterator[Span]:
     if len(low) != len(text):
         found = [m.span() for m in _WORD_STREET_TYPE.finditer(text)]
+    elif not _STREET_WORD_GATE(text):
+        return                          # (no street word in `low`: nothing to find)
     else:                               # the street words' places, by C-speed finds
         found = []
         for word in _STREET_WORDS:
@@ -699,5 +703,8 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(spoken_days(text, low))
     out.extend(web_addresses(text, low))
     out.extend(neighbourhoods(text, low))
-    out.extend(tails(text, spans + out))
+    # (tails acts on an address, or a span that one of _TAIL_STARTS follows: the others are
+    # dropped here, in a comprehension, before its loop)
+    out.extend(tails(text, [x for x in spans + out
+                            if x[2] == "ADDRESS" or text[x[1]:x[1] + 1] in _TAIL_STARTS]))
     return out
