@@ -34,16 +34,16 @@ class Gate:
         self.index, self.words, self.lower = index, words, lower
 
     def __call__(self, text: str) -> bool:
-        if _native_gates is not None and text.isascii():
-            memo = _MEMO                        # (one tuple: read whole, thread-safe)
-            if memo[0] is not text:
-                memo = _scan(text)
+        memo = _MEMO                            # (one tuple: read whole, thread-safe)
+        if memo[0] is text:                     # (the pass over this text is made)
             return memo[1][self.index] == 1
+        if _native_gates is not None and text.isascii():
+            return _scan(text)[1][self.index] == 1
         return _any_literal(text, self.words, self.lower)
 
 
 _GATES: list[Gate] = []
-_native_gates = native.function("deid_literal_gates", "literal_gates", _any_literal, Gate)
+_native_gates = native.function("deid_literal_gates", "literal_gates", _any_literal)
 _scanner = None
 _MEMO: tuple = (None, b"")          # (the last text scanned, its gate bytes)
 

@@ -36,7 +36,7 @@ TRANSCRIBED = {
     "anchor_phone_core": "fc67f93bdc2babca",
     "anchor_word_gate": "3a46d622aa2c33c0",
     "id_values": "90a436d8f4336f85",
-    "literal_gates": "e6ceb90e3b670ab4",
+    "literal_gates": "0da180ae4029e368",
     "month_starts": "17d793db2e8fb5a5",
     "place_words": "e2da3a78eda79aba",
     "run_masks": "f7e30051f2082fba",

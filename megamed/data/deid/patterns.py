@@ -604,6 +604,8 @@ def _scan(scanner: re.Pattern, text: str, starts=None) -> dict[str, list[tuple[i
     scanner can match, if known (it is tried only there)."""
     groups = _SCAN_GROUPS.get(scanner) or _scan_groups(scanner)
     out = {name: [] for name, _ in groups}
+    if starts is not None and not starts:
+        return out                               # (no start: no match)
     last = dict.fromkeys(out, 0)                 # where the pattern's previous match ended
     matches = scanner.finditer(text) if starts is None else \
         filter(None, map(partial(scanner.match, text), starts))
