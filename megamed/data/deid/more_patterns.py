@@ -2,8 +2,9 @@
 numbers and postcodes of other countries, OCR'd digits, spelled-out house numbers and ages,
 counties, GS1 device identifiers, identifiers written in spaced groups.
 
-Every detector runs only where it can fire: a pattern starts at a digit (re skips to digits at C
-speed), or runs behind a literal that each of its matches holds (a C-speed `in` / `find`).
+Every detector runs only where it can fire: a pattern starts at a digit (a named alternative of
+_DIGIT_START: one scan from C++'s digit starts), or runs behind a literal gate (gates.literals:
+a literal that each of its matches holds; one C++ pass answers every gate of a note).
 `find(text, spans)` takes the core detectors' spans and returns the spans to add.
 """
 from __future__ import annotations

@@ -1036,6 +1036,14 @@ def hl7_fields(text: str) -> Iterator[Span]:
                     start += len(part) + 1
 
 
+# A new detector stays fast (find_phi runs on every note) by one of the shared mechanisms:
+# - a literal that each of its matches holds: a module-level gates.literals(...) tested before
+#   the scan (all gates of all detectors are answered by one C++ pass over the note);
+# - a pattern that starts at a run of digits: an entry of _RUN_PATTERNS (one scan for all; give
+#   it its bit in _RUN_BITS and csrc's run_mask, else every run pattern runs in Python again),
+#   or a named alternative of more_patterns._DIGIT_START;
+# - a pattern opening with a word alternation: _anchored() near an anchor (a literal, a C++
+#   anchor list) instead of finditer over the whole text.
 def find_structured(text: str) -> list[Span]:
     runs = run_matches(text)             # shared by dates, contacts, identifiers, addresses
     spans: list[Span] = []
