@@ -241,6 +241,8 @@ a word (see patterns._month_starts).)doc");
   m.def("deid_anchor_starts", &deid_anchor_starts, py::arg("kind"), py::arg("text"),
         R"doc(Every position where the anchor pattern `kind` of megamed.data.deid.patterns matches
 in ASCII `text` (see patterns._NATIVE_ANCHORS); an unknown kind gives [].)doc");
+  m.def("deid_anchor_table", &deid_anchor_table, py::arg("text"), py::arg("kinds"),
+        R"doc([deid_anchor_starts(kind, text) for kind in kinds], in one call.)doc");
   m.def("deid_split_tokens", &deid_split_tokens, py::arg("text"),
         R"doc(megamed.data.deid.names._TOKEN_SPLIT_ASCII.split(text) for ASCII `text`.)doc");
   m.def("deid_uncased_regions", &deid_uncased_regions, py::arg("text"),

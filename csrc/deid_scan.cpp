@@ -414,6 +414,14 @@ std::vector<long> deid_anchor_starts(const std::string& kind, const std::string&
   return {};
 }
 
+std::vector<std::vector<long>> deid_anchor_table(const std::string& t,
+                                                 const std::vector<std::string>& kinds) {
+  std::vector<std::vector<long>> out;
+  out.reserve(kinds.size());
+  for (const std::string& kind : kinds) out.push_back(deid_anchor_starts(kind, t));
+  return out;
+}
+
 }  // namespace megamed
 
 namespace megamed {

@@ -29,6 +29,9 @@ std::vector<long> deid_month_starts(const std::string& low);
 // lower-case text "age_start" (_AGE_START), "age_cue" (_AGE_CUE); "digit_start"
 // (more_patterns._DIGIT_AT). Unknown kind: empty.
 std::vector<long> deid_anchor_starts(const std::string& kind, const std::string& text);
+// deid_anchor_starts of each of `kinds` on `text`, in one call (one conversion of the text)
+std::vector<std::vector<long>> deid_anchor_table(const std::string& text,
+                                                 const std::vector<std::string>& kinds);
 
 // names._TOKEN_SPLIT_ASCII.split(text) for ASCII text: gap, token, gap, ..., gap.
 std::vector<std::string> deid_split_tokens(const std::string& text);

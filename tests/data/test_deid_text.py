@@ -389,6 +389,9 @@ def test_native_anchors_are_every_position_of_their_patterns(corpus):
                 [p for p in range(len(text) + 1) if M._DIGIT_AT.match(text, p)], text
             assert {k: [m.span() for m in v] for k, v in M.digit_starts(text).items()} == \
                 _finditer_digit_starts(M, text), text
+        for group in (P._TEXT_KINDS, P._LOW_KINDS):                # (the one-call table)
+            assert P._native_anchor_table(text, group) == \
+                [P._native_anchor_starts(kind, text) for kind in group], text
         find, phone7 = P._phone7_after_letter(text), []           # (not a pattern: a filter)
         while (a := find(phone7[-1] + 1 if phone7 else 0)) >= 0:
             phone7.append(a)

@@ -63,5 +63,5 @@ def _scan(text: str) -> tuple:
     if _scanner is None:
         _scanner = _native_gates([(w, g.lower, g.index) for g in _GATES for w in g.words],
                                  len(_GATES))
-    _MEMO = (text, _scanner(text))
-    return _MEMO
+    memo = _MEMO = (text, _scanner(text))     # (returned from here: another thread may
+    return memo                                 # replace _MEMO meanwhile)

@@ -537,7 +537,27 @@ def _positions(rx: re.Pattern, text: str) -> list[int] | None:
     kind = _NATIVE_ANCHORS.get(rx)
     if kind is None or not text.isascii():
         return None
-    return _native_anchor_starts(kind, text)
+    return _anchor_list(kind, text)
+
+
+# The anchor lists of one string, every kind of its group in one C++ call (made when the first
+# is asked for, reused by the other detectors): kinds on the note, kinds on its lower case.
+_LOW_KINDS = ("age_start", "age_cue", "extension_cue")
+_TEXT_KINDS = ("phone_core", "ip_hint", "month_capital", "ordinal_hint", "word_gate",
+               "phone7_letter")
+_native_anchor_table = getattr(native._dicom, "deid_anchor_table", None)
+_ANCHOR_MEMO = {_LOW_KINDS: (None, None), _TEXT_KINDS: (None, None)}   # group: (string, lists)
+
+
+def _anchor_list(kind: str, s: str) -> list[int]:
+    """_native_anchor_starts(kind, s) (s ASCII)."""
+    if _native_anchor_table is None:
+        return _native_anchor_starts(kind, s)
+    group = _LOW_KINDS if kind in _LOW_KINDS else _TEXT_KINDS
+    memo = _ANCHOR_MEMO[group]                  # (one tuple: read whole, thread-safe)
+    if memo[0] is not s:
+        memo = _ANCHOR_MEMO[group] = (s, dict(zip(group, _native_anchor_table(s, group))))
+    return memo[1][kind]
 
 
 def _anchor(rx: re.Pattern, text: str):
@@ -679,8 +699,18 @@ def word_matches(text: str) -> dict[str, list[tuple[int, int]]]:
 
 
 def _lower_ascii(text: str) -> str | None:
-    """text.lower() where it keeps every index and re's case folding is plain ASCII; else None."""
-    return text.lower() if text.isascii() else None
+    """text.lower() where it keeps every index and re's case folding is plain ASCII; else None.
+    (The same string object for the same text: the detectors share it, and the anchor lists
+    made on it.)"""
+    global _LOWER_MEMO
+    memo = _LOWER_MEMO
+    if memo[0] is text:
+        return memo[1]
+    memo = _LOWER_MEMO = (text, text.lower() if text.isascii() else None)
+    return memo[1]
+
+
+_LOWER_MEMO: tuple = (None, None)
 
 
 def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
@@ -818,7 +848,7 @@ def contacts(text: str, runs: dict | None = None) -> Iterator[Span]:
         if 8 <= sum(c.isdigit() for c in m.group(0)) <= 15:
             before = text[max(0, m.start() - 14):m.start()]
             yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
-    phone7 = _listed_anchor(_native_anchor_starts("phone7_letter", text)) \
+    phone7 = _listed_anchor(_anchor_list("phone7_letter", text)) \
         if _native_phone7 and text.isascii() else _phone7_after_letter(text)
     for m in _anchored(_LOCAL_PHONE, text, phone7, _LOCAL_PHONE_BACK):
         yield m.start(1), m.end(1), "PHONE"
