@@ -414,11 +414,50 @@ std::vector<long> deid_anchor_starts(const std::string& kind, const std::string&
   return {};
 }
 
+namespace {
+
+// an anchor kind: its test, and the characters its matches may start with (a test is tried
+// only at those: most characters start no anchor)
+struct AnchorKind {
+  const char* name;
+  bool (*test)(const std::string&, long);
+  const char* first;                       // nullptr: digits; "A-Z": capitals
+};
+
+const AnchorKind kAnchorKinds[] = {
+    {"phone_core", phone_core, "(0123456789"},
+    {"ip_hint", ip_hint, "0123456789"},
+    {"month_capital", month_capital, "JFMASOND"},
+    {"age_start", age_start, "91noah"},
+    {"age_cue", age_cue, "at"},
+    {"ordinal_hint", ordinal_hint, "0123456789"},
+    {"word_gate", word_gate, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"},
+    {"phone7_letter", phone7_letter, "0123456789"},
+    {"extension_cue", extension_cue, "epbx"},
+    {"digit_start", digit_start, "0123456789"},
+};
+
+}  // namespace
+
 std::vector<std::vector<long>> deid_anchor_table(const std::string& t,
                                                  const std::vector<std::string>& kinds) {
-  std::vector<std::vector<long>> out;
-  out.reserve(kinds.size());
-  for (const std::string& kind : kinds) out.push_back(deid_anchor_starts(kind, t));
+  std::vector<std::vector<long>> out(kinds.size());
+  std::vector<const AnchorKind*> known(kinds.size(), nullptr);
+  unsigned starts[256] = {};               // bit k: kinds[k] may start with the character
+  for (size_t k = 0; k < kinds.size() && k < 32; ++k)
+    for (const AnchorKind& kind : kAnchorKinds)
+      if (kinds[k] == kind.name) {
+        known[k] = &kind;
+        for (const char* c = kind.first; *c; ++c) starts[static_cast<unsigned char>(*c)] |= 1u << k;
+      }
+  for (size_t k = 0; k < kinds.size(); ++k)          // (beyond 32 kinds, or unknown: alone)
+    if (known[k] == nullptr || k >= 32) out[k] = deid_anchor_starts(kinds[k], t);
+  const long n = static_cast<long>(t.size());
+  for (long p = 0; p < n; ++p)
+    for (unsigned m = starts[static_cast<unsigned char>(t[p])]; m; m &= m - 1) {
+      const int k = __builtin_ctz(m);
+      if (known[k]->test(t, p)) out[k].push_back(p);
+    }
   return out;
 }
 
