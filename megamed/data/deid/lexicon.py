@@ -64,10 +64,15 @@ def surrogate_last() -> tuple[str, ...]:
 # Titles and credentials that make the next / previous capitalised words a person's name.
 TITLES = frozenset("""dr dr. doctor mr mr. mrs mrs. ms ms. miss mx mx. prof prof. professor
 drs drs. sister nurse mister missus officer ofc sgt sergeant detective deputy trooper rev
-reverend pastor rabbi sr sra srta señor señora""".split())
+reverend pastor rabbi sr sra srta señor señora herr frau monsieur madame mme mlle signor
+signora dott dra""".split())
 CREDENTIALS = frozenset("""md m.d. do d.o. rn r.n. np n.p. pa pa-c phd ph.d. dds dmd lpn cnm crna
 msw lcsw pharmd rph mbbs frcp facc facs facp dnp aprn fnp fnp-c anp acnp pt dpt ot rrt rt
-cna bsn msn dvm dds dmd od""".split())
+cna bsn msn dvm dds dmd od au aud ccc-slp ccc-a rpsgt pmhnp pmhnp-bc nnp nnp-bc fnp-bc anp-bc
+agacnp-bc agpcnp-bc acnp-bc whnp-bc cnm crnp emt emt-b emt-p emt-i nremt franzco fracs fracp
+fracgp frcs frcse frcsed frcpc frcpath frcr mrcp mrcs mrcgp frcog mrcog frcpsych frcem ccrn
+otr otr/l cota slp-cca rdn ldn bcba lmft lpc licsw lcpc cdces rph cpht rdcs rvt rrt-nps arrt
+rtt cnor cpnp ibclc""".split())
 
 MONTHS = {"january": 1, "february": 2, "march": 3, "april": 4, "may": 5, "june": 6, "july": 7,
           "august": 8, "september": 9, "october": 10, "november": 11, "december": 12,
@@ -149,7 +154,8 @@ respironics invacare walgreens cvs walmart costco kroger publix safeway caremark
 optum humana aetna cigna anthem unitedhealthcare medicaid medicare tricare bluecross
 blueshield molina centene wellcare ambetter cavit ketac vitrebond dycal durelon tempbond
 septocaine buick chevrolet chevy nissan hyundai subaru mazda acura
-volkswagen audi bmw tesla jeep chrysler cadillac gmc volvo kia""".split())
+volkswagen audi bmw tesla jeep chrysler cadillac gmc volvo kia hill-rom hillrom
+kaiser permanente geisinger ochsner provation medi-cal""".split())
 
 
 # Nouns that turn a preceding capitalised word into an eponym: "Bell's palsy", "Still disease".
@@ -192,14 +198,15 @@ lt rt bilat hpi pmh psh fh sh ros pe a/p cc mdm dnr dni pola molst hcp poa
 qtc qrs pr st axis sinus mrn dob dos ssn acct fin npi dea mr pcp attn re cc bmi
 x-ray xray x-rays lvef rvef lvh rvh tapse bnp
 rales rhonchi crackles brady tachy pulm cardiol neph nephro heme onc endo rheum derm ortho uro gyn psych mets
-drs psyd edd drph abpp chpn ccrn cen ocn bcps cde cdces lmft lpc licsw otr slp rdn atc ntprobnp troponin trop egfr a1c hba1c bi-rads pi-rads li-rads ti-rads""".split())
+drs psyd edd drph abpp chpn ccrn cen ocn bcps cde cdces lmft lpc licsw otr slp rdn atc ntprobnp troponin trop egfr a1c hba1c bi-rads pi-rads li-rads ti-rads
+rad rads onc hosp dispo mech labo ab abx""".split())
 
 # Census entries that are almost never a name in a clinical note (abbreviations, units).
 NOT_NAMES = frozenset("""officer sergeant detective deputy trooper reverend pastor rabbi aide
 mg ml mm cm kg lb oz mcg meq mmol iu hr hrs min sec pt pts dr mr ms
 mrs md rn np pa do of in on at to the and or for with by as is it be an no not yo yr yrs
 ct mri us ekg ecg ed er icu or ir ob gi gu iv im po pr qd bid tid qid prn npo
-dose doses unit units left right mid upper lower normal""".split())
+dose doses unit units left right mid upper lower normal women men""".split())
 
 # Languages, nationalities, faiths, countries: capitalised but not names by themselves ("(Spanish)");
 # some are names too (Christian, English), so only context makes them one.
@@ -248,7 +255,7 @@ mother in law|father in law|son in law|daughter in law|brother in law|sister in 
 godfather|godson|goddaughter|twin|twin brother|twin sister|ex husband|ex wife|
 abuela|abuelo|abuelita|abuelito|mama|papa|hija|hijo|esposa|esposo|hermana|hermano|tia|tio|
 nieta|nieto|prima|primo|sobrina|sobrino|madre|padre|suegra|suegro|nonna|nonno|oma|opa|
-bubbe|zayde|babcia|dziadek|lola|lolo|nana|auntie|initials|transcribed|transcriptionist|typed|
+bubbe|zayde|babcia|dziadek|lola|lolo|nana|auntie|nan|nanna|gran|granny|grandad|granddad|initials|transcribed|transcriptionist|typed|
 typist|minutes by|entered by|note by|scribe|scribed by|witness|witnessed by|hi|hello|gp|
 registrar|sho|matron|midwife|physio|physiotherapist|dietitian|dietician|keyworker|key worker|
 health visitor|cheers|warmly|cordially|yours truly|attendees|attendance|participants|care team|team members|author|cosigner|co-signer|responsible party|guarantor|subscriber|policy holder|
@@ -296,7 +303,7 @@ DEVICE_EPONYMS = frozenset("foley holter doppler hickman groshong jackson-pratt"
 PRONOUNS = frozenset("i me my he she him his her hers they them their we us our you your it its".split())
 
 PARTICLES = frozenset("van von de der del della da di la le st mac bin ibn al el dos das du "
-                      "den ten ter zu af bint abu".split())
+                      "den ten ter zu af bint abu ap binti mc".split())
 
 # Verbs whose object is often a person: the next capitalised census name is one.
 OBJECT_VERBS = frozenset("""call called notify notified page paged told informed asked
@@ -316,7 +323,7 @@ stepmother stepfather neighbour stepbrother stepsister fiance fiancee fiancé fi
 grandma grandpa grandparents godmother godfather godson goddaughter twin abuela abuelo abuelita
 abuelito mama papa hija hijo esposa esposo hermana hermano tia tio nieta nieto prima primo
 sobrina sobrino madre padre suegra suegro nonna nonno oma opa bubbe zayde babcia dziadek lola
-lolo nana auntie""".split()) | frozenset("""mother in law|father in law|son in law|
+lolo nana auntie nan nanna gran granny grandad granddad nanny""".split()) | frozenset("""mother in law|father in law|son in law|
 daughter in law|brother in law|sister in law|half brother|half sister|great uncle|great aunt|
 great grandmother|great grandfather|great grandson|great granddaughter|twin brother|
 twin sister|ex husband|ex wife|grand niece|grand nephew|grandniece|grandnephew""".replace("\n", "").split("|"))

@@ -48,7 +48,7 @@ class _Word:
     __slots__ = ("text", "lower", "cap", "word", "first", "surname_rank", "possessive", "length",
                  "kind", "function", "abbreviation", "initial", "lower_name", "label_end",
                  "may_veto", "veto_head", "facility_head", "title_rule", "relation_rule", "dictionary_rule", "joins_name",
-                 "and_rule")
+                 "and_rule", "kin")
 
     def __init__(self, text, lower, cap, word, first, surname_rank, possessive, length):
         self.text, self.lower, self.cap, self.word = text, lower, cap, word
@@ -77,6 +77,7 @@ class _Word:
             not (cap and (self.abbreviation or (text.isupper() and len(text) <= 4)))
         self.joins_name = cap and not word and not self.function and not self.abbreviation
         self.and_rule = cap and named and not self.abbreviation
+        self.kin = lower in lexicon.RELATIVES
 
 
 class _Doc:
@@ -182,10 +183,14 @@ def _token_info(t: str) -> _Word:
         key = low.replace("'", "").replace("’", "")     # O'Brien -> obrien (census)
     is_first, rank = key in first, ranks.get(key, 0)
     cap = t[0].isupper()
+    contraction = ("'" in t or "’" in t) and bool(_CONTRACTION.search(t))
+    if contraction:
+        is_first, rank = False, 0              # "I'm", "We'll": a pronoun, not "I. M."
     if cap and not (is_first or rank) and not (len(t) <= 4 and t.isupper()):
         is_first, rank = _world_name(key)        # (not "UA", "LI": short capitals are acronyms)
     word = low in words or low in lexicon.FOREIGN_FUNCTION_WORDS or \
-        (low in lexicon.foreign_words() and (not cap or not (is_first or 0 < rank <= 3000)))
+        (low in lexicon.foreign_words() and (not cap or not (is_first or 0 < rank <= 3000))) or \
+        contraction
     if "-" in key and not (is_first or rank) and \
             (all(p[:1].isupper() for p in t.split("-")) or    # Nakamura-Lee, Mary-Kate
              all((p in first or p in ranks) and len(p) > 2 for p in key.split("-"))):
@@ -205,6 +210,9 @@ def _token_info(t: str) -> _Word:
         _TOKEN_INFO.clear()
     _TOKEN_INFO[original] = info
     return info
+
+
+_CONTRACTION = re.compile(r"['’](?:m|ll|re|ve|d|t)$", re.I)
 
 
 # census rank given to a surname of the world lists: rarer than any census rank, so that
@@ -253,6 +261,7 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
             veto[i] = False                 # what _vetoed says, without the call
             continue
         veto[i] = _vetoed(d, i)
+    _kinship_vetoes(d, veto)
     name = [False] * n
     _titles_and_credentials(d, veto, name)
     _labels(d, veto, name)
@@ -263,6 +272,18 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     _reference_initials(d, name)
     _closing_initials(d, name)
     return _merge(d, name, blocked)
+
+
+def _kinship_vetoes(d: _Doc, veto) -> None:
+    """A kinship word is the label of a name, not part of it: "nan", "son" in lower case, and
+    "Son Will", "Mother Rosa" where a capitalised word follows (a kinship word that is no
+    English word stays a possible name there: "Nana Mensah")."""
+    toks, gap = d.toks, d.gap
+    n = len(toks)
+    for i in _indices(toks, "kin"):
+        t = toks[i]
+        if not t.cap or (t.word and i + 1 < n and toks[i + 1].cap and gap[i + 1] == " "):
+            veto[i] = True
 
 
 _SIGNATURE_MARK = re.compile(r"(?:^|\n)[ \t]*(?:--+|\u2014|\u2013|/s/)[ \t]*(?=[^\W\d_])")
@@ -483,7 +504,13 @@ def standalone_eponyms() -> frozenset[str]:
 
 def _abbreviation(t: _Word) -> bool:
     return (t.text.isupper() and len(t.text) <= 4 and not (t.first or 0 < t.surname_rank <= 5000)) \
-        or _odd_capitals(t.text)
+        or _odd_capitals(t.text) or _credential_token(t)
+
+
+def _credential_token(t: _Word) -> bool:
+    """A credential written after a name ("PMHNP-BC", "FRANZCO", the "Au" of "Au.D."): in
+    capitals or a known mixed case, it is no name and joins none."""
+    return t.lower in lexicon.CREDENTIALS and (t.text.isupper() or t.text in _MIXED_CREDENTIALS)
 
 
 def _odd_capitals(text: str) -> bool:
@@ -608,8 +635,11 @@ def _take_backward(d: _Doc, veto, name, i: int) -> None:
 # Credentials written after a name ("Jane Doe, MD", "J. Roe M.D.", "Kim Lee PA-C").
 _CREDENTIAL = re.compile(r"(?:M\.D\.|D\.O\.|Ph\.D\.|R\.N\.|N\.P\.|P\.A\.|PA-C|FNP-C|MD|DO|RN|NP|PA|"
                          r"PhD|DDS|DMD|LPN|CNM|CRNA|MSW|LCSW|PharmD|RPh|MBBS|FACC|FACS|FACP|DNP|"
-                         r"APRN|FNP|CNA|BSN|MSN|DPT|RRT|md|rn|np)(?![\w-])")
-_MIXED_CREDENTIALS = frozenset(["PhD", "PharmD", "RPh", "Ph"])
+                         r"APRN|FNP|CNA|BSN|MSN|DPT|RRT|md|rn|np|Au\.D\.|AuD|M\.S\.|CCC-SLP|CCC-A|"
+                         r"[A-Z]{2,6}-BC|EMT(?:-[BPI])?|NREMT|Paramedic|RPSGT|FRANZCO|FRAC[PS]|FRCS|"
+                         r"FRCPC?|FRCR|MRCP|MRCS|MRCGP|FRCOG|CCRN|OTR/L|OTR|RDN|LMFT|BCBA|CRNP|"
+                         r"IBCLC|CPNP)(?![\w-])")
+_MIXED_CREDENTIALS = frozenset(["PhD", "PharmD", "RPh", "Ph", "Au", "AuD", "Paramedic"])
 _ROLE_BEFORE = frozenset(["RN", "NP", "PA", "MD", "LPN", "CNA", "RT", "PT"])
 
 
