@@ -2,6 +2,7 @@
 clinical vocabulary that keeps eponyms, drugs and abbreviations from being taken for names."""
 from __future__ import annotations
 
+import bisect
 import functools
 import os
 
@@ -46,6 +47,26 @@ def foreign_words() -> frozenset[str]:
     """Common Spanish, Portuguese, French and Italian words (bilingual notes): "los días",
     "casa" are words, not the census surnames Dias and Casa."""
     return frozenset(_read("foreign_words.txt"))
+
+
+@functools.lru_cache(maxsize=None)
+def _sorted_words() -> tuple[str, ...]:
+    return tuple(sorted(english_words()))
+
+
+def starts_a_word(low: str) -> bool:
+    """`low` is the start of a longer English word: a clipped word ("eval", "rec", "dispo"),
+    as a name in no list rarely is."""
+    words = _sorted_words()
+    k = bisect.bisect_right(words, low)
+    return k < len(words) and words[k].startswith(low)
+
+
+@functools.lru_cache(maxsize=None)
+def romanised_syllables() -> frozenset[str]:
+    """Syllables of romanised Korean and Chinese given names ("ji", "woo", "seo", "yeon",
+    "chia", "hsin"): "Ji-woo", "Shu-fen" are given names written syllable-hyphen-syllable."""
+    return frozenset(_read("romanised_syllables.txt"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -303,7 +324,7 @@ DEVICE_EPONYMS = frozenset("foley holter doppler hickman groshong jackson-pratt"
 PRONOUNS = frozenset("i me my he she him his her hers they them their we us our you your it its".split())
 
 PARTICLES = frozenset("van von de der del della da di la le st mac bin ibn al el dos das du "
-                      "den ten ter zu af bint abu ap binti mc".split())
+                      "den ten ter zu af bint abu ap binti mc los las".split())
 
 # Verbs whose object is often a person: the next capitalised census name is one.
 OBJECT_VERBS = frozenset("""call called notify notified page paged told informed asked

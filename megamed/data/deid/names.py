@@ -48,7 +48,7 @@ class _Word:
     __slots__ = ("text", "lower", "cap", "word", "first", "surname_rank", "possessive", "length",
                  "kind", "function", "abbreviation", "initial", "lower_name", "label_end",
                  "may_veto", "veto_head", "facility_head", "title_rule", "relation_rule", "dictionary_rule", "joins_name",
-                 "and_rule", "kin")
+                 "and_rule", "kin", "place_cue")
 
     def __init__(self, text, lower, cap, word, first, surname_rank, possessive, length):
         self.text, self.lower, self.cap, self.word = text, lower, cap, word
@@ -78,6 +78,7 @@ class _Word:
         self.joins_name = cap and not word and not self.function and not self.abbreviation
         self.and_rule = cap and named and not self.abbreviation
         self.kin = lower in lexicon.RELATIVES
+        self.place_cue = text in _PLACE_CUES
 
 
 class _Doc:
@@ -205,6 +206,10 @@ def _token_info(t: str) -> _Word:
     if "-" in t and cap and not word and \
             any(p[:1].islower() and p.lower() in words for p in t.split("-")[1:]):
         word, is_first, rank = True, False, 0    # "Ex-husband", "AM-PAC" stays no name
+    if "-" in t and cap and not is_first and _romanised_given(t):
+        # "Ji-woo", "Seo-Yeon", "Shu-fen": a given name; one that has an English word in it
+        # ("Ji-woo") needs support as Hope or Will does (a surname after it, a label)
+        is_first, word = True, any(p in words for p in key.split("-"))
     info = _Word(original[:e], low, cap, word, is_first, rank, possessive, e)
     if len(_TOKEN_INFO) >= 1 << 17:     # bounded: a corpus of odd tokens must not grow it forever
         _TOKEN_INFO.clear()
@@ -213,6 +218,17 @@ def _token_info(t: str) -> _Word:
 
 
 _CONTRACTION = re.compile(r"['’](?:m|ll|re|ve|d|t)$", re.I)
+
+
+def _romanised_given(t: str) -> bool:
+    """Two syllables of romanised Korean or Chinese joined by a hyphen, the first capitalised,
+    the second all lower case or capitalised too ("Ji-woo", "Min-Jun", "Chia-hui")."""
+    parts = t.split("-")
+    if len(parts) != 2 or not (parts[1].islower() or parts[1].istitle()) or \
+            not parts[0].istitle():
+        return False
+    syllables = lexicon.romanised_syllables()
+    return parts[0].lower() in syllables and parts[1].lower() in syllables
 
 
 # census rank given to a surname of the world lists: rarer than any census rank, so that
@@ -262,6 +278,7 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
             continue
         veto[i] = _vetoed(d, i)
     _kinship_vetoes(d, veto)
+    _place_vetoes(d, veto)
     name = [False] * n
     _titles_and_credentials(d, veto, name)
     _labels(d, veto, name)
@@ -269,6 +286,7 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     _dictionary(d, veto, name)
     _propagate(d, veto, name)
     _initial_before(d, name)
+    _particles(d, name)
     _reference_initials(d, name)
     _closing_initials(d, name)
     return _merge(d, name, blocked)
@@ -284,6 +302,26 @@ def _kinship_vetoes(d: _Doc, veto) -> None:
         t = toks[i]
         if not t.cap or (t.word and i + 1 < n and toks[i + 1].cap and gap[i + 1] == " "):
             veto[i] = True
+
+
+# "the" before a given name and a surname, "St." / "Saint" before a capitalised word: a place
+# named after a person ("the John Radcliffe", "Providence St. Vincent")
+_PLACE_CUES = frozenset(["the", "St", "ST", "Saint", "Ste", "Sainte"])
+
+
+def _place_vetoes(d: _Doc, veto) -> None:
+    toks, gap = d.toks, d.gap
+    n = len(toks)
+    for i in _indices(toks, "place_cue"):
+        if i + 1 >= n or not toks[i + 1].cap:
+            continue
+        if toks[i].text == "the":
+            if toks[i + 1].first and gap[i + 1] == " " and i + 2 < n and toks[i + 2].cap and \
+                    gap[i + 2] == " ":
+                veto[i + 1] = veto[i + 2] = True
+        elif gap[i + 1] in (" ", ". ") and not toks[i + 1].kin and \
+                not (i and toks[i - 1].cap and not toks[i - 1].word and gap[i] == " "):
+            veto[i + 1] = True              # (not the surname of "Percival St. John Ashdown")
 
 
 _SIGNATURE_MARK = re.compile(r"(?:^|\n)[ \t]*(?:--+|\u2014|\u2013|/s/)[ \t]*(?=[^\W\d_])")
@@ -333,6 +371,28 @@ def _closing_initials(d: _Doc, name) -> None:
             t.lower not in lexicon.CLINICAL_ABBREVIATIONS and not d.gap[-1].strip() and \
             (". " in d.gap[-2] or "\n" in d.gap[-2]) and len(d.toks) > 1:
         name[-1] = True
+
+
+def _particles(d: _Doc, name) -> None:
+    """Particles between a name (or an initial) and a name are the name's ("J. de la Cruz",
+    "María de los Ángeles Ochoa"); capitalised ones start it ("Van der Berg, Pieter")."""
+    toks, gap = d.toks, d.gap
+    for i in [i for i in compress(range(len(toks)), name) if i and toks[i - 1].lower in
+              lexicon.PARTICLES and not name[i - 1]]:
+        k = i - 1
+        while k >= 0 and toks[k].lower in lexicon.PARTICLES and gap[k + 1] == " " and \
+                not name[k]:
+            k -= 1
+        if k == i - 1:
+            continue
+        if k >= 0 and ((name[k] and gap[k + 1] == " ") or
+                       (toks[k].initial and gap[k + 1] == ". ")):
+            for j in range(k, i):
+                name[j] = True
+        elif toks[k + 1].text.istitle() and (k < 0 or _sentence_start(d, k + 1) or
+                                             not toks[k].cap):
+            for j in range(k + 1, i):
+                name[j] = True
 
 
 _AFTER_LETTER = frozenset(["fib", "flutter", "line", "wave", "waves"])
@@ -455,7 +515,8 @@ def _after_given_name(d: _Doc, i: int) -> bool:
     """A capitalised given name that is no English word comes just before token i
     ("Marcus Bell's", "Gwendolyn Ostrowski-Bell"): the eponym is a family name here."""
     prev = d.toks[i - 1] if i else None
-    return prev is not None and prev.cap and prev.first and not prev.word and d.gap[i] == " "
+    return prev is not None and prev.cap and prev.first and not prev.word and \
+        (d.gap[i] == " " or d.gap[i] in _NICKNAME_CLOSE)        # ('Marcus "Mack" Delacroix-Hill')
 
 
 _FACILITY_GAPS = frozenset([" ", "'s ", "\u2019s "])
@@ -655,8 +716,9 @@ def _titles_and_credentials(d: _Doc, veto, name) -> None:
             g = gap[i + 1]                               # (not "402 ms. Will follow up")
             if g.strip() in ("", ".") and "\n" not in g:
                 if t.lower in ("sister", "nurse", "doctor", "professor") and not nxt.cap and \
-                        not (t.text.islower() and nxt.lower_name and nxt.first):
-                    continue
+                        not (t.text.islower() and ((nxt.lower_name and nxt.first) or
+                                                   _unknown_lower(nxt))):
+                    continue          # ("nurse practitioner"; "doctor ngozi eze" is a name)
                 _take_forward(d, veto, name, i + 1, strict=False)
                 continue
         if t.text in _ROLE_BEFORE and nxt is not None and nxt.cap and not nxt.word and \
@@ -674,6 +736,13 @@ def _titles_and_credentials(d: _Doc, veto, name) -> None:
                          not in_parens and not _initial_and_word_before(d, i)) and \
                     _CREDENTIAL.match(text, start[i]):
                 _take_backward(d, veto, name, i - 1)
+
+
+def _unknown_lower(t: _Word) -> bool:
+    """A lower-case token in no word list, not a clinical abbreviation: a name in dictation
+    after "doctor" ("doctor ngozi")."""
+    return not t.word and not t.function and len(t.text) >= 3 and t.kind != _ALWAYS and \
+        t.lower not in lexicon.CLINICAL_ABBREVIATIONS and not lexicon.starts_a_word(t.lower)
 
 
 def _initial_and_word_before(d: _Doc, i: int) -> bool:
@@ -887,6 +956,7 @@ def _dictionary(d: _Doc, veto, name) -> None:
                                                       not prev.abbreviation and
                                                       (prev.first or prev.surname_rank))) and \
                     text[end[i]:end[i] + 1] != ":" and t.lower not in lexicon.FUNCTION_WORDS and \
+                    t.lower not in _TIME_WORDS and \
                     not (t.word and _title_case_follows(d, i)):
                 name[i] = True            # a capital inside a lower-case sentence
             if t.first and nxt is not None and nxt.cap and not veto[i + 1] and \
@@ -894,6 +964,8 @@ def _dictionary(d: _Doc, veto, name) -> None:
                     (not nxt.word or nxt.surname_rank):
                 name[i] = name[i + 1] = True  # "Maria Ketterman", "Frank Brown", "Will Nguyen"
         else:
+            if _lower_eponym_phrase(d, i):
+                continue                  # "harvey bradshaw index", "wells score" in dictation
             if in_list and not t.word and len(t.text) >= 3 and \
                     (t.first or t.surname_rank <= 30000):
                 name[i] = True
@@ -921,6 +993,25 @@ def _dictionary(d: _Doc, veto, name) -> None:
             if 0 <= j < n and not name[j] and not veto[j] and toks[j].joins_name and \
                     gap[max(i, j)] in (" ", ", "):
                 name[j] = True
+
+
+_NAMED_THING_HEADS = lexicon.SCORE_HEADS | lexicon.TEST_HEADS | lexicon.EPONYM_VETO_HEADS
+
+
+def _lower_eponym_phrase(d: _Doc, i: int) -> bool:
+    """Lower-case token i, maybe with one more lower-case word, then the word of a score, test
+    or disease: an eponym in dictation ("harvey bradshaw index", "homans sign")."""
+    toks, gap, n = d.toks, d.gap, len(d.toks)
+    for k in (i + 1, i + 2):
+        if k >= n or gap[k] not in (" ", "-") or toks[k].cap:
+            return False
+        if toks[k].lower in _NAMED_THING_HEADS:
+            return True
+    return False
+
+
+# capitalised words of a shift or time of day that are census surnames ("Night to Day")
+_TIME_WORDS = frozenset("day days night nights evening evenings morning noon week".split())
 
 
 def _short_code(t: _Word) -> bool:
@@ -973,6 +1064,12 @@ def _propagate(d: _Doc, veto, name) -> None:
         if not name[i] and name[i - 1] and name[i + 1] and toks[i].cap and \
                 gap[i + 1] in _NICKNAME_CLOSE:      # (name read as it grows, as before)
             name[i] = True
+    # 'Eleanor "Nell" Whitcombe': the family name after a quoted nickname
+    for i in compress(range(1, n - 1), map(_NICKNAME_QUOTES.__contains__, gap[1:n - 1])):
+        j = i + 1
+        if name[i] and name[i - 1] and gap[j] in _NICKNAME_CLOSE and not name[j] and \
+                not veto[j] and toks[j].cap and (toks[j].joins_name or toks[j].surname_rank):
+            name[j] = True
 
 
 _NICKNAME_OPEN = frozenset([' "', " '", " \u201c", " ("])
