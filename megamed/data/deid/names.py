@@ -283,6 +283,7 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     _titles_and_credentials(d, veto, name)
     _labels(d, veto, name)
     _signature_marks(d, veto, name)
+    _fields(d, veto, name)
     _dictionary(d, veto, name)
     _propagate(d, veto, name)
     _initial_before(d, name)
@@ -346,6 +347,109 @@ def _signature_marks(d: _Doc, veto, name) -> None:
                 (t.first or not t.word) and nxt is not None and nxt.cap and \
                 d.gap[i + 1] == " " and (nxt.surname_rank or not nxt.word):
             _take_forward(d, veto, name, i, strict=True, first_ok=True)
+
+
+# Name fields of structured text. HL7 / DICOM person names: FAMILY^GIVEN^MIDDLE, maybe after an
+# ID component ("HOLLOWAY^MAXINE^R", "1234^SMITH^JOHN^^^DR").
+_CARET_NAME = re.compile(r"(?<![\w^])(?:[\w-]*\d[\w-]*\^)?([^\W\d_][^\W\d_' -]*(?:['’ -][^\W\d_]+)*)"
+                         r"\^([^\W\d_][^\W\d_'’ -]*)((?:\^[^\W\d_]*)*)")
+# "Surname, Given" or "Surname, I." alone in a quoted CSV cell
+_QUOTED_NAME = re.compile(r'(?:^|[,;\t])"([^\W\d_][^",\n]{0,40}), ([^\W\d_][^",\n]{0,40})"')
+# a log's user field ("operator=jmorales", "user: kbaptiste")
+_USER_FIELD = re.compile(r"\b(?:user|username|userid|user_id|operator|author|login|tech|"
+                         r"entered_by|signed_by)[=:] ?([a-z][a-z.]{3,20})\b", re.I)
+_NOT_USERS = frozenset("admin administrator system root service interface auto guest none null "
+                       "unknown batch".split())
+# labels of one part of a name ("Given names: Aroha Mere", "Surname: TE HIRA", "MI: E")
+_NAME_PART_LABEL = re.compile(r"(?:^|(?<=[\s|]))(?:given names?|first names?|first|forenames?|"
+                              r"surname|last names?|last|family names?|middle names?|"
+                              r"middle initial|mi|nombres?|apellidos?|pr[ée]noms?|nom de famille|"
+                              r"vorname|nachname)[ \t]*:[ \t]*", re.I)
+_FIELD_END = re.compile(r"[ \t]{2,}|\t|\n|$|[ \t]*\|")
+# a message signed with a dash at the end of its line ("... at 10:00. -KB", "-Ivy")
+_DASH_SIGNATURE = re.compile(r"(?:^|(?<=[\s.]))-[ \t]?([A-Z][A-Za-z]{1,11})[ \t]*$", re.M)
+
+
+def _mark_chars(d: _Doc, name, s: int, e: int) -> None:
+    """Every token inside text[s:e] is a name."""
+    for k in range(bisect.bisect_left(d.start, s), bisect.bisect_left(d.start, e)):
+        name[k] = True
+
+
+def _token_at(d: _Doc, s: int):
+    k = bisect.bisect_left(d.start, s)
+    return k if k < len(d.toks) and d.start[k] == s else None
+
+
+def _fields(d: _Doc, veto, name) -> None:
+    """Names that the structure of the text marks, whatever the words: HL7 caret names, quoted
+    CSV "Surname, Given" cells, log user fields, name-part labels, dash signatures."""
+    text, toks = d.text, d.toks
+    if "^" in text:
+        for m in _CARET_NAME.finditer(text):
+            family, given = m.group(1).split(), m.group(2).split()
+            fk, gk = _token_at(d, m.start(1)), _token_at(d, m.start(2))
+            if fk is None or gk is None or not family or not given:
+                continue
+            fk = bisect.bisect_left(d.start, m.end(1)) - 1     # the family name's last word
+            f, g = toks[fk], toks[gk]
+            if (g.first or (not g.word and len(g.text) > 2)) and (f.surname_rank or not f.word) \
+                    and not veto[gk] and not veto[fk] and \
+                    g.lower not in lexicon.CLINICAL_ABBREVIATIONS and \
+                    f.lower not in lexicon.CLINICAL_ABBREVIATIONS:
+                _mark_chars(d, name, m.start(1), m.end())
+    if '"' in text:
+        for m in _QUOTED_NAME.finditer(text):
+            fk, gk = _token_at(d, m.start(1)), _token_at(d, m.start(2))
+            if fk is None or gk is None or "," in m.group(1):
+                continue
+            f, g = toks[fk], toks[gk]
+            if f.cap and g.cap and not veto[fk] and not f.abbreviation and \
+                    (f.surname_rank or not f.word) and (g.first or g.initial or not g.word) and \
+                    len(m.group(1).split()) <= 3 and len(m.group(2).split()) <= 3:
+                _mark_chars(d, name, m.start(1), m.end(2))
+    if "=" in text or ":" in text:
+        for m in _USER_FIELD.finditer(text):
+            k = _token_at(d, m.start(1))
+            t = toks[k] if k is not None else None
+            if t is not None and not t.word and t.lower not in _NOT_USERS and \
+                    t.lower not in lexicon.CLINICAL_ABBREVIATIONS and t.kind != _ALWAYS:
+                name[k] = True
+    if ":" in text:
+        for m in _NAME_PART_LABEL.finditer(text):
+            _name_part(d, veto, name, m)
+    if "-" in text:
+        for m in _DASH_SIGNATURE.finditer(text):
+            k = _token_at(d, m.start(1))
+            t = toks[k] if k is not None else None
+            if t is None or veto[k]:
+                continue
+            if (t.text.isupper() and len(t.text) <= 3 and not t.word and
+                    t.lower not in lexicon.CLINICAL_ABBREVIATIONS) or \
+                    (t.cap and t.first and not t.text.isupper()):
+                name[k] = True
+
+
+def _name_part(d: _Doc, veto, name, m) -> None:
+    """The value of a name-part label up to the end of its field: capitalised words (even
+    English words: "Aroha Mere"), or the middle initial."""
+    text, toks = d.text, d.toks
+    end = _FIELD_END.search(text, m.end()).start()
+    value = text[m.end():end]
+    k0 = _token_at(d, m.end())
+    if k0 is None or not value or len(value) > 60:
+        return
+    ks = list(range(k0, bisect.bisect_left(d.start, end)))
+    if m.group(0).strip(" \t:").lower() in ("mi", "middle initial"):
+        if len(ks) == 1 and toks[k0].initial and toks[k0].text not in ("Y", "N"):
+            name[k0] = True
+        return
+    if len(ks) > 4 or any(c.isdigit() for c in value) or \
+            any(not (toks[k].cap or toks[k].lower in lexicon.PARTICLES) or toks[k].function or
+                toks[k].kind in (_ALWAYS, _CALENDAR) for k in ks):
+        return
+    for k in ks:
+        name[k] = True
 
 
 # Dictation reference initials at the end of a line: the author's, then the typist's ("JRS/mtw")
