@@ -280,7 +280,8 @@ bubbe|zayde|babcia|dziadek|lola|lolo|nana|auntie|nan|nanna|gran|granny|grandad|g
 typist|minutes by|entered by|note by|scribe|scribed by|witness|witnessed by|hi|hello|gp|
 registrar|sho|matron|midwife|physio|physiotherapist|dietitian|dietician|keyworker|key worker|
 health visitor|cheers|warmly|cordially|yours truly|attendees|attendance|participants|care team|team members|author|cosigner|co-signer|responsible party|guarantor|subscriber|policy holder|
-patient is|pt is|name is|patient name is|
+patient is|pt is|name is|patient name is|preferred name|aka|a k a|goes by|known as|nickname|
+
 this is""".replace("\n", "").split("|")
 
 # Words that end the name of an instrument whose eponym stands two or three words before

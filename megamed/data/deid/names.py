@@ -453,7 +453,7 @@ def _name_part(d: _Doc, veto, name, m) -> None:
 
 
 # Dictation reference initials at the end of a line: the author's, then the typist's ("JRS/mtw")
-_REFERENCE_END = re.compile(r"[ \t]*(?:$|\n)")
+_REFERENCE_END = re.compile(r"[ \t]*(?:$|\n)|[ \t]{2,}")
 
 
 def _reference_initials(d: _Doc, name) -> None:
@@ -901,6 +901,10 @@ def _labels(d: _Doc, veto, name) -> None:
                 (t.function or t.lower in lexicon.LOWER_AMBIGUOUS_FIRST) and _no_verb_follows(d, i):
             name[i] = True                          # "his son will after a fall"
             continue
+        if label in _NICKNAME_LABELS:
+            if t.cap and not t.function and not t.abbreviation:
+                name[i] = True                      # 'preferred name "Sky"', 'AKA: "Iggy"'
+            continue
         if label in lexicon.NAME_IS_LABELS:
             if _name_is(d, i):
                 _take_forward(d, veto, name, i, strict=True, first_ok=True)
@@ -923,7 +927,8 @@ def _labels(d: _Doc, veto, name) -> None:
                 else t.lower_name
         elif t.cap:     # an English word must be a name or a common surname ("Attn: Utilization")
             ok = t.first or not t.word or 0 < t.surname_rank <= _RARE_SURNAME or \
-                (label in lexicon.RELATIVES and _surname_follows(d, i))
+                (label in lexicon.RELATIVES and (_surname_follows(d, i) or
+                                                 _possessed_relative(d, i, label)))
         elif label in lexicon.VOUCHING_LABELS or label in lexicon.RELATIVES:
             ok = t.first or (not t.word and len(t.text) >= 3)        # "daughter summer"
         elif label in ("patient", "pt", "name", "patient name", "pt name"):
@@ -939,7 +944,7 @@ def _labels(d: _Doc, veto, name) -> None:
                           comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
 
 
-_CLOSES = re.compile(r"\s*(?:$|\n|[.,;:)]|\d)")
+_CLOSES = re.compile(r"\s*(?:$|\n|[.,;:)/]|\d)")
 _DOTTED_INITIALS = re.compile(r"(?:[A-Z]\.){2,4}(?![A-Za-z])")
 _LINE_END = re.compile(r"[ \t.;]*(?:$|\n)")
 _NOT_AFTER_MODAL = frozenset("""after at in from and who is was has had with for on by of
@@ -999,6 +1004,27 @@ def _name_is(d: _Doc, i: int) -> bool:
         not nxt.function and 0 < nxt.surname_rank <= _RARE_SURNAME
 
 
+_POSSESSORS = frozenset("his her their my your our pt patient".split())
+_NICKNAME_LABELS = frozenset(["preferred name", "aka", "a k a", "goes by", "known as", "nickname"])
+# what a family history says of a relative ("her father Deceased at 60")
+_KIN_STATUS = frozenset("""deceased died alive living healthy unknown adopted estranged present
+absent passed none well""".split())
+
+
+def _possessed_relative(d: _Doc, i: int, label: str) -> bool:
+    """"with his granddaughter Poppy", "Pt's husband Tor": after a possessive and a kinship
+    word in lower case, a capitalised word that is no clinical word is the relative's name
+    (not "FH: mother Diabetes")."""
+    k = i - 1 - label.count(" ")
+    t = d.toks[i]
+    return k >= 1 and d.gap[i] == " " and d.toks[k].text.islower() and \
+        (d.toks[k - 1].lower in _POSSESSORS) and d.gap[k] in (" ", "'s ", "’s ") and \
+        t.kind == _NO_VERDICT and t.lower not in lexicon.PEOPLES and not t.abbreviation and \
+        t.lower not in _KIN_STATUS and not (     # ("her sister Breast cancer")
+            i + 1 < len(d.toks) and d.gap[i + 1] == " " and d.toks[i + 1].text.islower() and
+            not d.toks[i + 1].function)
+
+
 def _surname_follows(d: _Doc, i: int) -> bool:
     """A capitalised word in no word list follows token i: "granddaughter Temperance
     Goodenough" is a given name that is also a word, then the family name."""
@@ -1016,7 +1042,7 @@ def _header_label(d: _Doc, i: int) -> bool:
 
 
 _RARE_SURNAME = 20000     # census rank past which an English word is read as the word
-_LABEL_GAP = re.compile(r"\.?[ \t]*[:,(-]?\s{0,4}")      # ("(": only after kin, in _labels)
+_LABEL_GAP = re.compile(r"\.?[ \t]*[:,(-]?\s{0,4}[\"“]?")      # ("(": only after kin, in _labels)
 _LABEL_SET = frozenset(w.replace("-", " ") for w in lexicon.LABEL_WORDS)
 _LABEL_LAST_WORDS = frozenset(w.split(" ")[-1] for w in _LABEL_SET)
 
