@@ -50,6 +50,13 @@ def foreign_words() -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=None)
+def places() -> frozenset[str]:
+    """Countries, states and provinces, and the cities of the time-zone database that are no
+    common given name or surname ("Louisiana", "Sonora", "Montreal"): a place, not a person."""
+    return frozenset(_read("places.txt"))
+
+
+@functools.lru_cache(maxsize=None)
 def _sorted_words() -> tuple[str, ...]:
     return tuple(sorted(english_words()))
 

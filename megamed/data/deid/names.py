@@ -152,7 +152,9 @@ def _shouted_word(t: str) -> _Word:
         rank = min((ranks[p] for p in parts if p in ranks), default=0) if named else 0
         if not (is_first or rank) and low not in words:      # "ADAEZE": the world lists
             is_first, rank = _world_name(low)
-        w = _Word(t, low, False, low in words, is_first, rank, False, len(t))
+        if low in lexicon.places():
+            is_first, rank = False, 0
+        w = _Word(t, low, False, low in words or low in lexicon.places(), is_first, rank, False, len(t))
         # next to a name, a word in no list joins it as a capitalised one would ("ADAEZE
         # NWACHUKWU"; capitals say nothing on such a line)
         w.joins_name = not w.word and not w.function and len(t) > 2 and \
@@ -206,6 +208,8 @@ def _token_info(t: str) -> _Word:
     if "-" in t and cap and not word and \
             any(p[:1].islower() and p.lower() in words for p in t.split("-")[1:]):
         word, is_first, rank = True, False, 0    # "Ex-husband", "AM-PAC" stays no name
+    if key in lexicon.places():
+        word, is_first, rank = True, False, 0   # "Louisiana plate", "crossing from Sonora"
     if "-" in t and cap and not is_first and _romanised_given(t):
         # "Ji-woo", "Seo-Yeon", "Shu-fen": a given name; one that has an English word in it
         # ("Ji-woo") needs support as Hope or Will does (a surname after it, a label)
