@@ -152,7 +152,10 @@ mucicarmine coombs kleihauer betke schilling widal bunnell monospot mantoux quan
 broviac malecot pezzer hemovac pleurevac sengstaken dobhoff corpak yankauer 
 satinsky bookwalter weitlaner gelpi volkmann hohmann
 steinmann kirschner schanz pavlik aircast sarmiento minerva venturi ambu bipap
-rastelli jatene senning blake lund browder sprotte tuohy""".split())
+rastelli jatene senning blake lund browder sprotte tuohy
+ballard silverman andersen apfel fitzpatrick semmes weinstein webster pencan
+quincke sprotte macintosh glidescope mcgrath guedel yale bristol aldrete
+ramsay richmond bromage lund mallampati wilkinson""".split())
 
 # Eponyms written alone that name a procedure, test, score or instrument far more often than a
 # person in a note ("Whipple planned", "grip (Jamar)", "repair (Lichtenstein)", "Morse 65"):
@@ -168,7 +171,7 @@ phalen tinel durkan froment apley thessaly lachman yergason womac oswestry tinet
 waterlow morse braden apgar  dubowitz finnegan naegele ranson rockall blatchford
 centor mcisaac killip nyha timi nihss barthel lawton folstein yesavage zung epds ciwa
 aldrete detsky gleason breslow fuhrman isup karnofsky zubrod lansky recist mandard dworak
-risser lenke sprotte tuohy""".split())
+risser lenke sprotte tuohy apfel semmes pencan bromage""".split())
 
 # Companies and brands of devices, drugs, dental materials, insurers and pharmacies:
 # capitalised, often census surnames (Abbott, Stryker), not a person in a note ("(Stryker)",
@@ -245,7 +248,14 @@ catholic baptist methodist jehovah mormon lutheran presbyterian hindu buddhist s
 america canada mexico brazil argentina colombia peru chile cuba haiti jamaica england britain
 scotland wales ireland france germany italy spain portugal netherlands belgium denmark norway
 sweden finland poland ukraine russia greece turkey israel egypt nigeria ghana kenya ethiopia
-somalia india pakistan bangladesh china japan korea vietnam philippines thailand australia""".split())
+somalia india pakistan bangladesh china japan korea vietnam philippines thailand australia
+dutch swedish norwegian danish finnish thai filipino tagalog farsi persian urdu bengali punjabi
+gujarati tamil telugu swahili amharic tigrinya yoruba igbo hausa hmong khmer burmese nepali
+pashto dari kurdish turkish hebrew ukrainian romanian hungarian czech slovak serbian croatian
+bosnian albanian armenian brazilian mexican guatemalan salvadoran honduran dominican cuban
+jamaican nigerian ghanaian kenyan ethiopian eritrean sudanese congolese afghan iraqi syrian
+iranian pakistani indian bangladeshi nepalese tibetan mongolian samoan tongan maori fijian
+canadian australian irish scottish welsh british""".split())
 
 # --- context words for the name rules (names.py) ---
 FUNCTION_WORDS = frozenset("""a an and or but nor of to in on at by for with from into onto
@@ -283,7 +293,7 @@ mother in law|father in law|son in law|daughter in law|brother in law|sister in 
 godfather|godson|goddaughter|twin|twin brother|twin sister|ex husband|ex wife|
 abuela|abuelo|abuelita|abuelito|mama|papa|hija|hijo|esposa|esposo|hermana|hermano|tia|tio|
 nieta|nieto|prima|primo|sobrina|sobrino|madre|padre|suegra|suegro|nonna|nonno|oma|opa|
-bubbe|zayde|babcia|dziadek|lola|lolo|nana|auntie|nan|nanna|gran|granny|grandad|granddad|initials|transcribed|transcriptionist|typed|
+bubbe|zayde|babcia|dziadek|lola|lolo|nana|auntie|nan|nanna|gran|granny|grandad|granddad|buddy|initials|transcribed|transcriptionist|typed|
 typist|minutes by|entered by|note by|scribe|scribed by|witness|witnessed by|hi|hello|gp|
 registrar|sho|matron|midwife|physio|physiotherapist|dietitian|dietician|keyworker|key worker|
 health visitor|cheers|warmly|cordially|yours truly|attendees|attendance|participants|care team|team members|author|cosigner|co-signer|responsible party|guarantor|subscriber|policy holder|
@@ -303,7 +313,8 @@ residual chronic acute ischemic rheumatic mild-moderate moderate-severe minimal"
 # ("Simmonds test", "Thompson squeeze"), not a person ("Jones Procedure:" is a header).
 TEST_HEADS = frozenset("""test tests maneuver manoeuvre score scale procedure operation repair
 classification reflex view criteria sign signs squeeze prosthesis needle needles valve
-catheter drain drains stent nail splint brace dynamometer formula chart""".split())
+catheter drain drains stent nail splint brace dynamometer formula chart maneuvers
+manoeuvres protocol""".split())
 
 # Articles, pronouns and prepositions of Spanish, Portuguese, Italian and French: words even
 # when capitalised at a sentence start ("Su esposo Julio"), though a few are census names.
@@ -322,8 +333,14 @@ diagnostics dental dentistry pharmaceuticals therapeutics industries manufacturi
 fabrication steel inc llc corp corporation company church temple mosque synagogue
 residence residences apartments towers plaza""".split())
 
+# Words that end the name of a firm whose partners' names come before them ("Hargrove,
+# Pelletier & Associates", "Dunmore Logistics"): used by the name rules only.
+ORGANISATION_HEADS = frozenset("""associates llp pllc ltd logistics law attorneys solicitors
+consulting solutions systems technologies enterprises holdings bank insurance motors
+construction transport trucking realty properties""".split())
+
 # Words that name a place in a hospital when a number follows ("Ward 5", "Bay 3").
-HOSPITAL_PLACES = frozenset("ward wards bed bay room pod wing unit floor suite".split())
+HOSPITAL_PLACES = frozenset("ward wards bed bay room pod wing unit floor suite level".split())
 
 # Eponyms that name a device or test far more often than a person in a note ("Foley d/c'd");
 # after a title they are names again ("Dr. Foley").
@@ -352,7 +369,7 @@ stepmother stepfather neighbour stepbrother stepsister fiance fiancee fiancé fi
 grandma grandpa grandparents godmother godfather godson goddaughter twin abuela abuelo abuelita
 abuelito mama papa hija hijo esposa esposo hermana hermano tia tio nieta nieto prima primo
 sobrina sobrino madre padre suegra suegro nonna nonno oma opa bubbe zayde babcia dziadek lola
-lolo nana auntie nan nanna gran granny grandad granddad nanny""".split()) | frozenset("""mother in law|father in law|son in law|
+lolo nana auntie nan nanna gran granny grandad granddad nanny buddy""".split()) | frozenset("""mother in law|father in law|son in law|
 daughter in law|brother in law|sister in law|half brother|half sister|great uncle|great aunt|
 great grandmother|great grandfather|great grandson|great granddaughter|twin brother|
 twin sister|ex husband|ex wife|grand niece|grand nephew|grandniece|grandnephew""".replace("\n", "").split("|"))
@@ -370,7 +387,7 @@ bmt sicu micu ccu nicu picu pacu cvicu tsicu ems fd pd ekg ecg cxr eeg emg mri m
 us iv im po sl pr ng og pn dc nsr af ems ins pmd cpt icd drg hcfa cms ama dnr xr ua nm bs fs
 pc ac hs kub pft egd ercp mrcp ivp dexa hida uds cbc bmp cmp lft abg vbg ns lr ivf prbc ffp
 tte tee cath lab opd ipd ot otr slp speech acog nccn aha acc ats idsa who cdc fda ep hh ps gs
-cv cts fm em hm pmr vna hospice ptot cd ud va vamc ehr emr ob gyn""".split())
+cv cts fm em hm pmr vna hospice ptot cd ud va vamc ehr emr ob gyn hf sae ae mac iddsi""".split())
 
 # Units written after a slash ("IU/ml", "breaths/min"): not a typist's initials.
 UNITS = frozenset("ml dl min hr hrs day days wk wks mo yr kg mg mcg ul mm cm hpf lpf sec mol".split())

@@ -63,7 +63,7 @@ class _Word:
         # which tokens each pass can act on at all (the rest it skips without a look)
         self.may_veto = cap or not word or first or bool(surname_rank)
         self.facility_head = lower in lexicon.FACILITY_HEADS or lower in lexicon.SCORE_HEADS or \
-            lower in lexicon.TEST_HEADS
+            lower in lexicon.TEST_HEADS or lower in lexicon.ORGANISATION_HEADS
         # a veto rule looks at the token before it (a facility word: the 3 before, _far_veto)
         self.veto_head = lower in lexicon.EPONYM_HEADS or lower in lexicon.EPONYM_VETO_HEADS or \
             self.facility_head
@@ -78,7 +78,7 @@ class _Word:
         self.joins_name = cap and not word and not self.function and not self.abbreviation
         self.and_rule = cap and named and not self.abbreviation
         self.kin = lower in lexicon.RELATIVES
-        self.place_cue = text in _PLACE_CUES
+        self.place_cue = text in _PLACE_CUES or lower in lexicon.ORGANISATIONS
 
 
 class _Doc:
@@ -208,6 +208,9 @@ def _token_info(t: str) -> _Word:
     if "-" in t and cap and not word and \
             any(p[:1].islower() and p.lower() in words for p in t.split("-")[1:]):
         word, is_first, rank = True, False, 0    # "Ex-husband", "AM-PAC" stays no name
+    if "-" in t and cap and not word and any(p[:1].islower() for p in t.split("-")[1:]) and \
+            not _romanised_given(t):
+        word, is_first, rank = True, False, 0    # "Webster-pak", "Medi-span": a brand or word
     if key in lexicon.places():
         word, is_first, rank = True, False, 0   # "Louisiana plate", "crossing from Sonora"
     if "-" in t and cap and not is_first and _romanised_given(t):
@@ -320,7 +323,10 @@ def _place_vetoes(d: _Doc, veto) -> None:
     for i in _indices(toks, "place_cue"):
         if i + 1 >= n or not toks[i + 1].cap:
             continue
-        if toks[i].text == "the":
+        if toks[i].lower in lexicon.ORGANISATIONS:
+            if gap[i + 1] == " " and not toks[i + 1].first:
+                veto[i + 1] = True           # a maker's product: "Hill-Rom Centrella bed"
+        elif toks[i].text == "the":
             if toks[i + 1].first and gap[i + 1] == " " and i + 2 < n and toks[i + 2].cap and \
                     gap[i + 2] == " ":
                 veto[i + 1] = veto[i + 2] = True
@@ -531,7 +537,7 @@ def _sentence_start(d: _Doc, i: int) -> bool:
     return i == 0 or bool(_SENTENCE_BREAK.search(d.gap[i]))
 
 
-_SCORE_AFTER = re.compile(r"^\s*(?:\d|class\b|grade\b|stage\b|score\b|negative\b|positive\b|"
+_SCORE_AFTER = re.compile(r"^\s*(?:\d|(?:I{1,3}|IV|VI{0,2})\b|class\b|grade\b|stage\b|score\b|negative\b|positive\b|"
                           r"neg\b|pos\b|equivocal\b)", re.I)
 _SIZE_BEFORE = re.compile(r"\d\s?(?:G|g|ga|Fr|fr|French|gauge)\s$")    # "25G Whitacre", "19 Fr Blake"
 _ZIP_AFTER = re.compile(r",?\s+\d{5}\b")
@@ -606,7 +612,7 @@ def _vetoed(d: _Doc, i: int) -> bool:
             toks[i + 1].cap and toks[i + 2].lower in lexicon.TEST_HEADS and \
             toks[i + 2].text.islower():
         return True                    # "Austin Moore prosthesis", "St. Jude Regent valve"
-    if t.cap and _facility_follows(d, i):
+    if t.text[0].isupper() and _facility_follows(d, i):      # (also on an all-capitals line)
         return True                    # "Brigham Clinic", "Mercy Hospital"
     if t.cap and _score_name_follows(d, i):
         return True                    # "Harris Hip Score", "Morse Fall Scale"
@@ -627,19 +633,23 @@ def _after_given_name(d: _Doc, i: int) -> bool:
         (d.gap[i] == " " or d.gap[i] in _NICKNAME_CLOSE)        # ('Marcus "Mack" Delacroix-Hill')
 
 
-_FACILITY_GAPS = frozenset([" ", "'s ", "\u2019s "])
+_FACILITY_GAPS = frozenset([" ", "'s ", "\u2019s ", " & ", ", "])    # ("Hargrove, Pelletier & Associates")
 
 
 def _facility_follows(d: _Doc, i: int) -> bool:
     """A facility word ends the run of capitalised words (at most 3) that token i starts
     ("Harbor Light shelter", "Willow Creek Assisted Living")."""
     toks = d.toks
+    listed = False
     for k in range(i + 1, min(i + 4, len(toks))):
         if d.gap[k] not in _FACILITY_GAPS:
             return False
+        listed = listed or d.gap[k] == " & "
         if toks[k].facility_head and toks[k].lower not in lexicon.SCORE_HEADS and \
                 toks[k].lower not in lexicon.TEST_HEADS:
-            return True                               # (the word itself may be lower case)
+            # (the word itself may be lower case; after a comma only in a list of partners
+            # that "&" ends: not "Dr Hamish Drummond, Seaside Family Practice")
+            return listed or ", " not in d.gap[i + 1:k + 1]
         if not toks[k].cap:
             return False
     return False
@@ -915,8 +925,8 @@ def _labels(d: _Doc, veto, name) -> None:
             continue
         generic = label in ("from", "to", "by", "with", "per", "re") and not (
             label in ("from", "to") and _header_label(d, i))      # "From: Okonkwo, C."
-        if veto[i] or t.function:
-            continue
+        if veto[i] or t.function or (t.lower in lexicon.PEOPLES and not _surname_follows(d, i)):
+            continue                                # ("Interpreter: Vietnamese")
         if t.initial and text[end[i]:end[i] + 1] == ".":
             _take_forward(d, veto, name, i, strict=True)     # "PHYSICIAN: J. Miller"
             continue
@@ -934,7 +944,8 @@ def _labels(d: _Doc, veto, name) -> None:
                 (label in lexicon.RELATIVES and (_surname_follows(d, i) or
                                                  _possessed_relative(d, i, label)))
         elif label in lexicon.VOUCHING_LABELS or label in lexicon.RELATIVES:
-            ok = t.first or (not t.word and len(t.text) >= 3)        # "daughter summer"
+            ok = t.first or (not t.word and len(t.text) >= 3 and        # "daughter summer"
+                             not t.lower.endswith(_ROLE_SUFFIXES))
         elif label in ("patient", "pt", "name", "patient name", "pt name"):
             nxt = toks[i + 1] if i + 1 < len(toks) else None
             ok = t.lower_name or ((0 < t.surname_rank <= 20000 or not t.word) and
@@ -942,7 +953,8 @@ def _labels(d: _Doc, veto, name) -> None:
                                   (nxt.first or not nxt.word))           # WRIGHT, SANDY
         else:           # a role ("resident priya"): also a lower-case word in no list
             ok = t.lower_name or (label in lexicon.ROLE_LABELS and not t.word and
-                                  len(t.text) >= 3 and t.lower not in lexicon.CLINICAL_ABBREVIATIONS)
+                                  len(t.text) >= 3 and t.lower not in lexicon.CLINICAL_ABBREVIATIONS
+                                  and not t.lower.endswith(_ROLE_SUFFIXES))
         if ok:
             _take_forward(d, veto, name, i, strict=True, first_ok=True,
                           comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
@@ -955,6 +967,8 @@ _NOT_AFTER_MODAL = frozenset("""after at in from and who is was has had with for
 about""".split())
 
 
+# endings of the names of specialists ("attending neonatologist", "physiatrist")
+_ROLE_SUFFIXES = ("ologist", "iatrist", "ician", "ographer", "apist", "ist")
 _GENERIC_LABELS = frozenset(["from", "to", "by", "with", "per", "re"])
 _PATIENT_LABELS = frozenset(["patient", "pt", "name", "patient name", "pt name"])
 
