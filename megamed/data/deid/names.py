@@ -48,7 +48,7 @@ class _Word:
     __slots__ = ("text", "lower", "cap", "word", "first", "surname_rank", "possessive", "length",
                  "kind", "function", "abbreviation", "initial", "lower_name", "label_end",
                  "may_veto", "veto_head", "facility_head", "title_rule", "relation_rule", "dictionary_rule", "joins_name",
-                 "and_rule", "kin", "place_cue")
+                 "and_rule", "kin", "place_cue", "field_label")
 
     def __init__(self, text, lower, cap, word, first, surname_rank, possessive, length):
         self.text, self.lower, self.cap, self.word = text, lower, cap, word
@@ -79,6 +79,7 @@ class _Word:
         self.and_rule = cap and named and not self.abbreviation
         self.kin = lower in lexicon.RELATIVES
         self.place_cue = text in _PLACE_CUES or lower in lexicon.ORGANISATIONS
+        self.field_label = lower in _FIELD_WORDS
 
 
 class _Doc:
@@ -364,20 +365,24 @@ def _signature_marks(d: _Doc, veto, name) -> None:
 _CARET_NAME = re.compile(r"(?<![\w^])(?:[\w-]*\d[\w-]*\^)?([^\W\d_][^\W\d_' -]*(?:['’ -][^\W\d_]+)*)"
                          r"\^([^\W\d_][^\W\d_'’ -]*)((?:\^[^\W\d_]*)*)")
 # "Surname, Given" or "Surname, I." alone in a quoted CSV cell
-_QUOTED_NAME = re.compile(r'(?:^|[,;\t])"([^\W\d_][^",\n]{0,40}), ([^\W\d_][^",\n]{0,40})"')
-# a log's user field ("operator=jmorales", "user: kbaptiste")
-_USER_FIELD = re.compile(r"\b(?:user|username|userid|user_id|operator|author|login|tech|"
-                         r"entered_by|signed_by)[=:] ?([a-z][a-z.]{3,20})\b", re.I)
+# (a literal first: the scan is fast; the cell must start the line or follow a delimiter)
+_QUOTED_NAME = re.compile(r'"([^\W\d_][^",\n]{0,40}), ([^\W\d_][^",\n]{0,40})"')
+# a log's user field ("operator=jmorales", "user: kbaptiste"): the label's token, then
+_USER_WORDS = frozenset("user username userid operator author login tech".split())
+_USER_VALUE = re.compile(r"[=:] ?([a-z][a-z.]{3,20})\b")
 _NOT_USERS = frozenset("admin administrator system root service interface auto guest none null "
                        "unknown batch".split())
 # labels of one part of a name ("Given names: Aroha Mere", "Surname: TE HIRA", "MI: E")
-_NAME_PART_LABEL = re.compile(r"(?:^|(?<=[\s|]))(?:given names?|first names?|first|forenames?|"
+# (looked for only where a token that ends such a label stands: _FIELD_WORDS)
+_NAME_PART_LABEL = re.compile(r"(?:^|(?<=[\s|]))(?:given names?(?:\(s\))?|first names?|first|forenames?|"
                               r"surname|last names?|last|family names?|middle names?|"
                               r"middle initial|mi|nombres?|apellidos?|pr[ée]noms?|nom de famille|"
                               r"vorname|nachname)[ \t]*:[ \t]*", re.I)
 _FIELD_END = re.compile(r"[ \t]{2,}|\t|\n|$|[ \t]*\|")
 # a message signed with a dash at the end of its line ("... at 10:00. -KB", "-Ivy")
-_DASH_SIGNATURE = re.compile(r"(?:^|(?<=[\s.]))-[ \t]?([A-Z][A-Za-z]{1,11})[ \t]*$", re.M)
+_DASH_SIGNATURE = re.compile(r"-[ \t]?([A-Z][A-Za-z]{1,11})[ \t]*$", re.M)
+_FIELD_WORDS = _USER_WORDS | frozenset("""name names first last surname forename forenames mi
+initial nombre nombres apellido apellidos prenom prenoms famille vorname nachname""".split())
 
 
 def _mark_chars(d: _Doc, name, s: int, e: int) -> None:
@@ -411,28 +416,34 @@ def _fields(d: _Doc, veto, name) -> None:
     if '"' in text:
         for m in _QUOTED_NAME.finditer(text):
             fk, gk = _token_at(d, m.start(1)), _token_at(d, m.start(2))
-            if fk is None or gk is None or "," in m.group(1):
+            if fk is None or gk is None or "," in m.group(1) or \
+                    (m.start() and text[m.start() - 1] not in ",;\t\n"):
                 continue
             f, g = toks[fk], toks[gk]
             if f.cap and g.cap and not veto[fk] and not f.abbreviation and \
                     (f.surname_rank or not f.word) and (g.first or g.initial or not g.word) and \
                     len(m.group(1).split()) <= 3 and len(m.group(2).split()) <= 3:
                 _mark_chars(d, name, m.start(1), m.end(2))
-    if "=" in text or ":" in text:
-        for m in _USER_FIELD.finditer(text):
-            k = _token_at(d, m.start(1))
+    for i in _indices(toks, "field_label"):
+        e = d.end[i]
+        if text[e:e + 1] in ("=", ":") and toks[i].lower in _USER_WORDS:
+            m = _USER_VALUE.match(text, e)
+            k = _token_at(d, m.start(1)) if m else None
             t = toks[k] if k is not None else None
             if t is not None and not t.word and t.lower not in _NOT_USERS and \
                     t.lower not in lexicon.CLINICAL_ABBREVIATIONS and t.kind != _ALWAYS:
                 name[k] = True
-    if ":" in text:
-        for m in _NAME_PART_LABEL.finditer(text):
-            _name_part(d, veto, name, m)
+        elif ":" in text[e:e + 5]:
+            for k in range(max(0, i - 2), i + 1):     # the longest label first
+                m = _NAME_PART_LABEL.match(text, d.start[k])
+                if m and m.end() > e:
+                    _name_part(d, veto, name, m)
+                    break
     if "-" in text:
         for m in _DASH_SIGNATURE.finditer(text):
             k = _token_at(d, m.start(1))
             t = toks[k] if k is not None else None
-            if t is None or veto[k]:
+            if t is None or veto[k] or (m.start() and text[m.start() - 1] not in " \t\n."):
                 continue
             if (t.text.isupper() and len(t.text) <= 3 and not t.word and
                     t.lower not in lexicon.CLINICAL_ABBREVIATIONS) or \
