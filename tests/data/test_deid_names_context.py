@@ -48,6 +48,10 @@ FOUND = [
     # messages signed with a dash at the line end
     ("Labs drawn, K 5.9, repeat ordered. -TMR\nNext item", ["TMR"]),
     ("Daughter updated by phone at 14:10. -Rosalind\n", ["Rosalind"]),
+    # a role after the name, and the short form of a given name found in the note
+    ("Birth plan agreed with Tui Rangihau (doula) on Monday.", ["Tui", "Rangihau"]),
+    ("Josephine Akintola presented to triage. Later Jos asked for water.",
+     ["Josephine", "Akintola", "Jos"]),
     # reference initials before a slash and a field gap
     ("Dictated by RKP / typed 02.03.26", ["RKP"]),
 ]
@@ -79,6 +83,9 @@ NOT_FOUND = [
     ("FH: his father Deceased at 71; her aunt Ovarian cancer.", ["Deceased", "Ovarian"], []),
     # lab codes with carets are not names
     ("OBX|4|NM|2951-2^SODIUM^LN||139|mmol/L", ["SODIUM", "LN"], []),
+    # a language before a role word; a clipped word that starts a found given name
+    ("Her mother prefers Amharic, interpreter booked.", ["Amharic"], []),
+    ("Maxwell Tierney admitted. Max HR 140 overnight.", ["Max", "HR"], ["Maxwell", "Tierney"]),
     # hyphenated words with a lower-case part
     ("Re-do sternotomy was discussed; Pre-op labs fine; Co-pay waived.",
      ["Re-do", "Pre-op", "Co-pay"], []),

@@ -886,7 +886,10 @@ _RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?"
                              r"husband|mother|father|brother|sister|spouse|partner|friend|"
                              r"niece|nephew|grandson|granddaughter|caregiver|guardian|neighbor|"
                              r"neighbour|aunt|uncle|cousin|fianc[eé]e?|boyfriend|girlfriend|"
-                             r"roommate|mom|dad|parent|child|hcp|poa)\b", re.I)
+                             r"roommate|mom|dad|parent|child|hcp|poa|midwife|doula|carer|"
+                             r"interpreter|translator|chaplain|dietitian|dietician|physio|"
+                             r"physiotherapist|social worker|case manager|pharmacist|paralegal|"
+                             r"[a-z]+(?:ologist|iatrist|ician))\b", re.I)
 
 
 def _labels(d: _Doc, veto, name) -> None:
@@ -895,6 +898,7 @@ def _labels(d: _Doc, veto, name) -> None:
         # (the comma or bracket of _RELATION_AFTER is in the gap after the token: a C-speed
         # test first)
         if not veto[i] and ("," in gap[i + 1] or "(" in gap[i + 1]) and \
+                toks[i].lower not in lexicon.PEOPLES and \
                 _RELATION_AFTER.match(text[end[i]:end[i] + 30]):
             _take_backward(d, veto, name, i)          # "Padraig Miller, son"
 
@@ -1208,6 +1212,8 @@ def _propagate(d: _Doc, veto, name) -> None:
                 _PERSON_VERB.match(text[end[i]:end[i] + 20])):
             continue
         name[i] = True
+    _short_forms(d, veto, name, {toks[i].lower for i in compress(range(len(toks)), name)
+                                 if toks[i].first and len(toks[i].text) >= 5})
     # "Mbeki (pharmacy) and Frost": a census name joined to a name by "and" / "or" / "&"
     for i in _indices(toks, "and_rule"):
         s = start[i]
@@ -1229,6 +1235,23 @@ def _propagate(d: _Doc, veto, name) -> None:
         if name[i] and name[i - 1] and gap[j] in _NICKNAME_CLOSE and not name[j] and \
                 not veto[j] and toks[j].cap and (toks[j].joins_name or toks[j].surname_rank):
             name[j] = True
+
+
+def _short_forms(d: _Doc, veto, name, found) -> None:
+    """"Sky" in the note of Skylar, "Theo" in Theodora's: the start (3+ letters) of a given
+    name found in the document, capitalised, is the same person when no word ("Xan") or when
+    a person's verb follows ("Sky returned ...")."""
+    toks = d.toks
+    prefixes = {f[:k] for f in found if len(f) >= 5 for k in range(3, len(f) - 1)}
+    if not prefixes:
+        return
+    for i in compress(range(len(toks)), map(prefixes.__contains__, map(attrgetter("lower"), toks))):
+        t = toks[i]
+        if name[i] or veto[i] or not t.cap or t.abbreviation or t.function or \
+                t.text.isupper() or t.kind != _NO_VERDICT:
+            continue
+        if not t.word or _PERSON_VERB.match(d.text[d.end[i]:d.end[i] + 20]):
+            name[i] = True
 
 
 _NICKNAME_OPEN = frozenset([' "', " '", " \u201c", " ("])
