@@ -45,6 +45,9 @@ FOUND = [
      ["Quist", "Harriet", "Marsh", "T"]),
     ("2026-01-04T08:00Z export user=pwhitlock rows=40", ["pwhitlock"]),
     ("Family name: ORMEROD   Given name(s): Ivy\nFirst: Winter   MI: J", ["ORMEROD", "Winter", "J"]),
+    # cells under a header that names people
+    ("visit | pt initials | arm\nV1 | J.Q.W. | B\nV2 | S.T. | A", ["J", "Q", "W", "S", "T"]),
+    ("site\tsurgeon\tcase\nOR4\tAmadi Okafor\tTKA", ["Amadi", "Okafor"]),
     # messages signed with a dash at the line end
     ("Labs drawn, K 5.9, repeat ordered. -TMR\nNext item", ["TMR"]),
     ("Daughter updated by phone at 14:10. -Rosalind\n", ["Rosalind"]),
@@ -86,6 +89,8 @@ NOT_FOUND = [
     # a language before a role word; a clipped word that starts a found given name
     ("Her mother prefers Amharic, interpreter booked.", ["Amharic"], []),
     ("Maxwell Tierney admitted. Max HR 140 overnight.", ["Max", "HR"], ["Maxwell", "Tierney"]),
+    # a bare "Name" column of a medication table
+    ("Name | Dose | Route\nLosartan | 50 mg | PO\nWarfarin | 5 mg | PO", ["Losartan"], []),
     # hyphenated words with a lower-case part
     ("Re-do sternotomy was discussed; Pre-op labs fine; Co-pay waived.",
      ["Re-do", "Pre-op", "Co-pay"], []),

@@ -48,7 +48,7 @@ class _Word:
     __slots__ = ("text", "lower", "cap", "word", "first", "surname_rank", "possessive", "length",
                  "kind", "function", "abbreviation", "initial", "lower_name", "label_end",
                  "may_veto", "veto_head", "facility_head", "title_rule", "relation_rule", "dictionary_rule", "joins_name",
-                 "and_rule", "kin", "place_cue", "field_label")
+                 "and_rule", "kin", "place_cue", "field_label", "column_head")
 
     def __init__(self, text, lower, cap, word, first, surname_rank, possessive, length):
         self.text, self.lower, self.cap, self.word = text, lower, cap, word
@@ -80,6 +80,7 @@ class _Word:
         self.kin = lower in lexicon.RELATIVES
         self.place_cue = text in _PLACE_CUES or lower in lexicon.ORGANISATIONS
         self.field_label = lower in _FIELD_WORDS
+        self.column_head = lower in _COLUMN_WORDS
 
 
 class _Doc:
@@ -292,6 +293,7 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     _labels(d, veto, name)
     _signature_marks(d, veto, name)
     _fields(d, veto, name)
+    _name_columns(d, name)
     _dictionary(d, veto, name)
     _propagate(d, veto, name)
     _initial_before(d, name)
@@ -449,6 +451,86 @@ def _fields(d: _Doc, veto, name) -> None:
                     t.lower not in lexicon.CLINICAL_ABBREVIATIONS) or \
                     (t.cap and t.first and not t.text.isupper()):
                 name[k] = True
+
+
+# Columns of a table (pipe, comma or tab separated) whose header names people
+_NAME_COLUMNS = frozenset("""patient|patient name|pt name|full name|initials|subject initials|
+patient initials|pt initials|provider|physician|operator|user|staff|nurse|clinician|author|
+attending|ordering provider|referring physician|next of kin|guardian|caller|signed by|tech|
+technologist|radiologist|surgeon|contact name|name|names""".replace("\n", "").split("|"))
+_COLUMN_WORDS = frozenset(w for h in _NAME_COLUMNS for w in h.split())
+# a bare "Name" column names people when the header also has a person's other fields
+_PERSON_COLUMNS = frozenset("""dob|date of birth|birth date|mrn|age|sex|gender|phone|ssn|
+patient id|pt id|room|bed|subject id|subject|address""".replace("\n", "").split("|"))
+_NAME_CELL = re.compile(r"[^\W\d_][^\d@/\\:;=<>#|]{0,60}")
+_NULL_CELLS = frozenset("n/a na none unknown pending tbd nil".split())
+
+
+def _cells(line: str, delim: str) -> list[tuple[int, int]]:
+    """(start, end) of each cell of a table row; a comma or tab inside double quotes is no
+    delimiter."""
+    out, start, quoted = [], 0, False
+    for k, c in enumerate(line):
+        if c == '"' and delim != "|":
+            quoted = not quoted
+        elif c == delim and not quoted:
+            out.append((start, k))
+            start = k + 1
+    out.append((start, len(line)))
+    return out
+
+
+def _header(line: str):
+    """(delimiter, cells) of a line that can be a table's header, or None."""
+    for delim in ("|", "\t", ","):
+        if line.count(delim) >= 2:
+            return delim, _cells(line, delim)
+    return None
+
+
+def _name_columns(d: _Doc, name) -> None:
+    """The cells under a header that names people ("Initials", "patient_name", "Provider"):
+    letters only, marked whatever the words ("R.K.H.", "Littlebear, Summer")."""
+    text, seen = d.text, set()
+    for i in _indices(d.toks, "column_head"):
+        line_start = text.rfind("\n", 0, d.start[i]) + 1
+        if line_start in seen:
+            continue
+        seen.add(line_start)
+        line_end = text.find("\n", line_start)
+        line_end = len(text) if line_end < 0 else line_end
+        found = _header(text[line_start:line_end])
+        if found is None:
+            continue
+        delim, heads = found
+        labels = [text[line_start + a:line_start + b].strip(' "').lower().replace("_", " ")
+                  for a, b in heads]
+        person = any(h in _PERSON_COLUMNS for h in labels)
+        cols = [c for c, h in enumerate(labels) if h in _NAME_COLUMNS and
+                (person or h not in ("name", "names"))]
+        if cols:
+            _mark_column(d, name, line_end + 1, delim, len(heads), cols)
+
+
+def _mark_column(d: _Doc, name, pos: int, delim: str, width: int, cols: list[int]) -> None:
+    text = d.text
+    while pos < len(text):
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        row = text[pos:end]
+        if not row.strip():
+            break
+        cells = _cells(row, delim)
+        if abs(len(cells) - width) > 1:
+            break
+        for c in cols:
+            if c < len(cells):
+                a, b = cells[c]
+                value = row[a:b].strip(' "')
+                if value and _NAME_CELL.fullmatch(value) and value.lower() not in _NULL_CELLS \
+                        and not set(value) <= set("-=:+ "):
+                    _mark_chars(d, name, pos + a, pos + b)
+        pos = end + 1
 
 
 def _name_part(d: _Doc, veto, name, m) -> None:
