@@ -464,11 +464,16 @@ _PERSON_COLUMNS = frozenset("""dob|date of birth|birth date|mrn|age|sex|gender|p
 patient id|pt id|room|bed|subject id|subject|address""".replace("\n", "").split("|"))
 _NAME_CELL = re.compile(r"[^\W\d_][^\d@/\\:;=<>#|]{0,60}")
 _NULL_CELLS = frozenset("n/a na none unknown pending tbd nil".split())
+def _beside_delimiter(gap: str) -> bool:
+    return "|" in gap or "," in gap or "\t" in gap or "\n" in gap
 
 
 def _cells(line: str, delim: str) -> list[tuple[int, int]]:
     """(start, end) of each cell of a table row; a comma or tab inside double quotes is no
     delimiter."""
+    if delim == "|" or '"' not in line:         # (at C speed: no quotes to honour)
+        ends = list(accumulate(len(c) + 1 for c in line.split(delim)))
+        return [(b - n - 1, b - 1) for b, n in zip(ends, map(len, line.split(delim)))]
     out, start, quoted = [], 0, False
     for k, c in enumerate(line):
         if c == '"' and delim != "|":
@@ -493,6 +498,8 @@ def _name_columns(d: _Doc, name) -> None:
     letters only, marked whatever the words ("R.K.H.", "Littlebear, Summer")."""
     text, seen = d.text, set()
     for i in _indices(d.toks, "column_head"):
+        if not (i == 0 or _beside_delimiter(d.gap[i]) or _beside_delimiter(d.gap[i + 1])):
+            continue                         # (no delimiter beside the word: prose)
         line_start = text.rfind("\n", 0, d.start[i]) + 1
         if line_start in seen:
             continue
@@ -1209,14 +1216,16 @@ def _dictionary(d: _Doc, veto, name) -> None:
                     (not nxt.word or nxt.surname_rank):
                 name[i] = name[i + 1] = True  # "Maria Ketterman", "Frank Brown", "Will Nguyen"
         else:
-            if _lower_eponym_phrase(d, i):
+            alone = in_list and not t.word and len(t.text) >= 3 and \
+                (t.first or t.surname_rank <= 30000)
+            pair = t.first and t.lower not in lexicon.LOWER_AMBIGUOUS_FIRST and nxt is not None \
+                and not nxt.cap and not veto[i + 1] and \
+                nxt.lower not in lexicon.FUNCTION_WORDS and 0 < nxt.surname_rank <= 20000
+            if (alone or pair) and _lower_eponym_phrase(d, i):
                 continue                  # "harvey bradshaw index", "wells score" in dictation
-            if in_list and not t.word and len(t.text) >= 3 and \
-                    (t.first or t.surname_rank <= 30000):
+            if alone:
                 name[i] = True
-            if t.first and t.lower not in lexicon.LOWER_AMBIGUOUS_FIRST and nxt is not None and \
-                    not nxt.cap and not veto[i + 1] and nxt.lower not in lexicon.FUNCTION_WORDS and \
-                    0 < nxt.surname_rank <= 20000:
+            if pair:
                 name[i] = name[i + 1] = True  # "john smith" in dictation
         if t.cap and t.first and _sentence_start(d, i) and \
                 _REPORTING_VERB.match(text, end[i]):
