@@ -48,6 +48,9 @@ FOUND = [
     # cells under a header that names people
     ("visit | pt initials | arm\nV1 | J.Q.W. | B\nV2 | S.T. | A", ["J", "Q", "W", "S", "T"]),
     ("site\tsurgeon\tcase\nOR4\tAmadi Okafor\tTKA", ["Amadi", "Okafor"]),
+    # initials joined by hyphens, a lower-case family initial after a lower-case given name
+    ("Screening no. 22   Initials: P-J-R   Arm: B", ["P-J-R"]),
+    ("night nurse: marisol t. on until 07:00", ["marisol", "t"]),
     # messages signed with a dash at the line end
     ("Labs drawn, K 5.9, repeat ordered. -TMR\nNext item", ["TMR"]),
     ("Daughter updated by phone at 14:10. -Rosalind\n", ["Rosalind"]),

@@ -625,6 +625,11 @@ def _initial_before(d: _Doc, name) -> None:
                 gap[i + 1] == " " and gap[i + 2][:1] == "." and toks[i + 1].text != "I" and \
                 not (i + 2 < n and toks[i + 2].lower in _AFTER_LETTER):     # "A. fib"
             name[i + 1] = True
+        if i + 1 < n and not name[i + 1] and toks[i].text.islower() and \
+                len(toks[i + 1].text) == 1 and toks[i + 1].text.islower() and \
+                toks[i + 1].text not in "ai" and gap[i + 1] == " " and \
+                (gap[i + 2][:1] == "." or _LINE_END.match(gap[i + 2])):
+            name[i + 1] = True               # "charge rn: bev k.", "thanks, ryan k"
 
 
 def _far_veto(toks: list[_Word]) -> set[int]:
@@ -1077,11 +1082,16 @@ _GENERIC_LABELS = frozenset(["from", "to", "by", "with", "per", "re"])
 _PATIENT_LABELS = frozenset(["patient", "pt", "name", "patient name", "pt name"])
 
 
+_HYPHENATED_INITIALS = re.compile(r"[A-Z](?:-[A-Z]){1,3}")
+
+
 def _initials(d: _Doc, i: int, label: str) -> bool:
     """Token i, after a signature label, is a person's initials: 2-4 letters all in one case,
     no word or clinical abbreviation ("tmw", "JRS"; not "per GI", "by mouth"); after the
     common words ("per", "by", "signed") only at the end of a phrase ("per MK, ...")."""
     t = d.toks[i]
+    if label == "initials" and _HYPHENATED_INITIALS.fullmatch(t.text):
+        return True                                  # "Initials: D-K-L"
     if not 2 <= len(t.text) <= 4 or t.word or t.lower in lexicon.CLINICAL_ABBREVIATIONS or \
             not (t.text.isupper() or t.text.islower()) or (t.first and t.text.islower()):
         return False
