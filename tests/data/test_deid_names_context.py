@@ -51,6 +51,9 @@ FOUND = [
     # initials joined by hyphens, a lower-case family initial after a lower-case given name
     ("Screening no. 22   Initials: P-J-R   Arm: B", ["P-J-R"]),
     ("night nurse: marisol t. on until 07:00", ["marisol", "t"]),
+    # short capitals after an initial before a credential; initials after "attested"
+    ("Result phoned to T. NGO RN on 5 West.", ["T", "NGO"]),
+    ("Resident note reviewed, attested PQS", ["PQS"]),
     # messages signed with a dash at the line end
     ("Labs drawn, K 5.9, repeat ordered. -TMR\nNext item", ["TMR"]),
     ("Daughter updated by phone at 14:10. -Rosalind\n", ["Rosalind"]),

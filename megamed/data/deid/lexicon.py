@@ -297,6 +297,7 @@ bubbe|zayde|babcia|dziadek|lola|lolo|nana|auntie|nan|nanna|gran|granny|grandad|g
 typist|minutes by|entered by|note by|scribe|scribed by|witness|witnessed by|hi|hello|gp|
 registrar|sho|matron|midwife|physio|physiotherapist|dietitian|dietician|keyworker|key worker|
 health visitor|cheers|warmly|cordially|yours truly|attendees|attendance|participants|care team|team members|author|cosigner|co-signer|responsible party|guarantor|subscriber|policy holder|
+attested|attested by|countersigned|countersigned by|
 patient is|pt is|name is|patient name is|preferred name|aka|a k a|goes by|known as|nickname|
 
 this is""".replace("\n", "").split("|")
@@ -377,6 +378,7 @@ twin sister|ex husband|ex wife|grand niece|grand nephew|grandniece|grandnephew""
 # Labels that a person's initials follow ("Transcribed: tmw", "minutes by jrs", "initials GHB").
 INITIALS_LABELS = frozenset("""initials|transcribed|transcriptionist|typed|typist|minutes by|
 entered by|note by|scribe|scribed by|transcribed by|typed by|dictated by|signed|signed by|
+attested|attested by|countersigned|countersigned by|
 cosigned by|co-signed by|reviewed by|witnessed by|per|by""".replace("\n", "").split("|"))
 
 # Short clinical abbreviations that no word list has and a signature label may precede

@@ -892,6 +892,13 @@ def _take_forward(d: _Doc, veto, name, i: int, strict: bool, limit: int = 4,
         name[j] = False                     # a lone initial after a label is not a name
 
 
+def _after_initial(d: _Doc, j: int) -> bool:
+    """Short capitals just after an initial ("M. OSEI RN"): a family name, not an acronym."""
+    t = d.toks[j]
+    return j > 0 and d.toks[j - 1].initial and d.gap[j] == ". " and t.text.isupper() and \
+        len(t.text) >= 3 and t.lower not in lexicon.CLINICAL_ABBREVIATIONS and not t.word
+
+
 def _take_backward(d: _Doc, veto, name, i: int) -> None:
     toks = d.toks
     j, taken = i, 0
@@ -907,7 +914,7 @@ def _take_backward(d: _Doc, veto, name, i: int) -> None:
             name[j] = True
             j -= 1
             continue
-        if veto[j] or not t.cap or t.function or t.abbreviation:
+        if veto[j] or not t.cap or t.function or (t.abbreviation and not _after_initial(d, j)):
             break
         if t.word and not (t.first or t.surname_rank):
             break
