@@ -72,6 +72,8 @@ NOT_FOUND = [
     # places named after persons
     ("Transferred from the James Cook for a PCI bed.", ["James", "Cook"], []),
     ("Follow-up at Sacred Heart St. Anthony clinic next week.", ["Anthony"], []),
+    ("Records requested from Mount Sinai and Johns Hopkins.", ["Mount", "Sinai", "Johns",
+                                                               "Hopkins"], []),
     ("Moved here from Saskatchewan in 2019, originally from Nebraska.",
      ["Saskatchewan", "Nebraska"], []),
     # lower-case eponym phrases in dictation

@@ -186,7 +186,8 @@ optum humana aetna cigna anthem unitedhealthcare medicaid medicare tricare bluec
 blueshield molina centene wellcare ambetter cavit ketac vitrebond dycal durelon tempbond
 septocaine buick chevrolet chevy nissan hyundai subaru mazda acura
 volkswagen audi bmw tesla jeep chrysler cadillac gmc volvo kia hill-rom hillrom
-kaiser permanente geisinger ochsner provation medi-cal""".split())
+kaiser permanente geisinger ochsner provation medi-cal johns kettering montefiore hackensack
+maimonides scripps dana-farber barnes-jewish cedars-sinai harborview shands""".split())
 
 
 # Nouns that turn a preceding capitalised word into an eponym: "Bell's palsy", "Still disease".

@@ -315,9 +315,11 @@ def _kinship_vetoes(d: _Doc, veto) -> None:
             veto[i] = True
 
 
-# "the" before a given name and a surname, "St." / "Saint" before a capitalised word: a place
-# named after a person ("the John Radcliffe", "Providence St. Vincent")
-_PLACE_CUES = frozenset(["the", "St", "ST", "Saint", "Ste", "Sainte"])
+# "the" before a given name and a surname, "St." / "Saint" / "Mount" / "Fort" before a
+# capitalised word: a place named after a person ("the John Radcliffe", "Providence St.
+# Vincent", "Mount Sinai")
+_PLACE_CUES = frozenset(["the", "St", "ST", "Saint", "Ste", "Sainte", "Mount", "Mt", "Fort",
+                         "Ft", "Port"])
 
 
 def _place_vetoes(d: _Doc, veto) -> None:
@@ -335,7 +337,7 @@ def _place_vetoes(d: _Doc, veto) -> None:
                 veto[i + 1] = veto[i + 2] = True
         elif gap[i + 1] in (" ", ". ") and not toks[i + 1].kin and \
                 not (i and toks[i - 1].cap and not toks[i - 1].word and gap[i] == " "):
-            veto[i + 1] = True              # (not the surname of "Percival St. John Ashdown")
+            veto[i] = veto[i + 1] = True    # (not the surname of "Percival St. John Ashdown")
 
 
 _SIGNATURE_MARK = re.compile(r"(?:^|\n)[ \t]*(?:--+|\u2014|\u2013|/s/)[ \t]*(?=[^\W\d_])")
