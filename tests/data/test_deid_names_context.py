@@ -79,6 +79,8 @@ NOT_FOUND = [
     # lower-case eponym phrases in dictation
     ("the glasgow blatchford score was four and murphy sign negative.",
      ["glasgow", "blatchford", "murphy"], []),
+    ("xray shows a boxer fracture, no colles fracture; dictated by maria kowalski",
+     ["colles"], ["maria", "kowalski"]),
     # firms, makers and their products
     ("Letter from Dunleavy, Marchetti & Associates regarding the claim.",
      ["Dunleavy", "Marchetti"], []),

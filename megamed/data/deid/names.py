@@ -1268,7 +1268,9 @@ def _dictionary(d: _Doc, veto, name) -> None:
                 name[j] = True
 
 
-_NAMED_THING_HEADS = lexicon.SCORE_HEADS | lexicon.TEST_HEADS | lexicon.EPONYM_VETO_HEADS
+_NAMED_THING_HEADS = lexicon.SCORE_HEADS | lexicon.TEST_HEADS | lexicon.EPONYM_VETO_HEADS | \
+    frozenset("""fracture fractures ulcer ulcers reflex phenomenon triad murmur dementia node
+nodes cyst cysts syndromes diseases""".split())
 
 
 def _lower_eponym_phrase(d: _Doc, i: int) -> bool:
