@@ -48,7 +48,7 @@ class _Word:
     __slots__ = ("text", "lower", "cap", "word", "first", "surname_rank", "possessive", "length",
                  "kind", "function", "abbreviation", "initial", "lower_name", "label_end",
                  "may_veto", "veto_head", "facility_head", "title_rule", "relation_rule", "dictionary_rule", "joins_name",
-                 "and_rule", "kin", "place_cue", "field_label", "column_head")
+                 "and_rule", "kin", "place_cue", "field_label", "column_head", "cue")
 
     def __init__(self, text, lower, cap, word, first, surname_rank, possessive, length):
         self.text, self.lower, self.cap, self.word = text, lower, cap, word
@@ -81,6 +81,8 @@ class _Word:
         self.place_cue = text in _PLACE_CUES or lower in lexicon.ORGANISATIONS
         self.field_label = lower in _FIELD_WORDS
         self.column_head = lower in _COLUMN_WORDS
+        # any of the four above: find_names lists these tokens once for their rules
+        self.cue = self.kin or self.place_cue or self.field_label or self.column_head
 
 
 class _Doc:
@@ -286,14 +288,15 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
             veto[i] = False                 # what _vetoed says, without the call
             continue
         veto[i] = _vetoed(d, i)
-    _kinship_vetoes(d, veto)
-    _place_vetoes(d, veto)
+    cues = list(_indices(toks, "cue"))        # (one pass for the four rules that need one)
+    _kinship_vetoes(d, veto, cues)
+    _place_vetoes(d, veto, cues)
     name = [False] * n
     _titles_and_credentials(d, veto, name)
     _labels(d, veto, name)
     _signature_marks(d, veto, name)
-    _fields(d, veto, name)
-    _name_columns(d, name)
+    _fields(d, veto, name, cues)
+    _name_columns(d, name, cues)
     _dictionary(d, veto, name)
     _propagate(d, veto, name)
     _initial_before(d, name)
@@ -303,13 +306,15 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     return _merge(d, name, blocked)
 
 
-def _kinship_vetoes(d: _Doc, veto) -> None:
+def _kinship_vetoes(d: _Doc, veto, cues) -> None:
     """A kinship word is the label of a name, not part of it: "nan", "son" in lower case, and
     "Son Will", "Mother Rosa" where a capitalised word follows (a kinship word that is no
     English word stays a possible name there: "Nana Mensah")."""
     toks, gap = d.toks, d.gap
     n = len(toks)
-    for i in _indices(toks, "kin"):
+    for i in cues:
+        if not toks[i].kin:
+            continue
         t = toks[i]
         if not t.cap or (t.word and i + 1 < n and toks[i + 1].cap and gap[i + 1] == " "):
             veto[i] = True
@@ -322,11 +327,11 @@ _PLACE_CUES = frozenset(["the", "St", "ST", "Saint", "Ste", "Sainte", "Mount", "
                          "Ft", "Port"])
 
 
-def _place_vetoes(d: _Doc, veto) -> None:
+def _place_vetoes(d: _Doc, veto, cues) -> None:
     toks, gap = d.toks, d.gap
     n = len(toks)
-    for i in _indices(toks, "place_cue"):
-        if i + 1 >= n or not toks[i + 1].cap:
+    for i in cues:
+        if not toks[i].place_cue or i + 1 >= n or not toks[i + 1].cap:
             continue
         if toks[i].lower in lexicon.ORGANISATIONS:
             if gap[i + 1] == " " and not toks[i + 1].first:
@@ -400,7 +405,7 @@ def _token_at(d: _Doc, s: int):
     return k if k < len(d.toks) and d.start[k] == s else None
 
 
-def _fields(d: _Doc, veto, name) -> None:
+def _fields(d: _Doc, veto, name, cues) -> None:
     """Names that the structure of the text marks, whatever the words: HL7 caret names, quoted
     CSV "Surname, Given" cells, log user fields, name-part labels, dash signatures."""
     text, toks = d.text, d.toks
@@ -428,7 +433,9 @@ def _fields(d: _Doc, veto, name) -> None:
                     (f.surname_rank or not f.word) and (g.first or g.initial or not g.word) and \
                     len(m.group(1).split()) <= 3 and len(m.group(2).split()) <= 3:
                 _mark_chars(d, name, m.start(1), m.end(2))
-    for i in _indices(toks, "field_label"):
+    for i in cues:
+        if not toks[i].field_label:
+            continue
         e = d.end[i]
         if text[e:e + 1] in ("=", ":") and toks[i].lower in _USER_WORDS:
             m = _USER_VALUE.match(text, e)
@@ -495,11 +502,13 @@ def _header(line: str):
     return None
 
 
-def _name_columns(d: _Doc, name) -> None:
+def _name_columns(d: _Doc, name, cues) -> None:
     """The cells under a header that names people ("Initials", "patient_name", "Provider"):
     letters only, marked whatever the words ("R.K.H.", "Littlebear, Summer")."""
     text, seen = d.text, set()
-    for i in _indices(d.toks, "column_head"):
+    for i in cues:
+        if not d.toks[i].column_head:
+            continue
         if not (i == 0 or _beside_delimiter(d.gap[i]) or _beside_delimiter(d.gap[i + 1])):
             continue                         # (no delimiter beside the word: prose)
         line_start = text.rfind("\n", 0, d.start[i]) + 1
@@ -1350,11 +1359,11 @@ def _propagate(d: _Doc, veto, name) -> None:
 
 
 def _short_forms(d: _Doc, veto, name, found) -> None:
-    """"Sky" in the note of Skylar, "Theo" in Theodora's: the start (3+ letters) of a given
+    """"Sky" in the note of Skylar, "Theo" in Theodora's: the start (3-4 letters) of a given
     name found in the document, capitalised, is the same person when no word ("Xan") or when
     a person's verb follows ("Sky returned ...")."""
     toks = d.toks
-    prefixes = {f[:k] for f in found if len(f) >= 5 for k in range(3, len(f) - 1)}
+    prefixes = {f[:k] for f in found for k in (3, 4)}     # (found: given names of 5+ letters)
     if not prefixes:
         return
     for i in compress(range(len(toks)), map(prefixes.__contains__, map(attrgetter("lower"), toks))):
