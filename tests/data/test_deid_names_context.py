@@ -81,6 +81,10 @@ NOT_FOUND = [
      ["glasgow", "blatchford", "murphy"], []),
     ("xray shows a boxer fracture, no colles fracture; dictated by maria kowalski",
      ["colles"], ["maria", "kowalski"]),
+    # a list of eponymous diseases; the same surnames after "Drs." stay names
+    ("PMH: Kawasaki, Graves, Addison; no Crohn disease.", ["Graves", "Addison"], []),
+    ("Co-managed by Drs. Graves, Addison and Lindqvist.", [], ["Graves", "Addison",
+                                                             "Lindqvist"]),
     # firms, makers and their products
     ("Letter from Dunleavy, Marchetti & Associates regarding the claim.",
      ["Dunleavy", "Marchetti"], []),

@@ -721,6 +721,8 @@ def _vetoed(d: _Doc, i: int) -> bool:
                 _SIZE_BEFORE.search(text, max(0, d.start[i] - 12), d.start[i]) or \
                 _SCORE_AFTER.match(text[t_end:t_end + 12]):
             return True
+        if _eponym_list(d, i):
+            return True                  # a list of eponyms: "Hashimoto, Graves, Addison"
     if t.cap and adjacent and (nxt in lexicon.EPONYM_VETO_HEADS or (
             nxt in lexicon.TEST_HEADS and toks[i + 1].text.islower() and gap[i + 1] == " ")):
         return True
@@ -739,6 +741,18 @@ def _vetoed(d: _Doc, i: int) -> bool:
     if t.lower in lexicon.HOSPITAL_PLACES:
         return True                                    # "Ward 5", "Bed 12": a place, not Mr Ward
     return bool(_ZIP_AFTER.match(text, t_end) or _DOSE_AFTER.match(text, t_end))
+
+
+def _eponym_list(d: _Doc, i: int) -> bool:
+    """Eponyms before token i, separated by commas or slashes, the first an eponym that is
+    rarely a surname ("Hashimoto, Graves, Addison"; not "Drs. Bell, Addison")."""
+    toks, gap = d.toks, d.gap
+    k = i
+    while k and gap[k] in (", ", "/") and toks[k - 1].lower in lexicon.EPONYMS:
+        k -= 1
+        if toks[k].kind == _ALWAYS:
+            return True
+    return False
 
 
 def _after_given_name(d: _Doc, i: int) -> bool:
