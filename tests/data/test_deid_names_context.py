@@ -54,6 +54,10 @@ FOUND = [
     # short capitals after an initial before a credential; initials after "attested"
     ("Result phoned to T. NGO RN on 5 West.", ["T", "NGO"]),
     ("Resident note reviewed, attested PQS", ["PQS"]),
+    # the author of a quoted e-mail; a lower-case name after "doctor" whose first part
+    # starts a longer word (amara: amaranth)
+    ("> On Wed, 4 Feb 2026, Tanvir Chowdhury wrote:\n> ok", ["Tanvir", "Chowdhury"]),
+    ("this is doctor amara okonkwo dictating", ["amara", "okonkwo"]),
     # messages signed with a dash at the line end
     ("Labs drawn, K 5.9, repeat ordered. -TMR\nNext item", ["TMR"]),
     ("Daughter updated by phone at 14:10. -Rosalind\n", ["Rosalind"]),
@@ -105,6 +109,7 @@ NOT_FOUND = [
     ("Maxwell Tierney admitted. Max HR 140 overnight.", ["Max", "HR"], ["Maxwell", "Tierney"]),
     # a bare "Name" column of a medication table
     ("Name | Dose | Route\nLosartan | 50 mg | PO\nWarfarin | 5 mg | PO", ["Losartan"], []),
+    ("On balance, the team wrote: continue current plan.", ["the", "team"], []),
     # hyphenated words with a lower-case part
     ("Re-do sternotomy was discussed; Pre-op labs fine; Co-pay waived.",
      ["Re-do", "Pre-op", "Co-pay"], []),

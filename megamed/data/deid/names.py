@@ -390,6 +390,9 @@ _NAME_PART_LABEL = re.compile(r"(?:^|(?<=[\s|]))(?:given names?(?:\(s\))?|first 
 _FIELD_END = re.compile(r"[ \t]{2,}|\t|\n|$|[ \t]*\|")
 # a message signed with a dash at the end of its line ("... at 10:00. -KB", "-Ivy")
 _DASH_SIGNATURE = re.compile(r"-[ \t]?([A-Z][A-Za-z]{1,11})[ \t]*$", re.M)
+# the line that introduces a quoted e-mail: its author's name before "wrote:"
+_QUOTE_HEADER = re.compile(r"[> \t]*On [^\n]{3,80}?,\s+((?:[^\W\d_][\w.'’-]*\s){0,3}"
+                           r"[^\W\d_][\w'’-]*)\s*(?:<[^>\n]*>\s*)?wrote:")
 _FIELD_WORDS = _USER_WORDS | frozenset("""name names first last surname forename forenames mi
 initial nombre nombres apellido apellidos prenom prenoms famille vorname nachname""".split())
 
@@ -450,6 +453,13 @@ def _fields(d: _Doc, veto, name, cues) -> None:
                 if m and m.end() > e:
                     _name_part(d, veto, name, m)
                     break
+    k = text.find(" wrote:")
+    while k >= 0:                           # '> On Tue, 3 Mar 2026, Anan Chaiyasit wrote:'
+        m = _QUOTE_HEADER.match(text, text.rfind("\n", 0, k) + 1, k + 7)
+        if m and all(w[0].isupper() or w.lower() in lexicon.PARTICLES
+                     for w in m.group(1).split()):
+            _mark_chars(d, name, m.start(1), m.end(1))
+        k = text.find(" wrote:", k + 7)
     if "-" in text:
         for m in _DASH_SIGNATURE.finditer(text):
             k = _token_at(d, m.start(1))
@@ -972,7 +982,8 @@ def _titles_and_credentials(d: _Doc, veto, name) -> None:
             if g.strip() in ("", ".") and "\n" not in g:
                 if t.lower in ("sister", "nurse", "doctor", "professor") and not nxt.cap and \
                         not (t.text.islower() and ((nxt.lower_name and nxt.first) or
-                                                   _unknown_lower(nxt))):
+                                                   _unknown_lower(nxt) or
+                                                   _unknown_lower_pair(d, i + 1))):
                     continue          # ("nurse practitioner"; "doctor ngozi eze" is a name)
                 _take_forward(d, veto, name, i + 1, strict=False)
                 continue
@@ -998,6 +1009,16 @@ def _unknown_lower(t: _Word) -> bool:
     after "doctor" ("doctor ngozi")."""
     return not t.word and not t.function and len(t.text) >= 3 and t.kind != _ALWAYS and \
         t.lower not in lexicon.CLINICAL_ABBREVIATIONS and not lexicon.starts_a_word(t.lower)
+
+
+def _unknown_lower_pair(d: _Doc, i: int) -> bool:
+    """Two lower-case tokens in no word list after "doctor" ("doctor amara okonkwo"): a name
+    even when the first starts a longer word (amara, amaranth)."""
+    toks = d.toks
+    return i + 1 < len(toks) and d.gap[i + 1] == " " and all(
+        not t.word and not t.function and len(t.text) >= 3 and t.text.islower() and
+        t.kind != _ALWAYS and t.lower not in lexicon.CLINICAL_ABBREVIATIONS
+        for t in (toks[i], toks[i + 1]))
 
 
 def _initial_and_word_before(d: _Doc, i: int) -> bool:
