@@ -516,11 +516,11 @@ def _name_columns(d: _Doc, name, cues) -> None:
     """The cells under a header that names people ("Initials", "patient_name", "Provider"):
     letters only, marked whatever the words ("R.K.H.", "Littlebear, Summer")."""
     text, seen = d.text, set()
+    gap = d.gap
     for i in cues:
-        if not d.toks[i].column_head:
-            continue
-        if not (i == 0 or _beside_delimiter(d.gap[i]) or _beside_delimiter(d.gap[i + 1])):
-            continue                         # (no delimiter beside the word: prose)
+        if not d.toks[i].column_head or ":" in gap[i + 1] or \
+                not (i == 0 or _beside_delimiter(gap[i]) or _beside_delimiter(gap[i + 1])):
+            continue                         # (a label "Patient:", or prose: no delimiter)
         line_start = text.rfind("\n", 0, d.start[i]) + 1
         if line_start in seen:
             continue
@@ -612,6 +612,8 @@ def _particles(d: _Doc, name) -> None:
     """Particles between a name (or an initial) and a name are the name's ("J. de la Cruz",
     "María de los Ángeles Ochoa"); capitalised ones start it ("Van der Berg, Pieter")."""
     toks, gap = d.toks, d.gap
+    if lexicon.PARTICLES.isdisjoint(map(attrgetter("lower"), toks)):
+        return
     for i in [i for i in compress(range(len(toks)), name) if i and toks[i - 1].lower in
               lexicon.PARTICLES and not name[i - 1]]:
         k = i - 1
