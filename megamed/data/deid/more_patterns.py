@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from megamed.data.deid import lexicon
+from megamed.data.deid import fields, lexicon
 
 Span = tuple[int, int, str]
 
@@ -649,7 +649,7 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     """Spans to add to the core detectors' `spans`."""
     out: list[Span] = []
     for detector in (foreign_dates, ocr_digits, counties, city_comma_state, gs1_udis,
-                     european_addresses, mac_addresses, ni_numbers, dicom_uids):
+                     european_addresses, mac_addresses, ni_numbers, dicom_uids, fields.find):
         out.extend(detector(text))
     digits = digit_starts(text)
     out.extend(trunk_phones(text, digits["trunk"]))
