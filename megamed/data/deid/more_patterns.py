@@ -8,6 +8,8 @@ speed), or runs behind a literal that each of its matches holds (a C-speed `in` 
 """
 from __future__ import annotations
 
+import functools
+import os
 import re
 from typing import Iterator
 
@@ -368,6 +370,72 @@ def weak_cue_ages(text: str, low: str, numbers: list[re.Match]) -> Iterator[Span
             yield s, e, "AGE"
 
 
+# --- towns and cities named in prose: "moved from Tucson", "called from Duluth", "office, Honolulu"
+# A capitalised word (or two, three) after a place preposition or a comma that the gazetteer of
+# towns with 15,000+ inhabitants lists (single words that are English words are not listed:
+# "Reading", "Mobile"); not where more capitalised words follow ("at Tucson Medical Center": a
+# facility) unless they are a state or a country.
+_PLACE_PREPOSITION = re.compile(r"\b(?:in|from|near|at|to|outside|visiting|around|towards?|via|"
+                                r"into)[ ]([A-ZÀ-Ý][a-zà-ÿ'-]+(?:[ -][A-ZÀ-Ý][a-zà-ÿ'-]+){0,3})")
+_COMMA_PLACE = re.compile(r",[ ]([A-ZÀ-Ý][a-zà-ÿ'-]+(?:[ -][A-ZÀ-Ý][a-zà-ÿ'-]+){0,2})"
+                          r"(?=[ ]?(?:[.;:)]|\r?\n|$|,[ ]|[ ][-–][ ]?\d))")
+_STATES_AND_COUNTRIES = frozenset("""Alabama Alaska Arizona Arkansas California Colorado
+Connecticut Delaware Florida Georgia Hawaii Idaho Illinois Indiana Iowa Kansas Kentucky Louisiana
+Maine Maryland Massachusetts Michigan Minnesota Mississippi Missouri Montana Nebraska Nevada
+Ohio Oklahoma Oregon Pennsylvania Tennessee Texas Utah Vermont Virginia Washington Wisconsin
+Wyoming Canada Mexico England Scotland Wales Ireland Australia India Nigeria Ghana Kenya Pakistan
+Philippines China Japan Korea Vietnam Brazil Germany France Italy Spain Portugal Poland Ukraine
+Russia Egypt Ethiopia Somalia Iran Iraq Syria Turkey Israel Jamaica Haiti Cuba Peru Colombia
+Chile Argentina Venezuela Guatemala Honduras Ontario Quebec Sonora""".split()) | {
+    "New York", "New Jersey", "New Mexico", "New Hampshire", "North Carolina", "South Carolina",
+    "North Dakota", "South Dakota", "West Virginia", "Rhode Island", "New Zealand",
+    "Puerto Rico", "El Salvador", "Dominican Republic", "South Africa", "British Columbia"}
+
+
+@functools.lru_cache(maxsize=None)
+def lexicon_cities() -> frozenset[str]:
+    """lexicon/world_cities.txt (see its header: GeoNames, CC BY 4.0)."""
+    path = os.path.join(os.path.dirname(__file__), "lexicon", "world_cities.txt")
+    with open(path, encoding="utf-8") as f:
+        return frozenset(line.strip() for line in f if line.strip() and line[0] != "#")
+
+
+_FOLDED = str.maketrans("àáâãäåçèéêëìíîïñòóôõöùúûüýÿ", "aaaaaaceeeeiiiinooooouuuuyy")
+_NOT_TOWNS = lexicon.EPONYMS | lexicon.ORGANISATIONS | lexicon.PEOPLES
+
+
+def _town_words(words: list[str]) -> int:
+    """How many of `words` (from the first) name a town of the gazetteer: 0 if none."""
+    for k in range(len(words), 0, -1):
+        name = " ".join(words[:k]).lower()
+        if name in lexicon_cities() or name.translate(_FOLDED) in lexicon_cities():
+            return 0 if k == 1 and name in _NOT_TOWNS else k
+    return 0
+
+
+def _place_after(words: list[str]) -> bool:
+    """The capitalised words after a town are a state or a country ("Tucson Arizona")."""
+    rest = " ".join(words)
+    return rest in _STATES_AND_COUNTRIES
+
+
+_NEXT_TOKEN = re.compile(r"[ ]([A-Z][A-Z0-9&]+)\b")
+
+
+def prose_towns(text: str) -> Iterator[Span]:
+    for rx in (_PLACE_PREPOSITION, _COMMA_PLACE):
+        for m in rx.finditer(text):
+            words = re.split(r"[ -]", m.group(1))
+            k = _town_words(words)
+            if not k or (k < len(words) and not _place_after(words[k:])):
+                continue
+            end = m.start(1) + len(" ".join(words[:k]))
+            after = _NEXT_TOKEN.match(text, end)
+            if after and not (len(after.group(1)) == 2 and k == len(words)):
+                continue                # "to Amsterdam UMC": a facility (a state code may follow)
+            yield m.start(1), end, "ADDRESS"
+
+
 # --- GS1 UDIs: "(01)00884521123456(17)250101(10)A12B" -----------------------------------------
 _GS1_UDI = re.compile(r"\(01\)\d{14}(?:\(\d{2,4}\)[A-Za-z0-9./-]{1,20})*")
 
@@ -649,7 +717,8 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     """Spans to add to the core detectors' `spans`."""
     out: list[Span] = []
     for detector in (foreign_dates, ocr_digits, counties, city_comma_state, gs1_udis,
-                     european_addresses, mac_addresses, ni_numbers, dicom_uids, fields.find):
+                     european_addresses, mac_addresses, ni_numbers, dicom_uids, fields.find,
+                     prose_towns):
         out.extend(detector(text))
     digits = digit_starts(text)
     out.extend(trunk_phones(text, digits["trunk"]))
