@@ -49,7 +49,8 @@ dept department ward unit code dx icd cpt diagnosis procedure exam type status c
 units ref range study protocol file class system resource use gender sex relationship display
 state country language method specialty role manufacturer model brand lab panel priority
 source report row item seq sequence index message msg batch job export run document note
-comment""".split())
+comment client app application api session request trace span correlation transaction event
+tenant org version build host""".split())
 # an identifier column with a plain "id" (patient_id, pt_id, subject_id) is patient's, ...
 _ID_WORDS = frozenset({"id", "no", "num", "number", "nr", "identifier"})
 _PERSON_ID = {"patient": "MRN", "pt": "MRN", "pat": "MRN", "person": "MRN", "hospital": "MRN",
@@ -218,5 +219,22 @@ def key_values(text: str) -> Iterator[Span]:
                 yield m.start(2), m.end(2), category
 
 
+# FHIR references and queries: "Patient/pt-7730418", "Encounter/enc-99104472", "?patient=123"
+_REFERENCE = re.compile(r"(?:\b(Patient|Encounter|Coverage|RelatedPerson|Person)/|[?&](patient|"
+                        r"subject|encounter)=)([A-Za-z0-9][A-Za-z0-9.-]{2,63})")
+_REFERENCE_CATEGORY = {"patient": "MRN", "person": "MRN", "subject": "MRN", "relatedperson": "MRN",
+                       "encounter": "ACCOUNT", "coverage": "HEALTH_PLAN"}
+
+
+def references(text: str) -> Iterator[Span]:
+    if "Patient/" in text or "Encounter/" in text or "Person/" in text or \
+            "Coverage/" in text or "=" in text and ("patient=" in text or "encounter=" in text or
+                                                   "subject=" in text):
+        for m in _REFERENCE.finditer(text):
+            if any(c.isdigit() for c in m.group(3)):
+                kind = (m.group(1) or m.group(2)).lower()
+                yield m.start(3), m.end(3), _REFERENCE_CATEGORY[kind]
+
+
 def find(text: str) -> list[Span]:
-    return [*tables(text), *key_values(text)]
+    return [*tables(text), *key_values(text), *references(text)]
