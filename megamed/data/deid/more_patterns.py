@@ -449,7 +449,7 @@ def gs1_udis(text: str) -> Iterator[Span]:
 # --- identifiers in spaced groups: "Medicare: 2953 51730 1", "member # 9910 4421 07" ----------
 _ID_CATEGORIES = ("MRN", "ACCOUNT", "HEALTH_PLAN", "LICENSE", "DEVICE", "OTHER_ID", "SSN")
 _CODE_AND_NUMBER = re.compile(r"(?:[A-Z]{2,6}[ -])?\d+")
-_GROUPS_AFTER = re.compile(r"(?:[ ]\d{1,6}){1,4}(?=[ ]*(?:$|[\n,;)]|\.(?!\d)|[ ]{2}|[ ]+[a-z]))",
+_GROUPS_AFTER = re.compile(r"(?:[ ]\d{1,6}){1,4}(?:-[A-Z\d]{1,2})?(?=[ ]*(?:$|[\n,;)]|\.(?!\d)|[ ]{2}|[ ]+[a-z]))",
                            re.M)
 _NOT_AN_ID_AFTER = re.compile(r"[ ]*(?:y|yo|y/o|yr|yrs|years?|mg|mcg|ml|units?|kg|lbs?|cm|mm|%)\b",
                               re.I)

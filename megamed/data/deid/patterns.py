@@ -148,20 +148,22 @@ _ID_LABELS = [
                     r"plan id|subscriber(?: id| number| no\.?| #)?|medicaid(?: id| number| no\.?| #)?|"
                     r"medicare(?: id| number| no\.?| #)?|health card(?: number| no\.?| #)?|ohip|ihi|"
                     r"nhs(?: number| no\.?| #)|chi(?: number| no\.?)|phn|ramq|aadhaar|beneficiary(?: id| number| #)?|group(?: number| no\.?| #)|"
-                    r"hicn|mbi|insurance"),
+                    r"hicn|mbi|insurance|group(?: number| no\.?| #)?|grp(?: no\.?| #)?|nss|cin|nhif|"
+                    r"card(?: number| no\.?| #)?"),
     ("LICENSE", r"driver'?s? licen[cs]e(?: number| no\.?| #)?|licen[cs]e(?: number| no\.?| #)?|"
                 r"lic\.?(?: no\.?| #)?|dea(?: number| no\.?| #)?|npi(?: number| no\.?| #)?|"
                 r"certificate(?: number| no\.?| #)?|board certification|permit(?: number| #)?|"
                 r"provider(?: number| no\.?| id| #)|prescriber(?: number| no\.?| id| #)|"
                 r"registration(?: number| no\.?| #)|gmc(?: number| no\.?)?|nmc(?: pin)?|ahpra|"
-                r"cpso(?: number| no\.?| #)?|reg\.? no\.?"),
+                r"cpso(?: number| no\.?| #)?|reg\.? no\.?|permis"),
     ("DEVICE", r"serial(?: number| no\.?| #)?|s/n|sn|device(?: id| number| serial)|udi|"
                r"implant(?: id| serial)|model(?:/serial)?(?: number| no\.?| #)|lot(?: number| no\.?| #)?|"
                r"pacemaker serial|imei|mac address|asset(?: tag| number| no\.?| #)?"),
     ("MRN", r"m ?rn|mr ?#|mr no\.?|mr number|med(?:ical)? rec(?:ord)?(?: number| no\.?| #)?|"
             r"record(?: number| no\.?| #)|chart(?: number| no\.?| #)|hospital(?: number| no\.?| #)|"
             r"ur(?: number| no\.?| #)?|urn|uhid|nhi(?: number| no\.?)?|unit record(?: number| no\.?)?|"
-            r"unit(?: number| no\.?)|patient(?: id| number| no\.?| #)|pt(?: id| #)|pid|emr(?: id| #)?"),
+            r"unit(?: number| no\.?)|patient(?: id| number| no\.?| #)|pt(?: id| #)|pid|emr(?: id| #)?|"
+            r"dossier|op(?: number| no\.?)|ip(?: number| no\.?)"),
     ("ACCOUNT", r"csn|account(?: number| no\.?| #)?|acct\.?(?: number| no\.?| #)?|billing(?: number| id| #)?|"
                 r"fin|har|encounter(?: number| no\.?| id| #)|visit(?: number| no\.?| id| #)|"
                 r"invoice(?: number| no\.?| #)?|claim(?: number| no\.?| #)?"),
@@ -811,6 +813,21 @@ def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
         yield s, e, "OTHER_ID"
 
 
+# "UHID: SVMH.0001884129", "Lic. # AUD.0004471", "OP No: NSH/OP/26/04417": a letter code joined
+# to numbers by "." or "/" after a label (an _ID_AT value holds no "." or "/" before its digit)
+_JOINED_ID = re.compile(r"[A-Z](?<![\w./-][A-Z])[A-Z]{0,5}(?:[./][A-Z0-9]{1,10}){1,5}(?![\w/]|\.\w)")
+
+
+def joined_identifiers(text: str) -> Iterator[Span]:
+    for m in _JOINED_ID.finditer(text):
+        start = m.start()
+        if not any(c.isdigit() for c in m.group(0)) or not _may_follow_label(text, start):
+            continue
+        label = _ID_LABEL_FAST.search(text, max(0, start - 48), start)
+        if label is not None:
+            yield start, m.end(), label.lastgroup.rsplit("_", 1)[0]
+
+
 def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
     runs = runs or run_matches(text)
     street_ends = set()
@@ -960,6 +977,7 @@ def find_structured(text: str) -> list[Span]:
     spans.extend(ages(text))
     spans.extend(contacts(text, runs))
     spans.extend(identifiers(text, runs))
+    spans.extend(joined_identifiers(text))
     spans.extend(addresses(text, runs))
     spans.extend(hl7_fields(text))
     spans.extend(more_patterns.find(text, spans))       # other countries' formats, OCR, ...
