@@ -503,11 +503,24 @@ def _starts(low: str, word: str) -> list[int]:
 # ending after it), "EPS-03-118-9932" (more hyphenated groups).
 _FLOOR_AFTER = re.compile(r",?[ ]((?:\d{1,2}(?:st|nd|rd|th)|ground|first|second|third|top|upper|"
                           r"lower|basement)[ ](?:floor|fl\b\.?))", re.I)
-_TOWN_AFTER = re.compile(r",[ ]((?:[A-Z][a-z'-]+[ ]?){1,3})(?=[.;]\s|[.;]?$|\n)", re.M)
+# the town after a street (and its unit): up to the end of the clause, a postcode, a state or
+# province, a bracket ("Salinas, CA 93905", "Montréal (Québec) H1X 1H2", "Roseville 2069")
+_TOWN_AFTER = re.compile(r",[ ]((?:(?:St\.|Saint|San|Santa|Fort|Ft\.|Mount|Mt\.|Port)[ ])?"
+                         r"[A-ZÀ-Ý][a-zà-ÿ'-]+(?:[ -][A-ZÀ-Ý][a-zà-ÿ'-]+){0,2})"
+                         r"(?=[.;]\s|[.;]?$|\n|,|[ ]*\(|[ ]+\d{4,6}\b|[ ]+[A-Z]{2,3}\b|[ ]+[A-Z]{1,2}\d)",
+                         re.M)
+_ZIP_AFTER_TOWN = re.compile(r"[ ]+(\d{4,6})(?![\w-])")
 _STREET_END = re.compile(rf"(?i:{'|'.join(_STREET_WORDS)}|place|terrace|circle|parkway|way|"
                          r"st|ave|rd|dr|ln|blvd|ct|pl|ter|"
                          r"terr|cir|pkwy|hwy|way|floor|fl)\.?$")
+# "Apt. 3C", "app. 6", "Lot 14", "Ste 2OO", "Col. Centro": a unit (or a colonia) after a street
+_UNIT_AFTER_STREET = re.compile(r",?[ ]((?:Apt|APT|Apartment|App|Appt|Unit|UNIT|Suite|Ste|STE|Lot|"
+                                r"LOT|Flat|Fflat|Space|Trailer|Bldg|Building|Piso|Depto)\.?[ ]?#?[ ]?"
+                                r"[A-Z0-9][\w-]{0,5}|(?:Col|Colonia|Barrio|Fracc)\.?[ ]"
+                                r"[A-ZÀ-Ý][\wà-ÿ'-]+(?:[ ][A-ZÀ-Ý][\wà-ÿ'-]+)?)(?=[,;.\s)]|$)")
 _ID_TAIL = re.compile(r"(?:-[A-Za-z0-9]+)+(?![\w/])")
+_NOT_TOWN_WORDS = lexicon.FACILITY_HEADS | lexicon.TITLES | frozenset(
+    "tel phone ph fax email mob mobile cell dob re attn".split())
 
 
 def address_tail(text: str, s: int, e: int) -> Iterator[Span]:
@@ -515,10 +528,41 @@ def address_tail(text: str, s: int, e: int) -> Iterator[Span]:
     if m:
         yield m.start(1), m.end(), "ADDRESS"        # (the comma between stays as it is)
         e = m.end()
-    if _STREET_END.search(text, max(s, e - 9), e):
+    street = _STREET_END.search(text, max(s, e - 9), e) or \
+        text[e - 1:e].isdigit() and text[s:s + 1].isalpha()     # "Calle Hidalgo 214"
+    m = _UNIT_AFTER_STREET.match(text, e)
+    if m and (street or text[s:s + 1].isdigit()):
+        yield m.start(1), m.end(1), "ADDRESS"
+        e, street = m.end(), True
+    if street:
         m = _TOWN_AFTER.match(text, e)
-        if m and m.group(1).split()[0].lower() not in lexicon.FACILITY_HEADS:
+        if m and m.group(1).split()[0].lower().rstrip(".") not in _NOT_TOWN_WORDS:
             yield m.start(1), m.end(1), "ADDRESS"
+            code = _ZIP_AFTER_TOWN.match(text, m.end())
+            if code:
+                yield code.start(1), code.end(1), "ZIP"
+
+
+# an address block's town on the line after its street ("14 Abbey Road\nReading\nRG1 3BD"); a
+# town that is also an English word only with a postcode on its line or the next
+_TOWN_LINE = re.compile(r"\r?\n[ \t]*([A-ZÀ-Ý][a-zà-ÿ'.-]+(?:[ -][A-ZÀ-Ý][a-zà-ÿ'.-]+){0,2})[ \t]*"
+                        r"(,[^\n:]{0,30}|[ ]+[A-Z0-9]{2,4}[ ]?[A-Z0-9]{0,3})?\r?(?=\n|$)")
+_POSTCODE_LINE = re.compile(r"\r?\n[ \t]*(?:[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}|[A-Z]\d[A-Z][ ]?\d[A-Z]\d|"
+                            r"\d{4,6})\b")
+
+
+def town_line(text: str, e: int) -> Iterator[Span]:
+    m = _TOWN_LINE.match(text, e)
+    if m is None:
+        return
+    words = m.group(1).split()
+    if words[0].lower().rstrip(".") in _NOT_TOWN_WORDS or \
+            any(w.lower() in lexicon.FACILITY_HEADS for w in words):
+        return
+    if len(words) == 1 and words[0].lower() in lexicon.english_words() and \
+            not m.group(2) and not _POSTCODE_LINE.match(text, m.end()):
+        return
+    yield m.start(1), m.end(1), "ADDRESS"
 
 
 def tails(text: str, spans: list[Span]) -> Iterator[Span]:
@@ -527,6 +571,9 @@ def tails(text: str, spans: list[Span]) -> Iterator[Span]:
         if c == "ADDRESS" and text[s - 1:s] == " " and text[s:s + 1].isdigit():
             yield from unit_before(text, s)
         nxt = text[e:e + 2]
+        if c == "ADDRESS" and nxt[:1] in "\r\n":
+            yield from town_line(text, e)
+            continue
         if nxt[:1] not in _TAIL_STARTS or nxt == " " + nxt[1:] and nxt[1:].isalpha() and \
                 c != "ADDRESS":
             continue                # (most spans: a word follows)
@@ -597,12 +644,97 @@ def unit_before(text: str, s: int) -> Iterator[Span]:
         yield m.start(), m.end(1), "ADDRESS"
 
 
+# Streets the core pattern has no type for, after their first digit: "2200 Harbour Parade",
+# "3 Kirk Brae", "14/320 Pacific Hwy" (unit/number), "1420 Calle Las Palmas", "5 Heol y Brenin"
+_STREET_WORLD = (r"\d{0,4}[A-Za-z]?[ ](?:(?:[A-ZÀ-Ý][a-zà-ÿ'-]+[ ]){1,3}(?:Parade|Pde|Brae|Wynd|"
+                 r"Rise|Vale|Esplanade|Quay|Wharf|Promenade|Grange|Croft|Garth|Cres)\b\.?|"
+                 r"(?:Calle|Avenida|Camino|Paseo|Via|Rue|Rua|Heol|Stryd)[ ](?:(?:de|del|la|las|los|"
+                 r"el|y)[ ])*[A-ZÀ-Ý][\wà-ÿ'-]+(?:[ ][A-ZÀ-Ý][\wà-ÿ'-]+){0,2})|"
+                 r"\d{0,3}[A-Za-z]?/\d{1,5}[A-Za-z]?[ ](?:[A-ZÀ-Ý][a-zà-ÿ'-]+[ ]){1,3}(?:St|Street|Rd|"
+                 r"Road|Hwy|Highway|Ave|Avenue|Pde|Parade|Dr|Drive|Cres|Crescent|Pl|Place|Tce|Terrace|"
+                 r"Ct|Court|Way|Lane|Ln|Cl|Close|Blvd|Boulevard|Esplanade)\b\.?")
+# an Indian PIN after its town: "Hyderabad - 500034" (after its first digit)
+_PIN_AFTER_DASH = r"(?<=[-–][ ]\d)\d{5}(?![\w-])"
+_TOWN_BEFORE_DASH = re.compile(r"([A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+){0,2})[ ]?[-–][ ]?$")
+
+
+def world_streets(text: str, found: list[re.Match]) -> Iterator[Span]:
+    for m in found:
+        yield m.start(), m.end(), "ADDRESS"
+
+
+def dash_pins(text: str, found: list[re.Match]) -> Iterator[Span]:
+    for m in found:
+        town = _TOWN_BEFORE_DASH.search(text, max(0, m.start() - 40), m.start())
+        if town is None or any(w.lower() in _NOT_TOWN_WORDS for w in town.group(1).split()):
+            continue
+        yield town.start(1), town.end(1), "ADDRESS"
+        yield m.start(), m.end(), "ZIP"
+
+
+# "Flat 2, 39 Kennet Side", "Fflat 4, Tŷ Gwyn", "Apt 3B 1457 Foster": a unit before its street
+# names the street whatever its type
+_UNIT_STREET = re.compile(r"\b(?:Flat|FLAT|Fflat|Apt|APT|Apartment|Lot|(?:Unit|UNIT|Suite)(?=[ ]#?\d+[A-Z]?,))"
+                          r"\.?[ ]#?\d{1,5}[A-Z]?,?[ ](?:\d{1,5}[A-Za-z]?[ ])?"
+                          r"[A-ZÀ-Ý][\wà-ÿ'-]*(?:[ ][A-ZÀ-Ý][\wà-ÿ'-]*){0,3}")
+_UNIT_WORDS = ("Flat", "FLAT", "Apt", "APT", "Apartment", "Lot", "Unit", "UNIT", "Suite")
+
+
+def unit_streets(text: str) -> Iterator[Span]:
+    if not any(w in text for w in _UNIT_WORDS):
+        return
+    for m in _UNIT_STREET.finditer(text):
+        words = m.group(0).split()
+        if words[-1].lower() in _NOT_TOWN_WORDS:
+            continue
+        yield m.start(), m.end(), "ADDRESS"
+
+
+# a postcode after its label: "C.P. 84000", "PIN: 560003", "Eircode D02 X285", "PLZ 10115"
+_POSTCODE_LABEL = re.compile(r"\b(?:C\.P\.|PIN(?:[ ]?[Cc]ode)?|Pin[ ]?[Cc]ode|Eircode|PLZ|"
+                             r"Post[ ]?[Cc]ode|Postal)[ ]?[:#]?[ ]?([A-Z0-9]{3}[ ]?[A-Z0-9]{4}|"
+                             r"\d{4,6})(?![\w-])")
+
+
+def labelled_postcodes(text: str) -> Iterator[Span]:
+    if "C.P." in text or "PIN" in text or "Pin" in text or "code" in text or "PLZ" in text or \
+            "Post" in text:
+        for m in _POSTCODE_LABEL.finditer(text):
+            if any(c.isdigit() for c in m.group(1)):
+                yield m.start(1), m.end(1), "ZIP"
+
+
+# a place after its label: "Birthplace: Ibadan", "Sub-location: Kijabe", "Residence: Kabati
+# village, Maai Mahiu" (the rest of the clause; its first word no English word, or a town)
+_PLACE_LABEL = re.compile(r"\b(?i:birthplace|place of birth|born in|home ?town|residence|village|"
+                          r"sub-?location|suburb|city|town|district|county|municipality|barangay|"
+                          r"colonia|ward)[ ]?:[ ]*([A-ZÀ-Ý][\wà-ÿ'-]+(?:,?[ ][\wà-ÿ'-]+){0,4}?)"
+                          r"(?=[ ]{2}|\t|\r?\n|$|[.;(]|[ ]+(?:Tel|Phone|Ph|Mob|Fax|Email|DOB|MRN|Sub)\b)")
+_PLACE_LABEL_HINTS = ("birth", "home", "resid", "village", "location", "suburb", "city", "town",
+                      "district", "county", "municipal", "barangay", "colonia", "ward")
+
+
+def labelled_places(text: str, low: str) -> Iterator[Span]:
+    if ":" not in text or not any(h in low for h in _PLACE_LABEL_HINTS):
+        return
+    for m in _PLACE_LABEL.finditer(text):
+        first = m.group(1).split()[0].rstrip(",").lower()
+        if first in lexicon.english_words() and first not in lexicon_cities():
+            continue
+        value = m.group(1)
+        head, comma, last = value.rpartition(", ")
+        if comma and last in _STATES_AND_COUNTRIES:
+            value = head                   # ("Ibadan, Nigeria": a country is no PHI)
+        yield m.start(1), m.start(1) + len(value), "ADDRESS"
+
+
 # One scan from the starts of digit runs for the patterns above that start there: re jumps to
 # the digits at C speed (the first digit is matched before the look-behind), then tries each
 # pattern; a match is returned as from its first digit, under its pattern's name.
 _DIGIT_START = re.compile(rf"\d(?<![\w.,/:+-]\d)(?:(?P<trunk>{_TRUNK_PHONE})|"
                           rf"(?P<local>{_SPACED_LOCAL})|(?P<way>{_NUMBERED_WAY})|"
-                          rf"(?P<age>{_AGE_NUMBER})|(?P<inward>{_INWARD})|(?P<au>{_AU_POSTCODE}))")
+                          rf"(?P<age>{_AGE_NUMBER})|(?P<inward>{_INWARD})|(?P<au>{_AU_POSTCODE})|"
+                          rf"(?P<world_street>{_STREET_WORLD})|(?P<pin>{_PIN_AFTER_DASH}))")
 
 
 def digit_starts(text: str) -> dict[str, list[re.Match]]:
@@ -724,6 +856,10 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(trunk_phones(text, digits["trunk"]))
     out.extend(spaced_local_phones(text, digits["local"]))
     out.extend(one_word_streets(text, digits["way"]))
+    out.extend(world_streets(text, digits["world_street"]))
+    out.extend(dash_pins(text, digits["pin"]))
+    out.extend(unit_streets(text))
+    out.extend(labelled_postcodes(text))
     codes = list(postcodes(text, digits["inward"]))
     out.extend(codes)
     out.extend(towns_before_postcodes(text, codes, digits["au"]))
@@ -735,5 +871,6 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(spoken_days(text, low))
     out.extend(web_addresses(text, low))
     out.extend(neighbourhoods(text, low))
+    out.extend(labelled_places(text, low))
     out.extend(tails(text, spans + out))
     return out
