@@ -117,8 +117,11 @@ def trunk_phones(text: str, found: list[re.Match]) -> Iterator[Span]:
         digits = sum(c.isdigit() for c in value)
         if not (9 <= digits <= 11 or value.startswith("00") and digits <= 15):
             continue                                # ("0049 30 12345678": 00, a country code)
-        if len(set(_SEPARATORS.findall(value.replace(") ", ")")))) > 1:
+        separators = _SEPARATORS.findall(value.replace(") ", ")"))
+        if len(set(separators)) > 1 and not (separators[0] == "-" and
+                                             set(separators[1:]) == {" "}):
             continue            # "04.03.2019 02:14": a date and a time, not one number
+                                # ("040-2355 8811": an area code, then the number spaced)
         before = text[max(0, m.start() - 14):m.start()]
         yield m.start(), m.end(), "FAX" if FAX_BEFORE.search(before) else "PHONE"
 
@@ -325,7 +328,7 @@ _AGE_CUES = tuple(f"{who}{verb}" for who in ("he", "she", "who", "patient", "pt"
                            for verb in (" is", " was", "'s", " is now"))
 # (its first character before the look-behind: re then jumps to the 1s and 9s at C speed)
 # (after its first digit; "96y" and "93/F" are ages whatever comes before)
-_AGE_NUMBER = r"(?:(?<=9)\d|(?<=1)[01]\d)(?:(?![\w%/-]|[.,:]\d)|(?=[ ]?y\b|/[MF]\b))"
+_AGE_NUMBER = r"(?:(?<=9)\d|(?<=1)[01]\d)(?:(?![\w%/-]|[.,:]\d)|(?=[ ]?[yY]\b|/[MF]\b))"
 _AGE_WORDS = re.compile(r"\b(?:ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|"
                         r"(?:one |a )?hundred(?:(?: and)?[- ](?:one|two|three|four|five|six|"
                         r"seven|eight|nine|ten|eleven|twelve))?)\b", re.I)
@@ -344,7 +347,7 @@ def weak_cue_ages(text: str, low: str, numbers: list[re.Match]) -> Iterator[Span
     if "ninety" in low or "hundred" in low:
         found += _AGE_WORDS.finditer(text)
     for m in found:
-        if text[m.end():m.end() + 1] in ("y", "/") or text[m.end():m.end() + 2] == " y" and \
+        if text[m.end():m.end() + 1] in ("y", "Y", "/") or text[m.end():m.end() + 2] == " y" and \
                 not text[m.end() + 2:m.end() + 3].isalnum():
             yield m.start(), m.end(), "AGE"
             continue
@@ -816,10 +819,24 @@ def web_addresses(text: str, low: str) -> Iterator[Span]:
         m = _BARE_DOMAIN.match(text, start) if start >= end and start < i else None
         if m and m.end() > i:
             end = m.end()
-            yield m.start(), m.end(), "URL"
+            if not standards_url(m.group(0)):
+                yield m.start(), m.end(), "URL"
     if " dot " in low or "(dot)" in low or "[dot]" in low:
         for m in _SPELLED_EMAIL.finditer(text):
             yield m.start(), m.end(), "EMAIL"
+
+
+# the addresses of standards and terminologies ("http://hl7.org/fhir/sid/us-ssn", "http://loinc.org")
+# name a code system, nobody's page
+_STANDARDS_URL = re.compile(r"(?:[a-z+]+://)?(?:[\w-]+\.)*(?:hl7\.org|fhir\.org|snomed\.info|"
+                            r"loinc\.org|unitsofmeasure\.org|nlm\.nih\.gov|who\.int|"
+                            r"dicom\.nema\.org|ihe\.net|w3\.org|schema\.org|json-schema\.org|"
+                            r"ietf\.org|iso\.org|ncimeta\.nci\.nih\.gov|cms\.gov/medicare/coding)"
+                            r"(?:[/:?#]|$)", re.I)
+
+
+def standards_url(url: str) -> bool:
+    return _STANDARDS_URL.match(url) is not None
 
 
 # a DICOM UID quoted in a report ("1.2.840.113619.2.55.3.604688119.971"): it names a study

@@ -33,7 +33,7 @@ _DATE_RES = [
     re.compile(rf"\d(?<![\w]\d)\d?[- ]?{_MONTH}\.?[- ]?(?:\d{{4}}|\d{{2}})(?!\w)", re.I),
     # March 3rd, 2019 / Jan. 5th / Mar 3 '19 / March of 2019 / March 2019
     re.compile(rf"(?<![\w]){_MONTH}\.?(?:\s+\d{{1,2}}{_ORD}(?![\d:])(?:(?:,\s*|\s+)(?:1[89]\d\d|20\d\d|'\d\d)(?!\d))?"
-               rf"|,?\s+(?:of\s+)?(?:1[89]\d\d|20\d\d)(?!\d))", re.I),
+               rf"|,?\s+(?:of\s+)?(?:1[89]\d\d|20\d\d|'\d\d)(?!\d))", re.I),
     # 3rd of March 2019 / 5 January
     re.compile(rf"\d(?<![\w/]\d)\d?{_ORD}\s+(?:of\s+)?{_MONTH}\b\.?(?:,?\s+(?:1[89]|20)\d\d(?!\d))?",
                re.I),
@@ -54,7 +54,12 @@ _DATE_RES.append(re.compile(
 _HOLIDAY_WORDS = ("christmas", "xmas", "navidad", "thanksgiving", "easter", "new year", "halloween",
                   "valentine", "independence day", "of july", "labor day", "labour day",
                   "memorial day", "s day", "hanuk", "chanuk", "passover", "yom kippur",
-                  "rosh hashanah", "diwali")
+                  "rosh hashanah", "diwali", "boxing", "black friday", "good friday",
+                  "cyber monday", "easter monday", "'s day", "bank holiday", "remembrance",
+                  "canada day", "anzac", "australia day", "waitangi", "matariki", "bonfire night",
+                  "guy fawkes", "hogmanay", "mardi gras", "juneteenth", "veterans", "presidents",
+                  "king day", "mlk day", "columbus day", "lunar new year", "chinese new year",
+                  "victoria day", "ramadan", "eid al", "eid ul", "holi ", "lohri", "pongal")
 # month-day-year with hyphens: Mar-22-2019
 _DATE_RES.append(re.compile(rf"(?<![\w]){_MONTH}-\d{{1,2}}-(?:\d{{4}}|\d{{2}})(?![\d-])", re.I))
 # Holidays name a day: "since Christmas", "over Thanksgiving", "desde Navidad".
@@ -62,7 +67,14 @@ _HOLIDAY = re.compile(r"\b(?:christmas(?: eve| day)?|xmas|navidad|thanksgiving(?
                       r"easter(?: sunday)?|new year'?s(?: eve| day)?|halloween|valentine'?s day|"
                       r"independence day|(?:the )?fourth of july|labou?r day|memorial day|"
                       r"mother'?s day|father'?s day|hanukk?ah|chanukah|passover|yom kippur|"
-                      r"rosh hashanah|diwali)\b", re.I)
+                      r"rosh hashanah|diwali|boxing day|black friday|good friday|cyber monday|"
+                      r"easter monday|st\.? (?:patrick|david|andrew|george)'?s day|"
+                      r"(?:august |may |spring |summer )?bank holiday(?: monday| weekend)?|"
+                      r"remembrance (?:day|sunday)|canada day|anzac day|australia day|waitangi day|"
+                      r"matariki|bonfire night|guy fawkes(?: night)?|hogmanay|mardi gras|juneteenth|"
+                      r"veterans'? day|presidents'? day|(?:martin luther )?king(?: jr\.?)? day|"
+                      r"mlk day|columbus day|(?:lunar|chinese) new year|victoria day|ramadan|"
+                      r"eid (?:al|ul)[- ](?:fitr|adha)|holi|lohri|pongal)\b", re.I)
 # A month name on its own: capitalised full names; "May" only after a date preposition.
 _MONTH_ALONE = re.compile(r"\b(?:January|February|March|April|June|July|August|September|"
                           r"October|November|December)\b|\b(?:Jan|Feb|Aug|Sept|Oct|Nov|Dec)\b\.?")
@@ -130,7 +142,7 @@ _LOCAL_PHONE = re.compile(r"\b(?:call|phone|ph|tel|telephone|cell|mobile|home|wo
 _EXTENSION = re.compile(r"\b(?:ext\.?|extension|pager|pgr|beeper|x)\s?#?\s?(\d{3,6})\b", re.I)
 _FAX_BEFORE = more_patterns.FAX_BEFORE       # "fax:" or "f:" right before a number
 _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
-_URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"')\]]+", re.I)
+_URL = re.compile(r"\b(?:https?://|s?ftps?://|www\.)[^\s<>\"')\]]+", re.I)
 _IP = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)"
                  r"(?![\d.]\d)")
 _IPV6 = re.compile(r"\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b", re.I)
@@ -148,7 +160,7 @@ _ID_LABELS = [
                     r"plan id|subscriber(?: id| number| no\.?| #)?|medicaid(?: id| number| no\.?| #)?|"
                     r"medicare(?: id| number| no\.?| #)?|health card(?: number| no\.?| #)?|ohip|ihi|"
                     r"nhs(?: number| no\.?| #)|chi(?: number| no\.?)|phn|ramq|aadhaar|beneficiary(?: id| number| #)?|group(?: number| no\.?| #)|"
-                    r"hicn|mbi|insurance|group(?: number| no\.?| #)?|grp(?: no\.?| #)?|nss|cin|nhif|"
+                    r"hicn|mbi|insurance|group(?: number| no\.?| #)?|nss|cin|nhif|"
                     r"card(?: number| no\.?| #)?"),
     ("LICENSE", r"driver'?s? licen[cs]e(?: number| no\.?| #)?|licen[cs]e(?: number| no\.?| #)?|"
                 r"lic\.?(?: no\.?| #)?|dea(?: number| no\.?| #)?|npi(?: number| no\.?| #)?|"
@@ -722,7 +734,8 @@ def contacts(text: str, runs: dict | None = None) -> Iterator[Span]:
             yield m.start(), m.end(), "EMAIL"
     if "://" in text or "www." in text or "WWW." in text:
         for m in _URL.finditer(text):
-            yield m.start(), m.end(), "URL"
+            if not more_patterns.standards_url(m.group(0)):
+                yield m.start(), m.end(), "URL"
     if text.count(".") >= 3 and _IP_HINT.search(text):
         for m in _anchored(_IP, text, _anchor(_IP_HINT, text), 2):
             yield m.start(), m.end(), "IP"
