@@ -518,7 +518,8 @@ _STREET_END = re.compile(rf"(?i:{'|'.join(_STREET_WORDS)}|place|terrace|circle|p
                          r"terr|cir|pkwy|hwy|way|floor|fl)\.?$")
 # "Apt. 3C", "app. 6", "Lot 14", "Ste 2OO", "Col. Centro": a unit (or a colonia) after a street
 _UNIT_AFTER_STREET = re.compile(r",?[ ]((?:Apt|APT|Apartment|App|Appt|Unit|UNIT|Suite|Ste|STE|Lot|"
-                                r"LOT|Flat|Fflat|Space|Trailer|Bldg|Building|Piso|Depto)\.?[ ]?#?[ ]?"
+                                r"LOT|Flat|Fflat|Space|Trailer|Bldg|Building|Piso|Depto|apt|app|"
+                                r"appt|unit|suite|ste|lot|flat|bureau)\.?[ ]?#?[ ]?"
                                 r"[A-Z0-9][\w-]{0,5}|(?:Col|Colonia|Barrio|Fracc)\.?[ ]"
                                 r"[A-ZÀ-Ý][\wà-ÿ'-]+(?:[ ][A-ZÀ-Ý][\wà-ÿ'-]+)?)(?=[,;.\s)]|$)")
 _ID_TAIL = re.compile(r"(?:-[A-Za-z0-9]+)+(?![\w/])")
@@ -568,11 +569,66 @@ def town_line(text: str, e: int) -> Iterator[Span]:
     yield m.start(1), m.end(1), "ADDRESS"
 
 
+# "mid-October", "mi-octobre": the part of the month belongs to the date (a weekday before a date
+# is not labelled alike in every set: left as it is)
+_DATE_HEAD = re.compile(r"\b(?i:mid|early|late|mi|début|fin)-$")
+
+
+def date_head(text: str, s: int) -> Iterator[Span]:
+    if text[s - 1:s] == "-":
+        m = _DATE_HEAD.search(text, max(0, s - 7), s)
+        if m:
+            yield m.start(), s, "DATE"
+
+
+# "DOB: 01 09 1941": day, month and year split by spaces after a date's label (after the
+# first digit)
+_SPACED_DATE = r"\d?[ ]\d{1,2}[ ](?:19|20)\d\d(?![\w/-])"
+_DATE_LABEL_BEFORE = re.compile(r"(?i:dob|d\.o\.b\.?|date|born|birth|b\.)\W{0,4}$")
+
+
+def spaced_dates(text: str, found: list[re.Match]) -> Iterator[Span]:
+    for m in found:
+        a, b, _ = (int(x) for x in m.group(0).split())
+        if (1 <= a <= 31 and 1 <= b <= 12 or 1 <= a <= 12 and 1 <= b <= 31) and \
+                _DATE_LABEL_BEFORE.search(text, max(0, m.start() - 12), m.start()):
+            yield m.start(), m.end(), "DATE"
+
+
+# "plate 4KX 921", "rego: ABC-123", "licence plate 7ABC123": a plate's value after its label
+_PLATE = re.compile(r"\b(?i:plates?|rego|number plate|registration plate|tag)(?:[ ](?i:no\.?|number|#))?"
+                    r"[ ]?[:#]?[ ]?(?:(?:[A-Z][a-z]+|[A-Z]{2})[ ])?((?=[A-Z0-9 -]{0,8}\d)[A-Z0-9]{1,4}"
+                    r"[ -]?[A-Z0-9]{1,4})(?![\w-])")
+
+
+def plates(text: str, low: str) -> Iterator[Span]:
+    if "plate" in low or "rego" in low or "tag" in low:
+        for m in _PLATE.finditer(text):
+            if len(m.group(1).replace(" ", "").replace("-", "")) >= 4:
+                yield m.start(1), m.end(1), "VEHICLE"
+
+
+# "SSN (last 4): 6612", "last four of social 1234"
+_SSN_LAST4 = re.compile(r"\b(?i:ssn|ss#|social(?: security)?(?: number| no\.?| #)?)[^\n\d]{0,16}?"
+                        r"(?i:last[ -]?(?:4|four))\)?:?[ ]*(\d{4})(?!\d)|(?i:last[ -]?(?:4|four)"
+                        r"(?: digits)? of (?:her |his |the )?(?:ssn|social(?: security)?))"
+                        r"[ ]?(?:is|:|-)?[ ]*(\d{4})(?!\d)")
+
+
+def ssn_last_four(text: str, low: str) -> Iterator[Span]:
+    if "last" in low and ("ss" in low or "social" in low):
+        for m in _SSN_LAST4.finditer(text):
+            g = 1 if m.group(1) else 2
+            yield m.start(g), m.end(g), "SSN"
+
+
 def tails(text: str, spans: list[Span]) -> Iterator[Span]:
     """What goes on after each found span (one pass; most spans end before other text)."""
     for s, e, c in spans:
         if c == "ADDRESS" and text[s - 1:s] == " " and text[s:s + 1].isdigit():
             yield from unit_before(text, s)
+        if c == "DATE":
+            yield from date_head(text, s)
         nxt = text[e:e + 2]
         if c == "ADDRESS" and nxt[:1] in "\r\n":
             yield from town_line(text, e)
@@ -737,7 +793,8 @@ def labelled_places(text: str, low: str) -> Iterator[Span]:
 _DIGIT_START = re.compile(rf"\d(?<![\w.,/:+-]\d)(?:(?P<trunk>{_TRUNK_PHONE})|"
                           rf"(?P<local>{_SPACED_LOCAL})|(?P<way>{_NUMBERED_WAY})|"
                           rf"(?P<age>{_AGE_NUMBER})|(?P<inward>{_INWARD})|(?P<au>{_AU_POSTCODE})|"
-                          rf"(?P<world_street>{_STREET_WORLD})|(?P<pin>{_PIN_AFTER_DASH}))")
+                          rf"(?P<world_street>{_STREET_WORLD})|(?P<pin>{_PIN_AFTER_DASH})|"
+                          rf"(?P<spaced_date>{_SPACED_DATE}))")
 
 
 def digit_starts(text: str) -> dict[str, list[re.Match]]:
@@ -876,6 +933,7 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(world_streets(text, digits["world_street"]))
     out.extend(dash_pins(text, digits["pin"]))
     out.extend(unit_streets(text))
+    out.extend(spaced_dates(text, digits["spaced_date"]))
     out.extend(labelled_postcodes(text))
     codes = list(postcodes(text, digits["inward"]))
     out.extend(codes)
@@ -889,5 +947,7 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(web_addresses(text, low))
     out.extend(neighbourhoods(text, low))
     out.extend(labelled_places(text, low))
+    out.extend(plates(text, low))
+    out.extend(ssn_last_four(text, low))
     out.extend(tails(text, spans + out))
     return out
