@@ -107,8 +107,8 @@ def _value_end(text: str, s: int, e: int, category: str) -> int:
 # a header: 3 or more short field names split by one delimiter (a line of letters, no digit run
 # at a field's start); the data rows below it have as many fields
 _FIELD_NAME = r"(?:[A-Za-z][\w#/()'-]{0,30}(?:[ .][\w#/()'-]{1,30}){0,3}|#)"
-_HEADER = re.compile(rf"^[ \t]*\|?[ \t]*{_FIELD_NAME}(?:[ \t]*([,\t|;])[ \t]*{_FIELD_NAME}){{2,}}"
-                     r"[ \t]*\|?[ \t]*\r?$", re.M)
+_HEADER = re.compile(rf"(?:^|(?<=\n))[ \t]*\|?[ \t]*{_FIELD_NAME}(?:[ \t]*([,\t|;])[ \t]*{_FIELD_NAME}){{2,}}"
+                     r"[ \t]*\|?[ \t]*\r?(?=\n|$)")
 _RULE_ROW = re.compile(r"^[\s|:+=-]*$")           # "|---|:---:|" under a markdown header
 
 
@@ -148,7 +148,16 @@ def _fields(line: str, delimiter: str) -> list[tuple[int, int]]:
 def tables(text: str) -> Iterator[Span]:
     if "\n" not in text:
         return
-    for header in _HEADER.finditer(text):
+    # (a header starts the text or follows a newline: tried only there, not at every position)
+    headers, pos = [], 0
+    for line in text.split("\n"):         # (only lines with 2 delimiters go to the regex)
+        if line.count(",") >= 2 or line.count("|") >= 2 or line.count("\t") >= 2 or \
+                line.count(";") >= 2:
+            m = _HEADER.match(text, pos)
+            if m:
+                headers.append(m)
+        pos += len(line) + 1
+    for header in headers:
         delimiter = header.group(1)
         line = header.group(0)
         names = [line[s:e] for s, e in _fields(line, delimiter)]

@@ -378,8 +378,9 @@ def weak_cue_ages(text: str, low: str, numbers: list[re.Match]) -> Iterator[Span
 # towns with 15,000+ inhabitants lists (single words that are English words are not listed:
 # "Reading", "Mobile"); not where more capitalised words follow ("at Tucson Medical Center": a
 # facility) unless they are a state or a country.
-_PLACE_PREPOSITION = re.compile(r"\b(?:in|from|near|at|to|outside|visiting|around|towards?|via|"
-                                r"into)[ ]([A-ZÀ-Ý][a-zà-ÿ'-]+(?:[ -][A-ZÀ-Ý][a-zà-ÿ'-]+){0,3})")
+_PREPOSITIONS = ("in", "from", "near", "at", "to", "outside", "visiting", "around", "toward",
+                 "towards", "via", "into")
+_PLACE_WORDS = re.compile(r"([A-ZÀ-Ý][a-zà-ÿ'-]+(?:[ -][A-ZÀ-Ý][a-zà-ÿ'-]+){0,3})")
 _COMMA_PLACE = re.compile(r",[ ]([A-ZÀ-Ý][a-zà-ÿ'-]+(?:[ -][A-ZÀ-Ý][a-zà-ÿ'-]+){0,2})"
                           r"(?=[ ]?(?:[.;:)]|\r?\n|$|,[ ]|[ ][-–][ ]?\d))")
 _STATES_AND_COUNTRIES = frozenset("""Alabama Alaska Arizona Arkansas California Colorado
@@ -425,9 +426,19 @@ def _place_after(words: list[str]) -> bool:
 _NEXT_TOKEN = re.compile(r"[ ]([A-Z][A-Z0-9&]+)\b")
 
 
+# (a literal start: re jumps to the spaces and tries the few prepositions there)
+_PREPOSITION_CAPITAL = re.compile(r"[ ](?:" + "|".join(_PREPOSITIONS) + r")[ ](?=[A-ZÀ-Ý])")
+
+
+def _after_prepositions(text: str) -> list[re.Match]:
+    """_PLACE_WORDS right after " in ", " from ", ..."""
+    found = (_PLACE_WORDS.match(text, p.end()) for p in _PREPOSITION_CAPITAL.finditer(text))
+    return [m for m in found if m]
+
+
 def prose_towns(text: str) -> Iterator[Span]:
-    for rx in (_PLACE_PREPOSITION, _COMMA_PLACE):
-        for m in rx.finditer(text):
+    for found in (_after_prepositions(text), _COMMA_PLACE.finditer(text)):
+        for m in found:
             words = re.split(r"[ -]", m.group(1))
             k = _town_words(words)
             if not k or (k < len(words) and not _place_after(words[k:])):
@@ -602,8 +613,9 @@ _PLATE = re.compile(r"\b(?i:plates?|rego|number plate|registration plate|tag)(?:
 
 
 def plates(text: str, low: str) -> Iterator[Span]:
-    if "plate" in low or "rego" in low or "tag" in low:
-        for m in _PLATE.finditer(text):
+    if "plate" in low or "rego" in low or "tag " in low:
+        for m in _at_words(_PLATE, text, low, ("plate", "rego", "number plate", "registration plate",
+                                               "tag")):
             if len(m.group(1).replace(" ", "").replace("-", "")) >= 4:
                 yield m.start(1), m.end(1), "VEHICLE"
 
@@ -739,10 +751,24 @@ _UNIT_STREET = re.compile(r"\b(?:Flat|FLAT|Fflat|Apt|APT|Apartment|Lot|(?:Unit|U
 _UNIT_WORDS = ("Flat", "FLAT", "Apt", "APT", "Apartment", "Lot", "Unit", "UNIT", "Suite")
 
 
+def _at_words(rx: re.Pattern, text: str, haystack: str, words) -> list[re.Match]:
+    """rx's matches that start where one of the literal `words` occurs in `haystack` (text, or
+    its lower-case form): C-speed finds instead of trying rx at every position."""
+    starts = sorted({i for w in words for i in _starts(haystack, w)})
+    out, end = [], 0
+    for i in starts:
+        if i >= end and (i == 0 or not haystack[i - 1].isalnum()):
+            m = rx.match(text, i)
+            if m:
+                out.append(m)
+                end = m.end()
+    return out
+
+
 def unit_streets(text: str) -> Iterator[Span]:
     if not any(w in text for w in _UNIT_WORDS):
         return
-    for m in _UNIT_STREET.finditer(text):
+    for m in _at_words(_UNIT_STREET, text, text, _UNIT_WORDS):
         words = m.group(0).split()
         if words[-1].lower() in _NOT_TOWN_WORDS:
             continue
@@ -765,26 +791,40 @@ def labelled_postcodes(text: str) -> Iterator[Span]:
 
 # a place after its label: "Birthplace: Ibadan", "Sub-location: Kijabe", "Residence: Kabati
 # village, Maai Mahiu" (the rest of the clause; its first word no English word, or a town)
-_PLACE_LABEL = re.compile(r"\b(?i:birthplace|place of birth|born in|home ?town|residence|village|"
+# (the last word of each label, lower case: looked up before the colon, then the regex checks)
+_PLACE_LABEL_ENDS = frozenset("""birthplace birth hometown town residence village location
+sublocation suburb city district county municipality barangay colonia ward""".split())
+_PLACE_LABEL = re.compile(r"(?i:birthplace|place of birth|home ?town|residence|village|"
                           r"sub-?location|suburb|city|town|district|county|municipality|barangay|"
-                          r"colonia|ward)[ ]?:[ ]*([A-ZÀ-Ý][\wà-ÿ'-]+(?:,?[ ][\wà-ÿ'-]+){0,4}?)"
+                          r"colonia|ward)[ ]?$")
+# the place after a label's colon
+_PLACE_VALUE = re.compile(r":[ ]*([A-ZÀ-Ý][\wà-ÿ'-]+(?:,?[ ][\wà-ÿ'-]+){0,4}?)"
                           r"(?=[ ]{2}|\t|\r?\n|$|[.;(]|[ ]+(?:Tel|Phone|Ph|Mob|Fax|Email|DOB|MRN|Sub)\b)")
-_PLACE_LABEL_HINTS = ("birth", "home", "resid", "village", "location", "suburb", "city", "town",
-                      "district", "county", "municipal", "barangay", "colonia", "ward")
+
+
+def _word_before(text: str, i: int) -> str:
+    """The letters right before position i (a space between allowed), lower case."""
+    j = i - 1 if text[i - 1:i] == " " else i
+    k = j
+    while k > 0 and text[k - 1].isalpha():
+        k -= 1
+    return text[k:j].lower()
 
 
 def labelled_places(text: str, low: str) -> Iterator[Span]:
-    if ":" not in text or not any(h in low for h in _PLACE_LABEL_HINTS):
-        return
-    for m in _PLACE_LABEL.finditer(text):
-        first = m.group(1).split()[0].rstrip(",").lower()
-        if first in lexicon.english_words() and first not in lexicon_cities():
-            continue
-        value = m.group(1)
-        head, comma, last = value.rpartition(", ")
-        if comma and last in _STATES_AND_COUNTRIES:
-            value = head                   # ("Ibadan, Nigeria": a country is no PHI)
-        yield m.start(1), m.start(1) + len(value), "ADDRESS"
+    i = text.find(":")
+    while i >= 0:
+        if _word_before(text, i) in _PLACE_LABEL_ENDS and \
+                _PLACE_LABEL.search(text, max(0, i - 16), i):
+            m = _PLACE_VALUE.match(text, i)
+            first = m.group(1).split()[0].rstrip(",").lower() if m else None
+            if m and (first not in lexicon.english_words() or first in lexicon_cities()):
+                value = m.group(1)
+                head, comma, last = value.rpartition(", ")
+                if comma and last in _STATES_AND_COUNTRIES:
+                    value = head               # ("Ibadan, Nigeria": a country is no PHI)
+                yield m.start(1), m.start(1) + len(value), "ADDRESS"
+        i = text.find(":", i + 1)
 
 
 # One scan from the starts of digit runs for the patterns above that start there: re jumps to

@@ -831,9 +831,23 @@ def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
 _JOINED_ID = re.compile(r"[A-Z](?<![\w./-][A-Z])[A-Z]{0,5}(?:[./][A-Z0-9]{1,10}){1,5}(?![\w/]|\.\w)")
 
 
+# where a _JOINED_ID may be: a capital, then "." or "/" and a letter or digit (from the separator:
+# fewer of those than capitals)
+_JOINED_HINT = re.compile(r"[./](?<=[A-Z][./])(?=[A-Z0-9])")
+
+
 def joined_identifiers(text: str) -> Iterator[Span]:
-    for m in _JOINED_ID.finditer(text):
-        start = m.start()
+    end = 0
+    for hint in _JOINED_HINT.finditer(text):
+        start = hint.start() - 1
+        if start < end:
+            continue
+        while start > 0 and text[start - 1].isupper() and hint.start() - start < 6:
+            start -= 1
+        m = _JOINED_ID.match(text, start)
+        if m is None:
+            continue
+        end = m.end()
         if not any(c.isdigit() for c in m.group(0)) or not _may_follow_label(text, start):
             continue
         label = _ID_LABEL_FAST.search(text, max(0, start - 48), start)
