@@ -40,17 +40,18 @@ _FIELD_WORDS = (
     ("NAME", {"name", "patient", "provider", "physician", "doctor", "clinician", "nurse",
               "attending", "ordering", "surgeon", "author", "kin", "guardian", "operator",
               "radiologist", "technologist", "referrer", "referring", "pcp", "family", "given",
-              "signed", "signer", "caregiver", "mother", "father", "spouse", "initials"}),
+              "signed", "signer", "caregiver", "mother", "father", "spouse", "initials", "user",
+              "username", "login"}),
 )
 # words that make a field something else than its other words say ("test_name", "clinic_name",
 # "order_status", "device_type", "record_count"): no PHI field
 _NOT_PHI_WORDS = frozenset("""test drug med medication product facility clinic hospital site
-dept department ward unit code dx icd cpt diagnosis procedure exam type status count flag result
+dept department ward unit dx icd cpt diagnosis procedure exam type status count flag result
 units ref range study protocol file class system resource use gender sex relationship display
 state country language method specialty role manufacturer model brand lab panel priority
 source report row item seq sequence index message msg batch job export run document note
 comment client app application api session request trace span correlation transaction event
-tenant org version build host""".split())
+tenant org version build host group range bracket band category agent""".split())
 # an identifier column with a plain "id" (patient_id, pt_id, subject_id) is patient's, ...
 _ID_WORDS = frozenset({"id", "no", "num", "number", "nr", "identifier"})
 _PERSON_ID = {"patient": "MRN", "pt": "MRN", "pat": "MRN", "person": "MRN", "hospital": "MRN",
@@ -79,12 +80,19 @@ def field_category(name: str) -> str | None:
 _EMPTY = frozenset("na n/a none null nil unknown unk - -- . ? 0 n y yes no true false".split())
 
 
+# accounts of programs, not people ("user": "svc-scheduler", operator=system)
+_SERVICE_ACCOUNTS = ("svc", "sys", "service", "system", "app", "bot", "api", "admin", "root",
+                     "daemon", "batch", "cron", "job", "integration", "interface", "auto")
+
+
 def _value_ok(value: str, category: str) -> bool:
     """A cell worth a span: not empty, and shaped like its category's values."""
     v = value.strip()
     if not v or v.lower() in _EMPTY:
         return False
-    if category == "NAME" or category == "ADDRESS":
+    if category == "NAME":
+        return any(c.isalpha() for c in v) and not v.lower().startswith(_SERVICE_ACCOUNTS)
+    if category == "ADDRESS":
         return any(c.isalpha() for c in v)
     if category == "AGE":
         return v.isdigit() and 90 <= int(v) <= 125

@@ -375,8 +375,8 @@ def weak_cue_ages(text: str, low: str, numbers: list[re.Match]) -> Iterator[Span
 
 # --- towns and cities named in prose: "moved from Tucson", "called from Duluth", "office, Honolulu"
 # A capitalised word (or two, three) after a place preposition or a comma that the gazetteer of
-# towns with 15,000+ inhabitants lists (single words that are English words are not listed:
-# "Reading", "Mobile"); not where more capitalised words follow ("at Tucson Medical Center": a
+# towns with 15,000+ inhabitants lists (not single words that are English words: "Reading",
+# "Mobile"); not where more capitalised words follow ("at Tucson Medical Center": a
 # facility) unless they are a state or a country.
 _PREPOSITIONS = ("in", "from", "near", "at", "to", "outside", "visiting", "around", "toward",
                  "towards", "via", "into")
@@ -413,7 +413,9 @@ def _town_words(words: list[str]) -> int:
     for k in range(len(words), 0, -1):
         name = " ".join(words[:k]).lower()
         if name in lexicon_cities() or name.translate(_FOLDED) in lexicon_cities():
-            return 0 if k == 1 and name in _NOT_TOWNS else k
+            if k == 1 and (name in _NOT_TOWNS or name in lexicon.english_words()):
+                return 0        # "Reading", "Mobile", "Normal": words first
+            return k
     return 0
 
 
@@ -526,7 +528,9 @@ _TOWN_AFTER = re.compile(r",[ ]((?:(?:St\.|Saint|San|Santa|Fort|Ft\.|Mount|Mt\.|
 _ZIP_AFTER_TOWN = re.compile(r"[ ]+(\d{4,6})(?![\w-])")
 _STREET_END = re.compile(rf"(?i:{'|'.join(_STREET_WORDS)}|place|terrace|circle|parkway|way|"
                          r"st|ave|rd|dr|ln|blvd|ct|pl|ter|"
-                         r"terr|cir|pkwy|hwy|way|floor|fl)\.?$")
+                         r"terr|cir|pkwy|hwy|way|floor|fl|parade|pde|crescent|cres|esplanade|"
+                         r"brae|wynd|rise|vale|quay|wharf|promenade|grange|croft|garth|close|"
+                         r"mews|row|walk|green|gardens)\.?$")
 # "Apt. 3C", "app. 6", "Lot 14", "Ste 2OO", "Col. Centro": a unit (or a colonia) after a street
 _UNIT_AFTER_STREET = re.compile(r",?[ ]((?:Apt|APT|Apartment|App|Appt|Unit|UNIT|Suite|Ste|STE|Lot|"
                                 r"LOT|Flat|Fflat|Space|Trailer|Bldg|Building|Piso|Depto|apt|app|"

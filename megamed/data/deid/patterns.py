@@ -865,6 +865,8 @@ def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
     lowered = _lower_ascii(text)
     cued = lowered is None or any(c in lowered for c in _ADDRESS_CUES)
     for m in _cued(_ADDRESS_LABEL, text, lowered, _ADDRESS_CUE, len("patient ")) if cued else ():
+        if text[m.start() - 1:m.start()] == '"':
+            continue            # a JSON key ("address": [{"line": ...): its fields say more
         value = m.group(1)
         cut = _ADDRESS_END.search(value)
         value = value[:cut.start()] if cut else value
@@ -889,6 +891,10 @@ def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
     cued = lowered is None or any(c in lowered for c in _CITY_CUES)
     for m in _cued(_CITY_CONTEXT, text, lowered, _CITY_CUE, 0) if cued else ():
         place = m.group(1).rstrip()
+        low_place = place.lower()
+        if " " not in place and low_place in lexicon.english_words() and \
+                low_place not in more_patterns.lexicon_cities():
+            continue            # "lives in Denial", "City: Unknown": a word, no town
         yield m.start(1), m.start(1) + len(place), "ADDRESS"
     found = _STREET_ON.finditer(text) if lowered is None else \
         _anchored(_STREET_ON, text, lambda i: lowered.find(" on ", i) + 1 or -1, len("apartment "))
