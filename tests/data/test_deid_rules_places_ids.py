@@ -196,3 +196,11 @@ def test_age_with_a_capital_y():
     text = "ED triage: 96Y female, fall at home; 46Y son present."
     assert _covered(text, "96", "AGE")
     assert _untouched(text, "46")
+
+
+def test_labelled_address_stops_at_its_postcode_and_starts_at_its_number():
+    text = ("Texted: new address fyi - we moved to 88 Tamarack Way, Duluth MN 55803, could you "
+            "fix the chart? Trial enrolment under protocol NEURO-AD-114, NCT04411873.")
+    assert _covered(text, "88 Tamarack Way, Duluth MN 55803")
+    for word in ("fyi", "moved", "could you", "fix the chart", "NEURO-AD-114", "NCT04411873"):
+        assert _untouched(text, word), word

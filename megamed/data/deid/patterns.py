@@ -398,6 +398,11 @@ _DIGIT_RUN = re.compile(r"\d+")
 _SHORT_NUMBER = re.compile(r"\d{1,3}")
 _YEAR = re.compile(r"(?:19|20)\d\d")
 _UNIT_AFTER = re.compile(r"\s*(?:mg|mcg|ml|units|cells|/|%|copies|iu)", re.I)
+# the end of a labelled address: its ZIP or postcode, or a sentence's end, when more follows
+_ADDRESS_CODE_END = re.compile(r"(?:\b\d{5}(?:-\d{4})?|\b[A-Z]{1,2}\d[A-Z\d]?[ ]\d[A-Z]{2}|"
+                               r"\b[A-Z]\d[A-Z][ ]\d[A-Z]\d)(?=[,.;:?!]?[ ]+[(\w])|[a-z]\.(?=[ ]+[A-Z])")
+# lower-case words before the number of a labelled address ("we're at is 41 ...")
+_ADDRESS_LEAD = re.compile(r"(?:[a-z][a-z']*[ ,-]+){1,5}(?=\d)")
 _ADDRESS_END = re.compile(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b|"
                           r"\s(?:and|with|who|where|since|but|her|his|she|he|they)\b", re.I)
 
@@ -788,6 +793,9 @@ _NATIVE_ID_VALUES = native.id_scanner(_LABEL_ENDS, _ID_CANDIDATE, _ID_AT, _id_va
                                       _may_follow_label)
 
 
+_PROTOCOL_BEFORE = re.compile(r"(?i:protocol|study|trial)\W{0,3}$")
+
+
 def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
     native_ok = _NATIVE_ID_VALUES is not None and text.isascii()
     for start, end in _NATIVE_ID_VALUES(text) if native_ok else _id_values(text):
@@ -823,6 +831,8 @@ def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
     for s, e in runs["bare_id"] + words["bare_id"]:     # (never overlapping: see _BARE_ID)
         if _UNIT_AFTER.match(text[e:e + 8]):
             continue
+        if text.startswith("NCT", s) or _PROTOCOL_BEFORE.search(text, max(0, s - 12), s):
+            continue                # a trial's registry number or protocol names no person
         yield s, e, "OTHER_ID"
 
 
@@ -870,8 +880,12 @@ def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
         value = m.group(1)
         cut = _ADDRESS_END.search(value)
         value = value[:cut.start()] if cut else value
+        cut = _ADDRESS_CODE_END.search(value)     # what follows the postcode is more prose
+        value = value[:cut.end()] if cut else value
+        lead = _ADDRESS_LEAD.match(value)         # "btw - moved to 2217 ...": from the number
+        skip = lead.end() if lead else 0
         if any(c.isdigit() for c in value) or "," in value:
-            yield m.start(1), m.start(1) + len(value.rstrip(" .,;")), "ADDRESS"
+            yield m.start(1) + skip, m.start(1) + len(value.rstrip(" .,;")), "ADDRESS"
     for m in _place_words(text):
         word = m.group(0)
         if word.endswith(_PLACE_ENDINGS) and len(word) > 5:
