@@ -204,3 +204,18 @@ def test_labelled_address_stops_at_its_postcode_and_starts_at_its_number():
     assert _covered(text, "88 Tamarack Way, Duluth MN 55803")
     for word in ("fyi", "moved", "could you", "fix the chart", "NEURO-AD-114", "NCT04411873"):
         assert _untouched(text, word), word
+
+
+def test_national_numbers_compact_stamps_rural_boxes_and_year_first_dates():
+    text = ("NRIC T0412873J, PPSN 7654321KA, CURP MAPL720415MJCRRS02. Card OHIP 4471 882 019 KQ.\n"
+            "DTEND:20270311T081500Z\nMail to RR 4 Box 118, Elkins. Apartado 2291.\n"
+            "Specimen drawn 2026 Feb 17 before dialysis.")
+    for value in ("T0412873J", "7654321KA", "MAPL720415MJCRRS02", "4471 882 019 KQ",
+                  "20270311T081500Z", "RR 4 Box 118", "Apartado 2291", "2026 Feb 17"):
+        assert _covered(text, value), value
+
+
+def test_vital_signs_are_no_rural_routes():
+    text = "HR 96, RR 18, HC 44 cm, BP 122/70; box 2 of 3 checked."
+    for word in ("RR 18", "HC 44", "box 2"):
+        assert _untouched(text, word), word

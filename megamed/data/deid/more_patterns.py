@@ -465,7 +465,7 @@ def gs1_udis(text: str) -> Iterator[Span]:
 # --- identifiers in spaced groups: "Medicare: 2953 51730 1", "member # 9910 4421 07" ----------
 _ID_CATEGORIES = ("MRN", "ACCOUNT", "HEALTH_PLAN", "LICENSE", "DEVICE", "OTHER_ID", "SSN")
 _CODE_AND_NUMBER = re.compile(r"(?:[A-Z]{2,6}[ -])?\d+")
-_GROUPS_AFTER = re.compile(r"(?:[ ]\d{1,6}){1,4}(?:-[A-Z\d]{1,2})?(?=[ ]*(?:$|[\n,;)]|\.(?!\d)|[ ]{2}|[ ]+[a-z]))",
+_GROUPS_AFTER = re.compile(r"(?:[ ]\d{1,6}){1,4}(?:-[A-Z\d]{1,2}|[ ][A-Z]{1,2}\b)?(?=[ ]*(?:$|[\n,;)]|\.(?!\d)|[ ]{2}|[ ]+[a-z]))",
                            re.M)
 _NOT_AN_ID_AFTER = re.compile(r"[ ]*(?:y|yo|y/o|yr|yrs|years?|mg|mcg|ml|units?|kg|lbs?|cm|mm|%)\b",
                               re.I)
@@ -589,7 +589,15 @@ def town_line(text: str, e: int) -> Iterator[Span]:
 _DATE_HEAD = re.compile(r"\b(?i:mid|early|late|mi|début|fin)-$")
 
 
+# "2025 Mar 03": the year before a month-first date
+_YEAR_BEFORE = re.compile(r"\b(?:19|20)\d\d[ ]$")
+
+
 def date_head(text: str, s: int) -> Iterator[Span]:
+    if text[s - 1:s] == " " and text[s:s + 1].isalpha():
+        m = _YEAR_BEFORE.search(text, max(0, s - 6), s)
+        if m:
+            yield m.start(), s - 1, "DATE"
     if text[s - 1:s] == "-":
         m = _DATE_HEAD.search(text, max(0, s - 7), s)
         if m:
@@ -608,6 +616,32 @@ def spaced_dates(text: str, found: list[re.Match]) -> Iterator[Span]:
         if (1 <= a <= 31 and 1 <= b <= 12 or 1 <= a <= 12 and 1 <= b <= 31) and \
                 _DATE_LABEL_BEFORE.search(text, max(0, m.start() - 12), m.start()):
             yield m.start(), m.end(), "DATE"
+
+
+# compact timestamps: "20261204T153012Z" (calendar files, logs; from their "T": a literal start)
+_COMPACT_STAMP = re.compile(r"T(?<=(?<!\w)(?:19|20)\d{6}T)\d{4,6}(?:Z|[+-]\d{4})?(?!\w)")
+
+
+def compact_timestamps(text: str) -> Iterator[Span]:
+    for m in _COMPACT_STAMP.finditer(text):
+        yield m.start() - 8, m.end(), "DATE"
+
+
+# rural routes and post boxes of other countries: "RR 2 Box 45", "HC 61 Box 12", "Apartado 1234",
+# "Locked Bag 7", "GPO Box 2201", "Postfach 1022", "PMB 118"
+_RURAL_BOX = re.compile(r"\b(?:(?:RR|R\.R\.|HC|Rural Route|Star Route)[ ]?#?[ ]?\d{1,4},?[ ]Box[ ]\d{1,6}|"
+                        r"(?:Rural Route|Apartado|Casilla|Postfach|Locked Bag|Private Bag|GPO Box|"
+                        r"PMB)[ ]?#?[ ]?\d{1,6})\b")
+# (RR and HC also measure: respiratory rate, head circumference; only with their "Box")
+_RURAL_HINTS = ("RR", "R.R.", "HC", "Route", "Apartado", "Casilla", "Postfach", "Bag", "GPO", "PMB")
+
+
+def rural_boxes(text: str) -> Iterator[Span]:
+    if "Box" not in text and "Apartado" not in text and "Casilla" not in text and \
+            "Postfach" not in text and "Bag" not in text and "PMB" not in text:
+        return
+    for m in _at_words(_RURAL_BOX, text, text, _RURAL_HINTS):
+        yield m.start(), m.end(), "ADDRESS"
 
 
 # "plate 4KX 921", "rego: ABC-123", "licence plate 7ABC123": a plate's value after its label
@@ -992,6 +1026,8 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(neighbourhoods(text, low))
     out.extend(labelled_places(text, low))
     out.extend(plates(text, low))
+    out.extend(compact_timestamps(text) if "T" in text else ())
+    out.extend(rural_boxes(text))
     out.extend(ssn_last_four(text, low))
     out.extend(tails(text, spans + out))
     return out

@@ -152,7 +152,9 @@ _SSN = re.compile(r"\d(?<![\d-]\d)\d\d-\d{2}-\d{4}(?![\d-])")
 _ID_LABELS = [
     ("SSN", r"ssn|social security(?: number| no\.?| #)?|soc\.? sec\.?|"
             r"social insurance(?: number| no\.?| #)?|sin(?: number| no\.?| #)|"
-            r"national insurance(?: number| no\.?| #)?|ni(?: number| no\.?)"),
+            r"national insurance(?: number| no\.?| #)?|ni(?: number| no\.?)|nric|ppsn|"
+            r"pps(?: number| no\.?)|curp|codice fiscale|bsn|personnummer|tfn|"
+            r"tax file(?: number| no\.?)|ird(?: number| no\.?)|national id(?: number| no\.?)?"),
     ("VEHICLE", r"license plate|licen[cs]e plate|plate(?: number| no\.?| #)?|vin|"
                 r"vehicle(?: identification)?(?: number| no\.?| id| #)?|tag number"),
     ("HEALTH_PLAN", r"member(?: id| number| no\.?| #)?|policy(?: number| no\.?| id| #)?|"
