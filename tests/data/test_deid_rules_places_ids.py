@@ -219,3 +219,11 @@ def test_vital_signs_are_no_rural_routes():
     text = "HR 96, RR 18, HC 44 cm, BP 122/70; box 2 of 3 checked."
     for word in ("RR 18", "HC 44", "box 2"):
         assert _untouched(text, word), word
+
+
+def test_streets_without_numbers_and_in_other_letters():
+    text = ("Picked up at the junction of Wattle Rd and Kerr Ave. Home 9 Pōhutukawa Street, "
+            "Whakatāne 3120. Seen at Mercy St. Joseph campus.")
+    for value in ("Wattle Rd", "Kerr Ave", "9 Pōhutukawa Street", "Whakatāne", "3120"):
+        assert _covered(text, value), value
+    assert _untouched(text, "Mercy St")

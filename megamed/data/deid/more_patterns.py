@@ -522,7 +522,7 @@ _FLOOR_AFTER = re.compile(r",?[ ]((?:\d{1,2}(?:st|nd|rd|th)|ground|first|second|
 # the town after a street (and its unit): up to the end of the clause, a postcode, a state or
 # province, a bracket ("Salinas, CA 93905", "Montréal (Québec) H1X 1H2", "Roseville 2069")
 _TOWN_AFTER = re.compile(r",[ ]((?:(?:St\.|Saint|San|Santa|Fort|Ft\.|Mount|Mt\.|Port)[ ])?"
-                         r"[A-ZÀ-Ý][a-zà-ÿ'-]+(?:[ -][A-ZÀ-Ý][a-zà-ÿ'-]+){0,2})"
+                         r"[A-ZÀ-ÝĀ-ſ][a-zà-ÿĀ-ſ'-]+(?:[ -][A-ZÀ-ÝĀ-ſ][a-zà-ÿĀ-ſ'-]+){0,2})"
                          r"(?=[.;]\s|[.;]?$|\n|,|[ ]*\(|[ ]+\d{4,6}\b|[ ]+[A-Z]{2,3}\b|[ ]+[A-Z]{1,2}\d)",
                          re.M)
 _ZIP_AFTER_TOWN = re.compile(r"[ ]+(\d{4,6})(?![\w-])")
@@ -616,6 +616,27 @@ def spaced_dates(text: str, found: list[re.Match]) -> Iterator[Span]:
         if (1 <= a <= 31 and 1 <= b <= 12 or 1 <= a <= 12 and 1 <= b <= 31) and \
                 _DATE_LABEL_BEFORE.search(text, max(0, m.start() - 12), m.start()):
             yield m.start(), m.end(), "DATE"
+
+
+# a street without its number after a place cue: "corner of 5th Ave and Pine St", "off Mill Rd"
+# (from the street type: a literal-start scan; the cue and the name are looked up before it)
+_STREET_TYPE_WORD = re.compile(r"[ ](?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Highway|"
+                               r"Hwy|Parkway|Pkwy)\b\.?")
+_CROSS_STREET_BEFORE = re.compile(r"(?:\b(?:[Cc]orner of|[Ii]ntersection of|[Jj]unction of|[Cc]nr\.?|"
+                                  r"off|near|at|and|&)[ ])((?:\d{1,3}(?:st|nd|rd|th)|[A-Z][a-z'-]+)"
+                                  r"(?:[ ][A-Z][a-z'-]+)?)$")
+
+
+_CAPITAL_NEXT = re.compile(r"[ ]?[A-Z]")
+
+
+def cross_streets(text: str) -> Iterator[Span]:
+    for m in _STREET_TYPE_WORD.finditer(text):
+        if m.group(0).startswith(" St") and _CAPITAL_NEXT.match(text, m.end()):
+            continue                # "Providence St. Vincent": a saint
+        name = _CROSS_STREET_BEFORE.search(text, max(0, m.start() - 40), m.start())
+        if name and name.group(1).split()[0].lower() not in _NOT_TOWN_WORDS:
+            yield name.start(1), m.end(), "ADDRESS"
 
 
 # compact timestamps: "20261204T153012Z" (calendar files, logs; from their "T": a literal start)
@@ -761,7 +782,10 @@ _STREET_WORLD = (r"\d{0,4}[A-Za-z]?[ ](?:(?:[A-ZÀ-Ý][a-zà-ÿ'-]+[ ]){1,3}(?:P
                  r"el|y)[ ])*[A-ZÀ-Ý][\wà-ÿ'-]+(?:[ ][A-ZÀ-Ý][\wà-ÿ'-]+){0,2})|"
                  r"\d{0,3}[A-Za-z]?/\d{1,5}[A-Za-z]?[ ](?:[A-ZÀ-Ý][a-zà-ÿ'-]+[ ]){1,3}(?:St|Street|Rd|"
                  r"Road|Hwy|Highway|Ave|Avenue|Pde|Parade|Dr|Drive|Cres|Crescent|Pl|Place|Tce|Terrace|"
-                 r"Ct|Court|Way|Lane|Ln|Cl|Close|Blvd|Boulevard|Esplanade)\b\.?")
+                 r"Ct|Court|Way|Lane|Ln|Cl|Close|Blvd|Boulevard|Esplanade)\b\.?|"
+                 # street names in other alphabets' letters: "15 Kōwhai Street", "8 Ñandú Road"
+                 r"\d{0,4}[ ](?=[^\n]{0,30}[^\x00-\x7f])(?:[A-ZÀ-ÝĀ-ſ][^\W\d_]*[ ]){1,3}(?:Street|St|Road|"
+                 r"Rd|Avenue|Ave|Drive|Lane|Place|Crescent|Terrace|Way|Court|Close|Parade)\b\.?")
 # an Indian PIN after its town: "Hyderabad - 500034" (after its first digit)
 _PIN_AFTER_DASH = r"(?<=[-–][ ]\d)\d{5}(?![\w-])"
 _TOWN_BEFORE_DASH = re.compile(r"([A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+){0,2})[ ]?[-–][ ]?$")
@@ -1028,6 +1052,7 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(plates(text, low))
     out.extend(compact_timestamps(text) if "T" in text else ())
     out.extend(rural_boxes(text))
+    out.extend(cross_streets(text))
     out.extend(ssn_last_four(text, low))
     out.extend(tails(text, spans + out))
     return out

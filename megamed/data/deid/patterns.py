@@ -404,7 +404,7 @@ _UNIT_AFTER = re.compile(r"\s*(?:mg|mcg|ml|units|cells|/|%|copies|iu)", re.I)
 _ADDRESS_CODE_END = re.compile(r"(?:\b\d{5}(?:-\d{4})?|\b[A-Z]{1,2}\d[A-Z\d]?[ ]\d[A-Z]{2}|"
                                r"\b[A-Z]\d[A-Z][ ]\d[A-Z]\d)(?=[,.;:?!]?[ ]+[(\w])|[a-z]\.(?=[ ]+[A-Z])")
 # lower-case words before the number of a labelled address ("we're at is 41 ...")
-_ADDRESS_LEAD = re.compile(r"(?:[a-z][a-z']*[ ,-]+){1,5}(?=\d)")
+_ADDRESS_LEAD = re.compile(r"(?:[a-z][a-z']*[ ,:-]+|\d{1,2}[:.)][ ]+){1,6}(?=\d)")
 _ADDRESS_END = re.compile(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b|"
                           r"\s(?:and|with|who|where|since|but|her|his|she|he|they)\b", re.I)
 
