@@ -153,17 +153,24 @@ def _fields(line: str, delimiter: str) -> list[tuple[int, int]]:
     return out
 
 
+_DELIMITERS = (",", "|", "\t", ";")
+
+
 def tables(text: str) -> Iterator[Span]:
     if "\n" not in text:
         return
     # (a header starts the text or follows a newline: tried only there, not at every position)
     headers, pos = [], 0
-    for line in text.split("\n"):         # (only lines with 2 delimiters go to the regex)
-        if line.count(",") >= 2 or line.count("|") >= 2 or line.count("\t") >= 2 or \
-                line.count(";") >= 2:
-            m = _HEADER.match(text, pos)
-            if m:
-                headers.append(m)
+    for line in text.split("\n"):
+        # (to the regex only: lines of short fields between 2 delimiters or more, no sentence)
+        for d in _DELIMITERS:
+            if line.count(d) >= 2:
+                if not line.rstrip().endswith(".") and \
+                        all(len(f) <= 44 for f in line.split(d)):
+                    m = _HEADER.match(text, pos)
+                    if m:
+                        headers.append(m)
+                break
         pos += len(line) + 1
     for header in headers:
         delimiter = header.group(1)

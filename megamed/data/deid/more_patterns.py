@@ -843,10 +843,13 @@ _POSTCODE_LABEL = re.compile(r"\b(?:C\.P\.|PIN(?:[ ]?[Cc]ode)?|Pin[ ]?[Cc]ode|Ei
                              r"\d{4,6})(?![\w-])")
 
 
+_POSTCODE_WORDS = ("C.P.", "PIN", "Pin", "Eircode", "PLZ", "Post", "Postal")
+
+
 def labelled_postcodes(text: str) -> Iterator[Span]:
     if "C.P." in text or "PIN" in text or "Pin" in text or "code" in text or "PLZ" in text or \
             "Post" in text:
-        for m in _POSTCODE_LABEL.finditer(text):
+        for m in _at_words(_POSTCODE_LABEL, text, text, _POSTCODE_WORDS):
             if any(c.isdigit() for c in m.group(1)):
                 yield m.start(1), m.end(1), "ZIP"
 
