@@ -227,3 +227,14 @@ def test_streets_without_numbers_and_in_other_letters():
     for value in ("Wattle Rd", "Kerr Ave", "9 Pōhutukawa Street", "Whakatāne", "3120"):
         assert _covered(text, value), value
     assert _untouched(text, "Mercy St")
+
+
+def test_dictated_digits_german_two_word_streets_localities_and_fhir_ages():
+    text = ("Transcript: the claim number is C as in Charlie 7 1 1 0 4 9 and he counts 1 2 3 4 5.\n"
+            "Ferienadresse: Harburger Ring 7, 21073 Hamburg. Clinic: Kukatpally Colony, Secunderabad - 500003.\n"
+            '{"extension": [{"valueAge": {"value": 97, "unit": "a"}}, {"valueAge": {"value": 67}}]}')
+    for value in ("C as in Charlie 7 1 1 0 4 9", "Harburger Ring 7", "21073", "Hamburg", "Kukatpally",
+                  "Secunderabad", "500003", "97"):
+        assert _covered(text, value), value
+    for value in ("1 2 3 4 5", "67"):
+        assert _untouched(text, value), value

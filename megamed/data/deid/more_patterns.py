@@ -162,7 +162,21 @@ _STREET_FIRST_HINTS = ("strasse", "Calle ", "Avenida ", "Rua ", "Via ", "Piazza 
                        " rue ", " avenue ", " boulevard ")
 
 
+# German streets named by an adjective in -er: "Eppendorfer Weg 118, 20259 Hamburg"
+_GERMAN_TWO_WORD = re.compile(r"[A-ZÄÖÜ][a-zäöüß]+er[ ](?:Weg|Straße|Strasse|Str\.|Platz|Allee|Gasse|"
+                              r"Ring|Damm|Chaussee|Ufer|Markt|Steig|Pfad|Landstraße|Tor)[ ]\d{1,4}"
+                              r"[a-zA-Z]?\b(?:,[ ](\d{4,5})[ ]([A-ZÄÖÜ][\wäöüß'-]+))?")
+_GERMAN_HINTS = (" Weg ", "Straße ", "Strasse ", "Str. ", " Platz ", " Allee ", " Gasse ", " Ring ",
+                 " Damm ", " Chaussee ", " Ufer ", " Markt ", " Steig ", " Pfad ", " Tor ")
+
+
 def european_addresses(text: str) -> Iterator[Span]:
+    if any(h in text for h in _GERMAN_HINTS):
+        for m in _GERMAN_TWO_WORD.finditer(text):
+            yield m.start(), m.start(1) - 2 if m.group(1) else m.end(), "ADDRESS"
+            if m.group(1):
+                yield m.start(1), m.end(1), "ZIP"
+                yield m.start(2), m.end(2), "ADDRESS"
     if text.isascii() and not any(h in text for h in _STREET_FIRST_HINTS):
         return
     for rx in (_STREET_FIRST, _NUMBER_FIRST_FR):
@@ -465,7 +479,7 @@ def gs1_udis(text: str) -> Iterator[Span]:
 # --- identifiers in spaced groups: "Medicare: 2953 51730 1", "member # 9910 4421 07" ----------
 _ID_CATEGORIES = ("MRN", "ACCOUNT", "HEALTH_PLAN", "LICENSE", "DEVICE", "OTHER_ID", "SSN")
 _CODE_AND_NUMBER = re.compile(r"(?:[A-Z]{2,6}[ -])?\d+")
-_GROUPS_AFTER = re.compile(r"(?:[ ]\d{1,6}){1,4}(?:-[A-Z\d]{1,2}|[ ][A-Z]{1,2}\b)?(?=[ ]*(?:$|[\n,;)]|\.(?!\d)|[ ]{2}|[ ]+[a-z]))",
+_GROUPS_AFTER = re.compile(r"(?:[ ]\d{1,6}){1,6}(?:-[A-Z\d]{1,2}|[ ][A-Z]{1,2}\b)?(?=[ ]*(?:$|[\n,;)]|\.(?!\d)|[ ]{2}|[ ]+[a-z]))",
                            re.M)
 _NOT_AN_ID_AFTER = re.compile(r"[ ]*(?:y|yo|y/o|yr|yrs|years?|mg|mcg|ml|units?|kg|lbs?|cm|mm|%)\b",
                               re.I)
@@ -475,7 +489,7 @@ def id_groups(text: str, s: int, e: int, c: str) -> Iterator[Span]:
     if text[e + 1:e + 2].isdigit() and _CODE_AND_NUMBER.fullmatch(text, s, e):
         m = _GROUPS_AFTER.match(text, e)
         if m and not _NOT_AN_ID_AFTER.match(text, m.end()) and \
-                sum(ch.isdigit() for ch in text[s:m.end()]) <= 20:
+                sum(ch.isdigit() for ch in text[s:m.end()]) <= 26:
             yield s, m.end(), c
 
 
@@ -639,6 +653,31 @@ def cross_streets(text: str) -> Iterator[Span]:
             yield name.start(1), m.end(), "ADDRESS"
 
 
+# digits dictated one by one after a number's label: "job number 4 4 7 1 9 0", "number is H as in
+# hotel 4 4 0 7 1 2" (from a run of 5 spaced digits: a fast scan; the label within 30 before)
+_SPACED_DIGITS = re.compile(r"\d(?<![\w.,/:-]\d)(?:[ ]\d){4,}(?![\w.,/:-])")
+_NUMBER_LABEL_BEFORE = re.compile(r"(?i:number|no\.?|#|id|mrn|account|code|reference)\b[^\n\d]{0,30}$")
+_SPELLED_LETTER = re.compile(r"(?:\b[A-Z][ -](?:as in [A-Za-z]+[ ])?)+$")
+
+
+def spaced_digits(text: str) -> Iterator[Span]:
+    for m in _SPACED_DIGITS.finditer(text):
+        label = _NUMBER_LABEL_BEFORE.search(text, max(0, m.start() - 40), m.start())
+        if label:
+            letters = _SPELLED_LETTER.search(text, max(label.end() - 30, m.start() - 30), m.start())
+            yield (letters.start() if letters else m.start()), m.end(), "OTHER_ID"
+
+
+# a FHIR age: "valueAge": {"value": 91, "unit": "a"}
+_FHIR_AGE = re.compile(r'"valueAge"[ ]?:[ ]?\{[ ]?"value"[ ]?:[ ]?(9\d|1[01]\d)\b')
+
+
+def fhir_ages(text: str) -> Iterator[Span]:
+    if '"valueAge"' in text:
+        for m in _FHIR_AGE.finditer(text):
+            yield m.start(1), m.end(1), "AGE"
+
+
 # compact timestamps: "20261204T153012Z" (calendar files, logs; from their "T": a literal start)
 _COMPACT_STAMP = re.compile(r"T(?<=(?<!\w)(?:19|20)\d{6}T)\d{4,6}(?:Z|[+-]\d{4})?(?!\w)")
 
@@ -796,6 +835,9 @@ def world_streets(text: str, found: list[re.Match]) -> Iterator[Span]:
         yield m.start(), m.end(), "ADDRESS"
 
 
+_AREA_BEFORE = re.compile(r"(?<![\w'-])([A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+)?),[ ]$")
+
+
 def dash_pins(text: str, found: list[re.Match]) -> Iterator[Span]:
     for m in found:
         town = _TOWN_BEFORE_DASH.search(text, max(0, m.start() - 40), m.start())
@@ -803,6 +845,10 @@ def dash_pins(text: str, found: list[re.Match]) -> Iterator[Span]:
             continue
         yield town.start(1), town.end(1), "ADDRESS"
         yield m.start(), m.end(), "ZIP"
+        area = _AREA_BEFORE.search(text, max(0, town.start(1) - 30), town.start(1))
+        if area and area.group(1).split()[0].lower() not in lexicon.english_words() and \
+                not any(w.lower() in lexicon.FACILITY_HEADS for w in area.group(1).split()):
+            yield area.start(1), area.end(1), "ADDRESS"   # "Banjara Hills, Hyderabad - 500034"
 
 
 # "Flat 2, 39 Kennet Side", "Fflat 4, Tŷ Gwyn", "Apt 3B 1457 Foster": a unit before its street
@@ -1056,6 +1102,8 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(compact_timestamps(text) if "T" in text else ())
     out.extend(rural_boxes(text))
     out.extend(cross_streets(text))
+    out.extend(spaced_digits(text) if " " in text else ())
+    out.extend(fhir_ages(text))
     out.extend(ssn_last_four(text, low))
     out.extend(tails(text, spans + out))
     return out
