@@ -238,3 +238,17 @@ def test_dictated_digits_german_two_word_streets_localities_and_fhir_ages():
         assert _covered(text, value), value
     for value in ("1 2 3 4 5", "67"):
         assert _untouched(text, value), value
+
+
+def test_date_sides_spelled_emails_and_handles():
+    text = ("Scan booked 14/Feb/2026; prior MRI Nov.2025; away 8-11 June. Write to "
+            "m.okafor(at)fastmail.com or skype: mo.okafor.85; posts as @mokafor_art on Instagram.")
+    for value, category in [("14/Feb/2026", "DATE"), ("Nov.2025", "DATE"), ("8-11 June", "DATE"),
+                            ("m.okafor(at)fastmail.com", "EMAIL"), ("mo.okafor.85", None),
+                            ("@mokafor_art", None)]:
+        assert _covered(text, value, category), value
+
+
+def test_ranges_and_handles_lookalikes():
+    text = "Grade 3-4 Nausea. Dose 2 - 3 tabs. Meet @ noon; insta-gel applied; RR 18-22 bpm."
+    assert not any(c in ("DATE", "URL") for _, _, c in find_phi(text))

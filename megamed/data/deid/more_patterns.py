@@ -41,7 +41,7 @@ _FOREIGN_MONTH_ALONE = re.compile(
     rf"(?-i:((?=[A-ZÄ])(?i:januar|jänner|februar|märz|maerz|april|mai|juni|juli|august|september|"
     rf"oktober|november|dezember))))\b(?:\s+(?:de\s+)?{_YEAR})?", re.I)
 # words that a note in these languages holds (a C-speed gate: English notes are not scanned)
-_FOREIGN_HINTS = (" de ", " di ", " und ", " der ")
+_FOREIGN_HINTS = (" de ", " di ", " und ", " der ", " le ", " du ", " vom ", " del ", " el ")
 
 
 def foreign_dates(text: str) -> Iterator[Span]:
@@ -678,6 +678,60 @@ def fhir_ages(text: str) -> Iterator[Span]:
             yield m.start(1), m.end(1), "AGE"
 
 
+# the sides of a found date: "03/Jan/2025", "Jan-2025", "Jan.2025" (a month name found alone, its
+# day and year around it) and "3-5 March" (a day range before a day and month)
+_MONTH_YEAR_AFTER = re.compile(r"[/.-](?:\d{4}|\d{2})(?![\w/]|\.\d)")
+_YEAR_DIGITS = re.compile(r"(?:\d{4}|\d{2})(?![\w/]|\.\d)")
+_DAY_BEFORE_MONTH = re.compile(r"(?<![\w/.])\d{1,2}[/.]$")
+_DAY_RANGE_BEFORE = re.compile(r"(?<![\w/.-])\d{1,2}(?:st|nd|rd|th)?[ ]?[-–][ ]?$")
+
+
+def date_sides(text: str, s: int, e: int) -> Iterator[Span]:
+    before = text[s - 1:s]
+    if text[s:s + 1].isalpha():
+        if text[e:e + 1] in "/.-" and text[e:e + 1] or text[e - 1:e] == ".":
+            m = _MONTH_YEAR_AFTER.match(text, e) or \
+                text[e - 1:e] == "." and _YEAR_DIGITS.match(text, e)
+            if m:
+                yield s, m.end(), "DATE"
+        if before in ("/", "."):
+            m = _DAY_BEFORE_MONTH.search(text, max(0, s - 4), s)
+            if m:
+                yield m.start(), e, "DATE"
+    elif before in ("-", "–", " ") and text[s:s + 1].isdigit():
+        m = _DAY_RANGE_BEFORE.search(text, max(0, s - 8), s)
+        if m and any(ch.isalpha() for ch in text[s:e]):     # ("3-5 March", not "3 - 5/6")
+            yield m.start(), e, "DATE"
+
+
+# social media handles after their network: "skype: rita.alvarez77", "@ritaalvarez on Instagram"
+_HANDLE_AFTER_NETWORK = re.compile(r"\b(?i:skype|twitter|instagram|insta|ig|facebook|fb|snapchat|"
+                                   r"tiktok|telegram|wechat|linkedin|signal|x\.com)(?:[ ](?i:id|name|"
+                                   r"handle))?(?:[ ]?[:=][ ]?|[ ]-[ ])(@?[A-Za-z][\w.-]{2,39})")
+_HANDLE_BEFORE_NETWORK = re.compile(r"(?<![\w@.])(@[A-Za-z_][\w.]{2,30})\b(?=[ ](?:on|via)[ ]"
+                                    r"(?i:twitter|instagram|insta|ig|tiktok|x|snapchat|threads)\b)")
+_NETWORK_HINTS = ("skype", "twitter", "instagram", "insta", "ig:", "facebook", "fb:", "snapchat",
+                  "tiktok", "telegram", "wechat", "linkedin", "signal", "x.com", " on x")
+
+
+def social_handles(text: str, low: str) -> Iterator[Span]:
+    if not any(h in low for h in _NETWORK_HINTS):
+        return
+    for rx in (_HANDLE_AFTER_NETWORK, _HANDLE_BEFORE_NETWORK):
+        for m in rx.finditer(text):
+            yield m.start(1), m.end(1), "URL"
+
+
+# e-mail written "john.smith(at)gmail.com", "jdoe [at] clinic.org" (against harvesters)
+_BRACKET_EMAIL = re.compile(r"[\w.+-]+[ ]?(?:\(at\)|\[at\]|\{at\})[ ]?[\w-]+(?:\.[\w-]+)+", re.I)
+
+
+def bracket_emails(text: str, low: str) -> Iterator[Span]:
+    if "(at)" in low or "[at]" in low or "{at}" in low:
+        for m in _BRACKET_EMAIL.finditer(text):
+            yield m.start(), m.end(), "EMAIL"
+
+
 # compact timestamps: "20261204T153012Z" (calendar files, logs; from their "T": a literal start)
 _COMPACT_STAMP = re.compile(r"T(?<=(?<!\w)(?:19|20)\d{6}T)\d{4,6}(?:Z|[+-]\d{4})?(?!\w)")
 
@@ -739,6 +793,7 @@ def tails(text: str, spans: list[Span]) -> Iterator[Span]:
             yield from unit_before(text, s)
         if c == "DATE":
             yield from date_head(text, s)
+            yield from date_sides(text, s, e)
         nxt = text[e:e + 2]
         if c == "ADDRESS" and nxt[:1] in "\r\n":
             yield from town_line(text, e)
@@ -1104,6 +1159,8 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(cross_streets(text))
     out.extend(spaced_digits(text) if " " in text else ())
     out.extend(fhir_ages(text))
+    out.extend(social_handles(text, low))
+    out.extend(bracket_emails(text, low))
     out.extend(ssn_last_four(text, low))
     out.extend(tails(text, spans + out))
     return out
