@@ -660,7 +660,12 @@ _NUMBER_LABEL_BEFORE = re.compile(r"(?i:number|no\.?|#|id|mrn|account|code|refer
 _SPELLED_LETTER = re.compile(r"(?:\b[A-Z][ -](?:as in [A-Za-z]+[ ])?)+$")
 
 
+_SPACED_DIGITS_HINT = re.compile(r"[ ]\d[ ]\d[ ]\d[ ]\d")     # (a literal start: a fast scan)
+
+
 def spaced_digits(text: str) -> Iterator[Span]:
+    if not _SPACED_DIGITS_HINT.search(text):
+        return
     for m in _SPACED_DIGITS.finditer(text):
         label = _NUMBER_LABEL_BEFORE.search(text, max(0, m.start() - 40), m.start())
         if label:
@@ -791,9 +796,15 @@ def tails(text: str, spans: list[Span]) -> Iterator[Span]:
     for s, e, c in spans:
         if c == "ADDRESS" and text[s - 1:s] == " " and text[s:s + 1].isdigit():
             yield from unit_before(text, s)
-        if c == "DATE":
-            yield from date_head(text, s)
-            yield from date_sides(text, s, e)
+        if c == "DATE":                     # (cheap tests first: most dates have no sides)
+            before, first = text[s - 1:s], text[s:s + 1]
+            if before == "-" or before == " " and first.isalpha() and text[s - 2:s - 1].isdigit():
+                yield from date_head(text, s)
+            if first.isalpha() and (text[e:e + 1] in ("/", ".", "-") or text[e - 1:e] == "." or
+                                    before in ("/", ".")) or \
+                    first.isdigit() and (before in ("-", "–") or
+                                         before == " " and text[s - 2:s - 1] in ("-", "–")):
+                yield from date_sides(text, s, e)
         nxt = text[e:e + 2]
         if c == "ADDRESS" and nxt[:1] in "\r\n":
             yield from town_line(text, e)
