@@ -51,8 +51,9 @@ units ref range study protocol file class system resource use gender sex relatio
 state country language method specialty role manufacturer model brand lab panel priority
 source report row item seq sequence index message msg batch job export run document note
 comment client app application api session request trace span correlation transaction event
-tenant org version build host group range bracket band category agent""".split())
-# an identifier column with a plain "id" (patient_id, pt_id, subject_id) is patient's, ...
+tenant org version build host group bracket band category agent""".split())
+# "patient_id", "pt_no", "hospital_number": the patient's record number (before "unit" and
+# "hospital" say no PHI)
 _ID_WORDS = frozenset({"id", "no", "num", "number", "nr", "identifier"})
 _PERSON_ID = {"patient": "MRN", "pt": "MRN", "pat": "MRN", "person": "MRN", "hospital": "MRN",
               "unit": "MRN"}
@@ -115,8 +116,8 @@ def _value_end(text: str, s: int, e: int, category: str) -> int:
 # a header: 3 or more short field names split by one delimiter (a line of letters, no digit run
 # at a field's start); the data rows below it have as many fields
 _FIELD_NAME = r"(?:[A-Za-z][\w#/()'-]{0,30}(?:[ .][\w#/()'-]{1,30}){0,3}|#)"
-_HEADER = re.compile(rf"(?:^|(?<=\n))[ \t]*\|?[ \t]*{_FIELD_NAME}(?:[ \t]*([,\t|;])[ \t]*{_FIELD_NAME}){{2,}}"
-                     r"[ \t]*\|?[ \t]*\r?(?=\n|$)")
+_HEADER = re.compile(rf"(?:^|(?<=\n))[ \t]*\|?[ \t]*{_FIELD_NAME}"
+                     rf"(?:[ \t]*([,\t|;])[ \t]*{_FIELD_NAME}){{2,}}[ \t]*\|?[ \t]*\r?(?=\n|$)")
 _RULE_ROW = re.compile(r"^[\s|:+=-]*$")           # "|---|:---:|" under a markdown header
 
 

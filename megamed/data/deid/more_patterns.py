@@ -166,8 +166,8 @@ _STREET_FIRST_HINTS = ("strasse", "Calle ", "Avenida ", "Rua ", "Via ", "Piazza 
 _GERMAN_TWO_WORD = re.compile(r"[A-ZÄÖÜ][a-zäöüß]+er[ ](?:Weg|Straße|Strasse|Str\.|Platz|Allee|Gasse|"
                               r"Ring|Damm|Chaussee|Ufer|Markt|Steig|Pfad|Landstraße|Tor)[ ]\d{1,4}"
                               r"[a-zA-Z]?\b(?:,[ ](\d{4,5})[ ]([A-ZÄÖÜ][\wäöüß'-]+))?")
-_GERMAN_HINTS = (" Weg ", "Straße ", "Strasse ", "Str. ", " Platz ", " Allee ", " Gasse ", " Ring ",
-                 " Damm ", " Chaussee ", " Ufer ", " Markt ", " Steig ", " Pfad ", " Tor ")
+# (the commonest street words: each is a scan of the text)
+_GERMAN_HINTS = (" Weg ", "Straße ", "Strasse ", " Platz ", " Allee ", " Ring ")
 
 
 def european_addresses(text: str) -> Iterator[Span]:
@@ -715,8 +715,8 @@ _HANDLE_AFTER_NETWORK = re.compile(r"\b(?i:skype|twitter|instagram|insta|ig|face
                                    r"handle))?(?:[ ]?[:=][ ]?|[ ]-[ ])(@?[A-Za-z][\w.-]{2,39})")
 _HANDLE_BEFORE_NETWORK = re.compile(r"(?<![\w@.])(@[A-Za-z_][\w.]{2,30})\b(?=[ ](?:on|via)[ ]"
                                     r"(?i:twitter|instagram|insta|ig|tiktok|x|snapchat|threads)\b)")
-_NETWORK_HINTS = ("skype", "twitter", "instagram", "insta", "ig:", "facebook", "fb:", "snapchat",
-                  "tiktok", "telegram", "wechat", "linkedin", "signal", "x.com", " on x")
+_NETWORK_HINTS = ("skype", "twitter", "insta", "facebook", "fb:", "snapchat", "tiktok", "telegram",
+                  "wechat", "linkedin")
 
 
 def social_handles(text: str, low: str) -> Iterator[Span]:
