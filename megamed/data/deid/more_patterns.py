@@ -887,10 +887,12 @@ _STREET_WORLD = (r"\d{0,4}[A-Za-z]?[ ](?:(?:[A-ZÀ-Ý][a-zà-ÿ'-]+[ ]){1,3}(?:P
                  r"el|y)[ ])*[A-ZÀ-Ý][\wà-ÿ'-]+(?:[ ][A-ZÀ-Ý][\wà-ÿ'-]+){0,2})|"
                  r"\d{0,3}[A-Za-z]?/\d{1,5}[A-Za-z]?[ ](?:[A-ZÀ-Ý][a-zà-ÿ'-]+[ ]){1,3}(?:St|Street|Rd|"
                  r"Road|Hwy|Highway|Ave|Avenue|Pde|Parade|Dr|Drive|Cres|Crescent|Pl|Place|Tce|Terrace|"
-                 r"Ct|Court|Way|Lane|Ln|Cl|Close|Blvd|Boulevard|Esplanade)\b\.?|"
-                 # street names in other alphabets' letters: "15 Kōwhai Street", "8 Ñandú Road"
-                 r"\d{0,4}[ ](?=[^\n]{0,30}[^\x00-\x7f])(?:[A-ZÀ-ÝĀ-ſ][^\W\d_]*[ ]){1,3}(?:Street|St|Road|"
-                 r"Rd|Avenue|Ave|Drive|Lane|Place|Crescent|Terrace|Way|Court|Close|Parade)\b\.?")
+                 r"Ct|Court|Way|Lane|Ln|Cl|Close|Blvd|Boulevard|Esplanade)\b\.?")
+# street names in other alphabets' letters: "15 Kōwhai Street", "8 Ñandú Road" (tried only in
+# text that is not ASCII)
+_STREET_LETTERS = (r"\d{0,4}[ ](?=[^\n]{0,30}[^\x00-\x7f])(?:[A-ZÀ-ÝĀ-ſ][^\W\d_]*[ ]){1,3}"
+                   r"(?:Street|St|Road|Rd|Avenue|Ave|Drive|Lane|Place|Crescent|Terrace|Way|Court|"
+                   r"Close|Parade)\b\.?")
 # an Indian PIN after its town: "Hyderabad - 500034" (after its first digit)
 _PIN_AFTER_DASH = r"(?<=[-–][ ]\d)\d{5}(?![\w-])"
 _TOWN_BEFORE_DASH = re.compile(r"([A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+){0,2})[ ]?[-–][ ]?$")
@@ -1007,16 +1009,19 @@ def labelled_places(text: str, low: str) -> Iterator[Span]:
 # One scan from the starts of digit runs for the patterns above that start there: re jumps to
 # the digits at C speed (the first digit is matched before the look-behind), then tries each
 # pattern; a match is returned as from its first digit, under its pattern's name.
-_DIGIT_START = re.compile(rf"\d(?<![\w.,/:+-]\d)(?:(?P<trunk>{_TRUNK_PHONE})|"
-                          rf"(?P<local>{_SPACED_LOCAL})|(?P<way>{_NUMBERED_WAY})|"
-                          rf"(?P<age>{_AGE_NUMBER})|(?P<inward>{_INWARD})|(?P<au>{_AU_POSTCODE})|"
-                          rf"(?P<world_street>{_STREET_WORLD})|(?P<pin>{_PIN_AFTER_DASH})|"
-                          rf"(?P<spaced_date>{_SPACED_DATE}))")
+_DIGIT_PATTERNS = (rf"\d(?<![\w.,/:+-]\d)(?:(?P<trunk>{_TRUNK_PHONE})|"
+                   rf"(?P<local>{_SPACED_LOCAL})|(?P<way>{_NUMBERED_WAY})|"
+                   rf"(?P<age>{_AGE_NUMBER})|(?P<inward>{_INWARD})|(?P<au>{_AU_POSTCODE})|"
+                   rf"(?P<world_street>{_STREET_WORLD}")
+_DIGIT_END = rf")|(?P<pin>{_PIN_AFTER_DASH})|(?P<spaced_date>{_SPACED_DATE}))"
+_DIGIT_START = re.compile(_DIGIT_PATTERNS + _DIGIT_END)                        # ASCII text
+_DIGIT_START_LETTERS = re.compile(_DIGIT_PATTERNS + "|" + _STREET_LETTERS + _DIGIT_END)
 
 
 def digit_starts(text: str) -> dict[str, list[re.Match]]:
     out: dict[str, list[re.Match]] = {name: [] for name in _DIGIT_START.groupindex}
-    for m in _DIGIT_START.finditer(text):
+    scan = _DIGIT_START if text.isascii() else _DIGIT_START_LETTERS
+    for m in scan.finditer(text):
         out[m.lastgroup].append(m)
     return out
 
