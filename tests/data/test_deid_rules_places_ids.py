@@ -252,3 +252,17 @@ def test_date_sides_spelled_emails_and_handles():
 def test_ranges_and_handles_lookalikes():
     text = "Grade 3-4 Nausea. Dose 2 - 3 tabs. Meet @ noon; insta-gel applied; RR 18-22 bpm."
     assert not any(c in ("DATE", "URL") for _, _, c in find_phi(text))
+
+
+def test_spoken_day_of_month_spaced_dob_and_unnumbered_street_before_postcode():
+    text = ("Caller said she was born on the twenty third of august nineteen forty. DOB 07 11 1938.\n"
+            "Practice: Cae Glas Surgery, Priory Street, Cardigan SA43 1BZ.")
+    for value in ("twenty third of august nineteen forty", "07 11 1938", "Priory Street",
+                  "Cardigan", "SA43 1BZ"):
+        assert _covered(text, value), value
+    assert _untouched(text, "Cae Glas Surgery")
+
+
+def test_ordinals_of_things_are_no_dates():
+    text = "Second of three siblings; the third of march-past drills; first of many visits."
+    assert not any(c == "DATE" for _, _, c in find_phi(text))

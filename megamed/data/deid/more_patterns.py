@@ -194,6 +194,14 @@ _TOWN_BEFORE = re.compile(r"([A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+){0,2}),?[ ](?:(?:O
                           r"NS|NB|NL|PE|YT|NT|NU|QLD|NSW|VIC|SA|WA|TAS|ACT)[ ])?$")
 
 
+# a street named without its number before the town and postcode: "Dolgwili Road, Carmarthen
+# SA31 2AF", "Heol y Brenin, Llandeilo SA19 6AB"
+_STREET_BEFORE_TOWN = re.compile(r"(?<![\w'-])((?:[A-Z][\w'-]+[ ]){1,3}(?:Road|Rd|Street|St|Lane|"
+                                 r"Avenue|Ave|Drive|Close|Crescent|Way|Terrace|Hill|Place|Gardens|"
+                                 r"Parade|Row|Walk|Mews|Square)\.?|Heol[ ](?:y[ ])?[A-Z][\w'-]+"
+                                 r"(?:[ ][A-Z][\w'-]+)?),[ ]$")
+
+
 def towns_before_postcodes(text: str, codes: list[Span], au: list[re.Match]) -> Iterator[Span]:
     found = [s for s, e, _ in codes]
     for m in au:
@@ -207,7 +215,11 @@ def towns_before_postcodes(text: str, codes: list[Span], au: list[re.Match]) -> 
         while words and words[0].lower() in lexicon.english_words() and len(words) > 1:
             words = words[1:]
         if words[-1].lower() not in lexicon.FACILITY_HEADS:
-            yield m.end(1) - len(" ".join(words)), m.end(1), "ADDRESS"
+            town = m.end(1) - len(" ".join(words))
+            yield town, m.end(1), "ADDRESS"
+            street = _STREET_BEFORE_TOWN.search(text, max(0, town - 40), town)
+            if street:
+                yield street.start(1), street.end(1), "ADDRESS"
 
 # "Maricopa County", "St. Tammany Parish", "Fairfax County": a county is smaller than a state
 _COUNTY = re.compile(r"(?:(?:St\.?|Saint|San|Santa|Los|Las|El|La|De|Le|New|East|West|North|"
@@ -924,7 +936,7 @@ def dash_pins(text: str, found: list[re.Match]) -> Iterator[Span]:
 _UNIT_STREET = re.compile(r"\b(?:Flat|FLAT|Fflat|Apt|APT|Apartment|Lot|(?:Unit|UNIT|Suite)(?=[ ]#?\d+[A-Z]?,))"
                           r"\.?[ ]#?\d{1,5}[A-Z]?,?[ ](?:\d{1,5}[A-Za-z]?[ ])?"
                           r"[A-ZÀ-Ý][\wà-ÿ'-]*(?:[ ][A-ZÀ-Ý][\wà-ÿ'-]*){0,3}")
-_UNIT_WORDS = ("Flat", "FLAT", "Apt", "APT", "Apartment", "Lot", "Unit", "UNIT", "Suite")
+_UNIT_WORDS = ("Flat", "FLAT", "Fflat", "Apt", "APT", "Apartment", "Lot", "Unit", "UNIT", "Suite")
 
 
 def _at_words(rx: re.Pattern, text: str, haystack: str, words) -> list[re.Match]:
@@ -1018,11 +1030,18 @@ _DIGIT_START = re.compile(_DIGIT_PATTERNS + _DIGIT_END)                        #
 _DIGIT_START_LETTERS = re.compile(_DIGIT_PATTERNS + "|" + _STREET_LETTERS + _DIGIT_END)
 
 
+_SPACED_DATE_AT = re.compile(r"\d" + _SPACED_DATE)
+
+
 def digit_starts(text: str) -> dict[str, list[re.Match]]:
     out: dict[str, list[re.Match]] = {name: [] for name in _DIGIT_START.groupindex}
     scan = _DIGIT_START if text.isascii() else _DIGIT_START_LETTERS
     for m in scan.finditer(text):
         out[m.lastgroup].append(m)
+    for m in out["trunk"]:          # "01 09 1941" is also a trunk number's shape: tried too
+        date = _SPACED_DATE_AT.match(text, m.start())
+        if date:
+            out["spaced_date"].append(date)
     return out
 
 
@@ -1068,9 +1087,19 @@ _SPOKEN_DAY = [re.compile(rf"{prep} the ({_ORDINAL_WORDS}( of {_MONTH_NAME})?)\b
 _DAY_END = re.compile(r"[ ]*(?:[.,;\n]|$|[ ](?:at|in|for|with|and|to|when)\b)")
 
 
+# "the fourteenth of March twenty nineteen", "first of june two thousand one": a day in words, its
+# month and the year in words (dictation)
+_DAY_OF_MONTH = re.compile(rf"\b{_ORDINAL_WORDS}[ ]of[ ]{_MONTH_NAME}\b(?!-)(?:,?[ ](?:(?:19|20)\d\d\b|"
+                           rf"(?:nineteen|twenty|two thousand)(?:[ -](?:and[ ])?{_NUMBER_WORDS}\b)"
+                           rf"{{0,2}}))?")
+
+
 def spoken_days(text: str, low: str) -> Iterator[Span]:
     if len(low) != len(text):
         return
+    if "th of " in low or "st of " in low or "nd of " in low or "rd of " in low:
+        for m in _DAY_OF_MONTH.finditer(low):
+            yield m.start(), m.end(), "DATE"
     for rx in _SPOKEN_DAY:
         for m in rx.finditer(low):
             if (m.start() == 0 or not low[m.start() - 1].isalpha()) and \
