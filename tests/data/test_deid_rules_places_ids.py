@@ -266,3 +266,15 @@ def test_spoken_day_of_month_spaced_dob_and_unnumbered_street_before_postcode():
 def test_ordinals_of_things_are_no_dates():
     text = "Second of three siblings; the third of four drills; first of many visits."
     assert not any(c == "DATE" for _, _, c in find_phi(text))
+
+
+def test_postcode_first_town_lines_medicare_irn_and_pin_without_dash():
+    text = ("Adresse: 9 Chemin des Vignes\n38000 Grenoble\n"
+            "Medicare 4412 08813 2/1 valid to 11/28. Office: Koramangala, Bengaluru 560034.")
+    for value in ("38000", "Grenoble", "4412 08813 2/1", "Bengaluru", "560034"):
+        assert _covered(text, value), value
+
+
+def test_six_digit_numbers_after_words_are_no_pins():
+    text = "Platelets 150000 on day 3; counted 250000 cells; Room 412000 wing."
+    assert not any(c in ("ZIP", "ADDRESS") for _, _, c in find_phi(text))

@@ -491,7 +491,7 @@ def gs1_udis(text: str) -> Iterator[Span]:
 # --- identifiers in spaced groups: "Medicare: 2953 51730 1", "member # 9910 4421 07" ----------
 _ID_CATEGORIES = ("MRN", "ACCOUNT", "HEALTH_PLAN", "LICENSE", "DEVICE", "OTHER_ID", "SSN")
 _CODE_AND_NUMBER = re.compile(r"(?:[A-Z]{2,6}[ -])?\d+")
-_GROUPS_AFTER = re.compile(r"(?:[ ]\d{1,6}){1,6}(?:-[A-Z\d]{1,2}|[ ][A-Z]{1,2}\b)?(?=[ ]*(?:$|[\n,;)]|\.(?!\d)|[ ]{2}|[ ]+[a-z]))",
+_GROUPS_AFTER = re.compile(r"(?:[ ]\d{1,6}){1,6}(?:-[A-Z\d]{1,2}|[ ][A-Z]{1,2}\b|/\d)?(?=[ ]*(?:$|[\n,;)]|\.(?!\d)|[ ]{2}|[ ]+[a-z]))",
                            re.M)
 _NOT_AN_ID_AFTER = re.compile(r"[ ]*(?:y|yo|y/o|yr|yrs|years?|mg|mcg|ml|units?|kg|lbs?|cm|mm|%)\b",
                               re.I)
@@ -590,7 +590,8 @@ def address_tail(text: str, s: int, e: int) -> Iterator[Span]:
 
 # an address block's town on the line after its street ("14 Abbey Road\nReading\nRG1 3BD"); a
 # town that is also an English word only with a postcode on its line or the next
-_TOWN_LINE = re.compile(r"\r?\n[ \t]*([A-ZÀ-Ý][a-zà-ÿ'.-]+(?:[ -][A-ZÀ-Ý][a-zà-ÿ'.-]+){0,2})[ \t]*"
+_TOWN_LINE = re.compile(r"\r?\n[ \t]*(?:(\d{4,5})[ ])?"
+                        r"([A-ZÀ-Ý][a-zà-ÿ'.-]+(?:[ -][A-ZÀ-Ý][a-zà-ÿ'.-]+){0,2})[ \t]*"
                         r"(,[^\n:]{0,30}|[ ]+[A-Z0-9]{2,4}[ ]?[A-Z0-9]{0,3})?\r?(?=\n|$)")
 _POSTCODE_LINE = re.compile(r"\r?\n[ \t]*(?:[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}|[A-Z]\d[A-Z][ ]?\d[A-Z]\d|"
                             r"\d{4,6})\b")
@@ -600,14 +601,16 @@ def town_line(text: str, e: int) -> Iterator[Span]:
     m = _TOWN_LINE.match(text, e)
     if m is None:
         return
-    words = m.group(1).split()
+    words = m.group(2).split()
     if words[0].lower().rstrip(".") in _NOT_TOWN_WORDS or \
             any(w.lower() in lexicon.FACILITY_HEADS for w in words):
         return
     if len(words) == 1 and words[0].lower() in lexicon.english_words() and \
-            not m.group(2) and not _POSTCODE_LINE.match(text, m.end()):
+            not m.group(1) and not m.group(3) and not _POSTCODE_LINE.match(text, m.end()):
         return
-    yield m.start(1), m.end(1), "ADDRESS"
+    if m.group(1):                  # "74000 Annecy": Europe writes the postcode first
+        yield m.start(1), m.end(1), "ZIP"
+    yield m.start(2), m.end(2), "ADDRESS"
 
 
 # "mid-October", "mi-octobre": the part of the month belongs to the date (a weekday before a date
@@ -895,8 +898,9 @@ def unit_before(text: str, s: int) -> Iterator[Span]:
 # "3 Kirk Brae", "14/320 Pacific Hwy" (unit/number), "1420 Calle Las Palmas", "5 Heol y Brenin"
 _STREET_WORLD = (r"\d{0,4}[A-Za-z]?[ ](?:(?:[A-ZÀ-Ý][a-zà-ÿ'-]+[ ]){1,3}(?:Parade|Pde|Brae|Wynd|"
                  r"Rise|Vale|Esplanade|Quay|Wharf|Promenade|Grange|Croft|Garth|Cres)\b\.?|"
-                 r"(?:Calle|Avenida|Camino|Paseo|Via|Rue|Rua|Heol|Stryd)[ ](?:(?:de|del|la|las|los|"
-                 r"el|y)[ ])*[A-ZÀ-Ý][\wà-ÿ'-]+(?:[ ][A-ZÀ-Ý][\wà-ÿ'-]+){0,2})|"
+                 r"(?:Calle|Avenida|Camino|Paseo|Via|Rue|Rua|Heol|Stryd|Chemin|Impasse|Allée|Quai|"
+                 r"Strada|Ulica)[ ](?:(?:de|del|la|las|los|el|y|des|du|d'|della|di)[ ]?)*"
+                 r"[A-ZÀ-Ý][\wà-ÿ'-]+(?:[ ][A-ZÀ-Ý][\wà-ÿ'-]+){0,2})|"
                  r"\d{0,3}[A-Za-z]?/\d{1,5}[A-Za-z]?[ ](?:[A-ZÀ-Ý][a-zà-ÿ'-]+[ ]){1,3}(?:St|Street|Rd|"
                  r"Road|Hwy|Highway|Ave|Avenue|Pde|Parade|Dr|Drive|Cres|Crescent|Pl|Place|Tce|Terrace|"
                  r"Ct|Court|Way|Lane|Ln|Cl|Close|Blvd|Boulevard|Esplanade)\b\.?")
@@ -906,8 +910,8 @@ _STREET_LETTERS = (r"\d{0,4}[ ](?=[^\n]{0,30}[^\x00-\x7f])(?:[A-ZÀ-ÝĀ-ſ][^\W
                    r"(?:Street|St|Road|Rd|Avenue|Ave|Drive|Lane|Place|Crescent|Terrace|Way|Court|"
                    r"Close|Parade)\b\.?")
 # an Indian PIN after its town: "Hyderabad - 500034" (after its first digit)
-_PIN_AFTER_DASH = r"(?<=[-–][ ]\d)\d{5}(?![\w-])"
-_TOWN_BEFORE_DASH = re.compile(r"([A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+){0,2})[ ]?[-–][ ]?$")
+_PIN_AFTER_DASH = r"(?:(?<=[-–][ ]\d)|(?<=[a-z][ ]\d))\d{5}(?![\w-])"
+_TOWN_BEFORE_DASH = re.compile(r"([A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+){0,2})[ ]?(?:[-–][ ]?)?$")
 
 
 def world_streets(text: str, found: list[re.Match]) -> Iterator[Span]:
@@ -923,6 +927,9 @@ def dash_pins(text: str, found: list[re.Match]) -> Iterator[Span]:
         town = _TOWN_BEFORE_DASH.search(text, max(0, m.start() - 40), m.start())
         if town is None or any(w.lower() in _NOT_TOWN_WORDS for w in town.group(1).split()):
             continue
+        if text[m.start() - 2:m.start() - 1] not in ("-", "–") and \
+                not _town_words(town.group(1).split()[-1:]):
+            continue                # "Bengaluru 560048": without its dash, a known town
         yield town.start(1), town.end(1), "ADDRESS"
         yield m.start(), m.end(), "ZIP"
         area = _AREA_BEFORE.search(text, max(0, town.start(1) - 30), town.start(1))
