@@ -278,3 +278,10 @@ def test_postcode_first_town_lines_medicare_irn_and_pin_without_dash():
 def test_six_digit_numbers_after_words_are_no_pins():
     text = "Platelets 150000 on day 3; counted 250000 cells; Room 412000 wing."
     assert not any(c in ("ZIP", "ADDRESS") for _, _, c in find_phi(text))
+
+
+def test_town_naming_a_practice_site():
+    text = "Follow-up at the Reading clinic; results to the Cardiology office and the Memory clinic."
+    assert _covered(text, "Reading", "ADDRESS")
+    for word in ("Cardiology", "Memory"):
+        assert _untouched(text, word), word

@@ -464,6 +464,20 @@ def _after_prepositions(text: str) -> list[re.Match]:
     return [m for m in found if m]
 
 
+# "seen at the Reading clinic", "the Bath office": a town naming a site of a practice (here a town
+# that is also an English word counts: the head word says it is a place)
+_THE_TOWN_SITE = re.compile(r"[ ]the[ ]([A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+)?)[ ](?:clinic|office|branch|"
+                            r"site|campus|surgery|practice|location|satellite|outpost)\b")
+
+
+def town_sites(text: str) -> Iterator[Span]:
+    for m in _THE_TOWN_SITE.finditer(text):
+        name = m.group(1).lower()
+        if name in lexicon_cities() and name not in lexicon.MEDICAL_WORDS and \
+                name not in _NOT_TOWNS:
+            yield m.start(1), m.end(1), "ADDRESS"
+
+
 def prose_towns(text: str) -> Iterator[Span]:
     for found in (_after_prepositions(text), _COMMA_PLACE.finditer(text)):
         for m in found:
@@ -1212,6 +1226,7 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(spaced_digits(text) if " " in text else ())
     out.extend(fhir_ages(text))
     out.extend(social_handles(text, low))
+    out.extend(town_sites(text) if " the " in text else ())
     out.extend(bracket_emails(text, low))
     out.extend(ssn_last_four(text, low))
     out.extend(tails(text, spans + out))
