@@ -33,7 +33,7 @@ _DATE_RES = [
     re.compile(rf"\d(?<![\w]\d)\d?[- ]?{_MONTH}\.?[- ]?(?:\d{{4}}|\d{{2}})(?!\w)", re.I),
     # March 3rd, 2019 / Jan. 5th / Mar 3 '19 / March of 2019 / March 2019
     re.compile(rf"(?<![\w]){_MONTH}\.?(?:\s+\d{{1,2}}{_ORD}(?![\d:])(?:(?:,\s*|\s+)(?:1[89]\d\d|20\d\d|'\d\d)(?!\d))?"
-               rf"|,?\s+(?:of\s+)?(?:1[89]\d\d|20\d\d)(?!\d))", re.I),
+               rf"|,?\s+(?:of\s+)?(?:1[89]\d\d|20\d\d|'\d\d)(?!\d))", re.I),
     # 3rd of March 2019 / 5 January
     re.compile(rf"\d(?<![\w/]\d)\d?{_ORD}\s+(?:of\s+)?{_MONTH}\b\.?(?:,?\s+(?:1[89]|20)\d\d(?!\d))?",
                re.I),
@@ -54,7 +54,13 @@ _DATE_RES.append(re.compile(
 _HOLIDAY_WORDS = ("christmas", "xmas", "navidad", "thanksgiving", "easter", "new year", "halloween",
                   "valentine", "independence day", "of july", "labor day", "labour day",
                   "memorial day", "s day", "hanuk", "chanuk", "passover", "yom kippur",
-                  "rosh hashanah", "diwali")
+                  "rosh hashanah", "diwali", "boxing", "black friday", "good friday",
+                  "cyber monday", "bank holiday", "remembrance", "canada day", "anzac",
+                  "australia day", "waitangi", "matariki", "bonfire", "fawkes", "hogmanay",
+                  "mardi gras", "juneteenth", "king day", "mlk", "columbus day", "victoria day",
+                  "ramadan", "eid al", "eid ul", "holi ", "lohri", "pongal")
+# (each word is a scan of the text: a form that another word finds is not listed again,
+# "veterans day" and "st david's day" hold "s day", "lunar new year" holds "new year")
 # month-day-year with hyphens: Mar-22-2019
 _DATE_RES.append(re.compile(rf"(?<![\w]){_MONTH}-\d{{1,2}}-(?:\d{{4}}|\d{{2}})(?![\d-])", re.I))
 # Holidays name a day: "since Christmas", "over Thanksgiving", "desde Navidad".
@@ -62,7 +68,14 @@ _HOLIDAY = re.compile(r"\b(?:christmas(?: eve| day)?|xmas|navidad|thanksgiving(?
                       r"easter(?: sunday)?|new year'?s(?: eve| day)?|halloween|valentine'?s day|"
                       r"independence day|(?:the )?fourth of july|labou?r day|memorial day|"
                       r"mother'?s day|father'?s day|hanukk?ah|chanukah|passover|yom kippur|"
-                      r"rosh hashanah|diwali)\b", re.I)
+                      r"rosh hashanah|diwali|boxing day|black friday|good friday|cyber monday|"
+                      r"easter monday|st\.? (?:patrick|david|andrew|george)'?s day|"
+                      r"(?:august |may |spring |summer )?bank holiday(?: monday| weekend)?|"
+                      r"remembrance (?:day|sunday)|canada day|anzac day|australia day|waitangi day|"
+                      r"matariki|bonfire night|guy fawkes(?: night)?|hogmanay|mardi gras|juneteenth|"
+                      r"veterans'? day|presidents'? day|(?:martin luther )?king(?: jr\.?)? day|"
+                      r"mlk day|columbus day|(?:lunar|chinese) new year|victoria day|ramadan|"
+                      r"eid (?:al|ul)[- ](?:fitr|adha)|holi|lohri|pongal)\b", re.I)
 # A month name on its own: capitalised full names; "May" only after a date preposition.
 _MONTH_ALONE = re.compile(r"\b(?:January|February|March|April|June|July|August|September|"
                           r"October|November|December)\b|\b(?:Jan|Feb|Aug|Sept|Oct|Nov|Dec)\b\.?")
@@ -130,7 +143,7 @@ _LOCAL_PHONE = re.compile(r"\b(?:call|phone|ph|tel|telephone|cell|mobile|home|wo
 _EXTENSION = re.compile(r"\b(?:ext\.?|extension|pager|pgr|beeper|x)\s?#?\s?(\d{3,6})\b", re.I)
 _FAX_BEFORE = more_patterns.FAX_BEFORE       # "fax:" or "f:" right before a number
 _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
-_URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"')\]]+", re.I)
+_URL = re.compile(r"\b(?:https?://|s?ftps?://|www\.)[^\s<>\"')\]]+", re.I)
 _IP = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)"
                  r"(?![\d.]\d)")
 _IPV6 = re.compile(r"\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b", re.I)
@@ -140,7 +153,9 @@ _SSN = re.compile(r"\d(?<![\d-]\d)\d\d-\d{2}-\d{4}(?![\d-])")
 _ID_LABELS = [
     ("SSN", r"ssn|social security(?: number| no\.?| #)?|soc\.? sec\.?|"
             r"social insurance(?: number| no\.?| #)?|sin(?: number| no\.?| #)|"
-            r"national insurance(?: number| no\.?| #)?|ni(?: number| no\.?)"),
+            r"national insurance(?: number| no\.?| #)?|ni(?: number| no\.?)|nric|ppsn|"
+            r"pps(?: number| no\.?)|curp|codice fiscale|bsn|personnummer|tfn|"
+            r"tax file(?: number| no\.?)|ird(?: number| no\.?)|national id(?: number| no\.?)?"),
     ("VEHICLE", r"license plate|licen[cs]e plate|plate(?: number| no\.?| #)?|vin|"
                 r"vehicle(?: identification)?(?: number| no\.?| id| #)?|tag number"),
     ("HEALTH_PLAN", r"member(?: id| number| no\.?| #)?|policy(?: number| no\.?| id| #)?|"
@@ -148,20 +163,22 @@ _ID_LABELS = [
                     r"plan id|subscriber(?: id| number| no\.?| #)?|medicaid(?: id| number| no\.?| #)?|"
                     r"medicare(?: id| number| no\.?| #)?|health card(?: number| no\.?| #)?|ohip|ihi|"
                     r"nhs(?: number| no\.?| #)|chi(?: number| no\.?)|phn|ramq|aadhaar|beneficiary(?: id| number| #)?|group(?: number| no\.?| #)|"
-                    r"hicn|mbi|insurance"),
+                    r"hicn|mbi|insurance|group(?: number| no\.?| #)?|nss|cin|nhif|"
+                    r"card(?: number| no\.?| #)?"),
     ("LICENSE", r"driver'?s? licen[cs]e(?: number| no\.?| #)?|licen[cs]e(?: number| no\.?| #)?|"
                 r"lic\.?(?: no\.?| #)?|dea(?: number| no\.?| #)?|npi(?: number| no\.?| #)?|"
                 r"certificate(?: number| no\.?| #)?|board certification|permit(?: number| #)?|"
                 r"provider(?: number| no\.?| id| #)|prescriber(?: number| no\.?| id| #)|"
                 r"registration(?: number| no\.?| #)|gmc(?: number| no\.?)?|nmc(?: pin)?|ahpra|"
-                r"cpso(?: number| no\.?| #)?|reg\.? no\.?"),
+                r"cpso(?: number| no\.?| #)?|reg\.? no\.?|permis"),
     ("DEVICE", r"serial(?: number| no\.?| #)?|s/n|sn|device(?: id| number| serial)|udi|"
                r"implant(?: id| serial)|model(?:/serial)?(?: number| no\.?| #)|lot(?: number| no\.?| #)?|"
                r"pacemaker serial|imei|mac address|asset(?: tag| number| no\.?| #)?"),
     ("MRN", r"m ?rn|mr ?#|mr no\.?|mr number|med(?:ical)? rec(?:ord)?(?: number| no\.?| #)?|"
             r"record(?: number| no\.?| #)|chart(?: number| no\.?| #)|hospital(?: number| no\.?| #)|"
             r"ur(?: number| no\.?| #)?|urn|uhid|nhi(?: number| no\.?)?|unit record(?: number| no\.?)?|"
-            r"unit(?: number| no\.?)|patient(?: id| number| no\.?| #)|pt(?: id| #)|pid|emr(?: id| #)?"),
+            r"unit(?: number| no\.?)|patient(?: id| number| no\.?| #)|pt(?: id| #)|pid|emr(?: id| #)?|"
+            r"dossier|op(?: number| no\.?)|ip(?: number| no\.?)"),
     ("ACCOUNT", r"csn|account(?: number| no\.?| #)?|acct\.?(?: number| no\.?| #)?|billing(?: number| id| #)?|"
                 r"fin|har|encounter(?: number| no\.?| id| #)|visit(?: number| no\.?| id| #)|"
                 r"invoice(?: number| no\.?| #)?|claim(?: number| no\.?| #)?"),
@@ -384,6 +401,11 @@ _DIGIT_RUN = re.compile(r"\d+")
 _SHORT_NUMBER = re.compile(r"\d{1,3}")
 _YEAR = re.compile(r"(?:19|20)\d\d")
 _UNIT_AFTER = re.compile(r"\s*(?:mg|mcg|ml|units|cells|/|%|copies|iu)", re.I)
+# the end of a labelled address: its ZIP or postcode, or a sentence's end, when more follows
+_ADDRESS_CODE_END = re.compile(r"(?:\b\d{5}(?:-\d{4})?|\b[A-Z]{1,2}\d[A-Z\d]?[ ]\d[A-Z]{2}|"
+                               r"\b[A-Z]\d[A-Z][ ]\d[A-Z]\d)(?=[,.;:?!]?[ ]+[(\w])|[a-z]\.(?=[ ]+[A-Z])")
+# lower-case words before the number of a labelled address ("we're at is 41 ...")
+_ADDRESS_LEAD = re.compile(r"(?:[a-z][a-z']*[ ,:-]+|\d{1,2}[:.)][ ]+){1,6}(?=\d)")
 _ADDRESS_END = re.compile(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b|"
                           r"\s(?:and|with|who|where|since|but|her|his|she|he|they)\b", re.I)
 
@@ -834,7 +856,8 @@ def contacts(text: str, runs: dict | None = None) -> Iterator[Span]:
             yield m.start(), m.end(), "EMAIL"
     if _URL_GATE(text):
         for m in _URL.finditer(text):
-            yield m.start(), m.end(), "URL"
+            if not more_patterns.standards_url(m.group(0)):
+                yield m.start(), m.end(), "URL"
     if text.count(".") >= 3 and _IP_HINT.search(text):
         for m in _anchored(_IP, text, _anchor(_IP_HINT, text), 2):
             yield m.start(), m.end(), "IP"
@@ -887,6 +910,9 @@ _NATIVE_ID_VALUES = native.id_scanner(_LABEL_ENDS, _ID_CANDIDATE, _ID_AT, _id_va
                                       _may_follow_label)
 
 
+_PROTOCOL_BEFORE = re.compile(r"(?i:protocol|study|trial)\W{0,3}$")
+
+
 def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
     native_ok = _NATIVE_ID_VALUES is not None and text.isascii()
     for start, end in _NATIVE_ID_VALUES(text) if native_ok else _id_values(text):
@@ -922,7 +948,38 @@ def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
     for s, e in runs["bare_id"] + words["bare_id"]:     # (never overlapping: see _BARE_ID)
         if _UNIT_AFTER.match(text[e:e + 8]):
             continue
+        if text.startswith("NCT", s) or _PROTOCOL_BEFORE.search(text, max(0, s - 12), s):
+            continue                # a trial's registry number or protocol names no person
         yield s, e, "OTHER_ID"
+
+
+# "UHID: SVMH.0001884129", "Lic. # AUD.0004471", "OP No: NSH/OP/26/04417": a letter code joined
+# to numbers by "." or "/" after a label (an _ID_AT value holds no "." or "/" before its digit)
+_JOINED_ID = re.compile(r"[A-Z](?<![\w./-][A-Z])[A-Z]{0,5}(?:[./][A-Z0-9]{1,10}){1,5}(?![\w/]|\.\w)")
+
+
+# where a _JOINED_ID may be: a capital, then "." or "/" and a letter or digit (from the separator:
+# fewer of those than capitals)
+_JOINED_HINT = re.compile(r"[./](?<=[A-Z][./])(?=[A-Z0-9])")
+
+
+def joined_identifiers(text: str) -> Iterator[Span]:
+    end = 0
+    for hint in _JOINED_HINT.finditer(text):
+        start = hint.start() - 1
+        if start < end:
+            continue
+        while start > 0 and text[start - 1].isupper() and hint.start() - start < 6:
+            start -= 1
+        m = _JOINED_ID.match(text, start)
+        if m is None:
+            continue
+        end = m.end()
+        if not any(c.isdigit() for c in m.group(0)) or not _may_follow_label(text, start):
+            continue
+        label = _ID_LABEL_FAST.search(text, max(0, start - 48), start)
+        if label is not None:
+            yield start, m.end(), label.lastgroup.rsplit("_", 1)[0]
 
 
 def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
@@ -935,11 +992,17 @@ def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
     lowered = _lower_ascii(text)
     cued = lowered is None or _ADDRESS_GATE(text)
     for m in _cued(_ADDRESS_LABEL, text, lowered, _ADDRESS_CUE, len("patient ")) if cued else ():
+        if text[m.start() - 1:m.start()] == '"':
+            continue            # a JSON key ("address": [{"line": ...): its fields say more
         value = m.group(1)
         cut = _ADDRESS_END.search(value)
         value = value[:cut.start()] if cut else value
+        cut = _ADDRESS_CODE_END.search(value)     # what follows the postcode is more prose
+        value = value[:cut.end()] if cut else value
+        lead = _ADDRESS_LEAD.match(value)         # "btw - moved to 2217 ...": from the number
+        skip = lead.end() if lead else 0
         if any(c.isdigit() for c in value) or "," in value:
-            yield m.start(1), m.start(1) + len(value.rstrip(" .,;")), "ADDRESS"
+            yield m.start(1) + skip, m.start(1) + len(value.rstrip(" .,;")), "ADDRESS"
     for m in _place_words(text):
         word = m.group(0)
         if word.endswith(_PLACE_ENDINGS) and len(word) > 5:
@@ -958,6 +1021,10 @@ def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
     cued = lowered is None or _CITY_GATE(text)
     for m in _cued(_CITY_CONTEXT, text, lowered, _CITY_CUE, 0) if cued else ():
         place = m.group(1).rstrip()
+        low_place = place.lower()
+        if " " not in place and low_place in lexicon.english_words() and \
+                low_place not in more_patterns.lexicon_cities():
+            continue            # "lives in Denial", "City: Unknown": a word, no town
         yield m.start(1), m.start(1) + len(place), "ADDRESS"
     found = _STREET_ON.finditer(text) if lowered is None else \
         _anchored(_STREET_ON, text, lambda i: lowered.find(" on ", i) + 1 or -1, len("apartment "))
@@ -1081,6 +1148,7 @@ def find_structured(text: str) -> list[Span]:
     spans.extend(ages(text))
     spans.extend(contacts(text, runs))
     spans.extend(identifiers(text, runs))
+    spans.extend(joined_identifiers(text))
     spans.extend(addresses(text, runs))
     spans.extend(hl7_fields(text))
     spans.extend(more_patterns.find(text, spans))       # other countries' formats, OCR, ...
