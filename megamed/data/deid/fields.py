@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+from megamed.data.deid.names import PERSON_COLUMNS
+
 Span = tuple[int, int, str]
 
 # (category, words of a field name that say it), the first that applies wins: "zip_code" is a
@@ -178,6 +180,11 @@ def tables(text: str) -> Iterator[Span]:
         line = header.group(0)
         names = [line[s:e] for s, e in _fields(line, delimiter)]
         categories = [field_category(n) for n in names]
+        if not any(n.lower().replace("_", " ") in PERSON_COLUMNS for n in names):
+            # a bare "Name" column names people only beside a person's other fields (DOB, MRN,
+            # age, ...: names.py's rule for the same tables): else a drug's or a test's name
+            categories = [None if n.lower() in ("name", "names") else c
+                          for n, c in zip(names, categories)]
         if not any(categories):
             continue
         pos, found, digits = header.end() + 1, [], False

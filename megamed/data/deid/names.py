@@ -480,7 +480,7 @@ attending|ordering provider|referring physician|next of kin|guardian|caller|sign
 technologist|radiologist|surgeon|contact name|name|names""".replace("\n", "").split("|"))
 _COLUMN_WORDS = frozenset(w for h in _NAME_COLUMNS for w in h.split())
 # a bare "Name" column names people when the header also has a person's other fields
-_PERSON_COLUMNS = frozenset("""dob|date of birth|birth date|mrn|age|sex|gender|phone|ssn|
+PERSON_COLUMNS = frozenset("""dob|date of birth|birth date|mrn|age|sex|gender|phone|ssn|
 patient id|pt id|room|bed|subject id|subject|address""".replace("\n", "").split("|"))
 _NAME_CELL = re.compile(r"[^\W\d_][^\d@/\\:;=<>#|]{0,60}")
 _NULL_CELLS = frozenset("n/a na none unknown pending tbd nil".split())
@@ -534,7 +534,7 @@ def _name_columns(d: _Doc, name, cues) -> None:
         delim, heads = found
         labels = [text[line_start + a:line_start + b].strip(' "').lower().replace("_", " ")
                   for a, b in heads]
-        person = any(h in _PERSON_COLUMNS for h in labels)
+        person = any(h in PERSON_COLUMNS for h in labels)
         cols = [c for c, h in enumerate(labels) if h in _NAME_COLUMNS and
                 (person or h not in ("name", "names"))]
         if cols:
