@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+from megamed.data.deid import gates
 from megamed.data.deid.names import PERSON_COLUMNS
 
 Span = tuple[int, int, str]
@@ -164,9 +165,11 @@ def tables(text: str) -> Iterator[Span]:
         return
     # (a header starts the text or follows a newline: tried only there, not at every position)
     headers, pos = [], 0
-    for line in text.split("\n"):
+    # (a delimiter found fewer than twice in the text is on no line twice: not counted per line)
+    delimiters = [d for d in _DELIMITERS if text.count(d) >= 2]
+    for line in text.split("\n") if delimiters else ():
         # (to the regex only: lines of short fields between 2 delimiters or more, no sentence)
-        for d in _DELIMITERS:
+        for d in delimiters:
             if line.count(d) >= 2:
                 if not line.rstrip().endswith(".") and \
                         all(len(f) <= 44 for f in line.split(d)):
@@ -225,8 +228,13 @@ def _json_category(key: str) -> str | None:
     return None if key.lower() in _GENERIC_KEYS else field_category(key)
 
 
+_JSON_GATE = gates.literals('":', '" :')
+_XML_GATE = gates.literals("</")
+_KEY_VALUE_GATE = gates.literals("=")
+
+
 def key_values(text: str) -> Iterator[Span]:
-    if '":' in text or '" :' in text:
+    if _JSON_GATE(text):
         for m in _JSON_PAIR.finditer(text):
             category = _json_category(m.group(1))
             if category is None:
@@ -239,12 +247,12 @@ def key_values(text: str) -> Iterator[Span]:
                 g = 2 if m.group(2) is not None else 3
                 if _value_ok(m.group(g), category):
                     yield m.start(g), m.end(g), category
-    if "</" in text:
+    if _XML_GATE(text):
         for m in _XML_ELEMENT.finditer(text):
             category = _json_category(m.group(1))
             if category and _value_ok(m.group(2), category):
                 yield m.start(2), m.end(2), category
-    if "=" in text:
+    if _KEY_VALUE_GATE(text):
         for m in _KEY_VALUE.finditer(text):
             category = _json_category(m.group(1))
             if category and _value_ok(m.group(2), category):
@@ -258,10 +266,13 @@ _REFERENCE_CATEGORY = {"patient": "MRN", "person": "MRN", "subject": "MRN", "rel
                        "encounter": "ACCOUNT", "coverage": "HEALTH_PLAN"}
 
 
+# (one of these literals starts or ends each reference)
+_REFERENCE_GATE = gates.literals("Patient/", "Encounter/", "Person/", "Coverage/", "patient=",
+                                 "encounter=", "subject=")
+
+
 def references(text: str) -> Iterator[Span]:
-    if "Patient/" in text or "Encounter/" in text or "Person/" in text or \
-            "Coverage/" in text or "=" in text and ("patient=" in text or "encounter=" in text or
-                                                   "subject=" in text):
+    if _REFERENCE_GATE(text):
         for m in _REFERENCE.finditer(text):
             if any(c.isdigit() for c in m.group(3)):
                 kind = (m.group(1) or m.group(2)).lower()

@@ -481,6 +481,9 @@ _THE_TOWN_SITE = re.compile(r"[ ]the[ ]([A-Z][a-z'-]+(?:[ ][A-Z][a-z'-]+)?)[ ](?
                             r"site|campus|surgery|practice|location|satellite|outpost)\b")
 
 
+_THE_GATE = gates.literals(" the ")            # (every _THE_TOWN_SITE match holds it)
+
+
 def town_sites(text: str) -> Iterator[Span]:
     for m in _THE_TOWN_SITE.finditer(text):
         name = m.group(1).lower()
@@ -718,8 +721,11 @@ def spaced_digits(text: str) -> Iterator[Span]:
 _FHIR_AGE = re.compile(r'"valueAge"[ ]?:[ ]?\{[ ]?"value"[ ]?:[ ]?(9\d|1[01]\d)\b')
 
 
+_FHIR_AGE_GATE = gates.literals('"valueAge"')
+
+
 def fhir_ages(text: str) -> Iterator[Span]:
-    if '"valueAge"' in text:
+    if _FHIR_AGE_GATE(text):
         for m in _FHIR_AGE.finditer(text):
             yield m.start(1), m.end(1), "AGE"
 
@@ -760,8 +766,11 @@ _NETWORK_HINTS = ("skype", "twitter", "insta", "facebook", "fb:", "snapchat", "t
                   "wechat", "linkedin")
 
 
+_NETWORK_GATE = gates.literals(*_NETWORK_HINTS, lower=True)
+
+
 def social_handles(text: str, low: str) -> Iterator[Span]:
-    if not any(h in low for h in _NETWORK_HINTS):
+    if not _NETWORK_GATE(text):
         return
     for rx in (_HANDLE_AFTER_NETWORK, _HANDLE_BEFORE_NETWORK):
         for m in rx.finditer(text):
@@ -772,8 +781,11 @@ def social_handles(text: str, low: str) -> Iterator[Span]:
 _BRACKET_EMAIL = re.compile(r"[\w.+-]+[ ]?(?:\(at\)|\[at\]|\{at\})[ ]?[\w-]+(?:\.[\w-]+)+", re.I)
 
 
+_BRACKET_AT_GATE = gates.literals("(at)", "[at]", "{at}", lower=True)
+
+
 def bracket_emails(text: str, low: str) -> Iterator[Span]:
-    if "(at)" in low or "[at]" in low or "{at}" in low:
+    if _BRACKET_AT_GATE(text):
         for m in _BRACKET_EMAIL.finditer(text):
             yield m.start(), m.end(), "EMAIL"
 
@@ -796,9 +808,11 @@ _RURAL_BOX = re.compile(r"\b(?:(?:RR|R\.R\.|HC|Rural Route|Star Route)[ ]?#?[ ]?
 _RURAL_HINTS = ("RR", "R.R.", "HC", "Route", "Apartado", "Casilla", "Postfach", "Bag", "GPO", "PMB")
 
 
+_RURAL_GATE = gates.literals("Box", "Apartado", "Casilla", "Postfach", "Bag", "PMB")
+
+
 def rural_boxes(text: str) -> Iterator[Span]:
-    if "Box" not in text and "Apartado" not in text and "Casilla" not in text and \
-            "Postfach" not in text and "Bag" not in text and "PMB" not in text:
+    if not _RURAL_GATE(text):
         return
     for m in _at_words(_RURAL_BOX, text, text, _RURAL_HINTS):
         yield m.start(), m.end(), "ADDRESS"
@@ -810,8 +824,11 @@ _PLATE = re.compile(r"\b(?i:plates?|rego|number plate|registration plate|tag)(?:
                     r"[ -]?[A-Z0-9]{1,4})(?![\w-])")
 
 
+_PLATE_GATE = gates.literals("plate", "rego", "tag ", lower=True)
+
+
 def plates(text: str, low: str) -> Iterator[Span]:
-    if "plate" in low or "rego" in low or "tag " in low:
+    if _PLATE_GATE(text):
         for m in _at_words(_PLATE, text, low, ("plate", "rego", "number plate", "registration plate",
                                                "tag")):
             if len(m.group(1).replace(" ", "").replace("-", "")) >= 4:
@@ -825,8 +842,12 @@ _SSN_LAST4 = re.compile(r"\b(?i:ssn|ss#|social(?: security)?(?: number| no\.?| #
                         r"[ ]?(?:is|:|-)?[ ]*(\d{4})(?!\d)")
 
 
+_LAST_GATE = gates.literals("last", lower=True)
+_SS_GATE = gates.literals("ss", "social", lower=True)
+
+
 def ssn_last_four(text: str, low: str) -> Iterator[Span]:
-    if "last" in low and ("ss" in low or "social" in low):
+    if _LAST_GATE(text) and _SS_GATE(text):
         for m in _SSN_LAST4.finditer(text):
             g = 1 if m.group(1) else 2
             yield m.start(g), m.end(g), "SSN"
@@ -987,8 +1008,11 @@ def _at_words(rx: re.Pattern, text: str, haystack: str, words) -> list[re.Match]
     return out
 
 
+_UNIT_GATE = gates.literals(*_UNIT_WORDS)
+
+
 def unit_streets(text: str) -> Iterator[Span]:
-    if not any(w in text for w in _UNIT_WORDS):
+    if not _UNIT_GATE(text):
         return
     for m in _at_words(_UNIT_STREET, text, text, _UNIT_WORDS):
         words = m.group(0).split()
@@ -1006,9 +1030,11 @@ _POSTCODE_LABEL = re.compile(r"\b(?:C\.P\.|PIN(?:[ ]?[Cc]ode)?|Pin[ ]?[Cc]ode|Ei
 _POSTCODE_WORDS = ("C.P.", "PIN", "Pin", "Eircode", "PLZ", "Post", "Postal")
 
 
+_POSTCODE_GATE = gates.literals("C.P.", "PIN", "Pin", "code", "PLZ", "Post")
+
+
 def labelled_postcodes(text: str) -> Iterator[Span]:
-    if "C.P." in text or "PIN" in text or "Pin" in text or "code" in text or "PLZ" in text or \
-            "Post" in text:
+    if _POSTCODE_GATE(text):
         for m in _at_words(_POSTCODE_LABEL, text, text, _POSTCODE_WORDS):
             if any(c.isdigit() for c in m.group(1)):
                 yield m.start(1), m.end(1), "ZIP"
@@ -1036,8 +1062,12 @@ def _word_before(text: str, i: int) -> str:
     return text[k:j].lower()
 
 
+# (the word before the colon, lower case, is one of _PLACE_LABEL_ENDS: the lower-case text holds it)
+_PLACE_LABEL_GATE = gates.literals(*sorted(_PLACE_LABEL_ENDS), lower=True)
+
+
 def labelled_places(text: str, low: str) -> Iterator[Span]:
-    i = text.find(":")
+    i = text.find(":") if _PLACE_LABEL_GATE(text) else -1
     while i >= 0:
         if _word_before(text, i) in _PLACE_LABEL_ENDS and \
                 _PLACE_LABEL.search(text, max(0, i - 16), i):
@@ -1269,7 +1299,7 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(spaced_digits(text) if " " in text else ())
     out.extend(fhir_ages(text))
     out.extend(social_handles(text, low))
-    out.extend(town_sites(text) if " the " in text else ())
+    out.extend(town_sites(text) if _THE_GATE(text) else ())
     out.extend(bracket_emails(text, low))
     out.extend(ssn_last_four(text, low))
     # (tails acts on an address, a date, or a span that one of _TAIL_STARTS follows: the
