@@ -704,8 +704,14 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(spoken_days(text, low))
     out.extend(web_addresses(text, low))
     out.extend(neighbourhoods(text, low))
-    # (tails acts on an address, or a span that one of _TAIL_STARTS follows: the others are
-    # dropped here, in a comprehension, before its loop)
-    out.extend(tails(text, [x for x in spans + out
-                            if x[2] == "ADDRESS" or text[x[1]:x[1] + 1] in _TAIL_STARTS]))
+    out.extend(tails(text, _may_have_tails(text, spans + out)))
     return out
+
+
+def _may_have_tails(text: str, spans: list[Span]) -> list[Span]:
+    """The spans that tails() acts on, in order: an address, or a span that one of _TAIL_STARTS
+    follows, not a space and a letter (most spans: a word follows). The rest are dropped here
+    by one comprehension before its loop (the test is its own first one, unchanged)."""
+    return [x for x in spans if x[2] == "ADDRESS" or
+            text[x[1]:x[1] + 1] in _TAIL_STARTS and
+            not (text[x[1]:x[1] + 1] == " " and text[x[1] + 1:x[1] + 2].isalpha())]
