@@ -552,8 +552,9 @@ _DIGIT_START = re.compile(rf"\d(?<![\w.,/:+-]\d)(?:(?P<trunk>{_TRUNK_PHONE})|"
 # (csrc's deid_anchor_starts "digit_start"), where re tries the alternatives; a change to the
 # opening of _DIGIT_START (not to its alternatives) makes the scan run in Python again
 _DIGIT_AT = re.compile(r"\d(?<![\w.,/:+-]\d)")
-_native_digit_at = native.function("deid_anchor_starts", "anchor_digit_start", _DIGIT_AT) \
-    if _DIGIT_START.pattern.startswith(_DIGIT_AT.pattern + "(?:") else None
+_native_digit_at = native.function(
+    "deid_anchor_starts", "anchor_digit_start", _DIGIT_AT,
+    f"opens _DIGIT_START: {_DIGIT_START.pattern.startswith(_DIGIT_AT.pattern + '(?:')}")
 
 
 def digit_starts(text: str) -> dict[str, list[re.Match]]:
