@@ -84,8 +84,8 @@ _OCR_TABLE = str.maketrans("OIl", "011")
 def ocr_digits(text: str) -> Iterator[Span]:
     """Dates and phone numbers whose digits OCR partly read as O / I / l: the shape of one, most
     of its characters digits, and a plausible value once the letters are read back."""
-    if not (_OCR_GATE(text) and _OCR_HINT.search(text)):
-        return
+    if not ((_OCR_GATE(text) or not text.isascii()) and _OCR_HINT.search(text)):
+        return                  # (\d is any digit: the gate's ASCII ones speak for ASCII text)
     for rx, cat in ((_OCR_DATE, "DATE"), (_OCR_PHONE, "PHONE")):
         for m in rx.finditer(text):
             value = m.group(0)
