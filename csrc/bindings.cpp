@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -243,7 +244,20 @@ a word (see patterns._month_starts).)doc");
 in ASCII `text` (see patterns._NATIVE_ANCHORS); an unknown kind gives [].)doc");
   m.def("deid_anchor_table", &deid_anchor_table, py::arg("text"), py::arg("kinds"),
         R"doc([deid_anchor_starts(kind, text) for kind in kinds], in one call.)doc");
-  m.def("deid_split_tokens", &deid_split_tokens, py::arg("text"),
+  m.def("deid_split_tokens",
+        [](const std::string& text) {
+          // (the parts of ASCII text are ASCII: made as such, without UTF-8 decoding each)
+          const std::vector<std::string> parts = deid_split_tokens(text);
+          py::list out(parts.size());
+          for (size_t k = 0; k < parts.size(); ++k) {
+            PyObject* s = PyUnicode_New(static_cast<Py_ssize_t>(parts[k].size()), 127);
+            if (s == nullptr) throw py::error_already_set();
+            std::memcpy(PyUnicode_1BYTE_DATA(s), parts[k].data(), parts[k].size());
+            PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(k), s);
+          }
+          return out;
+        },
+        py::arg("text"),
         R"doc(megamed.data.deid.names._TOKEN_SPLIT_ASCII.split(text) for ASCII `text`.)doc");
   m.def("deid_uncased_regions", &deid_uncased_regions, py::arg("text"),
         R"doc(megamed.data.deid.names._uncased_regions(text) for ASCII `text`.)doc");

@@ -13,7 +13,7 @@ about that text and reused by the others: a gate then costs a lookup, where each
 pass of its own (twenty hint words: ~10 us a note). Non-ASCII text, MEGAMED_DEID_NATIVE=0 or
 no extension: each gate runs its Python original.
 
-Gates must be made at import (module level): the C++ table is rebuilt when one is added.
+Make gates at import (module level): adding one rebuilds the C++ table on the next pass.
 """
 from __future__ import annotations
 

@@ -86,8 +86,8 @@ _OCR_TABLE = str.maketrans("OIl", "011")
 def ocr_digits(text: str) -> Iterator[Span]:
     """Dates and phone numbers whose digits OCR partly read as O / I / l: the shape of one, most
     of its characters digits, and a plausible value once the letters are read back."""
-    if not (_OCR_GATE(text) and _OCR_HINT.search(text)):
-        return
+    if not ((_OCR_GATE(text) or not text.isascii()) and _OCR_HINT.search(text)):
+        return                  # (\d is any digit: the gate's ASCII ones speak for ASCII text)
     for rx, cat in ((_OCR_DATE, "DATE"), (_OCR_PHONE, "PHONE")):
         for m in rx.finditer(text):
             value = m.group(0)
@@ -1101,8 +1101,9 @@ _SPACED_DATE_AT = re.compile(r"\d" + _SPACED_DATE)
 # (csrc's deid_anchor_starts "digit_start"), where re tries the alternatives; a change to the
 # opening of _DIGIT_START (not to its alternatives) makes the scan run in Python again
 _DIGIT_AT = re.compile(r"\d(?<![\w.,/:+-]\d)")
-_native_digit_at = native.function("deid_anchor_starts", "anchor_digit_start", _DIGIT_AT) \
-    if _DIGIT_START.pattern.startswith(_DIGIT_AT.pattern + "(?:") else None
+_native_digit_at = native.function(
+    "deid_anchor_starts", "anchor_digit_start", _DIGIT_AT,
+    f"opens _DIGIT_START: {_DIGIT_START.pattern.startswith(_DIGIT_AT.pattern + '(?:')}")
 
 
 def digit_starts(text: str) -> dict[str, list[re.Match]]:
@@ -1302,8 +1303,15 @@ def find(text: str, spans: list[Span]) -> list[Span]:
     out.extend(town_sites(text) if _THE_GATE(text) else ())
     out.extend(bracket_emails(text, low))
     out.extend(ssn_last_four(text, low))
-    # (tails acts on an address, a date, or a span that one of _TAIL_STARTS follows: the
-    # others are dropped here, in a comprehension, before its loop)
-    out.extend(tails(text, [x for x in spans + out if x[2] in _TAIL_CATEGORIES or
-                            text[x[1]:x[1] + 1] in _TAIL_STARTS]))
+    out.extend(tails(text, _may_have_tails(text, spans + out)))
     return out
+
+
+def _may_have_tails(text: str, spans: list[Span]) -> list[Span]:
+    """The spans that tails() acts on, in order: an address, a date (its head and sides are
+    looked at whatever follows), or a span that one of _TAIL_STARTS follows, not a space and a
+    letter (most spans: a word follows). The rest are dropped here by one comprehension before
+    its loop (the test is its own, unchanged)."""
+    return [x for x in spans if x[2] in _TAIL_CATEGORIES or
+            text[x[1]:x[1] + 1] in _TAIL_STARTS and
+            not (text[x[1]:x[1] + 1] == " " and text[x[1] + 1:x[1] + 2].isalpha())]

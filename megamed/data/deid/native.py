@@ -27,7 +27,7 @@ if os.environ.get("MEGAMED_DEID_NATIVE") == "0":
 TRANSCRIBED = {
     "anchor_age_cue": "26b330235d9f03d9",
     "anchor_age_start": "86fd7181059dff28",
-    "anchor_digit_start": "aa8bfa7353795316",
+    "anchor_digit_start": "b028cc28150c95e6",
     "anchor_extension_cue": "476357386f93795a",
     "anchor_ip_hint": "ad3d5b27f425ca6e",
     "anchor_month_capital": "ea9d946c35b353b7",
