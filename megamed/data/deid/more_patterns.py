@@ -1185,10 +1185,13 @@ _DAY_OF_MONTH = re.compile(rf"\b{_ORDINAL_WORDS}[ ]of[ ]{_MONTH_NAME}\b(?!-)(?:,
                            rf"{{0,2}}))?")
 
 
+_DAY_OF_GATE = gates.literals("th of ", "st of ", "nd of ", "rd of ", lower=True)
+
+
 def spoken_days(text: str, low: str) -> Iterator[Span]:
     if len(low) != len(text):
         return
-    if "th of " in low or "st of " in low or "nd of " in low or "rd of " in low:
+    if _DAY_OF_GATE(text):
         for m in _DAY_OF_MONTH.finditer(low):
             yield m.start(), m.end(), "DATE"
     for rx in _SPOKEN_DAY:
