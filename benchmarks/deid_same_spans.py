@@ -77,7 +77,8 @@ def base_inputs() -> list[str]:
     for path in sorted((ROOT / "benchmarks/data").glob("deid_*.txt")):
         texts += _marked_texts(str(path))
     for name in ("test_deid_text.py", "test_deid_hostile.py", "test_deid_rules_intl.py",
-                 "test_deid_names_more.py"):
+                 "test_deid_names_more.py", "test_deid_names_context.py",
+                 "test_deid_rules_places_ids.py"):
         if (ROOT / "tests/data" / name).exists():
             texts += _literals(ROOT / "tests/data" / name)
     return texts

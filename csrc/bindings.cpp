@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -241,13 +242,40 @@ a word (see patterns._month_starts).)doc");
   m.def("deid_anchor_starts", &deid_anchor_starts, py::arg("kind"), py::arg("text"),
         R"doc(Every position where the anchor pattern `kind` of megamed.data.deid.patterns matches
 in ASCII `text` (see patterns._NATIVE_ANCHORS); an unknown kind gives [].)doc");
-  m.def("deid_split_tokens", &deid_split_tokens, py::arg("text"),
+  m.def("deid_anchor_table", &deid_anchor_table, py::arg("text"), py::arg("kinds"),
+        R"doc([deid_anchor_starts(kind, text) for kind in kinds], in one call.)doc");
+  m.def("deid_split_tokens",
+        [](const std::string& text) {
+          // (the parts of ASCII text are ASCII: made as such, without UTF-8 decoding each)
+          const std::vector<std::string> parts = deid_split_tokens(text);
+          py::list out(parts.size());
+          for (size_t k = 0; k < parts.size(); ++k) {
+            PyObject* s = PyUnicode_New(static_cast<Py_ssize_t>(parts[k].size()), 127);
+            if (s == nullptr) throw py::error_already_set();
+            std::memcpy(PyUnicode_1BYTE_DATA(s), parts[k].data(), parts[k].size());
+            PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(k), s);
+          }
+          return out;
+        },
+        py::arg("text"),
         R"doc(megamed.data.deid.names._TOKEN_SPLIT_ASCII.split(text) for ASCII `text`.)doc");
   m.def("deid_uncased_regions", &deid_uncased_regions, py::arg("text"),
         R"doc(megamed.data.deid.names._uncased_regions(text) for ASCII `text`.)doc");
-  m.def("deid_run_starts", &deid_run_starts, py::arg("text"),
-        R"doc(The digit-run starts of ASCII `text` where megamed.data.deid.patterns.run_matches
-tries its scanner (some pattern may match there; none matches at the others).)doc");
+  m.def("deid_literal_gates",
+        [](const std::vector<std::tuple<std::string, bool, int>>& literals, int gates) {
+          auto scanner = std::make_shared<LiteralGates>(literals, gates);
+          return py::cpp_function([scanner](const std::string& text) {
+            return py::bytes(scanner->scan(text));
+          });
+        },
+        py::arg("literals"), py::arg("gates"),
+        R"doc(A function text -> bytes, one byte per gate (1: on): gate g is on where one of its
+literals (literal, folded, g) occurs in ASCII `text`, a folded one in text.lower() (see
+megamed.data.deid.gates).)doc");
+  m.def("deid_run_masks", &deid_run_masks, py::arg("text"),
+        R"doc((start, mask) of the digit runs of ASCII `text` where some pattern of
+megamed.data.deid.patterns._RUN_PATTERNS may match; bit k of mask: the k-th of
+patterns._RUN_BITS may (none matches where its bit is clear).)doc");
   m.def("decode_batch", &decode_batch_into, py::arg("sources"), py::arg("out"), py::arg("item_bytes"),
         py::arg("item_size"), py::arg("is_signed"), py::arg("threads") = 1,
         py::arg("slopes") = py::none(), py::arg("intercepts") = py::none(),

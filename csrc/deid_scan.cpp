@@ -187,6 +187,15 @@ bool age_start(const std::string& t, long p) {
          literal_at(t, p, "a hundred") || literal_at(t, p, "hundred");
 }
 
+// \d(?<![\w.,/:+-]\d): the first digit of a run that no word character, ".", ",", "/", ":",
+// "+" or "-" precedes (more_patterns._DIGIT_AT, where each _DIGIT_START match starts)
+bool digit_start(const std::string& t, long p) {
+  if (!is_digit(t[p])) return false;
+  if (p == 0) return true;
+  const char c = t[p - 1];
+  return !(is_alnum(c) || c == '_' || std::strchr(".,/:+-", c) != nullptr);
+}
+
 // age|turned
 bool age_cue(const std::string& t, long p) { return literal_at(t, p, "age") || literal_at(t, p, "turned"); }
 
@@ -314,63 +323,204 @@ bool lower_street_at(const std::string& t, long p) {
   return false;
 }
 
-// necessary for a match of some _RUN_PATTERNS pattern at the run of r digits starting at p
-bool run_may_match(const std::string& t, long p, long r) {
-  const long n = static_cast<long>(t.size()), q = p + r;
-  if (r >= 7) return true;                       // bare_id \d{6,} after the first, vin
+// month name (any case) at k, after the spaces from k: date7's "\s+(?:of\s+)?" month
+bool spaced_month_or_of(const std::string& t, long k) {
+  const long n = static_cast<long>(t.size());
+  while (k < n && is_space(t[k])) ++k;
+  return month_at(t, k) || (k + 1 < n && lower(t[k]) == 'o' && lower(t[k + 1]) == 'f');
+}
+
+// _STREET after its digits: [A-Z]?[ ]{1,2} then a capital or a digit (a direction, a name,
+// "1st"), or lower-case words and a spelled-out street type
+bool street_may_follow(const std::string& t, long q) {
+  const long n = static_cast<long>(t.size());
   if (q >= n) return false;
-  const char c = t[q];
-  if (c == '/' || c == '.' || c == '-')          // group A (dates, month_day, ssn, zip), date4,
-    return q + 1 < n && (is_digit(t[q + 1]) || (c == '-' && is_alnum(t[q + 1])));  // bare_id
-  if (is_upper(c)) return true;                  // bare_id, vin, street [A-Z]?, date5, date7
-  if (is_lower(c)) return r <= 2;                // date7's ordinal, date5's month
-  if (!is_space(c)) return false;
-  if (r <= 2) {                                  // date7 (\s+ (of\s+)? month), date5 (" " month)
-    long k = q;
-    while (k < n && is_space(t[k])) ++k;
-    if (month_at(t, k) || (literal_at(t, k, "of") || literal_at(t, k, "OF") ||
-                           literal_at(t, k, "Of") || literal_at(t, k, "oF")))
-      return true;
-  }
-  if (r <= 6 && c == ' ') {                      // street: [ ]{1,2}, then a capital or a digit
-    long k = q + 1;                              // (a direction, a name, "1st"), or lower case
-    if (k < n && t[k] == ' ') ++k;
-    if (k < n && (is_upper(t[k]) || is_digit(t[k]))) return true;
-    return lower_street_at(t, k);
-  }
-  return false;
+  if (is_upper(t[q])) return true;
+  if (t[q] != ' ') return false;
+  long k = q + 1;
+  if (k < n && t[k] == ' ') ++k;
+  if (k < n && (is_upper(t[k]) || is_digit(t[k]))) return true;
+  return lower_street_at(t, k);
+}
+
+// The _RUN_PATTERNS patterns (bits in patterns._RUN_BITS order) that may match at the run of
+// r digits starting at p: a necessary condition of each on what follows the run.
+int run_mask(const std::string& t, long p, long r) {
+  const long n = static_cast<long>(t.size()), q = p + r;
+  const char c = q < n ? t[q] : '\0';
+  const char c1 = q + 1 < n ? t[q + 1] : '\0';
+  const bool sep = c == '/' || c == '.' || c == '-', digit_next = is_digit(c1);
+  int mask = 0;
+  if (r <= 2 && sep && digit_next) mask |= 1 << 0;                          // date0
+  if (r == 4 && sep && digit_next) mask |= 1 << 1;                          // date1
+  if (r <= 2 && (c == '/' || c == '-') && digit_next) mask |= 1 << 2;       // date2
+  if (r == 4 && c == '-' && digit_next) mask |= 1 << 3;                     // date3
+  if (r <= 2 && c == '-' && month_at(t, q + 1)) mask |= 1 << 4;             // date4
+  if (r <= 2 && c == '/' && digit_next) mask |= 1 << 5;                     // month_day
+  if (r == 3 && c == '-' && digit_next) mask |= 1 << 6;                     // ssn
+  if (r == 5 && c == '-' && digit_next) mask |= 1 << 7;                     // zip
+  if (r <= 2 && ((q < n && std::strchr("sSnNrRtT", c) != nullptr) ||       // date7: ordinal,
+                 (q < n && is_space(c) && spaced_month_or_of(t, q))))       // or \s+ (of) month
+    mask |= 1 << 8;
+  if (r <= 6 && street_may_follow(t, q)) mask |= 1 << 9;                   // street
+  if (r <= 2 && (month_at(t, q) || ((c == '-' || c == ' ') && month_at(t, q + 1))))
+    mask |= 1 << 10;                                                        // date5
+  if (r >= 7 || is_upper(c) || c == '-') mask |= 1 << 11;                  // bare_id
+  if (r <= 16 && is_upper(c)) mask |= 1 << 12;                             // vin
+  return mask;
 }
 
 }  // namespace
 
-std::vector<long> deid_run_starts(const std::string& t) {
-  std::vector<long> out;
+std::vector<std::pair<long, int>> deid_run_masks(const std::string& t) {
+  std::vector<std::pair<long, int>> out;
   const long n = static_cast<long>(t.size());
   for (long p = 0; p < n;) {
     if (!is_digit(t[p])) { ++p; continue; }
     long q = p;
     while (q < n && is_digit(t[q])) ++q;
-    if (run_may_match(t, p, q - p)) out.push_back(p);
+    const int mask = run_mask(t, p, q - p);
+    if (mask) out.emplace_back(p, mask);
     p = q;
   }
   return out;
 }
 
-std::vector<long> deid_anchor_starts(const std::string& kind, const std::string& t) {
-  bool (*test)(const std::string&, long) = nullptr;
-  if (kind == "phone_core") test = phone_core;
-  else if (kind == "ip_hint") test = ip_hint;
-  else if (kind == "month_capital") test = month_capital;
-  else if (kind == "age_start") test = age_start;
-  else if (kind == "age_cue") test = age_cue;
-  else if (kind == "ordinal_hint") test = ordinal_hint;
-  else if (kind == "word_gate") test = word_gate;
-  else if (kind == "phone7_letter") test = phone7_letter;
-  else if (kind == "extension_cue") test = extension_cue;
+namespace {
+
+// every position where Test holds (Test inlined: no call per position)
+template <bool (*Test)(const std::string&, long)>
+std::vector<long> positions_where(const std::string& t) {
   std::vector<long> out;
-  for (long p = 0; test != nullptr && p < static_cast<long>(t.size()); ++p)
-    if (test(t, p)) out.push_back(p);
+  const long n = static_cast<long>(t.size());
+  for (long p = 0; p < n; ++p)
+    if (Test(t, p)) out.push_back(p);
   return out;
+}
+
+}  // namespace
+
+std::vector<long> deid_anchor_starts(const std::string& kind, const std::string& t) {
+  if (kind == "phone_core") return positions_where<phone_core>(t);
+  if (kind == "ip_hint") return positions_where<ip_hint>(t);
+  if (kind == "month_capital") return positions_where<month_capital>(t);
+  if (kind == "age_start") return positions_where<age_start>(t);
+  if (kind == "age_cue") return positions_where<age_cue>(t);
+  if (kind == "ordinal_hint") return positions_where<ordinal_hint>(t);
+  if (kind == "word_gate") return positions_where<word_gate>(t);
+  if (kind == "phone7_letter") return positions_where<phone7_letter>(t);
+  if (kind == "extension_cue") return positions_where<extension_cue>(t);
+  if (kind == "digit_start") return positions_where<digit_start>(t);
+  return {};
+}
+
+namespace {
+
+// an anchor kind: its test, and the characters its matches may start with (a test is tried
+// only at those: most characters start no anchor)
+struct AnchorKind {
+  const char* name;
+  bool (*test)(const std::string&, long);
+  const char* first;                       // nullptr: digits; "A-Z": capitals
+};
+
+const AnchorKind kAnchorKinds[] = {
+    {"phone_core", phone_core, "(0123456789"},
+    {"ip_hint", ip_hint, "0123456789"},
+    {"month_capital", month_capital, "JFMASOND"},
+    {"age_start", age_start, "91noah"},
+    {"age_cue", age_cue, "at"},
+    {"ordinal_hint", ordinal_hint, "0123456789"},
+    {"word_gate", word_gate, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"},
+    {"phone7_letter", phone7_letter, "0123456789"},
+    {"extension_cue", extension_cue, "epbx"},
+    {"digit_start", digit_start, "0123456789"},
+};
+
+}  // namespace
+
+std::vector<std::vector<long>> deid_anchor_table(const std::string& t,
+                                                 const std::vector<std::string>& kinds) {
+  std::vector<std::vector<long>> out(kinds.size());
+  std::vector<const AnchorKind*> known(kinds.size(), nullptr);
+  unsigned starts[256] = {};               // bit k: kinds[k] may start with the character
+  for (size_t k = 0; k < kinds.size() && k < 32; ++k)
+    for (const AnchorKind& kind : kAnchorKinds)
+      if (kinds[k] == kind.name) {
+        known[k] = &kind;
+        for (const char* c = kind.first; *c; ++c) starts[static_cast<unsigned char>(*c)] |= 1u << k;
+      }
+  for (size_t k = 0; k < kinds.size(); ++k)          // (beyond 32 kinds, or unknown: alone)
+    if (known[k] == nullptr || k >= 32) out[k] = deid_anchor_starts(kinds[k], t);
+  const long n = static_cast<long>(t.size());
+  for (long p = 0; p < n; ++p)
+    for (unsigned m = starts[static_cast<unsigned char>(t[p])]; m; m &= m - 1) {
+      const int k = __builtin_ctz(m);
+      if (known[k]->test(t, p)) out[k].push_back(p);
+    }
+  return out;
+}
+
+}  // namespace megamed
+
+namespace megamed {
+
+LiteralGates::LiteralGates(const std::vector<std::tuple<std::string, bool, int>>& literals,
+                           int gates)
+    : always_(gates, 0), gates_(gates), table_(kTable) {
+  for (const auto& [text, folded, gate] : literals) {
+    if (gate < 0 || gate >= gates) continue;
+    if (text.empty()) { always_[gate] = 1; continue; }   // "" in text: always
+    const int k = static_cast<int>(literals_.size());
+    literals_.push_back({text, folded, gate});
+    if (text.size() == 1) {
+      singles_.push_back(k);
+      continue;
+    }
+    // (a folded literal is keyed by its own characters: the text's are lowered to look it up)
+    const unsigned key = pair_key(text[0], text[1]);
+    seen_[key] = true;
+    table_[slot(key)].push_back(k);
+  }
+}
+
+unsigned LiteralGates::pair_key(char a, char b) {
+  return static_cast<unsigned>(static_cast<unsigned char>(a)) << 8 |
+         static_cast<unsigned char>(b);
+}
+
+unsigned LiteralGates::slot(unsigned key) { return (key * 2654435761u >> 16) % kTable; }
+
+bool LiteralGates::matches_at(const Literal& lit, const std::string& t, size_t p) {
+  if (lit.text.size() > t.size() - p) return false;
+  if (!lit.folded) return t.compare(p, lit.text.size(), lit.text) == 0;
+  for (size_t j = 0; j < lit.text.size(); ++j)
+    if (lower(t[p + j]) != lit.text[j]) return false;
+  return true;
+}
+
+std::string LiteralGates::scan(const std::string& t) const {
+  std::string on(always_.begin(), always_.end());
+  for (int k : singles_)                                  // (one character: rare)
+    for (size_t p = 0; p < t.size() && !on[literals_[k].gate]; ++p)
+      if (matches_at(literals_[k], t, p)) on[literals_[k].gate] = 1;
+  for (size_t p = 0; p + 1 < t.size(); ++p) {
+    const unsigned exact = pair_key(t[p], t[p + 1]);
+    const unsigned folded = pair_key(lower(t[p]), lower(t[p + 1]));
+    // a literal starts here only if its first two characters are the text's (exact) or the
+    // lowered text's (folded): looked up by those two keys, each literal under its own
+    for (unsigned key : {exact, folded}) {
+      if (!seen_[key]) continue;
+      for (int k : table_[slot(key)]) {
+        const Literal& lit = literals_[k];
+        const unsigned own = lit.folded ? folded : exact;
+        if (!on[lit.gate] && pair_key(lit.text[0], lit.text[1]) == own && matches_at(lit, t, p))
+          on[lit.gate] = 1;
+      }
+      if (folded == exact) break;
+    }
+  }
+  return on;
 }
 
 }  // namespace megamed

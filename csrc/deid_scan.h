@@ -1,7 +1,10 @@
 // The candidate identifier values of megamed/data/deid/patterns.py (_id_values), for ASCII text.
 #pragma once
 
+#include <bitset>
 #include <string>
+#include <unordered_map>
+#include <tuple>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -23,8 +26,12 @@ std::vector<long> deid_month_starts(const std::string& low);
 
 // Every position where the anchor pattern `kind` of patterns.py matches in ASCII `text`:
 // "phone_core" (_PHONE_CORE), "ip_hint" (_IP_HINT), "month_capital" (_MONTH_CAPITAL), and on
-// lower-case text "age_start" (_AGE_START), "age_cue" (_AGE_CUE). Unknown kind: empty.
+// lower-case text "age_start" (_AGE_START), "age_cue" (_AGE_CUE); "digit_start"
+// (more_patterns._DIGIT_AT). Unknown kind: empty.
 std::vector<long> deid_anchor_starts(const std::string& kind, const std::string& text);
+// deid_anchor_starts of each of `kinds` on `text`, in one call (one conversion of the text)
+std::vector<std::vector<long>> deid_anchor_table(const std::string& text,
+                                                 const std::vector<std::string>& kinds);
 
 // names._TOKEN_SPLIT_ASCII.split(text) for ASCII text: gap, token, gap, ..., gap.
 std::vector<std::string> deid_split_tokens(const std::string& text);
@@ -33,9 +40,39 @@ std::vector<std::string> deid_split_tokens(const std::string& text);
 // capitals in a row and at least 24 letters, as (start, end) without the newline.
 std::vector<std::pair<long, long>> deid_uncased_regions(const std::string& text);
 
-// The starts of the digit runs of ASCII `text` where some pattern of patterns._RUN_PATTERNS
-// may match (a necessary condition of each, from the characters after the run): where
-// patterns.run_matches tries its scanner. The others are skipped, and no pattern matches there.
-std::vector<long> deid_run_starts(const std::string& text);
+// (start, mask) of the digit runs of ASCII `text` where some pattern of patterns._RUN_PATTERNS
+// may match: bit k of mask (patterns._RUN_BITS order) set where the k-th may (a necessary
+// condition of each, from the characters after the run). run_matches tries each pattern only
+// where its bit is set; no pattern matches where its bit is clear.
+std::vector<std::pair<long, int>> deid_run_masks(const std::string& text);
+
+}  // namespace megamed
+
+namespace megamed {
+
+// One pass for the literal gates of megamed/data/deid/gates.py: `literals` holds
+// (literal, folded, gate); gate g is on where one of its literals occurs in ASCII `text` (a
+// folded literal, lower case, against the text read in lower case: `literal in text.lower()`).
+class LiteralGates {
+ public:
+  LiteralGates(const std::vector<std::tuple<std::string, bool, int>>& literals, int gates);
+  // one byte per gate: 1 on, 0 off
+  std::string scan(const std::string& text) const;
+
+ private:
+  struct Literal { std::string text; bool folded; int gate; };
+  static constexpr unsigned kTable = 1024;
+  static unsigned pair_key(char a, char b);
+  static unsigned slot(unsigned key);
+  static bool matches_at(const Literal& lit, const std::string& t, size_t p);
+  std::vector<Literal> literals_;
+  std::vector<int> singles_;                  // one-character literals
+  // the others by their first two characters: a bit per pair (most pairs start none), then
+  // a small hash table of literal indices
+  std::bitset<65536> seen_;
+  std::vector<char> always_;                  // gates with an empty literal (always on)
+  int gates_;
+  std::vector<std::vector<int>> table_;
+};
 
 }  // namespace megamed

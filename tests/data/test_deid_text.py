@@ -365,7 +365,7 @@ def test_native_anchors_are_every_position_of_their_patterns(corpus):
     """csrc/deid_scan.cpp's anchor lists (patterns._NATIVE_ANCHORS) hold every position where
     their pattern matches, as _regex_anchor finds them, on ASCII text."""
     import random
-    from megamed.data.deid import patterns as P
+    from megamed.data.deid import more_patterns as M, patterns as P
     if P._native_anchor_starts is None:
         pytest.skip("megamed._dicom was built without deid_anchor_starts")
     rng = random.Random(7)
@@ -374,7 +374,9 @@ def test_native_anchors_are_every_position_of_their_patterns(corpus):
              "Dec_", "MAR", "age", "aged 93", "turned", "ninety", "one hundred", "a hundred",
              "hundred", "99", "101", "120", "9", "1", "0", " ", "\n", "-", "/", "\t", "(", ")", "a",
              "5th", "2ND", "3rD", "1s", "AB12", "MRN-", "X", "Q_", "Zz9", "_A1", "ext. 12", "x4",
-             "extension #  3", "pgr 1", "pgr1", "ext7", "beeper#2", "pager", "next 5", "_x1", "call ", "ph:"]
+             "extension #  3", "pgr 1", "pgr1", "ext7", "beeper#2", "pager", "next 5", "_x1", "call ", "ph:",
+             "0161 496 0000", "96y", "93/F", "QLD 4", "350", "2QT", "+4", ":5", "12 Kingsway",
+             "555 0147", "1O2"]
     texts = [doc["text"] for doc in corpus]
     texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
     for text in (t for t in texts if t.isascii()):
@@ -382,10 +384,26 @@ def test_native_anchors_are_every_position_of_their_patterns(corpus):
             on = text.lower() if kind.startswith("age") else text
             assert P._native_anchor_starts(kind, on) == \
                 [p for p in range(len(on) + 1) if rx.match(on, p)], (kind, on)
+        if M._native_digit_at is not None:                         # (more_patterns' anchor)
+            assert M._native_digit_at("digit_start", text) == \
+                [p for p in range(len(text) + 1) if M._DIGIT_AT.match(text, p)], text
+            assert {k: [m.span() for m in v] for k, v in M.digit_starts(text).items()} == \
+                _finditer_digit_starts(M, text), text
+        for group in (P._TEXT_KINDS, P._LOW_KINDS):                # (the one-call table)
+            assert P._native_anchor_table(text, group) == \
+                [P._native_anchor_starts(kind, text) for kind in group], text
         find, phone7 = P._phone7_after_letter(text), []           # (not a pattern: a filter)
         while (a := find(phone7[-1] + 1 if phone7 else 0)) >= 0:
             phone7.append(a)
         assert P._native_anchor_starts("phone7_letter", text) == phone7, text
+
+
+def _finditer_digit_starts(M, text: str) -> dict:
+    """more_patterns.digit_starts as finditer gives it: (name, span) lists."""
+    out = {name: [] for name in M._DIGIT_START.groupindex}
+    for m in M._DIGIT_START.finditer(text):
+        out[m.lastgroup].append(m.span())
+    return out
 
 
 def test_native_token_split_and_shouted_lines_equal_the_python_ones(corpus):
@@ -406,23 +424,56 @@ def test_native_token_split_and_shouted_lines_equal_the_python_ones(corpus):
         assert N._native_uncased(text) == N._uncased_regions_python(text), text
 
 
-def test_native_run_starts_miss_no_match_of_the_digit_scan(corpus):
-    """run_matches tries its scanner only at csrc's deid_run_starts: the same spans as the scan
-    of every digit run, on the corpus and on random text around digit runs."""
+def test_native_run_masks_miss_no_match_of_the_digit_scan(corpus):
+    """run_matches tries each pattern only where csrc's deid_run_masks sets its bit: the same
+    spans as the scan of every digit run, and no pattern matches at a run where its bit is
+    clear, on the corpus and on random text around digit runs."""
     import random
     from megamed.data.deid import patterns as P
-    if P._native_run_starts is None:
-        pytest.skip("megamed._dicom was built without deid_run_starts")
+    if P._native_run_masks is None:
+        pytest.skip("megamed._dicom was built without deid_run_masks")
+    assert sorted(P._RUN_BITS) == sorted(P._RUN_PATTERNS)
     rng = random.Random(11)
     parts = ["1", "12", "123", "1234", "12345", "123456", "1234567", "12345678901234567", "0",
              "/", ".", "-", " ", "  ", "   ", "\t", "\n", ",", ":", "%", "'", "st", "nd", "th",
              "Rd", "B", "N", "W. ", "North ", "Main ", "main ", "elm ", "street", "Street", "St",
              "avenue", "of ", "OF ", "Mar", "march", "JAN", "Sept", "may", "mg", "bpm", "days",
-             "Oak Lane", "AB", "X", "A-", "19", "20", "2019", "(", "#", "_", "é", "e"]
+             "Oak Lane", "AB", "X", "A-", "19", "20", "2019", "(", "#", "_", "é", "e", "-jan",
+             " Sep", "Of ", "ST", "rd ", "1HGCM82633A004352", "ABC", "\x1c", "-Mar-", "1st "]
     texts = [doc["text"] for doc in corpus]
     texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 40))) for _ in range(4000)]
     for text in (t for t in texts if t.isascii()):
         assert P.run_matches(text) == P._scan(P._RUN_SCANNER, text), text
+        masks = dict(P._native_run_masks(text))
+        for a in (m.start() for m in re.finditer(r"(?<!\d)\d", text)):
+            for k, name in enumerate(P._RUN_BITS):
+                if P._RUN_PATTERNS[name].match(text, a):
+                    assert masks.get(a, 0) >> k & 1, (name, a, text)
+
+
+def test_native_literal_gates_equal_their_python_originals(corpus):
+    """The one C++ pass of gates.py answers every registered gate as its Python original does
+    (any literal in the text, or in text.lower()), on ASCII text; and each gate answers the
+    same through the pass as without it, also where texts alternate (the per-text memo)."""
+    import random
+    from megamed.data.deid import gates as G, names, patterns  # noqa: F401  (register gates)
+    if G._native_gates is None:
+        pytest.skip("megamed._dicom was built without deid_literal_gates")
+    rng = random.Random(13)
+    words = sorted({w for g in G._GATES for w in g.words})
+    parts = words + [w.upper() for w in words] + [w[:-1] for w in words] + \
+        ["a", "Z", " ", "\n", "-", ".", "0", "(", "é"]
+    texts = [doc["text"] for doc in corpus] + ["", "--", " on", "On ", "MAY", "zIp"]
+    texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 12))) for _ in range(3000)]
+    table = G._native_gates([("x", False, 0), ("", True, 1), ("AB", True, 2), ("ab", True, 2),
+                             ("é", False, 3)], 4)
+    assert table("xAb") == bytes([1, 1, 1, 0]) and table("") == bytes([0, 1, 0, 0])
+    for text in texts:
+        for gate in G._GATES:
+            want = G._any_literal(text, gate.words, gate.lower)
+            assert gate(text) == want, (gate.words, text)
+            if text.isascii():
+                assert G._scan(text)[1][gate.index] == want, (gate.words, text)
 
 
 def test_native_transcriptions_are_current():

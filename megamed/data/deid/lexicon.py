@@ -2,6 +2,7 @@
 clinical vocabulary that keeps eponyms, drugs and abbreviations from being taken for names."""
 from __future__ import annotations
 
+import bisect
 import functools
 import os
 
@@ -49,6 +50,33 @@ def foreign_words() -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=None)
+def places() -> frozenset[str]:
+    """Countries, states and provinces, and the cities of the time-zone database that are no
+    common given name or surname ("Louisiana", "Sonora", "Montreal"): a place, not a person."""
+    return frozenset(_read("places.txt"))
+
+
+@functools.lru_cache(maxsize=None)
+def _sorted_words() -> tuple[str, ...]:
+    return tuple(sorted(english_words()))
+
+
+def starts_a_word(low: str) -> bool:
+    """`low` is the start of a longer English word: a clipped word ("eval", "rec", "dispo"),
+    as a name in no list rarely is."""
+    words = _sorted_words()
+    k = bisect.bisect_right(words, low)
+    return k < len(words) and words[k].startswith(low)
+
+
+@functools.lru_cache(maxsize=None)
+def romanised_syllables() -> frozenset[str]:
+    """Syllables of romanised Korean and Chinese given names ("ji", "woo", "seo", "yeon",
+    "chia", "hsin"): "Ji-woo", "Shu-fen" are given names written syllable-hyphen-syllable."""
+    return frozenset(_read("romanised_syllables.txt"))
+
+
+@functools.lru_cache(maxsize=None)
 def surrogate_first() -> tuple[str, ...]:
     """Given names that are not English words (a surrogate must not read as a word)."""
     words = english_words()
@@ -64,10 +92,15 @@ def surrogate_last() -> tuple[str, ...]:
 # Titles and credentials that make the next / previous capitalised words a person's name.
 TITLES = frozenset("""dr dr. doctor mr mr. mrs mrs. ms ms. miss mx mx. prof prof. professor
 drs drs. sister nurse mister missus officer ofc sgt sergeant detective deputy trooper rev
-reverend pastor rabbi sr sra srta señor señora""".split())
+reverend pastor rabbi sr sra srta señor señora herr frau monsieur madame mme mlle signor
+signora dott dra""".split())
 CREDENTIALS = frozenset("""md m.d. do d.o. rn r.n. np n.p. pa pa-c phd ph.d. dds dmd lpn cnm crna
 msw lcsw pharmd rph mbbs frcp facc facs facp dnp aprn fnp fnp-c anp acnp pt dpt ot rrt rt
-cna bsn msn dvm dds dmd od""".split())
+cna bsn msn dvm dds dmd od au aud ccc-slp ccc-a rpsgt pmhnp pmhnp-bc nnp nnp-bc fnp-bc anp-bc
+agacnp-bc agpcnp-bc acnp-bc whnp-bc cnm crnp emt emt-b emt-p emt-i nremt franzco fracs fracp
+fracgp frcs frcse frcsed frcpc frcpath frcr mrcp mrcs mrcgp frcog mrcog frcpsych frcem ccrn
+otr otr/l cota slp-cca rdn ldn bcba lmft lpc licsw lcpc cdces rph cpht rdcs rvt rrt-nps arrt
+rtt cnor cpnp ibclc""".split())
 
 MONTHS = {"january": 1, "february": 2, "march": 3, "april": 4, "may": 5, "june": 6, "july": 7,
           "august": 8, "september": 9, "october": 10, "november": 11, "december": 12,
@@ -119,7 +152,10 @@ mucicarmine coombs kleihauer betke schilling widal bunnell monospot mantoux quan
 broviac malecot pezzer hemovac pleurevac sengstaken dobhoff corpak yankauer 
 satinsky bookwalter weitlaner gelpi volkmann hohmann
 steinmann kirschner schanz pavlik aircast sarmiento minerva venturi ambu bipap
-rastelli jatene senning blake lund browder sprotte tuohy""".split())
+rastelli jatene senning blake lund browder sprotte tuohy
+ballard silverman andersen apfel fitzpatrick semmes weinstein webster pencan
+quincke sprotte macintosh glidescope mcgrath guedel yale bristol aldrete
+ramsay richmond bromage lund mallampati wilkinson""".split())
 
 # Eponyms written alone that name a procedure, test, score or instrument far more often than a
 # person in a note ("Whipple planned", "grip (Jamar)", "repair (Lichtenstein)", "Morse 65"):
@@ -135,7 +171,7 @@ phalen tinel durkan froment apley thessaly lachman yergason womac oswestry tinet
 waterlow morse braden apgar  dubowitz finnegan naegele ranson rockall blatchford
 centor mcisaac killip nyha timi nihss barthel lawton folstein yesavage zung epds ciwa
 aldrete detsky gleason breslow fuhrman isup karnofsky zubrod lansky recist mandard dworak
-risser lenke sprotte tuohy""".split())
+risser lenke sprotte tuohy apfel semmes pencan bromage""".split())
 
 # Companies and brands of devices, drugs, dental materials, insurers and pharmacies:
 # capitalised, often census surnames (Abbott, Stryker), not a person in a note ("(Stryker)",
@@ -149,7 +185,9 @@ respironics invacare walgreens cvs walmart costco kroger publix safeway caremark
 optum humana aetna cigna anthem unitedhealthcare medicaid medicare tricare bluecross
 blueshield molina centene wellcare ambetter cavit ketac vitrebond dycal durelon tempbond
 septocaine buick chevrolet chevy nissan hyundai subaru mazda acura
-volkswagen audi bmw tesla jeep chrysler cadillac gmc volvo kia""".split())
+volkswagen audi bmw tesla jeep chrysler cadillac gmc volvo kia hill-rom hillrom
+kaiser permanente geisinger ochsner provation medi-cal johns kettering montefiore hackensack
+maimonides scripps dana-farber barnes-jewish cedars-sinai harborview shands""".split())
 
 
 # Nouns that turn a preceding capitalised word into an eponym: "Bell's palsy", "Still disease".
@@ -192,14 +230,15 @@ lt rt bilat hpi pmh psh fh sh ros pe a/p cc mdm dnr dni pola molst hcp poa
 qtc qrs pr st axis sinus mrn dob dos ssn acct fin npi dea mr pcp attn re cc bmi
 x-ray xray x-rays lvef rvef lvh rvh tapse bnp
 rales rhonchi crackles brady tachy pulm cardiol neph nephro heme onc endo rheum derm ortho uro gyn psych mets
-drs psyd edd drph abpp chpn ccrn cen ocn bcps cde cdces lmft lpc licsw otr slp rdn atc ntprobnp troponin trop egfr a1c hba1c bi-rads pi-rads li-rads ti-rads""".split())
+drs psyd edd drph abpp chpn ccrn cen ocn bcps cde cdces lmft lpc licsw otr slp rdn atc ntprobnp troponin trop egfr a1c hba1c bi-rads pi-rads li-rads ti-rads
+rad rads onc hosp dispo mech labo ab abx""".split())
 
 # Census entries that are almost never a name in a clinical note (abbreviations, units).
 NOT_NAMES = frozenset("""officer sergeant detective deputy trooper reverend pastor rabbi aide
 mg ml mm cm kg lb oz mcg meq mmol iu hr hrs min sec pt pts dr mr ms
 mrs md rn np pa do of in on at to the and or for with by as is it be an no not yo yr yrs
 ct mri us ekg ecg ed er icu or ir ob gi gu iv im po pr qd bid tid qid prn npo
-dose doses unit units left right mid upper lower normal""".split())
+dose doses unit units left right mid upper lower normal women men""".split())
 
 # Languages, nationalities, faiths, countries: capitalised but not names by themselves ("(Spanish)");
 # some are names too (Christian, English), so only context makes them one.
@@ -210,7 +249,14 @@ catholic baptist methodist jehovah mormon lutheran presbyterian hindu buddhist s
 america canada mexico brazil argentina colombia peru chile cuba haiti jamaica england britain
 scotland wales ireland france germany italy spain portugal netherlands belgium denmark norway
 sweden finland poland ukraine russia greece turkey israel egypt nigeria ghana kenya ethiopia
-somalia india pakistan bangladesh china japan korea vietnam philippines thailand australia""".split())
+somalia india pakistan bangladesh china japan korea vietnam philippines thailand australia
+dutch swedish norwegian danish finnish thai filipino tagalog farsi persian urdu bengali punjabi
+gujarati tamil telugu swahili amharic tigrinya yoruba igbo hausa hmong khmer burmese nepali
+pashto dari kurdish turkish hebrew ukrainian romanian hungarian czech slovak serbian croatian
+bosnian albanian armenian brazilian mexican guatemalan salvadoran honduran dominican cuban
+jamaican nigerian ghanaian kenyan ethiopian eritrean sudanese congolese afghan iraqi syrian
+iranian pakistani indian bangladeshi nepalese tibetan mongolian samoan tongan maori fijian
+canadian australian irish scottish welsh british""".split())
 
 # --- context words for the name rules (names.py) ---
 FUNCTION_WORDS = frozenset("""a an and or but nor of to in on at by for with from into onto
@@ -248,11 +294,13 @@ mother in law|father in law|son in law|daughter in law|brother in law|sister in 
 godfather|godson|goddaughter|twin|twin brother|twin sister|ex husband|ex wife|
 abuela|abuelo|abuelita|abuelito|mama|papa|hija|hijo|esposa|esposo|hermana|hermano|tia|tio|
 nieta|nieto|prima|primo|sobrina|sobrino|madre|padre|suegra|suegro|nonna|nonno|oma|opa|
-bubbe|zayde|babcia|dziadek|lola|lolo|nana|auntie|initials|transcribed|transcriptionist|typed|
+bubbe|zayde|babcia|dziadek|lola|lolo|nana|auntie|nan|nanna|gran|granny|grandad|granddad|buddy|initials|transcribed|transcriptionist|typed|
 typist|minutes by|entered by|note by|scribe|scribed by|witness|witnessed by|hi|hello|gp|
 registrar|sho|matron|midwife|physio|physiotherapist|dietitian|dietician|keyworker|key worker|
 health visitor|cheers|warmly|cordially|yours truly|attendees|attendance|participants|care team|team members|author|cosigner|co-signer|responsible party|guarantor|subscriber|policy holder|
-patient is|pt is|name is|patient name is|
+attested|attested by|countersigned|countersigned by|
+patient is|pt is|name is|patient name is|preferred name|aka|a k a|goes by|known as|nickname|
+
 this is""".replace("\n", "").split("|")
 
 # Words that end the name of an instrument whose eponym stands two or three words before
@@ -267,7 +315,8 @@ residual chronic acute ischemic rheumatic mild-moderate moderate-severe minimal"
 # ("Simmonds test", "Thompson squeeze"), not a person ("Jones Procedure:" is a header).
 TEST_HEADS = frozenset("""test tests maneuver manoeuvre score scale procedure operation repair
 classification reflex view criteria sign signs squeeze prosthesis needle needles valve
-catheter drain drains stent nail splint brace dynamometer formula chart""".split())
+catheter drain drains stent nail splint brace dynamometer formula chart maneuvers
+manoeuvres protocol""".split())
 
 # Articles, pronouns and prepositions of Spanish, Portuguese, Italian and French: words even
 # when capitalised at a sentence start ("Su esposo Julio"), though a few are census names.
@@ -286,8 +335,14 @@ diagnostics dental dentistry pharmaceuticals therapeutics industries manufacturi
 fabrication steel inc llc corp corporation company church temple mosque synagogue
 residence residences apartments towers plaza""".split())
 
+# Words that end the name of a firm whose partners' names come before them ("Hargrove,
+# Pelletier & Associates", "Dunmore Logistics"): used by the name rules only.
+ORGANISATION_HEADS = frozenset("""associates llp pllc ltd logistics law attorneys solicitors
+consulting solutions systems technologies enterprises holdings bank insurance motors
+construction transport trucking realty properties""".split())
+
 # Words that name a place in a hospital when a number follows ("Ward 5", "Bay 3").
-HOSPITAL_PLACES = frozenset("ward wards bed bay room pod wing unit floor suite".split())
+HOSPITAL_PLACES = frozenset("ward wards bed bay room pod wing unit floor suite level".split())
 
 # Eponyms that name a device or test far more often than a person in a note ("Foley d/c'd");
 # after a title they are names again ("Dr. Foley").
@@ -296,7 +351,7 @@ DEVICE_EPONYMS = frozenset("foley holter doppler hickman groshong jackson-pratt"
 PRONOUNS = frozenset("i me my he she him his her hers they them their we us our you your it its".split())
 
 PARTICLES = frozenset("van von de der del della da di la le st mac bin ibn al el dos das du "
-                      "den ten ter zu af bint abu".split())
+                      "den ten ter zu af bint abu ap binti mc los las".split())
 
 # Verbs whose object is often a person: the next capitalised census name is one.
 OBJECT_VERBS = frozenset("""call called notify notified page paged told informed asked
@@ -316,7 +371,7 @@ stepmother stepfather neighbour stepbrother stepsister fiance fiancee fiancé fi
 grandma grandpa grandparents godmother godfather godson goddaughter twin abuela abuelo abuelita
 abuelito mama papa hija hijo esposa esposo hermana hermano tia tio nieta nieto prima primo
 sobrina sobrino madre padre suegra suegro nonna nonno oma opa bubbe zayde babcia dziadek lola
-lolo nana auntie""".split()) | frozenset("""mother in law|father in law|son in law|
+lolo nana auntie nan nanna gran granny grandad granddad nanny buddy""".split()) | frozenset("""mother in law|father in law|son in law|
 daughter in law|brother in law|sister in law|half brother|half sister|great uncle|great aunt|
 great grandmother|great grandfather|great grandson|great granddaughter|twin brother|
 twin sister|ex husband|ex wife|grand niece|grand nephew|grandniece|grandnephew""".replace("\n", "").split("|"))
@@ -324,6 +379,7 @@ twin sister|ex husband|ex wife|grand niece|grand nephew|grandniece|grandnephew""
 # Labels that a person's initials follow ("Transcribed: tmw", "minutes by jrs", "initials GHB").
 INITIALS_LABELS = frozenset("""initials|transcribed|transcriptionist|typed|typist|minutes by|
 entered by|note by|scribe|scribed by|transcribed by|typed by|dictated by|signed|signed by|
+attested|attested by|countersigned|countersigned by|
 cosigned by|co-signed by|reviewed by|witnessed by|per|by""".replace("\n", "").split("|"))
 
 # Short clinical abbreviations that no word list has and a signature label may precede
@@ -334,7 +390,7 @@ bmt sicu micu ccu nicu picu pacu cvicu tsicu ems fd pd ekg ecg cxr eeg emg mri m
 us iv im po sl pr ng og pn dc nsr af ems ins pmd cpt icd drg hcfa cms ama dnr xr ua nm bs fs
 pc ac hs kub pft egd ercp mrcp ivp dexa hida uds cbc bmp cmp lft abg vbg ns lr ivf prbc ffp
 tte tee cath lab opd ipd ot otr slp speech acog nccn aha acc ats idsa who cdc fda ep hh ps gs
-cv cts fm em hm pmr vna hospice ptot cd ud va vamc ehr emr ob gyn""".split())
+cv cts fm em hm pmr vna hospice ptot cd ud va vamc ehr emr ob gyn hf sae ae mac iddsi""".split())
 
 # Units written after a slash ("IU/ml", "breaths/min"): not a typist's initials.
 UNITS = frozenset("ml dl min hr hrs day days wk wks mo yr kg mg mcg ul mm cm hpf lpf sec mol".split())

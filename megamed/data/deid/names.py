@@ -20,7 +20,7 @@ import unicodedata
 from itertools import accumulate, compress
 from operator import attrgetter
 
-from megamed.data.deid import lexicon, native
+from megamed.data.deid import gates, lexicon, native
 
 # Letters in any script ("José Núñez"); apostrophes and hyphens inside a name.
 _TOKEN = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
@@ -48,7 +48,7 @@ class _Word:
     __slots__ = ("text", "lower", "cap", "word", "first", "surname_rank", "possessive", "length",
                  "kind", "function", "abbreviation", "initial", "lower_name", "label_end",
                  "may_veto", "veto_head", "facility_head", "title_rule", "relation_rule", "dictionary_rule", "joins_name",
-                 "and_rule")
+                 "and_rule", "kin", "place_cue", "field_label", "column_head", "cue")
 
     def __init__(self, text, lower, cap, word, first, surname_rank, possessive, length):
         self.text, self.lower, self.cap, self.word = text, lower, cap, word
@@ -63,7 +63,7 @@ class _Word:
         # which tokens each pass can act on at all (the rest it skips without a look)
         self.may_veto = cap or not word or first or bool(surname_rank)
         self.facility_head = lower in lexicon.FACILITY_HEADS or lower in lexicon.SCORE_HEADS or \
-            lower in lexicon.TEST_HEADS
+            lower in lexicon.TEST_HEADS or lower in lexicon.ORGANISATION_HEADS
         # a veto rule looks at the token before it (a facility word: the 3 before, _far_veto)
         self.veto_head = lower in lexicon.EPONYM_HEADS or lower in lexicon.EPONYM_VETO_HEADS or \
             self.facility_head
@@ -77,6 +77,12 @@ class _Word:
             not (cap and (self.abbreviation or (text.isupper() and len(text) <= 4)))
         self.joins_name = cap and not word and not self.function and not self.abbreviation
         self.and_rule = cap and named and not self.abbreviation
+        self.kin = lower in lexicon.RELATIVES
+        self.place_cue = text in _PLACE_CUES or lower in lexicon.ORGANISATIONS
+        self.field_label = lower in _FIELD_WORDS
+        self.column_head = lower in _COLUMN_WORDS
+        # any of the four above: find_names lists these tokens once for their rules
+        self.cue = self.kin or self.place_cue or self.field_label or self.column_head
 
 
 class _Doc:
@@ -150,7 +156,9 @@ def _shouted_word(t: str) -> _Word:
         rank = min((ranks[p] for p in parts if p in ranks), default=0) if named else 0
         if not (is_first or rank) and low not in words:      # "ADAEZE": the world lists
             is_first, rank = _world_name(low)
-        w = _Word(t, low, False, low in words, is_first, rank, False, len(t))
+        if low in lexicon.places():
+            is_first, rank = False, 0
+        w = _Word(t, low, False, low in words or low in lexicon.places(), is_first, rank, False, len(t))
         # next to a name, a word in no list joins it as a capitalised one would ("ADAEZE
         # NWACHUKWU"; capitals say nothing on such a line)
         w.joins_name = not w.word and not w.function and len(t) > 2 and \
@@ -182,10 +190,14 @@ def _token_info(t: str) -> _Word:
         key = low.replace("'", "").replace("’", "")     # O'Brien -> obrien (census)
     is_first, rank = key in first, ranks.get(key, 0)
     cap = t[0].isupper()
+    contraction = ("'" in t or "’" in t) and bool(_CONTRACTION.search(t))
+    if contraction:
+        is_first, rank = False, 0              # "I'm", "We'll": a pronoun, not "I. M."
     if cap and not (is_first or rank) and not (len(t) <= 4 and t.isupper()):
         is_first, rank = _world_name(key)        # (not "UA", "LI": short capitals are acronyms)
     word = low in words or low in lexicon.FOREIGN_FUNCTION_WORDS or \
-        (low in lexicon.foreign_words() and (not cap or not (is_first or 0 < rank <= 3000)))
+        (low in lexicon.foreign_words() and (not cap or not (is_first or 0 < rank <= 3000))) or \
+        contraction
     if "-" in key and not (is_first or rank) and \
             (all(p[:1].isupper() for p in t.split("-")) or    # Nakamura-Lee, Mary-Kate
              all((p in first or p in ranks) and len(p) > 2 for p in key.split("-"))):
@@ -200,11 +212,34 @@ def _token_info(t: str) -> _Word:
     if "-" in t and cap and not word and \
             any(p[:1].islower() and p.lower() in words for p in t.split("-")[1:]):
         word, is_first, rank = True, False, 0    # "Ex-husband", "AM-PAC" stays no name
+    if "-" in t and cap and not word and any(p[:1].islower() for p in t.split("-")[1:]) and \
+            not _romanised_given(t):
+        word, is_first, rank = True, False, 0    # "Webster-pak", "Medi-span": a brand or word
+    if key in lexicon.places():
+        word, is_first, rank = True, False, 0   # "Louisiana plate", "crossing from Sonora"
+    if "-" in t and cap and not is_first and _romanised_given(t):
+        # "Ji-woo", "Seo-Yeon", "Shu-fen": a given name; one that has an English word in it
+        # ("Ji-woo") needs support as Hope or Will does (a surname after it, a label)
+        is_first, word = True, any(p in words for p in key.split("-"))
     info = _Word(original[:e], low, cap, word, is_first, rank, possessive, e)
     if len(_TOKEN_INFO) >= 1 << 17:     # bounded: a corpus of odd tokens must not grow it forever
         _TOKEN_INFO.clear()
     _TOKEN_INFO[original] = info
     return info
+
+
+_CONTRACTION = re.compile(r"['’](?:m|ll|re|ve|d|t)$", re.I)
+
+
+def _romanised_given(t: str) -> bool:
+    """Two syllables of romanised Korean or Chinese joined by a hyphen, the first capitalised,
+    the second all lower case or capitalised too ("Ji-woo", "Min-Jun", "Chia-hui")."""
+    parts = t.split("-")
+    if len(parts) != 2 or not (parts[1].islower() or parts[1].istitle()) or \
+            not parts[0].istitle():
+        return False
+    syllables = lexicon.romanised_syllables()
+    return parts[0].lower() in syllables and parts[1].lower() in syllables
 
 
 # census rank given to a surname of the world lists: rarer than any census rank, so that
@@ -253,26 +288,72 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
             veto[i] = False                 # what _vetoed says, without the call
             continue
         veto[i] = _vetoed(d, i)
+    cues = list(_indices(toks, "cue"))        # (one pass for the four rules that need one)
+    _kinship_vetoes(d, veto, cues)
+    _place_vetoes(d, veto, cues)
     name = [False] * n
     _titles_and_credentials(d, veto, name)
     _labels(d, veto, name)
     _signature_marks(d, veto, name)
+    _fields(d, veto, name, cues)
+    _name_columns(d, name, cues)
     _dictionary(d, veto, name)
     _propagate(d, veto, name)
     _initial_before(d, name)
+    _particles(d, name)
     _reference_initials(d, name)
     _closing_initials(d, name)
     return _merge(d, name, blocked)
 
 
+def _kinship_vetoes(d: _Doc, veto, cues) -> None:
+    """A kinship word is the label of a name, not part of it: "nan", "son" in lower case, and
+    "Son Will", "Mother Rosa" where a capitalised word follows (a kinship word that is no
+    English word stays a possible name there: "Nana Mensah")."""
+    toks, gap = d.toks, d.gap
+    n = len(toks)
+    for i in cues:
+        if not toks[i].kin:
+            continue
+        t = toks[i]
+        if not t.cap or (t.word and i + 1 < n and toks[i + 1].cap and gap[i + 1] == " "):
+            veto[i] = True
+
+
+# "the" before a given name and a surname, "St." / "Saint" / "Mount" / "Fort" before a
+# capitalised word: a place named after a person ("the John Radcliffe", "Providence St.
+# Vincent", "Mount Sinai")
+_PLACE_CUES = frozenset(["the", "St", "ST", "Saint", "Ste", "Sainte", "Mount", "Mt", "Fort",
+                         "Ft", "Port"])
+
+
+def _place_vetoes(d: _Doc, veto, cues) -> None:
+    toks, gap = d.toks, d.gap
+    n = len(toks)
+    for i in cues:
+        if not toks[i].place_cue or i + 1 >= n or not toks[i + 1].cap:
+            continue
+        if toks[i].lower in lexicon.ORGANISATIONS:
+            if gap[i + 1] == " " and not toks[i + 1].first:
+                veto[i + 1] = True           # a maker's product: "Hill-Rom Centrella bed"
+        elif toks[i].text == "the":
+            if toks[i + 1].first and gap[i + 1] == " " and i + 2 < n and toks[i + 2].cap and \
+                    gap[i + 2] == " ":
+                veto[i + 1] = veto[i + 2] = True
+        elif gap[i + 1] in (" ", ". ") and not toks[i + 1].kin and \
+                not (i and toks[i - 1].cap and not toks[i - 1].word and gap[i] == " "):
+            veto[i] = veto[i + 1] = True    # (not the surname of "Percival St. John Ashdown")
+
+
 _SIGNATURE_MARK = re.compile(r"(?:^|\n)[ \t]*(?:--+|\u2014|\u2013|/s/)[ \t]*(?=[^\W\d_])")
+_SIGNATURE_GATE = gates.literals("--", "/s/", "\u2014", "\u2013")
 
 
 def _signature_marks(d: _Doc, veto, name) -> None:
     """A line that starts with "--", a dash or "/s/" and then a name: a signature
     ("-- A. Kowalczyk", "/s/ R. Patel"). Looked for only where such a mark occurs."""
     text = d.text
-    if "--" not in text and "/s/" not in text and "\u2014" not in text and "\u2013" not in text:
+    if not _SIGNATURE_GATE(text):
         return
     toks = d.toks
     for m in _SIGNATURE_MARK.finditer(text):
@@ -289,8 +370,222 @@ def _signature_marks(d: _Doc, veto, name) -> None:
             _take_forward(d, veto, name, i, strict=True, first_ok=True)
 
 
+# Name fields of structured text. HL7 / DICOM person names: FAMILY^GIVEN^MIDDLE, maybe after an
+# ID component ("HOLLOWAY^MAXINE^R", "1234^SMITH^JOHN^^^DR").
+_CARET_NAME = re.compile(r"(?<![\w^])(?:[\w-]*\d[\w-]*\^)?([^\W\d_][^\W\d_' -]*(?:['’ -][^\W\d_]+)*)"
+                         r"\^([^\W\d_][^\W\d_'’ -]*)((?:\^[^\W\d_]*)*)")
+# "Surname, Given" or "Surname, I." alone in a quoted CSV cell
+# (a literal first: the scan is fast; the cell must start the line or follow a delimiter)
+_QUOTED_NAME = re.compile(r'"([^\W\d_][^",\n]{0,40}), ([^\W\d_][^",\n]{0,40})"')
+# a log's user field ("operator=jmorales", "user: kbaptiste"): the label's token, then
+_USER_WORDS = frozenset("user username userid operator author login tech".split())
+_USER_VALUE = re.compile(r"[=:] ?([a-z][a-z.]{3,20})\b")
+_NOT_USERS = frozenset("admin administrator system root service interface auto guest none null "
+                       "unknown batch".split())
+# labels of one part of a name ("Given names: Aroha Mere", "Surname: TE HIRA", "MI: E")
+# (looked for only where a token that ends such a label stands: _FIELD_WORDS)
+_NAME_PART_LABEL = re.compile(r"(?:^|(?<=[\s|]))(?:given names?(?:\(s\))?|first names?|first|forenames?|"
+                              r"surname|last names?|last|family names?|middle names?|"
+                              r"middle initial|mi|nombres?|apellidos?|pr[ée]noms?|nom de famille|"
+                              r"vorname|nachname)[ \t]*:[ \t]*", re.I)
+_FIELD_END = re.compile(r"[ \t]{2,}|\t|\n|$|[ \t]*\|")
+# a message signed with a dash at the end of its line ("... at 10:00. -KB", "-Ivy")
+_DASH_SIGNATURE = re.compile(r"-[ \t]?([A-Z][A-Za-z]{1,11})[ \t]*$", re.M)
+# the line that introduces a quoted e-mail: its author's name before "wrote:"
+_QUOTE_HEADER = re.compile(r"[> \t]*On [^\n]{3,80}?,\s+((?:[^\W\d_][\w.'’-]*\s){0,3}"
+                           r"[^\W\d_][\w'’-]*)\s*(?:<[^>\n]*>\s*)?wrote:")
+_FIELD_WORDS = _USER_WORDS | frozenset("""name names first last surname forename forenames mi
+initial nombre nombres apellido apellidos prenom prenoms famille vorname nachname""".split())
+
+
+def _mark_chars(d: _Doc, name, s: int, e: int) -> None:
+    """Every token inside text[s:e] is a name."""
+    for k in range(bisect.bisect_left(d.start, s), bisect.bisect_left(d.start, e)):
+        name[k] = True
+
+
+def _token_at(d: _Doc, s: int):
+    k = bisect.bisect_left(d.start, s)
+    return k if k < len(d.toks) and d.start[k] == s else None
+
+
+def _fields(d: _Doc, veto, name, cues) -> None:
+    """Names that the structure of the text marks, whatever the words: HL7 caret names, quoted
+    CSV "Surname, Given" cells, log user fields, name-part labels, dash signatures."""
+    text, toks = d.text, d.toks
+    if "^" in text:
+        for m in _CARET_NAME.finditer(text):
+            family, given = m.group(1).split(), m.group(2).split()
+            fk, gk = _token_at(d, m.start(1)), _token_at(d, m.start(2))
+            if fk is None or gk is None or not family or not given:
+                continue
+            fk = bisect.bisect_left(d.start, m.end(1)) - 1     # the family name's last word
+            f, g = toks[fk], toks[gk]
+            if (g.first or (not g.word and len(g.text) > 2)) and (f.surname_rank or not f.word) \
+                    and not veto[gk] and not veto[fk] and \
+                    g.lower not in lexicon.CLINICAL_ABBREVIATIONS and \
+                    f.lower not in lexicon.CLINICAL_ABBREVIATIONS:
+                _mark_chars(d, name, m.start(1), m.end())
+    if '"' in text:
+        for m in _QUOTED_NAME.finditer(text):
+            fk, gk = _token_at(d, m.start(1)), _token_at(d, m.start(2))
+            if fk is None or gk is None or "," in m.group(1) or \
+                    (m.start() and text[m.start() - 1] not in ",;\t\n"):
+                continue
+            f, g = toks[fk], toks[gk]
+            if f.cap and g.cap and not veto[fk] and not f.abbreviation and \
+                    (f.surname_rank or not f.word) and (g.first or g.initial or not g.word) and \
+                    len(m.group(1).split()) <= 3 and len(m.group(2).split()) <= 3:
+                _mark_chars(d, name, m.start(1), m.end(2))
+    for i in cues:
+        if not toks[i].field_label:
+            continue
+        e = d.end[i]
+        if text[e:e + 1] in ("=", ":") and toks[i].lower in _USER_WORDS:
+            m = _USER_VALUE.match(text, e)
+            k = _token_at(d, m.start(1)) if m else None
+            t = toks[k] if k is not None else None
+            if t is not None and not t.word and t.lower not in _NOT_USERS and \
+                    t.lower not in lexicon.CLINICAL_ABBREVIATIONS and t.kind != _ALWAYS:
+                name[k] = True
+        elif ":" in text[e:e + 5]:
+            for k in range(max(0, i - 2), i + 1):     # the longest label first
+                m = _NAME_PART_LABEL.match(text, d.start[k])
+                if m and m.end() > e:
+                    _name_part(d, veto, name, m)
+                    break
+    k = text.find(" wrote:")
+    while k >= 0:                           # '> On Tue, 3 Mar 2026, Anan Chaiyasit wrote:'
+        m = _QUOTE_HEADER.match(text, text.rfind("\n", 0, k) + 1, k + 7)
+        if m and all(w[0].isupper() or w.lower() in lexicon.PARTICLES
+                     for w in m.group(1).split()):
+            _mark_chars(d, name, m.start(1), m.end(1))
+        k = text.find(" wrote:", k + 7)
+    if "-" in text:
+        for m in _DASH_SIGNATURE.finditer(text):
+            k = _token_at(d, m.start(1))
+            t = toks[k] if k is not None else None
+            if t is None or veto[k] or (m.start() and text[m.start() - 1] not in " \t\n."):
+                continue
+            if (t.text.isupper() and len(t.text) <= 3 and not t.word and
+                    t.lower not in lexicon.CLINICAL_ABBREVIATIONS) or \
+                    (t.cap and t.first and not t.text.isupper()):
+                name[k] = True
+
+
+# Columns of a table (pipe, comma or tab separated) whose header names people
+_NAME_COLUMNS = frozenset("""patient|patient name|pt name|full name|initials|subject initials|
+patient initials|pt initials|provider|physician|operator|user|staff|nurse|clinician|author|
+attending|ordering provider|referring physician|next of kin|guardian|caller|signed by|tech|
+technologist|radiologist|surgeon|contact name|name|names""".replace("\n", "").split("|"))
+_COLUMN_WORDS = frozenset(w for h in _NAME_COLUMNS for w in h.split())
+# a bare "Name" column names people when the header also has a person's other fields
+PERSON_COLUMNS = frozenset("""dob|date of birth|birth date|mrn|age|sex|gender|phone|ssn|
+patient id|pt id|room|bed|subject id|subject|address""".replace("\n", "").split("|"))
+_NAME_CELL = re.compile(r"[^\W\d_][^\d@/\\:;=<>#|]{0,60}")
+_NULL_CELLS = frozenset("n/a na none unknown pending tbd nil".split())
+def _beside_delimiter(gap: str) -> bool:
+    return "|" in gap or "," in gap or "\t" in gap or "\n" in gap
+
+
+def _cells(line: str, delim: str) -> list[tuple[int, int]]:
+    """(start, end) of each cell of a table row; a comma or tab inside double quotes is no
+    delimiter."""
+    if delim == "|" or '"' not in line:         # (at C speed: no quotes to honour)
+        ends = list(accumulate(len(c) + 1 for c in line.split(delim)))
+        return [(b - n - 1, b - 1) for b, n in zip(ends, map(len, line.split(delim)))]
+    out, start, quoted = [], 0, False
+    for k, c in enumerate(line):
+        if c == '"' and delim != "|":
+            quoted = not quoted
+        elif c == delim and not quoted:
+            out.append((start, k))
+            start = k + 1
+    out.append((start, len(line)))
+    return out
+
+
+def _header(line: str):
+    """(delimiter, cells) of a line that can be a table's header, or None."""
+    for delim in ("|", "\t", ","):
+        if line.count(delim) >= 2:
+            return delim, _cells(line, delim)
+    return None
+
+
+def _name_columns(d: _Doc, name, cues) -> None:
+    """The cells under a header that names people ("Initials", "patient_name", "Provider"):
+    letters only, marked whatever the words ("R.K.H.", "Littlebear, Summer")."""
+    text, seen = d.text, set()
+    gap = d.gap
+    for i in cues:
+        if not d.toks[i].column_head or ":" in gap[i + 1] or \
+                not (i == 0 or _beside_delimiter(gap[i]) or _beside_delimiter(gap[i + 1])):
+            continue                         # (a label "Patient:", or prose: no delimiter)
+        line_start = text.rfind("\n", 0, d.start[i]) + 1
+        if line_start in seen:
+            continue
+        seen.add(line_start)
+        line_end = text.find("\n", line_start)
+        line_end = len(text) if line_end < 0 else line_end
+        found = _header(text[line_start:line_end])
+        if found is None:
+            continue
+        delim, heads = found
+        labels = [text[line_start + a:line_start + b].strip(' "').lower().replace("_", " ")
+                  for a, b in heads]
+        person = any(h in PERSON_COLUMNS for h in labels)
+        cols = [c for c, h in enumerate(labels) if h in _NAME_COLUMNS and
+                (person or h not in ("name", "names"))]
+        if cols:
+            _mark_column(d, name, line_end + 1, delim, len(heads), cols)
+
+
+def _mark_column(d: _Doc, name, pos: int, delim: str, width: int, cols: list[int]) -> None:
+    text = d.text
+    while pos < len(text):
+        end = text.find("\n", pos)
+        end = len(text) if end < 0 else end
+        row = text[pos:end]
+        if not row.strip():
+            break
+        cells = _cells(row, delim)
+        if abs(len(cells) - width) > 1:
+            break
+        for c in cols:
+            if c < len(cells):
+                a, b = cells[c]
+                value = row[a:b].strip(' "')
+                if value and _NAME_CELL.fullmatch(value) and value.lower() not in _NULL_CELLS \
+                        and not set(value) <= set("-=:+ "):
+                    _mark_chars(d, name, pos + a, pos + b)
+        pos = end + 1
+
+
+def _name_part(d: _Doc, veto, name, m) -> None:
+    """The value of a name-part label up to the end of its field: capitalised words (even
+    English words: "Aroha Mere"), or the middle initial."""
+    text, toks = d.text, d.toks
+    end = _FIELD_END.search(text, m.end()).start()
+    value = text[m.end():end]
+    k0 = _token_at(d, m.end())
+    if k0 is None or not value or len(value) > 60:
+        return
+    ks = list(range(k0, bisect.bisect_left(d.start, end)))
+    if m.group(0).strip(" \t:").lower() in ("mi", "middle initial"):
+        if len(ks) == 1 and toks[k0].initial and toks[k0].text not in ("Y", "N"):
+            name[k0] = True
+        return
+    if len(ks) > 4 or any(c.isdigit() for c in value) or \
+            any(not (toks[k].cap or toks[k].lower in lexicon.PARTICLES) or toks[k].function or
+                toks[k].kind in (_ALWAYS, _CALENDAR) for k in ks):
+        return
+    for k in ks:
+        name[k] = True
+
+
 # Dictation reference initials at the end of a line: the author's, then the typist's ("JRS/mtw")
-_REFERENCE_END = re.compile(r"[ \t]*(?:$|\n)")
+_REFERENCE_END = re.compile(r"[ \t]*(?:$|\n)|[ \t]{2,}")
 
 
 def _reference_initials(d: _Doc, name) -> None:
@@ -314,6 +609,30 @@ def _closing_initials(d: _Doc, name) -> None:
         name[-1] = True
 
 
+def _particles(d: _Doc, name) -> None:
+    """Particles between a name (or an initial) and a name are the name's ("J. de la Cruz",
+    "María de los Ángeles Ochoa"); capitalised ones start it ("Van der Berg, Pieter")."""
+    toks, gap = d.toks, d.gap
+    if lexicon.PARTICLES.isdisjoint(map(attrgetter("lower"), toks)):
+        return
+    for i in [i for i in compress(range(len(toks)), name) if i and toks[i - 1].lower in
+              lexicon.PARTICLES and not name[i - 1]]:
+        k = i - 1
+        while k >= 0 and toks[k].lower in lexicon.PARTICLES and gap[k + 1] == " " and \
+                not name[k]:
+            k -= 1
+        if k == i - 1:
+            continue
+        if k >= 0 and ((name[k] and gap[k + 1] == " ") or
+                       (toks[k].initial and gap[k + 1] == ". ")):
+            for j in range(k, i):
+                name[j] = True
+        elif toks[k + 1].text.istitle() and (k < 0 or _sentence_start(d, k + 1) or
+                                             not toks[k].cap):
+            for j in range(k + 1, i):
+                name[j] = True
+
+
 _AFTER_LETTER = frozenset(["fib", "flutter", "line", "wave", "waves"])
 
 
@@ -330,6 +649,11 @@ def _initial_before(d: _Doc, name) -> None:
                 gap[i + 1] == " " and gap[i + 2][:1] == "." and toks[i + 1].text != "I" and \
                 not (i + 2 < n and toks[i + 2].lower in _AFTER_LETTER):     # "A. fib"
             name[i + 1] = True
+        if i + 1 < n and not name[i + 1] and toks[i].text.islower() and \
+                len(toks[i + 1].text) == 1 and toks[i + 1].text.islower() and \
+                toks[i + 1].text not in "ai" and gap[i + 1] == " " and \
+                (gap[i + 2][:1] == "." or _LINE_END.match(gap[i + 2])):
+            name[i + 1] = True               # "charge rn: bev k.", "thanks, ryan k"
 
 
 def _far_veto(toks: list[_Word]) -> set[int]:
@@ -342,7 +666,7 @@ def _sentence_start(d: _Doc, i: int) -> bool:
     return i == 0 or bool(_SENTENCE_BREAK.search(d.gap[i]))
 
 
-_SCORE_AFTER = re.compile(r"^\s*(?:\d|class\b|grade\b|stage\b|score\b|negative\b|positive\b|"
+_SCORE_AFTER = re.compile(r"^\s*(?:\d|(?:I{1,3}|IV|VI{0,2})\b|class\b|grade\b|stage\b|score\b|negative\b|positive\b|"
                           r"neg\b|pos\b|equivocal\b)", re.I)
 _SIZE_BEFORE = re.compile(r"\d\s?(?:G|g|ga|Fr|fr|French|gauge)\s$")    # "25G Whitacre", "19 Fr Blake"
 _ZIP_AFTER = re.compile(r",?\s+\d{5}\b")
@@ -410,6 +734,8 @@ def _vetoed(d: _Doc, i: int) -> bool:
                 _SIZE_BEFORE.search(text, max(0, d.start[i] - 12), d.start[i]) or \
                 _SCORE_AFTER.match(text[t_end:t_end + 12]):
             return True
+        if _eponym_list(d, i):
+            return True                  # a list of eponyms: "Hashimoto, Graves, Addison"
     if t.cap and adjacent and (nxt in lexicon.EPONYM_VETO_HEADS or (
             nxt in lexicon.TEST_HEADS and toks[i + 1].text.islower() and gap[i + 1] == " ")):
         return True
@@ -417,7 +743,7 @@ def _vetoed(d: _Doc, i: int) -> bool:
             toks[i + 1].cap and toks[i + 2].lower in lexicon.TEST_HEADS and \
             toks[i + 2].text.islower():
         return True                    # "Austin Moore prosthesis", "St. Jude Regent valve"
-    if t.cap and _facility_follows(d, i):
+    if t.text[0].isupper() and _facility_follows(d, i):      # (also on an all-capitals line)
         return True                    # "Brigham Clinic", "Mercy Hospital"
     if t.cap and _score_name_follows(d, i):
         return True                    # "Harris Hip Score", "Morse Fall Scale"
@@ -430,26 +756,43 @@ def _vetoed(d: _Doc, i: int) -> bool:
     return bool(_ZIP_AFTER.match(text, t_end) or _DOSE_AFTER.match(text, t_end))
 
 
+def _eponym_list(d: _Doc, i: int) -> bool:
+    """Eponyms before token i, separated by commas or slashes, the first an eponym that is
+    rarely a surname ("Hashimoto, Graves, Addison"; not "Drs. Bell, Addison")."""
+    toks, gap = d.toks, d.gap
+    k = i
+    while k and gap[k] in (", ", "/") and toks[k - 1].lower in lexicon.EPONYMS:
+        k -= 1
+        if toks[k].kind == _ALWAYS:
+            return True
+    return False
+
+
 def _after_given_name(d: _Doc, i: int) -> bool:
     """A capitalised given name that is no English word comes just before token i
     ("Marcus Bell's", "Gwendolyn Ostrowski-Bell"): the eponym is a family name here."""
     prev = d.toks[i - 1] if i else None
-    return prev is not None and prev.cap and prev.first and not prev.word and d.gap[i] == " "
+    return prev is not None and prev.cap and prev.first and not prev.word and \
+        (d.gap[i] == " " or d.gap[i] in _NICKNAME_CLOSE)        # ('Marcus "Mack" Delacroix-Hill')
 
 
-_FACILITY_GAPS = frozenset([" ", "'s ", "\u2019s "])
+_FACILITY_GAPS = frozenset([" ", "'s ", "\u2019s ", " & ", ", "])    # ("Hargrove, Pelletier & Associates")
 
 
 def _facility_follows(d: _Doc, i: int) -> bool:
     """A facility word ends the run of capitalised words (at most 3) that token i starts
     ("Harbor Light shelter", "Willow Creek Assisted Living")."""
     toks = d.toks
+    listed = False
     for k in range(i + 1, min(i + 4, len(toks))):
         if d.gap[k] not in _FACILITY_GAPS:
             return False
+        listed = listed or d.gap[k] == " & "
         if toks[k].facility_head and toks[k].lower not in lexicon.SCORE_HEADS and \
                 toks[k].lower not in lexicon.TEST_HEADS:
-            return True                               # (the word itself may be lower case)
+            # (the word itself may be lower case; after a comma only in a list of partners
+            # that "&" ends: not "Dr Hamish Drummond, Seaside Family Practice")
+            return listed or ", " not in d.gap[i + 1:k + 1]
         if not toks[k].cap:
             return False
     return False
@@ -483,7 +826,13 @@ def standalone_eponyms() -> frozenset[str]:
 
 def _abbreviation(t: _Word) -> bool:
     return (t.text.isupper() and len(t.text) <= 4 and not (t.first or 0 < t.surname_rank <= 5000)) \
-        or _odd_capitals(t.text)
+        or _odd_capitals(t.text) or _credential_token(t)
+
+
+def _credential_token(t: _Word) -> bool:
+    """A credential written after a name ("PMHNP-BC", "FRANZCO", the "Au" of "Au.D."): in
+    capitals or a known mixed case, it is no name and joins none."""
+    return t.lower in lexicon.CREDENTIALS and (t.text.isupper() or t.text in _MIXED_CREDENTIALS)
 
 
 def _odd_capitals(text: str) -> bool:
@@ -581,6 +930,13 @@ def _take_forward(d: _Doc, veto, name, i: int, strict: bool, limit: int = 4,
         name[j] = False                     # a lone initial after a label is not a name
 
 
+def _after_initial(d: _Doc, j: int) -> bool:
+    """Short capitals just after an initial ("M. OSEI RN"): a family name, not an acronym."""
+    t = d.toks[j]
+    return j > 0 and d.toks[j - 1].initial and d.gap[j] == ". " and t.text.isupper() and \
+        len(t.text) >= 3 and t.lower not in lexicon.CLINICAL_ABBREVIATIONS and not t.word
+
+
 def _take_backward(d: _Doc, veto, name, i: int) -> None:
     toks = d.toks
     j, taken = i, 0
@@ -596,7 +952,7 @@ def _take_backward(d: _Doc, veto, name, i: int) -> None:
             name[j] = True
             j -= 1
             continue
-        if veto[j] or not t.cap or t.function or t.abbreviation:
+        if veto[j] or not t.cap or t.function or (t.abbreviation and not _after_initial(d, j)):
             break
         if t.word and not (t.first or t.surname_rank):
             break
@@ -608,8 +964,11 @@ def _take_backward(d: _Doc, veto, name, i: int) -> None:
 # Credentials written after a name ("Jane Doe, MD", "J. Roe M.D.", "Kim Lee PA-C").
 _CREDENTIAL = re.compile(r"(?:M\.D\.|D\.O\.|Ph\.D\.|R\.N\.|N\.P\.|P\.A\.|PA-C|FNP-C|MD|DO|RN|NP|PA|"
                          r"PhD|DDS|DMD|LPN|CNM|CRNA|MSW|LCSW|PharmD|RPh|MBBS|FACC|FACS|FACP|DNP|"
-                         r"APRN|FNP|CNA|BSN|MSN|DPT|RRT|md|rn|np)(?![\w-])")
-_MIXED_CREDENTIALS = frozenset(["PhD", "PharmD", "RPh", "Ph"])
+                         r"APRN|FNP|CNA|BSN|MSN|DPT|RRT|md|rn|np|Au\.D\.|AuD|M\.S\.|CCC-SLP|CCC-A|"
+                         r"[A-Z]{2,6}-BC|EMT(?:-[BPI])?|NREMT|Paramedic|RPSGT|FRANZCO|FRAC[PS]|FRCS|"
+                         r"FRCPC?|FRCR|MRCP|MRCS|MRCGP|FRCOG|CCRN|OTR/L|OTR|RDN|LMFT|BCBA|CRNP|"
+                         r"IBCLC|CPNP)(?![\w-])")
+_MIXED_CREDENTIALS = frozenset(["PhD", "PharmD", "RPh", "Ph", "Au", "AuD", "Paramedic"])
 _ROLE_BEFORE = frozenset(["RN", "NP", "PA", "MD", "LPN", "CNA", "RT", "PT"])
 
 
@@ -625,8 +984,10 @@ def _titles_and_credentials(d: _Doc, veto, name) -> None:
             g = gap[i + 1]                               # (not "402 ms. Will follow up")
             if g.strip() in ("", ".") and "\n" not in g:
                 if t.lower in ("sister", "nurse", "doctor", "professor") and not nxt.cap and \
-                        not (t.text.islower() and nxt.lower_name and nxt.first):
-                    continue
+                        not (t.text.islower() and ((nxt.lower_name and nxt.first) or
+                                                   _unknown_lower(nxt) or
+                                                   _unknown_lower_pair(d, i + 1))):
+                    continue          # ("nurse practitioner"; "doctor ngozi eze" is a name)
                 _take_forward(d, veto, name, i + 1, strict=False)
                 continue
         if t.text in _ROLE_BEFORE and nxt is not None and nxt.cap and not nxt.word and \
@@ -646,6 +1007,23 @@ def _titles_and_credentials(d: _Doc, veto, name) -> None:
                 _take_backward(d, veto, name, i - 1)
 
 
+def _unknown_lower(t: _Word) -> bool:
+    """A lower-case token in no word list, not a clinical abbreviation: a name in dictation
+    after "doctor" ("doctor ngozi")."""
+    return not t.word and not t.function and len(t.text) >= 3 and t.kind != _ALWAYS and \
+        t.lower not in lexicon.CLINICAL_ABBREVIATIONS and not lexicon.starts_a_word(t.lower)
+
+
+def _unknown_lower_pair(d: _Doc, i: int) -> bool:
+    """Two lower-case tokens in no word list after "doctor" ("doctor amara okonkwo"): a name
+    even when the first starts a longer word (amara, amaranth)."""
+    toks = d.toks
+    return i + 1 < len(toks) and d.gap[i + 1] == " " and all(
+        not t.word and not t.function and len(t.text) >= 3 and t.text.islower() and
+        t.kind != _ALWAYS and t.lower not in lexicon.CLINICAL_ABBREVIATIONS
+        for t in (toks[i], toks[i + 1]))
+
+
 def _initial_and_word_before(d: _Doc, i: int) -> bool:
     """"J. Oyelaran NP": an initial and a capitalised word before the credential make it one,
     where "NP" or "PT" alone may be the role ("called PT")."""
@@ -658,7 +1036,10 @@ _RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?"
                              r"husband|mother|father|brother|sister|spouse|partner|friend|"
                              r"niece|nephew|grandson|granddaughter|caregiver|guardian|neighbor|"
                              r"neighbour|aunt|uncle|cousin|fianc[eé]e?|boyfriend|girlfriend|"
-                             r"roommate|mom|dad|parent|child|hcp|poa)\b", re.I)
+                             r"roommate|mom|dad|parent|child|hcp|poa|midwife|doula|carer|"
+                             r"interpreter|translator|chaplain|dietitian|dietician|physio|"
+                             r"physiotherapist|social worker|case manager|pharmacist|paralegal|"
+                             r"[a-z]+(?:ologist|iatrist|ician))\b", re.I)
 
 
 def _labels(d: _Doc, veto, name) -> None:
@@ -667,6 +1048,7 @@ def _labels(d: _Doc, veto, name) -> None:
         # (the comma or bracket of _RELATION_AFTER is in the gap after the token: a C-speed
         # test first)
         if not veto[i] and ("," in gap[i + 1] or "(" in gap[i + 1]) and \
+                toks[i].lower not in lexicon.PEOPLES and \
                 _RELATION_AFTER.match(text[end[i]:end[i] + 30]):
             _take_backward(d, veto, name, i)          # "Padraig Miller, son"
 
@@ -698,14 +1080,18 @@ def _labels(d: _Doc, veto, name) -> None:
                 (t.function or t.lower in lexicon.LOWER_AMBIGUOUS_FIRST) and _no_verb_follows(d, i):
             name[i] = True                          # "his son will after a fall"
             continue
+        if label in _NICKNAME_LABELS:
+            if t.cap and not t.function and not t.abbreviation:
+                name[i] = True                      # 'preferred name "Sky"', 'AKA: "Iggy"'
+            continue
         if label in lexicon.NAME_IS_LABELS:
             if _name_is(d, i):
                 _take_forward(d, veto, name, i, strict=True, first_ok=True)
             continue
         generic = label in ("from", "to", "by", "with", "per", "re") and not (
             label in ("from", "to") and _header_label(d, i))      # "From: Okonkwo, C."
-        if veto[i] or t.function:
-            continue
+        if veto[i] or t.function or (t.lower in lexicon.PEOPLES and not _surname_follows(d, i)):
+            continue                                # ("Interpreter: Vietnamese")
         if t.initial and text[end[i]:end[i] + 1] == ".":
             _take_forward(d, veto, name, i, strict=True)     # "PHYSICIAN: J. Miller"
             continue
@@ -720,9 +1106,11 @@ def _labels(d: _Doc, veto, name) -> None:
                 else t.lower_name
         elif t.cap:     # an English word must be a name or a common surname ("Attn: Utilization")
             ok = t.first or not t.word or 0 < t.surname_rank <= _RARE_SURNAME or \
-                (label in lexicon.RELATIVES and _surname_follows(d, i))
+                (label in lexicon.RELATIVES and (_surname_follows(d, i) or
+                                                 _possessed_relative(d, i, label)))
         elif label in lexicon.VOUCHING_LABELS or label in lexicon.RELATIVES:
-            ok = t.first or (not t.word and len(t.text) >= 3)        # "daughter summer"
+            ok = t.first or (not t.word and len(t.text) >= 3 and        # "daughter summer"
+                             not t.lower.endswith(_ROLE_SUFFIXES))
         elif label in ("patient", "pt", "name", "patient name", "pt name"):
             nxt = toks[i + 1] if i + 1 < len(toks) else None
             ok = t.lower_name or ((0 < t.surname_rank <= 20000 or not t.word) and
@@ -730,21 +1118,27 @@ def _labels(d: _Doc, veto, name) -> None:
                                   (nxt.first or not nxt.word))           # WRIGHT, SANDY
         else:           # a role ("resident priya"): also a lower-case word in no list
             ok = t.lower_name or (label in lexicon.ROLE_LABELS and not t.word and
-                                  len(t.text) >= 3 and t.lower not in lexicon.CLINICAL_ABBREVIATIONS)
+                                  len(t.text) >= 3 and t.lower not in lexicon.CLINICAL_ABBREVIATIONS
+                                  and not t.lower.endswith(_ROLE_SUFFIXES))
         if ok:
             _take_forward(d, veto, name, i, strict=True, first_ok=True,
                           comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
 
 
-_CLOSES = re.compile(r"\s*(?:$|\n|[.,;:)]|\d)")
+_CLOSES = re.compile(r"\s*(?:$|\n|[.,;:)/]|\d)")
 _DOTTED_INITIALS = re.compile(r"(?:[A-Z]\.){2,4}(?![A-Za-z])")
 _LINE_END = re.compile(r"[ \t.;]*(?:$|\n)")
 _NOT_AFTER_MODAL = frozenset("""after at in from and who is was has had with for on by of
 about""".split())
 
 
+# endings of the names of specialists ("attending neonatologist", "physiatrist")
+_ROLE_SUFFIXES = ("ologist", "iatrist", "ician", "ographer", "apist", "ist")
 _GENERIC_LABELS = frozenset(["from", "to", "by", "with", "per", "re"])
 _PATIENT_LABELS = frozenset(["patient", "pt", "name", "patient name", "pt name"])
+
+
+_HYPHENATED_INITIALS = re.compile(r"[A-Z](?:-[A-Z]){1,3}")
 
 
 def _initials(d: _Doc, i: int, label: str) -> bool:
@@ -752,6 +1146,8 @@ def _initials(d: _Doc, i: int, label: str) -> bool:
     no word or clinical abbreviation ("tmw", "JRS"; not "per GI", "by mouth"); after the
     common words ("per", "by", "signed") only at the end of a phrase ("per MK, ...")."""
     t = d.toks[i]
+    if label == "initials" and _HYPHENATED_INITIALS.fullmatch(t.text):
+        return True                                  # "Initials: D-K-L"
     if not 2 <= len(t.text) <= 4 or t.word or t.lower in lexicon.CLINICAL_ABBREVIATIONS or \
             not (t.text.isupper() or t.text.islower()) or (t.first and t.text.islower()):
         return False
@@ -796,6 +1192,27 @@ def _name_is(d: _Doc, i: int) -> bool:
         not nxt.function and 0 < nxt.surname_rank <= _RARE_SURNAME
 
 
+_POSSESSORS = frozenset("his her their my your our pt patient".split())
+_NICKNAME_LABELS = frozenset(["preferred name", "aka", "a k a", "goes by", "known as", "nickname"])
+# what a family history says of a relative ("her father Deceased at 60")
+_KIN_STATUS = frozenset("""deceased died alive living healthy unknown adopted estranged present
+absent passed none well""".split())
+
+
+def _possessed_relative(d: _Doc, i: int, label: str) -> bool:
+    """"with his granddaughter Poppy", "Pt's husband Tor": after a possessive and a kinship
+    word in lower case, a capitalised word that is no clinical word is the relative's name
+    (not "FH: mother Diabetes")."""
+    k = i - 1 - label.count(" ")
+    t = d.toks[i]
+    return k >= 1 and d.gap[i] == " " and d.toks[k].text.islower() and \
+        (d.toks[k - 1].lower in _POSSESSORS) and d.gap[k] in (" ", "'s ", "’s ") and \
+        t.kind == _NO_VERDICT and t.lower not in lexicon.PEOPLES and not t.abbreviation and \
+        t.lower not in _KIN_STATUS and not (     # ("her sister Breast cancer")
+            i + 1 < len(d.toks) and d.gap[i + 1] == " " and d.toks[i + 1].text.islower() and
+            not d.toks[i + 1].function)
+
+
 def _surname_follows(d: _Doc, i: int) -> bool:
     """A capitalised word in no word list follows token i: "granddaughter Temperance
     Goodenough" is a given name that is also a word, then the family name."""
@@ -813,7 +1230,7 @@ def _header_label(d: _Doc, i: int) -> bool:
 
 
 _RARE_SURNAME = 20000     # census rank past which an English word is read as the word
-_LABEL_GAP = re.compile(r"\.?[ \t]*[:,(-]?\s{0,4}")      # ("(": only after kin, in _labels)
+_LABEL_GAP = re.compile(r"\.?[ \t]*[:,(-]?\s{0,4}[\"“]?")      # ("(": only after kin, in _labels)
 _LABEL_SET = frozenset(w.replace("-", " ") for w in lexicon.LABEL_WORDS)
 _LABEL_LAST_WORDS = frozenset(w.split(" ")[-1] for w in _LABEL_SET)
 
@@ -857,6 +1274,7 @@ def _dictionary(d: _Doc, veto, name) -> None:
                                                       not prev.abbreviation and
                                                       (prev.first or prev.surname_rank))) and \
                     text[end[i]:end[i] + 1] != ":" and t.lower not in lexicon.FUNCTION_WORDS and \
+                    t.lower not in _TIME_WORDS and \
                     not (t.word and _title_case_follows(d, i)):
                 name[i] = True            # a capital inside a lower-case sentence
             if t.first and nxt is not None and nxt.cap and not veto[i + 1] and \
@@ -864,12 +1282,16 @@ def _dictionary(d: _Doc, veto, name) -> None:
                     (not nxt.word or nxt.surname_rank):
                 name[i] = name[i + 1] = True  # "Maria Ketterman", "Frank Brown", "Will Nguyen"
         else:
-            if in_list and not t.word and len(t.text) >= 3 and \
-                    (t.first or t.surname_rank <= 30000):
+            alone = in_list and not t.word and len(t.text) >= 3 and \
+                (t.first or t.surname_rank <= 30000)
+            pair = t.first and t.lower not in lexicon.LOWER_AMBIGUOUS_FIRST and nxt is not None \
+                and not nxt.cap and not veto[i + 1] and \
+                nxt.lower not in lexicon.FUNCTION_WORDS and 0 < nxt.surname_rank <= 20000
+            if (alone or pair) and _lower_eponym_phrase(d, i):
+                continue                  # "harvey bradshaw index", "wells score" in dictation
+            if alone:
                 name[i] = True
-            if t.first and t.lower not in lexicon.LOWER_AMBIGUOUS_FIRST and nxt is not None and \
-                    not nxt.cap and not veto[i + 1] and nxt.lower not in lexicon.FUNCTION_WORDS and \
-                    0 < nxt.surname_rank <= 20000:
+            if pair:
                 name[i] = name[i + 1] = True  # "john smith" in dictation
         if t.cap and t.first and _sentence_start(d, i) and \
                 _REPORTING_VERB.match(text, end[i]):
@@ -891,6 +1313,27 @@ def _dictionary(d: _Doc, veto, name) -> None:
             if 0 <= j < n and not name[j] and not veto[j] and toks[j].joins_name and \
                     gap[max(i, j)] in (" ", ", "):
                 name[j] = True
+
+
+_NAMED_THING_HEADS = lexicon.SCORE_HEADS | lexicon.TEST_HEADS | lexicon.EPONYM_VETO_HEADS | \
+    frozenset("""fracture fractures ulcer ulcers reflex phenomenon triad murmur dementia node
+nodes cyst cysts syndromes diseases""".split())
+
+
+def _lower_eponym_phrase(d: _Doc, i: int) -> bool:
+    """Lower-case token i, maybe with one more lower-case word, then the word of a score, test
+    or disease: an eponym in dictation ("harvey bradshaw index", "homans sign")."""
+    toks, gap, n = d.toks, d.gap, len(d.toks)
+    for k in (i + 1, i + 2):
+        if k >= n or gap[k] not in (" ", "-") or toks[k].cap:
+            return False
+        if toks[k].lower in _NAMED_THING_HEADS:
+            return True
+    return False
+
+
+# capitalised words of a shift or time of day that are census surnames ("Night to Day")
+_TIME_WORDS = frozenset("day days night nights evening evenings morning noon week".split())
 
 
 def _short_code(t: _Word) -> bool:
@@ -919,7 +1362,8 @@ def _propagate(d: _Doc, veto, name) -> None:
     # make every GPU a name)
     found = {toks[i].lower for i in compress(range(len(toks)), name)
              if len(toks[i].text) > 1 and not _short_code(toks[i])}
-    for i in [i for i, t in enumerate(toks) if t.lower in found] if found else ():
+    lows = map(attrgetter("lower"), toks)
+    for i in list(compress(range(len(toks)), map(found.__contains__, lows))) if found else ():
         t = toks[i]
         if name[i] or veto[i] or not (t.cap or not t.word) or d.gap[i][-1:].isdigit():
             continue                        # ("3rd" is no mention of a Mr. Rd)
@@ -928,6 +1372,8 @@ def _propagate(d: _Doc, veto, name) -> None:
                 _PERSON_VERB.match(text[end[i]:end[i] + 20])):
             continue
         name[i] = True
+    _short_forms(d, veto, name, {toks[i].lower for i in compress(range(len(toks)), name)
+                                 if toks[i].first and len(toks[i].text) >= 5})
     # "Mbeki (pharmacy) and Frost": a census name joined to a name by "and" / "or" / "&"
     for i in _indices(toks, "and_rule"):
         s = start[i]
@@ -942,6 +1388,29 @@ def _propagate(d: _Doc, veto, name) -> None:
     for i in compress(range(1, n - 1), map(_NICKNAME_OPEN.__contains__, gap[1:n - 1])):
         if not name[i] and name[i - 1] and name[i + 1] and toks[i].cap and \
                 gap[i + 1] in _NICKNAME_CLOSE:      # (name read as it grows, as before)
+            name[i] = True
+    # 'Eleanor "Nell" Whitcombe': the family name after a quoted nickname
+    for i in compress(range(1, n - 1), map(_NICKNAME_QUOTES.__contains__, gap[1:n - 1])):
+        j = i + 1
+        if name[i] and name[i - 1] and gap[j] in _NICKNAME_CLOSE and not name[j] and \
+                not veto[j] and toks[j].cap and (toks[j].joins_name or toks[j].surname_rank):
+            name[j] = True
+
+
+def _short_forms(d: _Doc, veto, name, found) -> None:
+    """"Sky" in the note of Skylar, "Theo" in Theodora's: the start (3-4 letters) of a given
+    name found in the document, capitalised, is the same person when no word ("Xan") or when
+    a person's verb follows ("Sky returned ...")."""
+    toks = d.toks
+    prefixes = {f[:k] for f in found for k in (3, 4)}     # (found: given names of 5+ letters)
+    if not prefixes:
+        return
+    for i in compress(range(len(toks)), map(prefixes.__contains__, map(attrgetter("lower"), toks))):
+        t = toks[i]
+        if name[i] or veto[i] or not t.cap or t.abbreviation or t.function or \
+                t.text.isupper() or t.kind != _NO_VERDICT:
+            continue
+        if not t.word or _PERSON_VERB.match(d.text[d.end[i]:d.end[i] + 20]):
             name[i] = True
 
 
@@ -974,14 +1443,19 @@ TITLE_CREDENTIAL = re.compile(r"((?:(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|DR|MR|MRS|MS|dr
                               r"(.+?)(" + _CREDENTIAL_AFTER.pattern + r")?", re.S)
 
 
+_TITLE_GAP_END = (" ", "\n")
+_CREDENTIAL_GAP_START = (",", " ")
+
+
 def _with_title_and_credential(text: str, s: int, e: int) -> list[int]:
     """Widen a name span over the title before it and the credentials after it: gold
     annotations differ on whether "Dr." / ", MD" belong to the name, and a span that covers
     them is never wrong about the name itself. Replacement keeps them verbatim."""
-    m = _TITLE_BEFORE.search(text, max(0, s - 6), s)
+    # (each pattern needs the character next to the name: a space, or "$"'s newline / a comma)
+    m = _TITLE_BEFORE.search(text, max(0, s - 6), s) if text[s - 1:s] in _TITLE_GAP_END else None
     if m:
         s = m.start()
-    m = _CREDENTIAL_AFTER.match(text, e)
+    m = _CREDENTIAL_AFTER.match(text, e) if text[e:e + 1] in _CREDENTIAL_GAP_START else None
     if m:
         e = m.end()
     return [s, e]

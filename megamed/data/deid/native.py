@@ -27,6 +27,7 @@ if os.environ.get("MEGAMED_DEID_NATIVE") == "0":
 TRANSCRIBED = {
     "anchor_age_cue": "26b330235d9f03d9",
     "anchor_age_start": "86fd7181059dff28",
+    "anchor_digit_start": "b028cc28150c95e6",
     "anchor_extension_cue": "476357386f93795a",
     "anchor_ip_hint": "ad3d5b27f425ca6e",
     "anchor_month_capital": "ea9d946c35b353b7",
@@ -35,9 +36,10 @@ TRANSCRIBED = {
     "anchor_phone_core": "fc67f93bdc2babca",
     "anchor_word_gate": "3a46d622aa2c33c0",
     "id_values": "90a436d8f4336f85",
+    "literal_gates": "0da180ae4029e368",
     "month_starts": "17d793db2e8fb5a5",
     "place_words": "e2da3a78eda79aba",
-    "run_starts": "fe479e7630943f06",
+    "run_masks": "f7e30051f2082fba",
     "split_tokens": "d1305b313ca25f93",
     "uncased_regions": "569d612d86e0908d",
 }

@@ -11,7 +11,7 @@ import re
 from functools import partial
 from typing import Iterator
 
-from megamed.data.deid import lexicon, more_patterns, native
+from megamed.data.deid import gates, lexicon, more_patterns, native
 
 Span = tuple[int, int, str]
 
@@ -33,7 +33,7 @@ _DATE_RES = [
     re.compile(rf"\d(?<![\w]\d)\d?[- ]?{_MONTH}\.?[- ]?(?:\d{{4}}|\d{{2}})(?!\w)", re.I),
     # March 3rd, 2019 / Jan. 5th / Mar 3 '19 / March of 2019 / March 2019
     re.compile(rf"(?<![\w]){_MONTH}\.?(?:\s+\d{{1,2}}{_ORD}(?![\d:])(?:(?:,\s*|\s+)(?:1[89]\d\d|20\d\d|'\d\d)(?!\d))?"
-               rf"|,?\s+(?:of\s+)?(?:1[89]\d\d|20\d\d)(?!\d))", re.I),
+               rf"|,?\s+(?:of\s+)?(?:1[89]\d\d|20\d\d|'\d\d)(?!\d))", re.I),
     # 3rd of March 2019 / 5 January
     re.compile(rf"\d(?<![\w/]\d)\d?{_ORD}\s+(?:of\s+)?{_MONTH}\b\.?(?:,?\s+(?:1[89]|20)\d\d(?!\d))?",
                re.I),
@@ -54,7 +54,13 @@ _DATE_RES.append(re.compile(
 _HOLIDAY_WORDS = ("christmas", "xmas", "navidad", "thanksgiving", "easter", "new year", "halloween",
                   "valentine", "independence day", "of july", "labor day", "labour day",
                   "memorial day", "s day", "hanuk", "chanuk", "passover", "yom kippur",
-                  "rosh hashanah", "diwali")
+                  "rosh hashanah", "diwali", "boxing", "black friday", "good friday",
+                  "cyber monday", "bank holiday", "remembrance", "canada day", "anzac",
+                  "australia day", "waitangi", "matariki", "bonfire", "fawkes", "hogmanay",
+                  "mardi gras", "juneteenth", "king day", "mlk", "columbus day", "victoria day",
+                  "ramadan", "eid al", "eid ul", "holi ", "lohri", "pongal")
+# (each word is a scan of the text: a form that another word finds is not listed again,
+# "veterans day" and "st david's day" hold "s day", "lunar new year" holds "new year")
 # month-day-year with hyphens: Mar-22-2019
 _DATE_RES.append(re.compile(rf"(?<![\w]){_MONTH}-\d{{1,2}}-(?:\d{{4}}|\d{{2}})(?![\d-])", re.I))
 # Holidays name a day: "since Christmas", "over Thanksgiving", "desde Navidad".
@@ -62,7 +68,14 @@ _HOLIDAY = re.compile(r"\b(?:christmas(?: eve| day)?|xmas|navidad|thanksgiving(?
                       r"easter(?: sunday)?|new year'?s(?: eve| day)?|halloween|valentine'?s day|"
                       r"independence day|(?:the )?fourth of july|labou?r day|memorial day|"
                       r"mother'?s day|father'?s day|hanukk?ah|chanukah|passover|yom kippur|"
-                      r"rosh hashanah|diwali)\b", re.I)
+                      r"rosh hashanah|diwali|boxing day|black friday|good friday|cyber monday|"
+                      r"easter monday|st\.? (?:patrick|david|andrew|george)'?s day|"
+                      r"(?:august |may |spring |summer )?bank holiday(?: monday| weekend)?|"
+                      r"remembrance (?:day|sunday)|canada day|anzac day|australia day|waitangi day|"
+                      r"matariki|bonfire night|guy fawkes(?: night)?|hogmanay|mardi gras|juneteenth|"
+                      r"veterans'? day|presidents'? day|(?:martin luther )?king(?: jr\.?)? day|"
+                      r"mlk day|columbus day|(?:lunar|chinese) new year|victoria day|ramadan|"
+                      r"eid (?:al|ul)[- ](?:fitr|adha)|holi|lohri|pongal)\b", re.I)
 # A month name on its own: capitalised full names; "May" only after a date preposition.
 _MONTH_ALONE = re.compile(r"\b(?:January|February|March|April|June|July|August|September|"
                           r"October|November|December)\b|\b(?:Jan|Feb|Aug|Sept|Oct|Nov|Dec)\b\.?")
@@ -130,7 +143,7 @@ _LOCAL_PHONE = re.compile(r"\b(?:call|phone|ph|tel|telephone|cell|mobile|home|wo
 _EXTENSION = re.compile(r"\b(?:ext\.?|extension|pager|pgr|beeper|x)\s?#?\s?(\d{3,6})\b", re.I)
 _FAX_BEFORE = more_patterns.FAX_BEFORE       # "fax:" or "f:" right before a number
 _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
-_URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"')\]]+", re.I)
+_URL = re.compile(r"\b(?:https?://|s?ftps?://|www\.)[^\s<>\"')\]]+", re.I)
 _IP = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)"
                  r"(?![\d.]\d)")
 _IPV6 = re.compile(r"\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b", re.I)
@@ -140,7 +153,9 @@ _SSN = re.compile(r"\d(?<![\d-]\d)\d\d-\d{2}-\d{4}(?![\d-])")
 _ID_LABELS = [
     ("SSN", r"ssn|social security(?: number| no\.?| #)?|soc\.? sec\.?|"
             r"social insurance(?: number| no\.?| #)?|sin(?: number| no\.?| #)|"
-            r"national insurance(?: number| no\.?| #)?|ni(?: number| no\.?)"),
+            r"national insurance(?: number| no\.?| #)?|ni(?: number| no\.?)|nric|ppsn|"
+            r"pps(?: number| no\.?)|curp|codice fiscale|bsn|personnummer|tfn|"
+            r"tax file(?: number| no\.?)|ird(?: number| no\.?)|national id(?: number| no\.?)?"),
     ("VEHICLE", r"license plate|licen[cs]e plate|plate(?: number| no\.?| #)?|vin|"
                 r"vehicle(?: identification)?(?: number| no\.?| id| #)?|tag number"),
     ("HEALTH_PLAN", r"member(?: id| number| no\.?| #)?|policy(?: number| no\.?| id| #)?|"
@@ -148,20 +163,22 @@ _ID_LABELS = [
                     r"plan id|subscriber(?: id| number| no\.?| #)?|medicaid(?: id| number| no\.?| #)?|"
                     r"medicare(?: id| number| no\.?| #)?|health card(?: number| no\.?| #)?|ohip|ihi|"
                     r"nhs(?: number| no\.?| #)|chi(?: number| no\.?)|phn|ramq|aadhaar|beneficiary(?: id| number| #)?|group(?: number| no\.?| #)|"
-                    r"hicn|mbi|insurance"),
+                    r"hicn|mbi|insurance|group(?: number| no\.?| #)?|nss|cin|nhif|"
+                    r"card(?: number| no\.?| #)?"),
     ("LICENSE", r"driver'?s? licen[cs]e(?: number| no\.?| #)?|licen[cs]e(?: number| no\.?| #)?|"
                 r"lic\.?(?: no\.?| #)?|dea(?: number| no\.?| #)?|npi(?: number| no\.?| #)?|"
                 r"certificate(?: number| no\.?| #)?|board certification|permit(?: number| #)?|"
                 r"provider(?: number| no\.?| id| #)|prescriber(?: number| no\.?| id| #)|"
                 r"registration(?: number| no\.?| #)|gmc(?: number| no\.?)?|nmc(?: pin)?|ahpra|"
-                r"cpso(?: number| no\.?| #)?|reg\.? no\.?"),
+                r"cpso(?: number| no\.?| #)?|reg\.? no\.?|permis"),
     ("DEVICE", r"serial(?: number| no\.?| #)?|s/n|sn|device(?: id| number| serial)|udi|"
                r"implant(?: id| serial)|model(?:/serial)?(?: number| no\.?| #)|lot(?: number| no\.?| #)?|"
                r"pacemaker serial|imei|mac address|asset(?: tag| number| no\.?| #)?"),
     ("MRN", r"m ?rn|mr ?#|mr no\.?|mr number|med(?:ical)? rec(?:ord)?(?: number| no\.?| #)?|"
             r"record(?: number| no\.?| #)|chart(?: number| no\.?| #)|hospital(?: number| no\.?| #)|"
             r"ur(?: number| no\.?| #)?|urn|uhid|nhi(?: number| no\.?)?|unit record(?: number| no\.?)?|"
-            r"unit(?: number| no\.?)|patient(?: id| number| no\.?| #)|pt(?: id| #)|pid|emr(?: id| #)?"),
+            r"unit(?: number| no\.?)|patient(?: id| number| no\.?| #)|pt(?: id| #)|pid|emr(?: id| #)?|"
+            r"dossier|op(?: number| no\.?)|ip(?: number| no\.?)"),
     ("ACCOUNT", r"csn|account(?: number| no\.?| #)?|acct\.?(?: number| no\.?| #)?|billing(?: number| id| #)?|"
                 r"fin|har|encounter(?: number| no\.?| id| #)|visit(?: number| no\.?| id| #)|"
                 r"invoice(?: number| no\.?| #)?|claim(?: number| no\.?| #)?"),
@@ -384,6 +401,11 @@ _DIGIT_RUN = re.compile(r"\d+")
 _SHORT_NUMBER = re.compile(r"\d{1,3}")
 _YEAR = re.compile(r"(?:19|20)\d\d")
 _UNIT_AFTER = re.compile(r"\s*(?:mg|mcg|ml|units|cells|/|%|copies|iu)", re.I)
+# the end of a labelled address: its ZIP or postcode, or a sentence's end, when more follows
+_ADDRESS_CODE_END = re.compile(r"(?:\b\d{5}(?:-\d{4})?|\b[A-Z]{1,2}\d[A-Z\d]?[ ]\d[A-Z]{2}|"
+                               r"\b[A-Z]\d[A-Z][ ]\d[A-Z]\d)(?=[,.;:?!]?[ ]+[(\w])|[a-z]\.(?=[ ]+[A-Z])")
+# lower-case words before the number of a labelled address ("we're at is 41 ...")
+_ADDRESS_LEAD = re.compile(r"(?:[a-z][a-z']*[ ,:-]+|\d{1,2}[:.)][ ]+){1,6}(?=\d)")
 _ADDRESS_END = re.compile(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b|"
                           r"\s(?:and|with|who|where|since|but|her|his|she|he|they)\b", re.I)
 
@@ -392,6 +414,13 @@ _ADDRESS_END = re.compile(r"\s{2,}|\b(?:phone|tel|fax|email|dob|mrn|pcp)\b|"
 # match must hold an "anchor" (a literal, a digit run) within `back` characters of its start,
 # only the starts near an anchor are tried: the same matches, in the same order, as finditer.
 def _anchored(rx: re.Pattern, text: str, find_anchor, back: int) -> Iterator[re.Match]:
+    positions = getattr(find_anchor, "positions", None)
+    if positions is not None:                   # a list: walked without a call per anchor
+        return _anchored_listed(rx, text, positions, back)
+    return _anchored_found(rx, text, find_anchor, back)
+
+
+def _anchored_found(rx: re.Pattern, text: str, find_anchor, back: int) -> Iterator[re.Match]:
     pos = tried = 0             # matches start at >= pos; starts below `tried` failed
     a = find_anchor(0)
     while a >= 0:
@@ -409,6 +438,30 @@ def _anchored(rx: re.Pattern, text: str, find_anchor, back: int) -> Iterator[re.
             a = find_anchor(a + 1)
 
 
+def _anchored_listed(rx: re.Pattern, text: str, positions: list[int],
+                     back: int) -> Iterator[re.Match]:
+    """_anchored_found for the sorted anchors `positions` (the same steps, on the list)."""
+    pos = tried = k = 0
+    n = len(positions)
+    match = rx.match
+    while k < n:
+        a = positions[k]
+        if a < pos:                 # (after a match: the first anchor at or after its end)
+            k += 1
+            continue
+        m = None
+        for s in range(max(pos, tried, a - back), a + 1):
+            m = match(text, s)
+            if m:
+                break
+        if m:
+            yield m
+            pos = tried = m.end()
+        else:
+            tried = a + 1
+            k += 1
+
+
 def _literal_anchor(low: str, word: str):
     return lambda i: low.find(word, i)
 
@@ -419,6 +472,7 @@ def _listed_anchor(positions: list[int]):
     def find(i: int) -> int:
         k = bisect.bisect_left(positions, i)
         return positions[k] if k < len(positions) else -1
+    find.positions = positions          # (_anchored walks the list itself)
     return find
 
 
@@ -474,6 +528,15 @@ _ADDRESS_CUES = ("addr", "lives at", "residing at", "resides at")
 # the same cues as one search: each match of the pattern starts at its cue (or `back` before)
 _CITY_CUE = re.compile("|".join(re.escape(c) for c in _CITY_CUES))
 _ADDRESS_CUE = re.compile("|".join(re.escape(c) for c in _ADDRESS_CUES))
+# the literals that the detectors above test before they scan (see gates.py: one pass for all)
+_CITY_GATE = gates.literals(*_CITY_CUES, lower=True)
+_ADDRESS_GATE = gates.literals(*_ADDRESS_CUES, lower=True)
+_ZIP_GATE = gates.literals("zip", "postal", lower=True)
+_BOX_GATE = gates.literals("box", lower=True)
+_ON_GATE = gates.literals(" on ")
+_HOLIDAY_GATE = gates.literals(*_HOLIDAY_WORDS, lower=True)
+_MAY_GATE = gates.literals("may", "May", "MAY")
+_URL_GATE = gates.literals("://", "www.", "WWW.")
 
 
 # anchor patterns that csrc/deid_scan.cpp transcribes (every position where each matches)
@@ -496,7 +559,27 @@ def _positions(rx: re.Pattern, text: str) -> list[int] | None:
     kind = _NATIVE_ANCHORS.get(rx)
     if kind is None or not text.isascii():
         return None
-    return _native_anchor_starts(kind, text)
+    return _anchor_list(kind, text)
+
+
+# The anchor lists of one string, every kind of its group in one C++ call (made when the first
+# is asked for, reused by the other detectors): kinds on the note, kinds on its lower case.
+_LOW_KINDS = ("age_start", "age_cue", "extension_cue")
+_TEXT_KINDS = ("phone_core", "ip_hint", "month_capital", "ordinal_hint", "word_gate",
+               "phone7_letter")
+_native_anchor_table = getattr(native._dicom, "deid_anchor_table", None)
+_ANCHOR_MEMO = {_LOW_KINDS: (None, None), _TEXT_KINDS: (None, None)}   # group: (string, lists)
+
+
+def _anchor_list(kind: str, s: str) -> list[int]:
+    """_native_anchor_starts(kind, s) (s ASCII)."""
+    if _native_anchor_table is None:
+        return _native_anchor_starts(kind, s)
+    group = _LOW_KINDS if kind in _LOW_KINDS else _TEXT_KINDS
+    memo = _ANCHOR_MEMO[group]                  # (one tuple: read whole, thread-safe)
+    if memo[0] is not s:
+        memo = _ANCHOR_MEMO[group] = (s, dict(zip(group, _native_anchor_table(s, group))))
+    return memo[1][kind]
 
 
 def _anchor(rx: re.Pattern, text: str):
@@ -561,33 +644,74 @@ if native.function("deid_anchor_starts", "anchor_word_gate", _WORD_START):
 def _scan(scanner: re.Pattern, text: str, starts=None) -> dict[str, list[tuple[int, int]]]:
     """The spans of each pattern of the scanner; `starts`: the only positions where the
     scanner can match, if known (it is tried only there)."""
-    groups = scanner.groupindex.items()          # (the inner groups of the patterns are unnamed)
-    out = {name: [] for name in scanner.groupindex}
-    last = dict.fromkeys(scanner.groupindex, 0)  # where the pattern's previous match ended
+    groups = _SCAN_GROUPS.get(scanner) or _scan_groups(scanner)
+    out = {name: [] for name, _ in groups}
+    if starts is not None and not starts:
+        return out                               # (no start: no match)
+    last = dict.fromkeys(out, 0)                 # where the pattern's previous match ended
     matches = scanner.finditer(text) if starts is None else \
         filter(None, map(partial(scanner.match, text), starts))
     for m in matches:
         regs = m.regs
-        for name, k in groups:
-            s, e = regs[k]
-            if s >= last[name]:                  # (-1: no match here)
+        # (the patterns that matched here: a comprehension, most of them did not)
+        for name, (s, e) in [(name, regs[k]) for name, k in groups if regs[k][0] >= 0]:
+            if s >= last[name]:
                 out[name].append((s, e))
                 last[name] = e
     return out
 
 
+_SCAN_GROUPS: dict[re.Pattern, tuple] = {}
+
+
+def _scan_groups(scanner: re.Pattern) -> tuple:
+    """(name, group number) of each pattern of the scanner (the inner groups are unnamed)."""
+    _SCAN_GROUPS[scanner] = tuple(scanner.groupindex.items())
+    return _SCAN_GROUPS[scanner]
+
+
 def run_matches(text: str) -> dict[str, list[tuple[int, int]]]:
     """pattern name -> the spans re.finditer gives for it, for every pattern in _RUN_PATTERNS
     (of those that also start at words, the part that starts at digits)."""
-    native_ok = _native_run_starts is not None and text.isascii()
-    return _scan(_RUN_SCANNER, text, _native_run_starts(text) if native_ok else None)
+    if _native_run_masks is not None and text.isascii():
+        return _masked_run_matches(text, _native_run_masks(text))
+    return _scan(_RUN_SCANNER, text)
 
 
-# csrc's deid_run_starts: the digit runs where some _RUN_PATTERNS pattern may match, from a
-# necessary condition of each pattern on what follows the run. A pattern added to _RUN_PATTERNS
-# needs its condition there too (tests/data/test_deid_text.py compares with the full scan).
-_native_run_starts = native.function(
-    "deid_run_starts", "run_starts", _RUN_SCANNER,
+# csrc's deid_run_masks: the digit runs where some _RUN_PATTERNS pattern may match, and which
+# (bit k: _RUN_BITS[k]), from a necessary condition of each pattern on what follows the run. A
+# pattern added to _RUN_PATTERNS needs its bit and condition there too (until then the scan
+# runs: the fingerprint covers the patterns; tests/data/test_deid_text.py compares both).
+_RUN_BITS = ("date0", "date1", "date2", "date3", "date4", "month_day", "ssn", "zip", "date7",
+             "street", "date5", "bare_id", "vin")
+
+
+def _masked_run_matches(text: str, masks: list[tuple[int, int]]) -> dict:
+    """_scan(_RUN_SCANNER, text)'s result, each pattern tried alone at the runs where its bit is
+    set (the scanner tries every pattern at a run: those with a clear bit fail there)."""
+    out = {name: [] for name in _RUN_SCANNER.groupindex}
+    last = dict.fromkeys(out, 0)
+    for a, mask in masks:
+        for name, match in _MASK_PATTERNS.get(mask) or _mask_patterns(mask):
+            m = match(text, a)
+            if m is not None and a >= last[name]:
+                out[name].append(m.span())
+                last[name] = m.end()
+    return out
+
+
+_MASK_PATTERNS: dict[int, tuple] = {}
+
+
+def _mask_patterns(mask: int) -> tuple:
+    """(name, pattern.match) of the patterns whose bits `mask` sets."""
+    _MASK_PATTERNS[mask] = tuple((name, _RUN_PATTERNS[name].match)
+                                 for k, name in enumerate(_RUN_BITS) if mask >> k & 1)
+    return _MASK_PATTERNS[mask]
+
+
+_native_run_masks = native.function(
+    "deid_run_masks", "run_masks", _RUN_SCANNER, _RUN_BITS, _masked_run_matches,
     *(f"{name}={rx.pattern}\0{int(rx.flags)}" for name, rx in _RUN_PATTERNS.items()))
 
 
@@ -597,8 +721,18 @@ def word_matches(text: str) -> dict[str, list[tuple[int, int]]]:
 
 
 def _lower_ascii(text: str) -> str | None:
-    """text.lower() where it keeps every index and re's case folding is plain ASCII; else None."""
-    return text.lower() if text.isascii() else None
+    """text.lower() where it keeps every index and re's case folding is plain ASCII; else None.
+    (The same string object for the same text: the detectors share it, and the anchor lists
+    made on it.)"""
+    global _LOWER_MEMO
+    memo = _LOWER_MEMO
+    if memo[0] is text:
+        return memo[1]
+    memo = _LOWER_MEMO = (text, text.lower() if text.isascii() else None)
+    return memo[1]
+
+
+_LOWER_MEMO: tuple = (None, None)
 
 
 def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
@@ -620,7 +754,7 @@ def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
                 yield s, e, "DATE"
     for m in _anchored(_MONTH_ALONE, text, _anchor(_MONTH_CAPITAL, text), 0):
         yield m.start(), m.end(), "DATE"
-    holiday = low is None or any(w in low for w in _HOLIDAY_WORDS)
+    holiday = low is None or _HOLIDAY_GATE(text)
     for m in _HOLIDAY.finditer(text) if holiday else ():
         yield m.start(), m.end(), "DATE"
     # (its month name starts a word: among the month-first anchors, where there are, those
@@ -634,7 +768,7 @@ def dates(text: str, runs: dict | None = None) -> Iterator[Span]:
         (low is None or _ORDINAL_THE.search(low))
     for m in _ORDINAL_DAY.finditer(text) if ordinal else ():
         yield m.start(1), m.end(1), "DATE"
-    if "may" in text or "May" in text or "MAY" in text:
+    if _MAY_GATE(text):
         found = _MAY_ALONE.finditer(text) if low is None else \
             _anchored(_MAY_ALONE, text, _literal_anchor(low, "may"), _MAY_BACK)
         for m in found:
@@ -687,6 +821,8 @@ def _not_date_before(before: str) -> bool:
 
 
 def _plausible_date(s: str) -> bool:
+    if s.isascii() and s.strip("0123456789/.-"):
+        return True                     # (a letter or a space: no numeric date to check)
     nums = [int(x) for x in _DIGIT_RUN.findall(s)]
     if len(nums) >= 3 and all(c.isdigit() or c in "/.-" for c in s):
         a, b, c = nums[:3]
@@ -718,9 +854,10 @@ def contacts(text: str, runs: dict | None = None) -> Iterator[Span]:
     if "@" in text:
         for m in _EMAIL.finditer(text):
             yield m.start(), m.end(), "EMAIL"
-    if "://" in text or "www." in text or "WWW." in text:
+    if _URL_GATE(text):
         for m in _URL.finditer(text):
-            yield m.start(), m.end(), "URL"
+            if not more_patterns.standards_url(m.group(0)):
+                yield m.start(), m.end(), "URL"
     if text.count(".") >= 3 and _IP_HINT.search(text):
         for m in _anchored(_IP, text, _anchor(_IP_HINT, text), 2):
             yield m.start(), m.end(), "IP"
@@ -734,7 +871,7 @@ def contacts(text: str, runs: dict | None = None) -> Iterator[Span]:
         if 8 <= sum(c.isdigit() for c in m.group(0)) <= 15:
             before = text[max(0, m.start() - 14):m.start()]
             yield m.start(), m.end(), "FAX" if _FAX_BEFORE.search(before) else "PHONE"
-    phone7 = _listed_anchor(_native_anchor_starts("phone7_letter", text)) \
+    phone7 = _listed_anchor(_anchor_list("phone7_letter", text)) \
         if _native_phone7 and text.isascii() else _phone7_after_letter(text)
     for m in _anchored(_LOCAL_PHONE, text, phone7, _LOCAL_PHONE_BACK):
         yield m.start(1), m.end(1), "PHONE"
@@ -773,6 +910,9 @@ _NATIVE_ID_VALUES = native.id_scanner(_LABEL_ENDS, _ID_CANDIDATE, _ID_AT, _id_va
                                       _may_follow_label)
 
 
+_PROTOCOL_BEFORE = re.compile(r"(?i:protocol|study|trial)\W{0,3}$")
+
+
 def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
     native_ok = _NATIVE_ID_VALUES is not None and text.isascii()
     for start, end in _NATIVE_ID_VALUES(text) if native_ok else _id_values(text):
@@ -808,7 +948,38 @@ def identifiers(text: str, runs: dict | None = None) -> Iterator[Span]:
     for s, e in runs["bare_id"] + words["bare_id"]:     # (never overlapping: see _BARE_ID)
         if _UNIT_AFTER.match(text[e:e + 8]):
             continue
+        if text.startswith("NCT", s) or _PROTOCOL_BEFORE.search(text, max(0, s - 12), s):
+            continue                # a trial's registry number or protocol names no person
         yield s, e, "OTHER_ID"
+
+
+# "UHID: SVMH.0001884129", "Lic. # AUD.0004471", "OP No: NSH/OP/26/04417": a letter code joined
+# to numbers by "." or "/" after a label (an _ID_AT value holds no "." or "/" before its digit)
+_JOINED_ID = re.compile(r"[A-Z](?<![\w./-][A-Z])[A-Z]{0,5}(?:[./][A-Z0-9]{1,10}){1,5}(?![\w/]|\.\w)")
+
+
+# where a _JOINED_ID may be: a capital, then "." or "/" and a letter or digit (from the separator:
+# fewer of those than capitals)
+_JOINED_HINT = re.compile(r"[./](?<=[A-Z][./])(?=[A-Z0-9])")
+
+
+def joined_identifiers(text: str) -> Iterator[Span]:
+    end = 0
+    for hint in _JOINED_HINT.finditer(text):
+        start = hint.start() - 1
+        if start < end:
+            continue
+        while start > 0 and text[start - 1].isupper() and hint.start() - start < 6:
+            start -= 1
+        m = _JOINED_ID.match(text, start)
+        if m is None:
+            continue
+        end = m.end()
+        if not any(c.isdigit() for c in m.group(0)) or not _may_follow_label(text, start):
+            continue
+        label = _ID_LABEL_FAST.search(text, max(0, start - 48), start)
+        if label is not None:
+            yield start, m.end(), label.lastgroup.rsplit("_", 1)[0]
 
 
 def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
@@ -819,13 +990,19 @@ def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
         street_ends.add(street_end)
         yield start, tail.end() if tail else street_end, "ADDRESS"
     lowered = _lower_ascii(text)
-    cued = lowered is None or any(c in lowered for c in _ADDRESS_CUES)
+    cued = lowered is None or _ADDRESS_GATE(text)
     for m in _cued(_ADDRESS_LABEL, text, lowered, _ADDRESS_CUE, len("patient ")) if cued else ():
+        if text[m.start() - 1:m.start()] == '"':
+            continue            # a JSON key ("address": [{"line": ...): its fields say more
         value = m.group(1)
         cut = _ADDRESS_END.search(value)
         value = value[:cut.start()] if cut else value
+        cut = _ADDRESS_CODE_END.search(value)     # what follows the postcode is more prose
+        value = value[:cut.end()] if cut else value
+        lead = _ADDRESS_LEAD.match(value)         # "btw - moved to 2217 ...": from the number
+        skip = lead.end() if lead else 0
         if any(c.isdigit() for c in value) or "," in value:
-            yield m.start(1), m.start(1) + len(value.rstrip(" .,;")), "ADDRESS"
+            yield m.start(1) + skip, m.start(1) + len(value.rstrip(" .,;")), "ADDRESS"
     for m in _place_words(text):
         word = m.group(0)
         if word.endswith(_PLACE_ENDINGS) and len(word) > 5:
@@ -837,21 +1014,24 @@ def addresses(text: str, runs: dict | None = None) -> Iterator[Span]:
                 yield (prefix.start() if prefix else m.start()), m.end(), "ADDRESS"
         if word in _STATE_TRIGGERS:
             yield from _city_state(text, m, street_ends)
-    for m in _ZIP_LABEL.finditer(text) if lowered is None or "zip" in lowered or \
-            "postal" in lowered else ():
+    for m in _ZIP_LABEL.finditer(text) if lowered is None or _ZIP_GATE(text) else ():
         yield m.start(1), m.end(1), "ZIP"
     for s, e in runs["zip"]:
         yield s, e, "ZIP"
-    cued = lowered is None or any(c in lowered for c in _CITY_CUES)
+    cued = lowered is None or _CITY_GATE(text)
     for m in _cued(_CITY_CONTEXT, text, lowered, _CITY_CUE, 0) if cued else ():
         place = m.group(1).rstrip()
+        low_place = place.lower()
+        if " " not in place and low_place in lexicon.english_words() and \
+                low_place not in more_patterns.lexicon_cities():
+            continue            # "lives in Denial", "City: Unknown": a word, no town
         yield m.start(1), m.start(1) + len(place), "ADDRESS"
     found = _STREET_ON.finditer(text) if lowered is None else \
         _anchored(_STREET_ON, text, lambda i: lowered.find(" on ", i) + 1 or -1, len("apartment "))
-    for m in found if " on " in text else ():
+    for m in found if _ON_GATE(text) else ():
         group = 1 if m.group(1) else 2
         yield m.start(group), m.end(group), "ADDRESS"
-    for m in _PO_BOX.finditer(text) if lowered is None or "box" in lowered else ():
+    for m in _PO_BOX.finditer(text) if lowered is None or _BOX_GATE(text) else ():
         yield m.start(), m.end(), "ADDRESS"
 
 
@@ -953,6 +1133,14 @@ def hl7_fields(text: str) -> Iterator[Span]:
                     start += len(part) + 1
 
 
+# A new detector stays fast (find_phi runs on every note) by one of the shared mechanisms:
+# - a literal that each of its matches holds: a module-level gates.literals(...) tested before
+#   the scan (all gates of all detectors are answered by one C++ pass over the note);
+# - a pattern that starts at a run of digits: an entry of _RUN_PATTERNS (one scan for all; give
+#   it its bit in _RUN_BITS and csrc's run_mask, else every run pattern runs in Python again),
+#   or a named alternative of more_patterns._DIGIT_START;
+# - a pattern opening with a word alternation: _anchored() near an anchor (a literal, a C++
+#   anchor list) instead of finditer over the whole text.
 def find_structured(text: str) -> list[Span]:
     runs = run_matches(text)             # shared by dates, contacts, identifiers, addresses
     spans: list[Span] = []
@@ -960,6 +1148,7 @@ def find_structured(text: str) -> list[Span]:
     spans.extend(ages(text))
     spans.extend(contacts(text, runs))
     spans.extend(identifiers(text, runs))
+    spans.extend(joined_identifiers(text))
     spans.extend(addresses(text, runs))
     spans.extend(hl7_fields(text))
     spans.extend(more_patterns.find(text, spans))       # other countries' formats, OCR, ...
