@@ -743,9 +743,11 @@ def _vetoed(d: _Doc, i: int) -> bool:
             toks[i + 1].cap and toks[i + 2].lower in lexicon.TEST_HEADS and \
             toks[i + 2].text.islower():
         return True                    # "Austin Moore prosthesis", "St. Jude Regent valve"
-    if t.text[0].isupper() and _facility_follows(d, i):      # (also on an all-capitals line)
-        return True                    # "Brigham Clinic", "Mercy Hospital"
-    if t.cap and _score_name_follows(d, i):
+    # (both rules below need a next token after the usual gap: tested here, without a call)
+    g1 = gap[i + 1] if i + 1 < len(toks) else None
+    if g1 in _FACILITY_GAPS and t.text[0].isupper() and _facility_follows(d, i):
+        return True                    # "Brigham Clinic", "Mercy Hospital" (also in capitals)
+    if g1 == " " and t.cap and toks[i + 1].cap and _score_name_follows(d, i):
         return True                    # "Harris Hip Score", "Morse Fall Scale"
     # a state before its ZIP code, a drug before its dose: only when a digit follows closely
     follow = text[t_end:t_end + 3].lstrip(" ,")
@@ -1235,17 +1237,25 @@ _LABEL_SET = frozenset(w.replace("-", " ") for w in lexicon.LABEL_WORDS)
 _LABEL_LAST_WORDS = frozenset(w.split(" ")[-1] for w in _LABEL_SET)
 
 
+# the word-final parts of every label ("name", "patient name"): a phrase that is none of them
+# cannot grow into a label by taking words before it
+_LABEL_TAILS = frozenset(" ".join(w.split(" ")[k:]) for w in _LABEL_SET
+                         for k in range(len(w.split(" "))))
+
+
 def _label_before(d: _Doc, i: int) -> str | None:
     """The longest label phrase (1-3 words) ending right before token i, or None."""
     if not _LABEL_GAP.fullmatch(d.gap[i]):
         return None
     best = None
-    words = []
+    phrase = ""
     for k in range(i - 1, max(-1, i - 4), -1):
         if k < i - 1 and not d.gap[k + 1].isspace():
             break
-        words.insert(0, d.toks[k].lower.replace("-", " "))
-        phrase = " ".join(words)
+        word = d.toks[k].lower.replace("-", " ")
+        phrase = word + " " + phrase if phrase else word
+        if phrase not in _LABEL_TAILS:
+            break                   # (no longer phrase is a label either)
         if phrase in _LABEL_SET:
             best = phrase
     return best
