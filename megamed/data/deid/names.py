@@ -48,7 +48,7 @@ class _Word:
     __slots__ = ("text", "lower", "cap", "word", "first", "surname_rank", "possessive", "length",
                  "kind", "function", "abbreviation", "initial", "lower_name", "label_end",
                  "may_veto", "veto_head", "facility_head", "title_rule", "relation_rule", "dictionary_rule", "joins_name",
-                 "and_rule", "kin", "place_cue", "field_label", "column_head", "cue")
+                 "and_rule", "and_end", "kin", "place_cue", "field_label", "column_head", "cue")
 
     def __init__(self, text, lower, cap, word, first, surname_rank, possessive, length):
         self.text, self.lower, self.cap, self.word = text, lower, cap, word
@@ -77,6 +77,7 @@ class _Word:
             not (cap and (self.abbreviation or (text.isupper() and len(text) <= 4)))
         self.joins_name = cap and not word and not self.function and not self.abbreviation
         self.and_rule = cap and named and not self.abbreviation
+        self.and_end = lower.endswith(("and", "or"))     # (may end an _AND_BEFORE: "and", "or")
         self.kin = lower in lexicon.RELATIVES
         self.place_cue = text in _PLACE_CUES or lower in lexicon.ORGANISATIONS
         self.field_label = lower in _FIELD_WORDS
@@ -346,6 +347,19 @@ def _place_vetoes(d: _Doc, veto, cues) -> None:
 
 
 _SIGNATURE_MARK = re.compile(r"(?:^|\n)[ \t]*(?:--+|\u2014|\u2013|/s/)[ \t]*(?=[^\W\d_])")
+# the same after a newline, and at the start of the text: a literal first char makes the scan
+# fast (_SIGNATURE_MARK tries its alternation at every position)
+_SIGNATURE_MARK_NEWLINE = re.compile(_SIGNATURE_MARK.pattern.replace(r"(?:^|\n)", r"\n", 1))
+_SIGNATURE_MARK_START = re.compile(_SIGNATURE_MARK.pattern.replace(r"(?:^|\n)", "", 1))
+
+
+def _signature_mark_ends(text: str) -> list[int]:
+    """[m.end() for m in _SIGNATURE_MARK.finditer(text)]: a mark at the very start (which has
+    no newline in it), then those after a newline."""
+    m = _SIGNATURE_MARK_START.match(text)
+    return ([m.end()] if m else []) + [m.end() for m in _SIGNATURE_MARK_NEWLINE.finditer(text)]
+
+
 _SIGNATURE_GATE = gates.literals("--", "/s/", "\u2014", "\u2013")
 
 
@@ -356,9 +370,9 @@ def _signature_marks(d: _Doc, veto, name) -> None:
     if not _SIGNATURE_GATE(text):
         return
     toks = d.toks
-    for m in _SIGNATURE_MARK.finditer(text):
-        i = bisect.bisect_left(d.start, m.end())
-        if i >= len(toks) or d.start[i] != m.end():
+    for end in _signature_mark_ends(text):
+        i = bisect.bisect_left(d.start, end)
+        if i >= len(toks) or d.start[i] != end:
             continue
         t = toks[i]
         nxt = toks[i + 1] if i + 1 < len(toks) else None
@@ -1046,10 +1060,10 @@ _RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?"
 
 def _labels(d: _Doc, veto, name) -> None:
     text, toks, end, gap = d.text, d.toks, d.end, d.gap
-    for i in _indices(toks, "relation_rule"):
-        # (the comma or bracket of _RELATION_AFTER is in the gap after the token: a C-speed
-        # test first)
-        if not veto[i] and ("," in gap[i + 1] or "(" in gap[i + 1]) and \
+    # (the comma or bracket of _RELATION_AFTER is in the gap after the token: the tokens
+    # before such a gap are listed at C speed, the gaps' tests memoised)
+    for i in compress(range(len(toks)), map(_COMMA_OR_BRACKET.__getitem__, gap[1:])):
+        if toks[i].relation_rule and not veto[i] and \
                 toks[i].lower not in lexicon.PEOPLES and \
                 _RELATION_AFTER.match(text[end[i]:end[i] + 30]):
             _take_backward(d, veto, name, i)          # "Padraig Miller, son"
@@ -1127,6 +1141,21 @@ def _labels(d: _Doc, veto, name) -> None:
                           comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
 
 
+class _GapTest(dict):
+    """gap -> test(gap), computed on first sight (gaps repeat): a pass lists the tokens next
+    to the gaps that pass with one map() at C speed."""
+    def __init__(self, test):
+        super().__init__()
+        self.test = test
+
+    def __missing__(self, gap: str) -> bool:
+        if len(self) >= 1 << 16:
+            self.clear()
+        v = self[gap] = bool(self.test(gap))
+        return v
+
+
+_COMMA_OR_BRACKET = _GapTest(lambda g: "," in g or "(" in g)
 _CLOSES = re.compile(r"\s*(?:$|\n|[.,;:)/]|\d)")
 _DOTTED_INITIALS = re.compile(r"(?:[A-Z]\.){2,4}(?![A-Za-z])")
 _LINE_END = re.compile(r"[ \t.;]*(?:$|\n)")
@@ -1385,9 +1414,15 @@ def _propagate(d: _Doc, veto, name) -> None:
     _short_forms(d, veto, name, {toks[i].lower for i in compress(range(len(toks)), name)
                                  if toks[i].first and len(toks[i].text) >= 5})
     # "Mbeki (pharmacy) and Frost": a census name joined to a name by "and" / "or" / "&"
-    for i in _indices(toks, "and_rule"):
+    # (_AND_BEFORE ends with the token before, which ends with "and" / "or", or with a "&" in
+    # the gap: only the tokens after those are looked at, in order)
+    after = compress(range(1, len(toks)), map(attrgetter("and_end"), toks))
+    if "&" in text:
+        after = sorted(set(after).union(k for k in range(1, len(toks)) if "&" in d.gap[k]))
+    for i in after:
         s = start[i]
-        if not name[i] and not veto[i] and _AND_BEFORE.search(text[s - 6:s]):
+        if toks[i].and_rule and not name[i] and not veto[i] and \
+                _AND_BEFORE.search(text[s - 6:s]):
             window = text[max(0, s - 30):s]
             if any(name[j] and end[j] > s - 30 for j in range(max(0, i - 6), i)) and \
                     "\n" not in window:
