@@ -41,6 +41,20 @@ _INITIAL_GAP = re.compile(r"[ .]{0,2}")
 _DIGIT_FOLLOWS = re.compile(r"[ ,]{0,2}\d")
 
 
+class _GapTest(dict):
+    """gap -> test(gap), computed on first sight (gaps repeat): a pass lists the tokens next
+    to the gaps that pass with one map() at C speed."""
+    def __init__(self, test):
+        super().__init__()
+        self.test = test
+
+    def __missing__(self, gap: str) -> bool:
+        if len(self) >= 1 << 16:
+            self.clear()
+        v = self[gap] = bool(self.test(gap))
+        return v
+
+
 class _Word:
     """What the lexicon says about one token's text: a function of the text alone, so built once
     per distinct text and shared by its every occurrence (positions live in _Doc).
@@ -48,7 +62,7 @@ class _Word:
     __slots__ = ("text", "lower", "cap", "word", "first", "surname_rank", "possessive", "length",
                  "kind", "function", "abbreviation", "initial", "lower_name", "label_end",
                  "may_veto", "veto_head", "facility_head", "title_rule", "relation_rule", "dictionary_rule", "joins_name",
-                 "and_rule", "and_end", "kin", "place_cue", "field_label", "column_head", "cue")
+                 "and_rule", "and_end", "credential_shape", "kin", "place_cue", "field_label", "column_head", "cue")
 
     def __init__(self, text, lower, cap, word, first, surname_rank, possessive, length):
         self.text, self.lower, self.cap, self.word = text, lower, cap, word
@@ -67,9 +81,11 @@ class _Word:
         # a veto rule looks at the token before it (a facility word: the 3 before, _far_veto)
         self.veto_head = lower in lexicon.EPONYM_HEADS or lower in lexicon.EPONYM_VETO_HEADS or \
             self.facility_head
-        self.title_rule = lower in lexicon.TITLES or text in _ROLE_BEFORE or \
-            (text[0].isupper() and (text.isupper() or text in _MIXED_CREDENTIALS)) or \
+        # (a credential's shape: the last rule of _titles_and_credentials)
+        self.credential_shape = (text[0].isupper() and (text.isupper() or
+                                                        text in _MIXED_CREDENTIALS)) or \
             lower in ("md", "rn", "np")
+        self.title_rule = lower in lexicon.TITLES or text in _ROLE_BEFORE or self.credential_shape
         named = first or surname_rank or not word
         self.relation_rule = cap and named and not self.function and not self.abbreviation
         self.dictionary_rule = not self.function and len(text) >= 2 and \
@@ -604,6 +620,8 @@ _REFERENCE_END = re.compile(r"[ \t]*(?:$|\n)|[ \t]{2,}")
 
 def _reference_initials(d: _Doc, name) -> None:
     toks, text = d.toks, d.text
+    if "/" not in text:
+        return                                  # (no "/" gap)
     for k in compress(range(len(toks)), map("/".__eq__, d.gap)):
         a, b = toks[k - 1], toks[k]
         if k and 2 <= len(a.text) <= 4 and 2 <= len(b.text) <= 4 and a.text.isupper() and \
@@ -988,6 +1006,10 @@ _MIXED_CREDENTIALS = frozenset(["PhD", "PharmD", "RPh", "Ph", "Au", "AuD", "Para
 _ROLE_BEFORE = frozenset(["RN", "NP", "PA", "MD", "LPN", "CNA", "RT", "PT"])
 
 
+# a gap before a credential that the rule below may accept (memoised: gaps repeat)
+_CREDENTIAL_GAP = _GapTest(lambda g: (g.strip() in ("", ",", ".") or g == " (") and "\n" not in g)
+
+
 def _titles_and_credentials(d: _Doc, veto, name) -> None:
     text, toks, gap, start = d.text, d.toks, d.gap, d.start
     for i in _indices(toks, "title_rule"):       # every rule below needs a title / credential
@@ -1013,8 +1035,7 @@ def _titles_and_credentials(d: _Doc, veto, name) -> None:
                 (nxt.first or nxt.surname_rank) and gap[i + 1] == " ":
             _take_forward(d, veto, name, i + 1, strict=True)
         g = gap[i]          # (the gap's tests before the credential's regex: they are cheaper)
-        if i and (t.text[0].isupper() and (t.text.isupper() or t.text in _MIXED_CREDENTIALS)
-                  or t.lower in ("md", "rn", "np")):
+        if i and t.credential_shape and _CREDENTIAL_GAP[g]:
             in_parens = g == " (" and text[d.end[i]:d.end[i] + 1] == ")"     # "Olamide (RN)"
             if (g.strip() in ("", ",", ".") or in_parens) and "\n" not in g and \
                     not (t.text in ("PT", "OT", "PA", "RT", "DO", "NP") and "," not in g and
@@ -1139,20 +1160,6 @@ def _labels(d: _Doc, veto, name) -> None:
         if ok:
             _take_forward(d, veto, name, i, strict=True, first_ok=True,
                           comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
-
-
-class _GapTest(dict):
-    """gap -> test(gap), computed on first sight (gaps repeat): a pass lists the tokens next
-    to the gaps that pass with one map() at C speed."""
-    def __init__(self, test):
-        super().__init__()
-        self.test = test
-
-    def __missing__(self, gap: str) -> bool:
-        if len(self) >= 1 << 16:
-            self.clear()
-        v = self[gap] = bool(self.test(gap))
-        return v
 
 
 _COMMA_OR_BRACKET = _GapTest(lambda g: "," in g or "(" in g)
