@@ -262,6 +262,25 @@ megamed.data.deid.gates).)doc");
         R"doc((start, mask) of the digit runs of ASCII `text` where some pattern of
 megamed.data.deid.patterns._RUN_PATTERNS may match; bit k of mask: the k-th of
 patterns._RUN_BITS may (none matches where its bit is clear).)doc");
+  m.def("deid_token_parts",
+        [](const std::string& text) {
+          const std::vector<long> b = deid_token_bounds(text);
+          const size_t k = b.size() / 2;
+          py::list gaps(k + 1), tokens(k), starts(k), ends(k);
+          long prev = 0;
+          for (size_t j = 0; j < k; ++j) {
+            gaps[j] = py::str(text.data() + prev, static_cast<size_t>(b[2 * j] - prev));
+            tokens[j] = py::str(text.data() + b[2 * j], static_cast<size_t>(b[2 * j + 1] - b[2 * j]));
+            starts[j] = py::int_(b[2 * j]);
+            ends[j] = py::int_(b[2 * j + 1]);
+            prev = b[2 * j + 1];
+          }
+          gaps[k] = py::str(text.data() + prev, text.size() - static_cast<size_t>(prev));
+          return py::make_tuple(gaps, tokens, starts, ends);
+        },
+        py::arg("text"),
+        R"doc(megamed.data.deid.names._token_parts_python(text) for ASCII `text`: (gaps, tokens,
+starts, ends) of its token split.)doc");
   m.def("decode_batch", &decode_batch_into, py::arg("sources"), py::arg("out"), py::arg("item_bytes"),
         py::arg("item_size"), py::arg("is_signed"), py::arg("threads") = 1,
         py::arg("slopes") = py::none(), py::arg("intercepts") = py::none(),

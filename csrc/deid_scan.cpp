@@ -524,3 +524,27 @@ std::string LiteralGates::scan(const std::string& t) const {
 }
 
 }  // namespace megamed
+
+namespace megamed {
+
+std::vector<long> deid_token_bounds(const std::string& t) {
+  // the tokens of deid_split_tokens (names._TOKEN_SPLIT_ASCII), as start, end, start, end, ...
+  std::vector<long> bounds;
+  const long n = static_cast<long>(t.size());
+  long i = 0;
+  while (i < n) {
+    if (!is_alpha(t[i])) { ++i; continue; }
+    long j = i;
+    while (j < n && is_alpha(t[j])) ++j;
+    while (j + 1 < n && (t[j] == '\'' || t[j] == '-') && is_alpha(t[j + 1])) {
+      ++j;
+      while (j < n && is_alpha(t[j])) ++j;
+    }
+    bounds.push_back(i);
+    bounds.push_back(j);
+    i = j;
+  }
+  return bounds;
+}
+
+}  // namespace megamed

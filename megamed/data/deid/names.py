@@ -125,6 +125,19 @@ _split_ascii = native.function("deid_split_tokens", "split_tokens", _TOKEN_SPLIT
     _TOKEN_SPLIT_ASCII.split
 
 
+def _token_parts_python(text: str) -> tuple[list[str], list[str], list[int], list[int]]:
+    """(gaps, tokens, starts, ends) of one split of the text (C speed): gap k before token k,
+    the last gap after the last token; positions from the running sum of the part lengths."""
+    parts = _split_ascii(text) if text.isascii() else _TOKEN_SPLIT.split(text)
+    bounds = list(accumulate(map(len, parts)))
+    return parts[0::2], parts[1::2], bounds[0:-1:2], bounds[1::2]
+
+
+# the same lists built in C++ from the token bounds (ASCII text)
+_native_parts = native.function("deid_token_parts", "token_parts", _TOKEN_SPLIT_ASCII,
+                                _token_parts_python)
+
+
 def _uncased_regions(text: str) -> list[tuple[int, int]]:
     if _native_uncased is not None and text.isascii():
         return _native_uncased(text)
@@ -132,17 +145,17 @@ def _uncased_regions(text: str) -> list[tuple[int, int]]:
 
 
 def _tokens(text: str) -> _Doc:
-    """One split of the text into gaps and tokens (C speed), token texts looked up in the
-    _Word cache, positions from the running sum of the part lengths."""
-    parts = _split_ascii(text) if text.isascii() else _TOKEN_SPLIT.split(text)
-    raw = parts[1::2]
+    """One split of the text into gaps and tokens (_token_parts_python), token texts looked
+    up in the _Word cache."""
+    if _native_parts is not None and text.isascii():
+        gaps, raw, starts, ends = _native_parts(text)
+    else:
+        gaps, raw, starts, ends = _token_parts_python(text)
     toks = list(map(_TOKEN_INFO.get, raw))
     if None in toks:
         toks = [w or _token_info(t) for w, t in zip(toks, raw)]
-    bounds = list(accumulate(map(len, parts)))
     d = _Doc()
-    d.text, d.toks, d.start, d.gap = text, toks, bounds[0:-1:2], parts[0::2]
-    d.end = bounds[1::2]
+    d.text, d.toks, d.start, d.gap, d.end = text, toks, starts, gaps, ends
     fix = []
     if "'" in text or "’" in text:                      # "Smith's": the token ends before 's
         fix = list(compress(range(len(toks)), map(attrgetter("possessive"), toks)))
