@@ -1450,12 +1450,14 @@ def _propagate(d: _Doc, veto, name) -> None:
     # 'Marcus "Mookie" Tillery': a quoted capitalised word between two names is a nickname
     gap = d.gap
     n = len(toks)
-    for i in compress(range(1, n - 1), map(_NICKNAME_OPEN.__contains__, gap[1:n - 1])):
+    opens = list(compress(range(1, n - 1), map(_NICKNAME_OPEN.__contains__, gap[1:n - 1])))
+    for i in opens:
         if not name[i] and name[i - 1] and name[i + 1] and toks[i].cap and \
                 gap[i + 1] in _NICKNAME_CLOSE:      # (name read as it grows, as before)
             name[i] = True
-    # 'Eleanor "Nell" Whitcombe': the family name after a quoted nickname
-    for i in compress(range(1, n - 1), map(_NICKNAME_QUOTES.__contains__, gap[1:n - 1])):
+    # 'Eleanor "Nell" Whitcombe': the family name after a quoted nickname (the quotes are
+    # among the openings)
+    for i in (i for i in opens if gap[i] in _NICKNAME_QUOTES):
         j = i + 1
         if name[i] and name[i - 1] and gap[j] in _NICKNAME_CLOSE and not name[j] and \
                 not veto[j] and toks[j].cap and (toks[j].joins_name or toks[j].surname_rank):
