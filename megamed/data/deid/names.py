@@ -18,7 +18,7 @@ import bisect
 import re
 import unicodedata
 from itertools import accumulate, compress
-from operator import attrgetter
+from operator import attrgetter, not_
 
 from megamed.data.deid import gates, lexicon, native
 
@@ -55,13 +55,16 @@ class _GapTest(dict):
         return v
 
 
+_DIGIT_GAP = _GapTest(_DIGIT_FOLLOWS.match)
+
+
 class _Word:
     """What the lexicon says about one token's text: a function of the text alone, so built once
     per distinct text and shared by its every occurrence (positions live in _Doc).
     The fields after `length` are the per-token tests of the rules, precomputed."""
     __slots__ = ("text", "lower", "cap", "word", "first", "surname_rank", "possessive", "length",
                  "kind", "function", "abbreviation", "initial", "lower_name", "label_end",
-                 "may_veto", "veto_head", "facility_head", "title_rule", "relation_rule", "dictionary_rule", "joins_name",
+                 "may_veto", "no_verdict", "veto_call", "veto_head", "facility_head", "title_rule", "relation_rule", "dictionary_rule", "joins_name",
                  "and_rule", "and_end", "credential_shape", "kin", "place_cue", "field_label", "column_head", "cue")
 
     def __init__(self, text, lower, cap, word, first, surname_rank, possessive, length):
@@ -76,6 +79,9 @@ class _Word:
         self.label_end = (lower.rsplit("-", 1)[-1] if "-" in lower else lower) in _LABEL_LAST_WORDS
         # which tokens each pass can act on at all (the rest it skips without a look)
         self.may_veto = cap or not word or first or bool(surname_rank)
+        # (_vetoes: the word says nothing about a veto / its veto takes the rules)
+        self.no_verdict = self.may_veto and self.kind == _NO_VERDICT
+        self.veto_call = self.may_veto and self.kind not in (_NO_VERDICT, _ALWAYS)
         self.facility_head = lower in lexicon.FACILITY_HEADS or lower in lexicon.SCORE_HEADS or \
             lower in lexicon.TEST_HEADS or lower in lexicon.ORGANISATION_HEADS
         # a veto rule looks at the token before it (a facility word: the 3 before, _far_veto)
@@ -304,20 +310,8 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     n = len(d.toks)
     if not n:
         return []
-    # only tokens that could be a name get the (slower) veto rules: a lower-case English word
-    # in no name list is never a name
-    veto = [True] * n
-    toks, gap = d.toks, d.gap
-    far = _far_veto(toks)
-    for i in _indices(toks, "may_veto"):
-        kind = toks[i].kind
-        if kind == _ALWAYS:
-            continue
-        if kind == _NO_VERDICT and not (i + 1 < n and toks[i + 1].veto_head) and \
-                (gap[i + 1] == " " or not _DIGIT_FOLLOWS.match(gap[i + 1])) and i not in far:
-            veto[i] = False                 # what _vetoed says, without the call
-            continue
-        veto[i] = _vetoed(d, i)
+    toks = d.toks
+    veto = _vetoes(d)
     cues = list(_indices(toks, "cue"))        # (one pass for the four rules that need one)
     _kinship_vetoes(d, veto, cues)
     _place_vetoes(d, veto, cues)
@@ -334,6 +328,25 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     _reference_initials(d, name)
     _closing_initials(d, name)
     return _merge(d, name, blocked)
+
+
+def _vetoes(d: _Doc) -> list[bool]:
+    """veto[i] for every token. Only tokens that could be a name get the (slower) veto rules:
+    a lower-case English word in no name list is never a name. A token whose word says
+    nothing (no_verdict) has no veto, what _vetoed says without the call, unless a veto head
+    follows it, a digit follows closely, or a facility word comes 2-3 after it (_far_veto):
+    those and the tokens whose word needs the rules (veto_call) get _vetoed, the rest are
+    settled at C speed."""
+    toks, n = d.toks, len(d.toks)
+    veto = list(map(not_, map(attrgetter("no_verdict"), toks)))
+    ask = _far_veto(toks)
+    ask.update([k - 1 for k in _indices(toks, "veto_head", 1)])
+    ask.update(compress(range(n), map(_DIGIT_GAP.__getitem__, d.gap[1:])))
+    ask = [i for i in ask if 0 <= i < n and toks[i].no_verdict]
+    ask.extend(_indices(toks, "veto_call"))
+    for i in ask:                           # (_vetoed reads no veto: any order)
+        veto[i] = _vetoed(d, i)
+    return veto
 
 
 def _kinship_vetoes(d: _Doc, veto, cues) -> None:
