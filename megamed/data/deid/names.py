@@ -1546,8 +1546,10 @@ def _merge(d: _Doc, name, blocked) -> list[tuple[int, int, str]]:
     spans: list[list[int]] = []
     prev = None
     for i in compress(range(len(toks)), name):
-        gap = text[spans[-1][1]:start[i]] if spans else ""
-        if spans and _INITIAL_GAP.fullmatch(gap) and ("." not in gap or prev.initial):
+        # (_INITIAL_GAP takes at most 2 characters: a longer gap is not sliced)
+        if spans and start[i] - spans[-1][1] <= 2 and \
+                _INITIAL_GAP.fullmatch(gap := text[spans[-1][1]:start[i]]) and \
+                ("." not in gap or prev.initial):
             spans[-1][1] = end[i]
         else:
             spans.append([start[i], end[i]])
