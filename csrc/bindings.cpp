@@ -264,18 +264,30 @@ megamed.data.deid.patterns._RUN_PATTERNS may match; bit k of mask: the k-th of
 patterns._RUN_BITS may (none matches where its bit is clear).)doc");
   m.def("deid_token_parts",
         [](const std::string& text) {
+          // (ASCII text: each part made as an ASCII string, without UTF-8 decoding)
           const std::vector<long> b = deid_token_bounds(text);
-          const size_t k = b.size() / 2;
+          const Py_ssize_t k = static_cast<Py_ssize_t>(b.size() / 2);
           py::list gaps(k + 1), tokens(k), starts(k), ends(k);
+          auto ascii = [&text](long from, long to) {
+            PyObject* s = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text.data() + from,
+                                                    static_cast<Py_ssize_t>(to - from));
+            if (s == nullptr) throw py::error_already_set();
+            return s;
+          };
+          auto number = [](long v) {
+            PyObject* o = PyLong_FromLong(v);
+            if (o == nullptr) throw py::error_already_set();
+            return o;
+          };
           long prev = 0;
-          for (size_t j = 0; j < k; ++j) {
-            gaps[j] = py::str(text.data() + prev, static_cast<size_t>(b[2 * j] - prev));
-            tokens[j] = py::str(text.data() + b[2 * j], static_cast<size_t>(b[2 * j + 1] - b[2 * j]));
-            starts[j] = py::int_(b[2 * j]);
-            ends[j] = py::int_(b[2 * j + 1]);
+          for (Py_ssize_t j = 0; j < k; ++j) {
+            PyList_SET_ITEM(gaps.ptr(), j, ascii(prev, b[2 * j]));
+            PyList_SET_ITEM(tokens.ptr(), j, ascii(b[2 * j], b[2 * j + 1]));
+            PyList_SET_ITEM(starts.ptr(), j, number(b[2 * j]));
+            PyList_SET_ITEM(ends.ptr(), j, number(b[2 * j + 1]));
             prev = b[2 * j + 1];
           }
-          gaps[k] = py::str(text.data() + prev, text.size() - static_cast<size_t>(prev));
+          PyList_SET_ITEM(gaps.ptr(), k, ascii(prev, static_cast<long>(text.size())));
           return py::make_tuple(gaps, tokens, starts, ends);
         },
         py::arg("text"),
