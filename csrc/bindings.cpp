@@ -276,6 +276,37 @@ megamed.data.deid.gates).)doc");
         R"doc((start, mask) of the digit runs of ASCII `text` where some pattern of
 megamed.data.deid.patterns._RUN_PATTERNS may match; bit k of mask: the k-th of
 patterns._RUN_BITS may (none matches where its bit is clear).)doc");
+  m.def("deid_token_parts",
+        [](const std::string& text) {
+          // (ASCII text: each part made as an ASCII string, without UTF-8 decoding)
+          const std::vector<long> b = deid_token_bounds(text);
+          const Py_ssize_t k = static_cast<Py_ssize_t>(b.size() / 2);
+          py::list gaps(k + 1), tokens(k), starts(k), ends(k);
+          auto ascii = [&text](long from, long to) {
+            PyObject* s = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, text.data() + from,
+                                                    static_cast<Py_ssize_t>(to - from));
+            if (s == nullptr) throw py::error_already_set();
+            return s;
+          };
+          auto number = [](long v) {
+            PyObject* o = PyLong_FromLong(v);
+            if (o == nullptr) throw py::error_already_set();
+            return o;
+          };
+          long prev = 0;
+          for (Py_ssize_t j = 0; j < k; ++j) {
+            PyList_SET_ITEM(gaps.ptr(), j, ascii(prev, b[2 * j]));
+            PyList_SET_ITEM(tokens.ptr(), j, ascii(b[2 * j], b[2 * j + 1]));
+            PyList_SET_ITEM(starts.ptr(), j, number(b[2 * j]));
+            PyList_SET_ITEM(ends.ptr(), j, number(b[2 * j + 1]));
+            prev = b[2 * j + 1];
+          }
+          PyList_SET_ITEM(gaps.ptr(), k, ascii(prev, static_cast<long>(text.size())));
+          return py::make_tuple(gaps, tokens, starts, ends);
+        },
+        py::arg("text"),
+        R"doc(megamed.data.deid.names._token_parts_python(text) for ASCII `text`: (gaps, tokens,
+starts, ends) of its token split.)doc");
   m.def("decode_batch", &decode_batch_into, py::arg("sources"), py::arg("out"), py::arg("item_bytes"),
         py::arg("item_size"), py::arg("is_signed"), py::arg("threads") = 1,
         py::arg("slopes") = py::none(), py::arg("intercepts") = py::none(),

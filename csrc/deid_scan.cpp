@@ -254,19 +254,12 @@ bool word_gate(const std::string& t, long p) {
 std::vector<std::string> deid_split_tokens(const std::string& t) {
   // ([A-Za-z]+(?:['-][A-Za-z]+)*): letters, and more letters after each ' or - between them
   std::vector<std::string> parts;
-  const long n = static_cast<long>(t.size());
-  long gap = 0, i = 0;
-  while (i < n) {
-    if (!is_alpha(t[i])) { ++i; continue; }
-    long j = i;
-    while (j < n && is_alpha(t[j])) ++j;
-    while (j + 1 < n && (t[j] == '\'' || t[j] == '-') && is_alpha(t[j + 1])) {
-      ++j;
-      while (j < n && is_alpha(t[j])) ++j;
-    }
-    parts.push_back(t.substr(gap, i - gap));
-    parts.push_back(t.substr(i, j - i));
-    gap = i = j;
+  const std::vector<long> b = deid_token_bounds(t);      // (the scan: at the end of the file)
+  long gap = 0;
+  for (size_t k = 0; k < b.size(); k += 2) {
+    parts.push_back(t.substr(gap, b[k] - gap));
+    parts.push_back(t.substr(b[k], b[k + 1] - b[k]));
+    gap = b[k + 1];
   }
   parts.push_back(t.substr(gap));
   return parts;
@@ -521,6 +514,30 @@ std::string LiteralGates::scan(const std::string& t) const {
     }
   }
   return on;
+}
+
+}  // namespace megamed
+
+namespace megamed {
+
+std::vector<long> deid_token_bounds(const std::string& t) {
+  // the tokens of deid_split_tokens (names._TOKEN_SPLIT_ASCII), as start, end, start, end, ...
+  std::vector<long> bounds;
+  const long n = static_cast<long>(t.size());
+  long i = 0;
+  while (i < n) {
+    if (!is_alpha(t[i])) { ++i; continue; }
+    long j = i;
+    while (j < n && is_alpha(t[j])) ++j;
+    while (j + 1 < n && (t[j] == '\'' || t[j] == '-') && is_alpha(t[j + 1])) {
+      ++j;
+      while (j < n && is_alpha(t[j])) ++j;
+    }
+    bounds.push_back(i);
+    bounds.push_back(j);
+    i = j;
+  }
+  return bounds;
 }
 
 }  // namespace megamed

@@ -76,3 +76,11 @@ class LiteralGates {
 };
 
 }  // namespace megamed
+
+namespace megamed {
+
+// The tokens of names._TOKEN_SPLIT_ASCII.split(text) for ASCII text as start, end, start,
+// end, ... (names._token_parts builds its lists from them: csrc/bindings.cpp).
+std::vector<long> deid_token_bounds(const std::string& text);
+
+}  // namespace megamed

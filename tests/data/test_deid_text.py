@@ -484,3 +484,25 @@ def test_native_transcriptions_are_current():
     stale = {k: v for k, v in native.CURRENT.items() if native.TRANSCRIBED.get(k) != v}
     assert not stale, f"the Python of these C++ pieces changed (now running in Python): {stale}"
     assert set(native.CURRENT) == set(native.TRANSCRIBED)
+
+
+def test_native_token_parts_equal_the_python_ones(corpus):
+    """csrc's deid_token_parts (names._native_parts): the gaps, tokens and their positions of
+    names._token_parts_python, and of the regex split it stands for, on ASCII text."""
+    import random
+    from megamed.data.deid import names as N
+    if N._native_parts is None:
+        pytest.skip("megamed._dicom was built without deid_token_parts")
+    rng = random.Random(11)
+    parts = ["O'Brien", "Smith's", "x--y", "'a", "a'", "-b", "co-pay", "A", "BP", "\n", " ",
+             "12", "_", "\x1c", ":", "MD", "I", "", "a-'b", "Mary-Kate", ", ", "'"]
+    texts = [doc["text"] for doc in corpus] + ["", "a", " ", "'", "ab cd"]
+    texts += ["".join(rng.choice(parts) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
+    for text in (t for t in texts if t.isascii()):
+        native = N._native_parts(text)
+        assert native == N._token_parts_python(text), text
+        split = N._TOKEN_SPLIT_ASCII.split(text)
+        gaps, tokens, starts, ends = native
+        assert gaps == split[0::2] and tokens == split[1::2], text
+        assert [text[s:e] for s, e in zip(starts, ends)] == tokens, text
+        assert [text[e:s] for e, s in zip([0] + ends, starts + [len(text)])] == gaps, text

@@ -18,7 +18,7 @@ import bisect
 import re
 import unicodedata
 from itertools import accumulate, compress
-from operator import attrgetter
+from operator import attrgetter, not_
 
 from megamed.data.deid import gates, lexicon, native
 
@@ -41,14 +41,31 @@ _INITIAL_GAP = re.compile(r"[ .]{0,2}")
 _DIGIT_FOLLOWS = re.compile(r"[ ,]{0,2}\d")
 
 
+class _GapTest(dict):
+    """gap -> test(gap), computed on first sight (gaps repeat): a pass lists the tokens next
+    to the gaps that pass with one map() at C speed."""
+    def __init__(self, test):
+        super().__init__()
+        self.test = test
+
+    def __missing__(self, gap: str) -> bool:
+        if len(self) >= 1 << 16:
+            self.clear()
+        v = self[gap] = bool(self.test(gap))
+        return v
+
+
+_DIGIT_GAP = _GapTest(_DIGIT_FOLLOWS.match)
+
+
 class _Word:
     """What the lexicon says about one token's text: a function of the text alone, so built once
     per distinct text and shared by its every occurrence (positions live in _Doc).
     The fields after `length` are the per-token tests of the rules, precomputed."""
     __slots__ = ("text", "lower", "cap", "word", "first", "surname_rank", "possessive", "length",
                  "kind", "function", "abbreviation", "initial", "lower_name", "label_end",
-                 "may_veto", "veto_head", "facility_head", "title_rule", "relation_rule", "dictionary_rule", "joins_name",
-                 "and_rule", "kin", "place_cue", "field_label", "column_head", "cue")
+                 "may_veto", "no_verdict", "veto_call", "veto_head", "facility_head", "title_rule", "relation_rule", "dictionary_rule", "joins_name",
+                 "and_rule", "and_end", "credential_shape", "kin", "place_cue", "field_label", "column_head", "cue")
 
     def __init__(self, text, lower, cap, word, first, surname_rank, possessive, length):
         self.text, self.lower, self.cap, self.word = text, lower, cap, word
@@ -62,14 +79,19 @@ class _Word:
         self.label_end = (lower.rsplit("-", 1)[-1] if "-" in lower else lower) in _LABEL_LAST_WORDS
         # which tokens each pass can act on at all (the rest it skips without a look)
         self.may_veto = cap or not word or first or bool(surname_rank)
+        # (_vetoes: the word says nothing about a veto / its veto takes the rules)
+        self.no_verdict = self.may_veto and self.kind == _NO_VERDICT
+        self.veto_call = self.may_veto and self.kind not in (_NO_VERDICT, _ALWAYS)
         self.facility_head = lower in lexicon.FACILITY_HEADS or lower in lexicon.SCORE_HEADS or \
             lower in lexicon.TEST_HEADS or lower in lexicon.ORGANISATION_HEADS
         # a veto rule looks at the token before it (a facility word: the 3 before, _far_veto)
         self.veto_head = lower in lexicon.EPONYM_HEADS or lower in lexicon.EPONYM_VETO_HEADS or \
             self.facility_head
-        self.title_rule = lower in lexicon.TITLES or text in _ROLE_BEFORE or \
-            (text[0].isupper() and (text.isupper() or text in _MIXED_CREDENTIALS)) or \
+        # (a credential's shape: the last rule of _titles_and_credentials)
+        self.credential_shape = (text[0].isupper() and (text.isupper() or
+                                                        text in _MIXED_CREDENTIALS)) or \
             lower in ("md", "rn", "np")
+        self.title_rule = lower in lexicon.TITLES or text in _ROLE_BEFORE or self.credential_shape
         named = first or surname_rank or not word
         self.relation_rule = cap and named and not self.function and not self.abbreviation
         self.dictionary_rule = not self.function and len(text) >= 2 and \
@@ -77,6 +99,7 @@ class _Word:
             not (cap and (self.abbreviation or (text.isupper() and len(text) <= 4)))
         self.joins_name = cap and not word and not self.function and not self.abbreviation
         self.and_rule = cap and named and not self.abbreviation
+        self.and_end = lower.endswith(("and", "or"))     # (may end an _AND_BEFORE: "and", "or")
         self.kin = lower in lexicon.RELATIVES
         self.place_cue = text in _PLACE_CUES or lower in lexicon.ORGANISATIONS
         self.field_label = lower in _FIELD_WORDS
@@ -108,6 +131,19 @@ _split_ascii = native.function("deid_split_tokens", "split_tokens", _TOKEN_SPLIT
     _TOKEN_SPLIT_ASCII.split
 
 
+def _token_parts_python(text: str) -> tuple[list[str], list[str], list[int], list[int]]:
+    """(gaps, tokens, starts, ends) of one split of the text (C speed): gap k before token k,
+    the last gap after the last token; positions from the running sum of the part lengths."""
+    parts = _split_ascii(text) if text.isascii() else _TOKEN_SPLIT.split(text)
+    bounds = list(accumulate(map(len, parts)))
+    return parts[0::2], parts[1::2], bounds[0:-1:2], bounds[1::2]
+
+
+# the same lists built in C++ from the token bounds (ASCII text)
+_native_parts = native.function("deid_token_parts", "token_parts", _TOKEN_SPLIT_ASCII,
+                                _token_parts_python)
+
+
 def _uncased_regions(text: str) -> list[tuple[int, int]]:
     if _native_uncased is not None and text.isascii():
         return _native_uncased(text)
@@ -115,17 +151,17 @@ def _uncased_regions(text: str) -> list[tuple[int, int]]:
 
 
 def _tokens(text: str) -> _Doc:
-    """One split of the text into gaps and tokens (C speed), token texts looked up in the
-    _Word cache, positions from the running sum of the part lengths."""
-    parts = _split_ascii(text) if text.isascii() else _TOKEN_SPLIT.split(text)
-    raw = parts[1::2]
+    """One split of the text into gaps and tokens (_token_parts_python), token texts looked
+    up in the _Word cache."""
+    if _native_parts is not None and text.isascii():
+        gaps, raw, starts, ends = _native_parts(text)
+    else:
+        gaps, raw, starts, ends = _token_parts_python(text)
     toks = list(map(_TOKEN_INFO.get, raw))
     if None in toks:
         toks = [w or _token_info(t) for w, t in zip(toks, raw)]
-    bounds = list(accumulate(map(len, parts)))
     d = _Doc()
-    d.text, d.toks, d.start, d.gap = text, toks, bounds[0:-1:2], parts[0::2]
-    d.end = bounds[1::2]
+    d.text, d.toks, d.start, d.gap, d.end = text, toks, starts, gaps, ends
     fix = []
     if "'" in text or "’" in text:                      # "Smith's": the token ends before 's
         fix = list(compress(range(len(toks)), map(attrgetter("possessive"), toks)))
@@ -274,20 +310,8 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     n = len(d.toks)
     if not n:
         return []
-    # only tokens that could be a name get the (slower) veto rules: a lower-case English word
-    # in no name list is never a name
-    veto = [True] * n
-    toks, gap = d.toks, d.gap
-    far = _far_veto(toks)
-    for i in _indices(toks, "may_veto"):
-        kind = toks[i].kind
-        if kind == _ALWAYS:
-            continue
-        if kind == _NO_VERDICT and not (i + 1 < n and toks[i + 1].veto_head) and \
-                (gap[i + 1] == " " or not _DIGIT_FOLLOWS.match(gap[i + 1])) and i not in far:
-            veto[i] = False                 # what _vetoed says, without the call
-            continue
-        veto[i] = _vetoed(d, i)
+    toks = d.toks
+    veto = _vetoes(d)
     cues = list(_indices(toks, "cue"))        # (one pass for the four rules that need one)
     _kinship_vetoes(d, veto, cues)
     _place_vetoes(d, veto, cues)
@@ -304,6 +328,25 @@ def find_names(text: str, blocked: list[tuple[int, int]] = ()) -> list[tuple[int
     _reference_initials(d, name)
     _closing_initials(d, name)
     return _merge(d, name, blocked)
+
+
+def _vetoes(d: _Doc) -> list[bool]:
+    """veto[i] for every token. Only tokens that could be a name get the (slower) veto rules:
+    a lower-case English word in no name list is never a name. A token whose word says
+    nothing (no_verdict) has no veto, what _vetoed says without the call, unless a veto head
+    follows it, a digit follows closely, or a facility word comes 2-3 after it (_far_veto):
+    those and the tokens whose word needs the rules (veto_call) get _vetoed, the rest are
+    settled at C speed."""
+    toks, n = d.toks, len(d.toks)
+    veto = list(map(not_, map(attrgetter("no_verdict"), toks)))
+    ask = _far_veto(toks)
+    ask.update([k - 1 for k in _indices(toks, "veto_head", 1)])
+    ask.update(compress(range(n), map(_DIGIT_GAP.__getitem__, d.gap[1:])))
+    ask = [i for i in ask if 0 <= i < n and toks[i].no_verdict]
+    ask.extend(_indices(toks, "veto_call"))
+    for i in ask:                           # (_vetoed reads no veto: any order)
+        veto[i] = _vetoed(d, i)
+    return veto
 
 
 def _kinship_vetoes(d: _Doc, veto, cues) -> None:
@@ -346,6 +389,19 @@ def _place_vetoes(d: _Doc, veto, cues) -> None:
 
 
 _SIGNATURE_MARK = re.compile(r"(?:^|\n)[ \t]*(?:--+|\u2014|\u2013|/s/)[ \t]*(?=[^\W\d_])")
+# the same after a newline, and at the start of the text: a literal first char makes the scan
+# fast (_SIGNATURE_MARK tries its alternation at every position)
+_SIGNATURE_MARK_NEWLINE = re.compile(_SIGNATURE_MARK.pattern.replace(r"(?:^|\n)", r"\n", 1))
+_SIGNATURE_MARK_START = re.compile(_SIGNATURE_MARK.pattern.replace(r"(?:^|\n)", "", 1))
+
+
+def _signature_mark_ends(text: str) -> list[int]:
+    """[m.end() for m in _SIGNATURE_MARK.finditer(text)]: a mark at the very start (which has
+    no newline in it), then those after a newline."""
+    m = _SIGNATURE_MARK_START.match(text)
+    return ([m.end()] if m else []) + [m.end() for m in _SIGNATURE_MARK_NEWLINE.finditer(text)]
+
+
 _SIGNATURE_GATE = gates.literals("--", "/s/", "\u2014", "\u2013")
 
 
@@ -356,9 +412,9 @@ def _signature_marks(d: _Doc, veto, name) -> None:
     if not _SIGNATURE_GATE(text):
         return
     toks = d.toks
-    for m in _SIGNATURE_MARK.finditer(text):
-        i = bisect.bisect_left(d.start, m.end())
-        if i >= len(toks) or d.start[i] != m.end():
+    for end in _signature_mark_ends(text):
+        i = bisect.bisect_left(d.start, end)
+        if i >= len(toks) or d.start[i] != end:
             continue
         t = toks[i]
         nxt = toks[i + 1] if i + 1 < len(toks) else None
@@ -590,6 +646,8 @@ _REFERENCE_END = re.compile(r"[ \t]*(?:$|\n)|[ \t]{2,}")
 
 def _reference_initials(d: _Doc, name) -> None:
     toks, text = d.toks, d.text
+    if "/" not in text:
+        return                                  # (no "/" gap)
     for k in compress(range(len(toks)), map("/".__eq__, d.gap)):
         a, b = toks[k - 1], toks[k]
         if k and 2 <= len(a.text) <= 4 and 2 <= len(b.text) <= 4 and a.text.isupper() and \
@@ -743,9 +801,11 @@ def _vetoed(d: _Doc, i: int) -> bool:
             toks[i + 1].cap and toks[i + 2].lower in lexicon.TEST_HEADS and \
             toks[i + 2].text.islower():
         return True                    # "Austin Moore prosthesis", "St. Jude Regent valve"
-    if t.text[0].isupper() and _facility_follows(d, i):      # (also on an all-capitals line)
-        return True                    # "Brigham Clinic", "Mercy Hospital"
-    if t.cap and _score_name_follows(d, i):
+    # (both rules below need a next token after the usual gap: tested here, without a call)
+    g1 = gap[i + 1] if i + 1 < len(toks) else None
+    if g1 in _FACILITY_GAPS and t.text[0].isupper() and _facility_follows(d, i):
+        return True                    # "Brigham Clinic", "Mercy Hospital" (also in capitals)
+    if g1 == " " and t.cap and toks[i + 1].cap and _score_name_follows(d, i):
         return True                    # "Harris Hip Score", "Morse Fall Scale"
     # a state before its ZIP code, a drug before its dose: only when a digit follows closely
     follow = text[t_end:t_end + 3].lstrip(" ,")
@@ -972,6 +1032,10 @@ _MIXED_CREDENTIALS = frozenset(["PhD", "PharmD", "RPh", "Ph", "Au", "AuD", "Para
 _ROLE_BEFORE = frozenset(["RN", "NP", "PA", "MD", "LPN", "CNA", "RT", "PT"])
 
 
+# a gap before a credential that the rule below may accept (memoised: gaps repeat)
+_CREDENTIAL_GAP = _GapTest(lambda g: (g.strip() in ("", ",", ".") or g == " (") and "\n" not in g)
+
+
 def _titles_and_credentials(d: _Doc, veto, name) -> None:
     text, toks, gap, start = d.text, d.toks, d.gap, d.start
     for i in _indices(toks, "title_rule"):       # every rule below needs a title / credential
@@ -997,8 +1061,7 @@ def _titles_and_credentials(d: _Doc, veto, name) -> None:
                 (nxt.first or nxt.surname_rank) and gap[i + 1] == " ":
             _take_forward(d, veto, name, i + 1, strict=True)
         g = gap[i]          # (the gap's tests before the credential's regex: they are cheaper)
-        if i and (t.text[0].isupper() and (t.text.isupper() or t.text in _MIXED_CREDENTIALS)
-                  or t.lower in ("md", "rn", "np")):
+        if i and t.credential_shape and _CREDENTIAL_GAP[g]:
             in_parens = g == " (" and text[d.end[i]:d.end[i] + 1] == ")"     # "Olamide (RN)"
             if (g.strip() in ("", ",", ".") or in_parens) and "\n" not in g and \
                     not (t.text in ("PT", "OT", "PA", "RT", "DO", "NP") and "," not in g and
@@ -1044,10 +1107,10 @@ _RELATION_AFTER = re.compile(r"^\s*[,(]\s*(?:his |her |the pt's |patient's )?"
 
 def _labels(d: _Doc, veto, name) -> None:
     text, toks, end, gap = d.text, d.toks, d.end, d.gap
-    for i in _indices(toks, "relation_rule"):
-        # (the comma or bracket of _RELATION_AFTER is in the gap after the token: a C-speed
-        # test first)
-        if not veto[i] and ("," in gap[i + 1] or "(" in gap[i + 1]) and \
+    # (the comma or bracket of _RELATION_AFTER is in the gap after the token: the tokens
+    # before such a gap are listed at C speed, the gaps' tests memoised)
+    for i in compress(range(len(toks)), map(_COMMA_OR_BRACKET.__getitem__, gap[1:])):
+        if toks[i].relation_rule and not veto[i] and \
                 toks[i].lower not in lexicon.PEOPLES and \
                 _RELATION_AFTER.match(text[end[i]:end[i] + 30]):
             _take_backward(d, veto, name, i)          # "Padraig Miller, son"
@@ -1125,6 +1188,7 @@ def _labels(d: _Doc, veto, name) -> None:
                           comma_first=label in ("patient", "pt", "name", "patient name", "pt name"))
 
 
+_COMMA_OR_BRACKET = _GapTest(lambda g: "," in g or "(" in g)
 _CLOSES = re.compile(r"\s*(?:$|\n|[.,;:)/]|\d)")
 _DOTTED_INITIALS = re.compile(r"(?:[A-Z]\.){2,4}(?![A-Za-z])")
 _LINE_END = re.compile(r"[ \t.;]*(?:$|\n)")
@@ -1235,17 +1299,25 @@ _LABEL_SET = frozenset(w.replace("-", " ") for w in lexicon.LABEL_WORDS)
 _LABEL_LAST_WORDS = frozenset(w.split(" ")[-1] for w in _LABEL_SET)
 
 
+# the word-final parts of every label ("name", "patient name"): a phrase that is none of them
+# cannot grow into a label by taking words before it
+_LABEL_TAILS = frozenset(" ".join(w.split(" ")[k:]) for w in _LABEL_SET
+                         for k in range(len(w.split(" "))))
+
+
 def _label_before(d: _Doc, i: int) -> str | None:
     """The longest label phrase (1-3 words) ending right before token i, or None."""
     if not _LABEL_GAP.fullmatch(d.gap[i]):
         return None
     best = None
-    words = []
+    phrase = ""
     for k in range(i - 1, max(-1, i - 4), -1):
         if k < i - 1 and not d.gap[k + 1].isspace():
             break
-        words.insert(0, d.toks[k].lower.replace("-", " "))
-        phrase = " ".join(words)
+        word = d.toks[k].lower.replace("-", " ")
+        phrase = word + " " + phrase if phrase else word
+        if phrase not in _LABEL_TAILS:
+            break                   # (no longer phrase is a label either)
         if phrase in _LABEL_SET:
             best = phrase
     return best
@@ -1375,9 +1447,15 @@ def _propagate(d: _Doc, veto, name) -> None:
     _short_forms(d, veto, name, {toks[i].lower for i in compress(range(len(toks)), name)
                                  if toks[i].first and len(toks[i].text) >= 5})
     # "Mbeki (pharmacy) and Frost": a census name joined to a name by "and" / "or" / "&"
-    for i in _indices(toks, "and_rule"):
+    # (_AND_BEFORE ends with the token before, which ends with "and" / "or", or with a "&" in
+    # the gap: only the tokens after those are looked at, in order)
+    after = compress(range(1, len(toks)), map(attrgetter("and_end"), toks))
+    if "&" in text:
+        after = sorted(set(after).union(k for k in range(1, len(toks)) if "&" in d.gap[k]))
+    for i in after:
         s = start[i]
-        if not name[i] and not veto[i] and _AND_BEFORE.search(text[s - 6:s]):
+        if toks[i].and_rule and not name[i] and not veto[i] and \
+                _AND_BEFORE.search(text[s - 6:s]):
             window = text[max(0, s - 30):s]
             if any(name[j] and end[j] > s - 30 for j in range(max(0, i - 6), i)) and \
                     "\n" not in window:
@@ -1385,12 +1463,14 @@ def _propagate(d: _Doc, veto, name) -> None:
     # 'Marcus "Mookie" Tillery': a quoted capitalised word between two names is a nickname
     gap = d.gap
     n = len(toks)
-    for i in compress(range(1, n - 1), map(_NICKNAME_OPEN.__contains__, gap[1:n - 1])):
+    opens = list(compress(range(1, n - 1), map(_NICKNAME_OPEN.__contains__, gap[1:n - 1])))
+    for i in opens:
         if not name[i] and name[i - 1] and name[i + 1] and toks[i].cap and \
                 gap[i + 1] in _NICKNAME_CLOSE:      # (name read as it grows, as before)
             name[i] = True
-    # 'Eleanor "Nell" Whitcombe': the family name after a quoted nickname
-    for i in compress(range(1, n - 1), map(_NICKNAME_QUOTES.__contains__, gap[1:n - 1])):
+    # 'Eleanor "Nell" Whitcombe': the family name after a quoted nickname (the quotes are
+    # among the openings)
+    for i in (i for i in opens if gap[i] in _NICKNAME_QUOTES):
         j = i + 1
         if name[i] and name[i - 1] and gap[j] in _NICKNAME_CLOSE and not name[j] and \
                 not veto[j] and toks[j].cap and (toks[j].joins_name or toks[j].surname_rank):
@@ -1466,8 +1546,10 @@ def _merge(d: _Doc, name, blocked) -> list[tuple[int, int, str]]:
     spans: list[list[int]] = []
     prev = None
     for i in compress(range(len(toks)), name):
-        gap = text[spans[-1][1]:start[i]] if spans else ""
-        if spans and _INITIAL_GAP.fullmatch(gap) and ("." not in gap or prev.initial):
+        # (_INITIAL_GAP takes at most 2 characters: a longer gap is not sliced)
+        if spans and start[i] - spans[-1][1] <= 2 and \
+                _INITIAL_GAP.fullmatch(gap := text[spans[-1][1]:start[i]]) and \
+                ("." not in gap or prev.initial):
             spans[-1][1] = end[i]
         else:
             spans.append([start[i], end[i]])

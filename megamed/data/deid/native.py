@@ -41,6 +41,7 @@ TRANSCRIBED = {
     "place_words": "e2da3a78eda79aba",
     "run_masks": "f7e30051f2082fba",
     "split_tokens": "d1305b313ca25f93",
+    "token_parts": "d1c781330fb3e0c1",
     "uncased_regions": "569d612d86e0908d",
 }
 # piece -> the fingerprint of that Python now (filled at import; the test compares)
